@@ -1,0 +1,1 @@
+"""Membership by gossip: SWIM with the Lifeguard refinements, wire-compatible with memberlist/Serf."""
