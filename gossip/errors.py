@@ -73,3 +73,7 @@ class KeyringError(EncryptionError):
 
 class EncodeError(GossipError, ValueError):
     """A message cannot be put on the wire as given (local fault: value out of range, too big)."""
+
+
+class ConfigError(GossipError, ValueError):
+    """A gossip setting is invalid (local fault); the message names the setting and the fix."""
