@@ -1,0 +1,393 @@
+"""The agent: the one composition root that wires gossip, the catalog, DNS, the LB and HTTP.
+
+Start-up order (each step only once the previous one succeeded; a failure undoes what started):
+  1. validate every subsystem's configuration (nothing binds before the whole config is good),
+  2. data dir (node ID, lock), 3. gossip, 4. registry (catalog, local services, checks),
+  5. HTTP API, 6. DNS, 7. load balancer, 8. join (start_join, then retry_join in the background).
+Shutdown runs the other way and is bounded: leave the cluster (so peers see ``left``, not
+``failed``), close listeners (LB, DNS, HTTP), stop checks and flush the local state to disk.
+SIGINT/SIGTERM stop the agent with exit code 0; SIGHUP reloads service definitions.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import os
+import shutil
+import signal
+import socket
+import tempfile
+import time
+from pathlib import Path
+from typing import Any
+
+from aiohttp import web
+
+from . import __version__
+from .config import AgentConfig, split_hostport
+from .datadir import DataDir
+from .errors import ConfigError
+
+log = logging.getLogger(__name__)
+
+SHUTDOWN_BUDGET = 4.0
+"""Seconds the whole shutdown may take; SIGTERM must exit within 5 s."""
+
+
+class Agent:
+    """A running Rumor node agent.
+
+    Attributes other modules read: ``config``, ``datadir``, ``node_id``, ``gossip`` (the
+    ``gossip.Gossip`` service or None), ``registry`` (``registry.service.Registry`` or None),
+    ``dns`` (``dnsserver.DNSServer`` or None), ``lb`` (``lb.LoadBalancer`` or None), and the bound
+    ports ``http_port``, ``dns_port``, ``gossip_port``.
+    """
+
+    def __init__(self, config: AgentConfig) -> None:
+        self.config = config
+        self.datadir: DataDir | None = None
+        self._tmp_data_dir: str | None = None
+        self.gossip: Any = None
+        self.registry: Any = None
+        self.dns: Any = None
+        self.lb: Any = None
+        self.http_port = 0
+        self.dns_port = 0
+        self.gossip_port = config.serf_lan_port
+        self.started_at = time.time()
+        self._runner: web.AppRunner | None = None
+        self._stop = asyncio.Event()
+        self._tasks: set[asyncio.Task[Any]] = set()
+        self._prepared: dict[str, Any] = {}
+
+    # --- identity ---------------------------------------------------------------------------
+
+    @property
+    def node_id(self) -> str:
+        return self.datadir.node_id if self.datadir else ""
+
+    @property
+    def data_dir_path(self) -> str:
+        return str(self.datadir.path) if self.datadir else ""
+
+    @property
+    def gossip_address(self) -> str:
+        addr = self.config.gossip_address
+        if addr in ("0.0.0.0", "::"):
+            return _guess_local_ip()
+        return addr
+
+    def self_member(self) -> dict[str, Any]:
+        if self.gossip is not None:
+            from .api.gossip_routes import member_json  # type: ignore[attr-defined]
+
+            return dict(member_json(self.gossip.local_member()))
+        return {
+            "Name": self.config.node_name, "Addr": self.gossip_address,
+            "Port": self.gossip_port, "Tags": dict(self.config.tags), "Status": 1,
+        }
+
+    def peer_addresses(self) -> list[str]:
+        if self.gossip is None:
+            return [f"{self.gossip_address}:{self.gossip_port}"]
+        return sorted(f"{m.addr}:{m.port}" for m in self.gossip.members() if m.status == "alive")
+
+    def stats(self) -> dict[str, Any]:
+        out: dict[str, Any] = {
+            "agent": {"uptime_s": str(int(time.time() - self.started_at)), "pid": str(os.getpid())},
+        }
+        if self.gossip is not None:
+            members = self.gossip.members()
+            out["serf_lan"] = {
+                "members": str(len(members)),
+                "alive": str(sum(1 for m in members if m.status == "alive")),
+                "failed": str(sum(1 for m in members if m.status == "failed")),
+                "left": str(sum(1 for m in members if m.status == "left")),
+                "encrypted": str(bool(self.config.encrypt)).lower(),
+            }
+        if self.registry is not None:
+            out["registry"] = {k: str(v) for k, v in self.registry.stats().items()}
+        return out
+
+    # --- lifecycle --------------------------------------------------------------------------
+
+    def prepare(self) -> None:
+        """Build every subsystem's own config; raise ConfigError before anything binds."""
+        cfg = self.config
+        if cfg.enable_dns and cfg.dns_port >= 0:
+            try:
+                from dnsserver import DNSConfig
+            except ImportError:  # the DNS package is not in this build yet
+                DNSConfig = None
+            if DNSConfig is not None:
+                try:
+                    self._prepared["dns"] = DNSConfig.from_dict(
+                        dict(cfg.dns_config), domain=cfg.domain, alt_domain=cfg.alt_domain,
+                        bind_addr=cfg.client_addr, port=cfg.dns_port, recursors=tuple(cfg.recursors),
+                    )
+                except ValueError as e:
+                    raise ConfigError(str(e)) from None
+        if cfg.enable_lb:
+            try:
+                from lb import LBConfig, ListenerSpec
+            except ImportError:
+                LBConfig = None
+            if LBConfig is not None:
+                opts = {k: v for k, v in cfg.lb.items() if k != "listeners"}
+                try:
+                    self._prepared["lb"] = LBConfig.from_dict(opts)
+                    self._prepared["lb_listeners"] = [
+                        ListenerSpec.from_dict(x) for x in cfg.lb.get("listeners", [])
+                    ]
+                except (ValueError, TypeError) as e:
+                    raise ConfigError(f"lb: {e}") from None
+        try:
+            from .membership import prepare_gossip
+        except ImportError:
+            prepare_gossip = None
+        if prepare_gossip is not None:
+            self._prepared["gossip"] = prepare_gossip(cfg)
+        try:
+            from .service import prepare_registry
+        except ImportError:
+            prepare_registry = None
+        if prepare_registry is not None:
+            self._prepared["registry"] = prepare_registry(cfg)
+
+    async def start(self) -> None:
+        self.prepare()
+        try:
+            await self._start()
+        except BaseException:
+            await self._close_everything(leave=False)
+            raise
+
+    async def _start(self) -> None:
+        cfg = self.config
+        if cfg.dev and not cfg.data_dir:
+            self._tmp_data_dir = tempfile.mkdtemp(prefix="rumor-dev-")
+            self.datadir = DataDir(Path(self._tmp_data_dir))
+        else:
+            self.datadir = DataDir(Path(cfg.data_dir))
+
+        if "gossip" in self._prepared:
+            from .membership import start_gossip
+
+            self.gossip = await start_gossip(cfg, self.datadir, self._prepared["gossip"])
+            self.gossip_port = self.gossip.bound_port
+
+        if "registry" in self._prepared:
+            from .service import Registry
+
+            self.registry = Registry(cfg, self.datadir, self.gossip, self._prepared["registry"])
+            await self.registry.start()
+
+        await self._start_http()
+
+        view = self.registry.view if self.registry is not None else None
+        if "dns" in self._prepared and view is not None:
+            from dnsserver import DNSServer
+
+            self.dns = DNSServer(self._prepared["dns"], view)
+            await self.dns.start()
+            self.dns_port = self.dns.udp_port
+
+        if "lb" in self._prepared and view is not None:
+            from lb import LoadBalancer
+
+            self.lb = LoadBalancer(self._prepared["lb"], view)
+            await self.lb.start()
+            for spec in self._prepared.get("lb_listeners", []) + self._saved_listeners():
+                try:
+                    await self.lb.add_listener(spec)
+                except Exception as e:  # a listener that cannot bind is reported, not fatal
+                    log.error("lb listener not started name=%s error=%s", spec.name, e)
+
+        if self.gossip is not None:
+            if cfg.start_join:
+                joined = await self.gossip.join(list(cfg.start_join))
+                if joined == 0:
+                    raise ConfigError(
+                        "start_join: could not join any of " + ", ".join(cfg.start_join)
+                        + "; check the addresses or use -retry-join"
+                    )
+            if cfg.retry_join:
+                self._spawn(self._retry_join())
+
+        log.info(
+            "agent started node=%s datacenter=%s http=%s:%s dns=%s gossip=%s:%s version=%s",
+            cfg.node_name, cfg.datacenter, cfg.client_addr, self.http_port, self.dns_port,
+            self.gossip_address, self.gossip_port, __version__,
+        )
+
+    async def _start_http(self) -> None:
+        cfg = self.config
+        if cfg.http_port < 0:
+            return
+        from .api import make_app
+
+        app = make_app(self)
+        self._runner = web.AppRunner(app, access_log=None, handle_signals=False,
+                                     shutdown_timeout=1.0)
+        await self._runner.setup()
+        site = web.TCPSite(self._runner, cfg.client_addr, cfg.http_port, reuse_address=True)
+        try:
+            await site.start()
+        except OSError as e:
+            raise ConfigError(
+                f"ports.http: cannot listen on {cfg.client_addr}:{cfg.http_port} ({e.strerror}); "
+                "pick another port with -http-port"
+            ) from None
+        server = site._server
+        if server is not None and server.sockets:  # type: ignore[union-attr]
+            self.http_port = server.sockets[0].getsockname()[1]  # type: ignore[union-attr]
+
+    async def _retry_join(self) -> None:
+        cfg = self.config
+        attempt = 0
+        while True:
+            attempt += 1
+            try:
+                joined = await self.gossip.join(list(cfg.retry_join))
+            except Exception as e:
+                log.warning("retry_join failed attempt=%d error=%s", attempt, e)
+                joined = 0
+            if joined:
+                log.info("retry_join succeeded joined=%d attempt=%d", joined, attempt)
+                return
+            if cfg.retry_max and attempt >= cfg.retry_max:
+                log.error("retry_join gave up attempts=%d", attempt)
+                return
+            await asyncio.sleep(cfg.retry_interval)
+
+    def _spawn(self, coro: Any) -> None:
+        task = asyncio.ensure_future(coro)
+        self._tasks.add(task)
+        task.add_done_callback(self._tasks.discard)
+
+    # --- LB listeners made through the API persist in the data dir -----------------------------
+
+    def _saved_listeners(self) -> list[Any]:
+        from lb import ListenerSpec
+
+        from .datadir import read_json
+
+        assert self.datadir is not None
+        saved = read_json(self.datadir.file("lb-listeners.json")) or []
+        out = []
+        for item in saved:
+            try:
+                out.append(ListenerSpec.from_dict(item))
+            except (ValueError, TypeError) as e:
+                log.error("saved lb listener skipped error=%s", e)
+        return out
+
+    async def lb_put(self, spec: Any) -> dict[str, Any]:
+        """Create or replace an API-made listener and persist the set."""
+        result: dict[str, Any] = await self.lb.add_listener(spec)
+        self._persist_listener(spec.name, spec)
+        return result
+
+    async def lb_delete(self, name: str) -> None:
+        await self.lb.remove_listener(name)
+        self._persist_listener(name, None)
+
+    def _persist_listener(self, name: str, spec: Any) -> None:
+        from .datadir import atomic_write_json, read_json
+
+        assert self.datadir is not None
+        path = self.datadir.file("lb-listeners.json")
+        saved = [x for x in (read_json(path) or []) if x.get("Name") != name]
+        if spec is not None:
+            saved.append(spec.to_dict())
+        atomic_write_json(path, saved)
+
+    # --- running and stopping ---------------------------------------------------------------
+
+    def request_stop(self) -> None:
+        self._stop.set()
+
+    async def reload(self) -> None:
+        """SIGHUP: re-read config files and re-apply service and check definitions."""
+        from .config import build, merge, read_file
+
+        settings: dict[str, Any] = {}
+        try:
+            for f in self.config.config_files:
+                settings = merge(settings, read_file(Path(f)))
+            fresh = build({**_settings_of(self.config), **{
+                k: settings[k] for k in ("services", "checks") if k in settings}})
+        except ConfigError as e:
+            log.error("reload refused, keeping the running config: %s", e)
+            return
+        if self.registry is not None:
+            await self.registry.reload_definitions(fresh.services, fresh.checks)
+        log.info("reloaded services=%d checks=%d", len(fresh.services), len(fresh.checks))
+
+    async def run(self) -> int:
+        loop = asyncio.get_running_loop()
+        for sig in (signal.SIGINT, signal.SIGTERM):
+            loop.add_signal_handler(sig, self.request_stop)
+        loop.add_signal_handler(signal.SIGHUP, lambda: self._spawn(self.reload()))
+        try:
+            await self.start()
+            await self._stop.wait()
+            log.info("shutting down")
+        finally:
+            await self._close_everything(leave=True)
+            for sig in (signal.SIGINT, signal.SIGTERM, signal.SIGHUP):
+                loop.remove_signal_handler(sig)
+        return 0
+
+    async def _close_everything(self, *, leave: bool) -> None:
+        deadline = time.monotonic() + SHUTDOWN_BUDGET
+
+        def left() -> float:
+            return max(0.1, deadline - time.monotonic())
+
+        for task in list(self._tasks):
+            task.cancel()
+        if leave and self.gossip is not None:
+            await _bounded(self.gossip.leave(min(2.5, left())), left(), "gossip leave")
+        if self.lb is not None:
+            await _bounded(self.lb.stop(), min(1.0, left()), "lb stop")
+        if self.dns is not None:
+            await _bounded(self.dns.stop(), min(0.5, left()), "dns stop")
+        if self._runner is not None:
+            await _bounded(self._runner.cleanup(), min(1.0, left()), "http stop")
+        if self.registry is not None:
+            await _bounded(self.registry.stop(), min(1.0, left()), "registry stop")
+        if self.gossip is not None:
+            await _bounded(self.gossip.shutdown(), min(0.5, left()), "gossip shutdown")
+        if self._tmp_data_dir:
+            shutil.rmtree(self._tmp_data_dir, ignore_errors=True)
+
+
+async def _bounded(aw: Any, timeout: float, what: str) -> None:
+    try:
+        async with asyncio.timeout(timeout):
+            await aw
+    except TimeoutError:
+        log.warning("shutdown step timed out step=%s", what)
+    except Exception:
+        log.exception("shutdown step failed step=%s", what)
+
+
+def _settings_of(cfg: AgentConfig) -> dict[str, Any]:
+    from dataclasses import fields
+
+    return {f.name: getattr(cfg, f.name) for f in fields(cfg)}
+
+
+def _guess_local_ip() -> str:
+    with contextlib.suppress(OSError), socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as s:
+        # No packet is sent: connecting a UDP socket only selects a route and source address.
+        s.connect(("192.0.2.1", 9))
+        return str(s.getsockname()[0])
+    return "127.0.0.1"
+
+
+def parse_join_address(value: str, default_port: int) -> tuple[str, int]:
+    return split_hostport(value, default_port)

@@ -1,0 +1,67 @@
+"""The agent's HTTP API: a compatible subset of Consul's, served by aiohttp.
+
+Each ``*_routes`` module in this package holds an ``aiohttp.web.RouteTableDef`` named ``routes``;
+:func:`make_app` mounts them all behind the same middlewares, which turn refusals into Consul's
+plain-text error answers: 400/403/404/405/413 with a reason, never a 500 for bad input.
+"""
+
+from __future__ import annotations
+
+import importlib
+import logging
+from typing import TYPE_CHECKING, Any
+
+from aiohttp import web
+
+from .base import AGENT, error_middleware
+
+if TYPE_CHECKING:
+    from ..agent import Agent
+
+log = logging.getLogger(__name__)
+
+#: Route modules, mounted in this order. Each must define ``routes``.
+ROUTE_MODULES = (
+    "self_routes",
+    "gossip_routes",
+    "agent_routes",
+    "catalog_routes",
+    "health_routes",
+    "acl_routes",
+    "kv_routes",
+    "lb_routes",
+    "metrics_routes",
+    "ui_routes",
+)
+
+__all__ = ["AGENT", "make_app", "ROUTE_MODULES"]
+
+
+def make_app(agent: Agent, *, client_max_size: int | None = None) -> web.Application:
+    app = web.Application(
+        middlewares=[error_middleware],
+        client_max_size=client_max_size or agent.config.http_max_body,
+        handler_args={"max_field_size": 16384, "max_line_size": 16384},
+    )
+    app[AGENT] = agent
+    for name in ROUTE_MODULES:
+        module = _load(name)
+        if module is not None:
+            app.router.add_routes(module.routes)
+            setup = getattr(module, "setup", None)
+            if setup is not None:
+                setup(app)
+    return app
+
+
+def _load(name: str) -> Any:
+    full = f"{__name__}.{name}"
+    try:
+        return importlib.import_module(full)
+    except ModuleNotFoundError as e:
+        # Only "this route module is not part of this build" is tolerated; a missing
+        # dependency inside a module that exists is a real error.
+        if e.name != full:
+            raise
+        log.debug("http route module absent module=%s", full)
+        return None

@@ -1,0 +1,56 @@
+"""``rumor agent``: run the node agent in the foreground."""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import logging
+import sys
+from typing import Any
+
+from .. import logs
+from ..config import add_agent_flags, load
+from ..errors import ConfigError, DataDirError
+
+EPILOG = """examples:
+  rumor agent -dev                                   # one node, everything on, temp data dir
+  rumor agent -node web1 -bind 10.0.0.5 -data-dir /var/lib/rumor -retry-join 10.0.0.2
+  rumor agent -config-file /etc/rumor/agent.json -config-dir /etc/rumor/services.d
+"""
+
+
+def register(sub: Any) -> None:
+    p = sub.add_parser("agent", help="run the agent", description="Run the Rumor agent.",
+                       epilog=EPILOG, formatter_class=argparse.RawDescriptionHelpFormatter,
+                       allow_abbrev=False)
+    add_agent_flags(p)
+    p.set_defaults(func=run)
+
+
+def run(args: argparse.Namespace) -> int:
+    try:
+        cfg = load(args)
+    except ConfigError as e:
+        print(f"==> config error: {e}", file=sys.stderr)
+        return 1
+    logs.setup(cfg.log_level, cfg.log_json)
+    from ..agent import Agent
+
+    _install_fast_loop()
+    agent = Agent(cfg)
+    try:
+        return asyncio.run(agent.run())
+    except (ConfigError, DataDirError) as e:
+        print(f"==> config error: {e}", file=sys.stderr)
+        return 1
+    except KeyboardInterrupt:
+        return 0
+
+
+def _install_fast_loop() -> None:
+    try:
+        import uvloop
+    except ImportError:
+        return
+    asyncio.set_event_loop_policy(uvloop.EventLoopPolicy())
+    logging.getLogger(__name__).debug("using uvloop")

@@ -1,0 +1,83 @@
+"""Logging set-up: key=value text by default, JSON lines with -log-json."""
+
+from __future__ import annotations
+
+import json
+import logging
+import sys
+import time
+from collections import deque
+from collections.abc import Callable
+
+TRACE = 5
+logging.addLevelName(TRACE, "TRACE")
+
+_LEVELS = {"TRACE": TRACE, "DEBUG": logging.DEBUG, "INFO": logging.INFO, "WARN": logging.WARNING,
+           "WARNING": logging.WARNING, "ERR": logging.ERROR, "ERROR": logging.ERROR}
+
+
+def level_of(name: str) -> int:
+    return _LEVELS[name.upper()]
+
+
+class TextFormatter(logging.Formatter):
+    def format(self, record: logging.LogRecord) -> str:
+        ts = time.strftime("%Y-%m-%dT%H:%M:%S", time.gmtime(record.created))
+        msg = record.getMessage()
+        line = f"{ts}.{int(record.msecs):03d}Z [{record.levelname}] {record.name}: {msg}"
+        if record.exc_info:
+            line += "\n" + self.formatException(record.exc_info)
+        return line
+
+
+class JSONFormatter(logging.Formatter):
+    def format(self, record: logging.LogRecord) -> str:
+        out = {
+            "@timestamp": time.strftime("%Y-%m-%dT%H:%M:%S", time.gmtime(record.created))
+            + f".{int(record.msecs):03d}Z",
+            "@level": record.levelname.lower(),
+            "@module": record.name,
+            "@message": record.getMessage(),
+        }
+        if record.exc_info:
+            out["exception"] = self.formatException(record.exc_info)
+        return json.dumps(out)
+
+
+class MonitorHandler(logging.Handler):
+    """Keeps recent lines and feeds live subscribers (for `rumor monitor`)."""
+
+    def __init__(self, keep: int = 512) -> None:
+        super().__init__()
+        self.recent: deque[tuple[int, str]] = deque(maxlen=keep)
+        self.subscribers: set[Callable[[int, str], None]] = set()
+
+    def emit(self, record: logging.LogRecord) -> None:
+        try:
+            line = self.format(record)
+        except Exception:  # pragma: no cover - formatting errors must not kill logging
+            return
+        self.recent.append((record.levelno, line))
+        for sub in list(self.subscribers):
+            sub(record.levelno, line)
+
+
+MONITOR = MonitorHandler()
+
+
+def setup(level: str = "INFO", as_json: bool = False) -> None:
+    root = logging.getLogger()
+    for h in list(root.handlers):
+        root.removeHandler(h)
+    fmt: logging.Formatter = JSONFormatter() if as_json else TextFormatter()
+    handler = logging.StreamHandler(sys.stderr)
+    handler.setFormatter(fmt)
+    root.addHandler(handler)
+    MONITOR.setFormatter(fmt)
+    root.addHandler(MONITOR)
+    lvl = level_of(level)
+    root.setLevel(min(lvl, logging.INFO))
+    handler.setLevel(lvl)
+    MONITOR.setLevel(TRACE)
+    # aiohttp's access log is noisy and not ours to show by default.
+    logging.getLogger("aiohttp.access").setLevel(logging.WARNING)
