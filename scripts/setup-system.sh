@@ -1,0 +1,36 @@
+#!/usr/bin/env bash
+# Install the Debian packages Rumor's tests and benchmarks drive (real peers and clients).
+# Installs only what is missing; needs root (or sudo) the first time.
+set -euo pipefail
+
+need=()
+check() { command -v "$1" >/dev/null 2>&1 || need+=("$2"); }
+check dig dnsutils
+check serf serf
+check ip iproute2
+check iptables iptables
+check ping iputils-ping
+check curl curl
+check dnsmasq dnsmasq-base
+check dnsperf dnsperf
+check haproxy haproxy
+check nginx nginx-light
+check wrk wrk
+check taskset util-linux
+check ps procps
+check chromium chromium
+check chromedriver chromium-driver
+
+if [ ${#need[@]} -eq 0 ]; then
+  exit 0
+fi
+SUDO=""
+if [ "$(id -u)" -ne 0 ]; then
+  if command -v sudo >/dev/null 2>&1; then SUDO=sudo; else
+    echo "missing Debian packages: ${need[*]}; run as root or install them" >&2; exit 1
+  fi
+fi
+echo "==> installing Debian packages: ${need[*]}"
+export DEBIAN_FRONTEND=noninteractive
+$SUDO apt-get update -qq
+$SUDO apt-get install -y -qq --no-install-recommends "${need[@]}" >/dev/null

@@ -1,0 +1,162 @@
+"""The agent as an operator meets it: start, answer, refuse bad input, stop cleanly."""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import socket
+import subprocess
+import sys
+import time
+import urllib.error
+import urllib.request
+from pathlib import Path
+
+import pytest
+
+from tests.harness.agents import AgentProcess, free_port, wait_for
+
+ROOT = Path(__file__).resolve().parents[2]
+
+
+def rumor(*args: str, env: dict[str, str] | None = None, timeout: float = 20) -> subprocess.CompletedProcess[str]:
+    return subprocess.run([sys.executable, "-m", "registry.cli", *args], capture_output=True,
+                          text=True, timeout=timeout, cwd=ROOT, env={**os.environ, **(env or {})})
+
+
+def raw_http(port: int, method: str, path: str, body: bytes | None = None) -> tuple[int, str, str]:
+    req = urllib.request.Request(f"http://127.0.0.1:{port}{path}", data=body, method=method)
+    try:
+        with urllib.request.urlopen(req, timeout=5) as r:
+            return r.status, r.headers.get("Content-Type", ""), r.read().decode()
+    except urllib.error.HTTPError as e:
+        return e.code, e.headers.get("Content-Type", ""), e.read().decode()
+
+
+@pytest.fixture
+def agent(tmp_path: Path):
+    a = AgentProcess("solo", tmp_path)
+    a.start()
+    yield a
+    a.stop()
+
+
+def test_agent_self_and_status(agent: AgentProcess) -> None:
+    me = agent.http("GET", "/v1/agent/self")
+    assert me["Config"]["NodeName"] == "solo"
+    assert me["Config"]["Datacenter"] == "dc1"
+    assert me["Config"]["Version"]
+    assert me["Member"]["Name"] == "solo"
+    leader = agent.http("GET", "/v1/status/leader")
+    assert leader == f"127.0.0.1:{agent.gossip_port}"
+    node_id = me["Config"]["NodeID"]
+    assert (agent.data_dir / "node-id").read_text().strip() == node_id
+
+
+def test_unknown_route_and_method_are_plain_text(agent: AgentProcess) -> None:
+    status, ctype, text = raw_http(agent.http_port, "GET", "/v1/no/such/thing")
+    assert (status, text) == (404, "404 page not found\n") and ctype.startswith("text/plain")
+    status, ctype, text = raw_http(agent.http_port, "DELETE", "/v1/agent/self")
+    assert status == 405 and "method DELETE not allowed" in text and ctype.startswith("text/plain")
+
+
+def test_oversized_body_is_413(agent: AgentProcess) -> None:
+    big = b"x" * (5 * 1024 * 1024)
+    status, _, text = raw_http(agent.http_port, "PUT", "/v1/agent/service/register", big)
+    assert status == 413, text
+    assert "too large" in text
+
+
+def test_garbage_on_the_http_port_does_not_hurt(agent: AgentProcess) -> None:
+    for junk in (b"\x00\xff" * 100 + b"\r\n\r\n", b"GET " + b"a" * 70000 + b" HTTP/1.1\r\n\r\n",
+                 b"GET / HTTP/1.1\r\n" + b"X: y\r\n" * 5000 + b"\r\n"):
+        with socket.create_connection(("127.0.0.1", agent.http_port), timeout=5) as s:
+            s.sendall(junk)
+            s.settimeout(5)
+            try:
+                s.recv(4096)
+            except (TimeoutError, ConnectionResetError):
+                pass
+    assert agent.http("GET", "/v1/agent/self")["Config"]["NodeName"] == "solo"
+
+
+def test_sigterm_exits_zero_within_five_seconds(tmp_path: Path) -> None:
+    a = AgentProcess("term", tmp_path).start()
+    t0 = time.monotonic()
+    rc = a.stop(timeout=5)
+    assert rc == 0, a.log_tail()
+    assert time.monotonic() - t0 < 5
+    assert "shutting down" in a.log_path.read_text()
+
+
+def test_sigint_exits_zero(tmp_path: Path) -> None:
+    a = AgentProcess("int", tmp_path).start()
+    a.signal(signal.SIGINT)
+    assert a.proc is not None and a.proc.wait(timeout=5) == 0
+
+
+def test_dev_mode_uses_and_removes_a_temp_data_dir(tmp_path: Path) -> None:
+    port = free_port()
+    p = subprocess.Popen([sys.executable, "-m", "registry.cli", "agent", "-dev",
+                          "-http-port", str(port), "-dns-port", str(free_port()),
+                          "-serf-lan-port", str(free_port())],
+                         cwd=ROOT, stdout=subprocess.PIPE, stderr=subprocess.STDOUT)
+    try:
+        def self_info():
+            return json.loads(raw_http(port, "GET", "/v1/agent/self")[2])
+        me = wait_for(self_info, 20, what="dev agent")
+        data_dir = Path(me["DebugConfig"]["DataDir"])
+        assert data_dir.is_dir() and me["DebugConfig"]["BindAddr"] == "127.0.0.1"
+    finally:
+        p.send_signal(signal.SIGTERM)
+        assert p.wait(timeout=5) == 0
+    assert not data_dir.exists()
+
+
+@pytest.mark.parametrize("args, needle", [
+    (["-http-port", "99999", "-dev"], "ports.http: 99999 is not a port"),
+    (["-node", "n"], "data_dir: not set"),
+    (["-dev", "-bogus-flag"], "unrecognized arguments: -bogus-flag"),
+    (["-dev", "-encrypt", "short"], "encrypt:"),
+])
+def test_bad_config_exits_one_with_a_message(args: list[str], needle: str) -> None:
+    p = rumor("agent", *args)
+    assert p.returncode == 1, p.stderr
+    assert needle in p.stderr
+
+
+def test_port_in_use_is_a_clear_error(tmp_path: Path) -> None:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        s.listen()
+        port = s.getsockname()[1]
+        p = rumor("agent", "-dev", "-http-port", str(port), "-dns-port", str(free_port()),
+                  "-serf-lan-port", str(free_port()))
+    assert p.returncode == 1
+    assert f"ports.http: cannot listen on 127.0.0.1:{port}" in p.stderr
+
+
+def test_client_commands_report_an_unreachable_agent() -> None:
+    port = free_port()
+    p = rumor("info", "-http-addr", f"127.0.0.1:{port}")
+    assert p.returncode == 1 and "cannot reach the agent" in p.stderr
+    p = rumor("info", env={"RUMOR_HTTP_ADDR": f"127.0.0.1:{port}"})
+    assert p.returncode == 1 and f"127.0.0.1:{port}" in p.stderr
+
+
+def test_info_and_version(agent: AgentProcess) -> None:
+    p = rumor("info", "-http-addr", agent.http_addr)
+    assert p.returncode == 0 and "node = solo" in p.stdout
+    p = rumor("info", "-json", "-http-addr", agent.http_addr)
+    assert json.loads(p.stdout)["Config"]["NodeName"] == "solo"
+    p = rumor("version")
+    assert p.returncode == 0 and p.stdout.startswith("Rumor v")
+
+
+def test_log_json(tmp_path: Path) -> None:
+    a = AgentProcess("js", tmp_path, extra_args=["-log-json"]).start()
+    a.stop()
+    lines = [json.loads(x) for x in a.log_path.read_text().splitlines() if x.startswith("{")]
+    assert any("agent started" in x["@message"] for x in lines)
+    assert all({"@timestamp", "@level", "@module", "@message"} <= x.keys() for x in lines)
