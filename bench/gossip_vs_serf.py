@@ -1,0 +1,357 @@
+"""Gossip benchmark: Rumor agents side by side with real Serf agents, same sizes, same run.
+
+For each N (default 10, 30, 50) and each kind (serf, rumor; the order alternates between sizes
+so that neither always runs on a warmer machine), it starts N agents on loopback with the LAN
+profile and measures:
+
+- join: every agent but the seed joins the seed at once; time until every agent lists N alive
+  members (median agent and slowest agent);
+- idle: CPU seconds per agent per minute, RSS per agent, and gossip bytes per node per second,
+  over an idle window after convergence;
+- detection: ``kill -9`` of one agent; time until each other agent lists it as failed (median
+  and max over observers);
+- leave: graceful leave of another agent; time until every remaining agent lists it as left.
+
+Bytes are counted by iptables on the loopback of a network namespace the benchmark makes for
+itself (the gossip ports of each kind lie in their own range), so nothing is added to the root
+namespace. Rumor agents run as whole agents (HTTP API, DNS and LB included), which is what the
+RSS target is about. Run as root:
+
+    python bench/gossip_vs_serf.py                 # N = 10, 30, 50, 60 s idle window
+    python bench/gossip_vs_serf.py --sizes 10 --idle 20
+"""
+
+from __future__ import annotations
+
+import argparse
+import concurrent.futures as cf
+import http.client
+import json
+import os
+import secrets
+import shutil
+import signal
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+from typing import Any
+
+ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT))
+
+from bench.serfrpc import SerfRPC  # noqa: E402
+
+PORTS = {"serf": (20000, 21000), "rumor": (22000, 23000)}   # gossip base, rpc/http base
+RUMOR_DNS_BASE = 24000
+STATUS = {1: "alive", 2: "leaving", 3: "left", 4: "failed"}
+
+
+# --- agents ---------------------------------------------------------------------------------
+
+class Agent:
+    def __init__(self, kind: str, i: int, workdir: Path, profile: str) -> None:
+        self.kind, self.i, self.name = kind, i, f"{kind[0]}{i}"
+        gbase, cbase = PORTS[kind]
+        self.gossip_port, self.ctl_port = gbase + i, cbase + i
+        self.workdir = workdir
+        self.profile = profile
+        self.proc: subprocess.Popen[bytes] | None = None
+        self._rpc: SerfRPC | None = None
+        self._http: http.client.HTTPConnection | None = None
+
+    @property
+    def gossip_addr(self) -> str:
+        return f"127.0.0.1:{self.gossip_port}"
+
+    def start(self) -> None:
+        log = open(self.workdir / f"{self.name}.log", "wb")
+        if self.kind == "serf":
+            argv = ["serf", "agent", "-node", self.name, "-bind", self.gossip_addr,
+                    "-rpc-addr", f"127.0.0.1:{self.ctl_port}", "-log-level", "warn",
+                    "-profile", self.profile]
+        else:
+            argv = [sys.executable, "-m", "registry.cli", "agent", "-node", self.name,
+                    "-bind", "127.0.0.1", "-client", "127.0.0.1",
+                    "-serf-lan-port", str(self.gossip_port), "-http-port", str(self.ctl_port),
+                    "-dns-port", str(RUMOR_DNS_BASE + self.i),
+                    "-data-dir", str(self.workdir / f"{self.name}-data"),
+                    "-log-level", "warn", "-profile", self.profile]
+        self.proc = subprocess.Popen(argv, stdout=log, stderr=subprocess.STDOUT, cwd=ROOT)
+        log.close()
+
+    def ready(self) -> bool:
+        try:
+            self.members()
+            return True
+        except Exception:
+            self.close_conn()
+            return False
+
+    def close_conn(self) -> None:
+        if self._rpc:
+            self._rpc.close()
+        if self._http:
+            self._http.close()
+        self._rpc = self._http = None
+
+    def members(self) -> dict[str, str]:
+        if self.kind == "serf":
+            if self._rpc is None:
+                self._rpc = SerfRPC(f"127.0.0.1:{self.ctl_port}")
+            return self._rpc.members()
+        body = self._request("GET", "/v1/agent/members")
+        return {m["Name"]: STATUS.get(m["Status"], "?") for m in json.loads(body)}
+
+    def _request(self, method: str, path: str) -> bytes:
+        for attempt in (1, 2):
+            if self._http is None:
+                self._http = http.client.HTTPConnection("127.0.0.1", self.ctl_port, timeout=10)
+            try:
+                self._http.request(method, path)
+                resp = self._http.getresponse()
+                body = resp.read()
+                if resp.status >= 400:
+                    raise RuntimeError(f"{method} {path}: {resp.status} {body!r}")
+                return body
+            except (ConnectionError, http.client.HTTPException, OSError):
+                self.close_conn()
+                if attempt == 2:
+                    raise
+        raise AssertionError("unreachable")
+
+    def join(self, addr: str) -> None:
+        if self.kind == "serf":
+            SerfRPC(f"127.0.0.1:{self.ctl_port}").join([addr])
+        else:
+            self._request("PUT", f"/v1/agent/join/{addr}")
+
+    def leave(self) -> None:
+        if self.kind == "serf":
+            rpc = SerfRPC(f"127.0.0.1:{self.ctl_port}")
+            rpc.leave()
+        else:
+            self._request("PUT", "/v1/agent/leave")
+
+    def cpu_seconds(self) -> float:
+        assert self.proc is not None
+        fields = Path(f"/proc/{self.proc.pid}/stat").read_text().rsplit(")", 1)[1].split()
+        tick = os.sysconf("SC_CLK_TCK")
+        return (int(fields[11]) + int(fields[12])) / tick
+
+    def rss_mib(self) -> float:
+        assert self.proc is not None
+        for line in Path(f"/proc/{self.proc.pid}/status").read_text().splitlines():
+            if line.startswith("VmRSS:"):
+                return int(line.split()[1]) / 1024
+        return float("nan")
+
+    def kill9(self) -> None:
+        if self.proc and self.proc.poll() is None:
+            os.kill(self.proc.pid, signal.SIGKILL)
+            self.proc.wait()
+
+    def stop(self) -> None:
+        self.close_conn()
+        if self.proc and self.proc.poll() is None:
+            os.kill(self.proc.pid, signal.SIGTERM)
+            try:
+                self.proc.wait(timeout=8)
+            except subprocess.TimeoutExpired:
+                self.kill9()
+
+
+# --- measuring ------------------------------------------------------------------------------
+
+def wait_all(agents: list[Agent], pred: Any, timeout: float, pool: cf.ThreadPoolExecutor,
+             interval: float = 0.1) -> dict[str, float]:
+    """Poll every agent until ``pred(members)`` holds; return each agent's first time (s)."""
+    t0 = time.monotonic()
+    done: dict[str, float] = {}
+    while len(done) < len(agents) and time.monotonic() - t0 < timeout:
+        pending = [a for a in agents if a.name not in done]
+
+        def check(a: Agent) -> tuple[str, bool]:
+            try:
+                return a.name, bool(pred(a.members()))
+            except Exception:
+                a.close_conn()
+                return a.name, False
+
+        now = time.monotonic() - t0
+        for name, ok in pool.map(check, pending):
+            if ok:
+                done[name] = now
+        time.sleep(interval)
+    return done
+
+
+def bytes_counter(kind: str) -> int:
+    """Bytes sent on the gossip ports of ``kind`` (UDP and TCP, both directions of TCP)."""
+    out = subprocess.run(["iptables", "-nvxL", f"RB-{kind}"], capture_output=True, text=True,
+                         check=True).stdout
+    total = 0
+    for line in out.splitlines()[2:]:
+        parts = line.split()
+        if len(parts) > 1 and parts[1].isdigit():
+            total += int(parts[1])
+    return total
+
+
+def setup_counters() -> None:
+    for kind, (gbase, _) in PORTS.items():
+        chain = f"RB-{kind}"
+        subprocess.run(["iptables", "-N", chain], check=True)
+        subprocess.run(["iptables", "-I", "OUTPUT", "-j", chain], check=True)
+        rng = f"{gbase}:{gbase + 99}"
+        subprocess.run(["iptables", "-A", chain, "-p", "udp", "--dport", rng], check=True)
+        subprocess.run(["iptables", "-A", chain, "-p", "tcp", "--dport", rng], check=True)
+        subprocess.run(["iptables", "-A", chain, "-p", "tcp", "--sport", rng], check=True)
+
+
+def run_one(kind: str, n: int, idle: float, profile: str, workdir: Path) -> dict[str, Any]:
+    agents = [Agent(kind, i, workdir, profile) for i in range(n)]
+    pool = cf.ThreadPoolExecutor(max_workers=16)
+    result: dict[str, Any] = {"kind": kind, "n": n}
+    try:
+        for a in agents:
+            a.start()
+        t0 = time.monotonic()
+        while not all(a.ready() for a in agents):
+            if time.monotonic() - t0 > 60:
+                raise RuntimeError(f"{kind}: agents did not start")
+            time.sleep(0.2)
+        names = {a.name for a in agents}
+        seed = agents[0]
+
+        # join: all at once
+        t_join = time.monotonic()
+        list(pool.map(lambda a: a.join(seed.gossip_addr), agents[1:]))
+        seen = wait_all(agents, lambda m: sum(1 for k, v in m.items()
+                                              if k in names and v == "alive") == n, 120, pool)
+        times = sorted(seen.values())
+        result["join_median"] = statistics.median(times) if times else None
+        result["join_max"] = max(times) if len(times) == n else None
+        result["join_converged"] = f"{len(times)}/{n}"
+        result["join_wall"] = time.monotonic() - t_join
+
+        # idle window
+        time.sleep(3)
+        b0 = bytes_counter(kind)
+        c0 = [a.cpu_seconds() for a in agents]
+        time.sleep(idle)
+        b1 = bytes_counter(kind)
+        c1 = [a.cpu_seconds() for a in agents]
+        per_min = [(y - x) * 60 / idle for x, y in zip(c0, c1)]
+        result["idle_cpu_s_per_min"] = statistics.median(per_min)
+        result["rss_mib"] = statistics.median(a.rss_mib() for a in agents)
+        result["bytes_per_node_s"] = (b1 - b0) / n / idle
+
+        # detection of kill -9
+        victim = agents[-1]
+        observers = agents[:-1]
+        victim.kill9()
+        seen = wait_all(observers, lambda m: m.get(victim.name) == "failed", 90, pool, 0.1)
+        t = sorted(seen.values())
+        result["detect_median"] = statistics.median(t) if t else None
+        result["detect_max"] = max(t) if len(t) == len(observers) else None
+        result["detect_seen"] = f"{len(t)}/{len(observers)}"
+
+        # graceful leave
+        leaver = agents[-2]
+        rest = agents[:-2]
+        pool.submit(leaver.leave)
+        seen = wait_all(rest, lambda m: m.get(leaver.name) == "left", 60, pool, 0.1)
+        t = sorted(seen.values())
+        result["leave_median"] = statistics.median(t) if t else None
+        result["leave_max"] = max(t) if len(t) == len(rest) else None
+    finally:
+        for a in agents:
+            a.stop()
+        pool.shutdown(wait=False, cancel_futures=True)
+    return result
+
+
+def fmt(v: Any, unit: str = "") -> str:
+    if v is None:
+        return "n/a"
+    if isinstance(v, float):
+        return f"{v:.2f}{unit}"
+    return f"{v}{unit}"
+
+
+def ratio(a: Any, b: Any) -> str:
+    if not a or not b:
+        return "n/a"
+    return f"{a / b:.2f}x"
+
+
+def report(results: list[dict[str, Any]]) -> str:
+    rows = ["| N | metric | Serf | Rumor | Rumor/Serf |", "|---|---|---|---|---|"]
+    metrics = [("join_median", "join, median agent (s)"), ("join_max", "join, slowest agent (s)"),
+               ("detect_median", "kill -9 seen, median observer (s)"),
+               ("detect_max", "kill -9 seen, last observer (s)"),
+               ("leave_median", "leave seen, median (s)"), ("leave_max", "leave seen, last (s)"),
+               ("idle_cpu_s_per_min", "idle CPU s/agent/min"), ("rss_mib", "RSS MiB/agent"),
+               ("bytes_per_node_s", "idle gossip B/s/node")]
+    for n in sorted({r["n"] for r in results}):
+        s = next((r for r in results if r["n"] == n and r["kind"] == "serf"), {})
+        m = next((r for r in results if r["n"] == n and r["kind"] == "rumor"), {})
+        for key, label in metrics:
+            rows.append(f"| {n} | {label} | {fmt(s.get(key))} | {fmt(m.get(key))} | "
+                        f"{ratio(m.get(key), s.get(key))} |")
+        rows.append(f"| {n} | converged / detected | {s.get('join_converged')} / "
+                    f"{s.get('detect_seen')} | {m.get('join_converged')} / {m.get('detect_seen')} | |")
+    return "\n".join(rows)
+
+
+def inside(args: argparse.Namespace) -> int:
+    subprocess.run(["ip", "link", "set", "lo", "up"], check=True)
+    setup_counters()
+    sizes = [int(x) for x in args.sizes.split(",")]
+    kinds = [k for k in ("serf", "rumor") if args.only in (None, k)]
+    results = []
+    with tempfile.TemporaryDirectory(prefix="rumor-bench-") as tmp:
+        for idx, n in enumerate(sizes):
+            order = kinds if idx % 2 == 0 else list(reversed(kinds))
+            for kind in order:
+                print(f"== {kind} N={n}", flush=True)
+                r = run_one(kind, n, args.idle, args.profile, Path(tmp))
+                print(json.dumps(r), flush=True)
+                results.append(r)
+    print()
+    print(report(results))
+    out = ROOT / "bench" / "out"
+    out.mkdir(exist_ok=True)
+    (out / "gossip_vs_serf.json").write_text(json.dumps(results, indent=1))
+    return 0
+
+
+def main() -> int:
+    p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    p.add_argument("--sizes", default="10,30,50")
+    p.add_argument("--idle", type=float, default=60.0, help="idle window in seconds")
+    p.add_argument("--profile", default="lan")
+    p.add_argument("--only", choices=["serf", "rumor"])
+    p.add_argument("--inside", action="store_true", help=argparse.SUPPRESS)
+    args = p.parse_args()
+    if args.inside:
+        return inside(args)
+    if os.geteuid() != 0 or shutil.which("serf") is None:
+        print("needs root and the Debian serf package", file=sys.stderr)
+        return 1
+    ns = f"rmrbench-{secrets.token_hex(3)}"
+    subprocess.run(["ip", "netns", "add", ns], check=True)
+    try:
+        argv = ["ip", "netns", "exec", ns, sys.executable, str(Path(__file__).resolve()),
+                "--inside", "--sizes", args.sizes, "--idle", str(args.idle),
+                "--profile", args.profile] + (["--only", args.only] if args.only else [])
+        return subprocess.call(argv)
+    finally:
+        subprocess.run(["ip", "netns", "del", ns], check=False)
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
