@@ -1,1 +1,59 @@
-"""An embedded DNS server answering for services and nodes from a catalog view."""
+"""An embedded, health-aware DNS server for services and nodes (Consul's DNS interface).
+
+``dnsserver`` imports nothing from the rest of Rumor. It reads a catalog through the
+:class:`View` protocol of docs/contracts.md; the registry's view satisfies it, and
+:class:`MemoryView` is a small in-memory catalog for tests and embedding.
+
+Public API::
+
+    config = DNSConfig.from_dict({"node_ttl": "10s", "service_ttl": {"*": "5s"}},
+                                 domain="rumor.", port=0, recursors=("10.0.0.2",))
+    server = DNSServer(config, view)          # counters=DNSCounters() to share one
+    await server.start()                      # binds UDP and TCP on the same port
+    server.udp_port, server.tcp_port          # the bound ports
+    server.counters.snapshot()                # queries by qtype/rcode, cache, drops, latency
+    await server.stop()
+
+    # sans-I/O: no sockets, no event loop
+    resp = answer(query_bytes, view, config)           # bytes, or None (drop)
+    res = Resolver(config, view)                       # with the encoded-answer cache
+    out = res.handle(query_bytes, tcp=False)           # bytes | Forward | None
+
+Names answered (case-insensitive, under ``domain`` or ``alt_domain``; answers echo the domain
+asked): ``<svc>.service[.<dc>]``, ``<tag>.<svc>.service[.<dc>]``,
+``_<svc>._<tag|tcp|udp>[.service][.<dc>]`` (RFC 2782), ``<node>.node[.<dc>]``,
+``<hexip>.addr[.<dc>]``, the apex (SOA, NS) and ``ns``; reverse ``in-addr.arpa`` /
+``ip6.arpa`` PTR for node and service addresses. Other names go to ``recursors`` or are
+REFUSED.
+"""
+
+from __future__ import annotations
+
+from .config import DNSConfig, SOAConfig, parse_duration
+from .counters import LATENCY_BUCKETS_US, DNSCounters
+from .errors import ConfigError, DNSError, MalformedQuery
+from .memview import MemInstance, MemNode, MemoryView
+from .resolver import Forward, Resolver, answer
+from .server import DNSServer
+from .view import Instance, Node, View
+
+__all__ = [
+    "ConfigError",
+    "DNSConfig",
+    "DNSCounters",
+    "DNSError",
+    "DNSServer",
+    "Forward",
+    "Instance",
+    "LATENCY_BUCKETS_US",
+    "MalformedQuery",
+    "MemInstance",
+    "MemNode",
+    "MemoryView",
+    "Node",
+    "Resolver",
+    "SOAConfig",
+    "View",
+    "answer",
+    "parse_duration",
+]

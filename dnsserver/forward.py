@@ -1,0 +1,150 @@
+"""Forwarding names outside our domains to recursors, with timeout and failover.
+
+Why not aiodns: the issue suggested it, but aiodns (pycares) resolves a name and returns parsed
+records (``query``/``query_dns``). A forwarder must hand the client the recursor's answer
+faithfully: its rcode (NXDOMAIN vs NODATA), flags (AD, TC), authority section (the SOA that
+drives negative caching, RFC 2308), TTLs, EDNS options and record types c-ares does not model.
+Rebuilding a packet from parsed results loses those, so we forward the raw query over UDP
+(TCP when the client came over TCP), restore the client's ID, and check that the answer comes
+from the recursor we asked, with our ID and the same question (basic anti-spoofing).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import random
+import socket
+import struct
+
+from .config import DNSConfig, parse_recursor
+from .counters import DNSCounters
+
+__all__ = ["Forwarder"]
+
+log = logging.getLogger(__name__)
+
+
+class _UpstreamProtocol(asyncio.DatagramProtocol):
+    def __init__(self, owner: Forwarder) -> None:
+        self.owner = owner
+
+    def datagram_received(self, data: bytes, addr: tuple[str, int]) -> None:  # type: ignore[override]
+        if len(data) < 12:
+            return
+        key = ((data[0] << 8) | data[1], addr[0], addr[1])
+        fut = self.owner._pending.get(key)
+        if fut is not None and not fut.done():
+            fut.set_result(data)
+
+    def error_received(self, exc: Exception) -> None:
+        log.debug("recursor socket error err=%s", exc)
+
+
+class Forwarder:
+    """Sends raw queries to the configured recursors; one shared UDP socket per family."""
+
+    def __init__(self, config: DNSConfig, counters: DNSCounters,
+                 rng: random.Random | None = None) -> None:
+        self.recursors = [parse_recursor(r) for r in config.recursors]
+        self.timeout = config.recursor_timeout
+        self.shuffle = config.recursor_strategy == "random"
+        self.counters = counters
+        self.rng = rng or random.SystemRandom()
+        self._pending: dict[tuple[int, str, int], asyncio.Future[bytes]] = {}
+        self._transports: dict[int, asyncio.DatagramTransport] = {}
+
+    async def start(self) -> None:
+        loop = asyncio.get_running_loop()
+        for fam in {socket.AF_INET6 if ":" in h else socket.AF_INET for h, _ in self.recursors}:
+            local = ("::", 0) if fam == socket.AF_INET6 else ("0.0.0.0", 0)
+            tr, _ = await loop.create_datagram_endpoint(
+                lambda: _UpstreamProtocol(self), local_addr=local, family=fam)
+            self._transports[fam] = tr
+
+    def close(self) -> None:
+        for tr in self._transports.values():
+            tr.close()
+        self._transports.clear()
+        for fut in self._pending.values():
+            if not fut.done():
+                fut.cancel()
+        self._pending.clear()
+
+    async def forward(self, data: bytes, tcp: bool, question: bytes) -> bytes | None:
+        """The recursor's answer with the client's ID, or None when every recursor failed."""
+        order = list(self.recursors)
+        if self.shuffle:
+            self.rng.shuffle(order)
+        self.counters.forwarded += 1
+        for host, port in order:
+            try:
+                if tcp:
+                    out = await asyncio.wait_for(self._tcp(data, host, port, question), self.timeout)
+                else:
+                    out = await self._udp(data, host, port, question)
+            except (TimeoutError, OSError, asyncio.IncompleteReadError, ValueError) as exc:
+                self.counters.forward_timeouts += 1
+                log.debug("recursor failed recursor=%s:%s err=%r", host, port, exc)
+                continue
+            if out is not None:
+                return data[:2] + out[2:]
+        self.counters.forward_failures += 1
+        return None
+
+    def _new_id(self, host: str, port: int) -> int:
+        for _ in range(16):
+            qid = self.rng.getrandbits(16)
+            if (qid, host, port) not in self._pending:
+                return qid
+        raise ValueError("no free query id")
+
+    async def _udp(self, data: bytes, host: str, port: int, question: bytes) -> bytes | None:
+        fam = socket.AF_INET6 if ":" in host else socket.AF_INET
+        tr = self._transports.get(fam)
+        if tr is None:
+            raise OSError("forwarder not started")
+        qid = self._new_id(host, port)
+        key = (qid, host, port)
+        fut: asyncio.Future[bytes] = asyncio.get_running_loop().create_future()
+        self._pending[key] = fut
+        try:
+            tr.sendto(struct.pack("!H", qid) + data[2:], (host, port))
+            deadline = asyncio.get_running_loop().time() + self.timeout
+            while True:
+                remaining = deadline - asyncio.get_running_loop().time()
+                out = await asyncio.wait_for(asyncio.shield(fut), max(remaining, 0.0))
+                if _same_question(out, question):
+                    return out
+                # Wrong question for our ID: ignore it and keep waiting (spoof or stray).
+                fut = asyncio.get_running_loop().create_future()
+                self._pending[key] = fut
+        finally:
+            self._pending.pop(key, None)
+
+    async def _tcp(self, data: bytes, host: str, port: int, question: bytes) -> bytes | None:
+        reader, writer = await asyncio.open_connection(host, port)
+        try:
+            qid = self.rng.getrandbits(16)
+            msg = struct.pack("!H", qid) + data[2:]
+            writer.write(struct.pack("!H", len(msg)) + msg)
+            await writer.drain()
+            ln = struct.unpack("!H", await reader.readexactly(2))[0]
+            out = await reader.readexactly(ln)
+            if len(out) < 12 or (out[0] << 8 | out[1]) != qid or not _same_question(out, question):
+                raise ValueError("answer does not match the query")
+            return out
+        finally:
+            writer.close()
+
+
+def _same_question(resp: bytes, question: bytes) -> bool:
+    """True when ``resp`` carries exactly ``question`` (names compared case-insensitively)."""
+    if len(resp) < 12 or not resp[2] & 0x80:
+        return False
+    qd = (resp[4] << 8) | resp[5]
+    if qd == 0:
+        return True     # some servers omit the question in errors (FORMERR/SERVFAIL)
+    got = resp[12:12 + len(question)]
+    return (len(got) == len(question) and got[:-4].lower() == question[:-4].lower()
+            and got[-4:] == question[-4:])

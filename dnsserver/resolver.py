@@ -1,0 +1,641 @@
+"""The sans-I/O resolver: query bytes + a catalog view -> response bytes.
+
+Theory of operation
+-------------------
+An answer is a pure function of (question, view). ``Resolver.handle(data, tcp=...)`` returns
+
+* ``bytes``: the response to send;
+* ``None``: drop the packet (no ID to echo, a response sent to us, oversized...), counted;
+* a :class:`Forward`: the name is outside our domains and recursors are configured; the
+  server sends the raw query upstream (see :mod:`dnsserver.forward`).
+
+Hot path. A hand-written scan of the header and the question (no general parser) builds the
+cache key ``(lower-cased qname wire bytes, qtype+qclass bytes, variant)`` where ``variant``
+packs the transport size limit, TCP-or-UDP, EDNS present, the DO bit and the query's RD/CD bits.
+The cache holds *encoded* responses for the current ``view.index``; it is flushed whenever
+the index moves, so an answer is never staler than the catalog. A hit costs a dict lookup and
+a splice: the client's ID and its question bytes (its 0x20 case) go in, the rest of the packet
+is cached. Answers with several records keep one pre-assembled packet per rotation (up to
+``cache_max_rotations``) and hand them out in turn: that is the round-robin.
+
+Miss path. :func:`dnsserver.wire.parse_query` parses strictly (and produces FORMERR/NOTIMP or a
+drop), then ``_resolve`` walks Consul's name grammar and encodes each record once, with
+compression pointers only into the question so records can be re-ordered and cut freely.
+``_assemble`` fits records into the size limit: without EDNS 512 bytes, with EDNS the
+advertised size (capped by ``max_udp_size``), over TCP 65535; when answer records are left out
+TC is set (``enable_truncate``) so the client retries over TCP and gets them all.
+
+Name grammar (Consul's, RFC 2782 included), after the domain or alt domain is taken off:
+``<svc>.service[.<dc>]``, ``<tag>.<svc>.service[.<dc>]``, ``_<svc>._<tag|tcp|udp>[.service]
+[.<dc>]``, ``<node>.node[.<dc>]``, ``<hexip>.addr[.<dc>]``, ``ns``, and the apex; reverse
+names under in-addr.arpa / ip6.arpa resolve to nodes and service addresses.
+"""
+
+from __future__ import annotations
+
+import ipaddress
+import logging
+import struct
+from collections.abc import Sequence
+from dataclasses import dataclass
+
+from .config import DNSConfig
+from .counters import DNSCounters
+from .errors import MalformedQuery
+from .view import Instance, View
+from .wire import (
+    A, AAAA, ANY, AXFR, FORMERR, IXFR, NOERROR, NOTIMP, NS, NXDOMAIN, PTR, REFUSED, SOA, SRV,
+    TXT, Compressor, ParsedQuery, header_only, labels_of, opt_rr, parse_query, rr,
+)
+
+__all__ = ["Resolver", "Forward", "answer"]
+
+log = logging.getLogger(__name__)
+
+_QD1 = b"\x00\x01\x00\x00\x00\x00\x00\x00"
+_QD1AR1 = b"\x00\x01\x00\x00\x00\x00\x00\x01"
+_SOA_TIMERS = struct.Struct("!5I")
+_SRV_FIXED = struct.Struct("!HHH")
+_KEYWORDS = frozenset({"service", "node", "addr", "query", "connect", "ingress", "virtual"})
+_BADVERS = 16
+
+
+@dataclass(frozen=True, slots=True)
+class Forward:
+    """The query must go to a recursor; ``data`` is the query as received."""
+
+    data: bytes
+    tcp: bool
+
+
+class _Answer:
+    """An answer before assembly: encoded records per section."""
+
+    __slots__ = ("rcode", "answers", "groups", "authority", "extra", "rotate", "addr_limited")
+
+    def __init__(self, rcode: int, answers: list[bytes] | None = None,
+                 groups: list[list[bytes]] | None = None, authority: list[bytes] | None = None,
+                 extra: list[bytes] | None = None, rotate: bool = False,
+                 addr_limited: bool = False) -> None:
+        self.rcode = rcode
+        self.answers = answers or []
+        self.groups = groups                 # additional records tied to each answer (SRV)
+        self.authority = authority or []
+        self.extra = extra or []             # additional records not tied to an answer
+        self.rotate = rotate
+        self.addr_limited = addr_limited     # a_record_limit applies (A/AAAA answers)
+
+
+class _Entry:
+    """A cached response: one packet per rotation (filled lazily), a turn counter."""
+
+    __slots__ = ("pkts", "n", "i", "tc", "rcode", "ans", "qlen", "limit", "count", "opt",
+                 "forward")
+
+    def __init__(self) -> None:
+        self.pkts: list[bytes | None] = []
+        self.n = 1
+        self.i = 0
+        self.tc = False
+        self.rcode = 0
+        self.ans: _Answer | None = None
+        self.qlen = 0
+        self.limit = 512
+        self.count = 0
+        self.opt = b""
+        self.forward = False
+
+
+def _ip(text: str) -> ipaddress.IPv4Address | ipaddress.IPv6Address | None:
+    try:
+        return ipaddress.ip_address(text)
+    except ValueError:
+        return None
+
+
+def _hexip(addr: ipaddress.IPv4Address | ipaddress.IPv6Address) -> str:
+    return addr.packed.hex()
+
+
+class Resolver:
+    """Answers DNS queries from a catalog view; owns the encoded-answer cache.
+
+    ``forwarding`` (default: whether ``config.recursors`` is non-empty) decides whether names
+    outside the domain yield :class:`Forward` (the server forwards) or REFUSED.
+    """
+
+    def __init__(self, config: DNSConfig, view: View, *, counters: DNSCounters | None = None,
+                 forwarding: bool | None = None) -> None:
+        self.config = config
+        self.view = view
+        self.counters = counters if counters is not None else DNSCounters()
+        self.forwarding = bool(config.recursors) if forwarding is None else forwarding
+        self._ra = 0x80 if self.forwarding else 0
+        self._domains: list[tuple[bytes, ...]] = [labels_of(config.domain)]
+        if config.alt_domain:
+            self._domains.append(labels_of(config.alt_domain))
+        self._cache: dict[tuple[bytes, bytes, int], _Entry] = {}
+        self._index = -1
+        self._max_q = config.max_query_size
+        self._max_udp = config.max_udp_size
+        self._max_rot = config.cache_max_rotations
+        self._cap = config.cache_max_entries
+        self._glue = _ip(config.glue_address)
+
+    # -- the hot path ---------------------------------------------------------------------------
+    def handle(self, data: bytes, tcp: bool = False) -> bytes | Forward | None:
+        """Answer one query (see the module doc). Never raises."""
+        try:
+            n = len(data)
+            if n < 17 or n > self._max_q or data[2] & 0xF8:
+                return self._slow(data, tcp)
+            hdr = data[4:12]
+            if hdr != _QD1 and hdr != _QD1AR1:
+                return self._slow(data, tcp)
+            pos = 12
+            ln = data[12]
+            while ln:
+                if ln > 63:
+                    return self._slow(data, tcp)
+                pos += ln + 1
+                if pos >= n:
+                    return self._slow(data, tcp)
+                ln = data[pos]
+            name_end = pos + 1
+            qend = name_end + 4
+            if qend > n or name_end > 267:
+                return self._slow(data, tcp)
+            if hdr is _QD1 or data[11] == 0:
+                if qend != n:
+                    return self._slow(data, tcp)
+                variant = 65535 << 5 | 4 if tcp else 512 << 5
+            else:
+                # Exactly one OPT record (root name, type 41) ending the packet, version 0.
+                if (n < qend + 11 or data[qend] != 0 or data[qend + 1] != 0
+                        or data[qend + 2] != 41 or data[qend + 6] != 0
+                        or qend + 11 + ((data[qend + 9] << 8) | data[qend + 10]) != n):
+                    return self._slow(data, tcp)
+                if tcp:
+                    variant = 65535 << 5 | 7 if data[qend + 7] & 0x80 else 65535 << 5 | 5
+                else:
+                    size = (data[qend + 3] << 8) | data[qend + 4]
+                    if size < 512:
+                        size = 512
+                    elif size > self._max_udp:
+                        size = self._max_udp
+                    variant = size << 5 | (3 if data[qend + 7] & 0x80 else 1)
+            variant |= ((data[2] & 1) << 3) | ((data[3] & 0x10) << 1)
+            key = (data[12:name_end].lower(), data[name_end:qend], variant)
+            idx = self.view.index
+            if idx != self._index:
+                self._flush(idx)
+            e = self._cache.get(key)
+            if e is None:
+                return self._slow(data, tcp)
+            c = self.counters
+            c.queries += 1
+            qt = (data[name_end] << 8) | data[name_end + 1]
+            c.qtypes[qt] = c.qtypes.get(qt, 0) + 1
+            c.cache_hits += 1
+            if e.forward:
+                return Forward(data, tcp)
+            c.rcodes[e.rcode] += 1
+            if e.tc:
+                c.truncated += 1
+            if e.n == 1:
+                pkt = e.pkts[0]
+            else:
+                e.i += 1
+                r = e.i % e.n
+                pkt = e.pkts[r] if r < len(e.pkts) else None
+                if pkt is None:
+                    pkt = self._variant(e, r)
+            assert pkt is not None
+            return data[:2] + pkt[2:12] + data[12:qend] + pkt[qend:]
+        except Exception:  # noqa: BLE001 - nothing from the peer may escape the receive path
+            log.exception("dns resolver failed on a query len=%s", len(data))
+            self.counters.drop("internal_error")
+            return header_only(data, 2)
+
+    def _flush(self, idx: int) -> None:
+        if self._cache:
+            self.counters.cache_flushes += 1
+            self._cache.clear()
+        self._index = idx
+
+    # -- the slow path: strict parse, resolve, encode -------------------------------------------
+    def _slow(self, data: bytes, tcp: bool) -> bytes | Forward | None:
+        c = self.counters
+        try:
+            q = parse_query(data, max_size=self._max_q)
+        except MalformedQuery as exc:
+            if c.drop(exc.reason):
+                log.warning("bad dns query reason=%s len=%s", exc.reason, len(data))
+            else:
+                log.debug("bad dns query reason=%s len=%s", exc.reason, len(data))
+            if exc.rcode is None:
+                return None
+            c.rcodes[exc.rcode] += 1
+            return header_only(data, exc.rcode)
+        c.queries += 1
+        c.qtypes[q.qtype] = c.qtypes.get(q.qtype, 0) + 1
+        if q.edns and q.edns_version != 0:
+            # RFC 6891 §6.1.3: BADVERS, with our OPT saying which version we speak.
+            c.rcodes[_BADVERS] += 1
+            flags = 0x8000 | (q.flags & 0x0110) | 0x0400
+            return (data[:2] + struct.pack("!5H", flags, 1, 0, 0, 1) + q.question
+                    + opt_rr(self._max_udp, q.edns_do, _BADVERS >> 4))
+        if tcp:
+            limit = 65535
+            variant = 65535 << 5 | 4 | (1 if q.edns else 0) | (2 if q.edns and q.edns_do else 0)
+        elif q.edns:
+            limit = min(max(q.edns_size, 512), self._max_udp)
+            variant = limit << 5 | 1 | (2 if q.edns_do else 0)
+        else:
+            limit = 512
+            variant = 512 << 5
+        variant |= ((q.flags >> 8) & 1) << 3 | ((q.flags & 0x10) << 1)
+        qn = len(q.question) - 4
+        key = (q.question[:qn].lower(), q.question[qn:], variant)
+        idx = self.view.index
+        if idx != self._index:
+            self._flush(idx)
+        e = self._cache.get(key)
+        r = 0
+        if e is not None:
+            c.cache_hits += 1
+            if e.n > 1:
+                e.i += 1
+                r = e.i % e.n
+        else:
+            c.cache_misses += 1
+            e = self._build(q, tcp, limit)
+            if len(self._cache) >= self._cap:
+                del self._cache[next(iter(self._cache))]
+                c.cache_evictions += 1
+            self._cache[key] = e
+        if e.forward:
+            return Forward(data, tcp)
+        c.rcodes[e.rcode] += 1
+        if e.tc:
+            c.truncated += 1
+        pkt = e.pkts[r] if r < len(e.pkts) else None
+        if pkt is None:
+            pkt = self._variant(e, r)
+        qend = 12 + len(q.question)
+        return data[:2] + pkt[2:12] + data[12:qend] + pkt[qend:]
+
+    def _build(self, q: ParsedQuery, tcp: bool, limit: int) -> _Entry:
+        e = _Entry()
+        ans = self._resolve(q)
+        if ans is None:
+            e.forward = True
+            return e
+        e.ans = ans
+        e.rcode = ans.rcode
+        e.qlen = len(q.question)
+        e.limit = limit
+        count = len(ans.answers)
+        cfg = self.config
+        if ans.addr_limited and cfg.a_record_limit:
+            count = min(count, cfg.a_record_limit)
+        if not tcp and cfg.udp_answer_limit and ans.answers:
+            count = min(count, cfg.udp_answer_limit)
+        e.count = count
+        e.opt = opt_rr(self._max_udp, q.edns_do) if q.edns else b""
+        e.n = len(ans.answers) if ans.rotate and len(ans.answers) > 1 else 1
+        flags = 0x8000 | 0x0400 | self._ra | ans.rcode | (q.flags & 0x0110)
+        if ans.rcode == REFUSED:
+            flags &= ~0x0400
+        first, e.tc = self._assemble(e, 0, flags, q.question)
+        e.pkts = [first]
+        return e
+
+    def _variant(self, e: _Entry, r: int) -> bytes:
+        """Assemble rotation ``r`` of a cached answer (kept if within cache_max_rotations)."""
+        first = e.pkts[0]
+        assert first is not None
+        flags = ((first[2] << 8) | first[3]) & ~0x0200
+        qend = 12 + e.qlen
+        pkt, _tc = self._assemble(e, r, flags, first[12:qend])
+        if r < self._max_rot:
+            while len(e.pkts) <= r:
+                e.pkts.append(None)
+            e.pkts[r] = pkt
+        return pkt
+
+    def _assemble(self, e: _Entry, r: int, flags: int, question: bytes) -> tuple[bytes, bool]:
+        """Fit rotation ``r`` of ``e.ans`` into ``e.limit`` bytes; returns (packet, truncated)."""
+        ans = e.ans
+        assert ans is not None
+        answers = ans.answers
+        groups = ans.groups
+        k = len(answers)
+        order = list(range(k))
+        if r and k:
+            r %= k
+            order = order[r:] + order[:r]
+        order = order[:e.count]
+        budget = e.limit - 12 - len(question) - len(e.opt)
+        out_an: list[bytes] = []
+        out_ad: list[bytes] = []
+        tc = False
+        for i in order:
+            a = answers[i]
+            g = groups[i] if groups else []
+            need = len(a) + sum(len(x) for x in g)
+            if need > budget:
+                if len(a) <= budget and not out_an:
+                    out_an.append(a)          # the record without its glue, rather than none
+                    budget -= len(a)
+                tc = True
+                break
+            out_an.append(a)
+            out_ad.extend(g)
+            budget -= need
+        out_ns: list[bytes] = []
+        for a in ans.authority:
+            if len(a) > budget:
+                tc = True
+                break
+            out_ns.append(a)
+            budget -= len(a)
+        for a in ans.extra:
+            if len(a) <= budget:
+                out_ad.append(a)
+                budget -= len(a)
+        truncated = tc
+        if tc and self.config.enable_truncate:
+            flags |= 0x0200
+        ar = len(out_ad) + (1 if e.opt else 0)
+        head = struct.pack("!6H", 0, flags, 1, len(out_an), len(out_ns), ar)
+        return b"".join([head, question, *out_an, *out_ns, *out_ad, e.opt]), truncated
+
+    # -- name grammar and records -------------------------------------------------------------
+    def _resolve(self, q: ParsedQuery) -> _Answer | None:
+        """The answer to a well-formed question, or None when it must be forwarded."""
+        qtype = q.qtype
+        if q.qclass not in (1, 255):
+            return _Answer(REFUSED)
+        if qtype in (AXFR, IXFR):
+            return _Answer(NOTIMP)
+        low = tuple(x.lower() for x in q.labels)
+        comp = Compressor(q.labels)
+        for dom in self._domains:
+            if len(low) >= len(dom) and low[len(low) - len(dom):] == dom:
+                asked = q.labels[len(q.labels) - len(dom):]
+                rest = [x.decode("utf-8", "replace") for x in low[:len(low) - len(dom)]]
+                return self._in_domain(rest, qtype, asked, comp)
+        if len(low) >= 2 and low[-1] == b"arpa" and low[-2] in (b"in-addr", b"ip6"):
+            ans = self._reverse(low, qtype, comp)
+            if ans is not None:
+                return ans
+            if self.forwarding:
+                return None
+            return self._negative(NXDOMAIN, labels_of(self.config.domain), comp)
+        if self.forwarding:
+            return None
+        return _Answer(REFUSED)
+
+    def _soa(self, dom: tuple[bytes, ...], comp: Compressor) -> bytes:
+        soa = self.config.soa
+        rdata = (comp.name((b"ns", *dom)) + comp.name((b"hostmaster", *dom))
+                 + _SOA_TIMERS.pack(self.view.index & 0xFFFFFFFF, soa.refresh, soa.retry,
+                                    soa.expire, soa.min_ttl))
+        return rr(comp.name(dom), SOA, soa.min_ttl, rdata)
+
+    def _negative(self, rcode: int, dom: tuple[bytes, ...], comp: Compressor) -> _Answer:
+        """NXDOMAIN or NODATA (rcode NOERROR) with the SOA in authority (RFC 2308)."""
+        return _Answer(rcode, authority=[self._soa(dom, comp)])
+
+    def _in_domain(self, rest: list[str], qtype: int, dom: tuple[bytes, ...],
+                   comp: Compressor) -> _Answer:
+        view = self.view
+        if not rest:
+            return self._apex(qtype, dom, comp)
+        if rest == ["ns"]:
+            return self._ns_host(qtype, dom, comp)
+        kind = ""
+        dc: str | None = None
+        parts: list[str] = []
+        if len(rest) in (2, 3) and rest[0].startswith("_") and rest[1].startswith("_"):
+            kind, parts = "service", rest[:2]          # RFC 2782 without ".service"
+            dc = rest[2] if len(rest) == 3 else None
+            if dc == "service":
+                dc = None
+        elif rest[-1] in _KEYWORDS:
+            kind, parts = rest[-1], rest[:-1]
+        elif len(rest) >= 2 and rest[-2] in _KEYWORDS:
+            kind, parts, dc = rest[-2], rest[:-2], rest[-1]
+        if not kind or not parts:
+            return self._negative(NXDOMAIN, dom, comp)
+        if dc is not None and dc != view.datacenter.lower():
+            return self._negative(NXDOMAIN, dom, comp)   # no WAN federation (yet)
+        if kind == "service":
+            return self._service(parts, qtype, dom, comp)
+        if kind == "node":
+            return self._node(".".join(parts), qtype, dom, comp)
+        if kind == "addr":
+            return self._addr(parts, qtype, dom, comp)
+        return self._negative(NXDOMAIN, dom, comp)       # prepared queries, connect: not served
+
+    def _apex(self, qtype: int, dom: tuple[bytes, ...], comp: Compressor) -> _Answer:
+        answers: list[bytes] = []
+        extra: list[bytes] = []
+        if qtype in (SOA, ANY):
+            answers.append(self._soa(dom, comp))
+        if qtype in (NS, ANY):
+            answers.append(rr(comp.name(dom), NS, self.config.soa.min_ttl,
+                              comp.name((b"ns", *dom))))
+            extra.extend(self._glue_rrs(dom, comp, 0))
+        if not answers:
+            return self._negative(NOERROR, dom, comp)
+        return _Answer(NOERROR, answers, extra=extra)
+
+    def _glue_rrs(self, dom: tuple[bytes, ...], comp: Compressor, qtype: int) -> list[bytes]:
+        g = self._glue
+        if g is None:
+            return []
+        rtype = A if g.version == 4 else AAAA
+        if qtype not in (0, ANY, rtype):
+            return []
+        return [rr(comp.name((b"ns", *dom)), rtype, int(self.config.node_ttl), g.packed)]
+
+    def _ns_host(self, qtype: int, dom: tuple[bytes, ...], comp: Compressor) -> _Answer:
+        recs = self._glue_rrs(dom, comp, qtype)
+        if not recs:
+            return self._negative(NOERROR, dom, comp)
+        return _Answer(NOERROR, recs)
+
+    def _service(self, parts: list[str], qtype: int, dom: tuple[bytes, ...],
+                 comp: Compressor) -> _Answer:
+        tag: str | None = None
+        if len(parts) == 1:
+            svc = parts[0]
+        elif len(parts) == 2 and parts[0].startswith("_") and parts[1].startswith("_"):
+            svc, tag = parts[0][1:], parts[1][1:]
+            if tag in ("tcp", "udp"):
+                tag = None                 # the protocol label of RFC 2782, not a tag
+        elif len(parts) == 2:
+            tag, svc = parts
+        else:
+            return self._negative(NXDOMAIN, dom, comp)
+        if not svc:
+            return self._negative(NXDOMAIN, dom, comp)
+        insts = self.view.instances(svc, tag, passing_only=self.config.only_passing)
+        if not insts:
+            return self._negative(NXDOMAIN, dom, comp)
+        ttl = self.config.ttl_for_service(svc)
+        owner = comp.name(comp.question)
+        if qtype == SRV:
+            return self._srv(insts, owner, ttl, dom, comp)
+        if qtype in (A, AAAA, ANY):
+            answers: list[bytes] = []
+            seen: set[bytes] = set()
+            for inst in insts:
+                ip = _ip(inst.address or inst.node_address)
+                if ip is None:
+                    continue
+                rtype = A if ip.version == 4 else AAAA
+                if (qtype != ANY and rtype != qtype) or ip.packed in seen:
+                    continue
+                seen.add(ip.packed)
+                answers.append(rr(owner, rtype, ttl, ip.packed))
+            if answers:
+                return _Answer(NOERROR, answers, rotate=True, addr_limited=True)
+        return self._negative(NOERROR, dom, comp)
+
+    def _srv(self, insts: Sequence[Instance], owner: bytes, ttl: int, dom: tuple[bytes, ...],
+             comp: Compressor) -> _Answer:
+        answers: list[bytes] = []
+        groups: list[list[bytes]] = []
+        for inst in insts:
+            weight = inst.weight_passing if inst.health == "passing" else inst.weight_warning
+            glue: list[bytes] = []
+            dc = inst.datacenter.encode()
+            try:
+                addr = inst.address
+                if not addr or addr == inst.node_address:
+                    target = comp.name((*labels_of(inst.node), b"node", dc, *dom))
+                    ip = _ip(inst.node_address)
+                else:
+                    ip = _ip(addr)
+                    if ip is not None:
+                        target = comp.name((_hexip(ip).encode(), b"addr", dc, *dom))
+                    else:
+                        target = comp.name(labels_of(addr))   # a host name: no glue we know
+                if ip is not None:
+                    glue.append(rr(target, A if ip.version == 4 else AAAA, ttl, ip.packed))
+            except ValueError:
+                continue                                       # a name we cannot encode
+            rdata = _SRV_FIXED.pack(1, max(0, min(weight, 65535)), inst.port & 0xFFFF) + target
+            answers.append(rr(owner, SRV, ttl, rdata))
+            groups.append(glue)
+        if not answers:
+            return self._negative(NOERROR, dom, comp)
+        return _Answer(NOERROR, answers, groups, rotate=True)
+
+    def _node(self, name: str, qtype: int, dom: tuple[bytes, ...], comp: Compressor) -> _Answer:
+        node = self.view.node(name)
+        if node is None or node.status == "left":
+            return self._negative(NXDOMAIN, dom, comp)
+        ttl = int(self.config.node_ttl)
+        owner = comp.name(comp.question)
+        answers: list[bytes] = []
+        extra: list[bytes] = []
+        ip = _ip(node.address)
+        if ip is not None:
+            rtype = A if ip.version == 4 else AAAA
+            if qtype in (rtype, ANY):
+                answers.append(rr(owner, rtype, ttl, ip.packed))
+        txt = self._txt(node.meta)
+        if txt:
+            meta_rr = rr(owner, TXT, ttl, txt)
+            if qtype in (TXT, ANY):
+                answers.append(meta_rr)
+            elif answers:
+                extra.append(meta_rr)     # Consul adds node meta to A answers' additional
+        if not answers:
+            return self._negative(NOERROR, dom, comp)
+        return _Answer(NOERROR, answers, extra=extra)
+
+    @staticmethod
+    def _txt(meta: object) -> bytes:
+        out = bytearray()
+        items = sorted(meta.items()) if hasattr(meta, "items") else []
+        for k, v in items:
+            s = f"{k}={v}".encode("utf-8")[:255]
+            out.append(len(s))
+            out += s
+        return bytes(out)
+
+    def _addr(self, parts: list[str], qtype: int, dom: tuple[bytes, ...],
+              comp: Compressor) -> _Answer:
+        if len(parts) != 1 or len(parts[0]) not in (8, 32):
+            return self._negative(NXDOMAIN, dom, comp)
+        try:
+            raw = bytes.fromhex(parts[0])
+        except ValueError:
+            return self._negative(NXDOMAIN, dom, comp)
+        rtype = A if len(raw) == 4 else AAAA
+        if qtype not in (rtype, ANY):
+            return self._negative(NOERROR, dom, comp)
+        owner = comp.name(comp.question)
+        return _Answer(NOERROR, [rr(owner, rtype, int(self.config.node_ttl), raw)])
+
+    def _reverse(self, low: tuple[bytes, ...], qtype: int, comp: Compressor) -> _Answer | None:
+        try:
+            if low[-2] == b"in-addr":
+                octets = low[:-2]
+                if len(octets) != 4:
+                    return None
+                ip: ipaddress.IPv4Address | ipaddress.IPv6Address = ipaddress.IPv4Address(
+                    ".".join(x.decode() for x in reversed(octets)))
+            else:
+                nibbles = low[:-2]
+                if len(nibbles) != 32 or any(len(x) != 1 for x in nibbles):
+                    return None
+                ip = ipaddress.IPv6Address(bytes.fromhex("".join(x.decode()
+                                                                for x in reversed(nibbles))))
+        except (ValueError, UnicodeDecodeError):
+            return None
+        view = self.view
+        dom = labels_of(self.config.domain)
+        dc = view.datacenter.encode()
+        targets: list[tuple[bytes, ...]] = []
+        for node in view.nodes():
+            if _ip(node.address) == ip and node.status != "left":
+                targets.append((*labels_of(node.name), b"node", node.datacenter.encode(), *dom))
+        for svc in sorted(view.services()):
+            for inst in view.instances(svc):
+                if inst.address and _ip(inst.address) == ip:
+                    t = (*labels_of(inst.service), b"service", dc, *dom)
+                    if t not in targets:
+                        targets.append(t)
+        if not targets:
+            return None
+        if qtype not in (PTR, ANY):
+            return self._negative(NOERROR, dom, comp)
+        owner = comp.name(comp.question)
+        answers = []
+        ttl = int(self.config.node_ttl)
+        for t in targets:
+            try:
+                answers.append(rr(owner, PTR, ttl, comp.name(t)))
+            except ValueError:
+                continue
+        return _Answer(NOERROR, answers)
+
+
+def answer(query: bytes, view: View, config: DNSConfig | None = None, *, tcp: bool = False,
+           counters: DNSCounters | None = None) -> bytes | None:
+    """Answer one query without sockets or cache state (sans-I/O). ``None`` means drop.
+
+    Names outside the domain get REFUSED here (no forwarding without I/O); for the cached,
+    forwarding-aware form use :class:`Resolver`.
+    """
+    res = Resolver(config or DNSConfig(), view, counters=counters, forwarding=False)
+    out = res.handle(query, tcp)
+    if isinstance(out, Forward):     # pragma: no cover - forwarding=False never forwards
+        return header_only(query, REFUSED)
+    return out

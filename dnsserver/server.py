@@ -1,0 +1,309 @@
+"""The asyncio driver: UDP and TCP listeners around the sans-I/O :class:`Resolver`.
+
+Runs on whatever loop is running (uvloop when the agent installed it, asyncio otherwise).
+UDP: one datagram in, at most one out, answered inline in ``datagram_received`` (no task per
+query). TCP (RFC 7766): length-prefixed frames, pipelined queries answered as they come (those
+forwarded upstream may finish out of order, which the RFC allows), an idle timeout, a cap on
+connections and on the frame size. Nothing a peer sends can raise out of a receive callback.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import bisect
+import errno
+import logging
+import socket
+import time
+from typing import Any
+
+from .config import DNSConfig
+from .counters import LATENCY_BUCKETS_US, DNSCounters
+from .errors import MalformedQuery
+from .forward import Forwarder
+from .resolver import Forward, Resolver
+from .view import View
+from .wire import SERVFAIL, header_only, parse_query
+
+__all__ = ["DNSServer"]
+
+log = logging.getLogger(__name__)
+
+_BUCKETS_NS = tuple(b * 1000 for b in LATENCY_BUCKETS_US)
+
+
+class _UDP(asyncio.DatagramProtocol):
+    def __init__(self, server: DNSServer) -> None:
+        self.server = server
+        self.transport: asyncio.DatagramTransport | None = None
+        self.handle = server.resolver.handle
+        self.lat = server.counters.latency
+
+    def connection_made(self, transport: asyncio.BaseTransport) -> None:
+        self.transport = transport  # type: ignore[assignment]
+
+    def datagram_received(self, data: bytes, addr: Any) -> None:
+        t0 = time.perf_counter_ns()
+        out = self.handle(data, False)
+        if out is None:
+            return
+        if out.__class__ is bytes:
+            try:
+                self.transport.sendto(out, addr)  # type: ignore[union-attr, arg-type]
+            except Exception as exc:  # noqa: BLE001 - e.g. a closed transport during stop
+                log.debug("udp send failed to=%s err=%r", addr, exc)
+            self.lat[bisect.bisect_left(_BUCKETS_NS, time.perf_counter_ns() - t0)] += 1
+            return
+        self.server._forward_udp(out, addr)  # type: ignore[arg-type]
+
+    def error_received(self, exc: Exception) -> None:
+        log.debug("udp socket error err=%r", exc)
+
+
+class _TCP(asyncio.Protocol):
+    def __init__(self, server: DNSServer) -> None:
+        self.server = server
+        self.cfg = server.config
+        self.transport: asyncio.Transport | None = None
+        self.buf = bytearray()
+        self.last = 0.0
+        self.timer: asyncio.TimerHandle | None = None
+        self.pending = 0
+        self.paused = False
+        self.write_paused = False
+        self.counted = False
+
+    def connection_made(self, transport: asyncio.BaseTransport) -> None:
+        self.transport = transport  # type: ignore[assignment]
+        c = self.server.counters
+        if c.tcp_connections >= self.cfg.max_tcp_connections:
+            c.tcp_rejected += 1
+            if c.drop("tcp_conn_cap"):
+                log.warning("dns tcp connection refused reason=cap max=%s",
+                            self.cfg.max_tcp_connections)
+            transport.abort()  # type: ignore[attr-defined]
+            return
+        self.counted = True
+        c.tcp_connections += 1
+        self.server._conns.add(self)
+        loop = asyncio.get_running_loop()
+        self.last = loop.time()
+        self.timer = loop.call_later(self.cfg.tcp_idle_timeout, self._idle)
+
+    def _idle(self) -> None:
+        if self.transport is None or self.transport.is_closing():
+            return
+        loop = asyncio.get_running_loop()
+        due = self.last + self.cfg.tcp_idle_timeout
+        if self.pending == 0 and loop.time() >= due:
+            self.server.counters.tcp_idle_closed += 1
+            self.transport.close()
+            return
+        self.timer = loop.call_later(max(due - loop.time(), 0.05), self._idle)
+
+    def data_received(self, data: bytes) -> None:
+        try:
+            self._data(data)
+        except Exception:  # noqa: BLE001 - never out of the receive path
+            log.exception("dns tcp receive failed")
+            self.server.counters.drop("internal_error")
+            if self.transport is not None:
+                self.transport.abort()
+
+    def _data(self, data: bytes) -> None:
+        tr = self.transport
+        if tr is None or tr.is_closing():
+            return
+        self.last = asyncio.get_running_loop().time()
+        buf = self.buf
+        buf += data
+        handle = self.server.resolver.handle
+        cap = self.cfg.max_query_size
+        pos = 0
+        n = len(buf)
+        while n - pos >= 2:
+            ln = (buf[pos] << 8) | buf[pos + 1]
+            if ln > cap or ln == 0:
+                c = self.server.counters
+                if c.drop("tcp_frame"):
+                    log.warning("dns tcp frame refused reason=size len=%s max=%s", ln, cap)
+                tr.abort()
+                return
+            if n - pos - 2 < ln:
+                break
+            q = bytes(buf[pos + 2:pos + 2 + ln])
+            pos += 2 + ln
+            t0 = time.perf_counter_ns()
+            out = handle(q, True)
+            if out is None:
+                continue
+            if out.__class__ is bytes:
+                tr.write(len(out).to_bytes(2, "big") + out)  # type: ignore[union-attr]
+                self.server.counters.observe_latency_ns(time.perf_counter_ns() - t0)
+            else:
+                self.pending += 1
+                if self.pending >= self.cfg.max_tcp_pipelined and not self.paused:
+                    self.paused = True
+                    tr.pause_reading()
+                self.server._spawn(self._forward(out))  # type: ignore[arg-type]
+        if pos:
+            del buf[:pos]
+
+    async def _forward(self, fwd: Forward) -> None:
+        try:
+            out = await self.server._resolve_forward(fwd)
+            tr = self.transport
+            if out is not None and tr is not None and not tr.is_closing():
+                tr.write(len(out).to_bytes(2, "big") + out)
+        finally:
+            self.pending -= 1
+            if self.paused and self.pending < self.cfg.max_tcp_pipelined and not self.write_paused:
+                self.paused = False
+                if self.transport is not None and not self.transport.is_closing():
+                    self.transport.resume_reading()
+
+    def pause_writing(self) -> None:
+        # The client is not reading its answers: stop reading its questions.
+        self.write_paused = True
+        if self.transport is not None and not self.paused:
+            self.paused = True
+            self.transport.pause_reading()
+
+    def resume_writing(self) -> None:
+        self.write_paused = False
+        if self.paused and self.pending < self.cfg.max_tcp_pipelined and self.transport:
+            self.paused = False
+            self.transport.resume_reading()
+
+    def connection_lost(self, exc: Exception | None) -> None:
+        if self.timer is not None:
+            self.timer.cancel()
+        if self.counted:
+            self.counted = False
+            self.server.counters.tcp_connections -= 1
+            self.server._conns.discard(self)
+        self.transport = None
+
+
+class DNSServer:
+    """UDP + TCP DNS server answering from ``view``; ``await start()``, ``await stop()``."""
+
+    def __init__(self, config: DNSConfig, view: View, *,
+                 counters: DNSCounters | None = None) -> None:
+        self.config = config.validate()
+        self.view = view
+        self.counters = counters if counters is not None else DNSCounters()
+        self.resolver = Resolver(config, view, counters=self.counters)
+        self.forwarder = Forwarder(config, self.counters) if config.recursors else None
+        self._udp: asyncio.DatagramTransport | None = None
+        self._tcp: asyncio.base_events.Server | None = None
+        self._tasks: set[asyncio.Task[None]] = set()
+        self._conns: set[_TCP] = set()
+        self._inflight_udp = 0
+        self.udp_port = 0
+        """The bound UDP port (after start)."""
+        self.tcp_port = 0
+        """The bound TCP port (after start)."""
+
+    async def start(self) -> None:
+        """Bind UDP and TCP on ``bind_addr:port`` (the same port; 0 picks a free one)."""
+        loop = asyncio.get_running_loop()
+        host = self.config.bind_addr
+        fam = socket.AF_INET6 if ":" in host else socket.AF_INET
+        for attempt in range(20):
+            tr, _ = await loop.create_datagram_endpoint(
+                lambda: _UDP(self), local_addr=(host, self.config.port), family=fam)
+            port = tr.get_extra_info("sockname")[1]
+            try:
+                self._tcp = await loop.create_server(
+                    lambda: _TCP(self), host=host, port=port, family=fam, reuse_address=True,
+                    backlog=1024)
+            except OSError as exc:
+                tr.close()
+                if exc.errno == errno.EADDRINUSE and self.config.port == 0 and attempt < 19:
+                    continue              # the UDP port we got is taken over TCP: try another
+                raise
+            self._udp = tr
+            try:
+                tr.get_extra_info("socket").setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF,
+                                                       4 << 20)
+            except OSError:
+                pass
+            self.udp_port = self.tcp_port = port
+            break
+        if self.forwarder is not None:
+            await self.forwarder.start()
+        log.info("dns server listening addr=%s port=%s domain=%s alt_domain=%s recursors=%s",
+                 host, self.udp_port, self.config.domain, self.config.alt_domain or "-",
+                 ",".join(self.config.recursors) or "-")
+
+    async def stop(self) -> None:
+        """Close the listeners, open TCP connections and forwards in flight."""
+        if self._udp is not None:
+            self._udp.close()
+            self._udp = None
+        if self._tcp is not None:
+            self._tcp.close()
+            for conn in list(self._conns):
+                if conn.transport is not None:
+                    conn.transport.abort()
+            try:
+                async with asyncio.timeout(2):
+                    await self._tcp.wait_closed()
+            except TimeoutError:
+                log.warning("dns tcp listener did not close in time")
+            self._tcp = None
+        for t in list(self._tasks):
+            t.cancel()
+        if self._tasks:
+            await asyncio.gather(*self._tasks, return_exceptions=True)
+        if self.forwarder is not None:
+            self.forwarder.close()
+
+    async def __aenter__(self) -> DNSServer:
+        await self.start()
+        return self
+
+    async def __aexit__(self, *exc: object) -> None:
+        await self.stop()
+
+    # -- forwarding -------------------------------------------------------------------------
+    def _spawn(self, coro: Any) -> None:
+        task = asyncio.get_running_loop().create_task(coro)
+        self._tasks.add(task)
+        task.add_done_callback(self._tasks.discard)
+
+    def _forward_udp(self, fwd: Forward, addr: Any) -> None:
+        if self._inflight_udp >= self.config.max_forward_inflight:
+            if self.counters.drop("forward_cap"):
+                log.warning("dns forward dropped reason=cap max=%s",
+                            self.config.max_forward_inflight)
+            return
+        self._inflight_udp += 1
+        self._spawn(self._forward_udp_task(fwd, addr))
+
+    async def _forward_udp_task(self, fwd: Forward, addr: Any) -> None:
+        try:
+            out = await self._resolve_forward(fwd)
+            if out is not None and self._udp is not None:
+                self._udp.sendto(out, addr)
+        finally:
+            self._inflight_udp -= 1
+
+    async def _resolve_forward(self, fwd: Forward) -> bytes | None:
+        """The recursor's answer, or SERVFAIL with the question when they all failed."""
+        try:
+            q = parse_query(fwd.data, max_size=self.config.max_query_size)
+        except MalformedQuery:      # cannot happen: the resolver parsed it already
+            return None
+        out = None
+        if self.forwarder is not None:
+            out = await self.forwarder.forward(fwd.data, fwd.tcp, q.question)
+        if out is None:
+            self.counters.rcodes[SERVFAIL] += 1
+            out = header_only(fwd.data, SERVFAIL, q.question)
+            if out is not None and self.forwarder is not None:
+                out = out[:3] + bytes([out[3] | 0x80]) + out[4:]      # RA: we do recurse
+        else:
+            self.counters.rcodes[out[3] & 0xF] += 1
+        return out
