@@ -23,6 +23,7 @@ log = logging.getLogger(__name__)
 #: Route modules, mounted in this order. Each must define ``routes``.
 ROUTE_MODULES = (
     "self_routes",
+    "monitor_routes",
     "gossip_routes",
     "agent_routes",
     "catalog_routes",
