@@ -1,0 +1,183 @@
+"""GIF-style LZW, byte-compatible with Go's ``compress/lzw`` (LSB order, literal width 8).
+
+memberlist's compress wrapper (algorithm 0) carries this format (memberlist-wire.md §4.4):
+
+* codes 0-255 are literals, 256 is *clear*, 257 is *end of data*, new codes start at 258;
+* codes are packed least-significant bit first, starting 9 bits wide; the width grows by one when
+  the next free code reaches 512, 1024 and 2048 (12 bits at most);
+* Go >= 1.17 writes a clear code first (Debian's serf is built with Go 1.19); when the next free
+  code reaches 4095 the writer emits a clear (at 12 bits) and starts over; the stream ends with
+  the end code and the partial last byte.
+
+``compress`` reproduces Go's writer exactly (the captured blobs re-compress byte for byte).
+``decompress`` follows Go's reader: clear may appear anywhere, the end code is required, bytes
+after it are ignored, and it stops with ``LZWLimitExceeded`` as soon as the output would pass
+``max_size``, so a decompression bomb costs at most ``max_size`` bytes of memory.
+
+Speed: both directions are pure Python. The decoder keeps each table entry as a ``bytes`` object
+(one concatenation per code, no per-bit loop); the encoder does one dict probe per input byte.
+"""
+
+from __future__ import annotations
+
+_CLEAR = 256
+_EOF = 257
+_FIRST = 258
+_MAX_CODE = 4095
+
+
+class LZWError(ValueError):
+    """The compressed data is not a valid LZW stream (bad code, missing end code)."""
+
+
+class LZWLimitExceeded(LZWError):
+    """Decompressing would produce more than the allowed number of bytes."""
+
+
+def compress(data: bytes | bytearray | memoryview) -> bytes:
+    """Compress ``data`` exactly as Go's ``lzw.NewWriter(w, lzw.LSB, 8)`` does."""
+    src = bytes(data)
+    out = bytearray()
+    bits = _CLEAR  # the leading clear code, 9 bits wide
+    nbits = 9
+    if not src:
+        bits |= _EOF << nbits
+        nbits += 9
+        while nbits > 0:
+            out.append(bits & 0xFF)
+            bits >>= 8
+            nbits -= 8
+        return bytes(out)
+
+    table: dict[int, int] = {}
+    get = table.get
+    width = 9
+    hi = _EOF
+    overflow = 512
+    code = src[0]
+    for lit in src[1:]:
+        key = (code << 8) | lit
+        nxt = get(key)
+        if nxt is not None:
+            code = nxt
+            continue
+        # Emit the current code; the literal starts the next string.
+        bits |= code << nbits
+        nbits += width
+        if nbits >= 32:
+            out += (bits & 0xFFFFFFFF).to_bytes(4, "little")
+            bits >>= 32
+            nbits -= 32
+        code = lit
+        hi += 1
+        if hi == overflow:
+            width += 1
+            overflow <<= 1
+        if hi == _MAX_CODE:
+            # Out of codes: emit clear at the current (12-bit) width and start over.
+            bits |= _CLEAR << nbits
+            nbits += width
+            if nbits >= 32:
+                out += (bits & 0xFFFFFFFF).to_bytes(4, "little")
+                bits >>= 32
+                nbits -= 32
+            width = 9
+            hi = _EOF
+            overflow = 512
+            table.clear()
+            continue
+        table[key] = hi
+
+    # Close: the pending code, then (after bumping hi, which may widen) the end code.
+    bits |= code << nbits
+    nbits += width
+    hi += 1
+    if hi == overflow:
+        width += 1
+        overflow <<= 1
+    if hi == _MAX_CODE:
+        bits |= _CLEAR << nbits
+        nbits += width
+        width = 9
+    bits |= _EOF << nbits
+    nbits += width
+    while nbits > 0:
+        out.append(bits & 0xFF)
+        bits >>= 8
+        nbits -= 8
+    return bytes(out)
+
+
+def decompress(data: bytes | bytearray | memoryview, max_size: int) -> bytes:
+    """Decompress a Go ``compress/lzw`` (LSB, 8) stream, refusing more than ``max_size`` bytes.
+
+    Raises ``LZWLimitExceeded`` when the output would exceed ``max_size`` and ``LZWError`` for an
+    invalid code or a stream that ends without the end code.
+    """
+    src = bytes(data)
+    nbits_total = len(src) * 8
+    # Three bytes of padding so that every code can be read with one 24-bit window.
+    buf = src + b"\x00\x00\x00"
+    out: list[bytes] = []
+    size = 0
+    # table[i] is what code i expands to; literals are pre-filled, 256/257 are placeholders.
+    base: list[bytes] = [bytes((i,)) for i in range(256)] + [b"", b""]
+    table: list[bytes] = list(base)
+    append_entry = table.append
+    width = 9
+    mask = 0x1FF
+    hi = _EOF
+    overflow = 512
+    last: bytes | None = None
+    pos = 0
+    while True:
+        if pos + width > nbits_total:
+            raise LZWError("lzw: stream ends without the end code")
+        i = pos >> 3
+        code = ((buf[i] | (buf[i + 1] << 8) | (buf[i + 2] << 16)) >> (pos & 7)) & mask
+        pos += width
+        if code == _CLEAR:
+            width = 9
+            mask = 0x1FF
+            hi = _EOF
+            overflow = 512
+            last = None
+            del table[_FIRST:]
+            continue
+        if code == _EOF:
+            break
+        if code < hi and code != _CLEAR:
+            entry = table[code]
+            if last is not None:
+                new = last + entry[:1]
+        elif code == hi and last is not None:
+            entry = last + last[:1]
+            new = entry
+        else:
+            raise LZWError(f"lzw: invalid code {code} (next free {hi})")
+        size += len(entry)
+        if size > max_size:
+            raise LZWLimitExceeded(f"lzw: output exceeds {max_size} bytes")
+        out.append(entry)
+        if last is not None:
+            # Save what code ``hi`` expands to. Once the table is full (hi stuck at 4095, a
+            # writer that never clears) Go keeps overwriting the last slot; do the same.
+            if hi < len(table):
+                table[hi] = new
+            else:
+                append_entry(new)
+        last = entry
+        hi += 1
+        if hi >= overflow:
+            if hi > _MAX_CODE:
+                hi = _MAX_CODE
+                width = 12
+                mask = 0xFFF
+            else:
+                width += 1
+                mask = (mask << 1) | 1
+                overflow <<= 1
+    return b"".join(out)
+
+
+__all__ = ["LZWError", "LZWLimitExceeded", "compress", "decompress"]
