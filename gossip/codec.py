@@ -43,7 +43,7 @@ from dataclasses import dataclass
 from functools import lru_cache
 from typing import Any
 
-import msgpack
+import msgpack  # type: ignore[import-untyped]
 
 from . import lzw
 from .errors import (
@@ -82,7 +82,6 @@ from .messages import (
     StreamMessage,
     Suspect,
     UserMsg,
-    UserMsgHeader,
 )
 from .security import ENCRYPTION_OVERHEAD, Keyring
 from .serf_messages import (
@@ -775,7 +774,7 @@ class DecodedPacket:
 
 
 class _PacketWalk:
-    __slots__ = ("limits", "messages", "errors", "compressed")
+    __slots__ = ("compressed", "errors", "limits", "messages")
 
     def __init__(self, limits: CodecLimits) -> None:
         self.limits = limits
@@ -913,14 +912,14 @@ class _PlainStreamParser:
     """Incremental parser of one plain stream message (after its type byte), per §5.6."""
 
     __slots__ = (
-        "_type",
-        "_limits",
-        "_unpacker",
         "_header",
+        "_limits",
+        "_max_decompressed",
         "_states",
+        "_type",
+        "_unpacker",
         "_user",
         "_user_len",
-        "_max_decompressed",
     )
 
     def __init__(self, msg_type: int, limits: CodecLimits, max_decompressed: int) -> None:
@@ -1041,15 +1040,15 @@ class StreamReader:
     """
 
     __slots__ = (
+        "_frame",
         "_keyring",
         "_limits",
-        "_require_encryption",
-        "_frame",
         "_plain",
         "_received",
+        "_require_encryption",
         "_result",
-        "encrypted",
         "compressed",
+        "encrypted",
         "message_type",
     )
 
@@ -1431,7 +1430,9 @@ def decode_serf(buf: bytes | bytearray | memoryview) -> SerfMessage:
             prune=_bool(f.get("Prune"), "Prune"),
         )
     if t == SerfMessageType.JOIN:
-        return JoinIntent(ltime=_uint(f.get("LTime"), "LTime", 64), node=_str(f.get("Node"), "Node"))
+        return JoinIntent(
+            ltime=_uint(f.get("LTime"), "LTime", 64), node=_str(f.get("Node"), "Node")
+        )
     if t == SerfMessageType.PUSH_PULL:
         return _dec_serf_push_pull(f)
     if t == SerfMessageType.USER_EVENT:

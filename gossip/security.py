@@ -68,15 +68,14 @@ def generate_key(size: int = 32) -> bytes:
 class Keyring:
     """Installed encryption keys; ``primary`` encrypts, all are tried to decrypt."""
 
-    __slots__ = ("_keys", "_ciphers")
+    __slots__ = ("_ciphers", "_keys")
 
     def __init__(self, keys: Iterable[bytes] = (), primary: bytes | None = None) -> None:
         self._keys: list[bytes] = []
         self._ciphers: dict[bytes, AESGCM] = {}
         key_list = [bytes(k) for k in keys]
-        if primary is None:
-            if key_list:
-                primary = key_list[0]
+        if primary is None and key_list:
+            primary = key_list[0]
         if primary is not None:
             self.install(primary)
         for key in key_list:
@@ -152,7 +151,9 @@ class Keyring:
 
 def _seal(cipher: AESGCM, plaintext: bytes, aad: bytes) -> bytes:
     nonce = os.urandom(NONCE_SIZE)
-    return bytes((ENCRYPTION_VERSION,)) + nonce + cipher.encrypt(nonce, bytes(plaintext), aad or None)
+    return (
+        bytes((ENCRYPTION_VERSION,)) + nonce + cipher.encrypt(nonce, bytes(plaintext), aad or None)
+    )
 
 
 def _open(data: bytes, ciphers: list[AESGCM], aad: bytes) -> bytes:
