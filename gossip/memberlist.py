@@ -1,0 +1,1449 @@
+"""The memberlist core: SWIM failure detection and gossip with Lifeguard, as a sans-I/O machine.
+
+Theory of operation
+-------------------
+The core holds no socket and no clock (aioquic style). The driver feeds it what arrives and the
+time, then collects what to send::
+
+    core.receive_packet(data, addr, now)          # one UDP datagram
+    core.handle_timer(now)                        # when now >= core.next_deadline()
+    for data, addr in core.packets_to_send(): ... # UDP datagrams to send
+    for req in core.streams_to_open(): ...        # outbound TCP exchanges (push/pull, TCP ping)
+    core.stream_result(req.id, answer_bytes_or_None, error_or_None, now)
+    answer = core.handle_stream(request_bytes, addr, now)   # one inbound TCP exchange
+    while (ev := core.next_event()) is not None: ...
+
+Behaviour follows hashicorp/memberlist 0.2.2 (``state.go``, ``net.go``) as described in
+``reference/memberlist-wire.md`` §4-§6:
+
+* Probing (SWIM, Das et al. 2002): every ``probe_interval`` one node, round-robin over a shuffled
+  list (self, dead and left skipped; dead nodes older than ``gossip_to_the_dead_time`` reaped when
+  the list wraps). Direct ping; after ``probe_timeout`` indirect pings through
+  ``indirect_checks`` random alive nodes (Nack requested from PMax >= 4) and, for PMax >= 3, a
+  TCP ping; at the end of the (awareness-scaled) interval the node is suspected.
+* Lifeguard (Dadgar et al. 2017): the awareness score scales the probe interval and ack
+  deadline; suspicion timeouts start at ``max`` and shrink with independent confirmations
+  (:mod:`gossip.suspicion`); missed nacks and refutations make us doubt ourselves, not others.
+* Dissemination: alive/suspect/dead go into a transmit-limited queue and ride on every packet
+  we send (probes, acks, gossip rounds to ``gossip_nodes`` random nodes every
+  ``gossip_interval``); the delegate's user messages fill the rest of the 1400-byte budget.
+* Anti-entropy: a full-state push/pull over TCP on join and every scaled ``push_pull_interval``.
+
+Timers live in one heap of ``(when, seq, callback, arg)`` entries; stale entries are skipped
+when they fire (a suspicion whose deadline moved, a probe already answered), which keeps every
+update O(log n). Nothing from the network raises out of ``receive_packet``/``handle_stream``:
+bad input is dropped and counted in :class:`MemberlistCounters` by reason.
+"""
+
+from __future__ import annotations
+
+import heapq
+import logging
+import math
+import random
+from collections import deque
+from collections.abc import Callable, Iterable
+from dataclasses import dataclass
+from typing import Any
+
+from . import codec
+from .awareness import Awareness
+from .broadcast import Broadcast, TransmitLimitedQueue
+from .config import META_MAX_SIZE, MemberlistConfig
+from .delegate import (
+    ConflictDelegate,
+    Delegate,
+    EventDelegate,
+    MemberlistEvent,
+    NodeConflict,
+    NodeJoined,
+    NodeLeft,
+    NodeUpdated,
+    PingDelegate,
+)
+from .errors import GossipError, MalformedPacket
+from .messages import (
+    AckResp,
+    Alive,
+    Dead,
+    ErrResp,
+    IndirectPingReq,
+    NackResp,
+    Ping,
+    PushNodeState,
+    PushPull,
+    Suspect,
+    UserMsg,
+)
+from .security import ENCRYPTION_OVERHEAD, Keyring
+from .state import Node, NodeState, NodeStatus
+from .suspicion import Suspicion, suspicion_confirmations, suspicion_timeouts
+
+__all__ = [
+    "Memberlist",
+    "MemberlistCounters",
+    "StreamRequest",
+    "JoinCompleted",
+    "push_pull_scale",
+    "StreamKind",
+]
+
+log = logging.getLogger(__name__)
+
+_COMPOUND_HEADER = codec.COMPOUND_HEADER_OVERHEAD
+_COMPOUND_PART = codec.COMPOUND_PART_OVERHEAD
+_USER_MSG_OVERHEAD = 1
+# LZW needs >= 9 bits per input byte until its dictionary warms up, plus ~12 bytes of wrapper;
+# below this size compression never wins, so we do not try (the result would be discarded).
+_MIN_COMPRESS_SIZE = 96
+
+Addr = tuple[str, int]
+
+
+def push_pull_scale(interval: float, n: int) -> float:
+    """memberlist ``pushPullScale``: interval x 1 for n <= 32, else x (ceil(log2(n) - 5) + 1)."""
+    if n <= 32:
+        return interval
+    return interval * (math.ceil(math.log2(n) - 5.0) + 1)
+
+
+class MemberlistCounters:
+    """Everything the core counts. ``drops`` is keyed by reason; per-type message/byte counts.
+
+    The metrics exporter reads :meth:`snapshot`."""
+
+    __slots__ = (
+        "drops",
+        "msgs_in",
+        "msgs_out",
+        "bytes_in",
+        "bytes_out",
+        "packets_in",
+        "packets_out",
+        "probes",
+        "probe_failures",
+        "probe_tcp_rescues",
+        "indirect_relayed",
+        "nacks_sent",
+        "suspects",
+        "deaths",
+        "refutes",
+        "push_pulls",
+        "push_pull_failures",
+        "streams_in",
+        "reaped",
+        "events_dropped",
+        "broadcasts_pruned",
+    )
+
+    def __init__(self) -> None:
+        self.drops: dict[str, int] = {}
+        self.msgs_in: dict[str, int] = {}
+        self.msgs_out: dict[str, int] = {}
+        self.bytes_in = 0
+        self.bytes_out = 0
+        self.packets_in = 0
+        self.packets_out = 0
+        self.probes = 0
+        self.probe_failures = 0
+        self.probe_tcp_rescues = 0
+        self.indirect_relayed = 0
+        self.nacks_sent = 0
+        self.suspects = 0
+        self.deaths = 0
+        self.refutes = 0
+        self.push_pulls = 0
+        self.push_pull_failures = 0
+        self.streams_in = 0
+        self.reaped = 0
+        self.events_dropped = 0
+        self.broadcasts_pruned = 0
+
+    def snapshot(self) -> dict[str, int]:
+        """Flat ``name -> value`` view: ``drops.<reason>``, ``msgs_in.<type>``, scalars."""
+        out: dict[str, int] = {}
+        for name in self.__slots__:
+            value = getattr(self, name)
+            if isinstance(value, dict):
+                for k, v in value.items():
+                    out[f"{name}.{k}"] = v
+            else:
+                out[name] = value
+        return out
+
+
+class StreamKind:
+    """What an outbound stream is for."""
+
+    PUSH_PULL = "push_pull"
+    JOIN = "join"
+    PING = "ping"
+
+
+@dataclass(slots=True)
+class StreamRequest:
+    """An outbound TCP exchange the driver must perform: connect to ``addr`` before ``deadline``
+    (clock time), write ``data``, read the answer (a codec ``StreamReader`` knows where it ends,
+    or read to EOF), then call ``Memberlist.stream_result(id, answer, error, now)``."""
+
+    id: int
+    addr: Addr
+    data: bytes
+    deadline: float
+    kind: str
+
+
+@dataclass(frozen=True, slots=True)
+class JoinCompleted:
+    """Event: a :meth:`Memberlist.join` finished; ``num_joined`` push/pulls succeeded."""
+
+    join_id: int
+    num_joined: int
+    errors: tuple[str, ...]
+
+
+@dataclass(slots=True)
+class _Probe:
+    target: NodeState
+    seq: int
+    sent: float
+    deadline: float
+    expected_nacks: int = 0
+    nacks: int = 0
+    stage: int = 0  # 0 direct, 1 indirect, 2 waiting for TCP result
+    tcp_id: int = 0
+    tcp_ok: bool = False
+    done: bool = False
+
+
+@dataclass(slots=True)
+class _Relay:
+    """We are the intermediary of an indirect ping: forward the ack, or send a nack."""
+
+    requester: Addr
+    orig_seq: int
+    nack: bool
+    done: bool = False
+
+
+@dataclass(slots=True)
+class _Stream:
+    req: StreamRequest
+    join_id: int = 0
+    probe: _Probe | None = None
+    done: bool = False
+
+
+@dataclass(slots=True)
+class _Join:
+    pending: int
+    ok: int = 0
+    errors: list[str] | None = None
+
+
+class _PeerError(GossipError):
+    """Internal: a push/pull answer we refuse (protocol incompatible, remote error)."""
+
+
+class Memberlist:
+    """One member of a memberlist cluster, as a sans-I/O state machine (see module docstring).
+
+    ``now`` is any monotonic clock in seconds (the driver uses ``loop.time()``); ``rng`` makes
+    every random choice (probe order, gossip targets, staggers) reproducible in tests.
+    """
+
+    def __init__(
+        self,
+        config: MemberlistConfig,
+        *,
+        now: float,
+        delegate: Delegate | None = None,
+        events: EventDelegate | None = None,
+        ping_delegate: PingDelegate | None = None,
+        conflict: ConflictDelegate | None = None,
+        keyring: Keyring | None = None,
+        rng: random.Random | None = None,
+    ) -> None:
+        config.validate()
+        self.config = config
+        self.name = config.name
+        self.delegate = delegate
+        self.events = events
+        self.ping_delegate = ping_delegate
+        self.conflict = conflict
+        if keyring is None and config.secret_keys:
+            keyring = Keyring(config.secret_keys)
+        self.keyring: Keyring | None = keyring
+        self.rng = rng if rng is not None else random.Random()
+        self.counters = MemberlistCounters()
+        self.awareness = Awareness(config.awareness_max_multiplier)
+        self.limits = codec.CodecLimits(
+            max_packet_size=config.max_packet_size,
+            max_stream_size=config.max_stream_size,
+            max_stream_decompressed=config.max_decompressed_size,
+            max_push_pull_nodes=min(config.max_push_pull_nodes, 65536),
+        )
+        adv_ip = config.advertise_addr or config.bind_addr
+        adv_port = config.advertise_port or config.bind_port
+        self.advertise: Addr = (adv_ip, adv_port)
+
+        self._nodes: dict[str, NodeState] = {}
+        self._node_list: list[NodeState] = []
+        self._by_addr: dict[Addr, NodeState] = {}
+        self._probe_index = 0
+        self._seq_no = 0
+        self._incarnation = 0
+        self._stream_id = 0
+        self._join_id = 0
+        self._left = False
+        self._leave_done = False
+        self._leave_broadcast: Broadcast | None = None
+
+        self.broadcasts = TransmitLimitedQueue(config.retransmit_mult, self._num_nodes)
+        self._suspicions: dict[str, Suspicion] = {}
+        self._acks: dict[int, _Probe | _Relay] = {}
+        self._probe: _Probe | None = None
+        self._probe_pending = False
+        self._streams: dict[int, _Stream] = {}
+        self._joins: dict[int, _Join] = {}
+        self._periodic_push_pull: int = 0
+
+        self._outbox: list[tuple[bytes, Addr]] = []
+        self._stream_out: list[StreamRequest] = []
+        self._events: deque[MemberlistEvent | JoinCompleted] = deque()
+        self._timers: list[list[Any]] = []
+        self._timer_seq = 0
+        self._warned: set[str] = set()
+        self._handoff_high: deque[Alive] = deque()
+        self._handoff_low: deque[Suspect | Dead | UserMsg] = deque()
+
+        self._enc_overhead = ENCRYPTION_OVERHEAD if self._encrypt_out() else 0
+
+        # Become alive ourselves (memberlist setAlive), then start the tickers with a random
+        # stagger so that nodes started together do not probe in lock step.
+        self._set_alive(now)
+        self._schedule(now + self.rng.random() * config.probe_interval, self._probe_tick, None)
+        self._schedule(now + self.rng.random() * config.gossip_interval, self._gossip_tick, None)
+        if config.push_pull_interval > 0:
+            first = self.rng.random() * push_pull_scale(config.push_pull_interval, 1)
+            self._schedule(now + first, self._push_pull_tick, None)
+
+    # ------------------------------------------------------------------ public API: I/O seams
+    def packets_to_send(self) -> list[tuple[bytes, Addr]]:
+        """UDP datagrams to send, in order; the list is handed over (not copied)."""
+        out = self._outbox
+        if out:
+            self._outbox = []
+        return out
+
+    def streams_to_open(self) -> list[StreamRequest]:
+        """Outbound TCP exchanges to start now."""
+        out = self._stream_out
+        if out:
+            self._stream_out = []
+        return out
+
+    def next_event(self) -> MemberlistEvent | JoinCompleted | None:
+        """The oldest undelivered event, or None."""
+        if self._events:
+            return self._events.popleft()
+        return None
+
+    def next_deadline(self) -> float | None:
+        """Clock time at which :meth:`handle_timer` is due, or None when nothing is scheduled."""
+        timers = self._timers
+        while timers and timers[0][2] is None:
+            heapq.heappop(timers)
+        return timers[0][0] if timers else None
+
+    def handle_timer(self, now: float) -> None:
+        """Run every timer due at ``now``."""
+        timers = self._timers
+        while timers and timers[0][0] <= now:
+            entry = heapq.heappop(timers)
+            fn = entry[2]
+            if fn is not None:
+                fn(entry[3], now)
+
+    # ------------------------------------------------------------------ public API: members
+    @property
+    def local_node(self) -> Node:
+        return self._nodes[self.name].node
+
+    @property
+    def incarnation(self) -> int:
+        return self._incarnation
+
+    def members(self) -> list[Node]:
+        """Every known node that is alive or suspect (memberlist ``Members``)."""
+        return [
+            s.node
+            for s in self._node_list
+            if s.node.status in (NodeStatus.ALIVE, NodeStatus.SUSPECT)
+        ]
+
+    def all_nodes(self) -> list[Node]:
+        """Every node in the table, dead and left included."""
+        return [s.node for s in self._node_list]
+
+    def node(self, name: str) -> Node | None:
+        s = self._nodes.get(name)
+        return s.node if s is not None else None
+
+    def num_members(self) -> int:
+        """Alive + suspect nodes, ourselves included (memberlist ``NumMembers``)."""
+        return sum(
+            1 for s in self._node_list if s.node.status in (NodeStatus.ALIVE, NodeStatus.SUSPECT)
+        )
+
+    def _num_nodes(self) -> int:
+        return len(self._nodes)
+
+    def health_score(self) -> int:
+        return self.awareness.score
+
+    @property
+    def has_left(self) -> bool:
+        return self._left
+
+    @property
+    def leave_broadcast_done(self) -> bool:
+        """After :meth:`leave`: our dead message went out enough times (or nobody is alive)."""
+        return self._leave_done or not self._any_alive()
+
+    def queue_broadcast(self, message: bytes, name: str | None = None) -> Broadcast:
+        """Queue an encoded memberlist message for piggy-backing (safe from delegates)."""
+        b = Broadcast(message, name)
+        self.broadcasts.queue(b)
+        return b
+
+    def join(self, addrs: Iterable[Addr], now: float) -> int:
+        """Push/pull with Join=true to every address; a :class:`JoinCompleted` event follows.
+
+        Returns the join id carried by that event."""
+        self._join_id += 1
+        jid = self._join_id
+        addrs = list(addrs)
+        job = _Join(pending=0, errors=[])
+        self._joins[jid] = job
+        for addr in addrs:
+            if self._start_push_pull(addr, True, now, join_id=jid) is not None:
+                job.pending += 1
+            else:
+                assert job.errors is not None
+                job.errors.append(f"{addr[0]}:{addr[1]}: too many pending streams")
+        if job.pending == 0:
+            self._finish_join(jid)
+        return jid
+
+    def leave(self, now: float) -> None:
+        """Graceful leave: gossip ``dead{Node: self, From: self}``; poll
+        :attr:`leave_broadcast_done` (with a timeout) before shutting the driver down."""
+        if self._left:
+            return
+        self._left = True
+        me = self._nodes[self.name]
+        self._dead_node(Dead(incarnation=me.incarnation, node=self.name, from_node=self.name), now)
+
+    def update_node(self, now: float) -> None:
+        """Re-read our Meta from the delegate and gossip a new alive (incarnation + 1)."""
+        meta = self._local_meta()
+        me = self._nodes[self.name]
+        a = Alive(
+            incarnation=self._next_incarnation(),
+            node=self.name,
+            addr=me.node.addr,
+            port=me.node.port,
+            meta=meta,
+            vsn=self.config.vsn,
+        )
+        self._alive_node(a, now, bootstrap=True)
+
+    # ------------------------------------------------------------------ timers
+    def _schedule(self, when: float, fn: Callable[[Any, float], None], arg: Any) -> list[Any]:
+        self._timer_seq += 1
+        entry = [when, self._timer_seq, fn, arg]
+        heapq.heappush(self._timers, entry)
+        return entry
+
+    # ------------------------------------------------------------------ counting and logging
+    def _drop(self, reason: str, addr: Any, detail: str = "") -> None:
+        d = self.counters.drops
+        d[reason] = d.get(reason, 0) + 1
+        if reason not in self._warned:
+            self._warned.add(reason)
+            log.warning("dropped reason=%s from=%s node=%s %s", reason, addr, self.name, detail)
+        else:
+            log.debug("dropped reason=%s from=%s node=%s %s", reason, addr, self.name, detail)
+
+    def _emit(self, ev: MemberlistEvent | JoinCompleted) -> None:
+        if len(self._events) >= self.config.event_queue_depth:
+            self._events.popleft()
+            self.counters.events_dropped += 1
+        self._events.append(ev)
+
+    # ------------------------------------------------------------------ sending
+    def _encrypt_out(self) -> bool:
+        return bool(self.keyring) and self.config.gossip_verify_outgoing
+
+    def _count_out(self, kind: str) -> None:
+        m = self.counters.msgs_out
+        m[kind] = m.get(kind, 0) + 1
+
+    def _get_broadcasts(self, overhead: int, limit: int, dest: NodeState | None) -> list[bytes]:
+        """memberlist getBroadcasts: our own queue first, then the delegate's user messages."""
+        out = self.broadcasts.get_broadcasts(overhead, limit)
+        d = self.delegate
+        if d is not None:
+            used = 0
+            for m in out:
+                used += len(m) + overhead
+            avail = limit - used
+            if avail > overhead + _USER_MSG_OVERHEAD:
+                try:
+                    user = d.get_broadcasts(
+                        overhead + _USER_MSG_OVERHEAD, avail, dest.node if dest else None
+                    )
+                except Exception:  # a delegate bug must not stop the protocol
+                    log.exception("delegate get_broadcasts failed node=%s", self.name)
+                    user = []
+                for body in user:
+                    out.append(b"\x08" + body)
+        return out
+
+    def _send_msg(self, addr: Addr, msg: bytes, kind: str, dest: NodeState | None = None) -> None:
+        """memberlist sendMsg: piggy-back broadcasts into the UDP budget, then send."""
+        self._count_out(kind)
+        if dest is None:
+            dest = self._by_addr.get(addr)
+        avail = self.config.udp_buffer_size - len(msg) - _COMPOUND_HEADER - self._enc_overhead
+        extra = self._get_broadcasts(_COMPOUND_PART, avail, dest)
+        if extra:
+            extra.insert(0, msg)
+            msg = codec.make_compound(extra)
+        self._raw_send(addr, msg, dest)
+
+    def _raw_send(self, addr: Addr, payload: bytes, dest: NodeState | None) -> None:
+        """memberlist rawSendMsgPacket: compress if shorter, CRC for PMax >= 5, encrypt."""
+        cfg = self.config
+        try:
+            data = codec.wrap_packet(
+                payload,
+                crc=dest is not None and dest.pmax >= 5,
+                compress=cfg.enable_compression and len(payload) >= _MIN_COMPRESS_SIZE,
+                keyring=self.keyring if self._encrypt_out() else None,
+            )
+        except GossipError as exc:  # encode limits; local fault, never fatal
+            log.error("cannot send packet to=%s: %s", addr, exc)
+            return
+        self.counters.packets_out += 1
+        self.counters.bytes_out += len(data)
+        self._outbox.append((data, addr))
+
+    def _encode_and_broadcast(self, name: str, msg: bytes) -> Broadcast:
+        b = Broadcast(msg, name)
+        self.broadcasts.queue(b)
+        if len(self.broadcasts) > self.config.max_broadcast_queue:
+            self.counters.broadcasts_pruned += self.broadcasts.prune(
+                self.config.max_broadcast_queue
+            )
+        return b
+
+    # ------------------------------------------------------------------ receiving (UDP)
+    def receive_packet(self, data: bytes, addr: Addr, now: float) -> None:
+        """Handle one UDP datagram from ``addr``. Never raises because of its content."""
+        c = self.counters
+        c.packets_in += 1
+        c.bytes_in += len(data)
+        try:
+            decoded = codec.decode_packet(
+                data,
+                self.keyring,
+                limits=self.limits,
+                verify_incoming=self.config.gossip_verify_incoming,
+            )
+        except MalformedPacket as exc:
+            self._drop(exc.reason, addr, exc.detail)
+            return
+        except Exception as exc:  # codec bug: still never raise out of the receive path
+            self._drop("decode_error", addr, repr(exc))
+            return
+        for err in decoded.errors:
+            self._drop(err.reason, addr, err.detail)
+        if self.keyring and not decoded.encrypted and self.config.gossip_verify_incoming:
+            self._drop("not_encrypted", addr)
+            return
+        try:
+            for msg in decoded.messages:
+                self._dispatch(msg, addr, now)
+            self._drain_handoff(now)
+        except Exception as exc:  # a bug of ours or a delegate's: contain it, count it
+            log.exception("error handling packet from=%s node=%s", addr, self.name)
+            self._drop("handler_error", addr, repr(exc))
+            self._handoff_high.clear()
+            self._handoff_low.clear()
+
+    def _count_in(self, kind: str) -> None:
+        m = self.counters.msgs_in
+        m[kind] = m.get(kind, 0) + 1
+
+    def _dispatch(self, msg: object, addr: Addr, now: float) -> None:
+        t = type(msg)
+        if t is Ping:
+            self._count_in("ping")
+            self._handle_ping(msg, addr, now)  # type: ignore[arg-type]
+        elif t is AckResp:
+            self._count_in("ack")
+            self._handle_ack(msg, now)  # type: ignore[arg-type]
+        elif t is IndirectPingReq:
+            self._count_in("indirect_ping")
+            self._handle_indirect_ping(msg, addr, now)  # type: ignore[arg-type]
+        elif t is NackResp:
+            self._count_in("nack")
+            self._handle_nack(msg)  # type: ignore[arg-type]
+        elif t is Alive:
+            self._count_in("alive")
+            self._handoff(self._handoff_high, msg, addr)
+        elif t is Suspect:
+            self._count_in("suspect")
+            self._handoff(self._handoff_low, msg, addr)
+        elif t is Dead:
+            self._count_in("dead")
+            self._handoff(self._handoff_low, msg, addr)
+        elif t is UserMsg:
+            self._count_in("user")
+            self._handoff(self._handoff_low, msg, addr)
+        else:
+            self._drop("unexpected_type", addr, t.__name__)
+
+    def _handoff(self, queue: deque[Any], msg: Any, addr: Addr) -> None:
+        # memberlist hands gossip to a separate goroutine through two bounded queues (alive
+        # first). We drain them at the end of every receive_packet, so the bound applies to one
+        # datagram's worth of messages.
+        if len(self._handoff_high) + len(self._handoff_low) >= self.config.handoff_queue_depth:
+            self._drop("handoff_queue_full", addr)
+            return
+        queue.append(msg)
+
+    def _drain_handoff(self, now: float) -> None:
+        high, low = self._handoff_high, self._handoff_low
+        while high or low:
+            if high:
+                self._alive_node(high.popleft(), now)
+                continue
+            msg = low.popleft()
+            t = type(msg)
+            if t is Suspect:
+                self._suspect_node(msg, now)  # type: ignore[arg-type]
+            elif t is Dead:
+                self._dead_node(msg, now)  # type: ignore[arg-type]
+            else:
+                self._user_msg(msg.payload)  # type: ignore[union-attr]
+
+    def _user_msg(self, payload: bytes) -> None:
+        d = self.delegate
+        if d is not None and payload:
+            try:
+                d.notify_user_msg(payload)
+            except Exception:
+                log.exception("delegate notify_user_msg failed node=%s", self.name)
+
+    def _handle_ping(self, p: Ping, addr: Addr, now: float) -> None:
+        if p.node and p.node != self.name:
+            self._drop("ping_wrong_node", addr, f"node={p.node}")
+            return
+        payload: bytes | None = None
+        if self.ping_delegate is not None:
+            try:
+                payload = self.ping_delegate.ack_payload() or None
+            except Exception:
+                log.exception("ping delegate ack_payload failed")
+        if p.source_addr and p.source_port:
+            dest: Addr = (p.source_addr, p.source_port)
+        else:
+            dest = addr
+        self._send_msg(dest, codec.encode_message(AckResp(p.seq_no, payload)), "ack")
+
+    def _handle_indirect_ping(self, ind: IndirectPingReq, addr: Addr, now: float) -> None:
+        port = ind.port or self.advertise[1]
+        if not ind.target:
+            self._drop("bad_indirect_target", addr)
+            return
+        seq = self._next_seq()
+        if ind.source_addr and ind.source_port:
+            requester: Addr = (ind.source_addr, ind.source_port)
+        else:
+            requester = addr
+        relay = _Relay(requester=requester, orig_seq=ind.seq_no, nack=ind.nack)
+        self._acks[seq] = relay
+        ping = Ping(
+            seq_no=seq,
+            node=ind.node,
+            source_addr=self.advertise[0],
+            source_port=self.advertise[1],
+            source_node=self.name,
+        )
+        self.counters.indirect_relayed += 1
+        self._send_msg((ind.target, port), codec.encode_message(ping), "ping")
+        self._schedule(now + self.config.probe_timeout, self._relay_timeout, (seq, relay))
+
+    def _relay_timeout(self, arg: tuple[int, _Relay], now: float) -> None:
+        seq, relay = arg
+        if relay.done:
+            return
+        relay.done = True
+        if self._acks.get(seq) is relay:
+            del self._acks[seq]
+        if relay.nack:
+            self.counters.nacks_sent += 1
+            self._send_msg(relay.requester, codec.encode_message(NackResp(relay.orig_seq)), "nack")
+
+    def _handle_ack(self, ack: AckResp, now: float) -> None:
+        h = self._acks.get(ack.seq_no)
+        if h is None:
+            self.counters.drops["ack_unknown_seq"] = (
+                self.counters.drops.get("ack_unknown_seq", 0) + 1
+            )
+            return
+        if isinstance(h, _Relay):
+            del self._acks[ack.seq_no]
+            if not h.done:
+                h.done = True
+                self._send_msg(h.requester, codec.encode_message(AckResp(h.orig_seq, None)), "ack")
+            return
+        probe = h
+        if probe.done:
+            return
+        if probe.stage == 0 and self.ping_delegate is not None:
+            try:
+                self.ping_delegate.notify_ping_complete(
+                    probe.target.node, now - probe.sent, ack.payload or b""
+                )
+            except Exception:
+                log.exception("ping delegate notify_ping_complete failed")
+        self._probe_finished(probe, now, success=True)
+
+    def _handle_nack(self, nack: NackResp) -> None:
+        h = self._acks.get(nack.seq_no)
+        if isinstance(h, _Probe) and not h.done:
+            h.nacks += 1
+
+    # ------------------------------------------------------------------ probing
+    def _probe_tick(self, _: Any, now: float) -> None:
+        self._schedule(now + self.config.probe_interval, self._probe_tick, None)
+        if self._probe is not None:
+            # Go's ticker keeps one pending tick while a probe runs (the channel holds one).
+            self._probe_pending = True
+            return
+        self._probe_round(now)
+
+    def _probe_round(self, now: float) -> None:
+        """memberlist probe(): pick the next node round-robin and probe it."""
+        checked = 0
+        while True:
+            nodes = self._node_list
+            if checked >= len(nodes):
+                return
+            if self._probe_index >= len(nodes):
+                self._reset_nodes(now)
+                self._probe_index = 0
+                checked += 1
+                continue
+            s = nodes[self._probe_index]
+            self._probe_index += 1
+            if s.name == self.name or s.node.status >= NodeStatus.DEAD:
+                checked += 1
+                continue
+            self._probe_node(s, now)
+            return
+
+    def _reset_nodes(self, now: float) -> None:
+        """At the wrap: forget dead nodes older than gossip_to_the_dead_time, reshuffle."""
+        limit = self.config.gossip_to_the_dead_time
+        keep: list[NodeState] = []
+        for s in self._node_list:
+            if s.node.status == NodeStatus.DEAD and now - s.state_change > limit:
+                del self._nodes[s.name]
+                if self._by_addr.get(s.address) is s:
+                    del self._by_addr[s.address]
+                self.counters.reaped += 1
+            else:
+                keep.append(s)
+        self.rng.shuffle(keep)
+        self._node_list = keep
+
+    def _probe_node(self, s: NodeState, now: float) -> None:
+        cfg = self.config
+        interval = self.awareness.scale_timeout(cfg.probe_interval)
+        seq = self._next_seq()
+        probe = _Probe(target=s, seq=seq, sent=now, deadline=now + interval)
+        self._probe = probe
+        self._acks[seq] = probe
+        self.counters.probes += 1
+        ping = codec.encode_message(
+            Ping(
+                seq_no=seq,
+                node=s.name,
+                source_addr=self.advertise[0],
+                source_port=self.advertise[1],
+                source_node=self.name,
+            )
+        )
+        if s.node.status == NodeStatus.ALIVE:
+            self._send_msg(s.address, ping, "ping", s)
+        else:
+            # A suspect target learns of the suspicion straight away and can refute it.
+            self._count_out("ping")
+            self._count_out("suspect")
+            sus = codec.encode_message(
+                Suspect(incarnation=s.incarnation, node=s.name, from_node=self.name)
+            )
+            self._raw_send(s.address, codec.make_compound([ping, sus]), s)
+        self._schedule(now + cfg.probe_timeout, self._probe_indirect, probe)
+
+    def _probe_indirect(self, probe: _Probe, now: float) -> None:
+        if probe.done:
+            return
+        probe.stage = 1
+        cfg = self.config
+        target = probe.target
+        me = self.name
+        peers = self._k_random_nodes(
+            cfg.indirect_checks,
+            lambda n: n.name == me or n is target or n.node.status != NodeStatus.ALIVE,
+        )
+        for peer in peers:
+            nack = peer.pmax >= 4
+            if nack:
+                probe.expected_nacks += 1
+            ind = IndirectPingReq(
+                seq_no=probe.seq,
+                target=target.node.addr,
+                port=target.node.port,
+                node=target.name,
+                nack=nack,
+                source_addr=self.advertise[0],
+                source_port=self.advertise[1],
+                source_node=me,
+            )
+            self._send_msg(peer.address, codec.encode_message(ind), "indirect_ping", peer)
+        if not cfg.disable_tcp_pings and target.pmax >= 3:
+            ping = Ping(
+                seq_no=probe.seq,
+                node=target.name,
+                source_addr=self.advertise[0],
+                source_port=self.advertise[1],
+                source_node=me,
+            )
+            st = self._open_stream(target.address, ping, probe.deadline, StreamKind.PING)
+            if st is not None:
+                st.probe = probe
+                probe.tcp_id = st.req.id
+        self._schedule(probe.deadline, self._probe_deadline, probe)
+
+    def _probe_deadline(self, probe: _Probe, now: float) -> None:
+        if probe.done:
+            return
+        st = self._streams.get(probe.tcp_id) if probe.tcp_id else None
+        if st is not None and not st.done and probe.stage == 1:
+            # The TCP ping shares this deadline; give its result a moment to come back.
+            probe.stage = 2
+            self._schedule(now + min(0.25, self.config.probe_timeout), self._probe_deadline, probe)
+            return
+        self._probe_failed(probe, now)
+
+    def _probe_failed(self, probe: _Probe, now: float) -> None:
+        target = probe.target
+        if probe.tcp_ok:
+            log.warning(
+                "was able to connect to node=%s over TCP but other probes failed, "
+                "network may be misconfigured",
+                target.name,
+            )
+            self.counters.probe_tcp_rescues += 1
+            self._probe_finished(probe, now, success=True)
+            return
+        if probe.expected_nacks > 0:
+            delta = max(0, probe.expected_nacks - probe.nacks)
+        else:
+            delta = 1
+        self.counters.probe_failures += 1
+        self._probe_finished(probe, now, success=False, delta=delta)
+        log.info("suspect node=%s has failed, no acks received", target.name)
+        if self._nodes.get(target.name) is target:
+            self._suspect_node(
+                Suspect(incarnation=target.incarnation, node=target.name, from_node=self.name),
+                now,
+            )
+
+    def _probe_finished(
+        self, probe: _Probe, now: float, *, success: bool, delta: int = 0
+    ) -> None:
+        probe.done = True
+        if self._acks.get(probe.seq) is probe:
+            del self._acks[probe.seq]
+        self.awareness.apply_delta(-1 if success else delta)
+        if self._probe is probe:
+            self._probe = None
+            if self._probe_pending:
+                self._probe_pending = False
+                self._probe_round(now)
+
+    def _k_random_nodes(
+        self, k: int, exclude: Callable[[NodeState], bool]
+    ) -> list[NodeState]:
+        """memberlist kRandomNodes: up to k distinct nodes, 3n random tries at most."""
+        nodes = self._node_list
+        n = len(nodes)
+        out: list[NodeState] = []
+        if k <= 0 or n == 0:
+            return out
+        rand = self.rng.randrange
+        i = 0
+        while i < 3 * n and len(out) < k:
+            i += 1
+            s = nodes[rand(n)]
+            if exclude(s) or s in out:
+                continue
+            out.append(s)
+        return out
+
+    def _next_seq(self) -> int:
+        self._seq_no = (self._seq_no + 1) & 0xFFFFFFFF
+        return self._seq_no
+
+    def _next_incarnation(self) -> int:
+        self._incarnation += 1
+        return self._incarnation
+
+    # ------------------------------------------------------------------ gossip
+    def _gossip_tick(self, _: Any, now: float) -> None:
+        cfg = self.config
+        self._schedule(now + cfg.gossip_interval, self._gossip_tick, None)
+        me = self.name
+        dead_time = cfg.gossip_to_the_dead_time
+
+        def exclude(s: NodeState) -> bool:
+            if s.name == me:
+                return True
+            st = s.node.status
+            if st == NodeStatus.ALIVE or st == NodeStatus.SUSPECT:
+                return False
+            if st == NodeStatus.DEAD:
+                return now - s.state_change > dead_time
+            return True
+
+        if not len(self.broadcasts) and self.delegate is None:
+            return
+        targets = self._k_random_nodes(cfg.gossip_nodes, exclude)
+        avail = cfg.udp_buffer_size - _COMPOUND_HEADER - self._enc_overhead
+        for s in targets:
+            msgs = self._get_broadcasts(_COMPOUND_PART, avail, s)
+            if not msgs:
+                return
+            self._count_out("gossip")
+            if len(msgs) == 1:
+                self._raw_send(s.address, msgs[0], s)
+            else:
+                self._raw_send(s.address, codec.make_compound(msgs), s)
+
+    # ------------------------------------------------------------------ state transitions
+    def _local_meta(self) -> bytes:
+        meta = b""
+        if self.delegate is not None:
+            meta = self.delegate.node_meta(META_MAX_SIZE)
+            if len(meta) > META_MAX_SIZE:
+                raise ValueError(f"node meta is {len(meta)} bytes; at most {META_MAX_SIZE}")
+        return meta
+
+    def _set_alive(self, now: float) -> None:
+        a = Alive(
+            incarnation=self._next_incarnation(),
+            node=self.name,
+            addr=self.advertise[0],
+            port=self.advertise[1],
+            meta=self._local_meta(),
+            vsn=self.config.vsn,
+        )
+        self._alive_node(a, now, bootstrap=True)
+
+    def _notify(self, kind: str, node: Node) -> None:
+        ev = self.events
+        if ev is not None:
+            try:
+                if kind == "join":
+                    ev.notify_join(node)
+                elif kind == "leave":
+                    ev.notify_leave(node)
+                else:
+                    ev.notify_update(node)
+            except Exception:
+                log.exception("event delegate %s failed node=%s", kind, node.name)
+        if kind == "join":
+            self._emit(NodeJoined(node))
+        elif kind == "leave":
+            self._emit(NodeLeft(node))
+        else:
+            self._emit(NodeUpdated(node))
+
+    def _alive_node(self, a: Alive, now: float, *, bootstrap: bool = False) -> None:
+        """memberlist aliveNode (§6.7)."""
+        name = a.node
+        if self._left and name == self.name:
+            return
+        vsn = a.vsn
+        if vsn and len(vsn) != 6:
+            # memberlist 0.2.2 indexes Vsn[5] unchecked; anything but 0 or 6 bytes is unusable.
+            self._drop("bad_vsn", name, f"len={len(vsn)}")
+            return
+        if len(vsn) >= 3 and (vsn[0] == 0 or vsn[1] == 0 or vsn[0] > vsn[1]):
+            self._drop("bad_vsn", name, f"vsn={vsn}")
+            return
+        if not name:
+            self._drop("alive_no_name", a.addr)
+            return
+        if not a.port or not a.addr:
+            self._drop("alive_no_addr", name)
+            return
+        s = self._nodes.get(name)
+        updates_addr = False
+        if s is None:
+            if len(self._nodes) >= self.config.max_nodes:
+                self._drop("too_many_nodes", name)
+                return
+            node = Node(name, a.addr, a.port, a.meta, (), 0, NodeStatus.DEAD)
+            s = NodeState(node, now)
+            self._nodes[name] = s
+            # Insert at a random offset so that new nodes are probed soon on average.
+            lst = self._node_list
+            lst.append(s)
+            off = self.rng.randrange(len(lst))
+            lst[off], lst[-1] = lst[-1], lst[off]
+            self._by_addr[s.address] = s
+        elif s.node.addr != a.addr or s.node.port != a.port:
+            reclaim = self.config.dead_node_reclaim_time
+            can_reclaim = reclaim > 0 and now - s.state_change > reclaim
+            if s.node.status == NodeStatus.LEFT or (
+                s.node.status == NodeStatus.DEAD and can_reclaim
+            ):
+                log.info("updating address of left or failed node=%s to %s:%s",
+                         name, a.addr, a.port)
+                updates_addr = True
+            else:
+                other = Node(name, a.addr, a.port, a.meta, tuple(a.vsn), a.incarnation,
+                             NodeStatus.ALIVE)
+                self._drop("conflicting_address", (a.addr, a.port),
+                           f"node={name} mine={s.node.addr}:{s.node.port}")
+                if self.conflict is not None:
+                    try:
+                        self.conflict.notify_conflict(s.node, other)
+                    except Exception:
+                        log.exception("conflict delegate failed")
+                self._emit(NodeConflict(s.node, other))
+                return
+        is_local = name == self.name
+        if a.incarnation <= s.incarnation and not is_local and not updates_addr:
+            return
+        if a.incarnation < s.incarnation and is_local:
+            return
+        self._suspicions.pop(name, None)
+        old = s.node
+        if not bootstrap and is_local:
+            if (
+                a.incarnation == s.incarnation
+                and a.meta == old.meta
+                and tuple(a.vsn) == old.vsn
+            ):
+                return
+            self._refute(s, a.incarnation, now)
+            log.warning("refuting an alive message for node=%s from another address or config",
+                        name)
+        else:
+            self._encode_and_broadcast(name, codec.encode_message(a))
+            new_vsn = tuple(a.vsn) if a.vsn else old.vsn
+            status = NodeStatus.ALIVE
+            node = Node(name, a.addr, a.port, a.meta, new_vsn, a.incarnation, status)
+            if old.addr != a.addr or old.port != a.port:
+                if self._by_addr.get(s.address) is s:
+                    del self._by_addr[s.address]
+                s.set(node)
+                self._by_addr[s.address] = s
+            else:
+                s.set(node)
+            if old.status != NodeStatus.ALIVE:
+                s.state_change = now
+        if old.status in (NodeStatus.DEAD, NodeStatus.LEFT):
+            self._notify("join", s.node)
+        elif old.meta != s.node.meta:
+            self._notify("update", s.node)
+
+    def _refute(self, s: NodeState, accused: int, now: float) -> None:
+        inc = self._next_incarnation()
+        if accused >= inc:
+            inc = accused + 1
+            self._incarnation = inc
+        old = s.node
+        s.set(Node(old.name, old.addr, old.port, old.meta, old.vsn, inc, old.status))
+        self.awareness.apply_delta(1)
+        self.counters.refutes += 1
+        a = Alive(incarnation=inc, node=old.name, addr=old.addr, port=old.port, meta=old.meta,
+                  vsn=self.config.vsn)
+        self._encode_and_broadcast(old.name, codec.encode_message(a))
+
+    def _suspect_node(self, msg: Suspect, now: float) -> None:
+        """memberlist suspectNode (§6.7, §6.3)."""
+        s = self._nodes.get(msg.node)
+        if s is None or msg.incarnation < s.incarnation:
+            return
+        susp = self._suspicions.get(msg.node)
+        if susp is not None:
+            if susp.confirm(msg.from_node):
+                self._encode_and_broadcast(msg.node, codec.encode_message(msg))
+                self._schedule(susp.deadline, self._suspicion_timeout, (msg.node, susp))
+            return
+        if s.node.status != NodeStatus.ALIVE:
+            return
+        if s.name == self.name:
+            self._refute(s, msg.incarnation, now)
+            log.warning("refuting a suspect message from=%s", msg.from_node)
+            return
+        self._encode_and_broadcast(msg.node, codec.encode_message(msg))
+        old = s.node
+        s.set(Node(old.name, old.addr, old.port, old.meta, old.vsn, msg.incarnation,
+                   NodeStatus.SUSPECT))
+        s.state_change = now
+        self.counters.suspects += 1
+        cfg = self.config
+        n = len(self._nodes)
+        k = suspicion_confirmations(cfg.suspicion_mult, n)
+        min_t, max_t = suspicion_timeouts(
+            cfg.suspicion_mult, cfg.suspicion_max_timeout_mult, n, cfg.probe_interval
+        )
+        susp = Suspicion(msg.from_node, msg.incarnation, k, min_t, max_t, now)
+        self._suspicions[msg.node] = susp
+        self._schedule(susp.deadline, self._suspicion_timeout, (msg.node, susp))
+
+    def _suspicion_timeout(self, arg: tuple[str, Suspicion], now: float) -> None:
+        name, susp = arg
+        if self._suspicions.get(name) is not susp or now < susp.deadline - 1e-9:
+            return  # stale entry: refuted, or the deadline moved
+        s = self._nodes.get(name)
+        if s is None or s.node.status != NodeStatus.SUSPECT or s.state_change != susp.start:
+            return
+        log.info("marking node=%s as failed, suspect timeout reached (%d peer confirmations)",
+                 name, susp.confirmations)
+        self._dead_node(Dead(incarnation=s.incarnation, node=name, from_node=self.name), now)
+
+    def _dead_node(self, d: Dead, now: float) -> None:
+        """memberlist deadNode (§6.7); From == Node means the node left."""
+        s = self._nodes.get(d.node)
+        if s is None or d.incarnation < s.incarnation:
+            return
+        self._suspicions.pop(d.node, None)
+        if s.node.status >= NodeStatus.DEAD:
+            return
+        if s.name == self.name:
+            if not self._left:
+                self._refute(s, d.incarnation, now)
+                log.warning("refuting a dead message from=%s", d.from_node)
+                return
+            b = self._encode_and_broadcast(d.node, codec.encode_message(d))
+            self._leave_broadcast = b
+            b.on_done = self._leave_sent
+        else:
+            self._encode_and_broadcast(d.node, codec.encode_message(d))
+        old = s.node
+        status = NodeStatus.LEFT if d.node == d.from_node else NodeStatus.DEAD
+        s.set(Node(old.name, old.addr, old.port, old.meta, old.vsn, d.incarnation, status))
+        s.state_change = now
+        self.counters.deaths += 1
+        self._notify("leave", s.node)
+
+    def _leave_sent(self, sent: bool) -> None:
+        self._leave_done = True
+
+    def _any_alive(self) -> bool:
+        me = self.name
+        for s in self._node_list:
+            if s.name != me and s.node.status < NodeStatus.DEAD:
+                return True
+        return False
+
+    # ------------------------------------------------------------------ push/pull
+    def _local_states(self) -> tuple[PushNodeState, ...]:
+        return tuple(
+            PushNodeState(
+                name=s.node.name,
+                addr=s.node.addr,
+                port=s.node.port,
+                meta=s.node.meta,
+                incarnation=s.node.incarnation,
+                state=int(s.node.status),
+                vsn=s.node.vsn,
+            )
+            for s in self._node_list
+        )
+
+    def _push_pull_message(self, join: bool) -> PushPull:
+        user = b""
+        if self.delegate is not None:
+            try:
+                user = self.delegate.local_state(join) or b""
+            except Exception:
+                log.exception("delegate local_state failed node=%s", self.name)
+        return PushPull(join=join, states=self._local_states(), user_state=user)
+
+    def _encode_stream(self, msg: Any) -> bytes:
+        return codec.encode_stream(
+            msg,
+            compress=self.config.enable_compression,
+            keyring=self.keyring if self._encrypt_out() else None,
+        )
+
+    def _open_stream(self, addr: Addr, msg: Any, deadline: float, kind: str) -> _Stream | None:
+        if len(self._streams) >= self.config.max_pending_streams:
+            self._drop("too_many_streams", addr, kind)
+            return None
+        self._stream_id += 1
+        req = StreamRequest(self._stream_id, addr, self._encode_stream(msg), deadline, kind)
+        st = _Stream(req)
+        self._streams[req.id] = st
+        self._stream_out.append(req)
+        # Safety net: if the driver never reports back, fail the stream after its deadline.
+        self._schedule(deadline + 1.0, self._stream_expired, st)
+        return st
+
+    def _start_push_pull(
+        self, addr: Addr, join: bool, now: float, join_id: int = 0
+    ) -> _Stream | None:
+        kind = StreamKind.JOIN if join else StreamKind.PUSH_PULL
+        st = self._open_stream(addr, self._push_pull_message(join), now + self.config.tcp_timeout,
+                               kind)
+        if st is not None:
+            st.join_id = join_id
+            self.counters.push_pulls += 1
+        return st
+
+    def _push_pull_tick(self, _: Any, now: float) -> None:
+        cfg = self.config
+        self._schedule(
+            now + push_pull_scale(cfg.push_pull_interval, len(self._nodes)),
+            self._push_pull_tick,
+            None,
+        )
+        if self._periodic_push_pull in self._streams:
+            return  # memberlist runs them one at a time
+        me = self.name
+        peers = self._k_random_nodes(
+            1, lambda s: s.name == me or s.node.status != NodeStatus.ALIVE
+        )
+        if not peers:
+            return
+        st = self._start_push_pull(peers[0].address, False, now)
+        if st is not None:
+            self._periodic_push_pull = st.req.id
+
+    def _stream_expired(self, st: _Stream, now: float) -> None:
+        if not st.done:
+            self.stream_result(st.req.id, None, "timed out (no result from driver)", now)
+
+    def stream_result(
+        self, stream_id: int, response: bytes | None, error: str | None, now: float
+    ) -> None:
+        """Report an outbound stream's answer (all bytes read) or its failure (``error``)."""
+        st = self._streams.pop(stream_id, None)
+        if st is None or st.done:
+            return
+        st.done = True
+        req = st.req
+        msg: object = None
+        if error is None:
+            if not response:
+                error = "connection closed without an answer"
+            else:
+                try:
+                    msg = codec.decode_stream(
+                        response,
+                        self.keyring,
+                        limits=self.limits,
+                        verify_incoming=self.config.gossip_verify_incoming,
+                    )
+                except MalformedPacket as exc:
+                    self._drop("stream_" + exc.reason, req.addr, exc.detail)
+                    error = f"bad answer: {exc}"
+                except Exception as exc:
+                    self._drop("stream_decode_error", req.addr, repr(exc))
+                    error = f"bad answer: {exc!r}"
+        try:
+            if req.kind == StreamKind.PING:
+                self._ping_stream_done(st, msg, error, now)
+            else:
+                self._push_pull_done(st, msg, error, now)
+        except Exception as exc:
+            log.exception("error handling stream answer from=%s", req.addr)
+            self._drop("handler_error", req.addr, repr(exc))
+
+    def _ping_stream_done(self, st: _Stream, msg: object, error: str | None, now: float) -> None:
+        probe = st.probe
+        if probe is None or probe.done:
+            return
+        if error is None and isinstance(msg, AckResp) and msg.seq_no == probe.seq:
+            probe.tcp_ok = True
+        elif error is None:
+            self._drop("tcp_ping_bad_answer", st.req.addr, type(msg).__name__)
+        else:
+            log.debug("fallback TCP ping to=%s failed: %s", st.req.addr, error)
+        if probe.stage == 2 or now >= probe.deadline:
+            self._probe_failed(probe, now)
+
+    def _push_pull_done(self, st: _Stream, msg: object, error: str | None, now: float) -> None:
+        join = st.req.kind == StreamKind.JOIN
+        if error is None:
+            if isinstance(msg, ErrResp):
+                error = f"remote error: {msg.error}"
+            elif not isinstance(msg, PushPull):
+                error = f"unexpected answer {type(msg).__name__}"
+            else:
+                try:
+                    self._merge_remote_state(msg, join, now)
+                except _PeerError as exc:
+                    error = str(exc)
+        if error is not None:
+            self.counters.push_pull_failures += 1
+            log.warning("push/pull with %s:%s failed: %s", st.req.addr[0], st.req.addr[1], error)
+        if st.join_id:
+            job = self._joins.get(st.join_id)
+            if job is not None:
+                job.pending -= 1
+                if error is None:
+                    job.ok += 1
+                else:
+                    assert job.errors is not None
+                    job.errors.append(f"{st.req.addr[0]}:{st.req.addr[1]}: {error}")
+                if job.pending <= 0:
+                    self._finish_join(st.join_id)
+
+    def _finish_join(self, jid: int) -> None:
+        job = self._joins.pop(jid)
+        self._emit(JoinCompleted(jid, job.ok, tuple(job.errors or ())))
+
+    def _verify_protocol(self, remote: tuple[PushNodeState, ...]) -> None:
+        """memberlist verifyProtocol (§6.9); raises _PeerError on an incompatible cluster."""
+        maxpmin = maxdmin = 0
+        minpmax = mindmax = 255
+        for v, alive in self._vsn_sources(remote):
+            if not alive or not v:
+                continue
+            maxpmin = max(maxpmin, v[0])
+            minpmax = min(minpmax, v[1])
+            maxdmin = max(maxdmin, v[3])
+            mindmax = min(mindmax, v[4])
+        for v, _alive in self._vsn_sources(remote):
+            pcur = v[2] if v else 0
+            dcur = v[5] if v else 0
+            if pcur < maxpmin or pcur > minpmax:
+                raise _PeerError(f"protocol version ({pcur}) is incompatible: "
+                                 f"[{maxpmin}, {minpmax}]")
+            if dcur < maxdmin or dcur > mindmax:
+                raise _PeerError(f"delegate protocol version ({dcur}) is incompatible: "
+                                 f"[{maxdmin}, {mindmax}]")
+
+    def _vsn_sources(
+        self, remote: tuple[PushNodeState, ...]
+    ) -> Iterable[tuple[tuple[int, ...], bool]]:
+        for r in remote:
+            v = tuple(r.vsn)
+            yield (v if len(v) == 6 else ()), int(r.state) == NodeStatus.ALIVE
+        for s in self._node_list:
+            yield s.node.vsn, s.node.status == NodeStatus.ALIVE
+
+    def _merge_remote_state(self, pp: PushPull, join: bool, now: float) -> None:
+        self._verify_protocol(pp.states)
+        me = self.name
+        for r in pp.states:
+            st = int(r.state)
+            if st == NodeStatus.ALIVE:
+                self._alive_node(
+                    Alive(incarnation=r.incarnation, node=r.name, addr=r.addr, port=r.port,
+                          meta=r.meta, vsn=tuple(r.vsn)),
+                    now,
+                )
+            elif st == NodeStatus.LEFT:
+                self._dead_node(Dead(incarnation=r.incarnation, node=r.name, from_node=r.name),
+                                now)
+            elif st in (NodeStatus.DEAD, NodeStatus.SUSPECT):
+                # A remote "dead" is not proof: suspect it and let our own timer decide.
+                self._suspect_node(Suspect(incarnation=r.incarnation, node=r.name, from_node=me),
+                                   now)
+            else:
+                self._drop("bad_node_state", r.name, f"state={st}")
+        if pp.user_state and self.delegate is not None:
+            try:
+                self.delegate.merge_remote_state(pp.user_state, join)
+            except Exception:
+                log.exception("delegate merge_remote_state failed node=%s", self.name)
+
+    # ------------------------------------------------------------------ inbound streams
+    def handle_stream(self, request: bytes | object, addr: Addr, now: float) -> bytes | None:
+        """Answer one inbound TCP exchange.
+
+        ``request`` is everything read (bytes), or a message the driver's ``StreamReader``
+        already decoded. Returns the bytes to write back (then close), or None to just close.
+        Never raises because of the content."""
+        self.counters.streams_in += 1
+        msg: object
+        if isinstance(request, (bytes, bytearray, memoryview)):
+            self.counters.bytes_in += len(request)
+            try:
+                msg = codec.decode_stream(
+                    bytes(request),
+                    self.keyring,
+                    limits=self.limits,
+                    verify_incoming=self.config.gossip_verify_incoming,
+                )
+            except MalformedPacket as exc:
+                return self.stream_error(exc, addr)
+            except Exception as exc:
+                self._drop("stream_decode_error", addr, repr(exc))
+                return None
+        else:
+            msg = request
+        try:
+            return self._handle_stream_msg(msg, addr, now)
+        except Exception as exc:
+            log.exception("error handling stream from=%s", addr)
+            self._drop("handler_error", addr, repr(exc))
+            return None
+
+    def stream_error(self, exc: MalformedPacket, addr: Addr) -> bytes | None:
+        """Count a bad inbound stream and build memberlist's errResp answer for it."""
+        self._drop("stream_" + exc.reason, addr, exc.detail)
+        text = exc.detail or exc.reason
+        try:
+            return self._encode_stream(ErrResp(text))
+        except Exception:
+            return None
+
+    def _handle_stream_msg(self, msg: object, addr: Addr, now: float) -> bytes | None:
+        if isinstance(msg, PushPull):
+            self._count_in("push_pull")
+            answer = self._encode_stream(self._push_pull_message(msg.join))
+            try:
+                self._merge_remote_state(msg, msg.join, now)
+            except _PeerError as exc:
+                # Only the merging side complains; the other side sees a normal answer (§5.2).
+                self._drop("push_pull_incompatible", addr, str(exc))
+            return answer
+        if isinstance(msg, Ping):
+            self._count_in("tcp_ping")
+            if msg.node and msg.node != self.name:
+                self._drop("ping_wrong_node", addr, f"node={msg.node} (tcp)")
+                return None
+            self._count_out("ack")
+            return self._encode_stream(AckResp(msg.seq_no, None))
+        if isinstance(msg, UserMsg):
+            self._count_in("user")
+            self._user_msg(msg.payload)
+            return None
+        self._drop("stream_unexpected_type", addr, type(msg).__name__)
+        return None

@@ -1,0 +1,355 @@
+"""In-process simulator: many memberlist cores on a fake network with a virtual clock.
+
+Nothing here sleeps or touches a socket. A single event heap orders packet deliveries, stream
+exchanges and every core's timers; the virtual clock jumps from event to event, so a simulated
+minute of a 20-node cluster runs in well under a second and 1,000 nodes fit in one process.
+
+The network is a routing hook (in the spirit of trio's ``FakeNet.route_packet`` and memberlist's
+``MockTransport``): ``route(src, dst, kind, now)`` returns the one-way delay in seconds, or
+``None`` to drop. Tests install hooks for loss, delay, reordering and partitions
+(``tests/unit/gossip/fakenet.py``); :mod:`bench.gossip_sim` uses it to measure dissemination.
+"""
+
+from __future__ import annotations
+
+import heapq
+import random
+from collections.abc import Callable, Iterable
+from dataclasses import dataclass, field
+from typing import Any
+
+from .config import MemberlistConfig
+from .delegate import NullDelegate
+from .memberlist import JoinCompleted, Memberlist
+from .messages import Alive
+from .state import Node
+
+__all__ = ["ManualClock", "Simulator", "SimNode", "Route", "default_route"]
+
+Addr = tuple[str, int]
+Route = Callable[[Addr, Addr, str, float], "float | None"]
+"""``route(src, dst, kind, now) -> delay seconds | None (drop)``; kind is "udp" or "tcp"."""
+
+
+class ManualClock:
+    """A clock that only moves when told (the simulator advances it)."""
+
+    __slots__ = ("now",)
+
+    def __init__(self, start: float = 1000.0) -> None:
+        self.now = start
+
+    def time(self) -> float:
+        return self.now
+
+    def advance(self, dt: float) -> None:
+        self.now += dt
+
+
+def default_route(rng: random.Random, base: float = 0.0005, jitter: float = 0.0005) -> Route:
+    """Every packet arrives after ``base + U(0, jitter)`` seconds."""
+
+    def route(src: Addr, dst: Addr, kind: str, now: float) -> float | None:
+        return base + rng.random() * jitter
+
+    return route
+
+
+class _Recorder(NullDelegate):
+    """Default delegate of a simulated node: records user messages, can inject broadcasts."""
+
+    def __init__(self, sim: Simulator, name: str) -> None:
+        self.sim = sim
+        self.name = name
+        self.user_msgs: list[bytes] = []
+        self.outgoing: list[bytes] = []
+        self.meta = b""
+
+    def node_meta(self, limit: int) -> bytes:
+        return self.meta
+
+    def notify_user_msg(self, buf: bytes) -> None:
+        self.user_msgs.append(buf)
+        hook = self.sim.on_user_msg
+        if hook is not None:
+            hook(self.name, buf)
+
+    def get_broadcasts(self, overhead: int, limit: int, dest: Node | None) -> list[bytes]:
+        if not self.outgoing:
+            return []
+        out: list[bytes] = []
+        used = 0
+        keep: list[bytes] = []
+        for m in self.outgoing:
+            if used + overhead + len(m) <= limit:
+                out.append(m)
+                used += overhead + len(m)
+            else:
+                keep.append(m)
+        self.outgoing = keep
+        return out
+
+
+@dataclass(slots=True, eq=False)
+class SimNode:
+    """One simulated member: its core, address and whether it is running."""
+
+    name: str
+    addr: Addr
+    core: Memberlist
+    delegate: Any
+    running: bool = True
+    paused: bool = False
+    events: list[Any] = field(default_factory=list)
+    timer_at: float | None = None
+
+
+class Simulator:
+    """Drives :class:`Memberlist` cores on a fake network (see module docstring)."""
+
+    def __init__(
+        self,
+        *,
+        seed: int = 1,
+        route: Route | None = None,
+        start: float = 1000.0,
+        record_events: bool = True,
+    ) -> None:
+        self.rng = random.Random(seed)
+        self.clock = ManualClock(start)
+        self.route: Route = route if route is not None else default_route(self.rng)
+        self.nodes: dict[str, SimNode] = {}
+        self.by_addr: dict[Addr, SimNode] = {}
+        self.record_events = record_events
+        self._heap: list[tuple[float, int, int, Any]] = []
+        self._seq = 0
+        self._next_port = 7946
+        self.packets_sent = 0
+        self.packets_dropped = 0
+        self.bytes_sent = 0
+        self.on_user_msg: Callable[[str, bytes], None] | None = None
+        self.on_event: Callable[[str, Any, float], None] | None = None
+
+    @property
+    def now(self) -> float:
+        return self.clock.now
+
+    # -- building the cluster ------------------------------------------------------------------
+    def add_node(
+        self,
+        name: str,
+        config: MemberlistConfig | None = None,
+        *,
+        delegate: Any = None,
+        ip: str = "10.0.0.1",
+        **overrides: Any,
+    ) -> SimNode:
+        """Create a core named ``name`` on a fresh fake address (not joined to anyone)."""
+        port = self._next_port
+        self._next_port += 1
+        if config is None:
+            config = MemberlistConfig.lan(name=name)
+        config = config.replace(name=name, bind_addr=ip, bind_port=port, advertise_addr="",
+                                advertise_port=0, **overrides)
+        if delegate is None:
+            delegate = _Recorder(self, name)
+        core = Memberlist(
+            config,
+            now=self.now,
+            delegate=delegate,
+            events=delegate if hasattr(delegate, "notify_join") else None,
+            ping_delegate=delegate if hasattr(delegate, "ack_payload") else None,
+            conflict=delegate if hasattr(delegate, "notify_conflict") else None,
+            rng=random.Random(self.rng.random()),
+        )
+        node = SimNode(name, (ip, port), core, delegate)
+        self.nodes[name] = node
+        self.by_addr[node.addr] = node
+        self._flush(node)
+        return node
+
+    def seed_membership(self, names: Iterable[str] | None = None) -> None:
+        """Make every running node know every other as alive, without network traffic.
+
+        For large simulations (the bench): joining 1,000 nodes by push/pull is slow to simulate
+        and not what we measure. The alives are fed through the core's own alive handling and
+        the resulting broadcast queues are then emptied."""
+        chosen = [self.nodes[n] for n in (names if names is not None else list(self.nodes))]
+        alives = [
+            Alive(incarnation=n.core.incarnation, node=n.name, addr=n.addr[0], port=n.addr[1],
+                  meta=n.core.local_node.meta, vsn=n.core.config.vsn)
+            for n in chosen
+        ]
+        now = self.now
+        for n in chosen:
+            core = n.core
+            for a in alives:
+                if a.node != n.name:
+                    core._alive_node(a, now)
+            core.broadcasts.reset()
+            while core.next_event() is not None:
+                pass
+            self._flush(n)
+
+    # -- control -----------------------------------------------------------------------------
+    def join(self, name: str, others: Iterable[str]) -> int:
+        node = self.nodes[name]
+        jid = node.core.join([self.nodes[o].addr for o in others], self.now)
+        self._flush(node)
+        return jid
+
+    def stop(self, name: str) -> None:
+        """Crash a node: it stops answering and sending (like kill -9)."""
+        n = self.nodes[name]
+        n.running = False
+
+    def pause(self, name: str) -> None:
+        """Freeze a node (SIGSTOP): packets to it are lost, its timers do not run."""
+        self.nodes[name].paused = True
+
+    def resume(self, name: str) -> None:
+        n = self.nodes[name]
+        n.paused = False
+        self._flush(n)
+
+    def leave(self, name: str) -> None:
+        n = self.nodes[name]
+        n.core.leave(self.now)
+        self._flush(n)
+
+    def broadcast_user(self, name: str, body: bytes) -> None:
+        """Have ``name``'s delegate offer ``body`` once (the memberlist layer disseminates it
+        only through piggy-backing; for flood-style spread use :meth:`queue_user_broadcast`)."""
+        self.nodes[name].delegate.outgoing.append(body)
+
+    def queue_user_broadcast(self, name: str, body: bytes, key: str) -> None:
+        """Queue a user message (0x08 + body) in ``name``'s memberlist broadcast queue."""
+        n = self.nodes[name]
+        n.core.queue_broadcast(b"\x08" + body, key)
+
+    # -- the event loop ----------------------------------------------------------------------
+    def _push(self, when: float, kind: int, payload: Any) -> None:
+        self._seq += 1
+        heapq.heappush(self._heap, (when, self._seq, kind, payload))
+
+    def _flush(self, node: SimNode) -> None:
+        """Collect what ``node``'s core wants to send and re-arm its timer."""
+        core = node.core
+        now = self.now
+        if not node.running:
+            core.packets_to_send()
+            core.streams_to_open()
+            return
+        for data, dst in core.packets_to_send():
+            self.packets_sent += 1
+            self.bytes_sent += len(data)
+            delay = self.route(node.addr, dst, "udp", now)
+            if delay is None:
+                self.packets_dropped += 1
+                continue
+            self._push(now + delay, 0, (dst, data, node.addr))
+        for req in core.streams_to_open():
+            delay = self.route(node.addr, req.addr, "tcp", now)
+            if delay is None or self.route(req.addr, node.addr, "tcp", now) is None:
+                # Connection attempt times out at the stream's deadline.
+                self._push(max(now, req.deadline), 2, (node, req.id, None, "i/o timeout"))
+                continue
+            self._push(now + delay, 1, (node, req))
+        while True:
+            ev = core.next_event()
+            if ev is None:
+                break
+            if self.record_events:
+                node.events.append((now, ev))
+            if self.on_event is not None:
+                self.on_event(node.name, ev, now)
+        deadline = core.next_deadline()
+        if deadline is not None and deadline != node.timer_at:
+            node.timer_at = deadline
+            self._push(deadline, 3, node)
+
+    def run_until(self, t: float, stop: Callable[[], bool] | None = None) -> bool:
+        """Run events up to virtual time ``t``; return True early when ``stop()`` holds."""
+        heap = self._heap
+        clock = self.clock
+        while heap and heap[0][0] <= t:
+            when, _, kind, payload = heapq.heappop(heap)
+            if when > clock.now:
+                clock.now = when
+            now = clock.now
+            if kind == 3:  # timer
+                node = payload
+                if node.timer_at != when:
+                    continue
+                node.timer_at = None
+                if not node.running:
+                    continue
+                if node.paused:
+                    # Timers wait until resume(); re-check later.
+                    node.timer_at = when + 0.1
+                    self._push(when + 0.1, 3, node)
+                    continue
+                node.core.handle_timer(now)
+                self._flush(node)
+            elif kind == 0:  # packet delivery
+                dst, data, src = payload
+                target = self.by_addr.get(dst)
+                if target is None or not target.running or target.paused:
+                    self.packets_dropped += 1
+                    continue
+                target.core.receive_packet(data, src, now)
+                self._flush(target)
+            elif kind == 1:  # stream arrives at the listener
+                node, req = payload
+                target = self.by_addr.get(req.addr)
+                if target is None or not target.running:
+                    self._push(now, 2, (node, req.id, None, "connection refused"))
+                    continue
+                if target.paused:
+                    self._push(max(now, req.deadline), 2, (node, req.id, None, "i/o timeout"))
+                    continue
+                answer = target.core.handle_stream(req.data, node.addr, now)
+                self._flush(target)
+                back = self.route(req.addr, node.addr, "tcp", now)
+                if back is None:
+                    self._push(max(now, req.deadline), 2, (node, req.id, None, "i/o timeout"))
+                elif now + back > req.deadline:
+                    self._push(req.deadline, 2, (node, req.id, None, "i/o timeout"))
+                else:
+                    self._push(now + back, 2, (node, req.id, answer or b"", None))
+            elif kind == 2:  # stream result back at the initiator
+                node, sid, answer, error = payload
+                if not node.running:
+                    continue
+                node.core.stream_result(sid, answer, error, now)
+                self._flush(node)
+            if stop is not None and stop():
+                return True
+        if clock.now < t:
+            clock.now = t
+        return stop() if stop is not None else False
+
+    def run_for(self, dt: float, stop: Callable[[], bool] | None = None) -> bool:
+        return self.run_until(self.now + dt, stop)
+
+    # -- observations --------------------------------------------------------------------------
+    def view(self, name: str) -> dict[str, str]:
+        """``name``'s view: member name -> status name (lower case)."""
+        return {n.name: n.status.name.lower() for n in self.nodes[name].core.all_nodes()}
+
+    def converged(self, names: Iterable[str] | None = None, expect: dict[str, str] | None = None
+                  ) -> bool:
+        """Every running node in ``names`` sees exactly ``expect`` (default: all running alive)."""
+        chosen = [self.nodes[n] for n in (names if names is not None else self.nodes)]
+        running = [n for n in chosen if n.running]
+        if expect is None:
+            expect = {n.name: "alive" for n in running}
+        for n in running:
+            view = {m.name: m.status.name.lower() for m in n.core.all_nodes()}
+            for k, v in expect.items():
+                if view.get(k) != v:
+                    return False
+        return True
+
+    def joins_completed(self, name: str) -> list[JoinCompleted]:
+        return [ev for _, ev in self.nodes[name].events if isinstance(ev, JoinCompleted)]
