@@ -36,7 +36,7 @@ from __future__ import annotations
 import ipaddress
 import logging
 import struct
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 
 from .config import DNSConfig
@@ -548,26 +548,23 @@ class Resolver:
             rtype = A if ip.version == 4 else AAAA
             if qtype in (rtype, ANY):
                 answers.append(rr(owner, rtype, ttl, ip.packed))
-        txt = self._txt(node.meta)
-        if txt:
-            meta_rr = rr(owner, TXT, ttl, txt)
-            if qtype in (TXT, ANY):
-                answers.append(meta_rr)
-            elif answers:
-                extra.append(meta_rr)     # Consul adds node meta to A answers' additional
+        # One TXT record per meta key, "key=value" (Consul's form).
+        txts = [rr(owner, TXT, ttl, t) for t in self._txt(node.meta)]
+        if qtype in (TXT, ANY):
+            answers.extend(txts)
+        elif answers:
+            extra.extend(txts)            # Consul adds node meta to A answers' additional
         if not answers:
             return self._negative(NOERROR, dom, comp)
         return _Answer(NOERROR, answers, extra=extra)
 
     @staticmethod
-    def _txt(meta: object) -> bytes:
-        out = bytearray()
-        items = sorted(meta.items()) if hasattr(meta, "items") else []
-        for k, v in items:
+    def _txt(meta: Mapping[str, str]) -> list[bytes]:
+        out = []
+        for k, v in sorted(meta.items()):
             s = f"{k}={v}".encode("utf-8")[:255]
-            out.append(len(s))
-            out += s
-        return bytes(out)
+            out.append(bytes([len(s)]) + s)
+        return out
 
     def _addr(self, parts: list[str], qtype: int, dom: tuple[bytes, ...],
               comp: Compressor) -> _Answer:
