@@ -1,1 +1,41 @@
-"""Round-robin TCP and HTTP proxying to backends that follow a catalog view."""
+"""``lb``: a TCP and HTTP proxy whose backends follow the catalog live ("bind").
+
+Public API (the agent imports only these names)::
+
+    cfg = LBConfig.from_dict(agent_config.lb)            # limits and timeouts, validated
+    lb = LoadBalancer(cfg, view)                         # view: any CatalogView
+    await lb.start()                                     # follow view.wait(index) for changes
+    info = await lb.add_listener(ListenerSpec.from_dict(
+        {"Name": "web", "Bind": "127.0.0.1:9000", "Mode": "http", "Service": "web"}))
+    lb.listeners()        # [{Name, Bind, Address, Mode, ..., Counters{...}, Backends[{...}]}]
+    await lb.remove_listener("web")                      # open connections drain
+    await lb.stop()
+
+``add_listener`` creates or replaces by name and raises :class:`ConfigError` (a ValueError)
+for a bad spec, :class:`ListenerError` (``.status`` 400) for "bind 127.0.0.1:9000: address
+already in use"; ``remove_listener`` raises ListenerError with ``.status`` 404 for an unknown
+name. ``lb.counters`` is the :class:`LBCounters` (events by reason).
+
+Strategies: ``round_robin`` (default; per connection in TCP, per request in HTTP),
+``least_conn``, ``random``, ``weighted_round_robin`` (the instances' Weights.Passing /
+Weights.Warning by health). :class:`MemoryView` is a working in-memory catalog view.
+"""
+
+from __future__ import annotations
+
+from .config import STRATEGIES, LBConfig, ListenerSpec, Route
+from .counters import LBCounters, ListenerStats
+from .errors import ConfigError, LBError, ListenerError
+from .loadbalancer import LoadBalancer, listeners_from_config
+from .memview import MemInstance, MemoryView
+from .pool import Pool
+from .routes import RouteTable, urlprefix_routes
+from .strategy import Backend, LeastConn, Random, RoundRobin, WeightedRoundRobin, make_strategy
+from .view import CatalogView, Instance
+
+__all__ = [
+    "STRATEGIES", "Backend", "CatalogView", "ConfigError", "Instance", "LBConfig", "LBCounters",
+    "LBError", "LeastConn", "ListenerError", "ListenerSpec", "ListenerStats", "LoadBalancer",
+    "MemInstance", "MemoryView", "Pool", "Random", "RoundRobin", "Route", "RouteTable",
+    "WeightedRoundRobin", "listeners_from_config", "make_strategy", "urlprefix_routes",
+]

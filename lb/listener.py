@@ -1,0 +1,162 @@
+"""What TCP and HTTP listeners share: the bound socket, pools that follow the view, counters,
+connection bookkeeping, timeouts swept on a timer, and draining on removal."""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import random
+import socket
+from collections.abc import Iterable
+from typing import TYPE_CHECKING, Any, Protocol
+
+from .config import LBConfig, ListenerSpec, Route
+from .counters import LBCounters, ListenerStats
+from .pool import Pool
+from .routes import RouteTable, urlprefix_routes
+from .view import CatalogView
+
+if TYPE_CHECKING:
+    from .strategy import Backend
+
+log = logging.getLogger(__name__)
+
+PoolKey = tuple[str, "str | None"]
+
+
+class Conn(Protocol):
+    def abort(self) -> None: ...
+    def sweep(self, now: float) -> None: ...
+    def begin_drain(self) -> None: ...
+
+
+class Listener:
+    """Base of :class:`lb.tcp.TcpListener` and :class:`lb.http.HttpListener`."""
+
+    def __init__(self, spec: ListenerSpec, config: LBConfig, sock: socket.socket,
+                 counters: LBCounters, rng: random.Random | None = None) -> None:
+        self.spec = spec
+        self.config = config
+        self.sock = sock
+        self.counters = counters
+        self.stats = ListenerStats()
+        self.loop = asyncio.get_running_loop()
+        self.rng = rng or random.Random()
+        self.pools: dict[PoolKey, Pool] = {}
+        self.conns: set[Conn] = set()
+        self.local_addr: tuple[str, int] = sock.getsockname()[:2]
+        self.connect_timeout = spec.connect_timeout or config.connect_timeout
+        self.idle_timeout = (spec.idle_timeout if spec.idle_timeout is not None
+                             else config.idle_timeout)
+        self.max_connections = spec.max_connections or config.max_connections
+        self.routes: RouteTable | None = None
+        self.default_pool: Pool | None = None
+        self.accepting = False
+        self.closing = False
+        self.drain_deadline = 0.0
+        self._sweeper: asyncio.TimerHandle | None = None
+
+    # -- pools ------------------------------------------------------------------------------
+    def _new_pool(self, service: str, tag: str | None) -> Pool:
+        c = self.config
+        return Pool(service, tag, self.spec.strategy, eject_after=c.eject_after,
+                    eject_backoff=c.eject_backoff, eject_backoff_max=c.eject_backoff_max,
+                    drain_timeout=c.drain_timeout, rng=self.rng)
+
+    def refresh(self, view: CatalogView) -> None:
+        """Bring routes and pools in line with the view (called when its index rises)."""
+        now = self.loop.time()
+        spec = self.spec
+        routes: list[Route] = list(spec.routes)
+        if spec.urlprefix:
+            routes.extend(urlprefix_routes(view.services()))
+        if spec.service:
+            routes.append(Route(service=spec.service, tag=spec.tag))
+        table = RouteTable(routes)
+        wanted = table.targets
+        for key in wanted:
+            pool = self.pools.get(key)
+            if pool is None:
+                pool = self.pools[key] = self._new_pool(*key)
+            insts = view.instances(key[0], key[1], passing_only=spec.passing_only)
+            pool.update(insts, now)
+        for key in list(self.pools):
+            if key not in wanted:
+                pool = self.pools[key]
+                pool.update((), now)
+                if not pool.draining:
+                    del self.pools[key]
+        self.routes = table
+        self.default_pool = self.pools.get((spec.service, spec.tag)) if spec.service else None
+        self._cut_overdue(now)
+
+    def _cut_overdue(self, now: float) -> None:
+        for key, pool in list(self.pools.items()):
+            for b in pool.expire_drains(now):
+                log.info("drain timeout, cutting connections listener=%s addr=%s:%d n=%d",
+                         self.spec.name, b.host, b.port, len(b.conns))
+                for c in list(b.conns):
+                    c.abort()   # type: ignore[attr-defined]
+            if key not in (self.routes.targets if self.routes else ()) and not pool.draining \
+                    and not pool.backends:
+                del self.pools[key]
+
+    def all_backends(self) -> Iterable[Backend]:
+        for pool in self.pools.values():
+            yield from pool.backends
+            yield from pool.draining.values()
+
+    # -- lifecycle --------------------------------------------------------------------------
+    def start_sweeper(self) -> None:
+        self._sweeper = self.loop.call_later(self.config.sweep_interval, self._sweep)
+
+    def _sweep(self) -> None:
+        now = self.loop.time()
+        try:
+            for c in list(self.conns):
+                c.sweep(now)
+            self._cut_overdue(now)
+            if self.closing and now >= self.drain_deadline:
+                for c in list(self.conns):
+                    c.abort()
+        except Exception:   # a sweep must never kill the timer chain
+            log.exception("lb sweep failed listener=%s", self.spec.name)
+        if not (self.closing and not self.conns):
+            self._sweeper = self.loop.call_later(self.config.sweep_interval, self._sweep)
+        else:
+            self._sweeper = None
+
+    def stop_accepting(self) -> None:
+        raise NotImplementedError
+
+    def begin_close(self, drain_timeout: float) -> None:
+        """Stop accepting; open connections finish (idle HTTP ones close) within the timeout."""
+        self.stop_accepting()
+        self.closing = True
+        self.drain_deadline = self.loop.time() + drain_timeout
+        for c in list(self.conns):
+            c.begin_drain()
+        if self._sweeper is None and self.conns:
+            self.start_sweeper()
+
+    async def wait_closed(self, timeout: float) -> None:
+        deadline = self.loop.time() + timeout
+        while self.conns and self.loop.time() < deadline:
+            await asyncio.sleep(0.02)
+        for c in list(self.conns):
+            c.abort()
+        if self._sweeper is not None:
+            self._sweeper.cancel()
+            self._sweeper = None
+
+    def info(self) -> dict[str, Any]:
+        now = self.loop.time()
+        d = self.spec.to_dict()
+        d["Bind"] = self.spec.bind
+        d["Address"] = f"{self.local_addr[0]}:{self.local_addr[1]}"
+        d["Counters"] = self.stats.to_dict()
+        d["Backends"] = [dict(b.stats(now), Service=pool.service, Tag=pool.tag)
+                         for pool in self.pools.values() for b in pool.backends]
+        d["Backends"].extend(dict(b.stats(now), Service=pool.service, Tag=pool.tag)
+                             for pool in self.pools.values() for b in pool.draining.values())
+        return d
