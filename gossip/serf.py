@@ -42,6 +42,7 @@ import random
 import re
 from collections import Counter, deque
 from collections.abc import Callable, Iterable, Mapping, Sequence
+from typing import Any
 from dataclasses import dataclass, field
 
 from . import codec
@@ -89,7 +90,7 @@ _WIRE_STATUS = {ALIVE: WireStatus.ALIVE, LEAVING: WireStatus.LEAVING, LEFT: Wire
                 FAILED: WireStatus.FAILED}
 
 
-class SerfError(GossipError):
+class SerfError(GossipError, ValueError):
     """A local Serf operation was refused (too large, not running...)."""
 
 
@@ -934,8 +935,80 @@ def key_to_b64(key: bytes) -> str:
     return base64.b64encode(key).decode()
 
 
+
+
+class SerfDelegate:
+    """Plugs a :class:`Serf` core into a memberlist core (Delegate, EventDelegate, PingDelegate,
+    ConflictDelegate and PeerClassifier of :mod:`gossip.delegate`).
+
+    ``now`` gives the clock time for callbacks; ``on_activity`` is called after anything that
+    may have produced Serf output (the driver then drains packets, events and actions).
+    """
+
+    def __init__(self, serf: Serf, now: Callable[[], float],
+                 on_activity: Callable[[], None] | None = None) -> None:
+        self.serf = serf
+        self.now = now
+        self.on_activity = on_activity
+        self.conflicts = 0
+
+    def _kick(self) -> None:
+        if self.on_activity is not None:
+            self.on_activity()
+
+    # Delegate
+    def node_meta(self, limit: int) -> bytes:
+        return self.serf.node_meta(limit)
+
+    def notify_user_msg(self, buf: bytes) -> None:
+        self.serf.receive(buf, self.now())
+        self._kick()
+
+    def get_broadcasts(self, overhead: int, limit: int, dest: Any) -> list[bytes]:
+        rumor = dest is not None and self.serf.is_rumor_peer(dest.name)
+        return self.serf.get_broadcasts(overhead, limit, dest_is_rumor=rumor)
+
+    def local_state(self, join: bool) -> bytes:
+        return self.serf.local_state(join)
+
+    def merge_remote_state(self, buf: bytes, join: bool) -> None:
+        self.serf.merge_remote_state(buf, join, self.now())
+        self._kick()
+
+    # EventDelegate
+    def notify_join(self, node: Any) -> None:
+        self.serf.node_joined(node.name, node.addr, node.port, node.meta, node.vsn, self.now())
+        self._kick()
+
+    def notify_leave(self, node: Any) -> None:
+        self.serf.node_left(node.name, self.now())
+        self._kick()
+
+    def notify_update(self, node: Any) -> None:
+        self.serf.node_updated(node.name, node.addr, node.port, node.meta, node.vsn, self.now())
+        self._kick()
+
+    # PingDelegate: no Vivaldi coordinates; Serf ignores an empty ack payload (§7.10).
+    def ack_payload(self) -> bytes:
+        return b""
+
+    def notify_ping_complete(self, node: Any, rtt: float, payload: bytes) -> None:
+        return None
+
+    # ConflictDelegate
+    def notify_conflict(self, existing: Any, other: Any) -> None:
+        self.conflicts += 1
+        self.serf.counters["serf.name_conflicts"] += 1
+        log.warning("name conflict node=%s known=%s:%s other=%s:%s; use unique node names",
+                    existing.name, existing.addr, existing.port, other.addr, other.port)
+
+    # PeerClassifier
+    def is_rumor_peer(self, node: Any) -> bool:
+        return self.serf.is_rumor_peer(node.name)
+
+
 __all__ = [
     "ALIVE", "LEAVING", "LEFT", "FAILED", "INTERNAL_QUERY_PREFIX", "KeyRequest",
-    "LamportClock", "PendingQuery", "QueryParams", "ReconnectRequested", "Serf", "SerfError",
+    "LamportClock", "PendingQuery", "QueryParams", "ReconnectRequested", "Serf", "SerfDelegate", "SerfError",
     "decode_tags", "encode_tags", "retransmit_limit",
 ]

@@ -1,0 +1,188 @@
+"""Gossip endpoints in Consul's shapes: members, join, leave, force-leave, user events, keyring.
+
+* ``GET /v1/agent/members`` — every Serf member: Name, Addr, Port, Tags (map), Status
+  (1 alive, 2 leaving, 3 left, 4 failed), ProtocolMin/Max/Cur, DelegateMin/Max/Cur.
+* ``PUT /v1/agent/join/{addr}``, ``PUT /v1/agent/leave``, ``PUT /v1/agent/force-leave/{node}``
+  (``?prune``).
+* ``PUT /v1/event/fire/{name}`` (body = payload) and ``GET /v1/event/list`` (``?name=``, newest
+  last). Rumor fires plain Serf user events (the event name is the Serf event name and the body
+  its payload), so a ``serf agent`` handler sees them and ``serf event`` shows up in the list.
+  The ``ID`` of an event is derived from (LTime, name, payload), so every agent lists the same ID.
+* ``GET/POST/PUT/DELETE /v1/operator/keyring`` — list, install, use, remove a gossip key
+  cluster-wide (Consul's shape: a list of per-pool responses).
+"""
+
+from __future__ import annotations
+
+import base64
+import hashlib
+import uuid
+from collections.abc import Mapping
+from typing import Any
+
+from aiohttp import web
+
+from ..errors import RequestError
+from .base import agent_of, json_response, read_json
+
+routes = web.RouteTableDef()
+
+EVENT_VERSION = 1
+
+
+def member_json(m: Any) -> dict[str, Any]:
+    """Consul's /v1/agent/members entry for a ``gossip.Member``."""
+    return {
+        "Name": m.name,
+        "Addr": m.addr,
+        "Port": m.port,
+        "Tags": dict(m.tags),
+        "Status": m.status_code,
+        "ProtocolMin": m.protocol_min,
+        "ProtocolMax": m.protocol_max,
+        "ProtocolCur": m.protocol_cur,
+        "DelegateMin": m.delegate_min,
+        "DelegateMax": m.delegate_max,
+        "DelegateCur": m.delegate_cur,
+    }
+
+
+def event_id(ltime: int, name: str, payload: bytes) -> str:
+    """A UUID every agent derives the same way for the same Serf user event."""
+    h = hashlib.sha256(ltime.to_bytes(8, "big") + name.encode() + b"\0" + payload).digest()
+    return str(uuid.UUID(bytes=h[:16], version=4))
+
+
+def event_json(ev: Any) -> dict[str, Any]:
+    """Consul's user event shape for a ``gossip.UserEventReceived``."""
+    return {
+        "ID": event_id(ev.ltime, ev.name, ev.payload),
+        "Name": ev.name,
+        "Payload": base64.b64encode(ev.payload).decode() if ev.payload else None,
+        "NodeFilter": "",
+        "ServiceFilter": "",
+        "TagFilter": "",
+        "Version": EVENT_VERSION,
+        "LTime": ev.ltime,
+    }
+
+
+def _gossip(request: web.Request) -> Any:
+    g = agent_of(request).gossip
+    if g is None:
+        raise RequestError("gossip is not running on this agent", 500)
+    return g
+
+
+@routes.get("/v1/agent/members")
+async def members(request: web.Request) -> web.Response:
+    return json_response([member_json(m) for m in _gossip(request).members()])
+
+
+@routes.put("/v1/agent/join/{addr}")
+async def join(request: web.Request) -> web.Response:
+    addr = request.match_info["addr"]
+    try:
+        n = await _gossip(request).join([addr])
+    except Exception as e:
+        raise RequestError(f"Failed to join {addr}: {e}", 500) from None
+    if n == 0:
+        raise RequestError(f"Failed to join {addr}: no agent answered", 500)
+    return json_response(None)
+
+
+@routes.put("/v1/agent/leave")
+async def leave(request: web.Request) -> web.Response:
+    agent = agent_of(request)
+    g = _gossip(request)
+    await g.leave(5.0)
+    stop = getattr(agent, "request_stop", None)
+    if stop is not None:
+        stop()
+    return json_response(None)
+
+
+@routes.put("/v1/agent/force-leave/{node}")
+async def force_leave(request: web.Request) -> web.Response:
+    node = request.match_info["node"]
+    prune = "prune" in request.query and request.query.get("prune", "") not in ("false", "0")
+    ok = await _gossip(request).force_leave(node, prune=prune)
+    if not ok:
+        raise RequestError(f"agent: No node found with name '{node}'", 404)
+    return json_response(None)
+
+
+@routes.put("/v1/event/fire/{name}")
+async def fire(request: web.Request) -> web.Response:
+    name = request.match_info["name"]
+    if not name:
+        raise RequestError("Missing name")
+    for unsupported in ("node", "service", "tag"):
+        if request.query.get(unsupported):
+            raise RequestError(f"?{unsupported}= filters are not supported by Rumor's user events")
+    payload = await request.read()
+    try:
+        ev = await _gossip(request).user_event(name, payload, coalesce=True)
+    except ValueError as e:
+        raise RequestError(str(e), 400) from None
+    return json_response(event_json(ev))
+
+
+@routes.get("/v1/event/list")
+async def list_events(request: web.Request) -> web.Response:
+    name = request.query.get("name", "")
+    evs = [e for e in _gossip(request).recent_events() if not name or e.name == name]
+    index = evs[-1].ltime if evs else 1
+    return json_response([event_json(e) for e in evs], index=index)
+
+
+# -- keyring ---------------------------------------------------------------------------------
+
+
+def _keyring_json(resp: Any) -> list[dict[str, Any]]:
+    return [resp.to_json()]
+
+
+async def _key_from_body(request: web.Request) -> str:
+    body = await read_json(request)
+    if not isinstance(body, Mapping) or not isinstance(body.get("Key"), str) or not body["Key"]:
+        raise RequestError('Request body must be {"Key": "<base64 key>"}')
+    key = body["Key"]
+    try:
+        raw = base64.b64decode(key, validate=True)
+    except ValueError:
+        raise RequestError("Key is not valid base64") from None
+    if len(raw) not in (16, 24, 32):
+        raise RequestError(f"Key is {len(raw)} bytes; it must be 16, 24 or 32")
+    return key
+
+
+def _key_result(resp: Any) -> web.Response:
+    if not resp.ok:
+        detail = "; ".join(f"{n}: {m}" for n, m in sorted(resp.messages.items()))
+        raise RequestError(f"{resp.error_text()}" + (f" ({detail})" if detail else ""), 500)
+    return json_response(None)
+
+
+@routes.get("/v1/operator/keyring")
+async def keyring_list(request: web.Request) -> web.Response:
+    resp = await _gossip(request).list_keys()
+    return json_response(_keyring_json(resp))
+
+
+@routes.post("/v1/operator/keyring")
+async def keyring_install(request: web.Request) -> web.Response:
+    key = await _key_from_body(request)
+    return _key_result(await _gossip(request).install_key(key))
+
+
+@routes.put("/v1/operator/keyring")
+async def keyring_use(request: web.Request) -> web.Response:
+    key = await _key_from_body(request)
+    return _key_result(await _gossip(request).use_key(key))
+
+
+@routes.delete("/v1/operator/keyring")
+async def keyring_remove(request: web.Request) -> web.Response:
+    key = await _key_from_body(request)
+    return _key_result(await _gossip(request).remove_key(key))
