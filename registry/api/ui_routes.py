@@ -1,0 +1,142 @@
+"""The web UI at ``/ui/``: server-rendered pages, kept live by ``rumor.js``; ``/`` redirects here.
+
+Pages are rendered from the agent's in-process state (:mod:`registry.ui.model`), so the first
+paint is complete without any script; the static files (CSS, the script, an icon) ship in the
+package under ``registry/ui/static`` and are served from memory. No build step, no CDN.
+``enable_ui = false`` turns every route here into a 404.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import logging
+import mimetypes
+from importlib import resources
+from typing import Any
+
+from aiohttp import web
+
+from ..ui import model, render
+from .base import agent_of, text_error
+
+log = logging.getLogger(__name__)
+
+routes = web.RouteTableDef()
+
+#: Only same-origin scripts, styles and fetches; nothing may frame the UI.
+SECURITY_HEADERS = {
+    "Content-Security-Policy": (
+        "default-src 'none'; script-src 'self'; style-src 'self'; img-src 'self' data:; "
+        "connect-src 'self'; base-uri 'none'; form-action 'self'; frame-ancestors 'none'"
+    ),
+    "X-Content-Type-Options": "nosniff",
+    "Referrer-Policy": "same-origin",
+    "X-Frame-Options": "DENY",
+}
+
+_TYPES = {".css": "text/css", ".js": "text/javascript", ".svg": "image/svg+xml"}
+
+
+def _load_static() -> dict[str, tuple[bytes, str, str]]:
+    """name -> (body, content type, etag) for every file shipped in registry/ui/static."""
+    out: dict[str, tuple[bytes, str, str]] = {}
+    try:
+        folder = resources.files("registry.ui").joinpath("static")
+        for entry in folder.iterdir():
+            if not entry.is_file() or entry.name.startswith("."):
+                continue
+            body = entry.read_bytes()
+            suffix = "." + entry.name.rsplit(".", 1)[-1] if "." in entry.name else ""
+            ctype = _TYPES.get(suffix) or mimetypes.guess_type(entry.name)[0] or "application/octet-stream"
+            etag = '"' + hashlib.sha256(body).hexdigest()[:20] + '"'
+            out[entry.name] = (body, ctype, etag)
+    except (FileNotFoundError, NotADirectoryError) as e:  # a broken install: pages still work
+        log.error("ui static files missing error=%s", e)
+    return out
+
+
+STATIC = _load_static()
+
+
+def _enabled(request: web.Request) -> bool:
+    return bool(agent_of(request).config.enable_ui)
+
+
+def _not_found() -> web.Response:
+    return text_error(404, "404 page not found")
+
+
+def _page(request: web.Request, build: Any, *args: Any) -> web.Response:
+    if not _enabled(request):
+        return _not_found()
+    state = model.collect(agent_of(request))
+    page: render.Page = build(state, *args)
+    return web.Response(
+        status=page.status, text=render.document(state, page), content_type="text/html",
+        charset="utf-8", headers={**SECURITY_HEADERS, "Cache-Control": "no-store"},
+    )
+
+
+@routes.get("/")
+async def root(request: web.Request) -> web.StreamResponse:
+    if not _enabled(request):
+        return _not_found()
+    raise web.HTTPFound("/ui/")
+
+
+@routes.get("/ui")
+async def ui_slash(request: web.Request) -> web.StreamResponse:
+    if not _enabled(request):
+        return _not_found()
+    raise web.HTTPMovedPermanently("/ui/")
+
+
+@routes.get("/ui/")
+async def ui_services(request: web.Request) -> web.Response:
+    return _page(request, render.services_page)
+
+
+@routes.get("/ui/services")
+async def ui_services_alias(request: web.Request) -> web.StreamResponse:
+    if not _enabled(request):
+        return _not_found()
+    raise web.HTTPFound("/ui/")
+
+
+@routes.get("/ui/services/{name}")
+async def ui_service(request: web.Request) -> web.Response:
+    return _page(request, render.service_page, request.match_info["name"])
+
+
+@routes.get("/ui/nodes")
+async def ui_nodes(request: web.Request) -> web.Response:
+    return _page(request, render.nodes_page)
+
+
+@routes.get("/ui/nodes/{name}")
+async def ui_node(request: web.Request) -> web.Response:
+    return _page(request, render.node_page, request.match_info["name"])
+
+
+@routes.get("/ui/checks")
+async def ui_checks(request: web.Request) -> web.Response:
+    return _page(request, render.checks_page, request.query.get("state", "any"))
+
+
+@routes.get("/ui/lb")
+async def ui_lb(request: web.Request) -> web.Response:
+    return _page(request, render.lb_page)
+
+
+@routes.get("/ui/static/{file}")
+async def ui_static(request: web.Request) -> web.Response:
+    if not _enabled(request):
+        return _not_found()
+    item = STATIC.get(request.match_info["file"])
+    if item is None:
+        return _not_found()
+    body, ctype, etag = item
+    headers = {"ETag": etag, "Cache-Control": "no-cache", "X-Content-Type-Options": "nosniff"}
+    if request.headers.get("If-None-Match") == etag:
+        return web.Response(status=304, headers=headers)
+    return web.Response(body=body, content_type=ctype, headers=headers)

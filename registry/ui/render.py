@@ -1,0 +1,371 @@
+"""HTML for the web UI's pages: pure functions of a :class:`~registry.ui.model.UIState`.
+
+Every page is complete, useful HTML without any script (the first paint comes from the server).
+``rumor.js`` then follows the page's *watch* URLs (Consul blocking queries on the JSON API),
+fetches the same page again when one of them reports a new index, and patches only the elements
+whose HTML changed. For that to work, each element the script may patch on its own carries a
+stable ``data-key``; its children either all have one (a keyed list) or it is replaced whole.
+
+Every string that came from outside (node names, tags, meta, check output, listener names …) goes
+through :func:`e` (HTML escaping, quotes included) or :func:`seg` (one URL path segment).
+"""
+
+from __future__ import annotations
+
+import html
+from collections.abc import Iterable, Mapping, Sequence
+from dataclasses import dataclass
+from typing import Any
+from urllib.parse import quote
+
+from .model import CRITICAL, PASSING, WARNING, UICheck, UIInstance, UINode, UIService, UIState
+
+OUTPUT_SHOWN = 4096
+"""Characters of a check's output shown in the page (Consul keeps at most 4 KiB of it)."""
+
+_RANK = {CRITICAL: 0, WARNING: 1, PASSING: 2}
+
+NAV = (("services", "/ui/", "Services"), ("nodes", "/ui/nodes", "Nodes"),
+       ("checks", "/ui/checks", "Health"), ("lb", "/ui/lb", "Load balancer"))
+
+
+def e(value: object) -> str:
+    """Escape for HTML text and attribute values."""
+    return html.escape(str(value), quote=True)
+
+
+def seg(value: str) -> str:
+    """One URL path segment (also safe inside an attribute after :func:`e`)."""
+    return quote(value, safe="")
+
+
+@dataclass(frozen=True, slots=True)
+class Page:
+    status: int
+    title: str
+    section: str            # which NAV entry is current
+    body: str               # the children of <main>
+    watch: tuple[str, ...]  # JSON API URLs whose index changes mean "render again"
+    poll: float = 0.0       # seconds between refreshes when nothing can be watched (LB counters)
+
+
+# --- small pieces -------------------------------------------------------------------------------
+
+
+def badge(status: str, text: str | None = None) -> str:
+    cls = {PASSING: "ok", WARNING: "warn", CRITICAL: "crit", "alive": "ok", "suspect": "warn",
+           "failed": "crit", "left": "off", "leaving": "off"}.get(status, "off")
+    return f'<span class="badge {cls}" data-status="{e(status)}">{e(text or status)}</span>'
+
+
+def maint_badge() -> str:
+    return '<span class="badge maint" title="in maintenance mode">maintenance</span>'
+
+
+def chips(tags: Iterable[str]) -> str:
+    items = "".join(f'<li class="chip">{e(t)}</li>' for t in tags)
+    return f'<ul class="chips">{items}</ul>' if items else ""
+
+
+def kv_chips(pairs: Mapping[str, str]) -> str:
+    items = "".join(f'<li class="chip"><b>{e(k)}</b>={e(v)}</li>'
+                    for k, v in sorted(pairs.items()))
+    return f'<ul class="chips">{items}</ul>' if items else ""
+
+
+def _health_counts(svc: UIService) -> str:
+    parts = []
+    for st, word in ((PASSING, "passing"), (WARNING, "warning"), (CRITICAL, "critical")):
+        n = svc.count(st)
+        if n:
+            parts.append(badge(st, f"{n} {word}"))
+    if svc.maintenance:
+        parts.append(f'<span class="badge maint">{svc.maintenance} in maintenance</span>')
+    if not svc.instances:
+        parts.append('<span class="badge off">no instances</span>')
+    return "".join(parts)
+
+
+def _notice(missing: Sequence[str], want: str, what: str) -> str:
+    if want not in missing:
+        return ""
+    return (f'<p class="notice" data-key="notice-{e(want)}">{e(what)} is not running on this '
+            "agent, so there is nothing to show here.</p>")
+
+
+def _addr(address: str, port: int) -> str:
+    if not address:
+        return f":{port}" if port else ""
+    host = f"[{address}]" if ":" in address else address
+    return f"{host}:{port}" if port else address
+
+
+def check_block(c: UICheck, *, show_node: bool = False, show_service: bool = True) -> str:
+    where = []
+    if show_node:
+        where.append(f'<a href="/ui/nodes/{e(seg(c.node))}">{e(c.node)}</a>')
+    if show_service and c.service_name:
+        where.append(f'<a href="/ui/services/{e(seg(c.service_name))}">{e(c.service_name)}</a>')
+    out = c.output if len(c.output) <= OUTPUT_SHOWN else c.output[:OUTPUT_SHOWN] + "\n…"
+    meta = f'<span class="muted">{e(c.type)}</span>' if c.type else ""
+    return (
+        f'<li class="check h-{e(c.status)}" data-key="chk:{e(c.node)}/{e(c.check_id)}" '
+        f'data-health="{e(c.status)}">'
+        f'<div class="row"><span class="name">{e(c.name or c.check_id)}</span>'
+        f'{badge(c.status)}{maint_badge() if c.maintenance else ""}{meta}</div>'
+        + (f'<div class="where">{" · ".join(where)}</div>' if where else "")
+        + (f'<div class="muted small">{e(c.notes)}</div>' if c.notes else "")
+        + (f'<pre class="output">{e(out)}</pre>' if out else "")
+        + "</li>"
+    )
+
+
+def checks_list(checks: Iterable[UICheck], key: str, **kw: Any) -> str:
+    items = "".join(check_block(c, **kw) for c in checks)
+    if not items:
+        return f'<p class="muted" data-key="{e(key)}">No checks.</p>'
+    return f'<ul class="checks" data-key="{e(key)}">{items}</ul>'
+
+
+def instance_block(i: UIInstance, *, show_service: bool = False) -> str:
+    title = (f'<a href="/ui/services/{e(seg(i.service))}">{e(i.service)}</a> '
+             f'<span class="muted">{e(i.service_id)}</span>' if show_service else
+             f'<a href="/ui/nodes/{e(seg(i.node))}">{e(i.node)}</a> '
+             f'<span class="muted">{e(i.service_id)}</span>')
+    return (
+        f'<li class="card h-{e(i.health)}" data-key="inst:{e(i.node)}/{e(i.service_id)}" '
+        f'data-health="{e(i.health)}"{" data-maintenance" if i.maintenance else ""}>'
+        f'<div class="row"><span class="name">{title}</span>{badge(i.health)}'
+        f'{maint_badge() if i.maintenance else ""}</div>'
+        f'<div class="addr">{e(_addr(i.address, i.port))}</div>'
+        + chips(i.tags) + kv_chips(i.meta)
+        + checks_list(i.checks, f"checks:{i.node}/{i.service_id}", show_service=False)
+        + "</li>"
+    )
+
+
+# --- pages --------------------------------------------------------------------------------------
+
+
+def services_page(st: UIState) -> Page:
+    rows = []
+    for s in sorted(st.services, key=lambda s: (_RANK[s.health], s.name.lower())):
+        rows.append(
+            f'<li class="card h-{e(s.health)}" data-key="svc:{e(s.name)}" '
+            f'data-health="{e(s.health)}">'
+            f'<div class="row"><a class="name" href="/ui/services/{e(seg(s.name))}">{e(s.name)}'
+            f'</a><span class="count">{len(s.instances)} instance'
+            f'{"" if len(s.instances) == 1 else "s"}</span></div>'
+            f'<div class="row">{_health_counts(s)}</div>{chips(s.tags)}</li>'
+        )
+    body = _notice(st.missing, "registry", "The service registry")
+    if rows:
+        body += f'<ul class="cards" id="services" data-key="services">{"".join(rows)}</ul>'
+    elif "registry" not in st.missing:
+        body += ('<p class="empty" data-key="services">No services are registered yet. Register '
+                 'one with <code>PUT /v1/agent/service/register</code>.</p>')
+    head = _summary(st)
+    return Page(200, "Services", "services", head + body,
+                ("/v1/catalog/services", "/v1/health/state/any"))
+
+
+def _summary(st: UIState) -> str:
+    counts = {PASSING: 0, WARNING: 0, CRITICAL: 0}
+    for s in st.services:
+        for i in s.instances:
+            counts[i.health if i.health in counts else CRITICAL] += 1
+    alive = sum(1 for n in st.nodes if n.status == "alive")
+    return (
+        '<section class="summary" data-key="summary">'
+        f'<div><b>{len(st.services)}</b> services</div>'
+        f'<div><b>{sum(counts.values())}</b> instances</div>'
+        f'<div class="ok-t"><b>{counts[PASSING]}</b> passing</div>'
+        f'<div class="warn-t"><b>{counts[WARNING]}</b> warning</div>'
+        f'<div class="crit-t"><b>{counts[CRITICAL]}</b> critical</div>'
+        f'<div><b>{alive}</b>/{len(st.nodes)} nodes alive</div>'
+        "</section>"
+    )
+
+
+def service_page(st: UIState, name: str) -> Page:
+    watch = (f"/v1/health/service/{seg(name)}",)
+    svc = st.service(name)
+    back = '<p class="crumbs" data-key="crumbs"><a href="/ui/">← Services</a></p>'
+    if svc is None:
+        body = back + (f'<h1 data-key="h1">{e(name)}</h1><p class="empty" data-key="missing">'
+                       "No service of this name is registered (it may appear later; this page "
+                       "follows the catalog).</p>")
+        return Page(404, name, "services", body, watch)
+    items = "".join(instance_block(i) for i in
+                    sorted(svc.instances, key=lambda i: (_RANK.get(i.health, 0), i.node, i.service_id)))
+    body = (
+        back
+        + f'<h1 data-key="h1">{e(svc.name)} {badge(svc.health)}</h1>'
+        + f'<div class="row" data-key="counts">{_health_counts(svc)}</div>'
+        + f'<div data-key="tags">{chips(svc.tags)}</div>'
+        + f'<ul class="cards" id="instances" data-key="instances">{items}</ul>'
+    )
+    return Page(200, svc.name, "services", body, watch)
+
+
+def nodes_page(st: UIState) -> Page:
+    rows = []
+    for n in st.nodes:
+        rows.append(
+            f'<li class="card s-{e(n.status)}" data-key="node:{e(n.name)}" '
+            f'data-status="{e(n.status)}" data-health="{e(n.health)}">'
+            f'<div class="row"><a class="name" href="/ui/nodes/{e(seg(n.name))}">{e(n.name)}</a>'
+            f'{badge(n.status)}{maint_badge() if n.maintenance else ""}</div>'
+            f'<div class="addr">{e(_addr(n.address, n.port))}'
+            f'{" · " + e(n.datacenter) if n.datacenter else ""}</div>'
+            f'<div class="row">{badge(n.health, "checks " + n.health)}'
+            f'<span class="count">{len(n.services)} service instance'
+            f'{"" if len(n.services) == 1 else "s"}</span></div>'
+            + kv_chips(n.tags) + "</li>"
+        )
+    body = (_notice(st.missing, "gossip", "Gossip membership")
+            + f'<ul class="cards" id="nodes" data-key="nodes">{"".join(rows)}</ul>')
+    return Page(200, "Nodes", "nodes", body, ("/v1/catalog/nodes", "/v1/health/state/any"))
+
+
+def node_page(st: UIState, name: str) -> Page:
+    watch = (f"/v1/health/node/{seg(name)}", "/v1/catalog/nodes")
+    n = st.node(name)
+    back = '<p class="crumbs" data-key="crumbs"><a href="/ui/nodes">← Nodes</a></p>'
+    if n is None:
+        body = back + (f'<h1 data-key="h1">{e(name)}</h1><p class="empty" data-key="missing">'
+                       "No node of this name is known to this agent.</p>")
+        return Page(404, name, "nodes", body, watch)
+    node_checks = [c for c in n.checks if not c.service_id]
+    services = "".join(instance_block(i, show_service=True) for i in n.services)
+    body = (
+        back
+        + f'<h1 data-key="h1">{e(n.name)} {badge(n.status)}'
+        f'{maint_badge() if n.maintenance else ""}</h1>'
+        + '<dl class="facts" data-key="facts">'
+        f'<dt>Address</dt><dd>{e(_addr(n.address, n.port))}</dd>'
+        f'<dt>Datacenter</dt><dd>{e(n.datacenter)}</dd>'
+        f'<dt>Gossip tags</dt><dd>{kv_chips(n.tags) or "—"}</dd>'
+        f'<dt>Meta</dt><dd>{kv_chips(n.meta) or "—"}</dd></dl>'
+        + '<h2 data-key="h2-checks">Node checks</h2>'
+        + checks_list(node_checks, "node-checks")
+        + '<h2 data-key="h2-services">Service instances</h2>'
+        + (f'<ul class="cards" data-key="node-services">{services}</ul>' if services else
+           '<p class="muted" data-key="node-services">None.</p>')
+    )
+    return Page(200, n.name, "nodes", body, watch)
+
+
+def checks_page(st: UIState, state: str = "any") -> Page:
+    if state not in ("any", PASSING, WARNING, CRITICAL):
+        state = "any"
+    chosen = [c for c in st.checks if state == "any" or c.status == state]
+    chosen.sort(key=lambda c: (_RANK.get(c.status, 0), c.node.lower(), c.check_id))
+    counts = {s: sum(1 for c in st.checks if c.status == s) for s in (PASSING, WARNING, CRITICAL)}
+    tabs = []
+    for s, label in (("any", f"all {len(st.checks)}"), (CRITICAL, f"critical {counts[CRITICAL]}"),
+                     (WARNING, f"warning {counts[WARNING]}"), (PASSING, f"passing {counts[PASSING]}")):
+        cur = ' aria-current="page"' if s == state else ""
+        tabs.append(f'<a class="tab t-{s}" href="/ui/checks?state={s}"{cur}>{e(label)}</a>')
+    body = (_notice(st.missing, "registry", "The service registry")
+            + f'<nav class="tabs" data-key="tabs">{"".join(tabs)}</nav>'
+            + checks_list(chosen, "checks", show_node=True))
+    return Page(200, "Health", "checks", body, ("/v1/health/state/any",))
+
+
+_BACKEND_COLS = ("Active", "Connections", "Requests", "BytesIn", "BytesOut", "Errors", "Ejections")
+
+
+def _num(v: Any) -> str:
+    if isinstance(v, bool):
+        return "yes" if v else "no"
+    if isinstance(v, int) and v >= 10000:
+        for unit, size in (("G", 1_000_000_000), ("M", 1_000_000), ("k", 1000)):
+            if v >= size:
+                return f"{v / size:.1f}{unit}"
+    return str(v)
+
+
+def listener_block(d: Mapping[str, Any]) -> str:
+    name = str(d.get("Name", ""))
+    counters = d.get("Counters") or d.get("Stats") or {}
+    facts = []
+    for k in ("Address", "Bind", "Mode", "Service", "Tag", "Strategy"):
+        v = d.get(k)
+        if v not in (None, ""):
+            facts.append(f"<dt>{e(k)}</dt><dd>{e(v)}</dd>")
+    if isinstance(counters, Mapping):
+        for k, v in counters.items():
+            if isinstance(v, (int, float)) and not isinstance(v, bool):
+                facts.append(f"<dt>{e(k)}</dt><dd>{e(_num(v))}</dd>")
+    rows = []
+    backends = d.get("Backends") or []
+    cols = [c for c in _BACKEND_COLS if any(c in b for b in backends if isinstance(b, Mapping))]
+    for b in backends:
+        if not isinstance(b, Mapping):
+            continue
+        ejected, draining = bool(b.get("Ejected")), bool(b.get("Draining"))
+        state = "ejected" if ejected else "draining" if draining else "in rotation"
+        cls = "crit" if ejected else "off" if draining else "ok"
+        addr = _addr(str(b.get("Address", "")), int(b.get("Port", 0) or 0))
+        key = f'be:{b.get("Node", "")}/{b.get("ServiceID", "")}/{addr}'
+        cells = "".join(f'<td data-label="{e(c)}" class="n">{e(_num(b.get(c, "")))}</td>'
+                        for c in cols)
+        rows.append(
+            f'<tr data-key="{e(key)}" data-state="{e(state)}">'
+            f'<td data-label="Backend"><b>{e(addr)}</b><br><span class="muted small">'
+            f'{e(b.get("Node", ""))} {e(b.get("ServiceID", ""))}</span></td>'
+            f'<td data-label="State"><span class="badge {cls}">{e(state)}</span></td>'
+            f"{cells}</tr>"
+        )
+    head = "".join(f'<th scope="col" class="n">{e(c)}</th>' for c in cols)
+    table = (
+        '<table class="backends"><thead><tr><th scope="col">Backend</th><th scope="col">State'
+        f'</th>{head}</tr></thead><tbody data-key="rows">{"".join(rows)}</tbody></table>'
+        if rows else '<p class="muted">No healthy backends right now.</p>'
+    )
+    return (f'<li class="card" data-key="lst:{e(name)}"><div class="row"><span class="name">'
+            f'{e(name)}</span></div><dl class="facts">{"".join(facts)}</dl>{table}</li>')
+
+
+def lb_page(st: UIState) -> Page:
+    body = _notice(st.missing, "lb", "The load balancer")
+    if st.listeners:
+        items = "".join(listener_block(d) for d in st.listeners)
+        body += f'<ul class="cards" id="listeners" data-key="listeners">{items}</ul>'
+    elif "lb" not in st.missing:
+        body += ('<p class="empty" data-key="listeners">No listeners. Add one with '
+                 "<code>PUT /v1/lb/listener</code> or the <code>lb.listeners</code> setting.</p>")
+    return Page(200, "Load balancer", "lb", body, (), poll=2.0)
+
+
+# --- the document around a page -----------------------------------------------------------------
+
+
+def document(st: UIState, page: Page) -> str:
+    current = ' aria-current="page"'
+    nav = "".join(
+        f'<a href="{href}"{current if key == page.section else ""}>{label}</a>'
+        for key, href, label in NAV
+    )
+    watch = " ".join(page.watch)
+    return (
+        "<!doctype html>\n"
+        '<html lang="en"><head><meta charset="utf-8">'
+        '<meta name="viewport" content="width=device-width, initial-scale=1">'
+        f"<title>{e(page.title)} · Rumor</title>"
+        '<link rel="stylesheet" href="/ui/static/rumor.css">'
+        '<link rel="icon" href="/ui/static/favicon.svg" type="image/svg+xml">'
+        "</head>"
+        f'<body data-section="{e(page.section)}" data-watch="{e(watch)}" '
+        f'data-poll="{page.poll:g}" data-index="{st.index}">'
+        '<header class="top"><a class="brand" href="/ui/">Rumor</a>'
+        f'<span class="where">{e(st.datacenter)} · {e(st.node_name)}</span>'
+        f'<span id="live" class="live" aria-live="polite" data-state="static">static</span>'
+        f"<nav>{nav}</nav></header>"
+        f'<main id="main">{page.body}</main>'
+        f'<footer>Rumor {e(st.version)} · catalog index <span id="index">{st.index}</span>'
+        "</footer>"
+        '<script src="/ui/static/rumor.js" defer></script>'
+        "</body></html>\n"
+    )
