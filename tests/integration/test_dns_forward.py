@@ -1,0 +1,117 @@
+"""Forwarding to recursors (a dnslib server, dnsmasq), failover, SERVFAIL, and dnsmasq in front."""
+
+from __future__ import annotations
+
+import asyncio
+import re
+import shutil
+import time
+
+import pytest
+
+from dnsserver import DNSConfig, DNSServer
+
+from .dns_runner import StaticRecursor, demo_view, dig, dnsmasq, free_port
+
+
+def _status(out: str) -> str:
+    m = re.search(r"status: (\w+)", out)
+    assert m, out
+    return m.group(1)
+
+
+async def _serve(*recursors: str, timeout: float = 0.5) -> DNSServer:
+    server = DNSServer(DNSConfig(port=0, recursors=recursors, recursor_timeout=timeout),
+                       demo_view())
+    await server.start()
+    return server
+
+
+async def test_forward_udp_and_tcp() -> None:
+    with StaticRecursor() as rec:
+        server = await _serve(f"127.0.0.1:{rec.port}")
+        try:
+            out = await dig(server.udp_port, "www.x.test")
+            assert _status(out) == "NOERROR" and "ra" in re.search(r"flags: ([a-z ]+);",
+                                                                   out).group(1)  # type: ignore[union-attr]
+            assert re.search(r"www\.x\.test\.\s+42\s+IN\s+A\s+1\.2\.3\.4", out), out
+            out = await dig(server.udp_port, "WwW.X.tEsT", "+tcp", "+short")
+            assert out.split() == ["1.2.3.4"]
+            # the upstream's NXDOMAIN and its SOA come through untouched
+            out = await dig(server.udp_port, "nothing.example")
+            assert _status(out) == "NXDOMAIN" and "h.test." in out
+            # our own names are still ours
+            assert len((await dig(server.udp_port, "web.service.rumor", "+short")).split()) == 3
+            assert server.counters.forwarded >= 3
+        finally:
+            await server.stop()
+
+
+async def test_failover_between_recursors() -> None:
+    dead = free_port()          # nothing listens there
+    with StaticRecursor() as rec:
+        server = await _serve(f"127.0.0.1:{dead}", f"127.0.0.1:{rec.port}", timeout=0.3)
+        try:
+            t0 = time.monotonic()
+            out = await dig(server.udp_port, "a.x.test", "+short", "+time=3")
+            assert out.split() == ["1.2.3.4"]
+            assert time.monotonic() - t0 < 2.5
+            out = await dig(server.udp_port, "a.x.test", "+short", "+tcp", "+time=3")
+            assert out.split() == ["1.2.3.4"]
+            assert server.counters.forward_timeouts >= 2
+        finally:
+            await server.stop()
+
+
+async def test_servfail_when_all_recursors_are_down() -> None:
+    server = await _serve(f"127.0.0.1:{free_port()}", f"127.0.0.1:{free_port()}", timeout=0.2)
+    try:
+        out = await dig(server.udp_port, "a.x.test", "+time=3", "+tries=1")
+        assert _status(out) == "SERVFAIL"
+        assert "a.x.test." in out.split("QUESTION SECTION")[1]
+        out = await dig(server.udp_port, "a.x.test", "+tcp", "+time=3", "+tries=1")
+        assert _status(out) == "SERVFAIL"
+        assert server.counters.forward_failures == 2
+    finally:
+        await server.stop()
+
+
+@pytest.mark.skipif(not shutil.which("dnsmasq") and not __import__("os").path.exists(
+    "/usr/sbin/dnsmasq"), reason="needs dnsmasq")
+async def test_dnsmasq_as_recursor() -> None:
+    loop = asyncio.get_running_loop()
+    cm = dnsmasq("--address=/x.test/1.2.3.4")
+    _proc, port = await loop.run_in_executor(None, cm.__enter__)
+    try:
+        server = await _serve(f"127.0.0.1:{port}")
+        try:
+            assert (await dig(server.udp_port, "foo.x.test", "+short")).split() == ["1.2.3.4"]
+        finally:
+            await server.stop()
+    finally:
+        await loop.run_in_executor(None, cm.__exit__, None, None, None)
+
+
+@pytest.mark.skipif(not shutil.which("dnsmasq") and not __import__("os").path.exists(
+    "/usr/sbin/dnsmasq"), reason="needs dnsmasq")
+async def test_dnsmasq_in_front_forwards_to_rumor() -> None:
+    """The production setup in reverse: dnsmasq answers the host, Rumor answers ``rumor.``."""
+    server = await _serve()
+    loop = asyncio.get_running_loop()
+    cm = dnsmasq(f"--server=/rumor/127.0.0.1#{server.udp_port}", "--no-negcache")
+    _proc, port = await loop.run_in_executor(None, cm.__enter__)
+    try:
+        direct = sorted((await dig(server.udp_port, "web.service.rumor", "+short")).split())
+        via = sorted((await dig(port, "web.service.rumor", "+short")).split())
+        assert via == direct == ["10.0.0.1", "10.0.0.3", "10.1.1.2"]
+        srv = await dig(port, "_web._tcp.service.rumor", "SRV", "+short")
+        assert sorted(srv.splitlines()) == ["1 10 8080 n1.node.dc1.rumor.",
+                                            "1 10 8082 n3.node.dc1.rumor.",
+                                            "1 2 8081 0a010102.addr.dc1.rumor."]
+        assert _status(await dig(port, "nope.service.rumor")) == "NXDOMAIN"
+        # 40 instances through dnsmasq: dnsmasq relays TC, dig retries over TCP via dnsmasq
+        out = await dig(port, "big.service.rumor", "+short")
+        assert len(out.split()) == 40
+    finally:
+        await loop.run_in_executor(None, cm.__exit__, None, None, None)
+        await server.stop()
