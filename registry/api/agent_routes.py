@@ -1,0 +1,248 @@
+"""``/v1/agent/*`` for services and checks: this agent's own registrations.
+
+Writes are validated completely before anything changes (never a half-applied registration),
+persisted to the data dir before the answer, and replicated to every other agent.
+"""
+
+from __future__ import annotations
+
+import hashlib
+from typing import Any
+
+from aiohttp import web
+
+from ..catalog import CRITICAL, PASSING, WARNING
+from ..definitions import normalize_keys, parse_check, parse_service
+from ..errors import NotFound, RequestError
+from .base import bool_param, read_json
+from .bexpr import compile_filter
+from .blocking import blocking_params, encode, respond, wait_for
+from .shapes import agent_service_json, catalog_of, check_json, registry_of
+
+routes = web.RouteTableDef()
+
+
+def _local_key(request: web.Request) -> str:
+    return f"node:{registry_of(request).local.info.name.lower()}"
+
+
+def _content_hash(body: bytes) -> str:
+    return hashlib.sha256(body).hexdigest()[:16]
+
+
+async def _wait_hash(request: web.Request, build: Any) -> tuple[bytes, int]:
+    """Consul's hash-based blocking (``?hash=H&wait=D``) on the agent's local services."""
+    cat = catalog_of(request)
+    key = _local_key(request)
+    want = request.query.get("hash")
+    body = encode(build())
+    index = max(1, cat.key_index(key))
+    if want and _content_hash(body) == want:
+        params = blocking_params(request) or (index, 300.0)
+        import asyncio
+        loop = asyncio.get_running_loop()
+        deadline = loop.time() + params[1]
+        while _content_hash(body) == want:
+            left = deadline - loop.time()
+            if left <= 0:
+                break
+            index = max(1, await cat.wait_keys([key], index, left))
+            body = encode(build())
+    return body, index
+
+
+@routes.get("/v1/agent/services")
+async def agent_services(request: web.Request) -> web.Response:
+    reg = registry_of(request)
+    cat = reg.catalog
+    flt = request.query.get("filter")
+    pred = compile_filter(flt) if flt else None
+
+    def build() -> Any:
+        out = {}
+        for sid in reg.local.service_ids():
+            j = agent_service_json(reg.local.services[sid].record, cat.datacenter)
+            if pred is None or pred(j):
+                out[sid] = j
+        return out
+    if request.query.get("hash"):
+        body, index = await _wait_hash(request, build)
+        return respond(body, index, extra={"X-Consul-ContentHash": _content_hash(body)})
+    index = await wait_for(request, cat, [_local_key(request)])
+    return respond(reg.response_cache.get(request, index, build), index)
+
+
+@routes.get("/v1/agent/service/{id}")
+async def agent_service(request: web.Request) -> web.Response:
+    reg = registry_of(request)
+    sid = request.match_info["id"]
+
+    def build() -> Any:
+        s = reg.local.services.get(sid)
+        if s is None:
+            return None
+        j = agent_service_json(s.record, reg.catalog.datacenter)
+        j["ContentHash"] = _content_hash(encode(j))
+        return j
+    if request.query.get("hash"):
+        body, index = await _wait_hash(request, build)
+    else:
+        index = await wait_for(request, reg.catalog, [_local_key(request)])
+        body = encode(build())
+    if body == b"null":
+        raise NotFound(f"unknown service ID: {sid}")
+    h = _content_hash(body)
+    return respond(body, index, extra={"X-Consul-ContentHash": h})
+
+
+@routes.put("/v1/agent/service/register")
+async def service_register(request: web.Request) -> web.Response:
+    reg = registry_of(request)
+    body = await read_json(request)
+    sdef = parse_service(body)
+    replace = bool_param(request, "replace-existing-checks")
+    await reg.local.register_service(sdef, replace_existing_checks=replace)
+    return web.Response(status=200)
+
+
+@routes.put("/v1/agent/service/deregister/{id}")
+async def service_deregister(request: web.Request) -> web.Response:
+    reg = registry_of(request)
+    await reg.local.deregister_service(request.match_info["id"])
+    return web.Response(status=200)
+
+
+@routes.get("/v1/agent/checks")
+async def agent_checks(request: web.Request) -> web.Response:
+    reg = registry_of(request)
+    cat = reg.catalog
+    flt = request.query.get("filter")
+    pred = compile_filter(flt) if flt else None
+    index = await wait_for(request, cat, [_local_key(request)])
+
+    def build() -> Any:
+        out = {}
+        for c in cat.node_checks(reg.local.info.name):
+            if c.record.check_id == "serfHealth":
+                continue  # a Consul client agent lists only its own checks here
+            j = check_json(c)
+            if pred is None or pred(j):
+                out[c.record.check_id] = j
+        return out
+    return respond(reg.response_cache.get(request, index, build), index)
+
+
+@routes.put("/v1/agent/check/register")
+async def check_register(request: web.Request) -> web.Response:
+    reg = registry_of(request)
+    body = await read_json(request)
+    defn = parse_check(body)
+    await reg.local.register_check(defn)
+    return web.Response(status=200)
+
+
+@routes.put("/v1/agent/check/deregister/{id}")
+async def check_deregister(request: web.Request) -> web.Response:
+    reg = registry_of(request)
+    await reg.local.deregister_check(request.match_info["id"])
+    return web.Response(status=200)
+
+
+async def _ttl(request: web.Request, status: str) -> web.Response:
+    reg = registry_of(request)
+    reg.local.update_ttl(request.match_info["id"], status, request.query.get("note", ""))
+    return web.Response(status=200)
+
+
+@routes.put("/v1/agent/check/pass/{id}")
+async def check_pass(request: web.Request) -> web.Response:
+    return await _ttl(request, PASSING)
+
+
+@routes.put("/v1/agent/check/warn/{id}")
+async def check_warn(request: web.Request) -> web.Response:
+    return await _ttl(request, WARNING)
+
+
+@routes.put("/v1/agent/check/fail/{id}")
+async def check_fail(request: web.Request) -> web.Response:
+    return await _ttl(request, CRITICAL)
+
+
+@routes.put("/v1/agent/check/update/{id}")
+async def check_update(request: web.Request) -> web.Response:
+    reg = registry_of(request)
+    body = normalize_keys(await read_json(request), {"status": "Status", "output": "Output"},
+                          "body")
+    status = body.get("Status")
+    output = body.get("Output", "")
+    if not isinstance(status, str) or not isinstance(output, str):
+        raise RequestError("Status must be passing, warning or critical and Output a string")
+    reg.local.update_ttl(request.match_info["id"], status, output)
+    return web.Response(status=200)
+
+
+def _enable(request: web.Request) -> bool:
+    raw = request.query.get("enable")
+    if raw is None or raw == "":
+        raise RequestError("Missing value for enable")
+    low = raw.lower()
+    if low in ("true", "1"):
+        return True
+    if low in ("false", "0"):
+        return False
+    raise RequestError(f"Invalid value for enable: {raw!r}")
+
+
+@routes.put("/v1/agent/maintenance")
+async def node_maintenance(request: web.Request) -> web.Response:
+    reg = registry_of(request)
+    await reg.local.set_node_maintenance(_enable(request), request.query.get("reason", ""))
+    return web.Response(status=200)
+
+
+@routes.put("/v1/agent/service/maintenance/{id}")
+async def service_maintenance(request: web.Request) -> web.Response:
+    reg = registry_of(request)
+    enable = _enable(request)
+    await reg.local.set_service_maintenance(request.match_info["id"], enable,
+                                            request.query.get("reason", ""))
+    return web.Response(status=200)
+
+
+def _agent_health(request: web.Request, instances: list[Any], what: str) -> web.Response:
+    if not instances:
+        raise NotFound(f"ServiceName {what} Not Found" if "/name/" in request.path
+                       else f"ServiceId {what} not found")
+    worst = "passing"
+    rank = {"passing": 0, "warning": 1, "critical": 2}
+    for i in instances:
+        if rank[i.health] > rank[worst]:
+            worst = i.health
+    from .shapes import agent_service_json as asj
+    out = [{"AggregatedStatus": i.health, "Service": asj(i.record, i.datacenter),
+            "Checks": [check_json(c) for c in i.checks if c.record.check_id != "serfHealth"]}
+           for i in instances]
+    status = {"passing": 200, "warning": 429, "critical": 503}[worst]
+    body = out if "/name/" in request.path else out[0]
+    return web.Response(status=status, body=encode(body), content_type="application/json")
+
+
+@routes.get("/v1/agent/health/service/name/{name}")
+async def agent_health_by_name(request: web.Request) -> web.Response:
+    reg = registry_of(request)
+    name = request.match_info["name"]
+    insts = [i for i in reg.catalog.entries(name)
+             if i.node.lower() == reg.local.info.name.lower() and i.service == name]
+    return _agent_health(request, insts, name)
+
+
+@routes.get("/v1/agent/health/service/id/{id}")
+async def agent_health_by_id(request: web.Request) -> web.Response:
+    reg = registry_of(request)
+    sid = request.match_info["id"]
+    s = reg.local.services.get(sid)
+    insts = [] if s is None else [i for i in reg.catalog.entries(s.record.service)
+                                  if i.node.lower() == reg.local.info.name.lower()
+                                  and i.service_id == sid]
+    return _agent_health(request, insts, sid)

@@ -1,0 +1,105 @@
+"""``/v1/health/*``: instances with their checks, and checks by service, node and state."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from aiohttp import web
+
+from ..catalog import CRITICAL, PASSING, STATUSES
+from ..errors import RequestError
+from .base import bool_param
+from .bexpr import compile_filter
+from .blocking import respond, wait_for
+from .shapes import (
+    catalog_of, check_json, health_entry_json, meta_matches, node_meta_filter, registry_of,
+)
+
+routes = web.RouteTableDef()
+
+
+def _filter(request: web.Request, items: list[Any]) -> list[Any]:
+    expr = request.query.get("filter")
+    if not expr:
+        return items
+    pred = compile_filter(expr)
+    return [x for x in items if pred(x)]
+
+
+@routes.get("/v1/health/service/{name}")
+async def health_service(request: web.Request) -> web.Response:
+    cat = catalog_of(request)
+    reg = registry_of(request)
+    name = request.match_info["name"]
+    index = await wait_for(request, cat, [f"svc:{name.lower()}"])
+    passing = bool_param(request, "passing")
+    tags = [t.lower() for t in request.query.getall("tag", [])]
+    pairs = node_meta_filter(request)
+    if request.query.get("filter"):
+        compile_filter(request.query["filter"])  # a bad expression is a 400 before caching
+
+    def build() -> Any:
+        out = []
+        for inst in cat.entries(name):
+            if inst.service != name:
+                continue
+            if passing and inst.health != PASSING:
+                continue
+            lt = {t.lower() for t in inst.tags}
+            if any(t not in lt for t in tags) or not meta_matches(inst.node_obj.meta, pairs):
+                continue
+            out.append(health_entry_json(inst))
+        return _filter(request, out)
+    return respond(reg.response_cache.get(request, index, build), index)
+
+
+@routes.get("/v1/health/checks/{service}")
+async def health_checks(request: web.Request) -> web.Response:
+    cat = catalog_of(request)
+    reg = registry_of(request)
+    name = request.match_info["service"]
+    index = await wait_for(request, cat, [f"svc:{name.lower()}"])
+
+    def build() -> Any:
+        return _filter(request, [check_json(c) for c in cat.service_checks(name)
+                                 if c.record.service_name == name or not c.record.service_name])
+    return respond(reg.response_cache.get(request, index, build), index)
+
+
+@routes.get("/v1/health/node/{node}")
+async def health_node(request: web.Request) -> web.Response:
+    cat = catalog_of(request)
+    reg = registry_of(request)
+    name = request.match_info["node"]
+    index = await wait_for(request, cat, [f"node:{name.lower()}"])
+
+    def build() -> Any:
+        return _filter(request, [check_json(c) for c in cat.node_checks(name)])
+    return respond(reg.response_cache.get(request, index, build), index)
+
+
+@routes.get("/v1/health/state/{state}")
+async def health_state(request: web.Request) -> web.Response:
+    cat = catalog_of(request)
+    reg = registry_of(request)
+    state = request.match_info["state"]
+    if state != "any" and state not in STATUSES:
+        raise RequestError(f"Bad state {state!r}: use any, passing, warning or critical")
+    index = await wait_for(request, cat, ["checks"])
+    pairs = node_meta_filter(request)
+
+    def build() -> Any:
+        out = []
+        for c in cat.all_checks():
+            if state != "any" and c.record.status != state:
+                continue
+            if pairs:
+                n = cat.node(c.node)
+                if n is None or not meta_matches(n.meta, pairs):
+                    continue
+            out.append(check_json(c))
+        return _filter(request, out)
+    return respond(reg.response_cache.get(request, index, build), index)
+
+
+__all__ = ["routes", "CRITICAL"]

@@ -1,0 +1,173 @@
+"""The registry service: catalog + local state + checks + replication, as the agent runs it.
+
+``prepare_registry(cfg)`` validates the registry's part of the configuration (services, checks,
+ACLs) before anything binds and raises ``ConfigError`` naming the setting. ``Registry`` is what
+the agent starts: it restores local registrations from the data dir, applies the config's
+definitions, starts the check runners and, when gossip runs, plugs the replicator into the
+gossip application channel and member events.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
+from typing import Any
+
+from .acl import ACLConfig, Authorizer
+from .catalog import Catalog, NodeInfo
+from .config import AgentConfig
+from .datadir import DataDir
+from .definitions import CheckDef, ServiceDef, parse_check, parse_service
+from .errors import ConfigError, RequestError
+from .local import LocalState
+from .replication import Replicator
+
+log = logging.getLogger(__name__)
+
+
+@dataclass(frozen=True)
+class PreparedRegistry:
+    services: tuple[ServiceDef, ...]
+    checks: tuple[CheckDef, ...]
+    acl: ACLConfig
+
+
+def parse_definitions(services: Sequence[Mapping[str, Any]],
+                      checks: Sequence[Mapping[str, Any]]) -> tuple[list[ServiceDef],
+                                                                    list[CheckDef]]:
+    """Parse config definitions; ConfigError names the entry (``services[0].Port: ...``)."""
+    sdefs: list[ServiceDef] = []
+    cdefs: list[CheckDef] = []
+    try:
+        for i, s in enumerate(services):
+            sdefs.append(parse_service(s, where=f"services[{i}]."))
+        for i, c in enumerate(checks):
+            cdefs.append(parse_check(c, where=f"checks[{i}]."))
+    except RequestError as e:
+        raise ConfigError(e.message) from None
+    ids = [s.record.id for s in sdefs]
+    dup = {x for x in ids if ids.count(x) > 1}
+    if dup:
+        raise ConfigError(f"services: duplicate service ID {sorted(dup)[0]!r}; give each an id")
+    known = set(ids)
+    for i, c in enumerate(cdefs):
+        if c.service_id and c.service_id not in known:
+            raise ConfigError(f"checks[{i}].service_id: {c.service_id!r} is not a service "
+                              "defined in the config")
+    return sdefs, cdefs
+
+
+def prepare_registry(cfg: AgentConfig) -> PreparedRegistry:
+    sdefs, cdefs = parse_definitions(cfg.services, cfg.checks)
+    acl = ACLConfig.from_dict(cfg.acl)
+    return PreparedRegistry(tuple(sdefs), tuple(cdefs), acl)
+
+
+def _advertise(cfg: AgentConfig) -> str:
+    addr = cfg.advertise_addr or cfg.bind_addr
+    if addr in ("0.0.0.0", "::"):
+        from .agent import _guess_local_ip
+
+        return _guess_local_ip()
+    return addr
+
+
+class Registry:
+    """The catalog, this node's local state, its checks and the replication, running."""
+
+    def __init__(self, cfg: AgentConfig, datadir: DataDir | None, gossip: Any,
+                 prepared: PreparedRegistry) -> None:
+        self.config = cfg
+        self.datadir = datadir
+        self.gossip = gossip
+        self.prepared = prepared
+        self.catalog = Catalog(datacenter=cfg.datacenter, local_node=cfg.node_name)
+        self.view = self.catalog
+        addr = _advertise(cfg)
+        self.info = NodeInfo(
+            name=cfg.node_name, node_id=datadir.node_id if datadir else "", address=addr,
+            datacenter=cfg.datacenter, meta=dict(cfg.node_meta),
+            tagged_addresses={"lan": addr, "lan_ipv4": addr, "wan": addr, "wan_ipv4": addr},
+        )
+        self.local = LocalState(self.catalog, self.info, datadir)
+        self.acl = Authorizer(prepared.acl)
+        from .api.blocking import ResponseCache
+
+        self.response_cache = ResponseCache()
+        self.replicator: Replicator | None = None
+        self._member_status: dict[str, str] = {}
+        if gossip is not None:
+            self.replicator = Replicator(self.catalog, self.local, broadcast=self._broadcast,
+                                         member_status=self._status_of)
+
+    # --- gossip glue ------------------------------------------------------------------------
+
+    def _broadcast(self, key: str, payload: bytes) -> None:
+        try:
+            self.gossip.broadcast_app(key, payload)
+        except Exception as e:  # an oversize message is left to push-pull
+            log.debug("app broadcast refused key=%r error=%s", key, e)
+
+    def _status_of(self, name: str) -> str | None:
+        s = self._member_status.get(name.lower())
+        if s is None and self.gossip is not None:
+            for m in self.gossip.members():
+                self._member_status[m.name.lower()] = m.status
+            s = self._member_status.get(name.lower())
+        return s
+
+    def _on_gossip_event(self, event: Any) -> None:
+        member = getattr(event, "member", None)
+        if member is None:
+            return
+        kind = type(event).__name__
+        status = member.status
+        if kind == "MemberFailed":
+            status = "failed"
+        elif kind in ("MemberLeft",):
+            status = "left"
+        if kind == "MemberReaped":
+            self._member_status.pop(member.name.lower(), None)
+        else:
+            self._member_status[member.name.lower()] = status
+        if self.replicator is not None:
+            self.replicator.on_member_event(event)
+
+    # --- lifecycle --------------------------------------------------------------------------
+
+    async def start(self) -> None:
+        restored = self.local.load()
+        if restored:
+            log.info("restored local services from the data dir count=%d", restored)
+        await self.local.apply_parsed_config(list(self.prepared.services),
+                                             list(self.prepared.checks))
+        await self.local.start()
+        if self.gossip is not None and self.replicator is not None:
+            for m in self.gossip.members():
+                self._member_status[m.name.lower()] = m.status
+            self.gossip.set_app_delegate(self.replicator)
+            self.gossip.add_listener(self._on_gossip_event)
+
+    async def stop(self) -> None:
+        await self.local.stop()
+
+    async def reload_definitions(self, services: Sequence[Mapping[str, Any]],
+                                 checks: Sequence[Mapping[str, Any]]) -> None:
+        """SIGHUP: make the config-defined services/checks these; a bad set changes nothing."""
+        try:
+            sdefs, cdefs = parse_definitions(services, checks)
+        except ConfigError as e:
+            log.error("reload refused, keeping the current definitions: %s", e)
+            return
+        await self.local.apply_parsed_config(sdefs, cdefs)
+
+    def stats(self) -> dict[str, Any]:
+        out: dict[str, Any] = dict(self.catalog.stats())
+        out.update({f"local_{k}": v for k, v in self.local.counters.items()})
+        out["local_services"] = len(self.local.services)
+        out["local_checks"] = len(self.local.checks)
+        out["acl_denied"] = self.acl.denied
+        if self.replicator is not None:
+            out.update({f"repl_{k}": v for k, v in self.replicator.stats().items()})
+        return out
