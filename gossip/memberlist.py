@@ -467,6 +467,10 @@ class Memberlist:
         return entry
 
     # ------------------------------------------------------------------ counting and logging
+    def count_drop(self, reason: str, addr: Any, detail: str = "") -> None:
+        """Count (and log once at WARNING) something dropped; for the driver's own drops."""
+        self._drop(reason, addr, detail)
+
     def _drop(self, reason: str, addr: Any, detail: str = "") -> None:
         d = self.counters.drops
         d[reason] = d.get(reason, 0) + 1
@@ -1248,22 +1252,27 @@ class Memberlist:
             self.stream_result(st.req.id, None, "timed out (no result from driver)", now)
 
     def stream_result(
-        self, stream_id: int, response: bytes | None, error: str | None, now: float
+        self, stream_id: int, response: bytes | object | None, error: str | None, now: float
     ) -> None:
-        """Report an outbound stream's answer (all bytes read) or its failure (``error``)."""
+        """Report an outbound stream's answer or its failure (``error``).
+
+        ``response`` is every byte read, or the message a codec ``StreamReader`` already
+        decoded from them."""
         st = self._streams.pop(stream_id, None)
         if st is None or st.done:
             return
         st.done = True
         req = st.req
         msg: object = None
-        if error is None:
+        if error is None and not isinstance(response, (bytes, bytearray, memoryview, type(None))):
+            msg = response
+        elif error is None:
             if not response:
                 error = "connection closed without an answer"
             else:
                 try:
                     msg = codec.decode_stream(
-                        response,
+                        bytes(response),
                         self.keyring,
                         limits=self.limits,
                         verify_incoming=self.config.gossip_verify_incoming,

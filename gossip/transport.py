@@ -1,0 +1,416 @@
+"""The asyncio driver of the memberlist core: one UDP and one TCP socket on the same port.
+
+It owns no protocol logic. It hands every datagram and TCP exchange to the sans-I/O
+:class:`~gossip.memberlist.Memberlist`, sends what the core queued, performs the outbound
+streams it asks for (push/pull, TCP fallback pings) with their deadlines, and re-arms a single
+``loop.call_at`` timer from ``core.next_deadline()`` after every interaction (aioquic's
+``QuicConnectionProtocol`` is the model). Nothing here blocks the loop.
+
+Usage::
+
+    t = MemberlistTransport(MemberlistConfig.lan(name="a", bind_addr="127.0.0.1", bind_port=0))
+    await t.start()
+    await t.join([("127.0.0.1", 7946)])
+    ...
+    await t.leave()
+    await t.close()
+
+Code that changes the core from outside the driver (``core.update_node``,
+``core.queue_broadcast``) must call :meth:`MemberlistTransport.flush` afterwards so that new
+packets go out and the timer follows.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import errno
+import logging
+import random
+import socket
+from collections.abc import Callable, Iterable
+from typing import Any
+
+from . import codec
+from .config import MemberlistConfig
+from .delegate import ConflictDelegate, Delegate, EventDelegate, MemberlistEvent, PingDelegate
+from .errors import GossipError, MalformedPacket
+from .memberlist import JoinCompleted, Memberlist, StreamRequest
+from .security import Keyring
+
+__all__ = ["MemberlistTransport", "TransportError"]
+
+log = logging.getLogger(__name__)
+
+Addr = tuple[str, int]
+Listener = Callable[[MemberlistEvent | JoinCompleted], None]
+
+_READ_CHUNK = 65536
+_BIND_ATTEMPTS = 20
+
+
+class TransportError(GossipError, OSError):
+    """The driver could not bind or was used after close (local fault)."""
+
+
+class _UDP(asyncio.DatagramProtocol):
+    def __init__(self, owner: MemberlistTransport) -> None:
+        self.owner = owner
+
+    def datagram_received(self, data: bytes, addr: Any) -> None:
+        self.owner._on_datagram(data, addr)
+
+    def error_received(self, exc: Exception) -> None:
+        # ICMP port unreachable and friends: the probe logic copes with the silence.
+        log.debug("udp error: %s", exc)
+
+
+class MemberlistTransport:
+    """Runs one :class:`Memberlist` on real sockets (see the module docstring)."""
+
+    def __init__(
+        self,
+        config: MemberlistConfig,
+        *,
+        delegate: Delegate | None = None,
+        events: EventDelegate | None = None,
+        ping_delegate: PingDelegate | None = None,
+        conflict: ConflictDelegate | None = None,
+        keyring: Keyring | None = None,
+        rng: random.Random | None = None,
+    ) -> None:
+        config.validate()
+        self.config = config
+        self._delegates = dict(
+            delegate=delegate, events=events, ping_delegate=ping_delegate, conflict=conflict
+        )
+        self._keyring = keyring
+        self._rng = rng
+        self._core: Memberlist | None = None
+        self._loop: asyncio.AbstractEventLoop | None = None
+        self._udp: asyncio.DatagramTransport | None = None
+        self._server: asyncio.base_events.Server | None = None
+        self._timer: asyncio.TimerHandle | None = None
+        self._timer_at: float | None = None
+        self._tasks: set[asyncio.Task[None]] = set()
+        self._listeners: list[Listener] = []
+        self._joins: dict[int, asyncio.Future[JoinCompleted]] = {}
+        self._leave_event: asyncio.Event | None = None
+        self._active_streams = 0
+        self._closed = False
+        self.port = 0
+
+    # -- properties -----------------------------------------------------------------------------
+    @property
+    def core(self) -> Memberlist:
+        if self._core is None:
+            raise TransportError("transport not started")
+        return self._core
+
+    @property
+    def address(self) -> Addr:
+        """(ip, port) we advertise."""
+        return self.core.advertise
+
+    def add_listener(self, fn: Listener) -> None:
+        """Call ``fn(event)`` for every core event (NodeJoined, NodeLeft, ..., JoinCompleted)."""
+        self._listeners.append(fn)
+
+    # -- lifecycle --------------------------------------------------------------------------------
+    async def start(self) -> None:
+        """Bind UDP and TCP on the same port (port 0: find a number free for both)."""
+        loop = asyncio.get_running_loop()
+        self._loop = loop
+        cfg = self.config
+        family = socket.AF_INET6 if ":" in cfg.bind_addr else socket.AF_INET
+        udp_sock, tcp_sock = self._bind_pair(family, cfg.bind_addr, cfg.bind_port)
+        port = udp_sock.getsockname()[1]
+        self.port = port
+        transport, _ = await loop.create_datagram_endpoint(lambda: _UDP(self), sock=udp_sock)
+        self._udp = transport  # a DatagramTransport (uvloop's class does not inherit from it)
+        self._server = await asyncio.start_server(
+            self._on_connection, sock=tcp_sock, limit=_READ_CHUNK
+        )
+        advertise = cfg.advertise_addr or cfg.bind_addr
+        if not cfg.advertise_addr and ipaddr_unspecified(cfg.bind_addr):
+            raise TransportError(
+                "gossip.advertise_addr: needed when bind_addr is unspecified (0.0.0.0/::)"
+            )
+        core_cfg = cfg.replace(
+            bind_port=port, advertise_addr=advertise, advertise_port=cfg.advertise_port or port
+        )
+        self._core = Memberlist(
+            core_cfg,
+            now=loop.time(),
+            keyring=self._keyring,
+            rng=self._rng,
+            **self._delegates,  # type: ignore[arg-type]
+        )
+        log.info("memberlist listening node=%s addr=%s:%s", cfg.name, cfg.bind_addr, port)
+        self.flush()
+
+    def _bind_pair(self, family: int, host: str, port: int) -> tuple[socket.socket, socket.socket]:
+        last: OSError | None = None
+        for _ in range(_BIND_ATTEMPTS if port == 0 else 1):
+            udp = socket.socket(family, socket.SOCK_DGRAM)
+            try:
+                udp.setblocking(False)
+                try:
+                    udp.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 2 * 1024 * 1024)
+                except OSError:
+                    pass
+                udp.bind((host, port))
+                real = udp.getsockname()[1]
+                tcp = socket.socket(family, socket.SOCK_STREAM)
+                try:
+                    tcp.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+                    tcp.setblocking(False)
+                    tcp.bind((host, real))
+                    tcp.listen(128)
+                except OSError as exc:
+                    tcp.close()
+                    raise exc
+                return udp, tcp
+            except OSError as exc:
+                udp.close()
+                last = exc
+                if exc.errno != errno.EADDRINUSE:
+                    break
+        raise TransportError(f"gossip: cannot bind {host}:{port} for UDP and TCP: {last}")
+
+    async def close(self) -> None:
+        """Stop timers and sockets; cancel streams in flight. Idempotent."""
+        if self._closed:
+            return
+        self._closed = True
+        if self._timer is not None:
+            self._timer.cancel()
+            self._timer = None
+        if self._udp is not None:
+            self._udp.close()
+        if self._server is not None:
+            self._server.close()
+        tasks = list(self._tasks)
+        for t in tasks:
+            t.cancel()
+        if tasks:
+            await asyncio.gather(*tasks, return_exceptions=True)
+        if self._server is not None:
+            try:
+                await asyncio.wait_for(self._server.wait_closed(), 1.0)
+            except (TimeoutError, asyncio.TimeoutError):
+                pass
+        for fut in self._joins.values():
+            if not fut.done():
+                fut.cancel()
+
+    async def __aenter__(self) -> MemberlistTransport:
+        await self.start()
+        return self
+
+    async def __aexit__(self, *exc: object) -> None:
+        await self.close()
+
+    # -- operations -----------------------------------------------------------------------------
+    async def join(self, addrs: Iterable[Addr]) -> JoinCompleted:
+        """Push/pull (Join=true) with every address; returns when all have answered or failed."""
+        loop = self._loop_or_raise()
+        jid = self.core.join(list(addrs), loop.time())
+        fut: asyncio.Future[JoinCompleted] = loop.create_future()
+        self._joins[jid] = fut
+        self.flush()
+        try:
+            return await fut
+        finally:
+            self._joins.pop(jid, None)
+
+    async def leave(self, timeout: float | None = None) -> bool:
+        """Gossip our graceful leave and wait until it went out (or ``timeout``, default
+        ``config.leave_timeout``). Returns False on timeout."""
+        loop = self._loop_or_raise()
+        core = self.core
+        self._leave_event = asyncio.Event()
+        core.leave(loop.time())
+        self.flush()
+        if core.leave_broadcast_done:
+            return True
+        try:
+            await asyncio.wait_for(
+                self._leave_event.wait(), timeout if timeout is not None else
+                self.config.leave_timeout
+            )
+            return True
+        except (TimeoutError, asyncio.TimeoutError):
+            log.warning("timeout waiting for leave broadcast node=%s", self.config.name)
+            return False
+
+    def _loop_or_raise(self) -> asyncio.AbstractEventLoop:
+        if self._loop is None or self._closed:
+            raise TransportError("transport not running")
+        return self._loop
+
+    # -- the pump ---------------------------------------------------------------------------------
+    def flush(self) -> None:
+        """Send what the core queued, start requested streams, deliver events, re-arm the timer."""
+        core = self._core
+        loop = self._loop
+        if core is None or loop is None or self._closed:
+            return
+        udp = self._udp
+        for data, addr in core.packets_to_send():
+            if udp is None:
+                break
+            try:
+                udp.sendto(data, addr)
+            except (OSError, ValueError) as exc:
+                core.count_drop("send_error", addr, str(exc))
+        for req in core.streams_to_open():
+            self._spawn(self._outbound(req))
+        while True:
+            ev = core.next_event()
+            if ev is None:
+                break
+            if isinstance(ev, JoinCompleted):
+                fut = self._joins.get(ev.join_id)
+                if fut is not None and not fut.done():
+                    fut.set_result(ev)
+            for fn in self._listeners:
+                try:
+                    fn(ev)
+                except Exception:
+                    log.exception("memberlist listener failed")
+        if self._leave_event is not None and core.leave_broadcast_done:
+            self._leave_event.set()
+        deadline = core.next_deadline()
+        if deadline != self._timer_at:
+            if self._timer is not None:
+                self._timer.cancel()
+                self._timer = None
+            self._timer_at = deadline
+            if deadline is not None:
+                self._timer = loop.call_at(deadline, self._on_timer)
+
+    def _on_timer(self) -> None:
+        self._timer = None
+        self._timer_at = None
+        if self._closed or self._core is None or self._loop is None:
+            return
+        self._core.handle_timer(self._loop.time())
+        self.flush()
+
+    def _spawn(self, coro: Any) -> None:
+        task = asyncio.ensure_future(coro)
+        self._tasks.add(task)
+        task.add_done_callback(self._tasks.discard)
+
+    def _on_datagram(self, data: bytes, addr: Any) -> None:
+        core = self._core
+        if core is None or self._loop is None or self._closed:
+            return
+        core.receive_packet(data, (addr[0], addr[1]), self._loop.time())
+        self.flush()
+
+    # -- streams ----------------------------------------------------------------------------------
+    def _reader(self) -> codec.StreamReader:
+        core = self.core
+        return codec.StreamReader(
+            core.keyring, limits=core.limits, verify_incoming=self.config.gossip_verify_incoming
+        )
+
+    async def _outbound(self, req: StreamRequest) -> None:
+        loop = self._loop_or_raise()
+        core = self.core
+        answer: object = None
+        error: str | None = None
+        writer: asyncio.StreamWriter | None = None
+        buf = bytearray()
+        try:
+            timeout = max(0.0, req.deadline - loop.time())
+            async with asyncio.timeout(timeout):
+                reader, writer = await asyncio.open_connection(req.addr[0], req.addr[1])
+                writer.write(req.data)
+                await writer.drain()
+                sr = self._reader()
+                while True:
+                    chunk = await reader.read(_READ_CHUNK)
+                    if not chunk:
+                        break
+                    buf += chunk
+                    if len(buf) > self.config.max_stream_size:
+                        raise MalformedPacket("too_large", "answer exceeds max_stream_size")
+                    msg = sr.feed(chunk)
+                    if msg is not None:
+                        answer = msg
+                        break
+            if answer is None:
+                answer = bytes(buf)  # let the core decode (and count) what came
+        except MalformedPacket:
+            answer = bytes(buf)  # the core decodes again and counts the reason
+        except (TimeoutError, asyncio.TimeoutError):
+            error = "i/o timeout"
+        except OSError as exc:
+            error = exc.strerror or str(exc)
+        except asyncio.CancelledError:
+            raise
+        finally:
+            if writer is not None:
+                writer.close()
+        if self._closed:
+            return
+        core.stream_result(req.id, answer, error, loop.time())
+        self.flush()
+
+    async def _on_connection(
+        self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter
+    ) -> None:
+        core = self._core
+        loop = self._loop
+        peer = writer.get_extra_info("peername")
+        addr: Addr = (peer[0], peer[1]) if peer else ("", 0)
+        if core is None or loop is None or self._closed:
+            writer.close()
+            return
+        if self._active_streams >= self.config.max_pending_streams:
+            core.count_drop("too_many_streams", addr, "inbound")
+            writer.close()
+            return
+        self._active_streams += 1
+        task = asyncio.current_task()
+        if task is not None:
+            self._tasks.add(task)  # type: ignore[arg-type]
+        try:
+            answer: bytes | None = None
+            try:
+                async with asyncio.timeout(self.config.tcp_timeout):
+                    sr = self._reader()
+                    msg = None
+                    while msg is None:
+                        chunk = await reader.read(_READ_CHUNK)
+                        if not chunk:
+                            msg = sr.feed_eof()
+                            break
+                        msg = sr.feed(chunk)
+                    answer = core.handle_stream(msg, addr, loop.time())
+                    if answer:
+                        writer.write(answer)
+                        await writer.drain()
+            except MalformedPacket as exc:
+                answer = core.stream_error(exc, addr)
+                if answer:
+                    writer.write(answer)
+            except (TimeoutError, asyncio.TimeoutError):
+                core.count_drop("stream_timeout", addr)
+            except OSError as exc:
+                core.count_drop("stream_io_error", addr, str(exc))
+        finally:
+            self._active_streams -= 1
+            if task is not None:
+                self._tasks.discard(task)  # type: ignore[arg-type]
+            try:
+                writer.close()
+            except Exception:
+                pass
+            self.flush()
+
+
+def ipaddr_unspecified(addr: str) -> bool:
+    return addr in ("0.0.0.0", "::", "")
