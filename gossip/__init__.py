@@ -1,1 +1,116 @@
-"""Membership by gossip: SWIM with the Lifeguard refinements, wire-compatible with memberlist/Serf."""
+"""Membership by gossip: SWIM with the Lifeguard refinements, wire-compatible with memberlist/Serf.
+
+Other packages import only from here. The entry point is :class:`Gossip` (``gossip.service``):
+memberlist core + sockets + the Serf layer + the application channel + keyring + snapshot +
+event handlers. The sans-I/O cores (:class:`Memberlist`, :class:`Serf`) and the codec are
+exported for tests, benches and tools.
+"""
+
+from __future__ import annotations
+
+from .broadcast import Broadcast, TransmitLimitedQueue, retransmit_limit
+from .config import MemberlistConfig
+from .delegate import (
+    ConflictDelegate,
+    Delegate,
+    EventDelegate,
+    NodeConflict,
+    NodeJoined,
+    NodeLeft,
+    NodeUpdated,
+    NullDelegate,
+    PeerClassifier,
+    PingDelegate,
+)
+from .errors import (
+    ConfigError,
+    DecryptionFailed,
+    EncodeError,
+    EncryptionError,
+    GossipError,
+    KeyringError,
+    MalformedPacket,
+)
+from .events import (
+    STATUS_CODES,
+    GossipEvent,
+    Member,
+    MemberEvent,
+    MemberFailed,
+    MemberJoined,
+    MemberLeft,
+    MemberReaped,
+    MemberUpdated,
+    QueryReceived,
+    UserEventReceived,
+)
+from .keymanager import KeyResponse
+from .memberlist import JoinCompleted, Memberlist, MemberlistCounters
+from .security import Keyring, decode_key, encode_key, generate_key
+from .serf import LamportClock, QueryParams, Serf, SerfDelegate, SerfError, decode_tags, encode_tags
+from .serf_config import RUMOR_TAG, RUMOR_VERSION, SerfConfig, parse_handler_spec
+from .service import AppDelegate, Gossip, JoinError, QueryResult, split_addr
+from .snapshot import Snapshot
+from .state import Node, NodeStatus
+
+__all__ = [
+    "AppDelegate",
+    "Broadcast",
+    "ConfigError",
+    "ConflictDelegate",
+    "DecryptionFailed",
+    "Delegate",
+    "EncodeError",
+    "EncryptionError",
+    "EventDelegate",
+    "Gossip",
+    "GossipError",
+    "GossipEvent",
+    "JoinCompleted",
+    "JoinError",
+    "KeyResponse",
+    "Keyring",
+    "KeyringError",
+    "LamportClock",
+    "MalformedPacket",
+    "Member",
+    "MemberEvent",
+    "MemberFailed",
+    "MemberJoined",
+    "MemberLeft",
+    "MemberReaped",
+    "MemberUpdated",
+    "Memberlist",
+    "MemberlistConfig",
+    "MemberlistCounters",
+    "Node",
+    "NodeConflict",
+    "NodeJoined",
+    "NodeLeft",
+    "NodeStatus",
+    "NodeUpdated",
+    "NullDelegate",
+    "PeerClassifier",
+    "PingDelegate",
+    "QueryParams",
+    "QueryReceived",
+    "QueryResult",
+    "RUMOR_TAG",
+    "RUMOR_VERSION",
+    "STATUS_CODES",
+    "Serf",
+    "SerfConfig",
+    "SerfDelegate",
+    "SerfError",
+    "Snapshot",
+    "TransmitLimitedQueue",
+    "UserEventReceived",
+    "decode_key",
+    "decode_tags",
+    "encode_key",
+    "encode_tags",
+    "generate_key",
+    "parse_handler_spec",
+    "retransmit_limit",
+    "split_addr",
+]

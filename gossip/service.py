@@ -1,0 +1,805 @@
+"""The asyncio ``Gossip`` service: memberlist core + transport + Serf + app channel + keyring.
+
+This is the one object the agent and the registry use. Everything else in ``gossip/`` is either
+a sans-I/O core (``memberlist.Memberlist``, ``serf.Serf``) or a helper it composes.
+
+API (the agent and the registry use exactly this)::
+
+    g = Gossip(memberlist_config, serf_config, keyring=None, app=None, clock=None, rng=None,
+               keyring_path=None)
+    await g.start()                  # binds UDP+TCP; rejoins the snapshot's members if any
+    g.bound_port                     # the gossip port actually bound
+    n = await g.join(["10.0.0.5", "10.0.0.6:7946"], replay=False)   # members joined (0: none)
+    await g.leave(timeout)           # Serf leave intent, then memberlist leave: others see 'left'
+    await g.shutdown()               # stop everything (no leave: others will see 'failed')
+    g.members() -> list[Member]      # Member(name, addr, port, tags, status, protocol_*/delegate_*)
+    g.local_member() -> Member       # status: 'alive' | 'leaving' | 'left' | 'failed'
+    await g.set_tags({"role": "web"})
+    ev = await g.user_event(name, payload, coalesce=True)   # -> UserEventReceived (with LTime)
+    res = await g.query(name, payload, filter_nodes=(), filter_tags={}, request_ack=False,
+                        relay_factor=0, timeout=0.0)         # -> QueryResult(acks, responses)
+    g.respond(query_received_event, payload)                 # answer a QueryReceived
+    ok = await g.force_leave(node, prune=False)
+    r = await g.install_key(b64) / use_key(b64) / remove_key(b64) / list_keys()  # KeyResponse
+    g.add_listener(callback)         # called with every gossip.events event (sync, never blocks)
+    g.recent_events()                # user events, oldest first (for /v1/event/list)
+    g.set_app_delegate(d)            # d.local_app_state(join) -> bytes,
+                                     # d.merge_app_state(buf, join), d.notify_app_message(buf)
+    g.broadcast_app(key, payload)    # newest per key wins; Rumor peers only
+    g.counters                       # flat dict: memberlist.*, serf.*, handlers.*, snapshot.*
+
+Rumor peers are recognised by the reserved gossip tag ``rumor`` (value: Rumor's version) that
+every Rumor agent puts in its Meta; plain Serf agents lack it and never receive app messages
+(they would log an unknown-message warning). The tag is visible in ``serf members``.
+
+Application state rides inside Serf's push/pull state under the extra key ``RumorApp`` that Go
+Serf ignores. Event handler scripts (Serf's ``-event-handler``) and the snapshot are run here,
+off the event loop (subprocesses, and disk writes in a worker thread).
+
+Shutdown order: leave (if asked) -> stop timers -> close sockets -> stop handlers -> flush the
+snapshot.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import random
+from collections.abc import Callable, Iterable, Mapping, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Protocol
+
+from . import codec
+from .config import MemberlistConfig
+from .errors import GossipError
+from .events import (
+    GossipEvent,
+    Member,
+    MemberFailed,
+    MemberJoined,
+    MemberLeft,
+    MemberReaped,
+    QueryReceived,
+    UserEventReceived,
+)
+from .handlers import EventHandlers
+from .keymanager import KeyResponse, install_key_handlers, request_payload, summarize
+from .security import Keyring
+from .serf import (
+    INTERNAL_QUERY_PREFIX,
+    PendingQuery,
+    QueryParams,
+    ReconnectRequested,
+    Serf,
+    SerfDelegate,
+)
+from .serf_config import SerfConfig
+from .snapshot import Snapshot
+from .state import Node
+
+log = logging.getLogger(__name__)
+
+DEFAULT_PORT = 7946
+
+
+class AppDelegate(Protocol):
+    """What the registry plugs into the application channel."""
+
+    def local_app_state(self, join: bool) -> bytes: ...
+
+    def merge_app_state(self, buf: bytes, join: bool) -> None: ...
+
+    def notify_app_message(self, buf: bytes) -> None: ...
+
+
+class JoinError(GossipError):
+    """No address could be joined (only raised when asked to)."""
+
+
+@dataclass(frozen=True)
+class QueryResult:
+    """What came back for a query: acks (node names) and responses (node -> payload)."""
+
+    name: str
+    acks: tuple[str, ...] = ()
+    responses: Mapping[str, bytes] = field(default_factory=dict)
+
+
+def split_addr(value: str, default_port: int = DEFAULT_PORT) -> tuple[str, int]:
+    """``host``, ``host:port``, ``[v6]:port`` or a bare IPv6 address -> (host, port)."""
+    v = value.strip()
+    if v.startswith("["):
+        host, _, rest = v[1:].partition("]")
+        port = rest[1:] if rest.startswith(":") else ""
+    elif v.count(":") == 1:
+        host, _, port = v.partition(":")
+    else:
+        host, port = v, ""
+    if not host:
+        raise ValueError(f"{value!r}: no host")
+    if not port:
+        return host, default_port
+    p = int(port)
+    if not 0 < p < 65536:
+        raise ValueError(f"{value!r}: port out of range")
+    return host, p
+
+
+# -- the asyncio driver of the memberlist core ------------------------------------------------
+
+
+class _UDP(asyncio.DatagramProtocol):
+    def __init__(self, owner: _Driver) -> None:
+        self.owner = owner
+        self.transport: asyncio.DatagramTransport | None = None
+
+    def connection_made(self, transport: asyncio.BaseTransport) -> None:
+        self.transport = transport  # type: ignore[assignment]
+
+    def datagram_received(self, data: bytes, addr: tuple[Any, ...]) -> None:
+        self.owner.on_datagram(data, (addr[0], addr[1]))
+
+    def error_received(self, exc: Exception) -> None:
+        self.owner.counters["transport.udp_errors"] += 1
+        log.debug("udp error: %s", exc)
+
+
+class _Driver:
+    """Runs a memberlist core on real sockets: UDP + TCP on one port, timers on the loop.
+
+    Inbound TCP: read one message (``codec.StreamReader`` knows where it ends), answer, close.
+    Outbound TCP (push/pull, fallback pings): connect, write, read the answer, report it.
+    After every interaction ``after`` runs so the Serf layer can drain its own output.
+    """
+
+    def __init__(self, config: MemberlistConfig, after: Callable[[], None]) -> None:
+        self.config = config
+        self.after = after
+        self.core: Any = None
+        self.loop = asyncio.get_running_loop()
+        self.udp: _UDP | None = None
+        self.server: asyncio.base_events.Server | None = None
+        self.port = 0
+        self._timer: asyncio.TimerHandle | None = None
+        self._timer_at: float | None = None
+        self._tasks: set[asyncio.Task[Any]] = set()
+        self._closed = False
+        from collections import Counter
+
+        self.counters: Counter[str] = Counter()
+        self._conns = 0
+
+    async def open(self, host: str, port: int) -> int:
+        """Bind UDP and TCP on the same port (0: a free one) and return it."""
+        for _attempt in range(20):
+            transport, proto = await self.loop.create_datagram_endpoint(
+                lambda: _UDP(self), local_addr=(host, port))
+            sock = transport.get_extra_info("socket")
+            bound = sock.getsockname()[1]
+            try:
+                import socket as _s
+
+                sock.setsockopt(_s.SOL_SOCKET, _s.SO_RCVBUF, 2 * 1024 * 1024)
+            except OSError:
+                pass
+            try:
+                self.server = await asyncio.start_server(self._serve, host, bound,
+                                                         reuse_address=True)
+            except OSError:
+                transport.close()
+                if port:
+                    raise
+                continue
+            self.udp = proto
+            self.port = bound
+            return bound
+        raise OSError("could not bind UDP and TCP on the same free port")
+
+    def attach(self, core: Any) -> None:
+        self.core = core
+        self.flush()
+
+    def now(self) -> float:
+        return self.loop.time()
+
+    # -- core I/O -------------------------------------------------------------------------
+    def flush(self) -> None:
+        core = self.core
+        if core is None or self._closed:
+            return
+        udp = self.udp.transport if self.udp else None
+        for data, addr in core.packets_to_send():
+            if udp is not None:
+                try:
+                    udp.sendto(data, addr)
+                except OSError as e:
+                    self.counters["transport.send_errors"] += 1
+                    log.debug("udp send to=%s failed: %s", addr, e)
+        for req in core.streams_to_open():
+            self._spawn(self._outbound(req))
+        try:
+            self.after()
+        except Exception:
+            log.exception("gossip pump failed")
+        deadline = core.next_deadline()
+        if deadline is not None and deadline != self._timer_at:
+            if self._timer is not None:
+                self._timer.cancel()
+            self._timer_at = deadline
+            self._timer = self.loop.call_at(deadline, self._on_timer)
+
+    def _on_timer(self) -> None:
+        self._timer = None
+        self._timer_at = None
+        if self._closed or self.core is None:
+            return
+        self.core.handle_timer(self.now())
+        self.flush()
+
+    def send_raw(self, data: bytes, addr: tuple[str, int]) -> None:
+        if self.udp is not None and self.udp.transport is not None and not self._closed:
+            try:
+                self.udp.transport.sendto(data, addr)
+            except OSError as e:
+                self.counters["transport.send_errors"] += 1
+                log.debug("udp send to=%s failed: %s", addr, e)
+
+    def on_datagram(self, data: bytes, addr: tuple[str, int]) -> None:
+        if self.core is None or self._closed:
+            return
+        self.core.receive_packet(data, addr, self.now())
+        self.flush()
+
+    def _spawn(self, coro: Any) -> None:
+        t = self.loop.create_task(coro)
+        self._tasks.add(t)
+        t.add_done_callback(self._tasks.discard)
+
+    async def _serve(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        peer = writer.get_extra_info("peername") or ("?", 0)
+        addr = (peer[0], peer[1])
+        if self._conns >= self.config.max_pending_streams or self.core is None:
+            self.counters["transport.streams_refused"] += 1
+            writer.close()
+            return
+        self._conns += 1
+        try:
+            sr = codec.StreamReader(self.core.keyring, limits=self.core.limits,
+                                    verify_incoming=self.config.gossip_verify_incoming)
+            answer: bytes | None = None
+            try:
+                async with asyncio.timeout(self.config.tcp_timeout):
+                    msg = None
+                    while msg is None:
+                        chunk = await reader.read(65536)
+                        if not chunk:
+                            msg = sr.feed_eof()
+                            break
+                        msg = sr.feed(chunk)
+                answer = self.core.handle_stream(msg, addr, self.now())
+            except GossipError as e:
+                from .errors import MalformedPacket
+
+                if isinstance(e, MalformedPacket):
+                    answer = self.core.stream_error(e, addr)
+            except (TimeoutError, OSError) as e:
+                self.counters["transport.stream_errors"] += 1
+                log.debug("inbound stream from=%s failed: %s", addr, e)
+            if answer:
+                writer.write(answer)
+                try:
+                    async with asyncio.timeout(self.config.tcp_timeout):
+                        await writer.drain()
+                except (TimeoutError, OSError):
+                    pass
+            self.flush()
+        finally:
+            self._conns -= 1
+            writer.close()
+
+    async def _outbound(self, req: Any) -> None:
+        core = self.core
+        error: str | None = None
+        buf = bytearray()
+        writer: asyncio.StreamWriter | None = None
+        try:
+            timeout = max(0.05, req.deadline - self.now())
+            async with asyncio.timeout(timeout):
+                reader, writer = await asyncio.open_connection(req.addr[0], req.addr[1])
+                writer.write(req.data)
+                await writer.drain()
+                sr = codec.StreamReader(core.keyring, limits=core.limits, verify_incoming=False)
+                while True:
+                    chunk = await reader.read(65536)
+                    if not chunk:
+                        break
+                    buf += chunk
+                    try:
+                        if sr.feed(chunk) is not None:
+                            break
+                    except GossipError:
+                        break  # let the core decode and report it
+        except (TimeoutError, OSError) as e:
+            error = f"{type(e).__name__}: {e}" if str(e) else type(e).__name__
+        finally:
+            if writer is not None:
+                writer.close()
+        if self._closed:
+            return
+        core.stream_result(req.id, bytes(buf) if error is None else None, error, self.now())
+        self.flush()
+
+    async def close(self) -> None:
+        self._closed = True
+        if self._timer is not None:
+            self._timer.cancel()
+        if self.udp is not None and self.udp.transport is not None:
+            self.udp.transport.close()
+        if self.server is not None:
+            self.server.close()
+        for t in list(self._tasks):
+            t.cancel()
+        if self._tasks:
+            await asyncio.gather(*self._tasks, return_exceptions=True)
+
+
+# -- the service --------------------------------------------------------------------------------
+
+
+class Gossip:
+    """The gossip service (see the module docstring for the whole API)."""
+
+    def __init__(self, memberlist_config: MemberlistConfig, serf_config: SerfConfig, *,
+                 keyring: Keyring | None = None, app: AppDelegate | None = None,
+                 clock: Callable[[], float] | None = None, rng: random.Random | None = None,
+                 keyring_path: str | Path | None = None) -> None:
+        memberlist_config.validate()
+        serf_config.validate()
+        if memberlist_config.name != serf_config.node_name:
+            raise GossipError("memberlist and Serf configs name different nodes")
+        self.memberlist_config = memberlist_config
+        self.serf_config = serf_config
+        self.keyring = keyring
+        self.keyring_path = Path(keyring_path) if keyring_path else None
+        self._clock = clock
+        self.rng = rng or random.Random()
+        self.serf = Serf(serf_config, rng=self.rng, gossip_interval=memberlist_config.gossip_interval,
+                         retransmit_mult=memberlist_config.retransmit_mult, now=0.0)
+        install_key_handlers(self.serf, lambda: self.keyring, self._keyring_changed)
+        self._listeners: list[Callable[[GossipEvent], None]] = []
+        self._app: AppDelegate | None = None
+        if app is not None:
+            self.set_app_delegate(app)
+        self.memberlist: Any = None
+        self._driver: _Driver | None = None
+        self._joins: dict[int, asyncio.Future[Any]] = {}
+        self._tasks: set[asyncio.Task[Any]] = set()
+        self._pumping = False
+        self.snapshot: Snapshot | None = None
+        self.handlers: EventHandlers | None = None
+        self._started = False
+        self._stopped = False
+        self.bound_port = 0
+
+    # -- lifecycle ------------------------------------------------------------------------------
+    def _now(self) -> float:
+        if self._clock is not None:
+            return self._clock()
+        return asyncio.get_running_loop().time()
+
+    async def start(self) -> None:
+        """Bind, start the memberlist core and Serf; rejoin the snapshot's members if any."""
+        if self._started:
+            return
+        self._started = True
+        from .memberlist import Memberlist
+
+        loop = asyncio.get_running_loop()
+        if self._clock is None:
+            self._clock = loop.time
+        cfg = self.memberlist_config
+        self._driver = _Driver(cfg, self._pump)
+        self.bound_port = await self._driver.open(cfg.bind_addr, cfg.bind_port)
+        adv_port = cfg.advertise_port or self.bound_port
+        cfg = cfg.replace(bind_port=self.bound_port, advertise_port=adv_port)
+        self.memberlist_config = cfg
+        now = self._now()
+        self.serf._next_reap = now + self.serf_config.reap_interval
+        self.serf._next_reconnect = now + self.serf_config.reconnect_interval
+        adv_addr = cfg.advertise_addr or cfg.bind_addr
+        self.serf.set_local_address(adv_addr, adv_port)
+        previous: list[tuple[str, str]] = []
+        if self.serf_config.snapshot_path:
+            self.snapshot = Snapshot(self.serf_config.snapshot_path,
+                                     min_compact_size=self.serf_config.snapshot_min_compact_size,
+                                     rejoin_after_leave=self.serf_config.rejoin_after_leave)
+            st = await asyncio.to_thread(self.snapshot.load)
+            self.serf.restore_clocks(st.clock, st.event_clock, st.query_clock)
+            previous = self.snapshot.previous_members(self.serf_config.node_name)
+        self._delegate = _delegate = SerfDelegate(self.serf, self._now, None)
+        self.handlers = EventHandlers(
+            self.serf_config.event_handlers, self_name=self.serf_config.node_name,
+            tags=lambda: dict(self.serf.tags), timeout=self.serf_config.handler_timeout,
+            max_queue=self.serf_config.max_handler_queue,
+            response_limit=self.serf_config.query_response_size_limit - 64,
+            respond=self.respond)
+        self.handlers.start()
+        self.memberlist = Memberlist(cfg, now=now, delegate=_delegate, events=_delegate,
+                                     ping_delegate=_delegate, conflict=_delegate,
+                                     keyring=self.keyring, rng=random.Random(self.rng.random()))
+        self._driver.attach(self.memberlist)
+        self._spawn(self._serf_timer(), "serf-timer")
+        if self.snapshot is not None:
+            self._spawn(self._snapshot_loop(), "snapshot")
+        log.info("gossip started node=%s addr=%s:%s encrypted=%s", cfg.name, adv_addr, adv_port,
+                 bool(self.keyring))
+        if previous:
+            self._spawn(self._rejoin(previous), "rejoin")
+
+    def _spawn(self, coro: Any, name: str) -> None:
+        t = asyncio.get_running_loop().create_task(coro, name=f"gossip-{name}")
+        self._tasks.add(t)
+        t.add_done_callback(self._tasks.discard)
+
+    async def _rejoin(self, previous: list[tuple[str, str]]) -> None:
+        """Serf's snapshot rejoin: try the members we knew, one at a time, until one answers."""
+        order = list(previous)
+        self.rng.shuffle(order)
+        for name, hp in order:
+            if self._stopped:
+                return
+            try:
+                n = await self.join([hp], replay=False)
+            except Exception as e:
+                log.debug("rejoin via %s failed: %s", name, e)
+                n = 0
+            if n:
+                log.info("rejoined the cluster from the snapshot via node=%s addr=%s", name, hp)
+                return
+        log.warning("could not rejoin any member from the snapshot tried=%d", len(order))
+
+    async def leave(self, timeout: float | None = None) -> None:
+        """Graceful leave: Serf leave intent, memberlist dead-about-self, propagation delay."""
+        if self.memberlist is None or self.serf.state != "alive":
+            return
+        budget = timeout if timeout is not None else (
+            self.serf_config.broadcast_timeout * 2 + self.serf_config.leave_propagate_delay)
+        deadline = self._now() + budget
+        sent = asyncio.Event()
+        if self.serf.start_leave(self._now(), on_sent=lambda ok: sent.set()):
+            self._kick()
+            wait = min(self.serf_config.broadcast_timeout, max(0.0, deadline - self._now()))
+            try:
+                async with asyncio.timeout(wait):
+                    await sent.wait()
+            except TimeoutError:
+                log.warning("leave intent not fully broadcast before the timeout")
+        self.memberlist.leave(self._now())
+        self._kick()
+        wait = min(self.serf_config.broadcast_timeout, max(0.0, deadline - self._now()))
+        end = self._now() + wait
+        while not self.memberlist.leave_broadcast_done and self._now() < end:
+            await asyncio.sleep(0.05)
+        delay = min(self.serf_config.leave_propagate_delay, max(0.0, deadline - self._now()))
+        if delay > 0:
+            await asyncio.sleep(delay)
+        self.serf.finish_leave()
+        if self.snapshot is not None:
+            self.snapshot.leave()
+            await asyncio.to_thread(self.snapshot.flush)
+        log.info("left the cluster node=%s", self.serf_config.node_name)
+
+    async def shutdown(self) -> None:
+        """Stop timers, close sockets, stop handlers, flush the snapshot (no leave)."""
+        if self._stopped:
+            return
+        self._stopped = True
+        self.serf.state = "shutdown" if self.serf.state != "left" else "left"
+        for t in list(self._tasks):
+            t.cancel()
+        if self._tasks:
+            await asyncio.gather(*self._tasks, return_exceptions=True)
+        if self._driver is not None:
+            await self._driver.close()
+        if self.handlers is not None:
+            await self.handlers.stop()
+        if self.snapshot is not None:
+            self.snapshot.clocks(self.serf.clock.time(), self.serf.event_clock.time(),
+                                 self.serf.query_clock.time())
+            await asyncio.to_thread(self.snapshot.flush)
+        for fut in self._joins.values():
+            if not fut.done():
+                fut.set_result(None)
+
+    async def __aenter__(self) -> Gossip:
+        await self.start()
+        return self
+
+    async def __aexit__(self, *exc: object) -> None:
+        await self.shutdown()
+
+    # -- pumping Serf output -------------------------------------------------------------------
+    def _kick(self) -> None:
+        if self._driver is not None:
+            self._driver.flush()
+
+    def _pump(self) -> None:
+        """Drain the Serf core: direct packets, events, reconnect requests; memberlist events."""
+        if self._pumping:
+            return
+        self._pumping = True
+        try:
+            driver = self._driver
+            core = self.memberlist
+            if core is not None:
+                from .memberlist import JoinCompleted
+
+                while (mev := core.next_event()) is not None:
+                    if isinstance(mev, JoinCompleted):
+                        fut = self._joins.pop(mev.join_id, None)
+                        if fut is not None and not fut.done():
+                            fut.set_result(mev)
+            for body, addr in self.serf.packets_to_send():
+                if driver is None:
+                    break
+                try:
+                    data = codec.wrap_packet(b"\x08" + body, keyring=core.keyring if (
+                        core is not None and core.keyring and self.memberlist_config.gossip_verify_outgoing) else None)
+                except GossipError as e:
+                    log.warning("cannot send serf packet to=%s: %s", addr, e)
+                    continue
+                driver.send_raw(data, addr)
+            while (ev := self.serf.next_event()) is not None:
+                self._deliver(ev)
+            while (act := self.serf.next_action()) is not None:
+                if isinstance(act, ReconnectRequested) and core is not None:
+                    log.info("attempting reconnect to node=%s addr=%s:%s", act.name, act.addr, act.port)
+                    core.join([(act.addr, act.port)], self._now())
+        finally:
+            self._pumping = False
+
+    def _deliver(self, ev: GossipEvent) -> None:
+        snap = self.snapshot
+        if snap is not None:
+            if isinstance(ev, MemberJoined):
+                snap.alive(ev.member.name, ev.member.addr, ev.member.port)
+            elif isinstance(ev, (MemberFailed, MemberLeft, MemberReaped)):
+                snap.not_alive(ev.member.name)
+        if isinstance(ev, (MemberJoined, MemberLeft, MemberFailed, MemberReaped)):
+            log.info("serf: %s: %s %s", type(ev).__name__, ev.member.name, ev.member.addr)
+        if self.handlers is not None:
+            self.handlers.dispatch(ev)
+        for cb in list(self._listeners):
+            try:
+                cb(ev)
+            except Exception:
+                log.exception("gossip listener failed event=%s", type(ev).__name__)
+
+    async def _serf_timer(self) -> None:
+        while True:
+            now = self._now()
+            wait = min(0.5, max(0.01, self.serf.next_deadline() - now))
+            await asyncio.sleep(wait)
+            self.serf.handle_timer(self._now())
+            self._kick()
+
+    async def _snapshot_loop(self) -> None:
+        snap = self.snapshot
+        assert snap is not None
+        while True:
+            await asyncio.sleep(self.serf_config.snapshot_flush_interval)
+            snap.clocks(self.serf.clock.time(), self.serf.event_clock.time(),
+                        self.serf.query_clock.time())
+            if snap.has_pending():
+                await asyncio.to_thread(snap.flush)
+
+    # -- membership ----------------------------------------------------------------------------
+    async def join(self, addrs: Sequence[str], replay: bool = False, *,
+                   raise_if_none: bool = False) -> int:
+        """Push/pull with each address (host[:port], default port 7946); returns how many
+        answered. Without ``replay`` user events older than the join are not delivered."""
+        if self.memberlist is None:
+            raise GossipError("start() the gossip service before joining")
+        loop = asyncio.get_running_loop()
+        targets: list[tuple[str, int]] = []
+        errors: list[str] = []
+        for a in addrs:
+            try:
+                host, port = split_addr(a, DEFAULT_PORT)
+                infos = await loop.getaddrinfo(host, port, type=2)  # SOCK_DGRAM
+                targets.append((infos[0][4][0], port))
+            except (ValueError, OSError) as e:
+                errors.append(f"{a}: {e}")
+        if not targets:
+            if raise_if_none:
+                raise JoinError("; ".join(errors) or "no address to join")
+            return 0
+        fut: asyncio.Future[Any] = loop.create_future()
+        self.serf.join_ignore_events = not replay
+        try:
+            jid = self.memberlist.join(targets, self._now())
+            self._joins[jid] = fut
+            self._kick()
+            async with asyncio.timeout(self.memberlist_config.tcp_timeout * 2 + 1.0):
+                result = await fut
+        except TimeoutError:
+            result = None
+        finally:
+            self.serf.join_ignore_events = False
+        n = result.num_joined if result is not None else 0
+        if result is not None and result.errors:
+            errors.extend(result.errors)
+        if n > 0:
+            self.serf.broadcast_join_intent(self.serf.clock.time(), self._now())
+            self._kick()
+        elif raise_if_none:
+            raise JoinError("; ".join(errors) or "no agent answered")
+        else:
+            log.warning("join failed: %s", "; ".join(errors) or "no agent answered")
+        return n
+
+    def members(self) -> list[Member]:
+        return self.serf.members()
+
+    def local_member(self) -> Member:
+        return self.serf.local_member()
+
+    async def set_tags(self, tags: Mapping[str, str]) -> None:
+        """Replace our tags (the reserved ``rumor`` tag stays) and gossip them."""
+        self.serf.set_tags(tags)
+        if self.memberlist is not None:
+            self.memberlist.update_node(self._now())
+            self._kick()
+
+    async def force_leave(self, node: str, prune: bool = False) -> bool:
+        ok = self.serf.force_leave(node, self._now(), prune=prune)
+        self._kick()
+        return ok
+
+    # -- events and queries --------------------------------------------------------------------
+    async def user_event(self, name: str, payload: bytes, coalesce: bool = True) -> UserEventReceived:
+        """Fire a Serf user event (raises ValueError when over the size limit)."""
+        ev = self.serf.user_event(name, payload, coalesce, self._now())
+        self._kick()
+        return ev
+
+    async def query(self, name: str, payload: bytes = b"", *, filter_nodes: Sequence[str] = (),
+                    filter_tags: Mapping[str, str] | None = None, request_ack: bool = False,
+                    relay_factor: int = 0, timeout: float = 0.0,
+                    expect: int | None = None) -> QueryResult:
+        """Send a Serf query and collect answers until its timeout (or ``expect`` responses)."""
+        pq = self._start_query(name, payload, QueryParams(
+            filter_nodes=tuple(filter_nodes), filter_tags=dict(filter_tags or {}),
+            request_ack=request_ack, relay_factor=relay_factor, timeout=timeout))
+        await self._wait_query(pq, expect)
+        return QueryResult(name=name, acks=tuple(pq.acks), responses=dict(pq.responses))
+
+    def _start_query(self, name: str, payload: bytes, params: QueryParams) -> PendingQuery:
+        pq = self.serf.query(name, payload, params, self._now())
+        self._kick()
+        return pq
+
+    async def _wait_query(self, pq: PendingQuery, expect: int | None) -> None:
+        progress = asyncio.Event()
+        pq.on_progress = lambda _pq: progress.set()
+        try:
+            while not pq.finished(self._now()):
+                if expect is not None and len(pq.responses) >= expect:
+                    break
+                remaining = pq.deadline - self._now()
+                if remaining <= 0:
+                    break
+                progress.clear()
+                try:
+                    async with asyncio.timeout(remaining):
+                        await progress.wait()
+                except TimeoutError:
+                    break
+        finally:
+            pq.on_progress = None
+            self.serf.close_query(pq)
+
+    def respond(self, ev: QueryReceived, payload: bytes) -> None:
+        """Answer a QueryReceived (once, before its deadline)."""
+        self.serf.respond(ev, payload, self._now())
+        self._kick()
+
+    def add_listener(self, callback: Callable[[GossipEvent], None]) -> None:
+        self._listeners.append(callback)
+
+    def remove_listener(self, callback: Callable[[GossipEvent], None]) -> None:
+        if callback in self._listeners:
+            self._listeners.remove(callback)
+
+    def recent_events(self) -> list[UserEventReceived]:
+        return self.serf.recent_events()
+
+    # -- keyring -------------------------------------------------------------------------------
+    async def _key_op(self, op: str, key_b64: str | None) -> KeyResponse:
+        if self.memberlist is None:
+            raise GossipError("start() the gossip service first")
+        payload = request_payload(key_b64)
+        expected = self.memberlist.num_members()
+        pq = self._start_query(INTERNAL_QUERY_PREFIX + op, payload, QueryParams())
+        await self._wait_query(pq, expected)
+        return summarize(op, pq.responses, expected)
+
+    async def install_key(self, key_b64: str) -> KeyResponse:
+        return await self._key_op("install-key", key_b64)
+
+    async def use_key(self, key_b64: str) -> KeyResponse:
+        return await self._key_op("use-key", key_b64)
+
+    async def remove_key(self, key_b64: str) -> KeyResponse:
+        return await self._key_op("remove-key", key_b64)
+
+    async def list_keys(self) -> KeyResponse:
+        return await self._key_op("list-keys", None)
+
+    def _keyring_changed(self, ring: Keyring) -> None:
+        path = self.keyring_path
+        if path is None:
+            return
+        keys, _ = ring.list_base64()
+        import json
+
+        data = (json.dumps(keys) + "\n").encode()
+
+        def write() -> None:
+            import os
+
+            path.parent.mkdir(parents=True, exist_ok=True)
+            tmp = path.with_name(path.name + ".tmp")
+            with open(tmp, "wb") as f:
+                f.write(data)
+                f.flush()
+                os.fsync(f.fileno())
+            os.chmod(tmp, 0o600)
+            os.replace(tmp, path)
+
+        try:
+            loop = asyncio.get_running_loop()
+        except RuntimeError:
+            write()
+            return
+        t = loop.create_task(asyncio.to_thread(write))
+        self._tasks.add(t)
+        t.add_done_callback(self._tasks.discard)
+
+    # -- application channel -------------------------------------------------------------------
+    def set_app_delegate(self, d: AppDelegate | None) -> None:
+        self._app = d
+        self.serf.app_delegate_message = d.notify_app_message if d else None
+        self.serf.app_delegate_state = d.local_app_state if d else None
+        self.serf.app_delegate_merge = d.merge_app_state if d else None
+
+    def broadcast_app(self, key: str, payload: bytes) -> None:
+        """Queue an app message for Rumor peers (newest per key wins; raises ValueError if big)."""
+        self.serf.broadcast_app(key, payload)
+
+    def is_rumor_peer(self, name: str) -> bool:
+        return self.serf.is_rumor_peer(name)
+
+    # -- metrics -------------------------------------------------------------------------------
+    @property
+    def counters(self) -> dict[str, int]:
+        out: dict[str, int] = {}
+        if self.memberlist is not None:
+            for k, v in self.memberlist.counters.snapshot().items():
+                out[f"memberlist.{k}"] = v
+            out["memberlist.health_score"] = self.memberlist.health_score()
+            out["memberlist.num_members"] = self.memberlist.num_members()
+        out.update(self.serf.counters)
+        if self._driver is not None:
+            out.update(self._driver.counters)
+        if self.handlers is not None:
+            out.update(self.handlers.counters)
+        if self.snapshot is not None:
+            out["snapshot.write_errors"] = self.snapshot.write_errors
+        statuses: dict[str, int] = {}
+        for m in self.serf.members():
+            statuses[m.status] = statuses.get(m.status, 0) + 1
+        for s in ("alive", "leaving", "left", "failed"):
+            out[f"serf.members.{s}"] = statuses.get(s, 0)
+        return out
