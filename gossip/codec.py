@@ -213,7 +213,10 @@ def _unpack_prefix(buf: bytes | memoryview, pos: int = 0) -> tuple[Any, int]:
     except msgpack.ExtraData as extra:
         return extra.unpacked, len(buf) - len(extra.extra)
     except ValueError as exc:
-        if "incomplete" in str(exc):
+        # unpackb caps every length at the input size, so "exceeds max_*_len" also means the
+        # data claims more than it holds.
+        text = str(exc)
+        if "incomplete" in text or "exceeds max_" in text:
             raise MalformedPacket(REASON_TRUNCATED, f"msgpack: {exc}") from None
         raise MalformedPacket(REASON_BAD_MSGPACK, f"msgpack: {exc}") from None
     except Exception as exc:  # noqa: BLE001 - msgpack raises assorted types on hostile input
@@ -800,7 +803,8 @@ class _PacketWalk:
                 try:
                     self.dispatch(part, depth + 1)
                 except MalformedPacket as exc:
-                    if exc.reason == REASON_TOO_MANY_PARTS:
+                    # Structural attacks end the whole packet; an ordinary bad part does not.
+                    if exc.reason in (REASON_TOO_MANY_PARTS, REASON_TOO_DEEP):
                         raise
                     self.errors.append(exc)
             if truncated:
