@@ -81,7 +81,7 @@
     var old = {};
     Array.prototype.forEach.call(cur.children, function (c) { old[c.getAttribute("data-key")] = c; });
     var wanted = Array.prototype.slice.call(next.children);
-    var pos = cur.firstElementChild;
+    var prev = null;  // the last element put in place; the next one goes right after it
     wanted.forEach(function (n) {
       var k = n.getAttribute("data-key");
       var o = Object.prototype.hasOwnProperty.call(old, k) ? old[k] : null;
@@ -93,8 +93,9 @@
         placed = document.importNode(n, true);
         mark(placed);
       }
-      if (placed !== pos) cur.insertBefore(placed, pos);
-      else pos = pos.nextElementSibling;
+      var ref = prev ? prev.nextElementSibling : cur.firstElementChild;
+      if (placed !== ref) cur.insertBefore(placed, ref);
+      prev = placed;
     });
     Object.keys(old).forEach(function (k) { old[k].remove(); });
   }

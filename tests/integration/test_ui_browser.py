@@ -1,0 +1,214 @@
+"""The web UI in a real headless Chromium, against a real agent process.
+
+Needs Debian's ``chromium`` and ``chromium-driver`` (scripts/setup-system.sh installs them) and
+the ``selenium`` Python package; the browser is never downloaded. Each test skips with the reason
+when one of these is missing.
+"""
+
+from __future__ import annotations
+
+import shutil
+import tempfile
+import urllib.error
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from tests.harness.agents import AgentProcess, wait_for
+
+CHROMIUM = "/usr/bin/chromium"
+CHROMEDRIVER = "/usr/bin/chromedriver"
+
+pytestmark = pytest.mark.timeout(180)
+
+
+def _need_browser() -> Any:
+    if not (Path(CHROMIUM).exists() and Path(CHROMEDRIVER).exists()):
+        pytest.skip("chromium and chromium-driver are not installed (apt-get install chromium "
+                    "chromium-driver; scripts/setup-system.sh does it)")
+    try:
+        from selenium import webdriver
+    except ImportError:
+        pytest.skip("the selenium package is not installed (pip install selenium)")
+    return webdriver
+
+
+def make_browser(*, javascript: bool = True, width: int = 1200, height: int = 900) -> Any:
+    webdriver = _need_browser()
+    from selenium.webdriver.chrome.service import Service
+
+    profile = tempfile.mkdtemp(prefix="rumor-chromium-")
+    opts = webdriver.ChromeOptions()
+    opts.binary_location = CHROMIUM
+    for arg in ("--headless=new", "--no-sandbox", "--disable-gpu", "--disable-dev-shm-usage",
+                "--no-first-run", "--disable-background-networking",
+                "--disable-component-update", "--disable-sync", "--disable-extensions",
+                f"--user-data-dir={profile}", f"--window-size={width},{height}"):
+        opts.add_argument(arg)
+    if not javascript:
+        opts.add_experimental_option("prefs", {
+            "profile.managed_default_content_settings.javascript": 2})
+    driver = webdriver.Chrome(options=opts, service=Service(executable_path=CHROMEDRIVER))
+    driver.set_page_load_timeout(20)
+    driver._rumor_profile = profile  # removed in close_browser
+    return driver
+
+
+def close_browser(driver: Any) -> None:
+    try:
+        driver.quit()
+    finally:
+        shutil.rmtree(driver._rumor_profile, ignore_errors=True)
+
+
+@pytest.fixture
+def agent(tmp_path: Path) -> Iterator[AgentProcess]:
+    _need_browser()
+    a = AgentProcess("uinode", tmp_path).start()
+    try:
+        yield a
+    finally:
+        a.stop()
+
+
+@pytest.fixture
+def browser() -> Iterator[Any]:
+    d = make_browser()
+    try:
+        yield d
+    finally:
+        close_browser(d)
+
+
+def register(agent: AgentProcess, body: dict[str, Any]) -> None:
+    try:
+        agent.http("PUT", "/v1/agent/service/register", body)
+    except urllib.error.HTTPError as e:
+        if e.code == 404:
+            pytest.skip("PUT /v1/agent/service/register is not in this build yet (registry API)")
+        raise
+
+
+def dom(driver: Any, script: str) -> Any:
+    return driver.execute_script(script)
+
+
+def card(driver: Any, key: str) -> dict[str, Any] | None:
+    """The element with data-key=key: its health, maintenance flag and badge colour."""
+    return dom(driver, """
+        const el = [...document.querySelectorAll('[data-key]')]
+            .find(e => e.getAttribute('data-key') === arguments[0]);
+        if (!el) return null;
+        const badge = el.querySelector('.badge');
+        return {health: el.getAttribute('data-health'), text: el.textContent,
+                border: getComputedStyle(el).borderLeftColor,
+                badge: badge ? getComputedStyle(badge).color : null};
+    """.replace("arguments[0]", repr(key)))
+
+
+def rgb(css: str) -> tuple[int, ...]:
+    inner = css[css.index("(") + 1:css.index(")")]
+    return tuple(int(float(x)) for x in inner.split(",")[:3])
+
+
+def is_red(css: str) -> bool:
+    r, g, b = rgb(css)
+    return r > 150 and g < 90 and b < 90
+
+
+def is_green(css: str) -> bool:
+    r, g, b = rgb(css)
+    return g > 100 and r < 100
+
+
+def test_ui_updates_live_and_turns_red(agent: AgentProcess, browser: Any) -> None:
+    base = f"http://{agent.http_addr}"
+    browser.get(base + "/")
+    assert browser.current_url == base + "/ui/"
+    wait_for(lambda: dom(browser, "return document.getElementById('live')"
+                                  ".getAttribute('data-state')") == "live",
+             15, what="the page script to connect its blocking queries")
+    dom(browser, "window.__notReloaded = 42;")
+
+    register(agent, {"Name": "web", "ID": "web1", "Port": 8080, "Tags": ["v1", "<b>bold</b>"],
+                     "Check": {"CheckID": "web1-ttl", "TTL": "60s", "Status": "passing"}})
+    got = wait_for(lambda: card(browser, "svc:web"), 15, what="web to appear without a reload")
+    assert dom(browser, "return window.__notReloaded") == 42
+    assert got["health"] == "passing", got
+    wait_for(lambda: (c := card(browser, "svc:web")) and is_green(c["border"]), 5,
+             what="the passing service to be green")
+    # tags are shown as text, never as markup
+    assert "<b>bold</b>" in got["text"]
+    assert dom(browser, "return document.querySelectorAll('main b').length") >= 1  # summary only
+    assert not dom(browser, "return [...document.querySelectorAll('.chip b')]"
+                            ".some(b => b.textContent === 'bold')")
+
+    agent.http("PUT", "/v1/agent/check/update/web1-ttl",
+               {"Status": "critical", "Output": "heartbeat missed <img src=x onerror=alert(1)>"})
+    wait_for(lambda: (c := card(browser, "svc:web")) and c["health"] == "critical", 15,
+             what="web to turn critical without a reload")
+    c = card(browser, "svc:web")
+    assert c is not None and is_red(c["border"]), c
+    assert dom(browser, "return window.__notReloaded") == 42
+
+    # the service page follows the same instance, shows the check output, escaped, in red
+    browser.get(base + "/ui/services/web")
+    inst = wait_for(lambda: card(browser, "inst:uinode/web1"), 10, what="the instance card")
+    assert inst["health"] == "critical" and is_red(inst["badge"]), inst
+    assert "heartbeat missed <img src=x onerror=alert(1)>" in inst["text"]
+    assert dom(browser, "return document.querySelectorAll('main img').length") == 0
+    wait_for(lambda: dom(browser, "return document.getElementById('live')"
+                                  ".getAttribute('data-state')") == "live",
+             15, what="the service page to connect")
+    agent.http("PUT", "/v1/agent/check/update/web1-ttl", {"Status": "passing", "Output": "back"})
+    wait_for(lambda: (c := card(browser, "inst:uinode/web1")) and c["health"] == "passing", 15,
+             what="the instance to go back to passing live")
+
+    # the health page lists the check; the nodes page lists this agent as alive
+    browser.get(base + "/ui/checks")
+    assert card(browser, "chk:uinode/web1-ttl") is not None
+    browser.get(base + "/ui/nodes")
+    node = card(browser, "node:uinode")
+    assert node is not None and "alive" in node["text"]
+
+
+def test_first_paint_without_javascript(agent: AgentProcess) -> None:
+    register(agent, {"Name": "db", "ID": "db1", "Port": 5432, "Tags": ["primary"]})
+    driver = make_browser(javascript=False)
+    try:
+        driver.get(f"http://{agent.http_addr}/ui/")
+        assert card(driver, "svc:db") is not None  # execute_script works; page scripts do not
+        assert "primary" in driver.find_element("css selector", "#services").text
+        state = driver.find_element("id", "live").get_attribute("data-state")
+        assert state == "static"  # rumor.js never ran
+        driver.get(f"http://{agent.http_addr}/ui/services/db")
+        assert "db1" in driver.find_element("id", "instances").text
+    finally:
+        close_browser(driver)
+
+
+def test_readable_on_a_phone_without_sideways_scrolling(agent: AgentProcess) -> None:
+    long = "x" * 120
+    register(agent, {"Name": "api-" + "y" * 60, "ID": "api1", "Port": 80,
+                     "Tags": [long, "a", "b"], "Meta": {"k": long},
+                     "Check": {"CheckID": "api-ttl", "TTL": "60s", "Status": "warning",
+                               "Notes": long}})
+    driver = make_browser(width=360, height=740)
+    try:
+        base = f"http://{agent.http_addr}"
+        for path in ("/ui/", f"/ui/services/api-{'y' * 60}", "/ui/nodes", "/ui/checks",
+                     "/ui/lb", "/ui/nodes/uinode"):
+            driver.get(base + path)
+            sizes = dom(driver, "return [document.documentElement.scrollWidth, "
+                                "document.documentElement.clientWidth]")
+            assert sizes[0] <= sizes[1], (path, sizes)
+        # the warning instance is amber
+        driver.get(base + f"/ui/services/api-{'y' * 60}")
+        c = card(driver, "inst:uinode/api1")
+        assert c is not None and c["health"] == "warning"
+        r, g, b = rgb(c["badge"])
+        assert r > 100 and b < 60 and g > 50, c  # amber: red + some green, no blue
+    finally:
+        close_browser(driver)
