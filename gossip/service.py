@@ -64,6 +64,7 @@ from .events import (
     UserEventReceived,
 )
 from .handlers import EventHandlers
+from .memberlist import JoinCompleted
 from .keymanager import KeyResponse, install_key_handlers, request_payload, summarize
 from .security import Keyring
 from .serf import (
@@ -76,7 +77,7 @@ from .serf import (
 )
 from .serf_config import SerfConfig
 from .snapshot import Snapshot
-from .state import Node
+from .transport import MemberlistTransport
 
 log = logging.getLogger(__name__)
 
@@ -126,224 +127,6 @@ def split_addr(value: str, default_port: int = DEFAULT_PORT) -> tuple[str, int]:
     return host, p
 
 
-# -- the asyncio driver of the memberlist core ------------------------------------------------
-
-
-class _UDP(asyncio.DatagramProtocol):
-    def __init__(self, owner: _Driver) -> None:
-        self.owner = owner
-        self.transport: asyncio.DatagramTransport | None = None
-
-    def connection_made(self, transport: asyncio.BaseTransport) -> None:
-        self.transport = transport  # type: ignore[assignment]
-
-    def datagram_received(self, data: bytes, addr: tuple[Any, ...]) -> None:
-        self.owner.on_datagram(data, (addr[0], addr[1]))
-
-    def error_received(self, exc: Exception) -> None:
-        self.owner.counters["transport.udp_errors"] += 1
-        log.debug("udp error: %s", exc)
-
-
-class _Driver:
-    """Runs a memberlist core on real sockets: UDP + TCP on one port, timers on the loop.
-
-    Inbound TCP: read one message (``codec.StreamReader`` knows where it ends), answer, close.
-    Outbound TCP (push/pull, fallback pings): connect, write, read the answer, report it.
-    After every interaction ``after`` runs so the Serf layer can drain its own output.
-    """
-
-    def __init__(self, config: MemberlistConfig, after: Callable[[], None]) -> None:
-        self.config = config
-        self.after = after
-        self.core: Any = None
-        self.loop = asyncio.get_running_loop()
-        self.udp: _UDP | None = None
-        self.server: asyncio.base_events.Server | None = None
-        self.port = 0
-        self._timer: asyncio.TimerHandle | None = None
-        self._timer_at: float | None = None
-        self._tasks: set[asyncio.Task[Any]] = set()
-        self._closed = False
-        from collections import Counter
-
-        self.counters: Counter[str] = Counter()
-        self._conns = 0
-
-    async def open(self, host: str, port: int) -> int:
-        """Bind UDP and TCP on the same port (0: a free one) and return it."""
-        for _attempt in range(20):
-            transport, proto = await self.loop.create_datagram_endpoint(
-                lambda: _UDP(self), local_addr=(host, port))
-            sock = transport.get_extra_info("socket")
-            bound = sock.getsockname()[1]
-            try:
-                import socket as _s
-
-                sock.setsockopt(_s.SOL_SOCKET, _s.SO_RCVBUF, 2 * 1024 * 1024)
-            except OSError:
-                pass
-            try:
-                self.server = await asyncio.start_server(self._serve, host, bound,
-                                                         reuse_address=True)
-            except OSError:
-                transport.close()
-                if port:
-                    raise
-                continue
-            self.udp = proto
-            self.port = bound
-            return bound
-        raise OSError("could not bind UDP and TCP on the same free port")
-
-    def attach(self, core: Any) -> None:
-        self.core = core
-        self.flush()
-
-    def now(self) -> float:
-        return self.loop.time()
-
-    # -- core I/O -------------------------------------------------------------------------
-    def flush(self) -> None:
-        core = self.core
-        if core is None or self._closed:
-            return
-        udp = self.udp.transport if self.udp else None
-        for data, addr in core.packets_to_send():
-            if udp is not None:
-                try:
-                    udp.sendto(data, addr)
-                except OSError as e:
-                    self.counters["transport.send_errors"] += 1
-                    log.debug("udp send to=%s failed: %s", addr, e)
-        for req in core.streams_to_open():
-            self._spawn(self._outbound(req))
-        try:
-            self.after()
-        except Exception:
-            log.exception("gossip pump failed")
-        deadline = core.next_deadline()
-        if deadline is not None and deadline != self._timer_at:
-            if self._timer is not None:
-                self._timer.cancel()
-            self._timer_at = deadline
-            self._timer = self.loop.call_at(deadline, self._on_timer)
-
-    def _on_timer(self) -> None:
-        self._timer = None
-        self._timer_at = None
-        if self._closed or self.core is None:
-            return
-        self.core.handle_timer(self.now())
-        self.flush()
-
-    def send_raw(self, data: bytes, addr: tuple[str, int]) -> None:
-        if self.udp is not None and self.udp.transport is not None and not self._closed:
-            try:
-                self.udp.transport.sendto(data, addr)
-            except OSError as e:
-                self.counters["transport.send_errors"] += 1
-                log.debug("udp send to=%s failed: %s", addr, e)
-
-    def on_datagram(self, data: bytes, addr: tuple[str, int]) -> None:
-        if self.core is None or self._closed:
-            return
-        self.core.receive_packet(data, addr, self.now())
-        self.flush()
-
-    def _spawn(self, coro: Any) -> None:
-        t = self.loop.create_task(coro)
-        self._tasks.add(t)
-        t.add_done_callback(self._tasks.discard)
-
-    async def _serve(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
-        peer = writer.get_extra_info("peername") or ("?", 0)
-        addr = (peer[0], peer[1])
-        if self._conns >= self.config.max_pending_streams or self.core is None:
-            self.counters["transport.streams_refused"] += 1
-            writer.close()
-            return
-        self._conns += 1
-        try:
-            sr = codec.StreamReader(self.core.keyring, limits=self.core.limits,
-                                    verify_incoming=self.config.gossip_verify_incoming)
-            answer: bytes | None = None
-            try:
-                async with asyncio.timeout(self.config.tcp_timeout):
-                    msg = None
-                    while msg is None:
-                        chunk = await reader.read(65536)
-                        if not chunk:
-                            msg = sr.feed_eof()
-                            break
-                        msg = sr.feed(chunk)
-                answer = self.core.handle_stream(msg, addr, self.now())
-            except GossipError as e:
-                from .errors import MalformedPacket
-
-                if isinstance(e, MalformedPacket):
-                    answer = self.core.stream_error(e, addr)
-            except (TimeoutError, OSError) as e:
-                self.counters["transport.stream_errors"] += 1
-                log.debug("inbound stream from=%s failed: %s", addr, e)
-            if answer:
-                writer.write(answer)
-                try:
-                    async with asyncio.timeout(self.config.tcp_timeout):
-                        await writer.drain()
-                except (TimeoutError, OSError):
-                    pass
-            self.flush()
-        finally:
-            self._conns -= 1
-            writer.close()
-
-    async def _outbound(self, req: Any) -> None:
-        core = self.core
-        error: str | None = None
-        buf = bytearray()
-        writer: asyncio.StreamWriter | None = None
-        try:
-            timeout = max(0.05, req.deadline - self.now())
-            async with asyncio.timeout(timeout):
-                reader, writer = await asyncio.open_connection(req.addr[0], req.addr[1])
-                writer.write(req.data)
-                await writer.drain()
-                sr = codec.StreamReader(core.keyring, limits=core.limits, verify_incoming=False)
-                while True:
-                    chunk = await reader.read(65536)
-                    if not chunk:
-                        break
-                    buf += chunk
-                    try:
-                        if sr.feed(chunk) is not None:
-                            break
-                    except GossipError:
-                        break  # let the core decode and report it
-        except (TimeoutError, OSError) as e:
-            error = f"{type(e).__name__}: {e}" if str(e) else type(e).__name__
-        finally:
-            if writer is not None:
-                writer.close()
-        if self._closed:
-            return
-        core.stream_result(req.id, bytes(buf) if error is None else None, error, self.now())
-        self.flush()
-
-    async def close(self) -> None:
-        self._closed = True
-        if self._timer is not None:
-            self._timer.cancel()
-        if self.udp is not None and self.udp.transport is not None:
-            self.udp.transport.close()
-        if self.server is not None:
-            self.server.close()
-        for t in list(self._tasks):
-            t.cancel()
-        if self._tasks:
-            await asyncio.gather(*self._tasks, return_exceptions=True)
-
-
 # -- the service --------------------------------------------------------------------------------
 
 
@@ -372,8 +155,8 @@ class Gossip:
         if app is not None:
             self.set_app_delegate(app)
         self.memberlist: Any = None
-        self._driver: _Driver | None = None
-        self._joins: dict[int, asyncio.Future[Any]] = {}
+        self.transport: MemberlistTransport | None = None
+        self._pump_scheduled = False
         self._tasks: set[asyncio.Task[Any]] = set()
         self._pumping = False
         self.snapshot: Snapshot | None = None
@@ -393,22 +176,12 @@ class Gossip:
         if self._started:
             return
         self._started = True
-        from .memberlist import Memberlist
-
         loop = asyncio.get_running_loop()
         if self._clock is None:
             self._clock = loop.time
-        cfg = self.memberlist_config
-        self._driver = _Driver(cfg, self._pump)
-        self.bound_port = await self._driver.open(cfg.bind_addr, cfg.bind_port)
-        adv_port = cfg.advertise_port or self.bound_port
-        cfg = cfg.replace(bind_port=self.bound_port, advertise_port=adv_port)
-        self.memberlist_config = cfg
         now = self._now()
         self.serf._next_reap = now + self.serf_config.reap_interval
         self.serf._next_reconnect = now + self.serf_config.reconnect_interval
-        adv_addr = cfg.advertise_addr or cfg.bind_addr
-        self.serf.set_local_address(adv_addr, adv_port)
         previous: list[tuple[str, str]] = []
         if self.serf_config.snapshot_path:
             self.snapshot = Snapshot(self.serf_config.snapshot_path,
@@ -417,7 +190,6 @@ class Gossip:
             st = await asyncio.to_thread(self.snapshot.load)
             self.serf.restore_clocks(st.clock, st.event_clock, st.query_clock)
             previous = self.snapshot.previous_members(self.serf_config.node_name)
-        self._delegate = _delegate = SerfDelegate(self.serf, self._now, None)
         self.handlers = EventHandlers(
             self.serf_config.event_handlers, self_name=self.serf_config.node_name,
             tags=lambda: dict(self.serf.tags), timeout=self.serf_config.handler_timeout,
@@ -425,15 +197,22 @@ class Gossip:
             response_limit=self.serf_config.query_response_size_limit - 64,
             respond=self.respond)
         self.handlers.start()
-        self.memberlist = Memberlist(cfg, now=now, delegate=_delegate, events=_delegate,
-                                     ping_delegate=_delegate, conflict=_delegate,
-                                     keyring=self.keyring, rng=random.Random(self.rng.random()))
-        self._driver.attach(self.memberlist)
+        d = SerfDelegate(self.serf, self._now, self._schedule_pump)
+        self.transport = MemberlistTransport(
+            self.memberlist_config, delegate=d, events=d, ping_delegate=d, conflict=d,
+            keyring=self.keyring, rng=random.Random(self.rng.random()))
+        await self.transport.start()
+        self.memberlist = self.transport.core
+        self.memberlist_config = self.memberlist.config
+        self.bound_port = self.transport.port
+        adv_addr, adv_port = self.transport.address
+        self.serf.set_local_address(adv_addr, adv_port)
+        self._pump()
         self._spawn(self._serf_timer(), "serf-timer")
         if self.snapshot is not None:
             self._spawn(self._snapshot_loop(), "snapshot")
-        log.info("gossip started node=%s addr=%s:%s encrypted=%s", cfg.name, adv_addr, adv_port,
-                 bool(self.keyring))
+        log.info("gossip started node=%s addr=%s:%s encrypted=%s", self.serf_config.node_name,
+                 adv_addr, adv_port, bool(self.keyring))
         if previous:
             self._spawn(self._rejoin(previous), "rejoin")
 
@@ -475,12 +254,9 @@ class Gossip:
                     await sent.wait()
             except TimeoutError:
                 log.warning("leave intent not fully broadcast before the timeout")
-        self.memberlist.leave(self._now())
-        self._kick()
-        wait = min(self.serf_config.broadcast_timeout, max(0.0, deadline - self._now()))
-        end = self._now() + wait
-        while not self.memberlist.leave_broadcast_done and self._now() < end:
-            await asyncio.sleep(0.05)
+        assert self.transport is not None
+        wait = min(self.serf_config.broadcast_timeout, max(0.05, deadline - self._now()))
+        await self.transport.leave(wait)
         delay = min(self.serf_config.leave_propagate_delay, max(0.0, deadline - self._now()))
         if delay > 0:
             await asyncio.sleep(delay)
@@ -500,17 +276,14 @@ class Gossip:
             t.cancel()
         if self._tasks:
             await asyncio.gather(*self._tasks, return_exceptions=True)
-        if self._driver is not None:
-            await self._driver.close()
+        if self.transport is not None:
+            await self.transport.close()
         if self.handlers is not None:
             await self.handlers.stop()
         if self.snapshot is not None:
             self.snapshot.clocks(self.serf.clock.time(), self.serf.event_clock.time(),
                                  self.serf.query_clock.time())
             await asyncio.to_thread(self.snapshot.flush)
-        for fut in self._joins.values():
-            if not fut.done():
-                fut.set_result(None)
 
     async def __aenter__(self) -> Gossip:
         await self.start()
@@ -521,41 +294,58 @@ class Gossip:
 
     # -- pumping Serf output -------------------------------------------------------------------
     def _kick(self) -> None:
-        if self._driver is not None:
-            self._driver.flush()
+        """After changing a core from outside the driver: drain Serf, send, re-arm timers."""
+        self._pump()
+        if self.transport is not None:
+            self.transport.flush()
+
+    def _schedule_pump(self) -> None:
+        # Called from inside memberlist callbacks (never re-enter the core there).
+        if not self._pump_scheduled and not self._stopped:
+            self._pump_scheduled = True
+            asyncio.get_running_loop().call_soon(self._pump)
+
+    def _send_packet(self, data: bytes, addr: tuple[str, int]) -> None:
+        # memberlist's SendBestEffort: one UDP datagram from our gossip socket. The transport
+        # has no public send call yet, so we use its datagram transport directly.
+        udp = getattr(self.transport, "_udp", None)
+        if udp is None or self._stopped:
+            return
+        try:
+            udp.sendto(data, addr)
+        except (OSError, ValueError) as e:
+            self.serf.counters["serf.send_errors"] += 1
+            log.debug("serf send to=%s failed: %s", addr, e)
 
     def _pump(self) -> None:
-        """Drain the Serf core: direct packets, events, reconnect requests; memberlist events."""
+        """Drain the Serf core: direct packets, events and reconnect requests."""
+        self._pump_scheduled = False
         if self._pumping:
             return
         self._pumping = True
         try:
-            driver = self._driver
             core = self.memberlist
-            if core is not None:
-                from .memberlist import JoinCompleted
-
-                while (mev := core.next_event()) is not None:
-                    if isinstance(mev, JoinCompleted):
-                        fut = self._joins.pop(mev.join_id, None)
-                        if fut is not None and not fut.done():
-                            fut.set_result(mev)
+            encrypt = core is not None and bool(core.keyring) and \
+                self.memberlist_config.gossip_verify_outgoing
             for body, addr in self.serf.packets_to_send():
-                if driver is None:
-                    break
                 try:
-                    data = codec.wrap_packet(b"\x08" + body, keyring=core.keyring if (
-                        core is not None and core.keyring and self.memberlist_config.gossip_verify_outgoing) else None)
+                    data = codec.wrap_packet(b"\x08" + body,
+                                             keyring=core.keyring if encrypt else None)
                 except GossipError as e:
                     log.warning("cannot send serf packet to=%s: %s", addr, e)
                     continue
-                driver.send_raw(data, addr)
+                self._send_packet(data, addr)
             while (ev := self.serf.next_event()) is not None:
                 self._deliver(ev)
+            joined = False
             while (act := self.serf.next_action()) is not None:
-                if isinstance(act, ReconnectRequested) and core is not None:
-                    log.info("attempting reconnect to node=%s addr=%s:%s", act.name, act.addr, act.port)
+                if isinstance(act, ReconnectRequested) and core is not None and not self._stopped:
+                    log.info("attempting reconnect to node=%s addr=%s:%s", act.name, act.addr,
+                             act.port)
                     core.join([(act.addr, act.port)], self._now())
+                    joined = True
+            if joined and self.transport is not None:
+                asyncio.get_running_loop().call_soon(self.transport.flush)
         finally:
             self._pumping = False
 
@@ -615,14 +405,12 @@ class Gossip:
             if raise_if_none:
                 raise JoinError("; ".join(errors) or "no address to join")
             return 0
-        fut: asyncio.Future[Any] = loop.create_future()
+        assert self.transport is not None
         self.serf.join_ignore_events = not replay
+        result: JoinCompleted | None
         try:
-            jid = self.memberlist.join(targets, self._now())
-            self._joins[jid] = fut
-            self._kick()
             async with asyncio.timeout(self.memberlist_config.tcp_timeout * 2 + 1.0):
-                result = await fut
+                result = await self.transport.join(targets)
         except TimeoutError:
             result = None
         finally:
@@ -791,8 +579,6 @@ class Gossip:
             out["memberlist.health_score"] = self.memberlist.health_score()
             out["memberlist.num_members"] = self.memberlist.num_members()
         out.update(self.serf.counters)
-        if self._driver is not None:
-            out.update(self._driver.counters)
         if self.handlers is not None:
             out.update(self.handlers.counters)
         if self.snapshot is not None:
