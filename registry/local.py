@@ -441,6 +441,9 @@ class LocalState:
     def node_info(self) -> NodeInfo:
         return self.info
 
+    def republish_info(self) -> None:
+        self._bump([("N", "")])
+
     def set_node_info(self, info: NodeInfo) -> None:
         if info == self.info:
             return

@@ -156,12 +156,14 @@ class Replicator:
     """The gossip application delegate of the registry (see module docstring)."""
 
     def __init__(self, catalog: Catalog, local: LocalState, *, broadcast: Broadcast,
-                 member_status: MemberStatus, delta_limit: int = DELTA_LIMIT,
+                 member_status: MemberStatus,
+                 member_addr: Callable[[str], str] = lambda name: "", delta_limit: int = DELTA_LIMIT,
                  full_max_bytes: int = FULL_MAX_BYTES) -> None:
         self.catalog = catalog
         self.local = local
         self.broadcast = broadcast
         self.member_status = member_status
+        self.member_addr = member_addr
         self.delta_limit = delta_limit
         self.full_max_bytes = full_max_bytes
         self.known: dict[str, Knowledge] = {}  # lowercase node name -> knowledge
@@ -273,7 +275,7 @@ class Replicator:
         """A delta from a peer. Never raises."""
         self.counters["deltas_received"] += 1
         try:
-            msg = msgpack.unpackb(buf, strict_map_key=True, max_buffer_size=64 * 1024)
+            msg = msgpack.unpackb(buf, strict_map_key=True)
             if not isinstance(msg, list) or len(msg) != 7 or msg[0] != MSG_DELTA:
                 raise Malformed("not a delta")
             _, node, kind, item, v, prev, payload = msg
@@ -282,8 +284,7 @@ class Replicator:
                     and isinstance(prev, int)):
                 raise Malformed("delta header")
             rec = _DEC[kind.lower()](payload) if kind in "SCN" else None
-        except (Malformed, ValueError, TypeError, msgpack.ExtraData,
-                msgpack.FormatError, msgpack.StackError) as e:
+        except Exception as e:  # msgpack raises several types; none may escape
             self._drop("bad_delta", repr(e)[:200])
             return
         try:
@@ -362,7 +363,9 @@ class Replicator:
 
     def _ensure_node(self, node: str) -> None:
         if not self.catalog.has_node(node):
-            self.catalog.put_node(NodeInfo(name=node, datacenter=self.catalog.datacenter),
+            # services arrived before the node's own info: use what gossip knows of it
+            self.catalog.put_node(NodeInfo(name=node, datacenter=self.catalog.datacenter,
+                                           address=self.member_addr(node)),
                                   self._status_for(node))
 
     def _reassert_local(self, seen: int) -> None:
@@ -378,8 +381,7 @@ class Replicator:
         self.counters["full_bytes_received"] += len(buf)
         try:
             records = self._decode_full(buf)
-        except (Malformed, ValueError, TypeError, zlib.error, msgpack.ExtraData,
-                msgpack.FormatError, msgpack.StackError) as e:
+        except Exception as e:  # msgpack and zlib raise several types; none may escape
             self._drop("bad_full_state", repr(e)[:200])
             return
         try:
@@ -406,7 +408,7 @@ class Replicator:
             raw = buf[1:]
         else:
             raise Malformed("unknown full-state encoding")
-        msg = msgpack.unpackb(raw, strict_map_key=True, max_buffer_size=self.full_max_bytes)
+        msg = msgpack.unpackb(raw, strict_map_key=True)
         if not isinstance(msg, list) or len(msg) != 2 or msg[0] != MSG_FULL \
                 or not isinstance(msg[1], list):
             raise Malformed("not a full state")

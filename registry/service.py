@@ -99,7 +99,8 @@ class Registry:
         self._member_status: dict[str, str] = {}
         if gossip is not None:
             self.replicator = Replicator(self.catalog, self.local, broadcast=self._broadcast,
-                                         member_status=self._status_of)
+                                         member_status=self._status_of,
+                                         member_addr=self._addr_of)
 
     # --- gossip glue ------------------------------------------------------------------------
 
@@ -116,6 +117,13 @@ class Registry:
                 self._member_status[m.name.lower()] = m.status
             s = self._member_status.get(name.lower())
         return s
+
+    def _addr_of(self, name: str) -> str:
+        if self.gossip is not None:
+            for m in self.gossip.members():
+                if m.name.lower() == name.lower():
+                    return str(m.addr)
+        return ""
 
     def _on_gossip_event(self, event: Any) -> None:
         member = getattr(event, "member", None)
@@ -148,6 +156,9 @@ class Registry:
                 self._member_status[m.name.lower()] = m.status
             self.gossip.set_app_delegate(self.replicator)
             self.gossip.add_listener(self._on_gossip_event)
+            # tell peers our node info now; the rest of our record follows as deltas and on
+            # the push-pull of the join
+            self.local.republish_info()
 
     async def stop(self) -> None:
         await self.local.stop()

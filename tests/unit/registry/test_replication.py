@@ -1,0 +1,265 @@
+"""Catalog replication over an in-memory gossip bus: deltas, push-pull, failure, leave, partitions."""
+
+from __future__ import annotations
+
+import msgpack
+import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+from registry.config import build
+from registry.definitions import parse_check, parse_service
+from registry.replication import Replicator
+from registry.service import Registry, prepare_registry
+
+from .fakebus import Bus
+
+
+async def cluster(names: list[str], seed: int = 7) -> tuple[Bus, dict[str, Registry]]:
+    bus = Bus(seed=seed)
+    regs: dict[str, Registry] = {}
+    for n in names:
+        g = bus.add(n)
+        cfg = build({"dev": True, "node_name": n, "bind_addr": "127.0.0.1"})
+        reg = Registry(cfg, None, g, prepare_registry(cfg))
+        await reg.start()
+        regs[n] = reg
+    # a join is a push-pull between the newcomer and a member
+    for n in names[1:]:
+        bus.push_pull(n, names[0], join=True)
+    return bus, regs
+
+
+async def stop(regs: dict[str, Registry]) -> None:
+    for r in regs.values():
+        await r.stop()
+
+
+def digests(regs: dict[str, Registry]) -> set[str]:
+    return {r.catalog.digest() for r in regs.values()}
+
+
+async def register(reg: Registry, body: dict) -> None:  # type: ignore[type-arg]
+    await reg.local.register_service(parse_service(body))
+
+
+async def test_register_propagates_with_health() -> None:
+    bus, regs = await cluster(["a", "b", "c", "d", "e"])
+    await register(regs["a"], {"Name": "web", "ID": "web1", "Port": 8080, "Tags": ["v1"],
+                               "Check": {"TTL": "30s", "Status": "passing"}})
+    bus.run()
+    for n, r in regs.items():
+        inst = r.catalog.instances("web")
+        assert [(i.node, i.service_id, i.port, i.health) for i in inst] == [("a", "web1", 8080, "passing")], n
+    assert len(digests(regs)) == 1
+    await stop(regs)
+
+
+async def test_failing_check_is_critical_everywhere() -> None:
+    bus, regs = await cluster(["a", "b", "c"])
+    await register(regs["a"], {"Name": "web", "ID": "web1", "Check": {"TTL": "30s", "Status": "passing"}})
+    bus.run()
+    regs["a"].local.update_ttl("service:web1", "critical", "boom")
+    bus.run()
+    for r in regs.values():
+        assert r.catalog.instances("web") == []
+        checks = {c.check_id: c for c in r.catalog.entries("web")[0].checks}
+        assert checks["service:web1"].status == "critical"
+        assert checks["service:web1"].record.output == "boom"
+    await stop(regs)
+
+
+async def test_failed_member_critical_at_once_and_left_member_disappears() -> None:
+    bus, regs = await cluster(["a", "b", "c"])
+    await register(regs["a"], {"Name": "web", "ID": "web1", "Check": {"TTL": "30s", "Status": "passing"}})
+    bus.run()
+    snapshot_from_c = regs["c"].replicator.local_app_state()  # type: ignore[union-attr]
+    bus.fail("a")
+    for n in ("b", "c"):
+        assert regs[n].catalog.instances("web") == []
+        e = regs[n].catalog.entries("web")[0]
+        assert e.checks[0].check_id == "serfHealth" and e.checks[0].status == "critical"
+    bus.rejoin("a")
+    assert len(regs["b"].catalog.instances("web")) == 1
+    bus.leave("a")
+    for n in ("b", "c"):
+        assert regs[n].catalog.entries("web") == () and regs[n].catalog.node("a") is None
+    # a stale copy from a slower peer must not bring it back
+    regs["b"].replicator.merge_app_state(snapshot_from_c)  # type: ignore[union-attr]
+    assert regs["b"].catalog.node("a") is None
+    await stop(regs)
+
+
+async def test_reaped_then_back_with_newer_versions() -> None:
+    bus, regs = await cluster(["a", "b"])
+    await register(regs["a"], {"Name": "web", "ID": "web1"})
+    bus.run()
+    bus.fail("a")
+    bus.reap("a")
+    assert regs["b"].catalog.node("a") is None
+    bus.rejoin("a")
+    await register(regs["a"], {"Name": "web", "ID": "web1", "Port": 1})
+    bus.push_pull("a", "b")
+    assert [i.port for i in regs["b"].catalog.entries("web")] == [1]
+    await stop(regs)
+
+
+async def test_partition_then_heal_converges() -> None:
+    names = ["a", "b", "c", "d", "e", "f"]
+    bus, regs = await cluster(names, seed=3)
+    await register(regs["a"], {"Name": "web", "ID": "w-a"})
+    bus.run()
+    bus.partition({"a", "b", "c"}, {"d", "e", "f"})
+    await register(regs["a"], {"Name": "web", "ID": "w-a2", "Tags": ["left-side"]})
+    await regs["a"].local.deregister_service("w-a")
+    await register(regs["d"], {"Name": "db", "ID": "db-d"})
+    await register(regs["f"], {"Name": "web", "ID": "w-f"})
+    bus.run()
+    bus.anti_entropy(2)
+    assert regs["b"].catalog.entries("db") == ()
+    assert len(digests(regs)) > 1
+    bus.heal()
+    bus.run()
+    bus.anti_entropy(3)
+    assert len(digests(regs)) == 1
+    r = regs["e"].catalog
+    assert sorted(i.service_id for i in r.entries("web")) == ["w-a2", "w-f"]
+    assert [i.service_id for i in r.entries("db")] == ["db-d"]
+    await stop(regs)
+
+
+async def test_lost_broadcasts_converge_by_push_pull_only() -> None:
+    bus, regs = await cluster(["a", "b", "c", "d"])
+    bus.route = lambda s, d: False  # every broadcast lost
+    await register(regs["a"], {"Name": "web", "ID": "web1"})
+    await register(regs["a"], {"Name": "api", "ID": "api1"})
+    await regs["a"].local.deregister_service("web1")
+    bus.run()
+    assert regs["b"].catalog.entries("api") == ()
+    bus.heal()
+    bus.queue_clear = [g.queue.clear() for g in bus.nodes.values()]
+    for _ in range(4):
+        bus.anti_entropy()
+    assert len(digests(regs)) == 1
+    assert [i.service_id for i in regs["d"].catalog.entries("api")] == ["api1"]
+    assert regs["d"].catalog.entries("web") == ()
+    await stop(regs)
+
+
+async def test_deregister_propagates_and_out_of_order_delete_wins() -> None:
+    bus, regs = await cluster(["a", "b"])
+    sent: list[bytes] = []
+    regs["a"].replicator.broadcast = lambda k, p: sent.append(p)  # type: ignore[union-attr]
+    await register(regs["a"], {"Name": "web", "ID": "web1"})
+    await regs["a"].local.deregister_service("web1")
+    put, delete = [m for m in sent if msgpack.unpackb(m)[2] in "Ss"][-2:]
+    rb = regs["b"].replicator
+    assert rb is not None
+    rb.notify_app_message(delete)
+    rb.notify_app_message(put)  # older, arrives late: must not resurrect
+    assert regs["b"].catalog.entries("web") == ()
+    rb.notify_app_message(put)  # duplicates are harmless
+    assert regs["b"].catalog.entries("web") == ()
+    await stop(regs)
+
+
+async def test_big_check_output_still_fits_a_packet() -> None:
+    bus, regs = await cluster(["a", "b"])
+    sent: list[bytes] = []
+    rep = regs["a"].replicator
+    assert rep is not None
+    orig = rep.broadcast
+    rep.broadcast = lambda k, p: (sent.append(p), orig(k, p))  # type: ignore[assignment,func-returns-value]
+    await register(regs["a"], {"Name": "web", "ID": "web1", "Check": {"TTL": "30s"}})
+    regs["a"].local.update_ttl("service:web1", "passing", "x" * 4000)
+    bus.run()
+    assert all(len(p) <= 900 for p in sent)
+    assert regs["b"].catalog.entries("web")[0].health == "passing"
+    await stop(regs)
+
+
+async def test_agent_that_lost_its_state_republishes_above_stale_copies() -> None:
+    bus, regs = await cluster(["a", "b"])
+    await register(regs["a"], {"Name": "web", "ID": "web1"})
+    bus.run()
+    stale_version = regs["a"].local.version
+    # "a" restarts with an empty data dir and a clock that went back
+    a = regs["a"]
+    a.local.version = 5
+    a.local.services.clear()
+    a.local.checks.clear()
+    a.catalog.remove_service("a", "web1")
+    bus.push_pull("a", "b")
+    assert a.local.version > stale_version
+    bus.run()
+    bus.push_pull("a", "b")
+    assert regs["b"].catalog.entries("web") == ()
+    await stop(regs)
+
+
+async def test_member_unknown_to_gossip_is_not_healthy() -> None:
+    bus, regs = await cluster(["a", "b"])
+    await register(regs["a"], {"Name": "web", "ID": "web1"})
+    state = regs["a"].replicator.local_app_state()  # type: ignore[union-attr]
+    bus2, regs2 = await cluster(["x"])
+    regs2["x"].replicator.merge_app_state(state)  # type: ignore[union-attr]
+    assert [i.node for i in regs2["x"].catalog.entries("web")] == ["a"]
+    assert regs2["x"].catalog.instances("web") == []  # not a live member as far as x knows
+    await stop(regs)
+    await stop(regs2)
+
+
+async def test_hostile_input_is_dropped_and_counted() -> None:
+    bus, regs = await cluster(["a"])
+    rep = regs["a"].replicator
+    assert rep is not None
+    for junk in (b"", b"\xc1", msgpack.packb([1, "x"]), msgpack.packb([1, "n", "S", "i", 1, 0, [1]]),
+                 msgpack.packb([1, "n", "Q", "i", 1, 0, None]), b"\x01notzlib", b"\x00" + msgpack.packb([2, [[1]]]),
+                 b"\x05", msgpack.packb([1, "n", "C", "c", 5, 0, ["c", "n", "sick", "", "", "", "", [], "", "", ""]])):
+        rep.notify_app_message(junk)
+        rep.merge_app_state(junk)
+    assert sum(rep.dropped.values()) >= 16
+    assert regs["a"].catalog.node_names() == ["a"]
+    await stop(regs)
+
+
+@settings(max_examples=200, deadline=None)
+@given(st.binary(max_size=300))
+def test_fuzz_decoders_never_raise(data: bytes) -> None:
+    from registry.catalog import Catalog, NodeInfo
+    from registry.local import LocalState
+
+    cat = Catalog(datacenter="dc1", local_node="a")
+    local = LocalState(cat, NodeInfo(name="a"), None)
+    rep = Replicator(cat, local, broadcast=lambda k, p: None, member_status=lambda n: "alive")
+    rep.notify_app_message(data)
+    rep.merge_app_state(data)
+    rep.merge_app_state(b"\x00" + data)
+
+
+async def test_thirty_nodes_converge_from_broadcasts() -> None:
+    names = [f"n{i:02d}" for i in range(30)]
+    bus, regs = await cluster(names, seed=11)
+    for i, n in enumerate(names[:10]):
+        await register(regs[n], {"Name": "web", "ID": f"web-{i}", "Port": 1000 + i})
+    rounds = bus.run()
+    have = [len(r.catalog.entries("web")) for r in regs.values()]
+    assert have == [10] * 30, (rounds, have)
+    assert len(digests(regs)) == 1
+    await stop(regs)
+
+
+@pytest.mark.parametrize("bad", [
+    {"Name": "web", "Port": 70000}, {"Port": 1}, {"Name": "web", "Check": {"Args": ["true"]}},
+])
+def test_definitions_refused(bad: dict) -> None:  # type: ignore[type-arg]
+    from registry.errors import RequestError
+
+    with pytest.raises(RequestError):
+        parse_service(bad)
+
+
+def test_check_roundtrip_through_json() -> None:
+    c = parse_check({"name": "h", "http": "http://127.0.0.1:1/x", "interval": "5s",
+                     "header": {"X": ["1", "2"]}, "success_before_passing": 2})
+    assert parse_check(c.to_json()) == c
