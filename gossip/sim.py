@@ -268,10 +268,16 @@ class Simulator:
             node.timer_at = deadline
             self._push(deadline, 3, node)
 
-    def run_until(self, t: float, stop: Callable[[], bool] | None = None) -> bool:
-        """Run events up to virtual time ``t``; return True early when ``stop()`` holds."""
+    def run_until(
+        self, t: float, stop: Callable[[], bool] | None = None, *, check_every: float = 0.0
+    ) -> bool:
+        """Run events up to virtual time ``t``; return True early when ``stop()`` holds.
+
+        ``stop`` is evaluated after every event, or at most once per ``check_every`` simulated
+        seconds (for expensive conditions on large clusters)."""
         heap = self._heap
         clock = self.clock
+        next_check = clock.now
         while heap and heap[0][0] <= t:
             when, _, kind, payload = heapq.heappop(heap)
             if when > clock.now:
@@ -323,14 +329,18 @@ class Simulator:
                     continue
                 node.core.stream_result(sid, answer, error, now)
                 self._flush(node)
-            if stop is not None and stop():
-                return True
+            if stop is not None and clock.now >= next_check:
+                if stop():
+                    return True
+                next_check = clock.now + check_every
         if clock.now < t:
             clock.now = t
         return stop() if stop is not None else False
 
-    def run_for(self, dt: float, stop: Callable[[], bool] | None = None) -> bool:
-        return self.run_until(self.now + dt, stop)
+    def run_for(
+        self, dt: float, stop: Callable[[], bool] | None = None, *, check_every: float = 0.0
+    ) -> bool:
+        return self.run_until(self.now + dt, stop, check_every=check_every)
 
     # -- observations --------------------------------------------------------------------------
     def view(self, name: str) -> dict[str, str]:
@@ -353,3 +363,104 @@ class Simulator:
 
     def joins_completed(self, name: str) -> list[JoinCompleted]:
         return [ev for _, ev in self.nodes[name].events if isinstance(ev, JoinCompleted)]
+
+
+@dataclass(slots=True)
+class DisseminationResult:
+    """What :func:`measure_dissemination` observed (times in simulated seconds)."""
+
+    n: int
+    dissemination_time: float
+    """From one node's meta update until every node holds the new incarnation."""
+    idle_packets_per_node_s: float
+    """Packets sent per node per second while nothing changes (probes and acks)."""
+    busy_packets_per_node_s: float
+    """Packets sent per node per second during the dissemination window."""
+    bytes_per_node_s: float
+    """Bytes sent per node per second, idle window."""
+    detection_time: float | None
+    """From stopping a node until every other node has it dead (None if not measured)."""
+    wall_seconds: float
+    """Real time the simulation took."""
+
+
+def measure_dissemination(
+    n: int,
+    *,
+    seed: int = 1,
+    idle_window: float = 10.0,
+    detect: bool = False,
+    config: MemberlistConfig | None = None,
+) -> DisseminationResult:
+    """Build an ``n``-node LAN cluster (membership pre-seeded), measure idle traffic, the time a
+    meta update takes to reach everyone, and optionally failure detection of a stopped node."""
+    import time as _time
+
+    wall = _time.perf_counter()
+    sim = Simulator(seed=seed, record_events=False)
+    # Compression off and push/pull off: neither changes UDP dissemination, and simulating a
+    # 1000-state push/pull per node would dominate the run time.
+    base = config or MemberlistConfig.lan(name="x", enable_compression=False,
+                                          push_pull_interval=0.0)
+    names = [f"n{i}" for i in range(n)]
+    for name in names:
+        sim.add_node(name, base)
+    sim.seed_membership()
+    sim.run_for(2.0)  # let tickers get going
+
+    def sent() -> tuple[int, int]:
+        p = b = 0
+        for node in sim.nodes.values():
+            p += node.core.counters.packets_out
+            b += node.core.counters.bytes_out
+        return p, b
+
+    p0, b0 = sent()
+    sim.run_for(idle_window)
+    p1, b1 = sent()
+    idle_rate = (p1 - p0) / n / idle_window
+    byte_rate = (b1 - b0) / n / idle_window
+
+    origin = sim.nodes[names[0]]
+    origin.delegate.meta = b"\xff\x81\xa1v\xa12"
+    t0 = sim.now
+    origin.core.update_node(t0)
+    sim._flush(origin)
+    target_inc = origin.core.incarnation
+    cores = [node.core for node in sim.nodes.values()]
+    remaining = {id(c) for c in cores if c is not origin.core}
+
+    def everyone_has_it() -> bool:
+        if remaining:
+            for c in cores:
+                if id(c) in remaining:
+                    nd = c.node(names[0])
+                    if nd is not None and nd.incarnation >= target_inc:
+                        remaining.discard(id(c))
+        return not remaining
+
+    ok = sim.run_for(120.0, everyone_has_it, check_every=0.005)
+    diss = sim.now - t0 if ok else float("inf")
+    p2, _ = sent()
+    busy_rate = (p2 - p1) / n / max(diss, 1e-9)
+
+    detection: float | None = None
+    if detect:
+        victim = names[-1]
+        sim.stop(victim)
+        t1 = sim.now
+        others = [sim.nodes[x].core for x in names[:-1]]
+        pending = {id(c) for c in others}
+
+        def all_dead() -> bool:
+            for c in others:
+                if id(c) in pending:
+                    nd = c.node(victim)
+                    if nd is None or nd.status >= 2:
+                        pending.discard(id(c))
+            return not pending
+
+        detection = (sim.now - t1 if sim.run_for(300.0, all_dead, check_every=0.05)
+                     else None)
+    return DisseminationResult(n, diss, idle_rate, busy_rate, byte_rate, detection,
+                               _time.perf_counter() - wall)
