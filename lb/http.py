@@ -106,7 +106,7 @@ class Exchange:
     __slots__ = ("head", "pool", "keep_alive", "is_head", "http10", "chunked", "has_body",
                  "body_seen", "upgrade", "pending", "pending_bytes", "req_done", "upstream",
                  "backend", "tried", "sent_at", "resp_started", "resp_done", "close_after",
-                 "dispatched", "connecting", "error")
+                 "dispatched", "connecting", "error", "idempotent", "retries")
 
     def __init__(self) -> None:
         self.head = b""
@@ -131,12 +131,19 @@ class Exchange:
         self.dispatched = False
         self.connecting: asyncio.Task[None] | None = None
         self.error: tuple[int, str, str] | None = None
+        self.idempotent = False
+        self.retries = 0
 
 
 class HttpListener(Listener):
     """Serves HTTP/1.1 clients, one backend pool per route target."""
 
     server: asyncio.AbstractServer | None = None
+
+    @property
+    def host_header(self) -> bytes:
+        h, p = self.local_addr
+        return (f"[{h}]:{p}" if ":" in h else f"{h}:{p}").encode()
 
     async def start(self) -> None:
         self.sock.setblocking(False)
@@ -320,8 +327,7 @@ class ClientConn(asyncio.Protocol):
             if self.in_head and self.head_bytes > self.config.max_header_bytes:
                 self._refuse(431, f"request head larger than {self.config.max_header_bytes} "
                              "bytes", "header_too_large")
-        if len(self.exchanges) > 1 or (self.cur is not None and self.cur.pending_bytes
-                                       > self.config.pipeline_buffer):
+        if len(self.exchanges) > 1:
             self._pause(_P_PIPELINE)
         self.flush_all()
 
@@ -376,6 +382,7 @@ class ClientConn(asyncio.Protocol):
         if method == b"CONNECT":
             raise _Refuse(405, "CONNECT is not supported by a reverse proxy", "bad_method")
         ex.is_head = method == b"HEAD"
+        ex.idempotent = method in (b"GET", b"HEAD", b"OPTIONS")
         ex.http10 = parser.get_http_version() == "1.0"
         ex.keep_alive = parser.should_keep_alive()
         upgrade = parser.should_upgrade()
@@ -422,6 +429,9 @@ class ClientConn(asyncio.Protocol):
                     None, _HOST, _CLEN, _XFP, _XFH)
                 for piece in (name, b": ", value, b"\r\n")]
         ip = self.client_ip.encode()
+        if host is None:
+            # HTTP/1.0 without Host, forwarded as HTTP/1.1 which requires one
+            out += (b"Host: ", self.listener.host_header, b"\r\n")
         out += (b"X-Forwarded-For: ", (xff + b", " + ip) if xff else ip, b"\r\n")
         if not xfp:
             out.append(b"X-Forwarded-Proto: http\r\n")
@@ -816,9 +826,17 @@ class UpstreamConn(asyncio.Protocol):
             ex.close_after = True
             client.exchange_done(ex)
             return
-        if not ex.resp_started and not self.got_bytes and self.reused and not ex.has_body \
-                and not ex.upgrade:
-            # the backend closed a pooled connection as we reused it: safe to resend
+        if (not ex.resp_started and not self.got_bytes and not ex.has_body and not ex.upgrade
+                and (self.reused or ex.idempotent)
+                and ex.retries < self.listener.config.connect_attempts):
+            # Nothing came back and resending is safe (RFC 9112 9.3.1: a pooled connection the
+            # backend closed as we reused it, or an idempotent request whose backend died)
+            ex.retries += 1
+            if not self.reused:
+                if ex.pool is not None:
+                    ex.pool.report_failure(b, self.loop.time())
+                if b not in ex.tried:
+                    ex.tried.append(b)
             ex.upstream = None
             ex.sent_at = 0.0
             client.dispatch(ex)

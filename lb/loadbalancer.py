@@ -120,8 +120,8 @@ class LoadBalancer:
         async with self._lock:
             old = self._listeners.get(spec.name)
             host, port = spec.address
-            if old is not None and port != 0 and old.spec.address == (host, port) \
-                    and old.accepting:
+            if old is not None and port != 0 and old.accepting and (
+                    old.spec.address == (host, port) or old.local_addr == (host, port)):
                 sock = old.sock.dup()       # keep the bound socket: no gap, no bind race
                 sock.setblocking(False)
             else:

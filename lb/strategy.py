@@ -94,15 +94,11 @@ class LeastConn:
         self._next = 0
 
     def choose(self, candidates: Sequence[Backend]) -> Backend:
-        n = len(candidates)
-        start = self._next % n
-        self._next += 1
-        best = candidates[start]
-        for k in range(1, n):
-            b = candidates[(start + k) % n]
-            if b.active < best.active:
-                best = b
-        return best
+        low = min(b.active for b in candidates)
+        ties = [b for b in candidates if b.active == low]
+        i = self._next
+        self._next = i + 1
+        return ties[i % len(ties)]
 
     def reset(self, backends: Sequence[Backend]) -> None:
         pass

@@ -1,0 +1,303 @@
+"""HTTP mode against real backends on loopback: distribution, view changes, draining, 503,
+header rewriting, routing, chunked and streamed bodies, WebSocket, pipelining (curl + aiohttp)."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import re
+from collections import Counter
+from collections.abc import AsyncIterator
+
+import aiohttp
+import pytest
+
+from lb import LBConfig, LoadBalancer, MemInstance, MemoryView
+from lb.testing import HttpBackend, start_http_backend, wait_for
+
+CURL = "/usr/bin/curl"
+
+
+@pytest.fixture
+async def backends() -> AsyncIterator[list[HttpBackend]]:
+    bs = [await start_http_backend(f"b{i}") for i in range(3)]
+    yield bs
+    for b in bs:
+        await b.close()
+
+
+def inst(b: HttpBackend, service: str = "web", **kw: object) -> MemInstance:
+    return MemInstance(service, b.port, node=b.name, service_id=f"{service}-{b.name}",
+                       **kw)  # type: ignore[arg-type]
+
+
+@pytest.fixture
+async def env(backends: list[HttpBackend]) -> AsyncIterator[tuple[LoadBalancer, MemoryView,
+                                                                  str, list[HttpBackend]]]:
+    view = MemoryView()
+    view.set_instances("web", [inst(b) for b in backends])
+    lb = LoadBalancer(LBConfig(sweep_interval=0.05, drain_timeout=2.0), view)
+    await lb.start()
+    info = await lb.add_listener({"Name": "web", "Bind": "127.0.0.1:0", "Mode": "http",
+                                  "Service": "web"})
+    yield lb, view, info["Address"], backends
+    await lb.stop(1.0)
+
+
+async def get_names(addr: str, n: int, path: str = "/") -> Counter[str]:
+    async with aiohttp.ClientSession() as s:
+        c: Counter[str] = Counter()
+        for _ in range(n):
+            async with s.get(f"http://{addr}{path}") as r:
+                assert r.status == 200, await r.text()
+                c[await r.text()] += 1
+        return c
+
+
+async def curl(*args: str) -> tuple[int, str, str]:
+    p = await asyncio.create_subprocess_exec(CURL, "-sS", "--max-time", "10", *args,
+                                             stdout=asyncio.subprocess.PIPE,
+                                             stderr=asyncio.subprocess.PIPE)
+    out, err = await p.communicate()
+    return p.returncode or 0, out.decode(), err.decode()
+
+
+async def test_equal_distribution_aiohttp(env) -> None:  # type: ignore[no-untyped-def]
+    lb, view, addr, bs = env
+    assert await get_names(addr, 30) == {"b0": 10, "b1": 10, "b2": 10}
+    info = lb.listeners()[0]
+    assert info["Counters"]["Requests"] == 30
+    assert sorted(b["Requests"] for b in info["Backends"]) == [10, 10, 10]
+    # keep-alive on the backend side: far fewer backend connections than requests
+    assert sum(b["Connections"] for b in info["Backends"]) <= 6
+
+
+async def test_equal_distribution_curl(env) -> None:  # type: ignore[no-untyped-def]
+    lb, view, addr, bs = env
+    rc, out, err = await curl(*[f"http://{addr}/"] * 12)        # one keep-alive connection
+    assert rc == 0, err
+    assert Counter(re.findall(r"b\d", out)) == {"b0": 4, "b1": 4, "b2": 4}
+    # and separate connections
+    names: Counter[str] = Counter()
+    for _ in range(6):
+        rc, out, err = await curl(f"http://{addr}/")
+        names[out] += 1
+    assert names == {"b0": 2, "b1": 2, "b2": 2}
+
+
+async def test_new_instance_takes_traffic(env) -> None:  # type: ignore[no-untyped-def]
+    lb, view, addr, bs = env
+    extra = await start_http_backend("b3")
+    try:
+        view.add_instance(inst(extra))
+        await wait_for(lambda: len(lb.listeners()[0]["Backends"]) == 4)
+        assert await get_names(addr, 40) == {"b0": 10, "b1": 10, "b2": 10, "b3": 10}
+    finally:
+        await extra.close()
+
+
+async def test_removed_instance_gets_no_traffic(env) -> None:  # type: ignore[no-untyped-def]
+    lb, view, addr, bs = env
+    await get_names(addr, 6)
+    before = bs[1].hits
+    view.remove_instance("web", "web-b1")              # its check failed
+    await wait_for(lambda: len(lb.listeners()[0]["Backends"]) == 2)
+    assert await get_names(addr, 20) == {"b0": 10, "b2": 10}
+    assert bs[1].hits == before
+
+
+async def test_draining_keeps_open_requests(env) -> None:  # type: ignore[no-untyped-def]
+    lb, view, addr, bs = env
+    async with aiohttp.ClientSession() as s:
+        slow = asyncio.create_task(s.get(f"http://{addr}/slow?d=0.6"))   # goes to b0
+        await wait_for(lambda: bs[0].hits == 1)
+        view.set_instances("web", [inst(bs[1]), inst(bs[2])])
+        await wait_for(lambda: any(b["Draining"] for b in lb.listeners()[0]["Backends"]))
+        r = await slow
+        assert r.status == 200 and await r.text() == "b0"
+        r.release()
+    assert await get_names(addr, 10) == {"b1": 5, "b2": 5}
+    await wait_for(lambda: not any(b["Draining"] for b in lb.listeners()[0]["Backends"]))
+
+
+async def test_no_healthy_instance_is_503(env) -> None:  # type: ignore[no-untyped-def]
+    lb, view, addr, bs = env
+    view.set_instances("web", [])
+    await wait_for(lambda: not lb.listeners()[0]["Backends"])
+    rc, out, err = await curl("-i", f"http://{addr}/")
+    assert rc == 0, err
+    assert out.startswith("HTTP/1.1 503")
+    assert "no healthy instance of service 'web'" in out
+    view.set_instances("web", [inst(bs[2])])
+    await wait_for(lambda: len(lb.listeners()[0]["Backends"]) == 1)
+    assert await get_names(addr, 2) == {"b2": 2}
+
+
+async def test_dead_port_in_view_is_retried_elsewhere(env) -> None:  # type: ignore[no-untyped-def]
+    lb, view, addr, bs = env
+    import socket
+    s = socket.socket()
+    s.bind(("127.0.0.1", 0))
+    dead = s.getsockname()[1]
+    s.close()                                          # nothing listens there
+    view.set_instances("web", [MemInstance("web", dead, node="a0", service_id="dead"),
+                               inst(bs[0])])
+    await wait_for(lambda: len(lb.listeners()[0]["Backends"]) == 2)
+    assert await get_names(addr, 10) == {"b0": 10}
+    be = {b["ServiceID"]: b for b in lb.listeners()[0]["Backends"]}
+    assert be["dead"]["Errors"] >= 3 and be["dead"]["Ejections"] == 1
+
+
+async def raw_exchange(addr: str, request: bytes, read_until_close: bool = False) -> bytes:
+    host, port = addr.rsplit(":", 1)
+    r, w = await asyncio.open_connection(host, int(port))
+    w.write(request)
+    await w.drain()
+    data = b""
+    try:
+        async with asyncio.timeout(5):
+            if read_until_close:
+                data = await r.read()
+            else:
+                head = await r.readuntil(b"\r\n\r\n")
+                m = re.search(rb"(?i)content-length: (\d+)", head)
+                body = await r.readexactly(int(m.group(1))) if m else b""
+                data = head + body
+    finally:
+        w.close()
+    return data
+
+
+async def test_forwarded_headers_and_hop_by_hop(env) -> None:  # type: ignore[no-untyped-def]
+    lb, view, addr, bs = env
+    req = (b"GET /headers?x=1 HTTP/1.1\r\nHost: app.example.com\r\n"
+           b"X-Forwarded-For: 203.0.113.9\r\nForwarded: for=203.0.113.9\r\n"
+           b"Connection: keep-alive, X-Secret\r\nX-Secret: drop-me\r\nKeep-Alive: timeout=5\r\n"
+           b"Proxy-Connection: keep-alive\r\nTE: trailers\r\nX-Custom: kept\r\n\r\n")
+    resp = await raw_exchange(addr, req)
+    head, _, body = resp.partition(b"\r\n\r\n")
+    assert head.startswith(b"HTTP/1.1 200")
+    data = json.loads(body)
+    h = {k.lower(): v for k, v in data["headers"]}
+    assert data["path"] == "/headers?x=1"
+    assert h["x-forwarded-for"] == "203.0.113.9, 127.0.0.1"
+    assert h["x-forwarded-proto"] == "http"
+    assert h["x-forwarded-host"] == "app.example.com"
+    assert h["forwarded"] == 'for=203.0.113.9, for=127.0.0.1;proto=http;host="app.example.com"'
+    assert h["x-custom"] == "kept" and h["host"] == "app.example.com"
+    for gone in ("x-secret", "keep-alive", "proxy-connection", "te"):
+        assert gone not in h
+    assert h.get("connection", "keep-alive").lower() != "close"
+    # response hop-by-hop fields are ours, not the backend's
+    assert b"keep-alive: timeout" not in head.lower()
+
+
+async def test_pipelined_requests_answered_in_order(env) -> None:  # type: ignore[no-untyped-def]
+    lb, view, addr, bs = env
+    req = b"".join(b"GET /p%d HTTP/1.1\r\nHost: x\r\n\r\n" % i for i in range(5))
+    req += b"GET /last HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n"
+    data = await raw_exchange(addr, req, read_until_close=True)
+    assert data.count(b"HTTP/1.1 200 OK") == 6
+    bodies = re.findall(rb"\r\n\r\n(b\d)", data)
+    assert bodies == [b"b0", b"b1", b"b2", b"b0", b"b1", b"b2"]
+
+
+async def test_head_and_keepalive(env) -> None:  # type: ignore[no-untyped-def]
+    lb, view, addr, bs = env
+    async with aiohttp.ClientSession() as s:
+        for _ in range(3):
+            async with s.head(f"http://{addr}/big?n=5000&cl=1") as r:
+                assert r.status == 200
+                assert r.headers["Content-Length"] == "5000"
+            async with s.get(f"http://{addr}/") as r:
+                assert r.status == 200
+
+
+async def test_chunked_upload_and_download(env) -> None:  # type: ignore[no-untyped-def]
+    lb, view, addr, bs = env
+    import hashlib
+    h = hashlib.sha256()
+    total = 0
+
+    async def gen() -> AsyncIterator[bytes]:
+        nonlocal total
+        for i in range(200):
+            piece = bytes([i % 256]) * (1000 + i * 37)
+            h.update(piece)
+            total += len(piece)
+            yield piece
+
+    async with aiohttp.ClientSession() as s:
+        async with s.post(f"http://{addr}/echo", data=gen()) as r:
+            data = await r.json()
+        assert data["len"] == total and data["sha256"] == h.hexdigest()
+        assert data["chunked"] == "chunked"
+        async with s.get(f"http://{addr}/big?n=3000000") as r:   # chunked answer
+            assert r.headers.get("Transfer-Encoding") == "chunked"
+            body = await r.read()
+        assert len(body) == 3000000 and body[:256] == bytes(range(256))
+    # HTTP/1.0 client gets a close-delimited body instead of chunks
+    data = await raw_exchange(addr, b"GET /big?n=100000 HTTP/1.0\r\n\r\n", read_until_close=True)
+    head, _, body = data.partition(b"\r\n\r\n")
+    assert b"chunked" not in head.lower() and len(body) == 100000
+
+
+async def test_websocket_echo(env) -> None:  # type: ignore[no-untyped-def]
+    lb, view, addr, bs = env
+    async with aiohttp.ClientSession() as s:
+        async with s.ws_connect(f"http://{addr}/ws") as ws:
+            await ws.send_str("hello")
+            msg = await ws.receive(timeout=5)
+            assert msg.data == "b0:hello"
+            payload = bytes(range(256)) * 1000
+            await ws.send_bytes(payload)
+            msg = await ws.receive(timeout=5)
+            assert msg.data == payload
+        # the listener keeps serving plain requests
+        async with s.get(f"http://{addr}/") as r:
+            assert r.status == 200
+    await wait_for(lambda: lb.listeners()[0]["Counters"]["Active"] == 0)
+
+
+async def test_routes_by_host_prefix_and_urlprefix_tags(backends) -> None:  # type: ignore[no-untyped-def]
+    b0, b1, b2 = backends
+    view = MemoryView()
+    view.set_instances("web", [inst(b0)])
+    view.set_instances("api", [inst(b1, "api")])
+    view.set_instances("shop", [inst(b2, "shop", tags=("urlprefix-shop.example.com/",))])
+    lb = LoadBalancer(LBConfig(sweep_interval=0.05), view)
+    await lb.start()
+    try:
+        info = await lb.add_listener({"Name": "edge", "Bind": "127.0.0.1:0", "Mode": "http",
+                                      "Service": "web", "URLPrefix": True,
+                                      "Routes": [{"PathPrefix": "/api", "Service": "api"}]})
+        addr = info["Address"]
+        async with aiohttp.ClientSession() as s:
+            async def name(path: str, host: str | None = None) -> str:
+                hdrs = {"Host": host} if host else {}
+                async with s.get(f"http://{addr}{path}", headers=hdrs) as r:
+                    return await r.text()
+            assert await name("/") == "b0"
+            assert await name("/api/users") == "b1"
+            assert await name("/api/users", "shop.example.com") == "b2"
+            assert await name("/", "other.example.com") == "b0"
+            # a tag appearing later in the view becomes a route
+            view.set_instances("api", [inst(b1, "api", tags=("urlprefix-/v2",))])
+            await wait_for(lambda: any(b["Tag"] == "urlprefix-/v2"
+                                       for b in lb.listeners()[0]["Backends"]))
+            assert await name("/v2/x") == "b1"
+    finally:
+        await lb.stop(1.0)
+
+
+async def test_replace_and_remove_listener(env) -> None:  # type: ignore[no-untyped-def]
+    lb, view, addr, bs = env
+    info = await lb.add_listener({"Name": "web", "Bind": addr, "Mode": "http",
+                                  "Service": "web", "Strategy": "least_conn"})
+    assert info["Address"] == addr and info["Strategy"] == "least_conn"
+    assert len(lb.listeners()) == 1
+    assert sum((await get_names(addr, 9)).values()) == 9
+    await lb.remove_listener("web")
+    assert lb.listeners() == []
+    rc, out, err = await curl(f"http://{addr}/")
+    assert rc != 0
