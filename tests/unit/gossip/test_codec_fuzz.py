@@ -75,7 +75,7 @@ msgpack_values = st.recursive(
         st.lists(children, max_size=5)
         | st.dictionaries(st.text(max_size=12) | st.binary(max_size=4), children, max_size=6)
     ),
-    max_leaves=20,
+    max_leaves=10,
 )
 
 GO_KEYS = [
@@ -158,7 +158,7 @@ def test_stream_reader_random_bytes_in_chunks(data: bytes, chunk: int) -> None:
 # Structured garbage: msgpack bodies with Go field names and wrong types
 
 
-@FUZZ
+@settings(FUZZ, max_examples=120)
 @given(
     st.sampled_from([0, 1, 2, 3, 4, 5, 8, 9, 11, 13]),
     go_like_maps | msgpack_values,
@@ -170,7 +170,7 @@ def test_memberlist_bodies_of_any_shape(type_byte: int, body: Any, bin_type: boo
     only_malformed(codec.decode_stream, data, limits=SMALL_LIMITS)
 
 
-@FUZZ
+@settings(FUZZ, max_examples=120)
 @given(st.sampled_from(list(range(10)) + [0x80]), go_like_maps | msgpack_values, st.booleans())
 def test_serf_bodies_of_any_shape(type_byte: int, body: Any, bin_type: bool) -> None:
     data = bytes([type_byte]) + packed(body, bin_type)
@@ -184,7 +184,7 @@ header_maps = st.fixed_dictionaries(
 )
 
 
-@settings(FUZZ, max_examples=100)
+@settings(FUZZ, max_examples=80)
 @given(
     st.lists(go_like_maps, max_size=3),
     header_maps | go_like_maps,
