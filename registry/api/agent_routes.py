@@ -76,6 +76,8 @@ async def agent_services(request: web.Request) -> web.Response:
 async def agent_service(request: web.Request) -> web.Response:
     reg = registry_of(request)
     sid = request.match_info["id"]
+    if sid == "register" and sid not in reg.local.services:
+        raise RequestError(f"method {request.method} not allowed", 405)
 
     def build() -> Any:
         s = reg.local.services.get(sid)

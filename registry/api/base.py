@@ -35,7 +35,8 @@ async def error_middleware(request: web.Request, handler: Handler) -> web.Stream
     except RequestError as e:
         return text_error(e.status, e.message)
     except web.HTTPRequestEntityTooLarge as e:
-        return text_error(413, f"Request body too large: the limit is {e.max_size} bytes")
+        limit = getattr(e, "max_size", None) or request.app._client_max_size
+        return text_error(413, f"Request body too large: the limit is {limit} bytes")
     except web.HTTPMethodNotAllowed as e:
         return text_error(405, f"method {e.method} not allowed")
     except web.HTTPNotFound:
