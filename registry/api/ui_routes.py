@@ -4,6 +4,13 @@ Pages are rendered from the agent's in-process state (:mod:`registry.ui.model`),
 paint is complete without any script; the static files (CSS, the script, an icon) ship in the
 package under ``registry/ui/static`` and are served from memory. No build step, no CDN.
 ``enable_ui = false`` turns every route here into a 404.
+
+ACLs: the pages show catalog data, so with ACLs enabled they need a token with read rights, like
+the JSON API. A browser cannot add ``X-Consul-Token`` to a page load, so besides that header and
+``?token=`` the pages accept the ``rumor_token`` cookie, which the token form (``POST
+/ui/token``) sets. The cookie is ``SameSite=Strict`` and is only ever read for *read* rights: no
+write goes through the UI, so a cross-site request cannot use it to change anything. ``rumor.js``
+copies it into ``X-Consul-Token`` for its blocking queries.
 """
 
 from __future__ import annotations
@@ -13,9 +20,11 @@ import logging
 import mimetypes
 from importlib import resources
 from typing import Any
+from urllib.parse import quote, unquote, urlsplit
 
 from aiohttp import web
 
+from ..errors import RequestError
 from ..ui import model, render
 from .base import agent_of, text_error
 
@@ -66,15 +75,72 @@ def _not_found() -> web.Response:
     return text_error(404, "404 page not found")
 
 
-def _page(request: web.Request, build: Any, *args: Any) -> web.Response:
-    if not _enabled(request):
-        return _not_found()
-    state = model.collect(agent_of(request))
-    page: render.Page = build(state, *args)
+COOKIE = "rumor_token"
+
+
+def _token(request: web.Request) -> str:
+    from ..acl import token_of
+
+    tok = token_of(request.headers, request.query)
+    return tok or unquote(request.cookies.get(COOKIE, "")).strip()
+
+
+def _refusal(request: web.Request) -> str | None:
+    """None when the request may read the catalog, else why not (ACLs enabled)."""
+    reg = agent_of(request).registry
+    acl = getattr(reg, "acl", None) if reg is not None else None
+    if acl is None or not acl.cfg.enabled:
+        return None
+    from ..acl import READ
+
+    try:
+        acl.require(_token(request), READ)
+    except RequestError as e:
+        return e.message
+    return None
+
+
+def _html(state: model.UIState, page: render.Page) -> web.Response:
     return web.Response(
         status=page.status, text=render.document(state, page), content_type="text/html",
         charset="utf-8", headers={**SECURITY_HEADERS, "Cache-Control": "no-store"},
     )
+
+
+def _page(request: web.Request, build: Any, *args: Any) -> web.Response:
+    if not _enabled(request):
+        return _not_found()
+    agent = agent_of(request)
+    why = _refusal(request)
+    if why is not None:
+        return _html(model.empty_state(agent), render.token_page(why, request.path_qs))
+    state = model.collect(agent)
+    return _html(state, build(state, *args))
+
+
+def _safe_next(value: str) -> str:
+    parts = urlsplit(value)
+    if parts.scheme or parts.netloc or not parts.path.startswith("/ui/"):
+        return "/ui/"
+    return parts.path + (f"?{parts.query}" if parts.query else "")
+
+
+@routes.post("/ui/token")
+async def ui_token(request: web.Request) -> web.StreamResponse:
+    """Remember (or, when empty, forget) the ACL token this browser uses for the UI."""
+    if not _enabled(request):
+        return _not_found()
+    origin = request.headers.get("Origin")
+    if origin and origin != "null" and urlsplit(origin).netloc != request.host:
+        return text_error(403, "cross-site token form refused")
+    form = await request.post()
+    token = str(form.get("token", "")).strip()
+    resp = web.HTTPSeeOther(_safe_next(str(form.get("next", "/ui/"))))
+    if token:
+        resp.set_cookie(COOKIE, quote(token, safe=""), path="/", samesite="Strict")
+    else:
+        resp.del_cookie(COOKIE, path="/")
+    raise resp
 
 
 @routes.get("/")

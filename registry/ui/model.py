@@ -327,3 +327,12 @@ def collect(agent: Any) -> UIState:
         checks=tuple(sorted(all_checks, key=lambda c: (c.node.lower(), c.check_id))),
         listeners=tuple(listeners), missing=tuple(missing),
     )
+
+
+def empty_state(agent: Any) -> UIState:
+    """A state that shows nothing of the catalog (for the ACL token page)."""
+    from .. import __version__
+
+    cfg = agent.config
+    return UIState(node_name=cfg.node_name, datacenter=cfg.datacenter, version=__version__,
+                   index=0, services=(), nodes=(), checks=(), listeners=(), missing=())

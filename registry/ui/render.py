@@ -47,6 +47,7 @@ class Page:
     body: str               # the children of <main>
     watch: tuple[str, ...]  # JSON API URLs whose index changes mean "render again"
     poll: float = 0.0       # seconds between refreshes when nothing can be watched (LB counters)
+    static: bool = False    # nothing on the page changes by itself; the script leaves it alone
 
 
 # --- small pieces -------------------------------------------------------------------------------
@@ -339,6 +340,20 @@ def lb_page(st: UIState) -> Page:
     return Page(200, "Load balancer", "lb", body, (), poll=2.0)
 
 
+def token_page(reason: str, next_path: str) -> Page:
+    body = (
+        '<section class="login" data-key="login"><h1>ACL token needed</h1>'
+        f'<p class="notice">{e(reason)}. This agent enforces ACLs; enter a token with read '
+        "rights. It is kept in a cookie of this browser and sent with the UI's requests.</p>"
+        '<form method="post" action="/ui/token">'
+        f'<input type="hidden" name="next" value="{e(next_path)}">'
+        '<label for="token">Token</label> '
+        '<input id="token" name="token" type="password" autocomplete="current-password" required>'
+        ' <button type="submit">Use token</button></form></section>'
+    )
+    return Page(403, "ACL token needed", "", body, (), static=True)
+
+
 # --- the document around a page -----------------------------------------------------------------
 
 
@@ -358,7 +373,8 @@ def document(st: UIState, page: Page) -> str:
         '<link rel="icon" href="/ui/static/favicon.svg" type="image/svg+xml">'
         "</head>"
         f'<body data-section="{e(page.section)}" data-watch="{e(watch)}" '
-        f'data-poll="{page.poll:g}" data-index="{st.index}">'
+        f'data-poll="{page.poll:g}" data-index="{st.index}"'
+        f'{" data-static" if page.static else ""}>'
         '<header class="top"><a class="brand" href="/ui/">Rumor</a>'
         f'<span class="where">{e(st.datacenter)} · {e(st.node_name)}</span>'
         f'<span id="live" class="live" aria-live="polite" data-state="static">static</span>'

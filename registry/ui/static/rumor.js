@@ -10,14 +10,21 @@
   "use strict";
   var body = document.body;
   var main = document.getElementById("main");
-  if (!main || !window.fetch || !window.DOMParser) return;
+  if (!main || !window.fetch || !window.DOMParser || body.hasAttribute("data-static")) return;
 
   var WAIT = "30s", WAIT_MS = 30000;
   var watches = (body.getAttribute("data-watch") || "").split(/\s+/).filter(Boolean);
   var poll = parseFloat(body.getAttribute("data-poll") || "0") || 0;
   var live = document.getElementById("live");
+  // With ACLs on, the token form stores the token in the rumor_token cookie (see ui_routes.py);
+  // the JSON API wants it in X-Consul-Token.
   var token = null;
-  try { token = window.localStorage.getItem("rumor.token"); } catch (e) { /* private mode */ }
+  document.cookie.split(";").forEach(function (c) {
+    var kv = c.trim().split("=");
+    if (kv[0] === "rumor_token" && kv[1]) {
+      try { token = decodeURIComponent(kv.slice(1).join("=")); } catch (e) { token = null; }
+    }
+  });
 
   function setState(state, text) {
     if (!live) return;

@@ -293,3 +293,41 @@ def test_static_files_ship_in_the_package(name: str) -> None:
     body, _, _ = STATIC[name]
     body = body.replace(b'xmlns="http://www.w3.org/2000/svg"', b"")  # a namespace, not a fetch
     assert body and b"http://" not in body and b"https://" not in body  # no CDN, nothing remote
+
+
+async def test_with_acls_pages_need_a_read_token_and_the_form_sets_a_cookie() -> None:
+    from registry.acl import ACLConfig, Authorizer
+
+    agent = make_agent(make_catalog())
+    agent.registry.acl = Authorizer(ACLConfig.from_dict({
+        "enabled": True, "default_policy": "deny",
+        "tokens": {"tok-read": "read", "tok;write=": "write"}}))
+    client = await _client(agent)
+    try:
+        r = await client.get("/ui/services/web")
+        text = await r.text()
+        assert r.status == 403 and "ACL token needed" in text
+        assert "web1" not in text and 'data-key="svc:web"' not in text   # nothing leaks
+        assert 'value="/ui/services/web"' in text
+        r = await client.get("/ui/", headers={"X-Consul-Token": "wrong"})
+        assert r.status == 403 and "ACL not found" in await r.text()
+        r = await client.get("/ui/", headers={"X-Consul-Token": "tok-read"})
+        assert r.status == 200 and 'data-key="svc:web"' in await r.text()
+        # static files stay open so that the token page is styled
+        assert (await client.get("/ui/static/rumor.css")).status == 200
+        # the form: a cross-site post is refused, a same-site one sets the cookie
+        r = await client.post("/ui/token", data={"token": "tok;write=", "next": "/ui/nodes"},
+                              headers={"Origin": "http://evil.example"}, allow_redirects=False)
+        assert r.status == 403
+        r = await client.post("/ui/token", data={"token": "tok;write=",
+                                                 "next": "https://evil.example/ui/"},
+                              allow_redirects=False)
+        assert r.status == 303 and r.headers["Location"] == "/ui/"   # no open redirect
+        assert "SameSite=Strict" in r.headers["Set-Cookie"]
+        r = await client.get("/ui/nodes")
+        assert r.status == 200 and 'data-key="node:n1"' in await r.text()
+        r = await client.post("/ui/token", data={"token": ""}, allow_redirects=False)
+        assert r.status == 303
+        assert (await client.get("/ui/nodes")).status == 403       # forgotten
+    finally:
+        await client.close()
