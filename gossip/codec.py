@@ -1295,7 +1295,7 @@ def encode_serf(msg: SerfMessage) -> bytes:
         return b"\x07" + _pack({"Key": None if msg.key is None else bytes(msg.key)})
     if isinstance(msg, KeyResponse):
         body = {
-            "Keys": list(msg.keys),
+            "Keys": list(msg.keys) if msg.keys else None,  # Go leaves it nil unless listing
             "Message": msg.message,
             "PrimaryKey": msg.primary_key,
             "Result": bool(msg.result),

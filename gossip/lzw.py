@@ -24,6 +24,7 @@ _CLEAR = 256
 _EOF = 257
 _FIRST = 258
 _MAX_CODE = 4095
+_FULL_TABLE: tuple[bytes, ...] = (*(bytes((i,)) for i in range(256)),) + (b"",) * (4096 - 256)
 
 
 class LZWError(ValueError):
@@ -120,15 +121,16 @@ def decompress(data: bytes | bytearray | memoryview, max_size: int) -> bytes:
     buf = src + b"\x00\x00\x00"
     out: list[bytes] = []
     size = 0
-    # table[i] is what code i expands to; literals are pre-filled, 256/257 are placeholders.
-    base: list[bytes] = [bytes((i,)) for i in range(256)] + [b"", b""]
-    table: list[bytes] = list(base)
-    append_entry = table.append
+    # table[i] is what code i expands to. Codes >= hi are refused before a lookup, so stale
+    # entries left by a clear are never read and the table need not be wiped.
+    table: list[bytes] = list(_FULL_TABLE)
     width = 9
     mask = 0x1FF
     hi = _EOF
     overflow = 512
-    last: bytes | None = None
+    # ``last`` is the previous expansion; b"" right after a clear. Go skips the table write
+    # then; we write it into slot 257 (hi is 257 exactly then), which is never looked up.
+    last = b""
     pos = 0
     while True:
         if pos + width > nbits_total:
@@ -136,40 +138,36 @@ def decompress(data: bytes | bytearray | memoryview, max_size: int) -> bytes:
         i = pos >> 3
         code = ((buf[i] | (buf[i + 1] << 8) | (buf[i + 2] << 16)) >> (pos & 7)) & mask
         pos += width
-        if code == _CLEAR:
-            width = 9
-            mask = 0x1FF
-            hi = _EOF
-            overflow = 512
-            last = None
-            del table[_FIRST:]
-            continue
-        if code == _EOF:
-            break
-        if code < hi and code != _CLEAR:
+        if code < hi:
+            if code == _CLEAR:
+                width = 9
+                mask = 0x1FF
+                hi = _EOF
+                overflow = 512
+                last = b""
+                continue
+            if code == _EOF:
+                break
             entry = table[code]
-            if last is not None:
-                new = last + entry[:1]
-        elif code == hi and last is not None:
+            table[hi] = last + entry[:1]
+        elif code == hi and last:
+            # The code being defined right now: previous expansion + its own first byte.
             entry = last + last[:1]
-            new = entry
+            table[hi] = entry
+        elif code == _EOF:
+            break
         else:
             raise LZWError(f"lzw: invalid code {code} (next free {hi})")
         size += len(entry)
         if size > max_size:
             raise LZWLimitExceeded(f"lzw: output exceeds {max_size} bytes")
         out.append(entry)
-        if last is not None:
-            # Save what code ``hi`` expands to. Once the table is full (hi stuck at 4095, a
-            # writer that never clears) Go keeps overwriting the last slot; do the same.
-            if hi < len(table):
-                table[hi] = new
-            else:
-                append_entry(new)
         last = entry
         hi += 1
         if hi >= overflow:
             if hi > _MAX_CODE:
+                # Table full and the writer did not clear: Go pins hi at 4095 and keeps
+                # overwriting that slot, reading 12-bit codes.
                 hi = _MAX_CODE
                 width = 12
                 mask = 0xFFF
