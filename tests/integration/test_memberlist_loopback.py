@@ -3,14 +3,20 @@
 from __future__ import annotations
 
 import asyncio
+import base64
+import json
+import shutil
+import signal
 import socket
+import subprocess
 from collections.abc import Callable
+from pathlib import Path
 
 import pytest
 
 from gossip import codec
 from gossip.config import MemberlistConfig
-from gossip.delegate import NodeLeft
+from gossip.delegate import NodeLeft, NullDelegate
 from gossip.messages import AckResp, Ping, PushPull
 from gossip.security import Keyring
 from gossip.state import NodeStatus
@@ -142,3 +148,83 @@ async def test_port_zero_binds_same_port_for_udp_and_tcp(count: int) -> None:
     finally:
         for t in ts:
             await t.close()
+
+
+# -- against the real Debian serf agent (memberlist 0.2.2) -------------------------------------
+
+SERF = shutil.which("serf")
+
+
+def _serf_members(rpc: str) -> dict[str, tuple[str, dict[str, str]]]:
+    out = subprocess.run(["serf", "members", "-rpc-addr", rpc, "-format", "json"],
+                         capture_output=True, text=True, timeout=5, check=True)
+    return {m["name"]: (m["status"], m.get("tags") or {})
+            for m in json.loads(out.stdout)["members"]}
+
+
+class _Tags(NullDelegate):
+    def node_meta(self, limit: int) -> bytes:
+        return b"\xff\x81\xa4role\xa2py"  # Serf's tag blob: 0xff + msgpack({"role": "py"})
+
+
+@pytest.mark.serf
+@pytest.mark.skipif(SERF is None, reason="needs the Debian serf binary")
+@pytest.mark.parametrize("encrypted", [False, True])
+async def test_against_real_serf(tmp_path: Path, encrypted: bool) -> None:
+    from tests.harness.agents import free_port
+
+    gport, rport = free_port(), free_port()
+    key = bytes(range(1, 33))
+    argv = ["serf", "agent", "-node", "s1", "-bind", f"127.0.0.1:{gport}",
+            "-rpc-addr", f"127.0.0.1:{rport}", "-log-level", "debug"]
+    if encrypted:
+        argv += ["-encrypt", base64.b64encode(key).decode()]
+    log_path = tmp_path / "serf.log"
+    proc = subprocess.Popen(argv, stdout=log_path.open("w"), stderr=subprocess.STDOUT)
+    rpc = f"127.0.0.1:{rport}"
+    d = _Tags()
+    t = MemberlistTransport(
+        MemberlistConfig.lan(name="py1", bind_addr="127.0.0.1", bind_port=0,
+                             secret_keys=(key,) if encrypted else ()),
+        delegate=d, events=d)
+    try:
+        await t.start()
+
+        async def joined() -> None:
+            loop = asyncio.get_running_loop()
+            end = loop.time() + 10
+            while True:
+                jc = await t.join([("127.0.0.1", gport)])
+                if jc.num_joined == 1:
+                    return
+                assert loop.time() < end, jc.errors
+                await asyncio.sleep(0.2)  # the agent is still starting
+
+        await joined()
+        await wait_for(lambda: _serf_members(rpc).get("py1", ("", {}))[0] == "alive", 10.0)
+        assert _serf_members(rpc)["py1"][1] == {"role": "py"}
+        s1 = t.core.node("s1")
+        assert s1 is not None and s1.status == NodeStatus.ALIVE
+        assert s1.vsn == (1, 5, 2, 2, 5, 5)
+
+        # SIGSTOP the agent: we suspect it, then declare it dead (n = 2: min timeout 4 s).
+        proc.send_signal(signal.SIGSTOP)
+        await wait_for(lambda: t.core.node("s1").status == NodeStatus.DEAD, 15.0)  # type: ignore
+        proc.send_signal(signal.SIGCONT)
+        # It refutes (incarnation + 1) through gossip to the dead / our probes.
+        await wait_for(lambda: t.core.node("s1").status == NodeStatus.ALIVE, 15.0)  # type: ignore
+        assert t.core.node("s1").incarnation >= 2  # type: ignore[union-attr]
+        assert t.core.counters.drops.get("decrypt_failed", 0) == 0
+
+        # Crash ourselves: the agent must declare us failed on its own.
+        await t.close()
+        await wait_for(lambda: _serf_members(rpc)["py1"][0] == "failed", 20.0)
+        text = log_path.read_text()
+        assert "[ERR] memberlist: Failed push/pull merge" not in text
+        assert "Got invalid checksum" not in text
+    finally:
+        await t.close()
+        if proc.poll() is None:
+            proc.send_signal(signal.SIGCONT)
+            proc.kill()
+        proc.wait(5)
