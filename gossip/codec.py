@@ -1051,6 +1051,7 @@ class StreamReader:
         "_received",
         "_require_encryption",
         "_result",
+        "_error",
         "compressed",
         "encrypted",
         "message_type",
@@ -1070,6 +1071,7 @@ class StreamReader:
         self._plain: _PlainStreamParser | None = None
         self._received = 0
         self._result: StreamMessage | None = None
+        self._error: MalformedPacket | None = None
         self.encrypted = False
         self.compressed = False
         self.message_type: int | None = None
@@ -1086,7 +1088,15 @@ class StreamReader:
     def feed(self, data: bytes | bytearray | memoryview) -> StreamMessage | None:
         if self._result is not None:
             return self._result
-        data = bytes(data)
+        if self._error is not None:
+            raise self._error  # a failed stream stays failed
+        try:
+            return self._feed(bytes(data))
+        except MalformedPacket as exc:
+            self._error = exc
+            raise
+
+    def _feed(self, data: bytes) -> StreamMessage | None:
         if not data:
             return None
         self._received += len(data)
@@ -1145,6 +1155,8 @@ class StreamReader:
 
     def feed_eof(self) -> StreamMessage:
         """The peer closed: return the message, or raise ``MalformedPacket("truncated")``."""
+        if self._error is not None:
+            raise self._error
         if self._result is None:
             raise MalformedPacket(REASON_TRUNCATED, f"stream closed after {self._received} bytes")
         return self._result

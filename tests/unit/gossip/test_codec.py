@@ -777,3 +777,10 @@ def test_limits_validate() -> None:
         CodecLimits(max_compound_parts=300).validate()
     with pytest.raises(ValueError, match="max_packet_size"):
         CodecLimits(max_packet_size=0).validate()
+
+
+def test_failed_stream_reader_stays_failed() -> None:
+    reader = StreamReader()
+    assert reason_of(reader.feed, b"\x00\xc1") == "bad_msgpack"
+    assert reason_of(reader.feed, b"\x80") == "bad_msgpack"
+    assert reason_of(reader.feed_eof) == "bad_msgpack"
