@@ -1044,6 +1044,7 @@ class StreamReader:
     """
 
     __slots__ = (
+        "_error",
         "_frame",
         "_keyring",
         "_limits",
@@ -1051,7 +1052,6 @@ class StreamReader:
         "_received",
         "_require_encryption",
         "_result",
-        "_error",
         "compressed",
         "encrypted",
         "message_type",
