@@ -74,6 +74,8 @@ _STATUS_LINES = {int(s): b"HTTP/1.1 %d %s\r\n" % (int(s), s.phrase.encode())
                  for s in HTTPStatus}
 _BENIGN_CONN_TOKENS = {b"close", b"keep-alive", b"upgrade", b""}
 
+_LINGER = 2.0   # seconds to drain a client's input after an error answer
+
 # reasons the client side pauses reading (bit mask)
 _P_PIPELINE, _P_BACKPRESSURE, _P_PENDING, _P_UPGRADE = 1, 2, 4, 8
 
@@ -217,6 +219,7 @@ class ClientConn(asyncio.Protocol):
         self.eof = False
         self.closed = False
         self.dead = False         # parser stopped: an error answer is due or was sent
+        self.lingering = 0.0
         self.draining = False
 
     # -- asyncio.Protocol -----------------------------------------------------------------
@@ -275,6 +278,8 @@ class ClientConn(asyncio.Protocol):
 
     def eof_received(self) -> bool:
         self.eof = True
+        if self.lingering:
+            return False
         if self.tunnel is not None:
             t = self.tunnel.transport
             if t.can_write_eof():
@@ -298,8 +303,7 @@ class ClientConn(asyncio.Protocol):
             # bytes after an Upgrade request, before the backend's 101: hold them
             self._hold(self.exchanges[0], data)
             return
-        if self.in_head:
-            self.head_bytes += len(data)
+        was_in_head = self.in_head
         try:
             self.parser.feed_data(data)
         except httptools.HttpParserUpgrade as e:
@@ -324,6 +328,10 @@ class ClientConn(asyncio.Protocol):
             log.exception("lb http data_received failed")
             self._refuse(500, f"internal proxy error ({type(e).__name__})", "internal_error")
         else:
+            if self.in_head:
+                # still inside a head: count what it has taken so far (an upper bound when
+                # this read also held the end of the previous message)
+                self.head_bytes = self.head_bytes + len(data) if was_in_head else len(data)
             if self.in_head and self.head_bytes > self.config.max_header_bytes:
                 self._refuse(431, f"request head larger than {self.config.max_header_bytes} "
                              "bytes", "header_too_large")
@@ -394,7 +402,9 @@ class ClientConn(asyncio.Protocol):
         conn_tokens: list[bytes] = []
         out = [method, b" ", url, b" HTTP/1.1\r\n"]
         special = _REQ_SPECIAL
+        size = len(url)
         for name, value in self.headers:
+            size += len(name) + len(value) + 4
             kind = special.get(name.lower())
             if kind is None:
                 out += (name, b": ", value, b"\r\n")
@@ -421,6 +431,9 @@ class ClientConn(asyncio.Protocol):
                 conn_tokens.extend(t.strip().lower() for t in value.split(b","))
             elif kind == _UPG:
                 upg = value
+        if size > self.config.max_header_bytes:
+            raise _Refuse(431, f"request head larger than {self.config.max_header_bytes} bytes",
+                          "header_too_large")
         if conn_tokens and any(t not in _BENIGN_CONN_TOKENS for t in conn_tokens):
             named = {t for t in conn_tokens if t not in _BENIGN_CONN_TOKENS}
             out = [method, b" ", url, b" HTTP/1.1\r\n"] + [
@@ -628,7 +641,26 @@ class ClientConn(asyncio.Protocol):
         self.dead = True
         self.out.append(error_response(status, reason))
         self.flush()
-        self.close()
+        self._linger()
+
+    def _linger(self) -> None:
+        """Half-close after an error answer and discard what the client still sends, so the
+        kernel does not reset the connection (and lose the answer) over unread input; the
+        sweep closes it for good after ``_LINGER`` seconds."""
+        if self.closed:
+            return
+        if self.tunnel is None and self.transport.can_write_eof():
+            self.lingering = self.loop.time()
+            self._resume(0xFF)
+            self.transport.write_eof()
+            for ex in self.exchanges:
+                if ex.connecting is not None:
+                    ex.connecting.cancel()
+                if ex.upstream is not None and not ex.resp_done:
+                    ex.upstream.abort()
+            self.exchanges.clear()
+        else:
+            self.close()
 
     def _fail(self, ex: Exchange, status: int, reason: str, counter: str) -> None:
         """Exchange ``ex`` failed: answer ``status`` if nothing of its response went out,
@@ -661,6 +693,10 @@ class ClientConn(asyncio.Protocol):
 
     def sweep(self, now: float) -> None:
         cfg = self.config
+        if self.lingering:
+            if now - self.lingering > _LINGER:
+                self.close()
+            return
         if self.in_head:
             if now - self.head_started > cfg.header_timeout:
                 self._refuse(408, f"request head not received within {cfg.header_timeout}s",

@@ -1,0 +1,232 @@
+"""Hostile clients and backends: every case gets a clean error answer (or a cut), is counted,
+and the proxy keeps serving everyone else."""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import random
+import re
+from collections.abc import AsyncIterator, Awaitable, Callable
+
+import aiohttp
+import pytest
+
+from lb import LBConfig, LoadBalancer, MemInstance, MemoryView
+from lb.testing import HttpBackend, start_http_backend
+
+CFG = LBConfig(sweep_interval=0.05, header_timeout=0.4, response_timeout=0.5,
+               max_header_bytes=8192, max_headers=50, max_request_line=2048, max_body=100_000)
+
+
+@pytest.fixture
+async def good() -> AsyncIterator[HttpBackend]:
+    b = await start_http_backend("good")
+    yield b
+    await b.close()
+
+
+@pytest.fixture
+async def proxy(good: HttpBackend) -> AsyncIterator[tuple[LoadBalancer, MemoryView, str]]:
+    view = MemoryView()
+    view.set_instances("web", [MemInstance("web", good.port, node="good")])
+    lb = LoadBalancer(CFG, view)
+    await lb.start()
+    info = await lb.add_listener({"Name": "h", "Bind": "127.0.0.1:0", "Mode": "http",
+                                  "Service": "web"})
+    yield lb, view, info["Address"]
+    await lb.stop(1.0)
+
+
+async def still_serving(addr: str) -> None:
+    async with aiohttp.ClientSession() as s:
+        async with s.get(f"http://{addr}/") as r:
+            assert r.status == 200 and await r.text() == "good"
+
+
+async def send_raw(addr: str, data: bytes, *, trickle: float = 0.0,
+                   timeout: float = 5.0) -> bytes:
+    """Send ``data`` (byte by byte with ``trickle``), then return all that comes back."""
+    host, port = addr.rsplit(":", 1)
+    r, w = await asyncio.open_connection(host, int(port))
+    got = bytearray()
+
+    async def reader() -> None:
+        try:
+            while chunk := await r.read(65536):
+                got.extend(chunk)
+        except (ConnectionResetError, BrokenPipeError):
+            pass
+
+    task = asyncio.create_task(reader())
+    try:
+        step = 1 if trickle else len(data)
+        for i in range(0, len(data), step):
+            if task.done():
+                break
+            w.write(data[i:i + step])
+            await w.drain()
+            if trickle:
+                await asyncio.sleep(trickle)
+    except (ConnectionResetError, BrokenPipeError):
+        pass
+    try:
+        async with asyncio.timeout(timeout):
+            await task
+    finally:
+        w.close()
+    return bytes(got)
+
+
+def status_of(resp: bytes) -> int:
+    m = re.match(rb"HTTP/1\.1 (\d{3}) ", resp)
+    assert m, resp[:200]
+    return int(m.group(1))
+
+
+@pytest.mark.parametrize("payload, status", [
+    (b"\x16\x03\x01\x02\x00\x01\x00\x01\xfc\x03\x03garbage-tls-hello\r\n\r\n", 400),
+    (b"GARBAGE\r\n\r\n", 400),
+    (b"GET / HTTP/9.9\r\nHost: x\r\n\r\n", 400),
+    (b"GET / HTTP/1.1\r\nHost: x\r\nContent-Length: nope\r\n\r\n", 400),
+    (b"GET / HTTP/1.1\r\nHost: x\r\nBad Header\r\n\r\n", 400),
+    (b"GET /" + b"a" * 5000 + b" HTTP/1.1\r\nHost: x\r\n\r\n", 414),
+    (b"GET / HTTP/1.1\r\nHost: x\r\nX-Big: " + b"v" * 20000 + b"\r\n\r\n", 431),
+    (b"GET / HTTP/1.1\r\n" + b"".join(b"X-H%d: v\r\n" % i for i in range(80)) + b"\r\n", 431),
+    (b"POST / HTTP/1.1\r\nHost: x\r\nContent-Length: 200000\r\n\r\n", 413),
+    (b"CONNECT example.com:443 HTTP/1.1\r\nHost: example.com\r\n\r\n", 405),
+], ids=["tls", "garbage", "version", "clen", "badheader", "longurl", "bigheader",
+        "manyheaders", "bigbody", "connect"])
+async def test_bad_requests(proxy, payload: bytes, status: int) -> None:  # type: ignore[no-untyped-def]
+    lb, view, addr = proxy
+    resp = await send_raw(addr, payload)
+    assert status_of(resp) == status
+    assert b"Connection: close" in resp
+    await still_serving(addr)
+    assert lb.listeners()[0]["Counters"]["Errors"] == 1
+
+
+async def test_header_flood_without_end(proxy) -> None:  # type: ignore[no-untyped-def]
+    lb, view, addr = proxy
+    flood = b"GET / HTTP/1.1\r\n" + b"X-Flood: " + b"a" * 200_000      # never ends
+    resp = await send_raw(addr, flood)
+    assert status_of(resp) == 431
+    await still_serving(addr)
+
+
+async def test_chunked_body_over_limit(proxy) -> None:  # type: ignore[no-untyped-def]
+    lb, view, addr = proxy
+    body = b"".join(b"%x\r\n%s\r\n" % (10_000, b"z" * 10_000) for _ in range(15)) + b"0\r\n\r\n"
+    resp = await send_raw(addr, b"POST /echo HTTP/1.1\r\nHost: x\r\n"
+                                b"Transfer-Encoding: chunked\r\n\r\n" + body)
+    assert status_of(resp) == 413
+    assert lb.listeners()[0]["Counters"]["ErrorReasons"].get("body_too_large") == 1
+    await still_serving(addr)
+
+
+async def test_slowloris_gets_408(proxy) -> None:  # type: ignore[no-untyped-def]
+    lb, view, addr = proxy
+    loop = asyncio.get_running_loop()
+    t0 = loop.time()
+    resp = await send_raw(addr, b"GET / HTTP/1.1\r\nHost: x\r\nX-Slow: " + b"s" * 200,
+                          trickle=0.02, timeout=5)
+    assert status_of(resp) == 408
+    assert loop.time() - t0 < 3.0
+    await still_serving(addr)
+
+
+async def test_random_garbage_never_breaks_the_proxy(proxy) -> None:  # type: ignore[no-untyped-def]
+    lb, view, addr = proxy
+    rng = random.Random(1234)
+    for i in range(40):
+        n = rng.randrange(1, 3000)
+        if i % 2:
+            payload = bytes(rng.randrange(256) for _ in range(n))
+        else:   # plausible start, then noise
+            payload = b"GET /" + os.urandom(n) + b"\r\n\r\n"
+        resp = await send_raw(addr, payload, timeout=3)
+        if resp:
+            assert status_of(resp) in (400, 404, 405, 408, 413, 414, 431, 200)
+    await still_serving(addr)
+    assert "internal_error" not in lb.counters.snapshot()
+
+
+# -- hostile backends ------------------------------------------------------------------------
+
+async def start_raw_backend(handler: Callable[[asyncio.StreamReader, asyncio.StreamWriter],
+                                              Awaitable[None]]) -> tuple[asyncio.Server, int]:
+    server = await asyncio.start_server(handler, "127.0.0.1", 0)
+    return server, server.sockets[0].getsockname()[1]
+
+
+async def read_head(r: asyncio.StreamReader) -> bytes:
+    return await r.readuntil(b"\r\n\r\n")
+
+
+async def garbage(r: asyncio.StreamReader, w: asyncio.StreamWriter) -> None:
+    await read_head(r)
+    w.write(b"SSH-2.0-OpenSSH_9.0 this is not http\r\n\r\n")
+    await w.drain()
+    await asyncio.sleep(0.2)
+    w.close()
+
+
+async def drop_mid_response(r: asyncio.StreamReader, w: asyncio.StreamWriter) -> None:
+    await read_head(r)
+    w.write(b"HTTP/1.1 200 OK\r\nContent-Length: 1000\r\n\r\n" + b"x" * 100)
+    await w.drain()
+    w.close()
+
+
+async def drop_before_answer(r: asyncio.StreamReader, w: asyncio.StreamWriter) -> None:
+    await read_head(r)
+    w.close()
+
+
+async def never_answer(r: asyncio.StreamReader, w: asyncio.StreamWriter) -> None:
+    await read_head(r)
+    await asyncio.sleep(3)
+    w.close()
+
+
+async def header_bomb(r: asyncio.StreamReader, w: asyncio.StreamWriter) -> None:
+    await read_head(r)
+    w.write(b"HTTP/1.1 200 OK\r\n" + b"".join(b"X-%d: y\r\n" % i for i in range(500)))
+    await w.drain()
+    await asyncio.sleep(0.3)
+    w.close()
+
+
+@pytest.mark.parametrize("handler, method, expect", [
+    (garbage, "GET", 502),
+    (drop_before_answer, "POST", 502),
+    (never_answer, "GET", 504),
+    (header_bomb, "GET", 502),
+    (drop_mid_response, "GET", "cut"),
+])
+async def test_hostile_backend(proxy, good: HttpBackend, handler, method: str,  # type: ignore[no-untyped-def]
+                               expect: int | str) -> None:
+    lb, view, addr = proxy
+    server, port = await start_raw_backend(handler)
+    try:
+        view.set_instances("bad", [MemInstance("bad", port, node="bad")])
+        await lb.add_listener({"Name": "bad", "Bind": "127.0.0.1:0", "Mode": "http",
+                               "Service": "bad"})
+        baddr = lb.listener("bad")["Address"]  # type: ignore[index]
+        async with aiohttp.ClientSession() as s:
+            if expect == "cut":
+                with pytest.raises(aiohttp.ClientPayloadError):
+                    async with s.get(f"http://{baddr}/") as r:
+                        assert r.status == 200
+                        await r.read()
+            else:
+                async with s.request(method, f"http://{baddr}/", data=b"d" if method ==
+                                     "POST" else None) as r:
+                    assert r.status == expect
+                    text = await r.text()
+                    assert str(expect) in text
+        await still_serving(addr)
+        counters = lb.listener("bad")["Counters"]  # type: ignore[index]
+        assert counters["Errors"] >= 1
+    finally:
+        server.close()
