@@ -1,0 +1,172 @@
+"""Backends as real processes: kill -9 one under load (no failed request, no new connection
+to it afterwards), and 100 MB bodies both ways through a proxy process whose RSS stays flat."""
+
+from __future__ import annotations
+
+import asyncio
+import hashlib
+import json
+import os
+import signal
+import sys
+from collections import Counter
+from collections.abc import AsyncIterator
+from pathlib import Path
+
+import aiohttp
+import pytest
+
+from lb import LBConfig, LoadBalancer, MemInstance, MemoryView
+from lb.testing import start_http_backend, wait_for
+
+ROOT = str(Path(__file__).resolve().parents[2])
+
+
+async def spawn(*args: str) -> tuple[asyncio.subprocess.Process, str]:
+    proc = await asyncio.create_subprocess_exec(
+        sys.executable, *args, stdout=asyncio.subprocess.PIPE, cwd=ROOT,
+        env={**os.environ, "PYTHONPATH": ROOT})
+    assert proc.stdout is not None
+    async with asyncio.timeout(20):
+        line = (await proc.stdout.readline()).decode().strip()
+    return proc, line
+
+
+def stop(proc: asyncio.subprocess.Process) -> None:
+    if proc.returncode is None:
+        proc.kill()
+
+
+@pytest.fixture
+async def backend_procs() -> AsyncIterator[list[tuple[asyncio.subprocess.Process, int]]]:
+    procs = []
+    try:
+        for i in range(3):
+            p, line = await spawn("-m", "lb.testing", "http-backend", f"p{i}")
+            assert line.startswith("PORT "), line
+            procs.append((p, int(line.split()[1])))
+        yield procs
+    finally:
+        for p, _ in procs:
+            stop(p)
+            await p.wait()
+
+
+async def test_kill_9_backend_under_load(backend_procs) -> None:  # type: ignore[no-untyped-def]
+    view = MemoryView()
+    view.set_instances("web", [MemInstance("web", port, node=f"p{i}", service_id=f"p{i}")
+                               for i, (_, port) in enumerate(backend_procs)])
+    lb = LoadBalancer(LBConfig(sweep_interval=0.05, eject_backoff=30.0), view)
+    await lb.start()
+    try:
+        info = await lb.add_listener({"Name": "web", "Bind": "127.0.0.1:0", "Mode": "http",
+                                      "Service": "web"})
+        url = f"http://{info['Address']}/"
+        results: Counter[str] = Counter()
+        failures: list[str] = []
+        loop = asyncio.get_running_loop()
+        end = loop.time() + 3.0
+
+        async def worker(s: aiohttp.ClientSession) -> None:
+            while loop.time() < end:
+                try:
+                    async with s.get(url) as r:
+                        body = await r.text()
+                        if r.status != 200:
+                            failures.append(f"{r.status} {body[:100]}")
+                        else:
+                            results[body] += 1
+                except aiohttp.ClientError as e:
+                    failures.append(repr(e))
+
+        def backend(sid: str) -> dict[str, object]:
+            return next(b for b in lb.listeners()[0]["Backends"] if b["ServiceID"] == sid)
+
+        async with aiohttp.ClientSession(connector=aiohttp.TCPConnector(limit=8)) as s:
+            workers = [asyncio.create_task(worker(s)) for _ in range(8)]
+            await asyncio.sleep(1.0)
+            victim, _ = backend_procs[1]
+            os.kill(victim.pid, signal.SIGKILL)
+            await victim.wait()
+            killed_at = dict(results)
+            await wait_for(lambda: backend("p1")["Ejections"] == 1, timeout=3.0)
+            conns_after_ejection = backend("p1")["Connections"]
+            requests_after_ejection = backend("p1")["Requests"]
+            await asyncio.gather(*workers)
+        assert failures == []
+        assert sum(results.values()) > 100
+        assert results["p1"] == killed_at.get("p1", 0)      # nothing served by the dead one
+        assert results["p0"] > killed_at["p0"] and results["p2"] > killed_at["p2"]
+        assert backend("p1")["Connections"] == conns_after_ejection   # no new connection
+        assert backend("p1")["Requests"] == requests_after_ejection
+    finally:
+        await lb.stop(1.0)
+
+
+def rss_kib(pid: int) -> int:
+    with open(f"/proc/{pid}/status") as f:
+        for line in f:
+            if line.startswith("VmRSS:"):
+                return int(line.split()[1])
+    raise RuntimeError("no VmRSS")
+
+
+async def test_100mb_bodies_stream_through_with_flat_rss(tmp_path: Path) -> None:
+    backend = await start_http_backend("big")
+    cfg = {"lb": {"sweep_interval": 0.1},
+           "listeners": [{"Name": "h", "Bind": "127.0.0.1:0", "Mode": "http", "Service": "big"}],
+           "services": {"big": [{"Port": backend.port}]}}
+    (tmp_path / "lb.json").write_text(json.dumps(cfg))
+    proxy, line = await spawn("-m", "lb", str(tmp_path / "lb.json"))
+    try:
+        assert line.startswith("READY "), line
+        addr = json.loads(line[6:])["h"]
+        base = rss_kib(proxy.pid)
+        peak = base
+        sampling = True
+
+        async def sample() -> None:
+            nonlocal peak
+            while sampling:
+                peak = max(peak, rss_kib(proxy.pid))
+                await asyncio.sleep(0.05)
+
+        sampler = asyncio.create_task(sample())
+        size = 100 * 1024 * 1024
+        block = os.urandom(1 << 20)
+        want = hashlib.sha256()
+        for _ in range(100):
+            want.update(block)
+
+        async def upload() -> AsyncIterator[bytes]:
+            for _ in range(100):
+                yield block
+
+        timeout = aiohttp.ClientTimeout(total=120)
+        async with aiohttp.ClientSession(timeout=timeout) as s:
+            # upload, chunked (no Content-Length)
+            async with s.post(f"http://{addr}/echo", data=upload()) as r:
+                got = await r.json()
+            assert got["len"] == size and got["sha256"] == want.hexdigest()
+            # upload with Content-Length
+            async with s.post(f"http://{addr}/echo", data=upload(),
+                              headers={"Content-Length": str(size)}) as r:
+                got = await r.json()
+            assert got["len"] == size and got["chunked"] == ""
+            # download, both framings
+            for cl in ("1", ""):
+                n = 0
+                async with s.get(f"http://{addr}/big?n={size}&cl={cl}") as r:
+                    assert r.status == 200
+                    async for chunk in r.content.iter_any():
+                        n += len(chunk)
+                assert n == size
+        sampling = False
+        await sampler
+        growth_mib = (peak - base) / 1024
+        print(f"proxy rss base={base} KiB peak={peak} KiB")
+        assert growth_mib < 32, f"proxy RSS grew {growth_mib:.1f} MiB moving 400 MiB"
+    finally:
+        stop(proxy)
+        await proxy.wait()
+        await backend.close()
