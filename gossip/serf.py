@@ -502,9 +502,18 @@ class Serf:
         msg = LeaveIntent(ltime=self.clock.time(), node=self.config.node_name, prune=False)
         self.clock.increment()
         self.handle_leave_intent(msg, now)
-        if not any(m.status == ALIVE and m.name != self.config.node_name for m in self._members.values()):
+        peers = [m for m in self._members.values() if m.status == ALIVE and m.name != self.config.node_name]
+        if not peers:
             return False
-        self._queue(self.intent_queue, codec.encode_serf(msg), f"intent:{msg.node}", on_sent)
+        raw = codec.encode_serf(msg)
+        self._queue(self.intent_queue, raw, f"intent:{msg.node}", on_sent)
+        # Besides gossip, tell a bounded number of live members directly: with few live peers
+        # and many recently dead ones, the few gossip transmissions may all go to the dead, and
+        # the peers would then see us 'failed' instead of 'left'. Serf accepts the intent however
+        # it arrives, and applies it once (statusLTime).
+        self.rng.shuffle(peers)
+        for m in peers[: self.config.leave_notify_max]:
+            self._packets.append((raw, (m.addr, m.port)))
         return True
 
     def finish_leave(self) -> None:

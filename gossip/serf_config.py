@@ -36,6 +36,9 @@ class SerfConfig:
     """Serf (delegate) protocol spoken: 2..5. Default 5 (relay understood)."""
     broadcast_timeout: float = 5.0
     """Seconds to wait for the leave intent to be gossiped before leaving memberlist. Serf: 5 s."""
+    leave_notify_max: int = 32
+    """On a graceful leave, also send our leave intent straight to this many random live
+    members (gossip alone may miss some when few members are alive). 0 = gossip only."""
     leave_propagate_delay: float = 1.0
     """Seconds to wait after the memberlist leave so that it spreads. Serf: 1 s."""
     reap_interval: float = 15.0
@@ -140,6 +143,8 @@ class SerfConfig:
         for name in positive:
             if getattr(self, name) <= 0:
                 raise ConfigError(f"serf.{name}: {getattr(self, name)} must be more than 0 seconds")
+        if self.leave_notify_max < 0:
+            raise ConfigError("serf.leave_notify_max: must be 0 or more")
         if self.leave_propagate_delay < 0:
             raise ConfigError("serf.leave_propagate_delay: must be 0 or more seconds")
         counts = (

@@ -1,0 +1,284 @@
+"""Rumor gossip nodes and real Debian ``serf agent``s in one cluster on loopback.
+
+Each Rumor node is a separate process (tests/harness/gossip_node.py) so that ``kill -9`` is
+real; serf's view is read with ``serf members -format json`` over its RPC port. Both sides use
+Serf's default ``lan`` timing profile: with ``local`` (retransmit multiplier 2) a query or
+intent is sent only twice per node and can miss a member of a small cluster, in serf-only
+clusters as well, which would make ``serf keys`` flaky for reasons that are not ours.
+"""
+
+from __future__ import annotations
+
+import base64
+import json
+import os
+import shutil
+import signal
+import socket
+import subprocess
+import time
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from tests.harness.agents import free_port, wait_for
+from tests.harness.gossip_node import GossipNodeProcess
+
+pytestmark = [
+    pytest.mark.serf,
+    pytest.mark.skipif(shutil.which("serf") is None, reason="the serf binary is not installed"),
+]
+
+
+class SerfAgent:
+    """A real ``serf agent`` on loopback ports picked at run time."""
+
+    def __init__(self, name: str, workdir: Path, *, tags: dict[str, str] | None = None,
+                 encrypt: str = "", join: str = "", handlers: tuple[str, ...] = (),
+                 profile: str = "lan") -> None:
+        self.name = name
+        self.port = free_port()
+        self.rpc = free_port()
+        self.log = workdir / f"{name}.log"
+        argv = ["serf", "agent", "-node", name, "-bind", f"127.0.0.1:{self.port}",
+                "-rpc-addr", f"127.0.0.1:{self.rpc}", "-profile", profile]
+        for k, v in (tags or {}).items():
+            argv += ["-tag", f"{k}={v}"]
+        if encrypt:
+            argv += ["-encrypt", encrypt]
+        if join:
+            argv += ["-join", join]
+        for h in handlers:
+            argv += ["-event-handler", h]
+        self.proc = subprocess.Popen(argv, stdout=open(self.log, "w"), stderr=subprocess.STDOUT)
+        wait_for(self._rpc_up, 10, what=f"serf {name} RPC")
+
+    @property
+    def addr(self) -> str:
+        return f"127.0.0.1:{self.port}"
+
+    def _rpc_up(self) -> bool:
+        with socket.socket() as s:
+            return s.connect_ex(("127.0.0.1", self.rpc)) == 0
+
+    def cli(self, *args: str, check: bool = True) -> subprocess.CompletedProcess[str]:
+        cmd = ["serf", args[0], "-rpc-addr", f"127.0.0.1:{self.rpc}", *args[1:]]
+        r = subprocess.run(cmd, capture_output=True, text=True, timeout=30)
+        if check and r.returncode != 0:
+            raise AssertionError(f"{' '.join(cmd)} failed: {r.stdout} {r.stderr}")
+        return r
+
+    def members(self) -> dict[str, dict[str, Any]]:
+        out = json.loads(self.cli("members", "-format", "json").stdout)
+        return {m["name"]: m for m in out["members"]}
+
+    def statuses(self) -> dict[str, str]:
+        return {n: m["status"] for n, m in self.members().items()}
+
+    def kill(self) -> None:
+        if self.proc.poll() is None:
+            os.kill(self.proc.pid, signal.SIGKILL)
+            self.proc.wait(5)
+
+    def stop(self) -> None:
+        if self.proc.poll() is None:
+            self.proc.terminate()
+            try:
+                self.proc.wait(5)
+            except subprocess.TimeoutExpired:
+                self.kill()
+
+
+class Procs:
+    def __init__(self, workdir: Path) -> None:
+        self.workdir = workdir
+        self.items: list[Any] = []
+
+    def serf(self, name: str, **kw: Any) -> SerfAgent:
+        a = SerfAgent(name, self.workdir, **kw)
+        self.items.append(a)
+        return a
+
+    def rumor(self, name: str, **kw: Any) -> GossipNodeProcess:
+        kw.setdefault("log_path", self.workdir / f"{name}.log")
+        kw.setdefault("profile", "lan")
+        r = GossipNodeProcess(name, **kw).start()
+        self.items.append(r)
+        return r
+
+    def close(self) -> None:
+        for p in reversed(self.items):
+            try:
+                p.kill()
+            except Exception:
+                pass
+
+
+@pytest.fixture
+def procs(tmp_path: Path) -> Iterator[Procs]:
+    p = Procs(tmp_path)
+    try:
+        yield p
+    finally:
+        p.close()
+
+
+def _all(view: dict[str, str], names: list[str], status: str) -> bool:
+    return all(view.get(n) == status for n in names)
+
+
+def wait_status(view: Any, node: str, status: str, timeout: float, who: str) -> None:
+    """Wait until ``view()`` shows ``node`` with ``status``; the error shows the last view."""
+    last: list[Any] = [None]
+
+    def check() -> bool:
+        last[0] = view()
+        return bool(last[0].get(node) == status)
+
+    try:
+        wait_for(check, timeout, what=f"{who} to see {node} {status}")
+    except AssertionError as e:
+        raise AssertionError(f"{e}; last view of {who}: {last[0]}") from None
+
+
+def test_mixed_cluster_members_events_failures_and_leave(procs: Procs, tmp_path: Path) -> None:
+    t0 = time.monotonic()
+    seen = tmp_path / "serf-handler.out"
+    script = tmp_path / "handler.sh"
+    script.write_text(f'#!/bin/sh\necho "$SERF_EVENT $SERF_USER_EVENT $(cat)" >> {seen}\n')
+    script.chmod(0o755)
+    rumor_seen = tmp_path / "rumor-handler.out"
+    rscript = tmp_path / "rhandler.sh"
+    rscript.write_text(f'#!/bin/sh\necho "$SERF_EVENT $SERF_USER_EVENT $SERF_SELF_NAME $(cat)" >> {rumor_seen}\n')
+    rscript.chmod(0o755)
+
+    s1 = procs.serf("s1", tags={"role": "serf", "n": "1"}, handlers=(f"user:from-rumor={script}",))
+    s2 = procs.serf("s2", tags={"role": "serf", "n": "2"}, join=s1.addr)
+    r1 = procs.rumor("r1", tags={"role": "rumor", "n": "1"}, join=[s1.addr],
+                     event_handlers=[f"user:deploy={rscript}"])
+    r2 = procs.rumor("r2", tags={"role": "rumor", "n": "2"}, join=[s2.addr])
+    r3 = procs.rumor("r3", tags={"role": "rumor", "n": "3"}, join=[r1.addr])
+    names = ["s1", "s2", "r1", "r2", "r3"]
+    rumors = [r1, r2, r3]
+
+    # 1. everybody lists everybody alive, with their tags
+    for r in rumors:
+        wait_for(lambda r=r: _all(r.members(), names, "alive"), 20, what=f"{r.name} sees all alive")
+    for s in (s1, s2):
+        wait_for(lambda s=s: _all(s.statuses(), names, "alive"), 20, what=f"{s.name} sees all alive")
+    for s in (s1, s2):
+        view = s.members()
+        for n in names:
+            assert view[n]["tags"]["n"] == n[1]
+            assert view[n]["tags"]["role"] == ("serf" if n[0] == "s" else "rumor")
+    for r in rumors:
+        view = {m["name"]: m for m in r.call("members")}
+        for n in names:
+            assert view[n]["tags"]["n"] == n[1], (r.name, view[n])
+        assert "rumor" in view["r1"]["tags"] and "rumor" not in view["s1"]["tags"]
+    print(f"converged after {time.monotonic() - t0:.1f}s")
+
+    # 2. a serf event reaches every Rumor node (and Rumor's handler script)
+    s2.cli("event", "deploy", "v1.2")
+    for r in rumors:
+        wait_for(lambda r=r: ["deploy", "v1.2"] in r.call("events"), 10, what=f"{r.name} got deploy")
+    wait_for(lambda: rumor_seen.exists() and "user deploy r1 v1.2" in rumor_seen.read_text(), 10,
+             what="Rumor event handler ran")
+
+    # 3. a Rumor user event reaches serf's event handler script
+    r2.call("event", name="from-rumor", payload="hello-serf")
+    wait_for(lambda: seen.exists() and "user from-rumor hello-serf" in seen.read_text(), 15,
+             what="serf handler saw the Rumor event")
+
+    # 4. kill -9 of a serf agent is seen as failed by Rumor; kill -9 of a Rumor node by serf
+    t1 = time.monotonic()
+    s2.kill()
+    r3.kill()
+    for r in (r1, r2):
+        wait_for(lambda r=r: r.members().get("s2") == "failed", 30, what=f"{r.name} sees s2 failed")
+    wait_for(lambda: s1.statuses().get("r3") == "failed", 30, what="s1 sees r3 failed")
+    wait_for(lambda: r1.members().get("r3") == "failed", 30, what="r1 sees r3 failed")
+    print(f"kill -9 detected after {time.monotonic() - t1:.1f}s")
+
+    # 5. graceful leave of a Rumor node shows 'left' on serf and Rumor (a serf agent's leave is
+    # checked in the next test, while enough members are alive to re-gossip its intent)
+    r2.call("leave", timeout=5.0)
+    wait_status(s1.statuses, "r2", "left", 15, "s1")
+    wait_status(r1.members, "r2", "left", 15, "r1")
+    print(f"whole scenario took {time.monotonic() - t0:.1f}s")
+
+
+def test_encrypted_cluster_and_key_rotation(procs: Procs) -> None:
+    k1, k2, k3 = (base64.b64encode(os.urandom(32)).decode() for _ in range(3))
+    s1 = procs.serf("s1", encrypt=k1, tags={"x": "1"})
+    s2 = procs.serf("s2", encrypt=k1, join=s1.addr)
+    r1 = procs.rumor("r1", encrypt=k1, join=[s1.addr])
+    r2 = procs.rumor("r2", encrypt=k1, join=[s2.addr])
+    names = ["s1", "s2", "r1", "r2"]
+    for r in (r1, r2):
+        wait_for(lambda r=r: _all(r.members(), names, "alive"), 20, what=f"{r.name} sees all")
+    wait_for(lambda: _all(s1.statuses(), names, "alive"), 20, what="s1 sees all")
+
+    # a plaintext node cannot get in, and the encrypted nodes count what they refused
+    plain = procs.rumor("plain")
+    assert plain.call("join", addrs=[r1.addr]) == 0
+    wait_for(lambda: any(k.startswith("memberlist.drops.") and ("encrypt" in k) and v > 0
+                         for k, v in r1.call("counters").items()), 10,
+             what="r1 counted unencrypted input")
+    assert "plain" not in r1.members()
+
+    # rotation driven by serf keys: the Rumor nodes answer the internal key queries
+    out = s1.cli("keys", "-install", k2)
+    assert "Successfully" in out.stdout or "success" in out.stdout.lower(), out.stdout
+    assert set(r1.call("keyring")) == {k1, k2}
+    s1.cli("keys", "-use", k2)
+    assert r2.call("keyring")[0] == k2
+    s1.cli("keys", "-remove", k1)
+    assert r1.call("keyring") == [k2] and r2.call("keyring") == [k2]
+
+    # rotation driven by Rumor's keyring API: the serf agents follow
+    res = r1.call("install-key", key=k3)
+    assert res["ok"] and res["num_resp"] == 4, res
+    assert r1.call("use-key", key=k3)["ok"]
+    assert r1.call("remove-key", key=k2)["ok"]
+    listing = s2.cli("keys", "-list").stdout
+    assert k3 in listing and k2 not in listing and k1 not in listing, listing
+    res = r2.call("list-keys")
+    assert res["ok"] and res["keys"] == {k3: 4} and res["primary_keys"] == {k3: 4}, res
+
+    # removing the primary key is refused everywhere and reported as a failure
+    bad = r2.call("remove-key", key=k3)
+    assert not bad["ok"] and bad["num_err"] == 4
+
+    # the cluster still works on the new key: an event goes through, nobody failed
+    s1.cli("event", "after-rotation", "ok")
+    wait_for(lambda: ["after-rotation", "ok"] in r2.call("events"), 10, what="event after rotation")
+    time.sleep(1.0)
+    assert _all(r1.members(), names, "alive") and _all(s2.statuses(), names, "alive")
+
+    # a serf agent's graceful leave shows 'left' on the Rumor nodes
+    s2.cli("leave")
+    wait_status(r1.members, "s2", "left", 15, "r1")
+    wait_status(r2.members, "s2", "left", 15, "r2")
+
+
+def test_snapshot_restart_rejoins_without_join(procs: Procs, tmp_path: Path) -> None:
+    s1 = procs.serf("s1")
+    r2 = procs.rumor("r2", join=[s1.addr])
+    data = tmp_path / "r1-data"
+    port = free_port()
+    r1 = procs.rumor("r1", port=port, data_dir=str(data), join=[s1.addr])
+    names = ["s1", "r1", "r2"]
+    wait_for(lambda: _all(r1.members(), names, "alive"), 20, what="r1 sees all")
+    wait_for(lambda: (data / "serf" / "local.snapshot").exists()
+             and "alive: s1" in (data / "serf" / "local.snapshot").read_text(), 10,
+             what="snapshot written")
+    r1.kill()
+    wait_for(lambda: s1.statuses().get("r1") in ("failed", "alive"), 5)
+    # start again: same data dir and port, no -join
+    r1b = procs.rumor("r1", port=port, data_dir=str(data))
+    wait_for(lambda: _all(r1b.members(), names, "alive"), 20, what="restarted r1 sees the cluster")
+    wait_for(lambda: s1.statuses().get("r1") == "alive", 30, what="s1 sees r1 back")
+    wait_for(lambda: r2.members().get("r1") == "alive", 30, what="r2 sees r1 back")
