@@ -1,0 +1,77 @@
+"""``/v1/lb/*``: the agent's load-balancer listeners.
+
+    PUT    /v1/lb/listener          body: a listener spec (Name, Bind, Mode, Service, Tag,
+                                    Strategy, ProxyProtocol, Routes, URLPrefix, ...);
+                                    creates or replaces by Name; answers the listener's info
+    GET    /v1/lb/listeners         every listener: spec, bound Address, Counters, Backends
+    GET    /v1/lb/listener/{name}   one listener (404 when unknown)
+    DELETE /v1/lb/listener/{name}   stop accepting; open connections drain; answers true
+
+A bad spec or an address that cannot be bound is a 400 whose text says why ("bind
+127.0.0.1:9000: address already in use").
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from aiohttp import web
+
+from lb import ConfigError, ListenerError, ListenerSpec
+
+from ..errors import RequestError
+from .base import agent_of, json_response, read_json
+
+routes = web.RouteTableDef()
+
+
+def _lb_of(request: web.Request) -> Any:
+    agent = agent_of(request)
+    lb = getattr(agent, "lb", None)
+    if lb is None:
+        raise RequestError("the load balancer is not running on this agent "
+                           "(enable_lb is false, or it failed to start)", 503)
+    return lb
+
+
+@routes.put("/v1/lb/listener")
+async def put_listener(request: web.Request) -> web.Response:
+    agent = agent_of(request)
+    lb = _lb_of(request)
+    body = await read_json(request)
+    if not isinstance(body, dict):
+        raise RequestError("Request decode failed: a listener is a JSON object")
+    try:
+        spec = ListenerSpec.from_dict(body)
+        put = getattr(agent, "lb_put", None)      # the agent persists API-made listeners
+        info = await (put(spec) if put is not None else lb.add_listener(spec))
+    except (ConfigError, ListenerError) as e:
+        raise RequestError(str(e), getattr(e, "status", 400)) from None
+    return json_response(info)
+
+
+@routes.get("/v1/lb/listeners")
+async def get_listeners(request: web.Request) -> web.Response:
+    return json_response(_lb_of(request).listeners())
+
+
+@routes.get("/v1/lb/listener/{name}")
+async def get_listener(request: web.Request) -> web.Response:
+    name = request.match_info["name"]
+    info = _lb_of(request).listener(name)
+    if info is None:
+        raise RequestError(f"no listener named {name!r}", 404)
+    return json_response(info)
+
+
+@routes.delete("/v1/lb/listener/{name}")
+async def delete_listener(request: web.Request) -> web.Response:
+    agent = agent_of(request)
+    lb = _lb_of(request)
+    name = request.match_info["name"]
+    try:
+        delete = getattr(agent, "lb_delete", None)
+        await (delete(name) if delete is not None else lb.remove_listener(name))
+    except ListenerError as e:
+        raise RequestError(e.message, e.status) from None
+    return json_response(True)
