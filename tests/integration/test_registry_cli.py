@@ -1,0 +1,82 @@
+"""The registry's CLI commands against a real agent process."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+import time
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+from tests.harness.agents import AgentProcess, Cluster
+
+
+@pytest.fixture
+def agent(tmp_path: Path) -> Iterator[AgentProcess]:
+    c = Cluster(tmp_path)
+    try:
+        yield c.add("cli", extra_args=["-profile", "local"]).start()
+    finally:
+        c.close()
+
+
+def rumor(agent: AgentProcess, *argv: str, timeout: float = 20) -> subprocess.CompletedProcess[str]:
+    return subprocess.run([sys.executable, "-m", "registry.cli", *argv, "-http-addr", agent.http_addr],
+                          capture_output=True, text=True, timeout=timeout)
+
+
+def test_services_register_list_deregister(agent: AgentProcess, tmp_path: Path) -> None:
+    f = tmp_path / "web.json"
+    f.write_text(json.dumps({"service": {"name": "web", "id": "web1", "port": 8080,
+                                         "tags": ["v1"], "check": {"ttl": "30s"}}}))
+    r = rumor(agent, "services", "register", str(f))
+    assert r.returncode == 0 and "Registered service: web" in r.stdout, r.stderr
+    r = rumor(agent, "services", "register", "-name", "api", "-port", "9000", "-tag", "a",
+              "-meta", "env=prod", "-ttl", "10s")
+    assert r.returncode == 0, r.stderr
+    r = rumor(agent, "services", "list")
+    assert r.returncode == 0
+    lines = r.stdout.splitlines()
+    assert lines[0].split()[:2] == ["ID", "Service"] and len(lines) == 3
+    assert "critical" in r.stdout
+    r = rumor(agent, "catalog", "services", "-tags")
+    assert "api  a" in r.stdout and "web  v1" in r.stdout
+    r = rumor(agent, "catalog", "service", "web", "-json")
+    assert json.loads(r.stdout)[0]["ServicePort"] == 8080
+    r = rumor(agent, "catalog", "nodes")
+    assert "cli" in r.stdout
+    r = rumor(agent, "health", "service", "web")
+    assert "critical" in r.stdout and "service:web1=critical" in r.stdout
+    r = rumor(agent, "maint", "-enable", "-service", "web1", "-reason", "deploy")
+    assert r.returncode == 0
+    r = rumor(agent, "maint")
+    assert "Service web1: deploy" in r.stdout
+    r = rumor(agent, "services", "deregister", "web1")
+    assert r.returncode == 0 and "Deregistered" in r.stdout
+    r = rumor(agent, "services", "deregister", "nope")
+    assert r.returncode == 1 and "404" in r.stderr
+    r = rumor(agent, "services", "register", "-name", "bad", "-port", "70000")
+    assert r.returncode == 1 and "not a port" in r.stderr
+
+
+def test_watch_streams_changes(agent: AgentProcess) -> None:
+    p = subprocess.Popen([sys.executable, "-m", "registry.cli", "watch", "service", "web",
+                          "-max-updates", "2", "-wait", "10s", "-http-addr", agent.http_addr],
+                         stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    try:
+        assert p.stdout is not None
+        first = p.stdout.readline()
+        assert json.loads(first) == []
+        t = time.monotonic()
+        agent.http("PUT", "/v1/agent/service/register", {"Name": "web", "ID": "w1"})
+        second = p.stdout.readline()
+        assert [e["Service"]["ID"] for e in json.loads(second)] == ["w1"]
+        assert time.monotonic() - t < 5
+        assert p.wait(timeout=10) == 0
+    finally:
+        if p.poll() is None:
+            p.kill()
+            p.wait()
