@@ -116,6 +116,7 @@ class MemberlistCounters:
         "drops",
         "msgs_in",
         "msgs_out",
+        "bytes_out_by_type",
         "bytes_in",
         "bytes_out",
         "packets_in",
@@ -140,6 +141,8 @@ class MemberlistCounters:
         self.drops: dict[str, int] = {}
         self.msgs_in: dict[str, int] = {}
         self.msgs_out: dict[str, int] = {}
+        self.bytes_out_by_type: dict[str, int] = {}
+        """Encoded size of each message we originate, by type (before piggy-backing/wrapping)."""
         self.bytes_in = 0
         self.bytes_out = 0
         self.packets_in = 0
@@ -417,6 +420,12 @@ class Memberlist:
         self.broadcasts.queue(b)
         return b
 
+    def send_user_msg(self, addr: Addr, body: bytes) -> None:
+        """Send one user message (0x08 + ``body``) straight to ``addr`` by UDP, without
+        piggy-backing (memberlist ``SendTo``; Serf's query responses and relays)."""
+        self._count_out("user", len(body) + 1)
+        self._raw_send(addr, b"\x08" + body, self._by_addr.get(addr))
+
     def join(self, addrs: Iterable[Addr], now: float) -> int:
         """Push/pull with Join=true to every address; a :class:`JoinCompleted` event follows.
 
@@ -490,9 +499,13 @@ class Memberlist:
     def _encrypt_out(self) -> bool:
         return bool(self.keyring) and self.config.gossip_verify_outgoing
 
-    def _count_out(self, kind: str) -> None:
-        m = self.counters.msgs_out
+    def _count_out(self, kind: str, size: int = 0) -> None:
+        c = self.counters
+        m = c.msgs_out
         m[kind] = m.get(kind, 0) + 1
+        if size:
+            b = c.bytes_out_by_type
+            b[kind] = b.get(kind, 0) + size
 
     def _get_broadcasts(self, overhead: int, limit: int, dest: NodeState | None) -> list[bytes]:
         """memberlist getBroadcasts: our own queue first, then the delegate's user messages."""
@@ -517,12 +530,13 @@ class Memberlist:
 
     def _send_msg(self, addr: Addr, msg: bytes, kind: str, dest: NodeState | None = None) -> None:
         """memberlist sendMsg: piggy-back broadcasts into the UDP budget, then send."""
-        self._count_out(kind)
+        self._count_out(kind, len(msg))
         if dest is None:
             dest = self._by_addr.get(addr)
         avail = self.config.udp_buffer_size - len(msg) - _COMPOUND_HEADER - self._enc_overhead
         extra = self._get_broadcasts(_COMPOUND_PART, avail, dest)
         if extra:
+            self._count_out("piggyback", sum(len(e) for e in extra))
             extra.insert(0, msg)
             msg = codec.make_compound(extra)
         self._raw_send(addr, msg, dest)
@@ -945,7 +959,7 @@ class Memberlist:
             msgs = self._get_broadcasts(_COMPOUND_PART, avail, s)
             if not msgs:
                 return
-            self._count_out("gossip")
+            self._count_out("gossip", sum(len(e) for e in msgs))
             if len(msgs) == 1:
                 self._raw_send(s.address, msgs[0], s)
             else:
@@ -1272,7 +1286,7 @@ class Memberlist:
             else:
                 try:
                     msg = codec.decode_stream(
-                        bytes(response),
+                        bytes(response),  # type: ignore[call-overload]
                         self.keyring,
                         limits=self.limits,
                         verify_incoming=self.config.gossip_verify_incoming,

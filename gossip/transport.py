@@ -121,6 +121,10 @@ class MemberlistTransport:
         loop = asyncio.get_running_loop()
         self._loop = loop
         cfg = self.config
+        if not cfg.advertise_addr and ipaddr_unspecified(cfg.bind_addr):
+            raise TransportError(
+                "gossip.advertise_addr: needed when bind_addr is unspecified (0.0.0.0/::)"
+            )
         family = socket.AF_INET6 if ":" in cfg.bind_addr else socket.AF_INET
         udp_sock, tcp_sock = self._bind_pair(family, cfg.bind_addr, cfg.bind_port)
         port = udp_sock.getsockname()[1]
@@ -131,10 +135,6 @@ class MemberlistTransport:
             self._on_connection, sock=tcp_sock, limit=_READ_CHUNK
         )
         advertise = cfg.advertise_addr or cfg.bind_addr
-        if not cfg.advertise_addr and ipaddr_unspecified(cfg.bind_addr):
-            raise TransportError(
-                "gossip.advertise_addr: needed when bind_addr is unspecified (0.0.0.0/::)"
-            )
         core_cfg = cfg.replace(
             bind_port=port, advertise_addr=advertise, advertise_port=cfg.advertise_port or port
         )
@@ -211,17 +211,38 @@ class MemberlistTransport:
         await self.close()
 
     # -- operations -----------------------------------------------------------------------------
-    async def join(self, addrs: Iterable[Addr]) -> JoinCompleted:
-        """Push/pull (Join=true) with every address; returns when all have answered or failed."""
+    async def join(self, addrs: Iterable[Addr | str]) -> JoinCompleted:
+        """Push/pull (Join=true) with every address; returns when all have answered or failed.
+
+        Addresses are ``(ip, port)`` tuples or ``"host[:port]"`` strings (default port 7946,
+        names resolved without blocking the loop; IPv6 as ``[::1]:7946``)."""
         loop = self._loop_or_raise()
-        jid = self.core.join(list(addrs), loop.time())
+        resolved: list[Addr] = []
+        errors: list[str] = []
+        for spec in addrs:
+            if isinstance(spec, tuple):
+                resolved.append(spec)
+                continue
+            try:
+                resolved.extend(await resolve_addr(spec))
+            except (OSError, ValueError) as exc:
+                errors.append(f"{spec}: {exc}")
+        jid = self.core.join(resolved, loop.time())
         fut: asyncio.Future[JoinCompleted] = loop.create_future()
         self._joins[jid] = fut
         self.flush()
         try:
-            return await fut
+            result = await fut
         finally:
             self._joins.pop(jid, None)
+        if errors:
+            result = JoinCompleted(result.join_id, result.num_joined, tuple(errors) + result.errors)
+        return result
+
+    def send_user_msg(self, addr: Addr, body: bytes) -> None:
+        """Send a user message (0x08 + body) to ``addr`` by UDP now (Serf query answers)."""
+        self.core.send_user_msg(addr, body)
+        self.flush()
 
     async def leave(self, timeout: float | None = None) -> bool:
         """Gossip our graceful leave and wait until it went out (or ``timeout``, default
@@ -376,7 +397,7 @@ class MemberlistTransport:
         self._active_streams += 1
         task = asyncio.current_task()
         if task is not None:
-            self._tasks.add(task)  # type: ignore[arg-type]
+            self._tasks.add(task)
         try:
             answer: bytes | None = None
             try:
@@ -404,7 +425,7 @@ class MemberlistTransport:
         finally:
             self._active_streams -= 1
             if task is not None:
-                self._tasks.discard(task)  # type: ignore[arg-type]
+                self._tasks.discard(task)
             try:
                 writer.close()
             except Exception:
@@ -414,3 +435,29 @@ class MemberlistTransport:
 
 def ipaddr_unspecified(addr: str) -> bool:
     return addr in ("0.0.0.0", "::", "")
+
+
+async def resolve_addr(spec: str, default_port: int = 7946) -> list[Addr]:
+    """``"host[:port]"`` / ``"[v6]:port"`` -> [(ip, port)...], resolved on the loop's resolver."""
+    host, port = spec.strip(), default_port
+    if host.startswith("["):
+        end = host.find("]")
+        if end < 0:
+            raise ValueError(f"bad address {spec!r}")
+        rest = host[end + 1 :]
+        host = host[1:end]
+        if rest.startswith(":"):
+            port = int(rest[1:])
+    elif host.count(":") == 1:
+        host, p = host.split(":")
+        port = int(p)
+    if not 0 < port < 65536:
+        raise ValueError(f"bad port in {spec!r}")
+    loop = asyncio.get_running_loop()
+    infos = await loop.getaddrinfo(host, port, type=socket.SOCK_DGRAM)
+    out: list[Addr] = []
+    for _family, _type, _proto, _canon, sockaddr in infos:
+        addr = (str(sockaddr[0]), int(sockaddr[1]))
+        if addr not in out:
+            out.append(addr)
+    return out

@@ -228,3 +228,13 @@ async def test_against_real_serf(tmp_path: Path, encrypted: bool) -> None:
             proc.send_signal(signal.SIGCONT)
             proc.kill()
         proc.wait(5)
+
+
+async def test_resolve_addr_forms() -> None:
+    from gossip.transport import resolve_addr
+
+    assert await resolve_addr("127.0.0.1:1234") == [("127.0.0.1", 1234)]
+    assert await resolve_addr("127.0.0.1") == [("127.0.0.1", 7946)]
+    assert await resolve_addr("[::1]:99") == [("::1", 99)]
+    with pytest.raises(ValueError):
+        await resolve_addr("127.0.0.1:0")
