@@ -100,7 +100,7 @@ class Runner:
             self.task.cancel()
             try:
                 await self.task
-            except (asyncio.CancelledError, Exception):
+            except (asyncio.CancelledError, Exception):  # noqa: BLE001, S110 - stopping anyway
                 pass
             self.task = None
 
@@ -114,7 +114,7 @@ class Runner:
                 status, output = await self.probe()
             except asyncio.CancelledError:
                 raise
-            except Exception as e:  # a bug in a probe must not kill the runner
+            except Exception as e:  # noqa: BLE001 - a bug in a probe must not kill the runner
                 log.warning("check probe error check=%s error=%r", self.defn.check_id, e)
                 status, output = CRITICAL, f"check error: {e}"
             self.runs += 1

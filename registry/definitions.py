@@ -138,7 +138,7 @@ def _meta(d: Mapping[str, Any], where: str) -> dict[str, str]:
             raise DefinitionError(f"{where}Meta: key {k!r} may only hold letters, digits, - and _")
         if len(k) > MAX_META_KEY:
             raise DefinitionError(f"{where}Meta: key {k[:20]!r}... is longer than {MAX_META_KEY}")
-        if k.startswith("consul-") or k.startswith("rumor-"):
+        if k.startswith(("consul-", "rumor-")):
             raise DefinitionError(f"{where}Meta: key {k!r} uses a reserved prefix")
         if not isinstance(val, str):
             raise DefinitionError(f"{where}Meta.{k}: must be a string, got {_tname(val)}")
@@ -252,7 +252,7 @@ def parse_check(obj: Any, *, where: str = "", service_id: str = "",
         interval = max(interval, MIN_INTERVAL)
     timeout = _duration(d, "Timeout", where) or DEFAULT_TIMEOUT
     if kind == "http":
-        if not (http.startswith("http://") or http.startswith("https://")):
+        if not http.startswith(("http://", "https://")):
             raise DefinitionError(f"{where}HTTP: {http!r} is not an http:// or https:// URL")
     if kind == "tcp":
         host, sep, port = tcp.rpartition(":")

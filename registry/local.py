@@ -18,17 +18,29 @@ import asyncio
 import logging
 import time
 from collections.abc import Callable, Iterable, Mapping
-from dataclasses import dataclass, replace
+from dataclasses import dataclass
 from typing import Any
 
 from .catalog import (
-    CRITICAL, NODE_MAINT_CHECK_ID, PASSING, SERVICE_MAINT_PREFIX, STATUSES, Catalog,
-    CheckRecord, NodeInfo, ServiceRecord,
+    CRITICAL,
+    NODE_MAINT_CHECK_ID,
+    SERVICE_MAINT_PREFIX,
+    STATUSES,
+    Catalog,
+    CheckRecord,
+    NodeInfo,
+    ServiceRecord,
 )
 from .checks import CheckManager, cut_output
 from .datadir import DataDir, atomic_write_json, read_json
-from .definitions import CheckDef, DefinitionError, ServiceDef, parse_check, parse_service
-from .definitions import service_to_json
+from .definitions import (
+    CheckDef,
+    DefinitionError,
+    ServiceDef,
+    parse_check,
+    parse_service,
+    service_to_json,
+)
 from .errors import NotFound, RequestError
 
 log = logging.getLogger(__name__)
@@ -452,9 +464,3 @@ class LocalState:
             self.catalog.put_node(info)
             self._bump([("N", "")])
 
-
-def default_status_is_passing(defn: CheckDef) -> bool:
-    return defn.initial_status == PASSING
-
-
-__all__ = ["LocalState", "LocalService", "LocalCheck", "STATE_FILE", "replace"]

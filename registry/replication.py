@@ -39,7 +39,7 @@ from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
-import msgpack
+import msgpack  # type: ignore[import-untyped]
 
 from .catalog import Catalog, CheckRecord, NodeInfo, ServiceRecord
 from .local import Change, LocalState
@@ -201,7 +201,7 @@ class Replicator:
 
     def _encode_delta(self, node: str, kind: str, item: str, v: int, prev: int,
                       payload_fn: Callable[[int | None], Any]) -> bytes | None:
-        msg = msgpack.packb([MSG_DELTA, node, kind, item, v, prev, payload_fn(None)])
+        msg: bytes = msgpack.packb([MSG_DELTA, node, kind, item, v, prev, payload_fn(None)])
         if len(msg) <= self.delta_limit:
             return msg
         if kind in ("C",):
@@ -221,13 +221,16 @@ class Replicator:
         """LocalState changed: broadcast one delta per change (newest per item wins)."""
         node = self.local.info.name
         for kind, item, v, prev in changes:
+            msg: bytes | None
             if kind in "SCN":
                 if kind == "S" and item not in self.local.services:
                     continue
                 if kind == "C" and item not in self.local.checks:
                     continue
-                msg = self._encode_delta(node, kind, item, v, prev,
-                                         lambda lim, k=kind, i=item: self._local_payload(k, i, lim))
+
+                def payload(lim: int | None, k: str = kind, i: str = item) -> Any:
+                    return self._local_payload(k, i, lim)
+                msg = self._encode_delta(node, kind, item, v, prev, payload)
             else:
                 msg = msgpack.packb([MSG_DELTA, node, kind, item, v, prev, None])
             if msg is None:
@@ -284,12 +287,12 @@ class Replicator:
                     and isinstance(prev, int)):
                 raise Malformed("delta header")
             rec = _DEC[kind.lower()](payload) if kind in "SCN" else None
-        except Exception as e:  # msgpack raises several types; none may escape
+        except Exception as e:  # noqa: BLE001 - msgpack raises several types; none may escape
             self._drop("bad_delta", repr(e)[:200])
             return
         try:
             applied = self._apply_delta(node, kind, item, v, prev, rec)
-        except Exception as e:  # never out of a receive path
+        except Exception as e:  # noqa: BLE001 - never out of a receive path
             self._drop("delta_apply_error", repr(e)[:200])
             return
         if applied:
@@ -381,14 +384,14 @@ class Replicator:
         self.counters["full_bytes_received"] += len(buf)
         try:
             records = self._decode_full(buf)
-        except Exception as e:  # msgpack and zlib raise several types; none may escape
+        except Exception as e:  # noqa: BLE001 - msgpack and zlib raise several types; none may escape
             self._drop("bad_full_state", repr(e)[:200])
             return
         try:
             with self.catalog.batch():
                 for r in records:
                     self._merge_record(*r)
-        except Exception as e:
+        except Exception as e:  # noqa: BLE001
             self._drop("full_apply_error", repr(e)[:200])
             return
         self.counters["full_merged"] += 1
@@ -469,7 +472,7 @@ class Replicator:
         with self.catalog.batch():
             self._ensure_node(name)
             for ikey in sorted(keys):
-                mine_v, mine_present = k.version_of(ikey)
+                mine_v, _ = k.version_of(ikey)
                 their_v, their_present = theirs.version_of(ikey)
                 if their_v <= mine_v:
                     continue  # ties keep ours: equal versions are the same write

@@ -42,8 +42,8 @@ def parse_definitions(services: Sequence[Mapping[str, Any]],
     try:
         for i, s in enumerate(services):
             sdefs.append(parse_service(s, where=f"services[{i}]."))
-        for i, c in enumerate(checks):
-            cdefs.append(parse_check(c, where=f"checks[{i}]."))
+        for i, raw in enumerate(checks):
+            cdefs.append(parse_check(raw, where=f"checks[{i}]."))
     except RequestError as e:
         raise ConfigError(e.message) from None
     ids = [s.record.id for s in sdefs]
@@ -107,7 +107,7 @@ class Registry:
     def _broadcast(self, key: str, payload: bytes) -> None:
         try:
             self.gossip.broadcast_app(key, payload)
-        except Exception as e:  # an oversize message is left to push-pull
+        except Exception as e:  # noqa: BLE001 - an oversize message is left to push-pull
             log.debug("app broadcast refused key=%r error=%s", key, e)
 
     def _status_of(self, name: str) -> str | None:

@@ -77,10 +77,7 @@ def _resolve(obj: Any, path: list[str]) -> list[Any]:
             elif isinstance(v, dict) and part in v:
                 nxt.append(v[part])
         vals = nxt
-    flat: list[Any] = []
-    for v in vals:
-        flat.append(v)
-    return flat
+    return vals
 
 
 def _scalar_eq(a: Any, b: str) -> bool:
@@ -121,6 +118,14 @@ def _empty(vals: list[Any]) -> bool:
     return all(v in (None, "", [], {}) for v in vals)
 
 
+def _or(a: Pred, b: Pred) -> Pred:
+    return lambda o: a(o) or b(o)
+
+
+def _and(a: Pred, b: Pred) -> Pred:
+    return lambda o: a(o) and b(o)
+
+
 class _Parser:
     def __init__(self, text: str) -> None:
         self.toks = _tokens(text)
@@ -154,7 +159,7 @@ class _Parser:
         while self.is_word("or"):
             self.take()
             right = self.and_expr()
-            left = (lambda a, b: lambda o: a(o) or b(o))(left, right)
+            left = _or(left, right)
         return left
 
     def and_expr(self) -> Pred:
@@ -162,7 +167,7 @@ class _Parser:
         while self.is_word("and"):
             self.take()
             right = self.unary()
-            left = (lambda a, b: lambda o: a(o) and b(o))(left, right)
+            left = _and(left, right)
         return left
 
     def unary(self) -> Pred:

@@ -20,7 +20,12 @@ from .base import read_json
 from .bexpr import compile_filter
 from .blocking import respond, wait_for
 from .shapes import (
-    catalog_of, catalog_service_json, meta_matches, node_json, node_meta_filter, registry_of,
+    catalog_of,
+    catalog_service_json,
+    meta_matches,
+    node_json,
+    node_meta_filter,
+    registry_of,
     service_json,
 )
 

@@ -12,7 +12,12 @@ from .base import bool_param
 from .bexpr import compile_filter
 from .blocking import respond, wait_for
 from .shapes import (
-    catalog_of, check_json, health_entry_json, meta_matches, node_meta_filter, registry_of,
+    catalog_of,
+    check_json,
+    health_entry_json,
+    meta_matches,
+    node_meta_filter,
+    registry_of,
 )
 
 routes = web.RouteTableDef()
@@ -102,4 +107,4 @@ async def health_state(request: web.Request) -> web.Response:
     return respond(reg.response_cache.get(request, index, build), index)
 
 
-__all__ = ["routes", "CRITICAL"]
+__all__ = ["CRITICAL", "routes"]

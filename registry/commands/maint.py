@@ -18,8 +18,8 @@ EPILOG = """examples:
 def register(sub: Any) -> None:
     p = client_parser(sub, "maint", "put the node or a service in maintenance mode", EPILOG)
     g = p.add_mutually_exclusive_group()
-    flag(g, "enable", action="store_true", help="enable maintenance mode")
-    flag(g, "disable", action="store_true", help="disable maintenance mode")
+    g.add_argument("-enable", "--enable", action="store_true", help="enable maintenance mode")
+    g.add_argument("-disable", "--disable", action="store_true", help="disable maintenance mode")
     flag(p, "service", metavar="ID", help="a service ID instead of the whole node")
     flag(p, "reason", default="", metavar="TEXT", help="why (shown in the check's Notes)")
     p.set_defaults(func=run)

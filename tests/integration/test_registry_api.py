@@ -18,7 +18,7 @@ import pytest
 
 from registry.agent import Agent
 
-from .registry_fixtures import agent_fixture, eventually
+from .registry_fixtures import agent_fixture
 
 HEALTH_NODE_KEYS = {"ID", "Node", "Address", "Datacenter", "TaggedAddresses", "Meta",
                     "CreateIndex", "ModifyIndex"}
