@@ -1,0 +1,345 @@
+"""Rumor's load balancer (lb/) side by side with HAProxy, in front of the same nginx backends.
+
+    python bench/lb_vs_haproxy.py [--duration 5] [--rounds 3] [--connections 50]
+
+Starts three nginx backends (Debian nginx, own temp config and prefix, daemon off, loopback
+ports), HAProxy (Debian, ``maxconn 4000``, round-robin; ``tune.bufsize 65536`` for the TCP
+configs) and Rumor's proxy (``python -m lb --uvloop``, in its own process with an in-memory
+view), then measures with wrk (keep-alive, fixed connections and duration), the proxy pinned to
+CPU 0 and wrk + nginx to CPU 1 (taskset):
+
+  http-small  HTTP mode, 100-byte body: req/s, p99 latency, proxy CPU µs per request
+  tcp-small   TCP mode, 100-byte body: same
+  tcp-1mb     TCP mode, 1 MiB body: MiB/s and proxy CPU ms per MiB
+
+Runs are interleaved (HAProxy, Rumor, Rumor, HAProxy, ...) and the medians reported with the
+ratios Rumor / HAProxy. Proxy CPU comes from /proc/PID/stat (utime + stime). Every process is
+started here and killed by its PID on exit. This is a benchmark, not a test: on a shared
+2-core machine the figures are noisy.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import re
+import shutil
+import signal
+import socket
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+from dataclasses import dataclass
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[1]
+HAPROXY = "/usr/sbin/haproxy"
+NGINX = "/usr/sbin/nginx"
+WRK = "/usr/bin/wrk"
+CLK_TCK = os.sysconf("SC_CLK_TCK")
+SMALL_BODY = "x" * 99 + "\n"           # 100 bytes
+PROXY_CPU = "0"
+LOAD_CPU = "1"
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+def cpu_seconds(pid: int) -> float:
+    with open(f"/proc/{pid}/stat") as f:
+        fields = f.read().rsplit(")", 1)[1].split()
+    # fields[0] is state (field 3); utime/stime are fields 14/15 -> index 11/12 here
+    return (int(fields[11]) + int(fields[12])) / CLK_TCK
+
+
+def wait_port(port: int, timeout: float = 10.0) -> None:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        try:
+            with socket.create_connection(("127.0.0.1", port), timeout=0.2):
+                return
+        except OSError:
+            time.sleep(0.05)
+    raise RuntimeError(f"nothing listens on 127.0.0.1:{port}")
+
+
+class Procs:
+    def __init__(self) -> None:
+        self.procs: list[subprocess.Popen[bytes]] = []
+
+    def start(self, argv: list[str], cpu: str | None, log: Path, **kw: object) -> \
+            subprocess.Popen[bytes]:
+        if cpu is not None:
+            argv = ["taskset", "-c", cpu, *argv]
+        f = open(log, "wb")
+        p = subprocess.Popen(argv, stdout=kw.pop("stdout", f), stderr=f,  # type: ignore[arg-type]
+                             **kw)  # type: ignore[call-overload]
+        self.procs.append(p)
+        return p
+
+    def stop_all(self) -> None:
+        for p in reversed(self.procs):
+            if p.poll() is None:
+                try:
+                    os.kill(p.pid, signal.SIGTERM)
+                except ProcessLookupError:
+                    pass
+        deadline = time.monotonic() + 3
+        for p in self.procs:
+            try:
+                p.wait(max(0.1, deadline - time.monotonic()))
+            except subprocess.TimeoutExpired:
+                os.kill(p.pid, signal.SIGKILL)
+                p.wait()
+
+
+def nginx_conf(tmp: Path, ports: list[int]) -> Path:
+    (tmp / "www").mkdir(exist_ok=True)
+    (tmp / "www" / "big").write_bytes(os.urandom(1 << 20))
+    servers = "\n".join(f"""
+    server {{
+        listen 127.0.0.1:{p} reuseport backlog=4096;
+        keepalive_requests 1000000;
+        keepalive_timeout 120s;
+        root {tmp / 'www'};
+        location = /small {{ default_type text/plain; return 200 "{SMALL_BODY.strip()}\\n"; }}
+        location = /big {{ default_type application/octet-stream; }}
+    }}""" for p in ports)
+    conf = tmp / "nginx.conf"
+    conf.write_text(f"""
+worker_processes 1;
+daemon off;
+master_process off;
+pid {tmp / 'nginx.pid'};
+error_log {tmp / 'nginx-error.log'} warn;
+worker_rlimit_nofile 8192;
+events {{ worker_connections 4096; }}
+http {{
+    access_log off;
+    sendfile on;
+    tcp_nopush on;
+    client_body_temp_path {tmp}/body;
+    proxy_temp_path {tmp}/proxy;
+    fastcgi_temp_path {tmp}/fastcgi;
+    uwsgi_temp_path {tmp}/uwsgi;
+    scgi_temp_path {tmp}/scgi;
+    {servers}
+}}
+""")
+    return conf
+
+
+def haproxy_conf(tmp: Path, backends: list[int], http_port: int, tcp_port: int) -> Path:
+    servers = "\n".join(f"    server s{i} 127.0.0.1:{p}" for i, p in enumerate(backends))
+    conf = tmp / "haproxy.cfg"
+    conf.write_text(f"""
+global
+    maxconn 4000
+    nbthread 1
+    tune.bufsize 65536
+
+defaults
+    timeout connect 5s
+    timeout client 60s
+    timeout server 60s
+    maxconn 4000
+
+frontend fe_http
+    mode http
+    bind 127.0.0.1:{http_port}
+    default_backend be_http
+
+backend be_http
+    mode http
+    balance roundrobin
+    http-reuse safe
+{servers}
+
+frontend fe_tcp
+    mode tcp
+    bind 127.0.0.1:{tcp_port}
+    default_backend be_tcp
+
+backend be_tcp
+    mode tcp
+    balance roundrobin
+{servers}
+""")
+    return conf
+
+
+def rumor_conf(tmp: Path, backends: list[int], http_port: int, tcp_port: int) -> Path:
+    conf = tmp / "rumor-lb.json"
+    conf.write_text(json.dumps({
+        "lb": {"max_connections": 4000},
+        "listeners": [
+            {"Name": "http", "Bind": f"127.0.0.1:{http_port}", "Mode": "http",
+             "Service": "web"},
+            {"Name": "tcp", "Bind": f"127.0.0.1:{tcp_port}", "Mode": "tcp", "Service": "web"},
+        ],
+        "services": {"web": [{"Port": p, "Node": f"n{i}"} for i, p in enumerate(backends)]},
+    }))
+    return conf
+
+
+@dataclass
+class Result:
+    rps: float
+    p99_ms: float
+    bytes_per_s: float
+    requests: int
+    cpu_s: float
+
+    @property
+    def cpu_us_per_req(self) -> float:
+        return self.cpu_s / max(1, self.requests) * 1e6
+
+    @property
+    def mib_s(self) -> float:
+        return self.bytes_per_s / (1 << 20)
+
+    @property
+    def cpu_ms_per_mib(self) -> float:
+        total_mib = self.bytes_per_s * self._duration / (1 << 20)
+        return self.cpu_s / max(1e-9, total_mib) * 1e3
+
+    _duration: float = 1.0
+
+
+_UNITS = {"": 1, "K": 1 << 10, "M": 1 << 20, "G": 1 << 30, "KB": 1 << 10, "MB": 1 << 20,
+          "GB": 1 << 30}
+
+
+def parse_wrk(out: str) -> tuple[float, float, float, int]:
+    rps = float(re.search(r"Requests/sec:\s+([\d.]+)", out).group(1))  # type: ignore[union-attr]
+    m = re.search(r"99%\s+([\d.]+)(us|ms|s)", out)
+    p99 = float("nan")
+    if m:
+        p99 = float(m.group(1)) * {"us": 1e-3, "ms": 1.0, "s": 1e3}[m.group(2)]
+    t = re.search(r"Transfer/sec:\s+([\d.]+)(\w*)", out)
+    bps = float(t.group(1)) * _UNITS.get(t.group(2), 1) if t else 0.0
+    n = int(re.search(r"(\d+) requests in", out).group(1))  # type: ignore[union-attr]
+    return rps, p99, bps, n
+
+
+def run_wrk(url: str, pid: int, duration: float, conns: int, threads: int = 2) -> Result:
+    argv = ["taskset", "-c", LOAD_CPU, WRK, f"-t{threads}", f"-c{conns}", f"-d{max(1, round(duration))}s",
+            "--latency", url]
+    c0 = cpu_seconds(pid)
+    proc = subprocess.run(argv, capture_output=True, text=True, timeout=duration + 30)
+    out = proc.stdout
+    if "Requests/sec" not in out:
+        raise RuntimeError(f"wrk failed on {url}: {out}{proc.stderr}")
+    c1 = cpu_seconds(pid)
+    rps, p99, bps, n = parse_wrk(out)
+    if "Non-2xx" in out or "Socket errors" in out:
+        errs = re.findall(r"(Non-2xx.*|Socket errors.*)", out)
+        print(f"    note: {url}: {'; '.join(errs)}", file=sys.stderr)
+    r = Result(rps, p99, bps, n, c1 - c0)
+    r._duration = duration
+    return r
+
+
+def main() -> int:
+    ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    ap.add_argument("--duration", type=float, default=5.0, help="seconds per wrk run")
+    ap.add_argument("--rounds", type=int, default=3, help="interleaved rounds (median taken)")
+    ap.add_argument("--connections", type=int, default=50, help="wrk connections (small body)")
+    ap.add_argument("--bulk-connections", type=int, default=8, help="wrk connections (1 MiB)")
+    ap.add_argument("--json", type=Path, help="also write the medians here")
+    args = ap.parse_args()
+    for tool in (HAPROXY, NGINX, WRK, "/usr/bin/taskset"):
+        if not Path(tool).exists():
+            print(f"missing {tool}", file=sys.stderr)
+            return 2
+    tmp = Path(tempfile.mkdtemp(prefix="lb-bench-"))
+    procs = Procs()
+    try:
+        backends = [free_port() for _ in range(3)]
+        hp_http, hp_tcp, ru_http, ru_tcp = (free_port() for _ in range(4))
+        procs.start([NGINX, "-p", str(tmp), "-c", str(nginx_conf(tmp, backends))], LOAD_CPU,
+                    tmp / "nginx.out")
+        for p in backends:
+            wait_port(p)
+        hap = procs.start([HAPROXY, "-db", "-f", str(haproxy_conf(tmp, backends, hp_http,
+                                                                  hp_tcp))],
+                          PROXY_CPU, tmp / "haproxy.out")
+        env = {**os.environ, "PYTHONPATH": str(ROOT)}
+        rum = procs.start([sys.executable, "-m", "lb", str(rumor_conf(tmp, backends, ru_http,
+                                                                      ru_tcp)), "--uvloop"],
+                          PROXY_CPU, tmp / "rumor.out", env=env, cwd=str(ROOT))
+        for p in (hp_http, hp_tcp, ru_http, ru_tcp):
+            wait_port(p)
+        # pids of the proxies themselves (taskset execs, so the pid is the proxy's)
+        targets = {"haproxy": (hap.pid, hp_http, hp_tcp), "rumor": (rum.pid, ru_http, ru_tcp)}
+        tests = {
+            "http-small": lambda port: (f"http://127.0.0.1:{port[0]}/small", args.connections),
+            "tcp-small": lambda port: (f"http://127.0.0.1:{port[1]}/small", args.connections),
+            "tcp-1mb": lambda port: (f"http://127.0.0.1:{port[1]}/big", args.bulk_connections),
+        }
+        print(f"# warm-up; then {args.rounds} interleaved rounds of {args.duration:g}s per run",
+              flush=True)
+        for name, (pid, hport, tport) in targets.items():
+            for t in tests.values():
+                url, c = t((hport, tport))
+                run_wrk(url, pid, 1.0, c)
+        results: dict[str, dict[str, list[Result]]] = {t: {"haproxy": [], "rumor": []}
+                                                      for t in tests}
+        for rnd in range(args.rounds):
+            order = ["haproxy", "rumor"] if rnd % 2 == 0 else ["rumor", "haproxy"]
+            for tname, t in tests.items():
+                for who in order:
+                    pid, hport, tport = targets[who]
+                    url, c = t((hport, tport))
+                    r = run_wrk(url, pid, args.duration, c)
+                    results[tname][who].append(r)
+                    print(f"  round {rnd + 1} {tname:10s} {who:8s} {r.rps:10.0f} req/s  "
+                          f"p99 {r.p99_ms:7.2f} ms  {r.mib_s:8.1f} MiB/s  "
+                          f"cpu {r.cpu_us_per_req:7.1f} us/req", flush=True)
+        summary = report(results)
+        if args.json:
+            args.json.write_text(json.dumps(summary, indent=2))
+        return 0
+    finally:
+        procs.stop_all()
+        shutil.rmtree(tmp, ignore_errors=True)
+
+
+def med(xs: list[float]) -> float:
+    return statistics.median(xs) if xs else float("nan")
+
+
+def report(results: dict[str, dict[str, list[Result]]]) -> dict[str, object]:
+    out: dict[str, object] = {}
+    print("\n# medians (Rumor / HAProxy)")
+    for tname, by in results.items():
+        h, r = by["haproxy"], by["rumor"]
+        if tname == "tcp-1mb":
+            hm, rm = med([x.mib_s for x in h]), med([x.mib_s for x in r])
+            hc, rc = med([x.cpu_ms_per_mib for x in h]), med([x.cpu_ms_per_mib for x in r])
+            print(f"{tname:10s} haproxy {hm:8.1f} MiB/s {hc:6.2f} ms CPU/MiB | rumor {rm:8.1f} "
+                  f"MiB/s {rc:6.2f} ms CPU/MiB | throughput {rm / hm:5.2f}x  "
+                  f"CPU/MiB {rc / hc:5.2f}x")
+            out[tname] = {"haproxy_mib_s": hm, "rumor_mib_s": rm, "ratio": rm / hm,
+                          "haproxy_cpu_ms_per_mib": hc, "rumor_cpu_ms_per_mib": rc}
+        else:
+            hr, rr = med([x.rps for x in h]), med([x.rps for x in r])
+            hp, rp = med([x.p99_ms for x in h]), med([x.p99_ms for x in r])
+            hc, rc = med([x.cpu_us_per_req for x in h]), med([x.cpu_us_per_req for x in r])
+            print(f"{tname:10s} haproxy {hr:8.0f} req/s p99 {hp:6.2f} ms {hc:5.1f} us/req | "
+                  f"rumor {rr:8.0f} req/s p99 {rp:6.2f} ms {rc:5.1f} us/req | "
+                  f"req/s {rr / hr:5.2f}x  p99 {rp / hp:5.2f}x  CPU/req {rc / hc:5.2f}x")
+            out[tname] = {"haproxy_rps": hr, "rumor_rps": rr, "rps_ratio": rr / hr,
+                          "haproxy_p99_ms": hp, "rumor_p99_ms": rp, "p99_ratio": rp / hp,
+                          "haproxy_cpu_us": hc, "rumor_cpu_us": rc, "cpu_ratio": rc / hc}
+    return out
+
+
+if __name__ == "__main__":
+    sys.exit(main())
