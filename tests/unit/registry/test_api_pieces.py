@@ -1,0 +1,127 @@
+"""Pure pieces of the API: filter expressions, definitions, ACL configuration and decisions."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import pytest
+
+from registry.acl import ACLConfig, Authorizer, token_of
+from registry.api.bexpr import FilterError, compile_filter
+from registry.definitions import DefinitionError, parse_check, parse_service
+from registry.errors import ConfigError, PermissionDenied
+from registry.service import parse_definitions
+
+ENTRY: dict[str, Any] = {
+    "Node": {"Node": "n1", "Meta": {"rack": "r1"}},
+    "Service": {"ID": "web1", "Service": "web", "Tags": ["v1", "blue"], "Port": 8080,
+                "Meta": {"env": "prod"}, "EnableTagOverride": False},
+    "Checks": [{"CheckID": "serfHealth", "Status": "passing"},
+               {"CheckID": "service:web1", "Status": "warning"}],
+}
+
+
+@pytest.mark.parametrize("expr,expected", [
+    ('Service.ID == "web1"', True),
+    ("Service.ID == web1", True),
+    ('Service.ID != "web1"', False),
+    ('"v1" in Service.Tags', True),
+    ('"v9" not in Service.Tags', True),
+    ("Service.Tags contains blue", True),
+    ("Service.Tags not contains blue", False),
+    ('Service.Meta.env == "prod"', True),
+    ('Service.Meta["env"] == "prod"', True),
+    ('"env" in Service.Meta', True),
+    ("Service.Port == 8080", True),
+    ("Service.EnableTagOverride == false", True),
+    ("Checks.Status == warning", True),
+    ("Checks.Status != critical", True),
+    ("Checks.Status == critical", False),
+    ('Node.Meta.rack == r1 and Service.Port == 8080', True),
+    ('Node.Meta.rack == r2 or Service.Port == 8080', True),
+    ('not (Node.Meta.rack == r1)', False),
+    ('Service.Service matches "^we"', True),
+    ('Service.Meta.missing is empty', True),
+    ('Service.Tags is not empty', True),
+    ('Node.Node == "n1" and (Service.ID == x or Service.ID == web1)', True),
+])
+def test_filter(expr: str, expected: bool) -> None:
+    assert compile_filter(expr)(ENTRY) is expected
+
+
+@pytest.mark.parametrize("expr", ["", "Service.ID ==", "Service.ID ~ x", "(Service.ID == x",
+                                  "Service.ID == x and", "Service.ID matches \"(\"", "== x"])
+def test_filter_errors(expr: str) -> None:
+    with pytest.raises(FilterError):
+        compile_filter(expr)
+
+
+def test_service_defaults_and_check_ids() -> None:
+    s = parse_service({"name": "web", "checks": [{"ttl": "5s"}, {"tcp": "127.0.0.1:1", "interval": "1s"}]})
+    assert s.record.id == "web" and s.record.port == 0
+    assert [c.check_id for c in s.checks] == ["service:web:1", "service:web:2"]
+    one = parse_service({"Name": "web", "ID": "w1", "Check": {"TTL": "5s"}})
+    assert [c.check_id for c in one.checks] == ["service:w1"]
+    assert one.checks[0].initial_status == "critical"
+    c = parse_check({"Name": "x", "HTTP": "http://a/", "Interval": "1ms"})
+    assert c.interval == 0.1  # raised to the floor
+    assert c.timeout == 10.0
+    assert parse_check({"Name": "n", "TTL": 30_000_000_000}).ttl == 30.0  # Go nanoseconds
+
+
+@pytest.mark.parametrize("body,needle", [
+    ({"Name": "web", "Port": -1}, "not a port"),
+    ({"Name": "web", "Port": 1.5}, "whole number"),
+    ({"Name": "web", "Port": True}, "whole number"),
+    ({"Name": "a b"}, "spaces"),
+    ({"Name": "web", "Weights": {"Passing": 0}}, "Weights"),
+    ({"Name": "web", "Meta": {"consul-x": "1"}}, "reserved"),
+    ({"Name": "web", "Meta": {"k": 1}}, "string"),
+    ({"Name": "web", "Check": {"HTTP": "http://x/", "TTL": "5s", "Interval": "1s"}}, "one kind"),
+    ({"Name": "web", "Check": {"TCP": "nohost", "Interval": "1s"}}, "host:port"),
+    ({"Name": "web", "Check": {"TTL": "5s", "Status": "great"}}, "not a check status"),
+    ({"Name": "web", "Check": {"GRPC": "x:1", "Interval": "1s"}}, "not supported"),
+    ({"Name": "web", "Checks": [{"TTL": "1s", "ID": "a"}, {"TTL": "1s", "ID": "a"}]}, "duplicate"),
+    ({"Name": "web", "Checks": {"TTL": "1s"}}, "list"),
+])
+def test_service_refusals(body: dict[str, Any], needle: str) -> None:
+    with pytest.raises(DefinitionError) as e:
+        parse_service(body)
+    assert needle in e.value.message
+
+
+def test_config_errors_name_the_setting() -> None:
+    with pytest.raises(ConfigError, match=r"services\[0\]\.Port: 70000 is not a port; use 1-65535"):
+        parse_definitions([{"name": "web", "port": 70000}], [])
+    with pytest.raises(ConfigError, match="duplicate service ID"):
+        parse_definitions([{"name": "web"}, {"name": "web"}], [])
+    with pytest.raises(ConfigError, match=r"checks\[0\]\.service_id"):
+        parse_definitions([], [{"name": "c", "ttl": "5s", "service_id": "nope"}])
+
+
+def test_acl_config_and_decisions() -> None:
+    cfg = ACLConfig.from_dict({"enabled": True, "default_policy": "deny",
+                               "tokens": {"w": "write", "r": "read", "initial_management": "root",
+                                          "default": "r"}})
+    a = Authorizer(cfg)
+    a.require("", "read")  # the default token reads
+    with pytest.raises(PermissionDenied):
+        a.require("", "write")
+    a.require("root", "write")
+    a.require("w", "write")
+    with pytest.raises(PermissionDenied, match="ACL not found"):
+        a.require("zzz", "read")
+    assert Authorizer(ACLConfig()).rights("anything") == "write"  # disabled: everything allowed
+    lst = ACLConfig.from_dict({"enabled": True, "tokens": [{"token": "t", "policy": "read"}]})
+    assert lst.tokens == {"t": "read"}
+    for bad in ({"default_policy": "maybe"}, {"tokens": {"x": ""}}, {"tokens": "x"},
+                {"tokens": [{"policy": "read"}]}, {"bogus": 1}, {"enabled": "yes"}):
+        with pytest.raises(ConfigError):
+            ACLConfig.from_dict(bad)
+
+
+def test_token_sources() -> None:
+    assert token_of({"X-Consul-Token": "a", "Authorization": "Bearer b"}, {"token": "c"}) == "a"
+    assert token_of({"Authorization": "Bearer b"}, {"token": "c"}) == "b"
+    assert token_of({"Authorization": "Basic Zm9vOmJhcg=="}, {"token": "c"}) == "c"
+    assert token_of({"Authorization": "Basic Zm9vOmJhcg=="}, {}) == ""
