@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import bisect
+from collections.abc import Callable
 from typing import Any
 
 __all__ = ["DNSCounters", "LATENCY_BUCKETS_US", "RCODE_NAMES", "QTYPE_NAMES"]
@@ -24,7 +25,7 @@ class DNSCounters:
     __slots__ = ("queries", "qtypes", "rcodes", "cache_hits", "cache_misses", "cache_evictions",
                  "cache_flushes", "drops", "truncated", "forwarded", "forward_failures",
                  "forward_timeouts", "latency", "tcp_connections", "tcp_rejected",
-                 "tcp_idle_closed", "_warned")
+                 "tcp_idle_closed", "_warned", "_syncs")
 
     def __init__(self) -> None:
         self.queries = 0
@@ -57,6 +58,18 @@ class DNSCounters:
         self.tcp_rejected = 0
         self.tcp_idle_closed = 0
         self._warned: set[str] = set()
+        self._syncs: list[Callable[[], None]] = []
+
+    def add_sync(self, fn: Callable[[], None]) -> None:
+        """Register a function that brings deferred counts up to date (the resolver counts
+        cache hits per entry on the hot path and adds them here on ``sync()``)."""
+        self._syncs.append(fn)
+
+    def sync(self) -> None:
+        """Fold deferred counts in; ``snapshot()`` does it. Call it before reading the
+        attributes directly."""
+        for fn in self._syncs:
+            fn()
 
     def drop(self, reason: str) -> bool:
         """Count a drop; True the first time this reason is seen (log WARNING), else False."""
@@ -71,7 +84,8 @@ class DNSCounters:
         self.latency[bisect.bisect_left(LATENCY_BUCKETS_US, ns / 1000.0)] += 1
 
     def snapshot(self) -> dict[str, Any]:
-        """A plain dict for the metrics endpoint or a test."""
+        """A plain dict for the metrics endpoint or a test (after ``sync()``)."""
+        self.sync()
         return {
             "queries": self.queries,
             "qtypes": {QTYPE_NAMES.get(k, str(k)): v for k, v in sorted(self.qtypes.items())},

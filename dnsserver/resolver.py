@@ -89,13 +89,15 @@ class _Answer:
 class _Entry:
     """A cached response: one packet per rotation (filled lazily), a turn counter."""
 
-    __slots__ = ("pkts", "n", "i", "tc", "rcode", "ans", "qlen", "limit", "count", "opt",
-                 "forward")
+    __slots__ = ("pkts", "n", "i", "hits", "qtype", "tc", "rcode", "ans", "qlen", "limit",
+                 "count", "opt", "forward")
 
     def __init__(self) -> None:
         self.pkts: list[bytes | None] = []
         self.n = 1
-        self.i = 0
+        self.i = 0              # turns taken (rotation)
+        self.hits = 0           # cache hits not yet added to the counters (see _fold)
+        self.qtype = 0
         self.tc = False
         self.rcode = 0
         self.ans: _Answer | None = None
@@ -135,6 +137,8 @@ class Resolver:
         if config.alt_domain:
             self._domains.append(labels_of(config.alt_domain))
         self._cache: dict[tuple[bytes, bytes, int], _Entry] = {}
+        self._exact: dict[bytes, _Entry] = {}
+        self.counters.add_sync(self.sync_counters)
         self._index = -1
         self._max_q = config.max_query_size
         self._max_udp = config.max_udp_size
@@ -146,6 +150,27 @@ class Resolver:
     def handle(self, data: bytes, tcp: bool = False) -> bytes | Forward | None:
         """Answer one query (see the module doc). Never raises."""
         try:
+            idx = self.view.index
+            if idx != self._index:
+                self._flush(idx)
+            if not tcp:
+                # Level 1: the exact bytes after the ID were answered before (no EDNS cookie,
+                # same case): the response is that packet with this ID.
+                e = self._exact.get(data[2:])
+                if e is not None:
+                    e.hits += 1
+                    if e.forward:
+                        return Forward(data, False)
+                    if e.n == 1:
+                        return data[:2] + e.pkts[0][2:]  # type: ignore[index]
+                    e.i += 1
+                    r = e.i % e.n
+                    pkts = e.pkts
+                    pkt = pkts[r] if r < len(pkts) else None
+                    if pkt is None:
+                        pkt = self._variant(e, r)
+                    return data[:2] + pkt[2:]
+            # Level 2: scan the header and the question by hand; key on the question.
             n = len(data)
             if n < 17 or n > self._max_q or data[2] & 0xF8:
                 return self._slow(data, tcp)
@@ -185,42 +210,63 @@ class Resolver:
                         size = self._max_udp
                     variant = size << 5 | (3 if data[qend + 7] & 0x80 else 1)
             variant |= ((data[2] & 1) << 3) | ((data[3] & 0x10) << 1)
-            key = (data[12:name_end].lower(), data[name_end:qend], variant)
-            idx = self.view.index
-            if idx != self._index:
-                self._flush(idx)
-            e = self._cache.get(key)
+            e = self._cache.get((data[12:name_end].lower(), data[name_end:qend], variant))
             if e is None:
                 return self._slow(data, tcp)
-            c = self.counters
-            c.queries += 1
-            qt = (data[name_end] << 8) | data[name_end + 1]
-            c.qtypes[qt] = c.qtypes.get(qt, 0) + 1
-            c.cache_hits += 1
+            e.hits += 1
             if e.forward:
                 return Forward(data, tcp)
-            c.rcodes[e.rcode] += 1
-            if e.tc:
-                c.truncated += 1
-            if e.n == 1:
-                pkt = e.pkts[0]
-            else:
+            r = 0
+            if e.n > 1:
                 e.i += 1
                 r = e.i % e.n
-                pkt = e.pkts[r] if r < len(e.pkts) else None
-                if pkt is None:
-                    pkt = self._variant(e, r)
-            assert pkt is not None
+            pkt = e.pkts[r] if r < len(e.pkts) else None
+            if pkt is None:
+                pkt = self._variant(e, r)
+            if not tcp:
+                self._remember_exact(data, qend, e)
             return data[:2] + pkt[2:12] + data[12:qend] + pkt[qend:]
         except Exception:  # noqa: BLE001 - nothing from the peer may escape the receive path
             log.exception("dns resolver failed on a query len=%s", len(data))
             self.counters.drop("internal_error")
             return header_only(data, 2)
 
+    def _remember_exact(self, data: bytes, qend: int, e: _Entry) -> None:
+        """Index ``e`` by the exact query bytes when its packets carry this very question."""
+        first = e.pkts[0] if e.pkts else None
+        if first is not None and first[12:qend] != data[12:qend]:
+            return
+        if len(self._exact) >= self._cap:
+            self._exact.clear()
+        self._exact[data[2:]] = e
+
+    def _fold(self, e: _Entry) -> None:
+        """Add an entry's uncounted hits to the counters."""
+        h = e.hits
+        if not h:
+            return
+        e.hits = 0
+        c = self.counters
+        c.queries += h
+        c.cache_hits += h
+        c.qtypes[e.qtype] = c.qtypes.get(e.qtype, 0) + h
+        if not e.forward:
+            c.rcodes[e.rcode] += h
+            if e.tc:
+                c.truncated += h
+
+    def sync_counters(self) -> None:
+        """Bring the counters up to date (hits are counted per cache entry on the hot path)."""
+        for e in self._cache.values():
+            self._fold(e)
+
     def _flush(self, idx: int) -> None:
         if self._cache:
             self.counters.cache_flushes += 1
+            for e in self._cache.values():
+                self._fold(e)
             self._cache.clear()
+            self._exact.clear()
         self._index = idx
 
     # -- the slow path: strict parse, resolve, encode -------------------------------------------
@@ -237,10 +283,10 @@ class Resolver:
                 return None
             c.rcodes[exc.rcode] += 1
             return header_only(data, exc.rcode)
-        c.queries += 1
-        c.qtypes[q.qtype] = c.qtypes.get(q.qtype, 0) + 1
         if q.edns and q.edns_version != 0:
             # RFC 6891 §6.1.3: BADVERS, with our OPT saying which version we speak.
+            c.queries += 1
+            c.qtypes[q.qtype] = c.qtypes.get(q.qtype, 0) + 1
             c.rcodes[_BADVERS] += 1
             flags = 0x8000 | (q.flags & 0x0110) | 0x0400
             return (data[:2] + struct.pack("!5H", flags, 1, 0, 0, 1) + q.question
@@ -263,22 +309,27 @@ class Resolver:
         e = self._cache.get(key)
         r = 0
         if e is not None:
-            c.cache_hits += 1
+            e.hits += 1
             if e.n > 1:
                 e.i += 1
                 r = e.i % e.n
         else:
             c.cache_misses += 1
+            c.queries += 1
+            c.qtypes[q.qtype] = c.qtypes.get(q.qtype, 0) + 1
             e = self._build(q, tcp, limit)
             if len(self._cache) >= self._cap:
-                del self._cache[next(iter(self._cache))]
+                old = self._cache.pop(next(iter(self._cache)))
+                self._fold(old)
+                self._exact.clear()      # it may point at the evicted entry
                 c.cache_evictions += 1
             self._cache[key] = e
+            if not e.forward:
+                c.rcodes[e.rcode] += 1
+                if e.tc:
+                    c.truncated += 1
         if e.forward:
             return Forward(data, tcp)
-        c.rcodes[e.rcode] += 1
-        if e.tc:
-            c.truncated += 1
         pkt = e.pkts[r] if r < len(e.pkts) else None
         if pkt is None:
             pkt = self._variant(e, r)
@@ -287,6 +338,7 @@ class Resolver:
 
     def _build(self, q: ParsedQuery, tcp: bool, limit: int) -> _Entry:
         e = _Entry()
+        e.qtype = q.qtype
         ans = self._resolve(q)
         if ans is None:
             e.forward = True

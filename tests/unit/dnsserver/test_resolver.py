@@ -80,7 +80,7 @@ def test_mixed_case_question_is_echoed_and_cache_shared(resolver: Resolver) -> N
     m2 = ask(resolver, "wEb.SeRvIcE.rUmOr.", "SRV")
     assert m2.question[0].name.to_text() == "wEb.SeRvIcE.rUmOr."
     assert m2.answer[0].name.to_text() == "wEb.SeRvIcE.rUmOr."
-    assert resolver.counters.cache_hits >= 1
+    assert resolver.counters.snapshot()["cache_hits"] >= 1
     assert len(m1.answer[0]) == len(m2.answer[0]) == 3
 
 
@@ -319,7 +319,7 @@ def test_fast_and_slow_paths_agree(view: MemoryView) -> None:
                     b1 = slow._slow(wire, tcp)
                     b2 = slow._slow(wire, tcp)
                     assert a1 == b1 and a2 == b2, (name, rdtype, kw, tcp)
-                    assert fast.counters.cache_hits == 1
+                    assert fast.counters.snapshot()["cache_hits"] == 1
 
 
 def test_answer_function_is_pure(view: MemoryView) -> None:
