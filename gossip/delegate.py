@@ -71,6 +71,10 @@ class Delegate(Protocol):
         must then be held back (see the module docstring)."""
         ...
 
+    # Optional, not part of the protocol check: ``pending_broadcasts() -> int``. When the
+    # delegate has it and it returns 0 while memberlist's own queue is empty, a gossip round is
+    # skipped without picking targets or calling get_broadcasts (the idle fast path).
+
     def local_state(self, join: bool) -> bytes:
         """Delegate state to send in a push/pull (Serf: ``0x02 + msgpack``); ``b""`` for none."""
         ...

@@ -916,11 +916,11 @@ class Memberlist:
         out: list[NodeState] = []
         if k <= 0 or n == 0:
             return out
-        rand = self.rng.randrange
+        rand = self.rng.random
         i = 0
         while i < 3 * n and len(out) < k:
             i += 1
-            s = nodes[rand(n)]
+            s = nodes[int(rand() * n)]
             if exclude(s) or s in out:
                 continue
             out.append(s)
@@ -942,17 +942,23 @@ class Memberlist:
         dead_time = cfg.gossip_to_the_dead_time
 
         def exclude(s: NodeState) -> bool:
-            if s.name == me:
+            node = s.node
+            if node.name == me:
                 return True
-            st = s.node.status
+            st = node.status
             if st == NodeStatus.ALIVE or st == NodeStatus.SUSPECT:
                 return False
             if st == NodeStatus.DEAD:
                 return now - s.state_change > dead_time
             return True
 
-        if not len(self.broadcasts) and self.delegate is None:
-            return
+        if not len(self.broadcasts):
+            d = self.delegate
+            if d is None:
+                return
+            pending = getattr(d, "pending_broadcasts", None)
+            if pending is not None and not pending():
+                return  # nothing anywhere: skip picking targets (the idle fast path)
         targets = self._k_random_nodes(cfg.gossip_nodes, exclude)
         avail = cfg.udp_buffer_size - _COMPOUND_HEADER - self._enc_overhead
         for s in targets:

@@ -74,6 +74,9 @@ class _Recorder(NullDelegate):
         if hook is not None:
             hook(self.name, buf)
 
+    def pending_broadcasts(self) -> int:
+        return len(self.outgoing)
+
     def get_broadcasts(self, overhead: int, limit: int, dest: Node | None) -> list[bytes]:
         if not self.outgoing:
             return []
