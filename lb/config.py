@@ -16,7 +16,7 @@ from typing import Any
 
 from .errors import ConfigError
 
-__all__ = ["LBConfig", "ListenerSpec", "Route", "STRATEGIES", "parse_bind", "parse_duration"]
+__all__ = ["STRATEGIES", "LBConfig", "ListenerSpec", "Route", "parse_bind", "parse_duration"]
 
 STRATEGIES = ("round_robin", "least_conn", "random", "weighted_round_robin")
 _STRATEGY_ALIASES = {
@@ -223,9 +223,10 @@ class Route:
             return cls(service=svc.strip(), host=host, path_prefix=prefix).validate(what)
         if isinstance(value, Mapping):
             d = {_norm(str(k)): v for k, v in value.items()}
-            svc = d.get("service")
-            if not isinstance(svc, str) or not svc:
+            svc_v = d.get("service")
+            if not isinstance(svc_v, str) or not svc_v:
                 raise ConfigError(f"{what}.Service: required, the service to send requests to")
+            svc = svc_v
             host = d.get("host", "") or ""
             prefix = d.get("pathprefix", d.get("path", d.get("prefix", "/"))) or "/"
             tag = d.get("tag")

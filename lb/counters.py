@@ -39,8 +39,16 @@ class LBCounters:
 
 
 class ListenerStats:
-    __slots__ = ("connections", "active", "requests", "bytes_in", "bytes_out", "errors",
-                 "rejected", "reasons")
+    __slots__ = (
+        "active",
+        "bytes_in",
+        "bytes_out",
+        "connections",
+        "errors",
+        "reasons",
+        "rejected",
+        "requests",
+    )
 
     def __init__(self) -> None:
         self.connections = 0   # client connections accepted

@@ -55,7 +55,7 @@ if TYPE_CHECKING:
 
 log = logging.getLogger(__name__)
 
-__all__ = ["HttpListener", "ClientConn", "UpstreamConn"]
+__all__ = ["ClientConn", "HttpListener", "UpstreamConn"]
 
 # request-side fields we drop or rewrite; the value says what to do with it
 _SKIP, _HOST, _XFF, _FWD, _XFP, _XFH, _CLEN, _TE, _CONN, _UPG = range(10)
@@ -105,10 +105,32 @@ def error_response(status: int, message: str) -> bytes:
 class Exchange:
     """One request and its response."""
 
-    __slots__ = ("head", "pool", "keep_alive", "is_head", "http10", "chunked", "has_body",
-                 "body_seen", "upgrade", "pending", "pending_bytes", "req_done", "upstream",
-                 "backend", "tried", "sent_at", "resp_started", "resp_done", "close_after",
-                 "dispatched", "connecting", "error", "idempotent", "retries")
+    __slots__ = (
+        "backend",
+        "body_seen",
+        "chunked",
+        "close_after",
+        "connecting",
+        "dispatched",
+        "error",
+        "has_body",
+        "head",
+        "http10",
+        "idempotent",
+        "is_head",
+        "keep_alive",
+        "pending",
+        "pending_bytes",
+        "pool",
+        "req_done",
+        "resp_done",
+        "resp_started",
+        "retries",
+        "sent_at",
+        "tried",
+        "upgrade",
+        "upstream",
+    )
 
     def __init__(self) -> None:
         self.head = b""
@@ -233,7 +255,7 @@ class ClientConn(asyncio.Protocol):
             listener.counters.problem("max_connections", "listener=%s limit=%d",
                                       listener.spec.name, listener.max_connections)
             self.closed = True
-            transport.abort()
+            self.transport.abort()
             return
         listener.conns.add(self)
         st.active += 1
@@ -285,9 +307,8 @@ class ClientConn(asyncio.Protocol):
             if t.can_write_eof():
                 t.write_eof()
             return not self.tunnel.eof
-        if self.exchanges and not self.dead:
-            return True          # answer what is in flight, then close
-        return False
+        # answer what is in flight, then close
+        return bool(self.exchanges) and not self.dead
 
     def data_received(self, data: bytes) -> None:
         listener = self.listener

@@ -38,7 +38,7 @@ def listeners_from_config(section: Mapping[str, Any] | None) -> list[ListenerSpe
     names = [s.name for s in specs]
     dup = {n for n in names if names.count(n) > 1}
     if dup:
-        raise ConfigError(f"lb.listeners: name {sorted(dup)[0]!r} is used twice; names are "
+        raise ConfigError(f"lb.listeners: name {min(dup)!r} is used twice; names are "
                           "unique")
     return specs
 
@@ -175,8 +175,10 @@ class LoadBalancer:
             self._watcher.cancel()
             try:
                 await self._watcher
-            except (asyncio.CancelledError, Exception):
+            except asyncio.CancelledError:
                 pass
+            except Exception:
+                log.exception("lb view watcher ended with an error")
             self._watcher = None
         listeners = list(self._listeners.values())
         self._listeners.clear()

@@ -35,9 +35,20 @@ __all__ = ["Pool"]
 
 
 class Pool:
-    __slots__ = ("service", "tag", "strategy", "backends", "draining", "eject_after",
-                 "eject_backoff", "eject_backoff_max", "drain_timeout", "_ejected", "_by_key",
-                 "left")
+    __slots__ = (
+        "_by_key",
+        "_ejected",
+        "backends",
+        "drain_timeout",
+        "draining",
+        "eject_after",
+        "eject_backoff",
+        "eject_backoff_max",
+        "left",
+        "service",
+        "strategy",
+        "tag",
+    )
 
     def __init__(self, service: str, tag: str | None, strategy: str | Strategy, *,
                  eject_after: int = 3, eject_backoff: float = 5.0,

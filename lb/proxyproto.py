@@ -6,7 +6,7 @@ from __future__ import annotations
 import ipaddress
 import struct
 
-__all__ = ["proxy_header", "V2_SIGNATURE"]
+__all__ = ["V2_SIGNATURE", "proxy_header"]
 
 V2_SIGNATURE = b"\r\n\r\n\x00\r\nQUIT\n"
 
@@ -23,8 +23,8 @@ def proxy_header(version: str, src: tuple[str, int], dst: tuple[str, int]) -> by
     if version == "v1":
         if s.version != d.version:
             return b"PROXY UNKNOWN\r\n"
-        fam = "TCP4" if s.version == 4 else "TCP6"
-        return f"PROXY {fam} {s} {d} {src[1]} {dst[1]}\r\n".encode("ascii")
+        proto = "TCP4" if s.version == 4 else "TCP6"
+        return f"PROXY {proto} {s} {d} {src[1]} {dst[1]}\r\n".encode("ascii")
     if version == "v2":
         if s.version != d.version:
             # LOCAL command, UNSPEC family: the backend uses the real connection's addresses

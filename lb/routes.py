@@ -18,7 +18,7 @@ Target = tuple[str, "str | None"]
 
 
 class RouteTable:
-    __slots__ = ("_by_host", "_any", "targets", "_single")
+    __slots__ = ("_any", "_by_host", "_single", "targets")
 
     def __init__(self, routes: Iterable[Route]) -> None:
         by_host: dict[str, list[tuple[str, Target]]] = {}

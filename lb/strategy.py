@@ -12,17 +12,44 @@ import random
 from collections.abc import Sequence
 from typing import Any, Protocol
 
-__all__ = ["Backend", "Strategy", "RoundRobin", "LeastConn", "Random", "WeightedRoundRobin",
-           "make_strategy"]
+__all__ = [
+    "Backend",
+    "LeastConn",
+    "Random",
+    "RoundRobin",
+    "Strategy",
+    "WeightedRoundRobin",
+    "make_strategy",
+]
 
 
 class Backend:
     """One instance of a pool, with its live counters. Identity survives view changes."""
 
-    __slots__ = ("key", "host", "port", "node", "service_id", "weight", "active", "connections",
-                 "requests", "bytes_in", "bytes_out", "errors", "ejections", "fails",
-                 "ejected_until", "eject_streak", "draining", "drain_deadline", "conns",
-                 "_credit", "addr", "idle")
+    __slots__ = (
+        "_credit",
+        "active",
+        "addr",
+        "bytes_in",
+        "bytes_out",
+        "connections",
+        "conns",
+        "drain_deadline",
+        "draining",
+        "eject_streak",
+        "ejected_until",
+        "ejections",
+        "errors",
+        "fails",
+        "host",
+        "idle",
+        "key",
+        "node",
+        "port",
+        "requests",
+        "service_id",
+        "weight",
+    )
 
     def __init__(self, host: str, port: int, *, node: str = "", service_id: str = "",
                  weight: int = 1) -> None:

@@ -36,7 +36,7 @@ if TYPE_CHECKING:
 
 log = logging.getLogger(__name__)
 
-__all__ = ["TcpListener", "SpliceConn", "PumpSide", "HAVE_SPLICE"]
+__all__ = ["HAVE_SPLICE", "PumpSide", "SpliceConn", "TcpListener"]
 
 HAVE_SPLICE = hasattr(os, "splice") and hasattr(os, "SPLICE_F_NONBLOCK")
 _SPLICE_FLAGS = (os.SPLICE_F_MOVE | os.SPLICE_F_NONBLOCK) if HAVE_SPLICE else 0
@@ -106,8 +106,22 @@ class TcpListener(Listener):
 class _SpliceFlow:
     """One direction of a SpliceConn: src socket -> pipe -> dst socket."""
 
-    __slots__ = ("conn", "sfd", "dfd", "dsock", "pr", "pw", "size", "in_pipe", "eof", "done",
-                 "reading", "writing", "upstream", "pending")
+    __slots__ = (
+        "conn",
+        "dfd",
+        "done",
+        "dsock",
+        "eof",
+        "in_pipe",
+        "pending",
+        "pr",
+        "pw",
+        "reading",
+        "sfd",
+        "size",
+        "upstream",
+        "writing",
+    )
 
     def __init__(self, conn: SpliceConn, src: socket.socket, dst: socket.socket,
                  pipe: tuple[int, int], size: int, upstream: bool) -> None:
@@ -220,8 +234,24 @@ class _SpliceFlow:
 class SpliceConn:
     """One proxied TCP connection on the splice path."""
 
-    __slots__ = ("listener", "loop", "csock", "caddr", "bsock", "backend", "pool", "up", "down",
-                 "activity", "idle_since", "tried", "_timer", "closed", "state", "draining")
+    __slots__ = (
+        "_timer",
+        "activity",
+        "backend",
+        "bsock",
+        "caddr",
+        "closed",
+        "csock",
+        "down",
+        "draining",
+        "idle_since",
+        "listener",
+        "loop",
+        "pool",
+        "state",
+        "tried",
+        "up",
+    )
 
     def __init__(self, listener: TcpListener, csock: socket.socket, caddr: Any) -> None:
         self.listener = listener

@@ -19,8 +19,13 @@ from typing import Any
 
 from aiohttp import WSMsgType, web
 
-__all__ = ["HttpBackend", "EchoBackend", "start_http_backend", "start_echo_backend",
-           "wait_for"]
+__all__ = [
+    "EchoBackend",
+    "HttpBackend",
+    "start_echo_backend",
+    "start_http_backend",
+    "wait_for",
+]
 
 
 async def wait_for(cond: Callable[[], bool], timeout: float = 5.0, step: float = 0.01) -> None:
@@ -141,14 +146,14 @@ class _Echo(asyncio.Protocol):
         self.owner.peer_headers.append(b"")
 
     def data_received(self, data: bytes) -> None:
-        self.owner.bytes += len(data)
+        self.owner.received += len(data)
         if self.owner.mode == "echo":
             assert self.transport is not None
             self.transport.write(data)
         else:
             self.buf += data
             if len(self.owner.peer_headers[-1]) < 256:
-                self.owner.peer_headers[-1] += data[:256]
+                self.owner.peer_headers[-1] = self.owner.peer_headers[-1] + data[:256]
 
     def eof_received(self) -> bool:
         assert self.transport is not None
@@ -168,7 +173,7 @@ class EchoBackend:
     port: int = 0
     server: asyncio.AbstractServer | None = None
     connections: int = 0
-    bytes: int = 0
+    received: int = 0
     peer_headers: list[bytes] = field(default_factory=list)
 
     async def close(self) -> None:

@@ -39,9 +39,8 @@ async def proxy(good: HttpBackend) -> AsyncIterator[tuple[LoadBalancer, MemoryVi
 
 
 async def still_serving(addr: str) -> None:
-    async with aiohttp.ClientSession() as s:
-        async with s.get(f"http://{addr}/") as r:
-            assert r.status == 200 and await r.text() == "good"
+    async with aiohttp.ClientSession() as s, s.get(f"http://{addr}/") as r:
+        assert r.status == 200 and await r.text() == "good"
 
 
 async def send_raw(addr: str, data: bytes, *, trickle: float = 0.0,
@@ -98,7 +97,7 @@ def status_of(resp: bytes) -> int:
 ], ids=["tls", "garbage", "version", "clen", "badheader", "longurl", "bigheader",
         "manyheaders", "bigbody", "connect"])
 async def test_bad_requests(proxy, payload: bytes, status: int) -> None:  # type: ignore[no-untyped-def]
-    lb, view, addr = proxy
+    lb, _view, addr = proxy
     resp = await send_raw(addr, payload)
     assert status_of(resp) == status
     assert b"Connection: close" in resp
@@ -107,7 +106,7 @@ async def test_bad_requests(proxy, payload: bytes, status: int) -> None:  # type
 
 
 async def test_header_flood_without_end(proxy) -> None:  # type: ignore[no-untyped-def]
-    lb, view, addr = proxy
+    _lb, _view, addr = proxy
     flood = b"GET / HTTP/1.1\r\n" + b"X-Flood: " + b"a" * 200_000      # never ends
     resp = await send_raw(addr, flood)
     assert status_of(resp) == 431
@@ -115,7 +114,7 @@ async def test_header_flood_without_end(proxy) -> None:  # type: ignore[no-untyp
 
 
 async def test_chunked_body_over_limit(proxy) -> None:  # type: ignore[no-untyped-def]
-    lb, view, addr = proxy
+    lb, _view, addr = proxy
     body = b"".join(b"%x\r\n%s\r\n" % (10_000, b"z" * 10_000) for _ in range(15)) + b"0\r\n\r\n"
     resp = await send_raw(addr, b"POST /echo HTTP/1.1\r\nHost: x\r\n"
                                 b"Transfer-Encoding: chunked\r\n\r\n" + body)
@@ -125,7 +124,7 @@ async def test_chunked_body_over_limit(proxy) -> None:  # type: ignore[no-untype
 
 
 async def test_slowloris_gets_408(proxy) -> None:  # type: ignore[no-untyped-def]
-    lb, view, addr = proxy
+    _lb, _view, addr = proxy
     loop = asyncio.get_running_loop()
     t0 = loop.time()
     resp = await send_raw(addr, b"GET / HTTP/1.1\r\nHost: x\r\nX-Slow: " + b"s" * 200,
@@ -136,7 +135,7 @@ async def test_slowloris_gets_408(proxy) -> None:  # type: ignore[no-untyped-def
 
 
 async def test_random_garbage_never_breaks_the_proxy(proxy) -> None:  # type: ignore[no-untyped-def]
-    lb, view, addr = proxy
+    lb, _view, addr = proxy
     rng = random.Random(1234)
     for i in range(40):
         n = rng.randrange(1, 3000)

@@ -63,7 +63,7 @@ async def curl(*args: str) -> tuple[int, str, str]:
 
 
 async def test_equal_distribution_aiohttp(env) -> None:  # type: ignore[no-untyped-def]
-    lb, view, addr, bs = env
+    lb, _view, addr, _bs = env
     assert await get_names(addr, 30) == {"b0": 10, "b1": 10, "b2": 10}
     info = lb.listeners()[0]
     assert info["Counters"]["Requests"] == 30
@@ -73,7 +73,7 @@ async def test_equal_distribution_aiohttp(env) -> None:  # type: ignore[no-untyp
 
 
 async def test_equal_distribution_curl(env) -> None:  # type: ignore[no-untyped-def]
-    lb, view, addr, bs = env
+    _lb, _view, addr, _bs = env
     rc, out, err = await curl(*[f"http://{addr}/"] * 12)        # one keep-alive connection
     assert rc == 0, err
     assert Counter(re.findall(r"b\d", out)) == {"b0": 4, "b1": 4, "b2": 4}
@@ -86,7 +86,7 @@ async def test_equal_distribution_curl(env) -> None:  # type: ignore[no-untyped-
 
 
 async def test_new_instance_takes_traffic(env) -> None:  # type: ignore[no-untyped-def]
-    lb, view, addr, bs = env
+    lb, view, addr, _bs = env
     extra = await start_http_backend("b3")
     try:
         view.add_instance(inst(extra))
@@ -169,7 +169,7 @@ async def raw_exchange(addr: str, request: bytes, read_until_close: bool = False
 
 
 async def test_forwarded_headers_and_hop_by_hop(env) -> None:  # type: ignore[no-untyped-def]
-    lb, view, addr, bs = env
+    _lb, _view, addr, _bs = env
     req = (b"GET /headers?x=1 HTTP/1.1\r\nHost: app.example.com\r\n"
            b"X-Forwarded-For: 203.0.113.9\r\nForwarded: for=203.0.113.9\r\n"
            b"Connection: keep-alive, X-Secret\r\nX-Secret: drop-me\r\nKeep-Alive: timeout=5\r\n"
@@ -193,7 +193,7 @@ async def test_forwarded_headers_and_hop_by_hop(env) -> None:  # type: ignore[no
 
 
 async def test_pipelined_requests_answered_in_order(env) -> None:  # type: ignore[no-untyped-def]
-    lb, view, addr, bs = env
+    _lb, _view, addr, _bs = env
     req = b"".join(b"GET /p%d HTTP/1.1\r\nHost: x\r\n\r\n" % i for i in range(5))
     req += b"GET /last HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n"
     data = await raw_exchange(addr, req, read_until_close=True)
@@ -203,7 +203,7 @@ async def test_pipelined_requests_answered_in_order(env) -> None:  # type: ignor
 
 
 async def test_head_and_keepalive(env) -> None:  # type: ignore[no-untyped-def]
-    lb, view, addr, bs = env
+    _lb, _view, addr, _bs = env
     async with aiohttp.ClientSession() as s:
         for _ in range(3):
             async with s.head(f"http://{addr}/big?n=5000&cl=1") as r:
@@ -214,7 +214,7 @@ async def test_head_and_keepalive(env) -> None:  # type: ignore[no-untyped-def]
 
 
 async def test_chunked_upload_and_download(env) -> None:  # type: ignore[no-untyped-def]
-    lb, view, addr, bs = env
+    _lb, _view, addr, _bs = env
     import hashlib
     h = hashlib.sha256()
     total = 0
@@ -243,7 +243,7 @@ async def test_chunked_upload_and_download(env) -> None:  # type: ignore[no-unty
 
 
 async def test_websocket_echo(env) -> None:  # type: ignore[no-untyped-def]
-    lb, view, addr, bs = env
+    lb, _view, addr, _bs = env
     async with aiohttp.ClientSession() as s:
         async with s.ws_connect(f"http://{addr}/ws") as ws:
             await ws.send_str("hello")
@@ -291,7 +291,7 @@ async def test_routes_by_host_prefix_and_urlprefix_tags(backends) -> None:  # ty
 
 
 async def test_replace_and_remove_listener(env) -> None:  # type: ignore[no-untyped-def]
-    lb, view, addr, bs = env
+    lb, _view, addr, _bs = env
     info = await lb.add_listener({"Name": "web", "Bind": addr, "Mode": "http",
                                   "Service": "web", "Strategy": "least_conn"})
     assert info["Address"] == addr and info["Strategy"] == "least_conn"
@@ -299,5 +299,5 @@ async def test_replace_and_remove_listener(env) -> None:  # type: ignore[no-unty
     assert sum((await get_names(addr, 9)).values()) == 9
     await lb.remove_listener("web")
     assert lb.listeners() == []
-    rc, out, err = await curl(f"http://{addr}/")
+    rc, _out, _err = await curl(f"http://{addr}/")
     assert rc != 0

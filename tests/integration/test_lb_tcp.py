@@ -53,7 +53,7 @@ async def half_close_exchange(addr: tuple[str, int], payload: bytes) -> bytes:
 
 
 async def test_half_close_and_round_robin_per_connection(env) -> None:  # type: ignore[no-untyped-def]
-    lb, view, bs = env
+    lb, _view, _bs = env
     addr = await add(lb)
     names: Counter[str] = Counter()
     for i in range(9):
@@ -68,7 +68,7 @@ async def test_half_close_and_round_robin_per_connection(env) -> None:  # type: 
 
 
 async def test_bulk_echo_with_backpressure(env) -> None:  # type: ignore[no-untyped-def]
-    lb, view, bs = env
+    lb, _view, bs = env
     for b in bs:
         b.mode = "echo"
     addr = await add(lb)
@@ -97,7 +97,7 @@ async def test_bulk_echo_with_backpressure(env) -> None:  # type: ignore[no-unty
 
 
 async def test_proxy_protocol_headers(env) -> None:  # type: ignore[no-untyped-def]
-    lb, view, bs = env
+    lb, _view, bs = env
     for version, prefix in (("v1", b"PROXY TCP4 127.0.0.1 127.0.0.1 "),
                             ("v2", b"\r\n\r\n\x00\r\nQUIT\n\x21\x11\x00\x0c\x7f\x00\x00\x01")):
         for b in bs:
@@ -129,7 +129,7 @@ async def test_connect_failure_retried_and_ejected(env) -> None:  # type: ignore
 
 
 async def test_no_backend_closes_connection(env) -> None:  # type: ignore[no-untyped-def]
-    lb, view, bs = env
+    lb, view, _bs = env
     view.set_instances("echo", [])
     addr = await add(lb)
     r, w = await asyncio.open_connection(*addr)
@@ -140,11 +140,11 @@ async def test_no_backend_closes_connection(env) -> None:  # type: ignore[no-unt
 
 
 async def test_max_connections_cap(env) -> None:  # type: ignore[no-untyped-def]
-    lb, view, bs = env
+    lb, _view, _bs = env
     addr = await add(lb, MaxConnections=2)
     conns = [await asyncio.open_connection(*addr) for _ in range(2)]
     await wait_for(lambda: lb.listeners()[0]["Counters"]["Active"] == 2)
-    r, w = await asyncio.open_connection(*addr)
+    r, _w = await asyncio.open_connection(*addr)
     async with asyncio.timeout(5):
         assert await r.read() == b""            # closed at once
     assert lb.listeners()[0]["Counters"]["Rejected"] == 1
@@ -153,7 +153,7 @@ async def test_max_connections_cap(env) -> None:  # type: ignore[no-untyped-def]
 
 
 async def test_idle_timeout(env) -> None:  # type: ignore[no-untyped-def]
-    lb, view, bs = env
+    lb, _view, _bs = env
     addr = await add(lb, IdleTimeout=0.2)
     r, w = await asyncio.open_connection(*addr)
     w.write(b"abc")

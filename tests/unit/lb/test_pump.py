@@ -78,7 +78,7 @@ async def test_server_half_close_first() -> None:
 
 
 async def test_backpressure_pauses_the_source_and_loses_nothing() -> None:
-    owner, client, server, ct, st, cside, sside = build()
+    _owner, _client, server, ct, st, cside, _sside = build()
     server.transport.pause_reading()            # a slow backend
     chunk = b"x" * 16384
     for _ in range(64):                         # 1 MiB
@@ -92,7 +92,7 @@ async def test_backpressure_pauses_the_source_and_loses_nothing() -> None:
 
 
 async def test_reset_propagates() -> None:
-    owner, client, server, ct, st, *_ = build()
+    _owner, client, server, ct, st, *_ = build()
     ct.write(b"abc")
     await until(lambda: bytes(server.data) == b"abc")
     st.abort()

@@ -54,8 +54,8 @@ def test_urlprefix_tags() -> None:
     assert Route("shop", "shop.example.com", "/",
                  "urlprefix-shop.example.com/ opts strip=/x") in routes
     t = RouteTable(routes)
-    assert t.match(b"shop.example.com", b"/") == ("shop", "urlprefix-shop.example.com/ opts "
-                                                          "strip=/x")
+    assert t.match(b"shop.example.com", b"/") == ("shop", ("urlprefix-shop.example.com/ opts "
+                                                          "strip=/x"))
     assert t.match(b"x", b"/api/y") == ("api", "urlprefix-/api")
 
 
