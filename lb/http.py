@@ -419,7 +419,9 @@ class ClientConn(asyncio.Protocol):
         host = xff = fwd = upg = None
         xfp = xfh = False
         clen = -1
+        clen_at = -1
         te = False
+        te_value = b"chunked"
         conn_tokens: list[bytes] = []
         out = [method, b" ", url, b" HTTP/1.1\r\n"]
         special = _REQ_SPECIAL
@@ -436,6 +438,7 @@ class ClientConn(asyncio.Protocol):
             elif kind == _CLEN:
                 clen = int(value)
                 out += (name, b": ", value, b"\r\n")
+                clen_at = len(out) - 4
             elif kind == _XFF:
                 xff = value if xff is None else xff + b", " + value
             elif kind == _FWD:
@@ -448,6 +451,7 @@ class ClientConn(asyncio.Protocol):
                 out += (name, b": ", value, b"\r\n")
             elif kind == _TE:
                 te = True
+                te_value = value
             elif kind == _CONN:
                 conn_tokens.extend(t.strip().lower() for t in value.split(b","))
             elif kind == _UPG:
@@ -455,12 +459,15 @@ class ClientConn(asyncio.Protocol):
         if size > self.config.max_header_bytes:
             raise _Refuse(431, f"request head larger than {self.config.max_header_bytes} bytes",
                           "header_too_large")
+        if te and clen_at >= 0:
+            # RFC 9112 6.3: Transfer-Encoding wins; never forward both (request smuggling)
+            del out[clen_at:clen_at + 4]
         if conn_tokens and any(t not in _BENIGN_CONN_TOKENS for t in conn_tokens):
             named = {t for t in conn_tokens if t not in _BENIGN_CONN_TOKENS}
+            keep = (None, _HOST, _XFP, _XFH) if te else (None, _HOST, _CLEN, _XFP, _XFH)
             out = [method, b" ", url, b" HTTP/1.1\r\n"] + [
                 piece for name, value in self.headers
-                if name.lower() not in named and special.get(name.lower()) in (
-                    None, _HOST, _CLEN, _XFP, _XFH)
+                if name.lower() not in named and special.get(name.lower()) in keep
                 for piece in (name, b": ", value, b"\r\n")]
         ip = self.client_ip.encode()
         if host is None:
@@ -480,7 +487,7 @@ class ClientConn(asyncio.Protocol):
             out += (b"Connection: upgrade\r\nUpgrade: ", upg, b"\r\n")
             ex.upgrade = True
         if te:
-            out.append(b"Transfer-Encoding: chunked\r\n")
+            out += (b"Transfer-Encoding: ", te_value, b"\r\n")
             ex.chunked = True
             ex.has_body = True
         elif clen > 0:
@@ -763,6 +770,7 @@ class UpstreamConn(asyncio.Protocol):
         self.rechunk = False
         self.until_close = False
         self.fresh_parser = False
+        self.write_paused = False
 
     # -- asyncio.Protocol -----------------------------------------------------------------
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
@@ -788,6 +796,8 @@ class UpstreamConn(asyncio.Protocol):
         ex.pending_bytes = 0
         self.out.extend(data)
         client._resume(_P_PENDING)
+        if self.write_paused:
+            client._pause(_P_BACKPRESSURE)
         if client.write_paused:
             self.transport.pause_reading()
 
@@ -801,10 +811,12 @@ class UpstreamConn(asyncio.Protocol):
                 self.transport.write(data)
 
     def pause_writing(self) -> None:
+        self.write_paused = True
         if self.client is not None:
             self.client._pause(_P_BACKPRESSURE)
 
     def resume_writing(self) -> None:
+        self.write_paused = False
         if self.client is not None:
             self.client._resume(_P_BACKPRESSURE)
 
@@ -1012,6 +1024,8 @@ class UpstreamConn(asyncio.Protocol):
         if ex.pool is not None and b.fails:
             ex.pool.report_success(b)
         self._detach()
+        if self.write_paused:
+            client._resume(_P_BACKPRESSURE)     # our buffer no longer concerns this client
         self.client = None
         listener = self.listener
         if (keep_alive and ex.req_done and not b.draining and not listener.closing

@@ -301,3 +301,46 @@ async def test_replace_and_remove_listener(env) -> None:  # type: ignore[no-unty
     assert lb.listeners() == []
     rc, _out, _err = await curl(f"http://{addr}/")
     assert rc != 0
+
+
+async def test_removed_listener_drains_in_flight_request(env) -> None:  # type: ignore[no-untyped-def]
+    lb, view, addr, bs = env
+    async with aiohttp.ClientSession() as s:
+        slow = asyncio.create_task(s.get(f"http://{addr}/slow?d=0.5"))
+        await wait_for(lambda: bs[0].hits == 1)
+        await lb.remove_listener("web")
+        rc, out, err = await curl(f"http://{addr}/")            # no longer accepting
+        assert rc != 0
+        r = await slow                                          # but the open one finishes
+        assert r.status == 200 and await r.text() == "b0"
+        r.release()
+
+
+async def test_curl_upload_with_expect_100_continue(env, tmp_path) -> None:  # type: ignore[no-untyped-def]
+    lb, view, addr, bs = env
+    import hashlib
+    data = bytes(range(256)) * 8192                              # 2 MiB: curl sends Expect
+    f = tmp_path / "up.bin"
+    f.write_bytes(data)
+    rc, out, err = await curl("-v", "-T", str(f), f"http://{addr}/echo")
+    assert rc == 0, err
+    assert "Expect: 100-continue" in err and "HTTP/1.1 100 Continue" in err
+    got = json.loads(out)
+    assert got["len"] == len(data) and got["sha256"] == hashlib.sha256(data).hexdigest()
+    # chunked upload from curl (Transfer-Encoding set by hand)
+    rc, out, err = await curl("-H", "Transfer-Encoding: chunked", "--data-binary", f"@{f}",
+                              f"http://{addr}/echo")
+    got = json.loads(out)
+    assert got["len"] == len(data) and got["chunked"] == "chunked"
+
+
+async def test_te_and_cl_never_both_forwarded(env) -> None:  # type: ignore[no-untyped-def]
+    lb, view, addr, bs = env
+    req = (b"POST /headers HTTP/1.1\r\nHost: x\r\nContent-Length: 4\r\n"
+           b"Transfer-Encoding: chunked\r\n\r\n5\r\nhello\r\n0\r\n\r\n")
+    resp = await raw_exchange(addr, req)
+    if resp.startswith(b"HTTP/1.1 400"):
+        return                                                  # refused outright: fine
+    head, _, body = resp.partition(b"\r\n\r\n")
+    h = {k.lower() for k, v in json.loads(body)["headers"]}
+    assert not ("content-length" in h and "transfer-encoding" in h)
