@@ -54,6 +54,9 @@ from .snapshot import Snapshot
 from .state import Node, NodeStatus
 
 __all__ = [
+    "RUMOR_TAG",
+    "RUMOR_VERSION",
+    "STATUS_CODES",
     "AppDelegate",
     "Broadcast",
     "ConfigError",
@@ -95,9 +98,6 @@ __all__ = [
     "QueryParams",
     "QueryReceived",
     "QueryResult",
-    "RUMOR_TAG",
-    "RUMOR_VERSION",
-    "STATUS_CODES",
     "Serf",
     "SerfConfig",
     "SerfDelegate",

@@ -15,12 +15,16 @@ from __future__ import annotations
 import logging
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
+from typing import TYPE_CHECKING
 
 from . import codec
 from .errors import EncryptionError, MalformedPacket
 from .security import Keyring, decode_key, encode_key
-from .serf_messages import KeyRequest
+from .serf_messages import KeyRequest, Query
 from .serf_messages import KeyResponse as WireKeyResponse
+
+if TYPE_CHECKING:
+    from .serf import Serf
 
 log = logging.getLogger(__name__)
 
@@ -128,15 +132,14 @@ def handle_key_query(operation: str, payload: bytes, keyring: Keyring | None,
     return _response(True)
 
 
-def install_key_handlers(serf: object, get_keyring: Callable[[], Keyring | None],
+def install_key_handlers(serf: Serf, get_keyring: Callable[[], Keyring | None],
                          on_change: Callable[[Keyring], None] | None = None) -> None:
     """Register the four key handlers on a Serf core's ``internal_handlers``."""
-    handlers = getattr(serf, "internal_handlers")
+    handlers = serf.internal_handlers
 
-    def make(op: str) -> Callable[[object], bytes]:
-        def handler(q: object) -> bytes:
-            payload = getattr(q, "payload", None) or b""
-            return handle_key_query(op, payload, get_keyring(), on_change)
+    def make(op: str) -> Callable[[Query], bytes | None]:
+        def handler(q: Query) -> bytes | None:
+            return handle_key_query(op, q.payload or b"", get_keyring(), on_change)
 
         return handler
 

@@ -42,8 +42,8 @@ import random
 import re
 from collections import Counter, deque
 from collections.abc import Callable, Iterable, Mapping, Sequence
-from typing import Any
 from dataclasses import dataclass, field
+from typing import Any
 
 from . import codec
 from .broadcast import Broadcast, TransmitLimitedQueue, retransmit_limit
@@ -766,7 +766,7 @@ class Serf:
         except MalformedPacket as e:
             self._drop(e.reason, f"serf_type={buf[0]}")
             return
-        except Exception as e:  # the codec must only raise MalformedPacket; be safe anyway
+        except Exception as e:  # noqa: BLE001 -- receive path never raises; counted
             self._drop("decode_error", repr(e))
             return
         try:
@@ -1017,7 +1017,20 @@ class SerfDelegate:
 
 
 __all__ = [
-    "ALIVE", "LEAVING", "LEFT", "FAILED", "INTERNAL_QUERY_PREFIX", "KeyRequest",
-    "LamportClock", "PendingQuery", "QueryParams", "ReconnectRequested", "Serf", "SerfDelegate", "SerfError",
-    "decode_tags", "encode_tags", "retransmit_limit",
+    "ALIVE",
+    "FAILED",
+    "INTERNAL_QUERY_PREFIX",
+    "LEAVING",
+    "LEFT",
+    "KeyRequest",
+    "LamportClock",
+    "PendingQuery",
+    "QueryParams",
+    "ReconnectRequested",
+    "Serf",
+    "SerfDelegate",
+    "SerfError",
+    "decode_tags",
+    "encode_tags",
+    "retransmit_limit",
 ]

@@ -45,10 +45,10 @@ from __future__ import annotations
 import asyncio
 import logging
 import random
-from collections.abc import Callable, Iterable, Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Protocol
+from typing import Any, Protocol, Self
 
 from . import codec
 from .config import MemberlistConfig
@@ -64,8 +64,8 @@ from .events import (
     UserEventReceived,
 )
 from .handlers import EventHandlers
-from .memberlist import JoinCompleted
 from .keymanager import KeyResponse, install_key_handlers, request_payload, summarize
+from .memberlist import JoinCompleted
 from .security import Keyring
 from .serf import (
     INTERNAL_QUERY_PREFIX,
@@ -230,7 +230,7 @@ class Gossip:
                 return
             try:
                 n = await self.join([hp], replay=False)
-            except Exception as e:
+            except Exception as e:  # noqa: BLE001 -- try the next member
                 log.debug("rejoin via %s failed: %s", name, e)
                 n = 0
             if n:
@@ -285,7 +285,7 @@ class Gossip:
                                  self.serf.query_clock.time())
             await asyncio.to_thread(self.snapshot.flush)
 
-    async def __aenter__(self) -> Gossip:
+    async def __aenter__(self) -> Self:
         await self.start()
         return self
 
@@ -398,7 +398,7 @@ class Gossip:
             try:
                 host, port = split_addr(a, DEFAULT_PORT)
                 infos = await loop.getaddrinfo(host, port, type=2)  # SOCK_DGRAM
-                targets.append((infos[0][4][0], port))
+                targets.append((str(infos[0][4][0]), port))
             except (ValueError, OSError) as e:
                 errors.append(f"{a}: {e}")
         if not targets:

@@ -176,7 +176,7 @@ class Snapshot:
                 self._pending = lines + self._pending
 
     def _compact(self, alive: dict[str, str], clocks: tuple[int, int, int]) -> None:
-        out = [f"# rumor gossip snapshot, compacted\n"]
+        out = ["# rumor gossip snapshot, compacted\n"]
         out += [f"alive: {n} {a}\n" for n, a in sorted(alive.items())]
         out += [f"clock: {clocks[0]}\n", f"event-clock: {clocks[1]}\n", f"query-clock: {clocks[2]}\n"]
         data = "".join(out).encode()

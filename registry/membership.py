@@ -129,12 +129,12 @@ def prepare_gossip(cfg: AgentConfig) -> PreparedGossip:
     keys: tuple[bytes, ...] = ()
     if cfg.encrypt:
         try:
-            key = base64.b64decode(cfg.encrypt, validate=True)
+            raw_key = base64.b64decode(cfg.encrypt, validate=True)
         except (binascii.Error, ValueError):
             raise ConfigError("encrypt: not valid base64; generate a key with `rumor keygen`") from None
-        if len(key) not in (16, 24, 32):
-            raise ConfigError(f"encrypt: the key is {len(key)} bytes; it must be 16, 24 or 32")
-        keys = (key,)
+        if len(raw_key) not in (16, 24, 32):
+            raise ConfigError(f"encrypt: the key is {len(raw_key)} bytes; it must be 16, 24 or 32")
+        keys = (raw_key,)
     return PreparedGossip(ml, serf, keys)
 
 

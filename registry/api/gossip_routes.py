@@ -84,7 +84,7 @@ async def join(request: web.Request) -> web.Response:
     addr = request.match_info["addr"]
     try:
         n = await _gossip(request).join([addr])
-    except Exception as e:
+    except Exception as e:  # noqa: BLE001 -- reported to the client as a 500
         raise RequestError(f"Failed to join {addr}: {e}", 500) from None
     if n == 0:
         raise RequestError(f"Failed to join {addr}: no agent answered", 500)
@@ -147,7 +147,7 @@ async def _key_from_body(request: web.Request) -> str:
     body = await read_json(request)
     if not isinstance(body, Mapping) or not isinstance(body.get("Key"), str) or not body["Key"]:
         raise RequestError('Request body must be {"Key": "<base64 key>"}')
-    key = body["Key"]
+    key = str(body["Key"])
     try:
         raw = base64.b64decode(key, validate=True)
     except ValueError:

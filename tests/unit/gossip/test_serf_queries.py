@@ -10,7 +10,7 @@ from gossip import codec
 from gossip.events import QueryReceived
 from gossip.keymanager import handle_key_query, install_key_handlers, request_payload, summarize
 from gossip.security import Keyring, encode_key, generate_key
-from gossip.serf import QueryParams, Serf, encode_tags
+from gossip.serf import QueryParams, Serf, SerfError, encode_tags
 from gossip.serf_config import SerfConfig
 from gossip.serf_messages import (
     ConflictResponse,
@@ -34,8 +34,9 @@ def make(name: str, tags: dict[str, str] | None = None, port: int = 7946) -> Ser
 
 
 def q(**kw: object) -> Query:
-    base: dict[str, object] = dict(ltime=5, id=42, addr="127.0.0.9", port=9000, source_node="asker",
-                                   name="hello", payload=b"hi", flags=1, timeout=2.0)
+    base: dict[str, object] = {"ltime": 5, "id": 42, "addr": "127.0.0.9", "port": 9000,
+                               "source_node": "asker", "name": "hello", "payload": b"hi",
+                               "flags": 1, "timeout": 2.0}
     base.update(kw)
     return Query(**base)  # type: ignore[arg-type]
 
@@ -94,7 +95,7 @@ def test_query_roundtrip_between_two_cores() -> None:
     pq = asker.query("hello", b"?", QueryParams(request_ack=True, timeout=5.0), 0.0)
     # the asker answers itself locally (ack + it sees the QueryReceived)
     assert pq.acks == ["asker"]
-    (own,) = received(asker)
+    assert [e.source_node for e in received(asker)] == ["asker"]
     for raw in asker.get_broadcasts(2, 1400):
         peer.receive(raw, 0.1)
     (ev,) = received(peer)
@@ -111,14 +112,14 @@ def test_query_roundtrip_between_two_cores() -> None:
     assert pq.responses == {"peer": b"answer"}
     asker.handle_timer(6.0)
     assert pq.closed
-    with pytest.raises(Exception):
+    with pytest.raises(SerfError):
         peer.respond(ev, b"late", 10.0)
 
 
 def test_query_default_timeout_and_size_limit() -> None:
     s = make("me")
     assert s.default_query_timeout() == pytest.approx(0.1 * 16 * 1)
-    with pytest.raises(Exception):
+    with pytest.raises(SerfError):
         s.query("big", b"x" * 2000, QueryParams(), 0.0)
 
 
