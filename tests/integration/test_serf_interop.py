@@ -282,3 +282,58 @@ def test_snapshot_restart_rejoins_without_join(procs: Procs, tmp_path: Path) -> 
     wait_for(lambda: _all(r1b.members(), names, "alive"), 20, what="restarted r1 sees the cluster")
     wait_for(lambda: s1.statuses().get("r1") == "alive", 30, what="s1 sees r1 back")
     wait_for(lambda: r2.members().get("r1") == "alive", 30, what="r2 sees r1 back")
+
+
+def test_agent_http_api_and_cli_with_serf(procs: Procs, tmp_path: Path) -> None:
+    """The gossip endpoints and CLI of real ``rumor agent`` processes in a cluster with serf."""
+    import base64 as b64
+    import sys
+
+    from tests.harness.agents import AgentProcess
+
+    s1 = procs.serf("s1", tags={"role": "serf"})
+    a1 = AgentProcess("a1", tmp_path, extra_args=["-tag", "role=api", "-dns-port", "-1"])
+    a2 = AgentProcess("a2", tmp_path, join=[s1.addr], extra_args=["-dns-port", "-1"])
+    procs.items += [a1, a2]
+    a1.start()
+    a2.start()
+    a1.http("PUT", f"/v1/agent/join/{s1.addr}")
+    names = ["s1", "a1", "a2"]
+    wait_for(lambda: _all(a1.members(), names, "alive"), 20, what="a1 sees all")
+    wait_for(lambda: _all(s1.statuses(), names, "alive"), 20, what="s1 sees all")
+    members = {m["Name"]: m for m in a1.http("GET", "/v1/agent/members")}
+    assert members["a1"]["Tags"]["role"] == "api" and members["s1"]["Tags"] == {"role": "serf"}
+    assert members["s1"]["Status"] == 1 and members["s1"]["DelegateMax"] == 5
+    assert members["a2"]["Port"] == a2.gossip_port and members["a2"]["Addr"] == "127.0.0.1"
+
+    cli = [sys.executable, "-m", "registry.cli"]
+    out = subprocess.run(cli + ["members", "-json", "-http-addr", a2.http_addr],
+                         capture_output=True, text=True, timeout=20, check=True).stdout
+    listed = {m["Name"]: m for m in json.loads(out)}
+    assert set(listed) == set(names) and listed["a1"]["Status"] == "alive"
+    assert listed["a1"]["Tags"]["role"] == "api"
+
+    # events: serf -> Rumor's /v1/event/list, and Rumor's fire -> every agent's list (same ID)
+    s1.cli("event", "deploy", "v7")
+    wait_for(lambda: any(e["Name"] == "deploy" for e in a2.http("GET", "/v1/event/list?name=deploy")),
+             10, what="serf event listed by a2")
+    ev = a2.http("GET", "/v1/event/list?name=deploy")[-1]
+    assert b64.b64decode(ev["Payload"]) == b"v7"
+    fired = a1.http("PUT", "/v1/event/fire/rollout", raw=b"all")
+    wait_for(lambda: any(e["ID"] == fired["ID"] for e in a2.http("GET", "/v1/event/list")), 10,
+             what="fired event listed by a2 with the same ID")
+    subprocess.run(cli + ["event", "-http-addr", a1.http_addr, "cli-event", "p"], check=True,
+                   capture_output=True, timeout=20)
+    wait_for(lambda: any(e["Name"] == "cli-event" for e in a2.http("GET", "/v1/event/list")), 10,
+             what="CLI event listed by a2")
+
+    # kill -9 a2: failed; force-leave: left, on Rumor and on serf
+    a2.kill()
+    wait_status(a1.members, "a2", "failed", 30, "a1")
+    a1.http("PUT", "/v1/agent/force-leave/a2")
+    wait_status(a1.members, "a2", "left", 10, "a1")
+    wait_status(s1.statuses, "a2", "left", 10, "s1")
+
+    # graceful leave over HTTP: serf shows left
+    a1.http("PUT", "/v1/agent/leave", timeout=15)
+    wait_status(s1.statuses, "a1", "left", 15, "s1")
