@@ -1,4 +1,4 @@
-"""docs/configuration.md is generated from the config dataclasses and must match the code."""
+"""docs/configuration.md and docs/cli.md are generated from the code and must match it."""
 
 from __future__ import annotations
 
@@ -19,16 +19,34 @@ def _generator():  # type: ignore[no-untyped-def]
     return module
 
 
-def test_configuration_md_is_current() -> None:
-    fresh = _generator().generate()
-    current = DOC.read_text() if DOC.exists() else ""
+def _assert_current(path: Path, fresh: str) -> None:
+    current = path.read_text() if path.exists() else ""
     if fresh != current:
+        name = path.relative_to(ROOT)
         diff = "".join(list(difflib.unified_diff(
-            current.splitlines(True), fresh.splitlines(True), "docs/configuration.md (committed)",
+            current.splitlines(True), fresh.splitlines(True), f"{name} (committed)",
             "generated from the code", n=1))[:60])
         raise AssertionError(
-            "docs/configuration.md is out of date with the config dataclasses; run\n"
+            f"{name} is out of date with the code; run\n"
             "    python scripts/gen_config_docs.py\nand commit the result. Difference:\n" + diff)
+
+
+def test_configuration_md_is_current() -> None:
+    _assert_current(DOC, _generator().generate())
+
+
+def test_cli_md_is_current() -> None:
+    _assert_current(ROOT / "docs" / "cli.md", _generator().generate_cli())
+
+
+def test_cli_reference_covers_every_command() -> None:
+    from registry.cli import build_parser
+
+    text = _generator().generate_cli()
+    parser = build_parser()
+    sub = next(a for a in parser._actions if a.__class__.__name__ == "_SubParsersAction")
+    for name in sub.choices:
+        assert f"### `rumor {name}`" in text, name
 
 
 def test_every_agent_setting_is_documented_with_its_flag() -> None:
