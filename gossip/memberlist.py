@@ -489,6 +489,14 @@ class Memberlist:
         else:
             log.debug("dropped reason=%s from=%s node=%s %s", reason, addr, self.name, detail)
 
+    def _warn(self, key: str, msg: str, *args: object) -> None:
+        """WARNING the first time for ``key``, DEBUG after (a peer that repeats a problem)."""
+        if key not in self._warned:
+            self._warned.add(key)
+            log.warning(msg, *args)
+        else:
+            log.debug(msg, *args)
+
     def _emit(self, ev: MemberlistEvent | JoinCompleted) -> None:
         if len(self._events) >= self.config.event_queue_depth:
             self._events.popleft()
@@ -873,7 +881,8 @@ class Memberlist:
     def _probe_failed(self, probe: _Probe, now: float) -> None:
         target = probe.target
         if probe.tcp_ok:
-            log.warning(
+            self._warn(
+                "tcp_rescue",
                 "was able to connect to node=%s over TCP but other probes failed, "
                 "network may be misconfigured",
                 target.name,
@@ -1080,8 +1089,7 @@ class Memberlist:
             ):
                 return
             self._refute(s, a.incarnation, now)
-            log.warning("refuting an alive message for node=%s from another address or config",
-                        name)
+            self._warn("refute", "refuting an alive message about us (node=%s)", name)
         else:
             self._encode_and_broadcast(name, codec.encode_message(a))
             new_vsn = tuple(a.vsn) if a.vsn else old.vsn
@@ -1129,7 +1137,7 @@ class Memberlist:
             return
         if s.name == self.name:
             self._refute(s, msg.incarnation, now)
-            log.warning("refuting a suspect message from=%s", msg.from_node)
+            self._warn("refute", "refuting a suspect message from=%s", msg.from_node)
             return
         self._encode_and_broadcast(msg.node, codec.encode_message(msg))
         old = s.node
@@ -1169,7 +1177,7 @@ class Memberlist:
         if s.name == self.name:
             if not self._left:
                 self._refute(s, d.incarnation, now)
-                log.warning("refuting a dead message from=%s", d.from_node)
+                self._warn("refute", "refuting a dead message from=%s", d.from_node)
                 return
             b = self._encode_and_broadcast(d.node, codec.encode_message(d))
             self._leave_broadcast = b
@@ -1339,7 +1347,8 @@ class Memberlist:
                     error = str(exc)
         if error is not None:
             self.counters.push_pull_failures += 1
-            log.warning("push/pull with %s:%s failed: %s", st.req.addr[0], st.req.addr[1], error)
+            self._warn("push_pull_failed", "push/pull with %s:%s failed: %s",
+                       st.req.addr[0], st.req.addr[1], error)
         if st.join_id:
             job = self._joins.get(st.join_id)
             if job is not None:

@@ -7,7 +7,8 @@ hook the simulator calls for every packet and stream; tests flip its knobs::
     net.cut("a", "b")              # a<->b drop everything (UDP and TCP)
     net.cut("a", "b", kind="udp")  # only UDP
     net.partition({"a", "b"}, {"c"})
-    net.loss = 0.1                 # 10% random loss on every packet
+    net.loss = 0.1                 # 10% random loss on UDP packets
+    net.loss_kinds = {"udp", "tcp"}  # ... and on TCP segments (modelled as retransmit delay)
     net.heal()
 """
 
@@ -32,7 +33,7 @@ class FakeNet:
         self.loss_kinds: frozenset[str] = frozenset({"udp"})
         self._cuts: set[tuple[str, str, str]] = set()
         self.sim = Simulator(seed=seed, route=self.route)
-        self.dropped: dict[str, int] = {"cut": 0, "loss": 0}
+        self.dropped: dict[str, int] = {"cut": 0, "loss": 0, "tcp_retransmit": 0}
 
     # -- the hook ---------------------------------------------------------------------------
     def route(self, src: Addr, dst: Addr, kind: str, now: float) -> float | None:
@@ -44,10 +45,21 @@ class FakeNet:
             ):
                 self.dropped["cut"] += 1
                 return None
-        if self.loss and kind in self.loss_kinds and self.rng.random() < self.loss:
-            self.dropped["loss"] += 1
-            return None
-        return self.latency + self.rng.random() * self.jitter
+        delay = self.latency + self.rng.random() * self.jitter
+        if self.loss and kind in self.loss_kinds:
+            if kind == "udp":
+                if self.rng.random() < self.loss:
+                    self.dropped["loss"] += 1
+                    return None
+            else:
+                # TCP does not lose an exchange to packet loss, it retransmits: each lost
+                # segment costs a retransmission timeout (Linux: 200 ms minimum, doubling).
+                rto = 0.2
+                while self.rng.random() < self.loss:
+                    self.dropped["tcp_retransmit"] += 1
+                    delay += rto
+                    rto *= 2
+        return delay
 
     # -- knobs ------------------------------------------------------------------------------
     def cut(self, a: str, b: str, *, kind: str = "*", both: bool = True) -> None:
