@@ -22,10 +22,10 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-import dns.asyncquery  # noqa: E402
-import dns.message  # noqa: E402
+import dns.asyncquery
+import dns.message
 
-from dnsserver import DNSConfig, DNSServer, Forward, MemoryView, Resolver  # noqa: E402
+from dnsserver import DNSConfig, DNSServer, Forward, MemoryView, Resolver
 
 NAMES = ["web.service.rumor.", "_web._tcp.rumor.", "n1.node.dc1.rumor.", "big.service.rumor.",
          "0a000001.addr.rumor.", "rumor.", "1.0.0.10.in-addr.arpa.", "v1.web.service.rumor.",

@@ -183,7 +183,8 @@ def dnsperf(port: int, query_file: str, core: str, seconds: float, rate: int | N
         cmd += ["-Q", str(rate)]
     if verbose:
         cmd.append("-v")
-    out = subprocess.run(cmd, capture_output=True, text=True, timeout=seconds + 30).stdout
+    out = subprocess.run(cmd, capture_output=True, text=True, timeout=seconds + 30,
+                         check=False).stdout
     res: dict[str, float] = {}
     m = re.search(r"Queries sent:\s+(\d+)", out)
     res["sent"] = float(m.group(1)) if m else 0.0
@@ -197,7 +198,7 @@ def dnsperf(port: int, query_file: str, core: str, seconds: float, rate: int | N
     res["avg_lat_us"] = float(m.group(1)) * 1e6 if m else 0.0
     res["loss_pct"] = 100.0 * res["lost"] / res["sent"] if res["sent"] else 100.0
     if verbose:
-        lats = sorted(float(x) for x in re.findall(r"^> \w+ .* ([\d.]+)$", out, re.M))
+        lats = sorted(float(x) for x in re.findall(r"^> \w+ .* ([\d.]+)$", out, re.MULTILINE))
         res["p99_us"] = lats[int(len(lats) * 0.99) - 1] * 1e6 if lats else 0.0
         res["p50_us"] = lats[len(lats) // 2] * 1e6 if lats else 0.0
     if "Queries per second" not in out:

@@ -38,6 +38,7 @@ from .server import DNSServer
 from .view import Instance, Node, View
 
 __all__ = [
+    "LATENCY_BUCKETS_US",
     "ConfigError",
     "DNSConfig",
     "DNSCounters",
@@ -45,7 +46,6 @@ __all__ = [
     "DNSServer",
     "Forward",
     "Instance",
-    "LATENCY_BUCKETS_US",
     "MalformedQuery",
     "MemInstance",
     "MemNode",

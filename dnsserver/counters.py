@@ -6,7 +6,7 @@ import bisect
 from collections.abc import Callable
 from typing import Any
 
-__all__ = ["DNSCounters", "LATENCY_BUCKETS_US", "RCODE_NAMES", "QTYPE_NAMES"]
+__all__ = ["LATENCY_BUCKETS_US", "QTYPE_NAMES", "RCODE_NAMES", "DNSCounters"]
 
 LATENCY_BUCKETS_US: tuple[float, ...] = (10, 25, 50, 100, 250, 500, 1000, 2500, 10000, 100000,
                                          float("inf"))
@@ -22,10 +22,26 @@ QTYPE_NAMES = {1: "A", 2: "NS", 5: "CNAME", 6: "SOA", 12: "PTR", 15: "MX", 16: "
 class DNSCounters:
     """Plain counters; the hot path increments them without locks (one event loop)."""
 
-    __slots__ = ("queries", "qtypes", "rcodes", "cache_hits", "cache_misses", "cache_evictions",
-                 "cache_flushes", "drops", "truncated", "forwarded", "forward_failures",
-                 "forward_timeouts", "latency", "tcp_connections", "tcp_rejected",
-                 "tcp_idle_closed", "_warned", "_syncs")
+    __slots__ = (
+        "_syncs",
+        "_warned",
+        "cache_evictions",
+        "cache_flushes",
+        "cache_hits",
+        "cache_misses",
+        "drops",
+        "forward_failures",
+        "forward_timeouts",
+        "forwarded",
+        "latency",
+        "qtypes",
+        "queries",
+        "rcodes",
+        "tcp_connections",
+        "tcp_idle_closed",
+        "tcp_rejected",
+        "truncated",
+    )
 
     def __init__(self) -> None:
         self.queries = 0

@@ -29,7 +29,7 @@ class _UpstreamProtocol(asyncio.DatagramProtocol):
     def __init__(self, owner: Forwarder) -> None:
         self.owner = owner
 
-    def datagram_received(self, data: bytes, addr: tuple[str, int]) -> None:  # type: ignore[override]
+    def datagram_received(self, data: bytes, addr: tuple[str, int]) -> None:
         if len(data) < 12:
             return
         key = ((data[0] << 8) | data[1], addr[0], addr[1])

@@ -44,11 +44,30 @@ from .counters import DNSCounters
 from .errors import MalformedQuery
 from .view import Instance, View
 from .wire import (
-    A, AAAA, ANY, AXFR, FORMERR, IXFR, NOERROR, NOTIMP, NS, NXDOMAIN, PTR, REFUSED, SOA, SRV,
-    TXT, Compressor, ParsedQuery, header_only, labels_of, opt_rr, parse_query, rr,
+    AAAA,
+    ANY,
+    AXFR,
+    IXFR,
+    NOERROR,
+    NOTIMP,
+    NS,
+    NXDOMAIN,
+    PTR,
+    REFUSED,
+    SOA,
+    SRV,
+    TXT,
+    A,
+    Compressor,
+    ParsedQuery,
+    header_only,
+    labels_of,
+    opt_rr,
+    parse_query,
+    rr,
 )
 
-__all__ = ["Resolver", "Forward", "answer"]
+__all__ = ["Forward", "Resolver", "answer"]
 
 log = logging.getLogger(__name__)
 
@@ -71,7 +90,7 @@ class Forward:
 class _Answer:
     """An answer before assembly: encoded records per section."""
 
-    __slots__ = ("rcode", "answers", "groups", "authority", "extra", "rotate", "addr_limited")
+    __slots__ = ("addr_limited", "answers", "authority", "extra", "groups", "rcode", "rotate")
 
     def __init__(self, rcode: int, answers: list[bytes] | None = None,
                  groups: list[list[bytes]] | None = None, authority: list[bytes] | None = None,
@@ -89,8 +108,21 @@ class _Answer:
 class _Entry:
     """A cached response: one packet per rotation (filled lazily), a turn counter."""
 
-    __slots__ = ("pkts", "n", "i", "hits", "qtype", "tc", "rcode", "ans", "qlen", "limit",
-                 "count", "opt", "forward")
+    __slots__ = (
+        "ans",
+        "count",
+        "forward",
+        "hits",
+        "i",
+        "limit",
+        "n",
+        "opt",
+        "pkts",
+        "qlen",
+        "qtype",
+        "rcode",
+        "tc",
+    )
 
     def __init__(self) -> None:
         self.pkts: list[bytes | None] = []
@@ -226,7 +258,7 @@ class Resolver:
             if not tcp:
                 self._remember_exact(data, qend, e)
             return data[:2] + pkt[2:12] + data[12:qend] + pkt[qend:]
-        except Exception:  # noqa: BLE001 - nothing from the peer may escape the receive path
+        except Exception:
             log.exception("dns resolver failed on a query len=%s", len(data))
             self.counters.drop("internal_error")
             return header_only(data, 2)
@@ -614,7 +646,7 @@ class Resolver:
     def _txt(meta: Mapping[str, str]) -> list[bytes]:
         out = []
         for k, v in sorted(meta.items()):
-            s = f"{k}={v}".encode("utf-8")[:255]
+            s = f"{k}={v}".encode()[:255]
             out.append(bytes([len(s)]) + s)
         return out
 

@@ -15,7 +15,7 @@ import errno
 import logging
 import socket
 import time
-from typing import Any
+from typing import Any, Self
 
 from .config import DNSConfig
 from .counters import LATENCY_BUCKETS_US, DNSCounters
@@ -49,7 +49,7 @@ class _UDP(asyncio.DatagramProtocol):
             return
         if out.__class__ is bytes:
             try:
-                self.transport.sendto(out, addr)  # type: ignore[union-attr, arg-type]
+                self.transport.sendto(out, addr)  # type: ignore[union-attr]
             except Exception as exc:  # noqa: BLE001 - e.g. a closed transport during stop
                 log.debug("udp send failed to=%s err=%r", addr, exc)
             dt = time.perf_counter_ns() - t0
@@ -108,7 +108,7 @@ class _TCP(asyncio.Protocol):
     def data_received(self, data: bytes) -> None:
         try:
             self._data(data)
-        except Exception:  # noqa: BLE001 - never out of the receive path
+        except Exception:
             log.exception("dns tcp receive failed")
             self.server.counters.drop("internal_error")
             if self.transport is not None:
@@ -142,7 +142,7 @@ class _TCP(asyncio.Protocol):
             if out is None:
                 continue
             if out.__class__ is bytes:
-                tr.write(len(out).to_bytes(2, "big") + out)  # type: ignore[union-attr]
+                tr.write(len(out).to_bytes(2, "big") + out)
                 self.server.counters.observe_latency_ns(time.perf_counter_ns() - t0)
             else:
                 self.pending += 1
@@ -264,7 +264,7 @@ class DNSServer:
         if self.forwarder is not None:
             self.forwarder.close()
 
-    async def __aenter__(self) -> DNSServer:
+    async def __aenter__(self) -> Self:
         await self.start()
         return self
 

@@ -16,9 +16,29 @@ from dataclasses import dataclass
 from .errors import MalformedQuery
 
 __all__ = [
-    "A", "NS", "CNAME", "SOA", "PTR", "TXT", "AAAA", "SRV", "OPT", "IXFR", "AXFR", "ANY",
-    "NOERROR", "FORMERR", "SERVFAIL", "NXDOMAIN", "NOTIMP", "REFUSED",
-    "ParsedQuery", "parse_query", "Compressor", "rr", "header_only",
+    "AAAA",
+    "ANY",
+    "AXFR",
+    "CNAME",
+    "FORMERR",
+    "IXFR",
+    "NOERROR",
+    "NOTIMP",
+    "NS",
+    "NXDOMAIN",
+    "OPT",
+    "PTR",
+    "REFUSED",
+    "SERVFAIL",
+    "SOA",
+    "SRV",
+    "TXT",
+    "A",
+    "Compressor",
+    "ParsedQuery",
+    "header_only",
+    "parse_query",
+    "rr",
 ]
 
 A, NS, CNAME, SOA, PTR, TXT, AAAA, SRV, OPT, IXFR, AXFR, ANY = (

@@ -15,7 +15,7 @@ import subprocess
 import time
 from collections.abc import Iterator
 from contextlib import contextmanager
-from typing import Any
+from typing import Any, Self
 
 from dnsserver import DNSConfig, DNSServer, MemoryView
 
@@ -151,7 +151,7 @@ class StaticRecursor:
                              logger=DNSLogger("-request,-reply,-truncated,-error,-recv,-send,"
                                               "-data"))
 
-    def __enter__(self) -> StaticRecursor:
+    def __enter__(self) -> Self:
         self.udp.start_thread()
         self.tcp.start_thread()
         return self

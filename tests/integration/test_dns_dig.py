@@ -37,7 +37,7 @@ def _answers(out: str) -> list[tuple[str, str, str]]:
 
 
 def _section(out: str, which: str) -> list[tuple[str, str, str]]:
-    m = re.search(rf";; {which} SECTION:\n(.*?)(?:\n\n|\Z)", out, re.S)
+    m = re.search(rf";; {which} SECTION:\n(.*?)(?:\n\n|\Z)", out, re.DOTALL)
     if not m:
         return []
     rows = []

@@ -35,7 +35,7 @@ async def _closed(reader: asyncio.StreamReader, within: float) -> bool:
     try:
         data = await asyncio.wait_for(reader.read(100), within)
     except (TimeoutError, ConnectionResetError):
-        return False if not reader.at_eof() else True
+        return reader.at_eof()
     return data == b""
 
 

@@ -5,9 +5,9 @@ from __future__ import annotations
 import struct
 
 import dns.flags
-import dns.reversename
 import dns.message
 import dns.rdatatype
+import dns.reversename
 import pytest
 
 from dnsserver import DNSConfig, Forward, MemoryView, Resolver, answer
