@@ -24,7 +24,7 @@ __all__ = ["Broadcast", "TransmitLimitedQueue", "retransmit_limit"]
 
 def retransmit_limit(retransmit_mult: int, n: int) -> int:
     """How many times a broadcast is sent: ``retransmit_mult * ceil(log10(n + 1))``."""
-    return retransmit_mult * int(math.ceil(math.log10(n + 1)))
+    return retransmit_mult * math.ceil(math.log10(n + 1))
 
 
 _ids = itertools.count(1)
@@ -33,7 +33,7 @@ _ids = itertools.count(1)
 class Broadcast:
     """One queued message. ``on_done`` is called once when it is sent enough or replaced."""
 
-    __slots__ = ("message", "name", "rumor_only", "on_done", "transmits", "id", "_key")
+    __slots__ = ("_key", "id", "message", "name", "on_done", "rumor_only", "transmits")
 
     def __init__(
         self,
@@ -72,7 +72,7 @@ def _key(b: Broadcast) -> tuple[int, int]:
 class TransmitLimitedQueue:
     """Broadcasts waiting to be piggy-backed; see the module docstring for the order."""
 
-    __slots__ = ("retransmit_mult", "num_nodes", "_tiers", "_by_name", "_count")
+    __slots__ = ("_by_name", "_count", "_tiers", "num_nodes", "retransmit_mult")
 
     def __init__(self, retransmit_mult: int, num_nodes: Callable[[], int]) -> None:
         self.retransmit_mult = retransmit_mult

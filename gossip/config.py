@@ -14,7 +14,7 @@ from typing import Any
 
 from .errors import ConfigError
 
-__all__ = ["MemberlistConfig", "lan", "wan", "local", "META_MAX_SIZE"]
+__all__ = ["META_MAX_SIZE", "MemberlistConfig", "lan", "local", "wan"]
 
 META_MAX_SIZE = 512
 """Largest node Meta memberlist accepts (``MetaMaxSize``)."""
@@ -150,33 +150,33 @@ class MemberlistConfig:
     @classmethod
     def wan(cls, **overrides: Any) -> MemberlistConfig:
         """memberlist ``DefaultWANConfig``."""
-        base: dict[str, Any] = dict(
-            tcp_timeout=30.0,
-            suspicion_mult=6,
-            push_pull_interval=60.0,
-            probe_timeout=3.0,
-            probe_interval=5.0,
-            gossip_nodes=4,
-            gossip_interval=0.5,
-            gossip_to_the_dead_time=60.0,
-        )
+        base: dict[str, Any] = {
+            "tcp_timeout": 30.0,
+            "suspicion_mult": 6,
+            "push_pull_interval": 60.0,
+            "probe_timeout": 3.0,
+            "probe_interval": 5.0,
+            "gossip_nodes": 4,
+            "gossip_interval": 0.5,
+            "gossip_to_the_dead_time": 60.0,
+        }
         base.update(overrides)
         return cls(**base)
 
     @classmethod
     def local(cls, **overrides: Any) -> MemberlistConfig:
         """memberlist ``DefaultLocalConfig`` (loopback / one host)."""
-        base: dict[str, Any] = dict(
-            tcp_timeout=1.0,
-            indirect_checks=1,
-            retransmit_mult=2,
-            suspicion_mult=3,
-            push_pull_interval=15.0,
-            probe_timeout=0.2,
-            probe_interval=1.0,
-            gossip_interval=0.1,
-            gossip_to_the_dead_time=15.0,
-        )
+        base: dict[str, Any] = {
+            "tcp_timeout": 1.0,
+            "indirect_checks": 1,
+            "retransmit_mult": 2,
+            "suspicion_mult": 3,
+            "push_pull_interval": 15.0,
+            "probe_timeout": 0.2,
+            "probe_interval": 1.0,
+            "gossip_interval": 0.1,
+            "gossip_to_the_dead_time": 15.0,
+        }
         base.update(overrides)
         return cls(**base)
 

@@ -34,17 +34,17 @@ from typing import Protocol, runtime_checkable
 from .state import Node
 
 __all__ = [
+    "ConflictDelegate",
     "Delegate",
     "EventDelegate",
-    "PingDelegate",
-    "ConflictDelegate",
-    "PeerClassifier",
-    "NullDelegate",
+    "MemberlistEvent",
+    "NodeConflict",
     "NodeJoined",
     "NodeLeft",
     "NodeUpdated",
-    "NodeConflict",
-    "MemberlistEvent",
+    "NullDelegate",
+    "PeerClassifier",
+    "PingDelegate",
 ]
 
 

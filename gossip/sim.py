@@ -24,7 +24,7 @@ from .memberlist import JoinCompleted, Memberlist
 from .messages import Alive
 from .state import Node
 
-__all__ = ["ManualClock", "Simulator", "SimNode", "Route", "default_route"]
+__all__ = ["ManualClock", "Route", "SimNode", "Simulator", "default_route"]
 
 Addr = tuple[str, int]
 Route = Callable[[Addr, Addr, str, float], "float | None"]
@@ -283,8 +283,7 @@ class Simulator:
         next_check = clock.now
         while heap and heap[0][0] <= t:
             when, _, kind, payload = heapq.heappop(heap)
-            if when > clock.now:
-                clock.now = when
+            clock.now = max(clock.now, when)
             now = clock.now
             if kind == 3:  # timer
                 node = payload
@@ -336,8 +335,7 @@ class Simulator:
                 if stop():
                     return True
                 next_check = clock.now + check_every
-        if clock.now < t:
-            clock.now = t
+        clock.now = max(clock.now, t)
         return stop() if stop is not None else False
 
     def run_for(

@@ -17,7 +17,7 @@ from __future__ import annotations
 import enum
 from dataclasses import dataclass
 
-__all__ = ["NodeStatus", "Node", "NodeState"]
+__all__ = ["Node", "NodeState", "NodeStatus"]
 
 
 class NodeStatus(enum.IntEnum):
@@ -78,7 +78,7 @@ class Node:
 class NodeState:
     """The core's mutable record of one node. ``node`` is the current immutable snapshot."""
 
-    __slots__ = ("node", "state_change", "address", "pmax")
+    __slots__ = ("address", "node", "pmax", "state_change")
 
     def __init__(self, node: Node, state_change: float) -> None:
         self.node = node

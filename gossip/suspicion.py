@@ -19,8 +19,8 @@ import math
 __all__ = [
     "Suspicion",
     "remaining_suspicion_time",
-    "suspicion_timeouts",
     "suspicion_confirmations",
+    "suspicion_timeouts",
 ]
 
 
@@ -56,16 +56,23 @@ def remaining_suspicion_time(
     raw = max_t - frac * (max_t - min_t)
     # memberlist floors the timeout to whole milliseconds.
     timeout = math.floor(1000.0 * raw + 1e-9) / 1000.0
-    if timeout < min_t:
-        timeout = min_t
+    timeout = max(timeout, min_t)
     return timeout - elapsed
 
 
 class Suspicion:
     """One suspicion: who already accused, how many confirmations, when it fires."""
 
-    __slots__ = ("incarnation", "k", "min_t", "max_t", "start", "confirmations", "_seen",
-                 "deadline")
+    __slots__ = (
+        "_seen",
+        "confirmations",
+        "deadline",
+        "incarnation",
+        "k",
+        "max_t",
+        "min_t",
+        "start",
+    )
 
     def __init__(
         self,

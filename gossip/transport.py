@@ -28,7 +28,7 @@ import logging
 import random
 import socket
 from collections.abc import Callable, Iterable
-from typing import Any
+from typing import Any, Self
 
 from . import codec
 from .config import MemberlistConfig
@@ -80,9 +80,12 @@ class MemberlistTransport:
     ) -> None:
         config.validate()
         self.config = config
-        self._delegates = dict(
-            delegate=delegate, events=events, ping_delegate=ping_delegate, conflict=conflict
-        )
+        self._delegates: dict[str, Any] = {
+            "delegate": delegate,
+            "events": events,
+            "ping_delegate": ping_delegate,
+            "conflict": conflict,
+        }
         self._keyring = keyring
         self._rng = rng
         self._core: Memberlist | None = None
@@ -143,7 +146,7 @@ class MemberlistTransport:
             now=loop.time(),
             keyring=self._keyring,
             rng=self._rng,
-            **self._delegates,  # type: ignore[arg-type]
+            **self._delegates,
         )
         log.info("memberlist listening node=%s addr=%s:%s", cfg.name, cfg.bind_addr, port)
         self.flush()
@@ -166,9 +169,9 @@ class MemberlistTransport:
                     tcp.setblocking(False)
                     tcp.bind((host, real))
                     tcp.listen(128)
-                except OSError as exc:
+                except OSError:
                     tcp.close()
-                    raise exc
+                    raise
                 return udp, tcp
             except OSError as exc:
                 udp.close()
@@ -197,13 +200,13 @@ class MemberlistTransport:
         if self._server is not None:
             try:
                 await asyncio.wait_for(self._server.wait_closed(), 1.0)
-            except (TimeoutError, asyncio.TimeoutError):
+            except TimeoutError:
                 pass
         for fut in self._joins.values():
             if not fut.done():
                 fut.cancel()
 
-    async def __aenter__(self) -> MemberlistTransport:
+    async def __aenter__(self) -> Self:
         await self.start()
         return self
 
@@ -260,7 +263,7 @@ class MemberlistTransport:
                 self.config.leave_timeout
             )
             return True
-        except (TimeoutError, asyncio.TimeoutError):
+        except TimeoutError:
             log.warning("timeout waiting for leave broadcast node=%s", self.config.name)
             return False
 
@@ -366,7 +369,7 @@ class MemberlistTransport:
                 answer = bytes(buf)  # let the core decode (and count) what came
         except MalformedPacket:
             answer = bytes(buf)  # the core decodes again and counts the reason
-        except (TimeoutError, asyncio.TimeoutError):
+        except TimeoutError:
             error = "i/o timeout"
         except OSError as exc:
             error = exc.strerror or str(exc)
@@ -418,7 +421,7 @@ class MemberlistTransport:
                 answer = core.stream_error(exc, addr)
                 if answer:
                     writer.write(answer)
-            except (TimeoutError, asyncio.TimeoutError):
+            except TimeoutError:
                 core.count_drop("stream_timeout", addr)
             except OSError as exc:
                 core.count_drop("stream_io_error", addr, str(exc))
@@ -428,8 +431,8 @@ class MemberlistTransport:
                 self._tasks.discard(task)
             try:
                 writer.close()
-            except Exception:
-                pass
+            except (OSError, RuntimeError) as exc:  # already closed / loop shutting down
+                log.debug("closing inbound stream from=%s: %s", addr, exc)
             self.flush()
 
 

@@ -180,7 +180,8 @@ async def test_against_real_serf(tmp_path: Path, encrypted: bool) -> None:
     if encrypted:
         argv += ["-encrypt", base64.b64encode(key).decode()]
     log_path = tmp_path / "serf.log"
-    proc = subprocess.Popen(argv, stdout=log_path.open("w"), stderr=subprocess.STDOUT)
+    proc = subprocess.Popen(  # noqa: ASYNC220 - spawning does not block; we never wait on it
+        argv, stdout=log_path.open("w"), stderr=subprocess.STDOUT)
     rpc = f"127.0.0.1:{rport}"
     d = _Tags()
     t = MemberlistTransport(
@@ -200,9 +201,19 @@ async def test_against_real_serf(tmp_path: Path, encrypted: bool) -> None:
                 assert loop.time() < end, jc.errors
                 await asyncio.sleep(0.2)  # the agent is still starting
 
+        async def serf_sees(status: str, timeout: float) -> dict[str, str]:
+            # `serf members` runs in a thread so that the loop (our node) keeps running.
+            loop = asyncio.get_running_loop()
+            end = loop.time() + timeout
+            while True:
+                members = await asyncio.to_thread(_serf_members, rpc)
+                if members.get("py1", ("", {}))[0] == status:
+                    return members["py1"][1]
+                assert loop.time() < end, f"serf never saw py1 {status}: {members}"
+                await asyncio.sleep(0.1)
+
         await joined()
-        await wait_for(lambda: _serf_members(rpc).get("py1", ("", {}))[0] == "alive", 10.0)
-        assert _serf_members(rpc)["py1"][1] == {"role": "py"}
+        assert await serf_sees("alive", 10.0) == {"role": "py"}
         s1 = t.core.node("s1")
         assert s1 is not None and s1.status == NodeStatus.ALIVE
         assert s1.vsn == (1, 5, 2, 2, 5, 5)
@@ -218,7 +229,7 @@ async def test_against_real_serf(tmp_path: Path, encrypted: bool) -> None:
 
         # Crash ourselves: the agent must declare us failed on its own.
         await t.close()
-        await wait_for(lambda: _serf_members(rpc)["py1"][0] == "failed", 20.0)
+        await serf_sees("failed", 20.0)
         text = log_path.read_text()
         assert "[ERR] memberlist: Failed push/pull merge" not in text
         assert "Got invalid checksum" not in text
