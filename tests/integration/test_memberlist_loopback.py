@@ -24,9 +24,11 @@ from gossip.transport import MemberlistTransport
 
 
 def fast(name: str, **kw: object) -> MemberlistConfig:
-    return MemberlistConfig.local(
-        name=name, bind_addr="127.0.0.1", bind_port=0, probe_interval=0.2, probe_timeout=0.1,
-        gossip_interval=0.05, push_pull_interval=2.0, tcp_timeout=1.0, **kw)
+    opts: dict[str, object] = {
+        "bind_addr": "127.0.0.1", "bind_port": 0, "probe_interval": 0.2, "probe_timeout": 0.1,
+        "gossip_interval": 0.05, "push_pull_interval": 2.0, "tcp_timeout": 1.0}
+    opts.update(kw)
+    return MemberlistConfig.local(name=name, **opts)
 
 
 async def wait_for(cond: Callable[[], bool], timeout: float) -> None:
@@ -249,3 +251,27 @@ async def test_resolve_addr_forms() -> None:
     assert await resolve_addr("[::1]:99") == [("::1", 99)]
     with pytest.raises(ValueError):
         await resolve_addr("127.0.0.1:0")
+
+
+def _has_ipv6() -> bool:
+    try:
+        with socket.socket(socket.AF_INET6, socket.SOCK_DGRAM) as s:
+            s.bind(("::1", 0))
+        return True
+    except OSError:
+        return False
+
+
+@pytest.mark.skipif(not _has_ipv6(), reason="no IPv6 loopback")
+async def test_ipv6_pair() -> None:
+    a = MemberlistTransport(fast("a6", bind_addr="::1"))
+    b = MemberlistTransport(fast("b6", bind_addr="::1"))
+    await a.start()
+    await b.start()
+    try:
+        assert (await b.join([f"[::1]:{a.port}"])).num_joined == 1
+        await wait_for(lambda: len(a.core.members()) == 2 and len(b.core.members()) == 2, 5.0)
+        assert a.core.node("b6").addr == "::1"  # type: ignore[union-attr]
+    finally:
+        await a.close()
+        await b.close()
