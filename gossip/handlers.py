@@ -24,6 +24,7 @@ import asyncio
 import logging
 import os
 import re
+import signal
 from collections import Counter, deque
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
@@ -190,11 +191,17 @@ class EventHandlers:
         except TimeoutError:
             self.counters["handlers.timeouts"] += 1
             log.warning("event handler timed out command=%s timeout=%ss", h.command, self.timeout)
+            # The script runs in its own session: kill its whole process group, or a child that
+            # still holds the pipes would keep us waiting.
             try:
-                proc.kill()
-            except ProcessLookupError:
+                os.killpg(proc.pid, signal.SIGKILL)
+            except (ProcessLookupError, PermissionError):
                 pass
-            await proc.wait()
+            try:
+                async with asyncio.timeout(5.0):
+                    await proc.wait()
+            except TimeoutError:
+                log.warning("event handler did not exit after SIGKILL command=%s", h.command)
             return
         if proc.returncode != 0:
             self.counters["handlers.failed"] += 1

@@ -127,7 +127,7 @@ async def _main(ns: argparse.Namespace) -> None:
             else:
                 raise ValueError(f"unknown op {op}")
             reply({"ok": True, "result": result})
-        except Exception as e:  # report, keep serving
+        except Exception as e:  # noqa: BLE001 -- reported to the test, keep serving
             reply({"ok": False, "error": f"{type(e).__name__}: {e}"})
     await g.shutdown()
 
@@ -161,9 +161,15 @@ class GossipNodeProcess:
         self._lock = threading.Lock()
 
     def start(self, timeout: float = 15.0) -> GossipNodeProcess:
-        stderr: Any = open(self.log_path, "a") if self.log_path else subprocess.DEVNULL
-        self.proc = subprocess.Popen(self.argv, stdin=subprocess.PIPE, stdout=subprocess.PIPE,
-                                     stderr=stderr, text=True, cwd=str(ROOT), bufsize=1)
+        if self.log_path:
+            with open(self.log_path, "a") as log:
+                self.proc = subprocess.Popen(self.argv, stdin=subprocess.PIPE,
+                                             stdout=subprocess.PIPE, stderr=log, text=True,
+                                             cwd=str(ROOT), bufsize=1)
+        else:
+            self.proc = subprocess.Popen(self.argv, stdin=subprocess.PIPE, stdout=subprocess.PIPE,
+                                         stderr=subprocess.DEVNULL, text=True, cwd=str(ROOT),
+                                         bufsize=1)
         line = self._readline(timeout)
         data = json.loads(line)
         self.port = int(data["port"])

@@ -17,7 +17,7 @@ from gossip.events import (
 )
 from gossip.serf import LamportClock, ReconnectRequested, Serf, SerfError, decode_tags, encode_tags
 from gossip.serf_config import RUMOR_TAG, SerfConfig
-from gossip.serf_messages import JoinIntent, LeaveIntent, SerfPushPull, UserEvent
+from gossip.serf_messages import JoinIntent, LeaveIntent, UserEvent
 
 VSN = (1, 5, 2, 2, 5, 5)
 
