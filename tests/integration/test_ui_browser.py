@@ -212,3 +212,81 @@ def test_readable_on_a_phone_without_sideways_scrolling(agent: AgentProcess) -> 
         assert r > 100 and b < 60 and g > 50, c  # amber: red + some green, no blue
     finally:
         close_browser(driver)
+
+
+def test_lb_page_counts_requests_per_backend_live(agent: AgentProcess, browser: Any,
+                                                   tmp_path: Path) -> None:
+    import subprocess
+    import sys
+    import urllib.request
+
+    from tests.harness.agents import free_port
+
+    backend_port, lb_port = free_port(), free_port()
+    (tmp_path / "www").mkdir()
+    (tmp_path / "www" / "index.html").write_text("backend\n")
+    server = subprocess.Popen([sys.executable, "-m", "http.server", str(backend_port),
+                               "--bind", "127.0.0.1", "--directory", str(tmp_path / "www")],
+                              stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    try:
+        register(agent, {"Name": "site", "ID": "site1", "Port": backend_port,
+                         "Address": "127.0.0.1",
+                         "Check": {"HTTP": f"http://127.0.0.1:{backend_port}/",
+                                   "Interval": "1s"}})
+        try:
+            agent.http("PUT", "/v1/lb/listener", {"Name": "site", "Bind": f"127.0.0.1:{lb_port}",
+                                                  "Mode": "http", "Service": "site"})
+        except urllib.error.HTTPError as e:
+            if e.code == 404:
+                pytest.skip("PUT /v1/lb/listener is not in this build yet")
+            raise
+
+        def through_lb() -> bool:
+            with urllib.request.urlopen(f"http://127.0.0.1:{lb_port}/", timeout=2) as r:
+                return r.read() == b"backend\n"
+
+        wait_for(through_lb, 15, what="the listener to reach the backend")
+        browser.get(f"http://{agent.http_addr}/ui/lb")
+
+        def requests_shown() -> int:
+            return int(dom(browser, """
+                const row = [...document.querySelectorAll('tr[data-key]')]
+                    .find(r => r.textContent.includes('site1'));
+                const cell = row && row.querySelector('td[data-label="Requests"]');
+                return cell ? cell.textContent : '-1';"""))
+
+        before = wait_for(lambda: requests_shown() >= 1 and requests_shown(), 10,
+                          what="the backend row with its request counter")
+        dom(browser, "window.__notReloaded = 7;")
+        for _ in range(5):
+            through_lb()
+        wait_for(lambda: requests_shown() >= before + 5, 15,
+                 what="the per-backend request counter to rise on the page")
+        assert dom(browser, "return window.__notReloaded") == 7
+    finally:
+        server.terminate()
+        server.wait(timeout=5)
+
+
+def test_nodes_page_shows_a_failed_member_without_reload(tmp_path: Path, browser: Any) -> None:
+    from tests.harness.agents import Cluster
+
+    cluster = Cluster(tmp_path)
+    try:
+        a, b = cluster.start_loopback(2, prefix="uimesh", extra_args=["-profile", "local"])
+        wait_for(lambda: a.members().get(b.name) == "alive", 20, what="the two agents to meet")
+        browser.get(f"http://{a.http_addr}/ui/nodes")
+        node = card(browser, f"node:{b.name}")
+        assert node is not None and "alive" in node["text"]
+        wait_for(lambda: dom(browser, "return document.getElementById('live')"
+                                      ".getAttribute('data-state')") == "live", 15,
+                 what="the nodes page to connect")
+        dom(browser, "window.__notReloaded = 9;")
+        b.kill()                                   # a crash: no leave message
+        wait_for(lambda: (c := card(browser, f"node:{b.name}")) and "failed" in c["text"], 30,
+                 what="the killed member to show as failed")
+        c = card(browser, f"node:{b.name}")
+        assert c is not None and is_red(c["border"]), c
+        assert dom(browser, "return window.__notReloaded") == 9
+    finally:
+        cluster.close()
