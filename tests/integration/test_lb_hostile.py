@@ -13,7 +13,7 @@ import aiohttp
 import pytest
 
 from lb import LBConfig, LoadBalancer, MemInstance, MemoryView
-from lb.testing import HttpBackend, start_http_backend
+from lb.testing import HttpBackend, start_http_backend, wait_for
 
 CFG = LBConfig(sweep_interval=0.05, header_timeout=0.4, response_timeout=0.5,
                max_header_bytes=8192, max_headers=50, max_request_line=2048, max_body=100_000)
@@ -229,3 +229,56 @@ async def test_hostile_backend(proxy, good: HttpBackend, handler, method: str,  
         assert counters["Errors"] >= 1
     finally:
         server.close()
+
+
+async def test_client_keepalive_timeout_and_connection_cap(good: HttpBackend) -> None:
+    view = MemoryView()
+    view.set_instances("web", [MemInstance("web", good.port, node="good")])
+    lb = LoadBalancer(LBConfig(sweep_interval=0.05, client_keepalive_timeout=0.3), view)
+    await lb.start()
+    try:
+        info = await lb.add_listener({"Name": "h", "Bind": "127.0.0.1:0", "Mode": "http",
+                                      "Service": "web", "MaxConnections": 2})
+        host, port = info["Address"].rsplit(":", 1)
+        conns = [await asyncio.open_connection(host, int(port)) for _ in range(2)]
+        await wait_for(lambda: lb.listener("h")["Counters"]["Active"] == 2)  # type: ignore[index]
+        r3, w3 = await asyncio.open_connection(host, int(port))
+        async with asyncio.timeout(5):
+            assert await r3.read() == b""                   # over the cap: closed at once
+        w3.close()
+        assert lb.listener("h")["Counters"]["Rejected"] == 1  # type: ignore[index]
+        # idle keep-alive connections are closed after client_keepalive_timeout
+        for r, w in conns:
+            async with asyncio.timeout(5):
+                assert await r.read() == b""
+            w.close()
+    finally:
+        await lb.stop(1.0)
+
+
+async def test_backend_blackhole_gives_503_after_connect_timeout() -> None:
+    import socket
+    srv = socket.socket()
+    srv.bind(("127.0.0.1", 0))
+    srv.listen(0)
+    fillers = []
+    for _ in range(4):
+        c = socket.socket()
+        c.setblocking(False)
+        c.connect_ex(srv.getsockname())
+        fillers.append(c)
+    view = MemoryView()
+    view.set_instances("web", [MemInstance("web", srv.getsockname()[1], node="hole")])
+    lb = LoadBalancer(LBConfig(sweep_interval=0.05, connect_timeout=0.2), view)
+    await lb.start()
+    try:
+        info = await lb.add_listener({"Name": "h", "Bind": "127.0.0.1:0", "Mode": "http",
+                                      "Service": "web"})
+        resp = await send_raw(info["Address"], b"GET / HTTP/1.1\r\nHost: x\r\n\r\n")
+        assert status_of(resp) == 503
+        assert b"accepted a connection" in resp
+    finally:
+        await lb.stop(1.0)
+        srv.close()
+        for c in fillers:
+            c.close()

@@ -183,3 +183,37 @@ async def test_draining_connection_survives_then_is_cut(env) -> None:  # type: i
     async with asyncio.timeout(5):                              # drain_timeout 0.6 s
         assert await r.read() == b""
     w.close()
+
+
+def blackhole() -> tuple[socket.socket, list[socket.socket]]:
+    """A port whose accept queue is full: SYNs are dropped, so connects hang (loopback only)."""
+    srv = socket.socket()
+    srv.bind(("127.0.0.1", 0))
+    srv.listen(0)
+    fillers = []
+    for _ in range(4):
+        c = socket.socket()
+        c.setblocking(False)
+        c.connect_ex(srv.getsockname())
+        fillers.append(c)
+    return srv, fillers
+
+
+async def test_connect_timeout_moves_on(env) -> None:  # type: ignore[no-untyped-def]
+    lb, view, bs = env
+    srv, fillers = blackhole()
+    try:
+        view.set_instances("echo", [MemInstance("echo", srv.getsockname()[1], node="a",
+                                                service_id="hole"), inst(bs[0])])
+        addr = await add(lb, ConnectTimeout=0.3)
+        loop = asyncio.get_running_loop()
+        t0 = loop.time()
+        reply = await half_close_exchange(addr, b"abc")       # first pick: the black hole
+        assert reply == b"e0 got 3 bytes"
+        assert 0.25 < loop.time() - t0 < 3.0
+        be = {b["ServiceID"]: b for b in lb.listeners()[0]["Backends"]}
+        assert be["hole"]["Errors"] == 1
+    finally:
+        srv.close()
+        for c in fillers:
+            c.close()
