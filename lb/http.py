@@ -356,6 +356,9 @@ class ClientConn(asyncio.Protocol):
             if self.in_head and self.head_bytes > self.config.max_header_bytes:
                 self._refuse(431, f"request head larger than {self.config.max_header_bytes} "
                              "bytes", "header_too_large")
+            elif self.in_head and len(self.headers) > self.config.max_headers:
+                self._refuse(431, f"more than {self.config.max_headers} header fields",
+                             "too_many_headers")
         if len(self.exchanges) > 1:
             self._pause(_P_PIPELINE)
         self.flush_all()
@@ -396,16 +399,15 @@ class ClientConn(asyncio.Protocol):
                           "bytes", "uri_too_long")
 
     def on_header(self, name: bytes, value: bytes) -> None:
-        headers = self.headers
-        headers.append((name, value))
-        if len(headers) > self.config.max_headers:
-            raise _Refuse(431, f"more than {self.config.max_headers} header fields",
-                          "too_many_headers")
+        self.headers.append((name, value))     # counted in on_headers_complete/data_received
 
     def on_headers_complete(self) -> None:
         self.in_head = False
         ex = self.cur
         assert ex is not None
+        if len(self.headers) > self.config.max_headers:
+            raise _Refuse(431, f"more than {self.config.max_headers} header fields",
+                          "too_many_headers")
         parser = self.parser
         method = parser.get_method()
         if method == b"CONNECT":
@@ -771,6 +773,7 @@ class UpstreamConn(asyncio.Protocol):
         self.until_close = False
         self.fresh_parser = False
         self.write_paused = False
+        self.head_bytes = 0
 
     # -- asyncio.Protocol -----------------------------------------------------------------
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
@@ -783,6 +786,7 @@ class UpstreamConn(asyncio.Protocol):
         ex.upstream = self
         self.got_bytes = False
         self.headers = []
+        self.head_bytes = 0
         if self.fresh_parser:
             self.parser = httptools.HttpResponseParser(self)
             self.fresh_parser = False
@@ -843,6 +847,8 @@ class UpstreamConn(asyncio.Protocol):
             self.close()
             return
         self.got_bytes = True
+        if not ex.resp_started:
+            self.head_bytes += len(data)
         try:
             self.parser.feed_data(data)
         except httptools.HttpParserUpgrade as e:
@@ -859,6 +865,9 @@ class UpstreamConn(asyncio.Protocol):
         except Exception as e:
             log.exception("lb upstream data_received failed")
             self._bad_response(ex, client, f"proxy error {type(e).__name__}")
+        else:
+            if not ex.resp_started and self.head_bytes > self.listener.config.max_header_bytes:
+                self._bad_response(ex, client, "backend sent an oversize response head")
         client.flush_all()
 
     def _bad_response(self, ex: Exchange, client: ClientConn, reason: str) -> None:
@@ -930,10 +939,7 @@ class UpstreamConn(asyncio.Protocol):
 
     # -- httptools callbacks --------------------------------------------------------------
     def on_header(self, name: bytes, value: bytes) -> None:
-        headers = self.headers
-        headers.append((name, value))
-        if len(headers) > self.listener.config.max_headers:
-            raise _Refuse(502, "backend sent too many header fields", "bad_response")
+        self.headers.append((name, value))     # counted in on_headers_complete/data_received
 
     def on_headers_complete(self) -> None:
         ex = self.ex
@@ -943,6 +949,9 @@ class UpstreamConn(asyncio.Protocol):
         parser = self.parser
         status = parser.get_status_code()
         headers, self.headers = self.headers, []
+        self.head_bytes = 0
+        if len(headers) > self.listener.config.max_headers:
+            raise _Refuse(502, "backend sent too many header fields", "bad_response")
         if 100 <= status < 200 and status != 101:
             if not ex.http10:     # interim answer (100 Continue...): relay, wait for the next
                 client.out.append(_status_line(status) + b"\r\n")

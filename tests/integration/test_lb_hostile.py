@@ -196,8 +196,17 @@ async def header_bomb(r: asyncio.StreamReader, w: asyncio.StreamWriter) -> None:
     w.close()
 
 
+async def endless_head(r: asyncio.StreamReader, w: asyncio.StreamWriter) -> None:
+    await read_head(r)
+    w.write(b"HTTP/1.1 200 OK\r\nX-Endless: " + b"a" * 200_000)
+    await w.drain()
+    await asyncio.sleep(0.5)
+    w.close()
+
+
 @pytest.mark.parametrize("handler, method, expect", [
     (garbage, "GET", 502),
+    (endless_head, "GET", 502),
     (drop_before_answer, "POST", 502),
     (never_answer, "GET", 504),
     (header_bomb, "GET", 502),
