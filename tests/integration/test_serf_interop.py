@@ -158,7 +158,7 @@ def test_mixed_cluster_members_events_failures_and_leave(procs: Procs, tmp_path:
     s1 = procs.serf("s1", tags={"role": "serf", "n": "1"}, handlers=(f"user:from-rumor={script}",))
     s2 = procs.serf("s2", tags={"role": "serf", "n": "2"}, join=s1.addr)
     r1 = procs.rumor("r1", tags={"role": "rumor", "n": "1"}, join=[s1.addr],
-                     event_handlers=[f"user:deploy={rscript}"])
+                     event_handlers=[f"user:deploy={rscript}", "query:uptime=echo up-$SERF_SELF_NAME"])
     r2 = procs.rumor("r2", tags={"role": "rumor", "n": "2"}, join=[s2.addr])
     r3 = procs.rumor("r3", tags={"role": "rumor", "n": "3"}, join=[r1.addr])
     names = ["s1", "s2", "r1", "r2", "r3"]
@@ -192,6 +192,12 @@ def test_mixed_cluster_members_events_failures_and_leave(procs: Procs, tmp_path:
     r2.call("event", name="from-rumor", payload="hello-serf")
     wait_for(lambda: seen.exists() and "user from-rumor hello-serf" in seen.read_text(), 15,
              what="serf handler saw the Rumor event")
+
+    # 3b. `serf query` gets an ack from every node and the answer of Rumor's query handler
+    out = s1.cli("query", "-format", "json", "uptime").stdout
+    q = json.loads(out)
+    assert set(q["Acks"]) == set(names), q
+    assert q["Responses"].get("r1", "").strip() == "up-r1", q
 
     # 4. kill -9 of a serf agent is seen as failed by Rumor; kill -9 of a Rumor node by serf
     t1 = time.monotonic()
@@ -313,6 +319,9 @@ def test_agent_http_api_and_cli_with_serf(procs: Procs, tmp_path: Path) -> None:
     listed = {m["Name"]: m for m in json.loads(out)}
     assert set(listed) == set(names) and listed["a1"]["Status"] == "alive"
     assert listed["a1"]["Tags"]["role"] == "api"
+    table = subprocess.run(cli + ["members", "-status", "failed", "-http-addr", a2.http_addr],
+                           capture_output=True, text=True, timeout=20, check=True).stdout
+    assert "a1" not in table and "Status" in table
 
     # events: serf -> Rumor's /v1/event/list, and Rumor's fire -> every agent's list (same ID)
     s1.cli("event", "deploy", "v7")
@@ -338,3 +347,63 @@ def test_agent_http_api_and_cli_with_serf(procs: Procs, tmp_path: Path) -> None:
     # graceful leave over HTTP: serf shows left
     a1.http("PUT", "/v1/agent/leave", timeout=15)
     wait_status(s1.statuses, "a1", "left", 15, "s1")
+
+
+class _App:
+    """A minimal application delegate: a state blob and the messages it got."""
+
+    def __init__(self, state: bytes) -> None:
+        self.state = state
+        self.merged: list[tuple[bytes, bool]] = []
+        self.messages: list[bytes] = []
+
+    def local_app_state(self, join: bool) -> bytes:
+        return self.state
+
+    def merge_app_state(self, buf: bytes, join: bool) -> None:
+        self.merged.append((buf, join))
+
+    def notify_app_message(self, buf: bytes) -> None:
+        self.messages.append(buf)
+
+
+async def test_app_channel_reaches_rumor_peers_only(procs: Procs) -> None:
+    """broadcast_app and the push/pull app state reach Rumor nodes; a serf agent in the same
+    cluster never receives an app message (it would log an unknown message type)."""
+    import asyncio
+
+    from gossip import Gossip, MemberlistConfig, SerfConfig
+
+    s1 = procs.serf("s1")
+    apps = [_App(b"state-of-g0"), _App(b"state-of-g1")]
+    gs = [Gossip(MemberlistConfig.lan(name=f"g{i}", bind_addr="127.0.0.1", bind_port=0,
+                                      delegate_protocol_version=5),
+                 SerfConfig(node_name=f"g{i}"), app=apps[i]) for i in range(2)]
+    try:
+        for g in gs:
+            await g.start()
+        assert await gs[0].join([s1.addr]) == 1
+        assert await gs[1].join([f"127.0.0.1:{gs[0].bound_port}"]) == 1
+        # the join's push/pull carried g0's app state to g1 (and g1's to g0)
+        assert (b"state-of-g0", True) in apps[1].merged
+        assert any(buf == b"state-of-g1" for buf, _ in apps[0].merged)
+
+        async def until(cond: Any, timeout: float, what: str) -> None:
+            async with asyncio.timeout(timeout):
+                while not cond():
+                    await asyncio.sleep(0.05)
+
+        await until(lambda: all(len(g.members()) == 3 for g in gs), 10, "3 members")
+        assert gs[0].is_rumor_peer("g1") and not gs[0].is_rumor_peer("s1")
+        for i in range(5):
+            gs[0].broadcast_app("catalog/g0", f"v{i}".encode())  # newest per key wins
+        gs[0].broadcast_app("catalog/other", b"x")
+        await until(lambda: b"v4" in apps[1].messages and b"x" in apps[1].messages, 10,
+                    "app messages at g1")
+        assert b"v0" not in apps[1].messages
+        await asyncio.sleep(1.0)  # let gossip rounds to s1 happen
+        assert "unknown type" not in s1.log.read_text()
+        assert all(m["status"] == "alive" for m in s1.members().values())
+    finally:
+        for g in gs:
+            await g.shutdown()
