@@ -104,6 +104,7 @@ def short_type(t: Any) -> str:
 def agent_flags() -> dict[str, list[str]]:
     """setting name -> the flags that set it, found by feeding each flag to the real parser."""
     from registry import config as rc
+    from registry.errors import ConfigError
 
     parser = argparse.ArgumentParser(allow_abbrev=False)
     rc.add_agent_flags(parser)
@@ -130,7 +131,7 @@ def agent_flags() -> dict[str, list[str]]:
             setattr(ns, action.dest, sample)
         try:
             keys = rc.flags_to_settings(ns).keys()
-        except Exception:
+        except ConfigError:   # a flag whose sample value it refuses: not a setting we can name
             continue
         for key in keys:
             out.setdefault(key, []).append(f"`{flag}`")
@@ -195,8 +196,8 @@ def agent_section() -> str:
         desc = docs.get(f.name, "") or "*(no description in the code yet)*"
         lines.append(f"| `{cell(key)}` | {cell(flag)} | {cell(short_type(f.type))} | "
                      f"{cell(show(default_of(f)))} | {cell(desc)} |")
-    lines += ["", "The flags `-config-file FILE` and `-config-dir DIR` (both repeatable) name the "
-              "files to read; `-profile lan|wan|local` sets `gossip.profile`."]
+    lines += ["", ("The flags `-config-file FILE` and `-config-dir DIR` (both repeatable) name the "
+                   "files to read; `-profile lan|wan|local` sets `gossip.profile`.")]
     return "\n".join(lines)
 
 
@@ -229,11 +230,11 @@ def gossip_section() -> str:
     return "\n".join([
         "## Gossip (`gossip` section)",
         "",
-        "`gossip.profile` picks a preset: `lan` (default; memberlist's `DefaultLANConfig`), `wan` "
-        "or `local` (short timers for one host and tests). Any setting below overrides the "
-        "preset; durations are seconds or strings such as `\"500ms\"`. Addresses, ports, the node "
-        "name, tags, keys and event handlers come from the agent's own settings and are refused "
-        "here.",
+        ("`gossip.profile` picks a preset: `lan` (default; memberlist's `DefaultLANConfig`), "
+         "`wan` or `local` (short timers for one host and tests). Any setting below overrides the "
+         "preset; durations are seconds or strings such as `\"500ms\"`. Addresses, ports, the "
+         "node name, tags, keys and event handlers come from the agent's own settings and are "
+         "refused here."),
         "",
         "### Membership and failure detection (`MemberlistConfig`; defaults of the `lan` preset)",
         "",
@@ -261,9 +262,9 @@ def dns_section() -> str:
     return "\n".join([
         "## DNS (`dns_config` section, `DNSConfig`)",
         "",
-        f"The DNS server's {agent_set} are taken from the agent's top-level settings. Keys Consul "
-        "has that mean nothing here (`allow_stale`, `max_stale`, `use_cache`, `cache_max_age`, "
-        "…) are accepted and ignored.",
+        (f"The DNS server's {agent_set} are taken from the agent's top-level settings. Keys "
+         "Consul has that mean nothing here (`allow_stale`, `max_stale`, `use_cache`, "
+         "`cache_max_age`, …) are accepted and ignored."),
         "",
         table(rows + soa_rows),
     ])
@@ -292,8 +293,8 @@ def lb_section() -> str:
         "",
         "### Listeners (`lb.listeners[]`, `ListenerSpec`)",
         "",
-        "Each entry of `lb.listeners` (and the body of `PUT /v1/lb/listener`) is an object with "
-        "these keys, matched case-insensitively (`Name`, `name` and `NAME` are the same key).",
+        ("Each entry of `lb.listeners` (and the body of `PUT /v1/lb/listener`) is an object with "
+         "these keys, matched case-insensitively (`Name`, `name` and `NAME` are the same key)."),
         "",
         table(lrows, first="Key"),
     ])

@@ -18,7 +18,7 @@ from dataclasses import dataclass
 from typing import Any
 from urllib.parse import quote
 
-from .model import CRITICAL, PASSING, WARNING, UICheck, UIInstance, UINode, UIService, UIState
+from .model import CRITICAL, PASSING, WARNING, UICheck, UIInstance, UIService, UIState
 
 OUTPUT_SHOWN = 4096
 """Characters of a check's output shown in the page (Consul keeps at most 4 KiB of it)."""
@@ -320,13 +320,17 @@ def listener_block(d: Mapping[str, Any]) -> str:
             f"{cells}</tr>"
         )
     head = "".join(f'<th scope="col" class="n">{e(c)}</th>' for c in cols)
+    # Every child is keyed, down to the backend rows, so that a counter change repaints (and
+    # flashes) only the facts list and the rows that changed, not the whole card.
     table = (
-        '<table class="backends"><thead><tr><th scope="col">Backend</th><th scope="col">State'
-        f'</th>{head}</tr></thead><tbody data-key="rows">{"".join(rows)}</tbody></table>'
-        if rows else '<p class="muted">No healthy backends right now.</p>'
+        '<table class="backends" data-key="backends"><thead data-key="head"><tr>'
+        f'<th scope="col">Backend</th><th scope="col">State</th>{head}</tr></thead>'
+        f'<tbody data-key="rows">{"".join(rows)}</tbody></table>'
+        if rows else '<p class="muted" data-key="backends">No healthy backends right now.</p>'
     )
-    return (f'<li class="card" data-key="lst:{e(name)}"><div class="row"><span class="name">'
-            f'{e(name)}</span></div><dl class="facts">{"".join(facts)}</dl>{table}</li>')
+    return (f'<li class="card" data-key="lst:{e(name)}"><div class="row" data-key="title">'
+            f'<span class="name">{e(name)}</span></div>'
+            f'<dl class="facts" data-key="facts">{"".join(facts)}</dl>{table}</li>')
 
 
 def lb_page(st: UIState) -> Page:

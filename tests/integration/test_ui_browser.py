@@ -119,7 +119,7 @@ def is_red(css: str) -> bool:
 
 
 def is_green(css: str) -> bool:
-    r, g, b = rgb(css)
+    r, g, _ = rgb(css)
     return g > 100 and r < 100
 
 

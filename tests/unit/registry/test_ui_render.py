@@ -93,7 +93,7 @@ def test_services_page_lists_services_with_worst_health() -> None:
     text = "".join(t.text)
     assert "1 passing" in text and "1 critical" in text and "1 warning" in text
     # the page says which JSON endpoints keep it live, and carries no inline script
-    body = [a for tag, a in t.tags if tag == "body"][0]
+    body = next(a for tag, a in t.tags if tag == "body")
     assert body["data-watch"] == "/v1/catalog/services /v1/health/state/any"
     assert t.inline_scripts == 0
 
