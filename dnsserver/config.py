@@ -155,6 +155,9 @@ class DNSConfig:
     counted (the client retries). Default 1024."""
     cache_max_entries: int = 10000
     """Encoded answers kept per catalog index; the oldest go first. Default 10000."""
+    cache_max_bytes: int = 32 << 20
+    """Bytes of encoded answers the cache may hold (roughly); the oldest entries go first and
+    extra rotations are assembled per query instead of kept. Default 32 MiB."""
     cache_max_rotations: int = 64
     """Rotations of one answer kept pre-encoded (a 40-instance answer has 40); rotations
     beyond this are assembled per query. Default 64."""
@@ -219,7 +222,7 @@ class DNSConfig:
         if not 512 <= self.max_query_size <= 65535:
             raise ConfigError(f"dns.max_query_size: {self.max_query_size}; use 512-65535")
         for name in ("max_tcp_connections", "max_tcp_pipelined", "max_forward_inflight",
-                     "cache_max_entries", "cache_max_rotations"):
+                     "cache_max_entries", "cache_max_rotations", "cache_max_bytes"):
             if getattr(self, name) < 1:
                 raise ConfigError(f"dns.{name}: must be >= 1")
         return self
@@ -275,7 +278,8 @@ class DNSConfig:
                 kw[key] = value
             elif key in ("a_record_limit", "udp_answer_limit", "port", "max_udp_size",
                          "max_query_size", "max_tcp_connections", "max_tcp_pipelined",
-                         "max_forward_inflight", "cache_max_entries", "cache_max_rotations"):
+                         "max_forward_inflight", "cache_max_entries", "cache_max_rotations",
+                         "cache_max_bytes"):
                 if isinstance(value, bool) or not isinstance(value, int):
                     raise ConfigError(f"{what}: {value!r} is not a whole number")
                 kw[key] = value

@@ -33,6 +33,7 @@ names under in-addr.arpa / ip6.arpa resolve to nodes and service addresses.
 
 from __future__ import annotations
 
+import bisect
 import ipaddress
 import logging
 import struct
@@ -77,6 +78,7 @@ _SOA_TIMERS = struct.Struct("!5I")
 _SRV_FIXED = struct.Struct("!HHH")
 _KEYWORDS = frozenset({"service", "node", "addr", "query", "connect", "ingress", "virtual"})
 _BADVERS = 16
+_SIZE_CLASSES = (512, 1232, 1432, 2048, 4096, 8192, 16384, 32768, 65535)
 
 
 @dataclass(frozen=True, slots=True)
@@ -121,11 +123,13 @@ class _Entry:
         "qlen",
         "qtype",
         "rcode",
+        "size",
         "tc",
     )
 
     def __init__(self) -> None:
         self.pkts: list[bytes | None] = []
+        self.size = 64          # bytes held, for cache_max_bytes (roughly)
         self.n = 1
         self.i = 0              # turns taken (rotation)
         self.hits = 0           # cache hits not yet added to the counters (see _fold)
@@ -176,6 +180,8 @@ class Resolver:
         self._max_udp = config.max_udp_size
         self._max_rot = config.cache_max_rotations
         self._cap = config.cache_max_entries
+        self._max_bytes = config.cache_max_bytes
+        self._bytes = 0
         self._glue = _ip(config.glue_address)
 
     # -- the hot path ---------------------------------------------------------------------------
@@ -235,11 +241,7 @@ class Resolver:
                 if tcp:
                     variant = 65535 << 5 | 7 if data[qend + 7] & 0x80 else 65535 << 5 | 5
                 else:
-                    size = (data[qend + 3] << 8) | data[qend + 4]
-                    if size < 512:
-                        size = 512
-                    elif size > self._max_udp:
-                        size = self._max_udp
+                    size = self._size_class((data[qend + 3] << 8) | data[qend + 4])
                     variant = size << 5 | (3 if data[qend + 7] & 0x80 else 1)
             variant |= ((data[2] & 1) << 3) | ((data[3] & 0x10) << 1)
             e = self._cache.get((data[12:name_end].lower(), data[name_end:qend], variant))
@@ -263,14 +265,32 @@ class Resolver:
             self.counters.drop("internal_error")
             return header_only(data, 2)
 
+    def _size_class(self, size: int) -> int:
+        """The UDP size limit for an advertised EDNS size: the largest class <= size.
+
+        Keying the cache on a few classes rather than on every advertised value bounds the
+        number of entries one question can take (rounding down always fits the client)."""
+        if size >= self._max_udp:
+            return self._max_udp
+        if size <= 512:
+            return 512
+        return _SIZE_CLASSES[bisect.bisect_right(_SIZE_CLASSES, size) - 1]
+
     def _remember_exact(self, data: bytes, qend: int, e: _Entry) -> None:
         """Index ``e`` by the exact query bytes when its packets carry this very question."""
         first = e.pkts[0] if e.pkts else None
-        if first is not None and first[12:qend] != data[12:qend]:
+        if len(data) > 512 or (first is not None and first[12:qend] != data[12:qend]):
             return
         if len(self._exact) >= self._cap:
             self._exact.clear()
         self._exact[data[2:]] = e
+
+    def _evict_oldest(self) -> None:
+        old = self._cache.pop(next(iter(self._cache)))
+        self._bytes -= old.size
+        self._fold(old)
+        self._exact.clear()      # it may point at the evicted entry
+        self.counters.cache_evictions += 1
 
     def _fold(self, e: _Entry) -> None:
         """Add an entry's uncounted hits to the counters."""
@@ -299,6 +319,7 @@ class Resolver:
                 self._fold(e)
             self._cache.clear()
             self._exact.clear()
+            self._bytes = 0
         self._index = idx
 
     # -- the slow path: strict parse, resolve, encode -------------------------------------------
@@ -327,7 +348,7 @@ class Resolver:
             limit = 65535
             variant = 65535 << 5 | 4 | (1 if q.edns else 0) | (2 if q.edns and q.edns_do else 0)
         elif q.edns:
-            limit = min(max(q.edns_size, 512), self._max_udp)
+            limit = self._size_class(q.edns_size)
             variant = limit << 5 | 1 | (2 if q.edns_do else 0)
         else:
             limit = 512
@@ -350,11 +371,10 @@ class Resolver:
             c.queries += 1
             c.qtypes[q.qtype] = c.qtypes.get(q.qtype, 0) + 1
             e = self._build(q, tcp, limit)
-            if len(self._cache) >= self._cap:
-                old = self._cache.pop(next(iter(self._cache)))
-                self._fold(old)
-                self._exact.clear()      # it may point at the evicted entry
-                c.cache_evictions += 1
+            self._bytes += e.size
+            while self._cache and (len(self._cache) >= self._cap
+                                   or self._bytes > self._max_bytes):
+                self._evict_oldest()
             self._cache[key] = e
             if not e.forward:
                 c.rcodes[e.rcode] += 1
@@ -393,6 +413,7 @@ class Resolver:
             flags &= ~0x0400
         first, e.tc = self._assemble(e, 0, flags, q.question)
         e.pkts = [first]
+        e.size = len(first) + 64 + sum(len(x) for x in ans.answers)
         return e
 
     def _variant(self, e: _Entry, r: int) -> bytes:
@@ -402,10 +423,12 @@ class Resolver:
         flags = ((first[2] << 8) | first[3]) & ~0x0200
         qend = 12 + e.qlen
         pkt, _tc = self._assemble(e, r, flags, first[12:qend])
-        if r < self._max_rot:
+        if r < self._max_rot and self._bytes + len(pkt) <= self._max_bytes:
             while len(e.pkts) <= r:
                 e.pkts.append(None)
             e.pkts[r] = pkt
+            e.size += len(pkt)
+            self._bytes += len(pkt)
         return pkt
 
     def _assemble(self, e: _Entry, r: int, flags: int, question: bytes) -> tuple[bytes, bool]:

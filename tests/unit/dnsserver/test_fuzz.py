@@ -58,14 +58,14 @@ def _check(res: Resolver, data: bytes, tcp: bool) -> None:
     dns.message.from_wire(out)          # always well-formed
 
 
-@settings(max_examples=1500, deadline=None, suppress_health_check=list(HealthCheck))
+@settings(max_examples=2500, deadline=None, suppress_health_check=list(HealthCheck))
 @given(data=st.one_of(_mutated(), st.binary(max_size=600), _valid()), tcp=st.booleans())
 def test_fuzz_mutated(data: bytes, tcp: bool) -> None:
     _check(_RES, data, tcp)
     _check(_FWD, data, tcp)
 
 
-@settings(max_examples=800, deadline=None, suppress_health_check=list(HealthCheck))
+@settings(max_examples=1000, deadline=None, suppress_health_check=list(HealthCheck))
 @given(header=st.binary(min_size=12, max_size=12), labels=st.lists(st.binary(max_size=70),
        max_size=8), tail=st.binary(max_size=40))
 def test_fuzz_structured(header: bytes, labels: list[bytes], tail: bytes) -> None:

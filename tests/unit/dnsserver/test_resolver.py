@@ -369,3 +369,23 @@ def test_populated_view_helper_is_sorted() -> None:
     v = populated_view()
     names = [i.node for i in v.instances("big")]
     assert names == sorted(names)
+
+
+def test_edns_sizes_share_a_few_cache_entries(view: MemoryView) -> None:
+    """An attacker cycling advertised sizes cannot make one question fill the cache."""
+    res = Resolver(DNSConfig(), view)
+    for size in range(512, 4200, 7):
+        out = res.handle(dns.message.make_query("big.service.rumor.", "A", use_edns=0,
+                                                payload=size).to_wire())
+        assert isinstance(out, bytes) and len(out) <= max(size, 512)
+    assert len(res._cache) <= 6
+
+
+def test_cache_byte_budget(view: MemoryView) -> None:
+    res = Resolver(DNSConfig(cache_max_bytes=4000), view)
+    for _ in range(80):
+        ask(res, "big.service.rumor.", tcp=True)        # 40 rotations of ~700 bytes
+    for i in range(30):
+        ask(res, f"n{i % 3 + 1}.node.rumor.", "TXT")
+    assert res._bytes <= 4000 + 2000
+    assert len(addrs(ask(res, "big.service.rumor.", tcp=True))) == 40
