@@ -136,6 +136,19 @@
       });
   }
 
+  // A burst of changes (a deploy touching many instances) wakes several watches at once: fetch
+  // the page at most every MIN_GAP ms, and always once more after the last change.
+  var MIN_GAP = 500, lastRefresh = 0, timer = null;
+  function scheduleRefresh() {
+    if (timer) return;
+    var delay = Math.max(0, lastRefresh + MIN_GAP - Date.now());
+    timer = setTimeout(function () {
+      timer = null;
+      lastRefresh = Date.now();
+      refresh();
+    }, delay);
+  }
+
   // --- blocking queries -------------------------------------------------------------------------
   async function watch(url) {
     var index = 0, backoff = 1000;
@@ -159,7 +172,7 @@
       backoff = 1000;
       setState("live");
       if (got < index) index = 0;                    // the index went backwards: start over
-      else if (got !== index) { index = got; await refresh(); }
+      else if (got !== index) { index = got; scheduleRefresh(); }
       else index = got;
       // A 404 for a missing service still carries an index, so the loop goes on.
       if (!r.ok && r.status !== 404) await sleep(1000);
