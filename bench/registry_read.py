@@ -5,9 +5,11 @@
 Starts a real ``rumor agent`` (uvloop, as ``rumor agent`` runs) with 20 passing instances of
 ``web`` and, in the same run, a bare aiohttp server (uvloop) answering a constant body of the
 same size; wrk hammers each in turn (interleaved rounds, server pinned to CPU 0, wrk to CPU 1).
-The figure of merit is Rumor's req/s as a share of the bare server's: the catalog, the JSON
-encoding (cached per resource index) and the Consul headers should cost little on top of
-aiohttp itself. Every process is started here and killed by its PID. On a shared 2-core
+The figures of merit: Rumor's req/s as a share of the bare server's (``ratio_rps``), and,
+steadier on a shared machine, the server CPU time per request (utime+stime from /proc over the
+wrk run) with ``ratio_cpu`` = bare CPU/req over Rumor CPU/req, which is the throughput share on
+an otherwise idle core. The catalog, the JSON encoding (cached per resource index) and the
+Consul headers should cost little on top of aiohttp itself. Every process is started here and killed by its PID. On a shared 2-core
 machine the figures are noisy; read the ratio, not the absolute numbers.
 """
 
@@ -69,13 +71,26 @@ def put(url: str, body: object) -> None:
     urllib.request.urlopen(req, timeout=5).read()
 
 
-def wrk(url: str, duration: int, conns: int) -> tuple[float, float]:
+CLK_TCK = os.sysconf("SC_CLK_TCK")
+
+
+def cpu_seconds(pid: int) -> float:
+    with open(f"/proc/{pid}/stat") as f:
+        fields = f.read().rsplit(")", 1)[1].split()
+    return (int(fields[11]) + int(fields[12])) / CLK_TCK
+
+
+def wrk(url: str, duration: int, conns: int, pid: int = 0) -> tuple[float, float, float]:
+    """(req/s, p99 ms, server CPU µs per request)."""
+    cpu0 = cpu_seconds(pid) if pid else 0.0
     out = subprocess.run(["taskset", "-c", "1", WRK, "-t1", f"-c{conns}", f"-d{duration}s",
                           "--latency", url], capture_output=True, text=True, check=True).stdout
     rps = float(re.search(r"Requests/sec:\s+([\d.]+)", out).group(1))  # type: ignore[union-attr]
     m = re.search(r"99%\s+([\d.]+)(us|ms|s)", out)
     p99 = float(m.group(1)) * {"us": 1e-3, "ms": 1.0, "s": 1e3}[m.group(2)] if m else float("nan")
-    return rps, p99
+    total = int(re.search(r"(\d+) requests in", out).group(1))  # type: ignore[union-attr]
+    cpu_us = (cpu_seconds(pid) - cpu0) / max(1, total) * 1e6 if pid else float("nan")
+    return rps, p99, cpu_us
 
 
 def main() -> None:
@@ -114,8 +129,9 @@ def main() -> None:
         wrk(f"http://127.0.0.1:{bp}{PATH}", 1, args.connections)
         rumor_r, bare_r = [], []
         for _ in range(args.rounds):
-            bare_r.append(wrk(f"http://127.0.0.1:{bp}{PATH}", args.duration, args.connections))
-            rumor_r.append(wrk(base + PATH, args.duration, args.connections))
+            bare_r.append(wrk(f"http://127.0.0.1:{bp}{PATH}", args.duration, args.connections,
+                              bare.pid))
+            rumor_r.append(wrk(base + PATH, args.duration, args.connections, agent.pid))
         r = statistics.median(x[0] for x in rumor_r)
         b = statistics.median(x[0] for x in bare_r)
         print(json.dumps({
@@ -123,7 +139,10 @@ def main() -> None:
             "rounds": args.rounds,
             "rumor_rps": round(r), "rumor_p99_ms": round(statistics.median(x[1] for x in rumor_r), 2),
             "bare_aiohttp_rps": round(b), "bare_p99_ms": round(statistics.median(x[1] for x in bare_r), 2),
-            "ratio": round(r / b, 3),
+            "ratio_rps": round(r / b, 3),
+            "rumor_cpu_us_per_req": round(rc := statistics.median(x[2] for x in rumor_r), 1),
+            "bare_cpu_us_per_req": round(bc := statistics.median(x[2] for x in bare_r), 1),
+            "ratio_cpu": round(bc / rc, 3),
         }, indent=1))
     finally:
         for p in procs:
