@@ -13,7 +13,12 @@ a name for user events and queries (``user:deploy``), joined by commas. The comm
   user events and queries, the payload (a newline is added when it lacks one, as Serf does).
 
 For a query, what the script prints (trimmed to the response size limit) is the answer.
-Member events that arrive together are handed to one run, one batch per event type.
+
+Like the Serf agent, member events are *coalesced* before they reach the scripts: they are held
+until no new one came for ``quiescent`` seconds (1 s) or ``period`` seconds (3 s) passed since
+the first; then each member's latest event is kept and handed over in one run per event type.
+User events fired with coalescing on (``CC``) are held the same way and only the newest of each
+name is run. Queries are never held.
 Scripts run one at a time in a background task with a timeout; events beyond the queue limit
 are dropped and counted. Nothing here blocks the event loop.
 """
@@ -47,6 +52,45 @@ log = logging.getLogger(__name__)
 
 _TAG_ENV = re.compile(r"[^A-Z0-9_]")
 MAX_OUTPUT = 8 * 1024
+
+
+class Coalescer:
+    """Hold events until quiet for ``quiescent`` s or ``period`` s after the first (pure)."""
+
+    def __init__(self, period: float, quiescent: float) -> None:
+        self.period = period
+        self.quiescent = quiescent
+        self._pending: dict[str, GossipEvent] = {}
+        self._first = 0.0
+        self._last = 0.0
+
+    def __len__(self) -> int:
+        return len(self._pending)
+
+    def add(self, key: str, ev: GossipEvent, now: float) -> None:
+        """Keep ``ev`` as the latest for ``key`` (member name, or user event name)."""
+        if not self._pending:
+            self._first = now
+        old = self._pending.get(key)
+        if not (isinstance(old, UserEventReceived) and isinstance(ev, UserEventReceived)
+                and old.ltime > ev.ltime):
+            self._pending[key] = ev
+        self._last = now
+
+    def deadline(self) -> float | None:
+        if not self._pending:
+            return None
+        return min(self._first + self.period, self._last + self.quiescent)
+
+    def flush(self, now: float) -> list[GossipEvent]:
+        """The held events, grouped by type, when the deadline has passed; else []."""
+        d = self.deadline()
+        if d is None or now < d:
+            return []
+        events = list(self._pending.values())
+        self._pending.clear()
+        order = {t: i for i, t in enumerate(dict.fromkeys(type(e) for e in events))}
+        return sorted(events, key=lambda e: order[type(e)])
 
 
 @dataclass(frozen=True)
@@ -90,7 +134,10 @@ class EventHandlers:
     def __init__(self, specs: Sequence[str], *, self_name: str,
                  tags: Callable[[], Mapping[str, str]], timeout: float = 60.0,
                  max_queue: int = 1024, response_limit: int = 1024,
-                 respond: Callable[[QueryReceived, bytes], None] | None = None) -> None:
+                 respond: Callable[[QueryReceived, bytes], None] | None = None,
+                 coalesce_period: float = 3.0, quiescent_period: float = 1.0,
+                 user_coalesce_period: float = 3.0, user_quiescent_period: float = 1.0,
+                 clock: Callable[[], float] | None = None) -> None:
         self.handlers = [Handler.parse(s) for s in specs]
         self.self_name = self_name
         self.tags = tags
@@ -101,6 +148,10 @@ class EventHandlers:
         self.counters: Counter[str] = Counter()
         self._queue: deque[GossipEvent] = deque()
         self._wake = asyncio.Event()
+        self._members = Coalescer(coalesce_period, quiescent_period) if coalesce_period > 0 else None
+        self._users = (Coalescer(user_coalesce_period, user_quiescent_period)
+                       if user_coalesce_period > 0 else None)
+        self._clock = clock
         self._task: asyncio.Task[None] | None = None
 
     def __bool__(self) -> bool:
@@ -126,16 +177,52 @@ class EventHandlers:
         kind, name = _event_kind(ev)
         if not any(h.accepts(kind, name) for h in self.handlers):
             return
-        if len(self._queue) >= self.max_queue:
+        if len(self._queue) + self._held() >= self.max_queue:
             self.counters["handlers.dropped"] += 1
+            return
+        if isinstance(ev, UserEventReceived):
+            if ev.coalesce and self._users is not None:
+                self._users.add(ev.name, ev, self._now())
+                self._wake.set()
+                return
+        elif not isinstance(ev, QueryReceived) and self._members is not None:
+            self._members.add(ev.member.name, ev, self._now())
+            self._wake.set()
             return
         self._queue.append(ev)
         self._wake.set()
 
+    def _held(self) -> int:
+        return (len(self._members) if self._members else 0) + (len(self._users) if self._users else 0)
+
+    def _now(self) -> float:
+        return self._clock() if self._clock is not None else asyncio.get_running_loop().time()
+
+    def _release(self) -> float | None:
+        """Move coalesced events whose time has come to the queue; next deadline or None."""
+        now = self._now()
+        deadlines: list[float] = []
+        for c in (self._members, self._users):
+            if c is None:
+                continue
+            self._queue.extend(c.flush(now))
+            d = c.deadline()
+            if d is not None:
+                deadlines.append(d)
+        return min(deadlines) if deadlines else None
+
     async def _run(self) -> None:
         while True:
-            await self._wake.wait()
-            self._wake.clear()
+            deadline = self._release()
+            if not self._queue:
+                timeout = None if deadline is None else max(0.0, deadline - self._now())
+                try:
+                    async with asyncio.timeout(timeout):
+                        await self._wake.wait()
+                except TimeoutError:
+                    pass
+                self._wake.clear()
+                continue
             while self._queue:
                 ev = self._queue.popleft()
                 batch: list[GossipEvent] = [ev]

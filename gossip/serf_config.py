@@ -91,6 +91,16 @@ class SerfConfig:
     """Rejoin the snapshot's members even if the last run ended with a graceful leave."""
     event_handlers: tuple[str, ...] = ()
     """Event handler scripts ``[filter=]command`` (Serf syntax), run by ``sh -c``."""
+    coalesce_period: float = 3.0
+    """Member events for handlers are held at most this long and merged per member (Serf
+    agent: 3 s). 0 disables coalescing."""
+    quiescent_period: float = 1.0
+    """...or released after this long without a new member event (Serf agent: 1 s)."""
+    user_coalesce_period: float = 3.0
+    """User events sent with coalescing on are held at most this long, newest per name kept
+    (Serf agent: 3 s). 0 disables."""
+    user_quiescent_period: float = 1.0
+    """...or released after this long without a new one (Serf agent: 1 s)."""
     handler_timeout: float = 60.0
     """Seconds an event handler may run before it is killed."""
     max_handler_queue: int = 1024
@@ -143,6 +153,10 @@ class SerfConfig:
         for name in positive:
             if getattr(self, name) <= 0:
                 raise ConfigError(f"serf.{name}: {getattr(self, name)} must be more than 0 seconds")
+        for name in ("coalesce_period", "quiescent_period", "user_coalesce_period",
+                     "user_quiescent_period"):
+            if getattr(self, name) < 0:
+                raise ConfigError(f"serf.{name}: must be 0 (off) or more seconds")
         if self.leave_notify_max < 0:
             raise ConfigError("serf.leave_notify_max: must be 0 or more")
         if self.leave_propagate_delay < 0:

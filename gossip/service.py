@@ -195,7 +195,11 @@ class Gossip:
             tags=lambda: dict(self.serf.tags), timeout=self.serf_config.handler_timeout,
             max_queue=self.serf_config.max_handler_queue,
             response_limit=self.serf_config.query_response_size_limit - 64,
-            respond=self.respond)
+            respond=self.respond,
+            coalesce_period=self.serf_config.coalesce_period,
+            quiescent_period=self.serf_config.quiescent_period,
+            user_coalesce_period=self.serf_config.user_coalesce_period,
+            user_quiescent_period=self.serf_config.user_quiescent_period)
         self.handlers.start()
         d = SerfDelegate(self.serf, self._now, self._schedule_pump)
         self.transport = MemberlistTransport(

@@ -9,7 +9,7 @@ import pytest
 
 from gossip.errors import ConfigError
 from gossip.events import Member, MemberFailed, MemberJoined, QueryReceived, UserEventReceived
-from gossip.handlers import EventHandlers, Handler, member_line
+from gossip.handlers import Coalescer, EventHandlers, Handler, member_line
 from gossip.serf_config import parse_handler_spec
 
 
@@ -62,7 +62,7 @@ async def test_scripts_get_env_and_stdin(tmp_path: Path) -> None:
                       f'S=$SERF_SELF_NAME R=$SERF_SELF_ROLE T=$SERF_TAG_ROLE"; cat; echo; }} >> {out}\n')
     script.chmod(0o755)
     h = EventHandlers([f"user:deploy,member-join,member-failed={script}"], self_name="me",
-                      tags=lambda: {"role": "db"})
+                      tags=lambda: {"role": "db"}, coalesce_period=0, user_coalesce_period=0)
     h.start()
     try:
         h.dispatch(UserEventReceived(name="deploy", payload=b"v1", ltime=7))
@@ -115,5 +115,51 @@ async def test_slow_script_is_killed_and_failures_counted(tmp_path: Path) -> Non
 async def test_queue_is_bounded() -> None:
     h = EventHandlers(["/bin/true"], self_name="me", tags=dict, max_queue=2)
     for i in range(5):  # not started: nothing drains the queue
-        h.dispatch(UserEventReceived(name="e", payload=b"", ltime=i))
+        h.dispatch(UserEventReceived(name=f"e{i}", payload=b"", ltime=i))
     assert h.counters["handlers.dropped"] == 3
+
+
+@pytest.mark.parametrize(
+    "adds, checks",
+    [
+        # quiet for 1 s after the last event: released
+        ([(0.0, "a", "join"), (0.5, "b", "join")], [(1.4, 0), (1.5, 2)]),
+        # a steady stream: released at 3 s after the first anyway
+        ([(t / 2, f"n{t}", "join") for t in range(10)], [(2.9, 0), (3.0, 10)]),
+        # the latest event of a member wins
+        ([(0.0, "a", "join"), (0.1, "a", "failed")], [(1.1, 1)]),
+    ],
+)
+def test_coalescer_timing(adds: list[tuple[float, str, str]], checks: list[tuple[float, int]]) -> None:
+    c = Coalescer(3.0, 1.0)
+    for t, name, kind in adds:
+        m = Member(name=name, addr="1.1.1.1", port=1)
+        c.add(name, MemberJoined(m) if kind == "join" else MemberFailed(m), t)
+    for t, n in checks:
+        out = c.flush(t)
+        assert len(out) == n, (t, out)
+    if adds[-1][2] == "failed":
+        assert isinstance(out[0], MemberFailed)
+
+
+def test_coalescer_keeps_newest_user_event() -> None:
+    c = Coalescer(3.0, 1.0)
+    c.add("deploy", UserEventReceived(name="deploy", payload=b"v2", ltime=9), 0.0)
+    c.add("deploy", UserEventReceived(name="deploy", payload=b"v1", ltime=8), 0.1)
+    (ev,) = c.flush(5.0)
+    assert isinstance(ev, UserEventReceived) and ev.payload == b"v2"
+
+
+async def test_coalesced_member_events_run_once_per_type(tmp_path: Path) -> None:
+    out = tmp_path / "out"
+    h = EventHandlers([f"echo \"$SERF_EVENT $(wc -l)\" >> {out}"], self_name="me", tags=dict,
+                      coalesce_period=0.6, quiescent_period=0.2)
+    h.start()
+    try:
+        for i in range(4):
+            h.dispatch(MemberJoined(Member(name=f"n{i}", addr="1.1.1.1", port=i)))
+        h.dispatch(MemberFailed(Member(name="n3", addr="1.1.1.1", port=3)))
+        text = await _wait(out, "member-failed")
+    finally:
+        await h.stop()
+    assert text.split() == ["member-join", "3", "member-failed", "1"]
