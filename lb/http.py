@@ -198,7 +198,7 @@ class HttpListener(Listener):
             up.close()
 
     def _sweep(self) -> None:
-        now = self.loop.time()
+        now = self.now = self.loop.time()
         limit = self.config.pool_idle_timeout
         for pool in self.pools.values():
             for b in pool.backends:
@@ -241,6 +241,8 @@ class ClientConn(asyncio.Protocol):
         self.eof = False
         self.closed = False
         self.dead = False         # parser stopped: an error answer is due or was sent
+        self.abnormal = False     # tunnel, dead or holding post-Upgrade bytes: slow path
+        self.feed_len = 0
         self.lingering = 0.0
         self.draining = False
 
@@ -312,19 +314,18 @@ class ClientConn(asyncio.Protocol):
 
     def data_received(self, data: bytes) -> None:
         listener = self.listener
-        listener.stats.bytes_in += len(data)
-        if self.tunnel is not None:
-            self.tunnel.transport.write(data)
-            if self.tunnel.backend is not None:
-                self.tunnel.backend.bytes_in += len(data)
-            return
-        if self.dead:
-            return
-        if self.exchanges and self.exchanges[0].upgrade and self.exchanges[0].req_done:
-            # bytes after an Upgrade request, before the backend's 101: hold them
-            self._hold(self.exchanges[0], data)
+        n = len(data)
+        listener.stats.bytes_in += n
+        if self.abnormal:
+            if self.tunnel is not None:
+                self.tunnel.transport.write(data)
+                self.tunnel.backend.bytes_in += n
+            elif not self.dead and self.exchanges:
+                # bytes after an Upgrade request, before the backend's 101: hold them
+                self._hold(self.exchanges[0], data)
             return
         was_in_head = self.in_head
+        self.feed_len = n
         try:
             self.parser.feed_data(data)
         except httptools.HttpParserUpgrade as e:
@@ -332,6 +333,7 @@ class ClientConn(asyncio.Protocol):
             ex = self.cur
             if ex is not None and off < len(data):
                 self._hold(ex, data[off:])
+            self.abnormal = True
             self._pause(_P_UPGRADE)
         except httptools.HttpParserCallbackError as e:
             ctx = e.__context__
@@ -387,7 +389,7 @@ class ClientConn(asyncio.Protocol):
         self.cur = ex
         self.exchanges.append(ex)
         self.in_head = True
-        self.head_started = self.loop.time()
+        self.head_started = self.listener.now
         self.head_bytes = 0
         self.url = b""
         self.headers = []
@@ -427,9 +429,7 @@ class ClientConn(asyncio.Protocol):
         conn_tokens: list[bytes] = []
         out = [method, b" ", url, b" HTTP/1.1\r\n"]
         special = _REQ_SPECIAL
-        size = len(url)
         for name, value in self.headers:
-            size += len(name) + len(value) + 4
             kind = special.get(name.lower())
             if kind is None:
                 out += (name, b": ", value, b"\r\n")
@@ -458,7 +458,8 @@ class ClientConn(asyncio.Protocol):
                 conn_tokens.extend(t.strip().lower() for t in value.split(b","))
             elif kind == _UPG:
                 upg = value
-        if size > self.config.max_header_bytes:
+        if self.head_bytes + self.feed_len > self.config.max_header_bytes and len(url) + sum(
+                len(k) + len(v) + 4 for k, v in self.headers) > self.config.max_header_bytes:
             raise _Refuse(431, f"request head larger than {self.config.max_header_bytes} bytes",
                           "header_too_large")
         if te and clen_at >= 0:
@@ -550,7 +551,7 @@ class ClientConn(asyncio.Protocol):
             return
         pool = ex.pool
         listener = self.listener
-        now = self.loop.time()
+        now = self.listener.now
         while True:
             b = pool.pick(now, ex.tried) if pool is not None else None
             if b is None or len(ex.tried) >= self.config.connect_attempts:
@@ -624,7 +625,7 @@ class ClientConn(asyncio.Protocol):
         if self.exchanges and self.exchanges[0] is ex:
             self.exchanges.popleft()
         self.listener.stats.requests += 1
-        self.last_active = self.loop.time()
+        self.last_active = self.listener.now
         if (ex.close_after or not ex.keep_alive or self.eof or self.draining
                 or not ex.req_done):
             self.flush()
@@ -644,6 +645,7 @@ class ClientConn(asyncio.Protocol):
     def _refuse(self, status: int, reason: str, counter: str) -> None:
         """The client's request cannot be served: answer once its turn comes, then close."""
         self.dead = True
+        self.abnormal = True
         self.in_head = False
         ex = self.cur
         if ex is not None and ex.dispatched and not ex.resp_done and ex in self.exchanges:
@@ -669,6 +671,7 @@ class ClientConn(asyncio.Protocol):
         listener.counters.problem(counter, "listener=%s client=%s status=%d reason=%s",
                                   listener.spec.name, self.client_ip, status, reason)
         self.dead = True
+        self.abnormal = True
         self.out.append(error_response(status, reason))
         self.flush()
         self._linger()
@@ -794,7 +797,7 @@ class UpstreamConn(asyncio.Protocol):
         b.requests += 1
         b.conns.add(self)
         self.ready = True
-        ex.sent_at = self.loop.time()
+        ex.sent_at = self.listener.now
         data = [ex.head, *ex.pending] if ex.pending else [ex.head]
         ex.pending = []
         ex.pending_bytes = 0
@@ -949,7 +952,6 @@ class UpstreamConn(asyncio.Protocol):
         parser = self.parser
         status = parser.get_status_code()
         headers, self.headers = self.headers, []
-        self.head_bytes = 0
         if len(headers) > self.listener.config.max_headers:
             raise _Refuse(502, "backend sent too many header fields", "bad_response")
         if 100 <= status < 200 and status != 101:
@@ -962,9 +964,7 @@ class UpstreamConn(asyncio.Protocol):
         clen = False
         te = False
         upg = None
-        hbytes = 0
         for name, value in headers:
-            hbytes += len(name) + len(value)
             kind = special.get(name.lower())
             if kind is None:
                 out += (name, b": ", value, b"\r\n")
@@ -975,7 +975,8 @@ class UpstreamConn(asyncio.Protocol):
                 te = True
             elif kind == _UPG:
                 upg = value
-        if hbytes > self.listener.config.max_header_bytes:
+        limit = self.listener.config.max_header_bytes
+        if self.head_bytes > limit and sum(len(k) + len(v) + 4 for k, v in headers) > limit:
             raise _Refuse(502, "backend sent an oversize response head", "bad_response")
         no_body = ex.is_head or status in (204, 304) or status == 101
         self.rechunk = False
@@ -1002,6 +1003,7 @@ class UpstreamConn(asyncio.Protocol):
             out.append(b"\r\n")
         client.out.append(b"".join(out))
         ex.resp_started = True
+        self.head_bytes = 0
         if status == 101 and ex.upgrade:
             self._switch_to_tunnel(ex, client)
         elif ex.is_head:
@@ -1040,7 +1042,7 @@ class UpstreamConn(asyncio.Protocol):
         if (keep_alive and ex.req_done and not b.draining and not listener.closing
                 and len(b.idle) < listener.config.pool_size and not self.eof):
             self.reused = True
-            self.idle_since = self.loop.time()
+            self.idle_since = self.listener.now
             b.idle.append(self)
         else:
             self.close()
@@ -1049,6 +1051,7 @@ class UpstreamConn(asyncio.Protocol):
     def _switch_to_tunnel(self, ex: Exchange, client: ClientConn) -> None:
         self.tunnel = True
         client.tunnel = self
+        client.abnormal = True
         ex.resp_done = True
         client.exchanges.clear()
         client.listener.stats.requests += 1

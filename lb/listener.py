@@ -55,6 +55,9 @@ class Listener:
         self.closing = False
         self.drain_deadline = 0.0
         self._sweeper: asyncio.TimerHandle | None = None
+        # A coarse clock for the hot path, refreshed by every sweep: the timeouts it feeds
+        # are enforced by the sweep anyway, so they have sweep_interval granularity.
+        self.now = self.loop.time()
 
     # -- pools ------------------------------------------------------------------------------
     def _new_pool(self, service: str, tag: str | None) -> Pool:
@@ -111,7 +114,7 @@ class Listener:
         self._sweeper = self.loop.call_later(self.config.sweep_interval, self._sweep)
 
     def _sweep(self) -> None:
-        now = self.loop.time()
+        now = self.now = self.loop.time()
         try:
             for c in list(self.conns):
                 c.sweep(now)
