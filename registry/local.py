@@ -69,6 +69,9 @@ class LocalCheck:
     output: str
     source: str
     critical_since: float | None = None
+    output_published: float = float("-inf")
+    pending_output: str | None = None
+    output_timer: asyncio.TimerHandle | None = None
 
 
 class LocalState:
@@ -76,12 +79,15 @@ class LocalState:
 
     def __init__(self, catalog: Catalog, info: NodeInfo, datadir: DataDir | None, *,
                  clock: Callable[[], float] = time.monotonic,
-                 wall: Callable[[], float] = time.time) -> None:
+                 wall: Callable[[], float] = time.time,
+                 output_update_interval: float = 60.0) -> None:
         self.catalog = catalog
         self.info = info
         self.datadir = datadir
         self.clock = clock
         self.wall = wall
+        self.output_update_interval = output_update_interval
+        """Seconds between publications of an output-only change of a check (0 = always)."""
         self.services: dict[str, LocalService] = {}
         self.checks: dict[str, LocalCheck] = {}
         self.version = 0
@@ -301,7 +307,9 @@ class LocalState:
 
     async def _remove_check(self, cid: str) -> None:
         await self.manager.stop_check(cid)
-        del self.checks[cid]
+        gone = self.checks.pop(cid)
+        if gone.output_timer is not None:
+            gone.output_timer.cancel()
         self.catalog.remove_check(self.info.name, cid)
         self._bump([("c", cid)])
 
@@ -336,12 +344,34 @@ class LocalState:
         self._flush_soon()
 
     def _on_result(self, cid: str, status: str, output: str) -> None:
+        """A runner's result. A status change shows (and replicates) at once; a change of the
+        output alone is published at most every ``output_update_interval`` seconds, like
+        Consul's ``check_update_interval``, so a check whose body carries a timestamp does not
+        wake every watcher and fill gossip on each run."""
         c = self.checks.get(cid)
         if c is None:
             return
+        if status == c.status and output != c.output and self.output_update_interval > 0:
+            now = self.clock()
+            wait = c.output_published + self.output_update_interval - now
+            if wait > 0:
+                c.pending_output = output
+                if c.output_timer is None:
+                    loop = asyncio.get_running_loop()
+                    c.output_timer = loop.call_later(wait, self._publish_output, cid)
+                return
         self._set_result(cid, status, output)
         if c.defn.kind == "ttl":
             self._flush_soon()
+
+    def _publish_output(self, cid: str) -> None:
+        c = self.checks.get(cid)
+        if c is None:
+            return
+        c.output_timer = None
+        if c.pending_output is not None:
+            out, c.pending_output = c.pending_output, None
+            self._set_result(cid, c.status, out)
 
     def _set_result(self, cid: str, status: str, output: str) -> None:
         c = self.checks[cid]
@@ -354,6 +384,11 @@ class LocalState:
         elif status != CRITICAL:
             c.critical_since = None
         c.status, c.output = status, output
+        c.output_published = self.clock()
+        c.pending_output = None
+        if c.output_timer is not None:
+            c.output_timer.cancel()
+            c.output_timer = None
         self.counters["check_updates"] += 1
         rec = self.check_record(cid)
         assert rec is not None

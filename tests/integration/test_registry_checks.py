@@ -44,7 +44,9 @@ class Flippy:
 
     async def start(self) -> None:
         app = web.Application()
-        app.router.add_route("*", "/{tail:.*}", self.handle)
+        async def dispatch(request: web.Request) -> web.Response:
+            return await self.handle(request)  # looked up per request: tests may swap it
+        app.router.add_route("*", "/{tail:.*}", dispatch)
         self.runner = web.AppRunner(app)
         await self.runner.setup()
         site = web.TCPSite(self.runner, "127.0.0.1", 0)
@@ -180,3 +182,29 @@ async def test_deregister_critical_service_after(local: LocalState) -> None:
     assert "doomed" in local.services
     await eventually(lambda: "doomed" not in local.services, timeout=5, what="reaped")
     assert local.catalog.entries("doomed") == ()
+
+
+async def test_output_only_changes_are_throttled(server: Flippy) -> None:
+    cat = Catalog(datacenter="dc1", local_node="n1")
+    st = LocalState(cat, NodeInfo(name="n1"), None, output_update_interval=0.6)
+    await st.start()
+    try:
+        counter = {"n": 0}
+
+        async def counting(request: web.Request) -> web.Response:
+            counter["n"] += 1
+            return web.Response(text=f"run {counter['n']}")
+        server.handle = counting  # type: ignore[method-assign]
+        await register(st, {"Name": "web", "Check": {
+            "HTTP": f"http://127.0.0.1:{server.port}/", "Interval": "50ms"}})
+        await eventually(lambda: status_of(st, "service:web") == "passing", what="passing")
+        idx = cat.key_index("svc:web")
+        runs = counter["n"]
+        await asyncio.sleep(0.3)
+        assert counter["n"] - runs >= 3  # the check kept running...
+        assert cat.key_index("svc:web") == idx  # ...but the output alone did not move the index
+        await eventually(lambda: cat.key_index("svc:web") > idx, timeout=2, what="deferred output")
+        out = cat.entries("web")[0].checks[1].record.output
+        assert "run " in out and out != f"run {runs}"
+    finally:
+        await st.stop()
