@@ -44,7 +44,7 @@ from .events import (
     QueryReceived,
     UserEventReceived,
 )
-from .keymanager import KeyResponse
+from .keymanager import KeyResponse, load_keyring_file, save_keyring_file
 from .memberlist import JoinCompleted, Memberlist, MemberlistCounters
 from .security import Keyring, decode_key, encode_key, generate_key
 from .serf import LamportClock, QueryParams, Serf, SerfDelegate, SerfError, decode_tags, encode_tags
@@ -110,7 +110,9 @@ __all__ = [
     "encode_key",
     "encode_tags",
     "generate_key",
+    "load_keyring_file",
     "parse_handler_spec",
     "retransmit_limit",
+    "save_keyring_file",
     "split_addr",
 ]

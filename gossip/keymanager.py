@@ -12,13 +12,15 @@ Serf's KeyManager does (it expects one response per live member).
 
 from __future__ import annotations
 
+import json
 import logging
+import os
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING
 
 from . import codec
-from .errors import EncryptionError, MalformedPacket
+from .errors import EncryptionError, KeyringError, MalformedPacket
 from .security import Keyring, decode_key, encode_key
 from .serf_messages import KeyRequest, Query
 from .serf_messages import KeyResponse as WireKeyResponse
@@ -178,3 +180,46 @@ def summarize(operation: str, responses: Mapping[str, bytes], num_nodes: int) ->
     return KeyResponse(operation=operation, num_nodes=num_nodes, num_resp=len(responses),
                        num_err=num_err + missing, messages=messages, keys=keys,
                        primary_keys=primaries)
+
+
+# -- the keyring file (blocking: call from a worker thread) ---------------------------------------
+
+
+def save_keyring_file(path: str | os.PathLike[str], ring: Keyring) -> None:
+    """Write the keys (primary first) as a JSON list of base64 strings, atomically, mode 0600."""
+    keys, _primary = ring.list_base64()
+    data = (json.dumps(keys) + "\n").encode()
+    target = os.fspath(path)
+    directory = os.path.dirname(target) or "."
+    os.makedirs(directory, exist_ok=True)
+    tmp = target + ".tmp"
+    fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+    try:
+        os.write(fd, data)
+        os.fsync(fd)
+    finally:
+        os.close(fd)
+    os.replace(tmp, target)
+    dfd = os.open(directory, os.O_RDONLY)
+    try:
+        os.fsync(dfd)
+    finally:
+        os.close(dfd)
+
+
+def load_keyring_file(path: str | os.PathLike[str]) -> Keyring | None:
+    """The keyring saved by :func:`save_keyring_file`; None when there is no file.
+
+    Raises KeyringError when the file exists but is not a list of valid base64 keys."""
+    try:
+        with open(path, "rb") as f:
+            raw = f.read()
+    except FileNotFoundError:
+        return None
+    try:
+        data = json.loads(raw)
+        if not isinstance(data, list) or not data or not all(isinstance(k, str) for k in data):
+            raise ValueError("not a non-empty list of base64 keys")
+        return Keyring.from_base64(data)
+    except (ValueError, EncryptionError) as e:
+        raise KeyringError(f"keyring file {os.fspath(path)}: {e}") from None

@@ -64,7 +64,13 @@ from .events import (
     UserEventReceived,
 )
 from .handlers import EventHandlers
-from .keymanager import KeyResponse, install_key_handlers, request_payload, summarize
+from .keymanager import (
+    KeyResponse,
+    install_key_handlers,
+    request_payload,
+    save_keyring_file,
+    summarize,
+)
 from .memberlist import JoinCompleted
 from .security import Keyring
 from .serf import (
@@ -530,32 +536,23 @@ class Gossip:
         return await self._key_op("list-keys", None)
 
     def _keyring_changed(self, ring: Keyring) -> None:
+        """A key query changed our keyring: save it (in a worker thread) if we have a file."""
         path = self.keyring_path
         if path is None:
             return
-        keys, _ = ring.list_base64()
-        import json
+        snapshot = Keyring(ring.keys)
 
-        data = (json.dumps(keys) + "\n").encode()
-
-        def write() -> None:
-            import os
-
-            path.parent.mkdir(parents=True, exist_ok=True)
-            tmp = path.with_name(path.name + ".tmp")
-            with open(tmp, "wb") as f:
-                f.write(data)
-                f.flush()
-                os.fsync(f.fileno())
-            os.chmod(tmp, 0o600)
-            os.replace(tmp, path)
+        async def save() -> None:
+            try:
+                await asyncio.to_thread(save_keyring_file, path, snapshot)
+            except OSError as e:
+                log.error("cannot save the keyring path=%s error=%s", path, e)
 
         try:
             loop = asyncio.get_running_loop()
         except RuntimeError:
-            write()
             return
-        t = loop.create_task(asyncio.to_thread(write))
+        t = loop.create_task(save())
         self._tasks.add(t)
         t.add_done_callback(self._tasks.discard)
 

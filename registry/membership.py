@@ -18,7 +18,6 @@ from __future__ import annotations
 import base64
 import binascii
 import dataclasses
-import json
 import logging
 import socket
 from dataclasses import dataclass
@@ -26,7 +25,7 @@ from pathlib import Path
 from typing import Any
 
 from gossip import ConfigError as GossipConfigError
-from gossip import Gossip, Keyring, MemberlistConfig, SerfConfig
+from gossip import Gossip, Keyring, KeyringError, MemberlistConfig, SerfConfig, load_keyring_file
 
 from .config import AgentConfig
 from .durations import parse_duration
@@ -148,27 +147,16 @@ def _prefixed(msg: str) -> str:
 def load_keyring(path: Path, fallback: tuple[bytes, ...]) -> Keyring | None:
     """The saved keyring (after rotations) if there is one, else the ``encrypt`` key."""
     try:
-        data = json.loads(path.read_text())
-        if isinstance(data, list) and data and all(isinstance(k, str) for k in data):
-            ring = Keyring.from_base64(data)
-            if fallback and fallback[0] not in ring:
-                log.warning("keyring file %s is used; the encrypt key is not in it", path)
-            return ring
-        log.warning("keyring file is not a list of keys, ignored path=%s", path)
-    except FileNotFoundError:
-        pass
-    except (OSError, ValueError) as e:
-        log.warning("keyring file unreadable, ignored path=%s error=%s", path, e)
+        ring = load_keyring_file(path)
+    except KeyringError as e:
+        raise ConfigError(f"encrypt: {e}; fix or delete the file") from None
+    except OSError as e:
+        raise ConfigError(f"encrypt: cannot read {path}: {e.strerror}") from None
+    if ring is not None:
+        if fallback and fallback[0] not in ring:
+            log.warning("using the saved keyring path=%s; the encrypt key is not in it", path)
+        return ring
     return Keyring(fallback) if fallback else None
-
-
-def save_keyring(path: Path, ring: Keyring) -> None:
-    """Atomically write the keyring (primary first) as a JSON list of base64 keys."""
-    from .datadir import atomic_write
-
-    keys, _primary = ring.list_base64()
-    path.parent.mkdir(parents=True, exist_ok=True)
-    atomic_write(path, json.dumps(keys).encode() + b"\n")
 
 
 async def start_gossip(cfg: AgentConfig, datadir: Any, prepared: PreparedGossip) -> Gossip:

@@ -407,3 +407,31 @@ async def test_app_channel_reaches_rumor_peers_only(procs: Procs) -> None:
     finally:
         for g in gs:
             await g.shutdown()
+
+
+async def test_keyring_file_follows_rotation(procs: Procs, tmp_path: Path) -> None:
+    """Keys rotated by ``serf keys`` are saved in the Rumor node's keyring file."""
+    import asyncio
+
+    from gossip import Gossip, Keyring, MemberlistConfig, SerfConfig, load_keyring_file
+
+    k1, k2 = os.urandom(32), os.urandom(32)
+    b1, b2 = base64.b64encode(k1).decode(), base64.b64encode(k2).decode()
+    s1 = procs.serf("s1", encrypt=b1)
+    path = tmp_path / "serf" / "local.keyring"
+    g = Gossip(MemberlistConfig.lan(name="g", bind_addr="127.0.0.1", bind_port=0),
+               SerfConfig(node_name="g"), keyring=Keyring([k1]), keyring_path=path)
+    await g.start()
+    try:
+        assert await g.join([s1.addr]) == 1
+        for args in (("-install", b2), ("-use", b2), ("-remove", b1)):
+            await asyncio.to_thread(s1.cli, "keys", *args)
+        async with asyncio.timeout(10):
+            while True:
+                saved = load_keyring_file(path) if path.exists() else None
+                if saved is not None and saved.keys == (k2,):
+                    break
+                await asyncio.sleep(0.05)
+        assert g.keyring is not None and g.keyring.keys == (k2,)
+    finally:
+        await g.shutdown()

@@ -3,14 +3,17 @@
 from __future__ import annotations
 
 from dataclasses import replace
+from pathlib import Path
 
 import pytest
 
-from gossip.errors import ConfigError
+from gossip.errors import ConfigError, KeyringError
+from gossip.keymanager import load_keyring_file, save_keyring_file
+from gossip.security import Keyring, generate_key
 from gossip.serf_config import RUMOR_TAG, SerfConfig
 from registry.config import AgentConfig
 from registry.errors import ConfigError as AgentConfigError
-from registry.membership import prepare_gossip
+from registry.membership import load_keyring, prepare_gossip
 
 
 def test_defaults_are_serfs() -> None:
@@ -73,3 +76,23 @@ def test_prepare_gossip_errors_name_the_setting(kw: dict[str, object], fragment:
     with pytest.raises(AgentConfigError) as e:
         prepare_gossip(agent(**kw))
     assert str(e.value).startswith(fragment), str(e.value)
+
+
+def test_keyring_file_roundtrip_and_errors(tmp_path: Path) -> None:
+    k1, k2 = generate_key(), generate_key()
+    path = tmp_path / "serf" / "local.keyring"
+    assert load_keyring_file(path) is None
+    save_keyring_file(path, Keyring([k2, k1]))
+    assert load_keyring_file(path).keys == (k2, k1)  # type: ignore[union-attr]
+    assert path.stat().st_mode & 0o777 == 0o600
+    # the saved keyring wins over the encrypt key, as in Consul
+    ring = load_keyring(path, (generate_key(),))
+    assert ring is not None and ring.primary == k2
+    assert load_keyring(tmp_path / "none", (k1,)).keys == (k1,)  # type: ignore[union-attr]
+    assert load_keyring(tmp_path / "none", ()) is None
+    path.write_text('["not base64!"]')
+    with pytest.raises(KeyringError):
+        load_keyring_file(path)
+    with pytest.raises(AgentConfigError) as e:
+        load_keyring(path, (k1,))
+    assert str(e.value).startswith("encrypt:")
