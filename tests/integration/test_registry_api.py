@@ -15,6 +15,7 @@ from typing import Any
 import aiohttp
 import consul
 import pytest
+from hypothesis import strategies as st
 
 from registry.agent import Agent
 
@@ -356,3 +357,44 @@ async def test_acl_tokens(tmp_path: Path) -> None:
         assert (await http(a, "GET", "/v1/status/leader"))[0] == 200
         status, _, me = await http(a, "GET", "/v1/acl/token/self", headers={"X-Consul-Token": "ops"})
         assert status == 200 and me["SecretID"] == "ops"
+
+
+_json = st.recursive(
+    st.none() | st.booleans() | st.integers(-2**40, 2**40) | st.floats(allow_nan=False)
+    | st.text(max_size=20),
+    lambda kids: st.lists(kids, max_size=4) | st.dictionaries(st.text(max_size=12), kids, max_size=5),
+    max_leaves=20)
+_keys = st.sampled_from(["Name", "name", "ID", "Port", "port", "Tags", "Meta", "Address", "Check",
+                         "Checks", "Weights", "TaggedAddresses", "EnableTagOverride", "TTL",
+                         "HTTP", "Interval", "TCP", "Status", "ServiceID", "Header", "Body"])
+_bodies = st.dictionaries(_keys, _json, max_size=6) | _json
+
+
+async def test_fuzzed_registrations_never_500(tmp_path: Path) -> None:
+    """Random JSON at every write endpoint: 200 or a 4xx with a reason, never a 500."""
+    import json as _json_mod
+
+    from hypothesis import HealthCheck, given, settings
+
+    async for a in agent_fixture(tmp_path):
+        bodies: list[Any] = []
+
+        @settings(max_examples=150, deadline=None, database=None,
+                  suppress_health_check=list(HealthCheck))
+        @given(_bodies)
+        def collect(b: Any) -> None:
+            bodies.append(b)
+        collect()
+        async with aiohttp.ClientSession() as s:
+            for b in bodies:
+                for path in ("/v1/agent/service/register", "/v1/agent/check/register",
+                             "/v1/agent/check/update/x", "/v1/catalog/register"):
+                    async with s.put(f"http://127.0.0.1:{a.http_port}{path}",
+                                     data=_json_mod.dumps(b)) as r:
+                        text = await r.text()
+                        assert r.status < 500, (path, b, text)
+                        if r.status >= 400:
+                            assert text.strip(), (path, b)
+        # the agent still answers and holds only what was accepted
+        status, _, services = await http(a, "GET", "/v1/agent/services")
+        assert status == 200 and isinstance(services, dict)
