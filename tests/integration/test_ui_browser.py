@@ -290,3 +290,37 @@ def test_nodes_page_shows_a_failed_member_without_reload(tmp_path: Path, browser
         assert dom(browser, "return window.__notReloaded") == 9
     finally:
         cluster.close()
+
+
+def test_with_acls_the_token_form_unlocks_the_ui_and_live_updates(tmp_path: Path,
+                                                                   browser: Any) -> None:
+    import json
+
+    conf = tmp_path / "acl.json"
+    conf.write_text(json.dumps({"acl": {"enabled": True, "default_policy": "deny",
+                                        "tokens": {"ui-read-token": "read",
+                                                   "ops-write-token": "write"}}}))
+    a = AgentProcess("uiacl", tmp_path, extra_args=["-config-file", str(conf)])
+    a.start(wait=False)   # the harness's readiness probe has no token
+    try:
+        wait_for(lambda: a.http("GET", "/v1/agent/self?token=ui-read-token", timeout=1), 20,
+                 what="the ACL agent to answer")
+        a.http("PUT", "/v1/agent/service/register?token=ops-write-token",
+               {"Name": "secret", "ID": "s1", "Port": 1,
+                "Check": {"CheckID": "s1-ttl", "TTL": "60s", "Status": "passing"}})
+        base = f"http://{a.http_addr}"
+        browser.get(base + "/ui/")
+        assert "ACL token needed" in browser.title
+        assert card(browser, "svc:secret") is None          # nothing of the catalog shown
+        browser.find_element("id", "token").send_keys("ui-read-token")
+        browser.find_element("css selector", "form button").click()
+        wait_for(lambda: card(browser, "svc:secret"), 10, what="the services page after the form")
+        wait_for(lambda: dom(browser, "return document.getElementById('live')"
+                                      ".getAttribute('data-state')") == "live", 15,
+                 what="the script's blocking queries to be accepted with the cookie's token")
+        a.http("PUT", "/v1/agent/check/update/s1-ttl?token=ops-write-token",
+               {"Status": "critical", "Output": "down"})
+        wait_for(lambda: (c := card(browser, "svc:secret")) and c["health"] == "critical", 15,
+                 what="the change to show live under ACLs")
+    finally:
+        a.stop()
