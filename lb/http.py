@@ -226,6 +226,9 @@ class ClientConn(asyncio.Protocol):
         self.parser = httptools.HttpRequestParser(self)
         self.transport: asyncio.Transport = None  # type: ignore[assignment]
         self.client_ip = ""
+        self.xff_ip = b""
+        self.fwd_for = b""
+        self.fwd_common = b""
         self.exchanges: deque[Exchange] = deque()
         self.cur: Exchange | None = None
         self.out: list[bytes] = []
@@ -263,6 +266,10 @@ class ClientConn(asyncio.Protocol):
         st.active += 1
         peer = transport.get_extra_info("peername")
         self.client_ip = peer[0] if peer else ""
+        ip = self.xff_ip = self.client_ip.encode()
+        self.fwd_for = b"for=" + (b'"[' + ip + b']"' if b":" in ip else ip) + b";proto=http"
+        self.fwd_common = (b"X-Forwarded-For: " + ip + b"\r\nX-Forwarded-Proto: http\r\n"
+                           b"Forwarded: " + self.fwd_for + b';host="')
         self.last_active = self.loop.time()
 
     def connection_lost(self, exc: Exception | None) -> None:
@@ -472,20 +479,25 @@ class ClientConn(asyncio.Protocol):
                 piece for name, value in self.headers
                 if name.lower() not in named and special.get(name.lower()) in keep
                 for piece in (name, b": ", value, b"\r\n")]
-        ip = self.client_ip.encode()
-        if host is None:
-            # HTTP/1.0 without Host, forwarded as HTTP/1.1 which requires one
-            out += (b"Host: ", self.listener.host_header, b"\r\n")
-        out += (b"X-Forwarded-For: ", (xff + b", " + ip) if xff else ip, b"\r\n")
-        if not xfp:
-            out.append(b"X-Forwarded-Proto: http\r\n")
-        if host is not None and not xfh:
-            out += (b"X-Forwarded-Host: ", host, b"\r\n")
-        fwd_ip = b'"[' + ip + b']"' if b":" in ip else ip
-        this = b"for=" + fwd_ip + b";proto=http"
-        if host is not None:
-            this += b';host="' + host.replace(b'"', b"") + b'"'
-        out += (b"Forwarded: ", (fwd + b", " + this) if fwd else this, b"\r\n")
+        if host is not None and xff is None and fwd is None and not xfp and not xfh:
+            # the common case: the first proxy on the way, the lines mostly precomputed
+            if b'"' in host:
+                host = host.replace(b'"', b"")
+            out += (self.fwd_common, host, b'"\r\nX-Forwarded-Host: ', host, b"\r\n")
+        else:
+            ip = self.xff_ip
+            if host is None:
+                # HTTP/1.0 without Host, forwarded as HTTP/1.1 which requires one
+                out += (b"Host: ", self.listener.host_header, b"\r\n")
+            out += (b"X-Forwarded-For: ", (xff + b", " + ip) if xff else ip, b"\r\n")
+            if not xfp:
+                out.append(b"X-Forwarded-Proto: http\r\n")
+            if host is not None and not xfh:
+                out += (b"X-Forwarded-Host: ", host, b"\r\n")
+            this = self.fwd_for
+            if host is not None:
+                this += b';host="' + host.replace(b'"', b"") + b'"'
+            out += (b"Forwarded: ", (fwd + b", " + this) if fwd else this, b"\r\n")
         if upgrade and upg is not None:
             out += (b"Connection: upgrade\r\nUpgrade: ", upg, b"\r\n")
             ex.upgrade = True
