@@ -10,6 +10,7 @@ from __future__ import annotations
 import shutil
 import tempfile
 import urllib.error
+import urllib.parse
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -145,8 +146,8 @@ def test_ui_updates_live_and_turns_red(agent: AgentProcess, browser: Any) -> Non
     assert not dom(browser, "return [...document.querySelectorAll('.chip b')]"
                             ".some(b => b.textContent === 'bold')")
 
-    agent.http("PUT", "/v1/agent/check/update/web1-ttl",
-               {"Status": "critical", "Output": "heartbeat missed <img src=x onerror=alert(1)>"})
+    agent.http("PUT", "/v1/agent/check/fail/web1-ttl?note="
+               + urllib.parse.quote("heartbeat missed <img src=x onerror=alert(1)>"))
     wait_for(lambda: (c := card(browser, "svc:web")) and c["health"] == "critical", 15,
              what="web to turn critical without a reload")
     c = card(browser, "svc:web")
