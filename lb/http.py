@@ -1090,3 +1090,17 @@ class UpstreamConn(asyncio.Protocol):
             self.backend.conns.discard(self)
             if self.transport is not None:
                 self.transport.abort()
+
+    def cut(self) -> None:
+        """Drain timeout of a backend that left the pool: end this connection and tell the
+        client the only way left (502 before the answer began, else a cut)."""
+        ex, client = self.ex, self.client
+        self.abort()
+        if client is None or client.closed:
+            return
+        client.listener.stats.reasons["drain_timeout"] += 1
+        if self.tunnel:
+            client.abort()
+        elif ex is not None and not ex.resp_done:
+            client._fail(ex, 502, "backend left the pool and its drain time ran out",
+                         "drain_timeout")

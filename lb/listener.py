@@ -99,7 +99,7 @@ class Listener:
                 log.info("drain timeout, cutting connections listener=%s addr=%s:%d n=%d",
                          self.spec.name, b.host, b.port, len(b.conns))
                 for c in list(b.conns):
-                    c.abort()   # type: ignore[attr-defined]
+                    c.cut()     # type: ignore[attr-defined]
             if key not in (self.routes.targets if self.routes else ()) and not pool.draining \
                     and not pool.backends:
                 del self.pools[key]

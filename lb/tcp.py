@@ -404,6 +404,11 @@ class SpliceConn:
     def abort(self) -> None:
         self.close()
 
+    def cut(self) -> None:
+        """Drain timeout of its backend: end it."""
+        self.listener.stats.reasons["drain_timeout"] += 1
+        self.close()
+
     def close(self) -> None:
         if self.closed:
             return
@@ -562,6 +567,10 @@ class _PumpConn:
 
     def begin_drain(self) -> None:
         self.draining = True
+
+    def cut(self) -> None:
+        self.listener.stats.reasons["drain_timeout"] += 1
+        self.abort()
 
     def abort(self) -> None:
         for side in (self.client, self.server):

@@ -344,3 +344,31 @@ async def test_te_and_cl_never_both_forwarded(env) -> None:  # type: ignore[no-u
     head, _, body = resp.partition(b"\r\n\r\n")
     h = {k.lower() for k, v in json.loads(body)["headers"]}
     assert not ("content-length" in h and "transfer-encoding" in h)
+
+
+async def test_drain_timeout_cuts_requests_and_tunnels(backends) -> None:  # type: ignore[no-untyped-def]
+    view = MemoryView()
+    view.set_instances("web", [inst(b) for b in backends])
+    lb = LoadBalancer(LBConfig(sweep_interval=0.05, drain_timeout=0.3), view)
+    await lb.start()
+    try:
+        info = await lb.add_listener({"Name": "web", "Bind": "127.0.0.1:0", "Mode": "http",
+                                      "Service": "web"})
+        addr = info["Address"]
+        async with aiohttp.ClientSession() as s:
+            ws = await s.ws_connect(f"http://{addr}/ws")                    # -> b0
+            await ws.send_str("x")
+            assert (await ws.receive(timeout=5)).data == "b0:x"
+            slow = asyncio.create_task(s.get(f"http://{addr}/slow?d=1.5")) # -> b1
+            await wait_for(lambda: backends[1].hits == 1)
+            view.set_instances("web", [inst(backends[2])])
+            r = await asyncio.wait_for(slow, 3)
+            assert r.status == 502 and "drain time ran out" in await r.text()
+            msg = await ws.receive(timeout=3)
+            assert msg.type in (aiohttp.WSMsgType.CLOSE, aiohttp.WSMsgType.CLOSED,
+                                aiohttp.WSMsgType.ERROR)
+            await ws.close()
+        reasons = lb.listeners()[0]["Counters"]["ErrorReasons"]
+        assert reasons.get("drain_timeout", 0) >= 2
+    finally:
+        await lb.stop(1.0)
