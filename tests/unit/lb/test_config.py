@@ -99,3 +99,36 @@ def test_listeners_from_config() -> None:
         listeners_from_config({"listeners": [{"Name": "a", "Bind": "127.0.0.1:1", "Service": "x"},
                                              {"Name": "a", "Bind": "127.0.0.1:2", "Service": "y"}]})
     assert listeners_from_config({}) == []
+
+
+from hypothesis import given, settings  # noqa: E402
+from hypothesis import strategies as st  # noqa: E402
+
+_json = st.recursive(st.none() | st.booleans() | st.integers() | st.floats(allow_nan=False)
+                     | st.text(max_size=20),
+                     lambda c: st.lists(c, max_size=3) | st.dictionaries(st.text(max_size=8),
+                                                                          c, max_size=3),
+                     max_leaves=8)
+_keys = st.sampled_from(["Name", "Bind", "Mode", "Service", "Tag", "Strategy", "ProxyProtocol",
+                         "Routes", "URLPrefix", "PassingOnly", "ConnectTimeout", "IdleTimeout",
+                         "MaxConnections", "name", "bind", "other"])
+
+
+@settings(max_examples=150, deadline=None)
+@given(st.dictionaries(_keys, _json, max_size=8))
+def test_from_dict_only_ever_raises_config_error(data: dict[str, object]) -> None:
+    try:
+        spec = ListenerSpec.from_dict(data)
+    except ConfigError:
+        return
+    assert spec.validate() is spec
+
+
+@settings(max_examples=80, deadline=None)
+@given(st.dictionaries(st.sampled_from(["connect_timeout", "max_connections", "splice",
+                                        "pool_size", "drain_timeout", "x"]), _json, max_size=4))
+def test_lbconfig_from_dict_only_ever_raises_config_error(data: dict[str, object]) -> None:
+    try:
+        LBConfig.from_dict(data)
+    except ConfigError:
+        pass
