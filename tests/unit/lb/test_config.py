@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from lb import ConfigError, LBConfig, ListenerSpec, Route, listeners_from_config
 
@@ -100,9 +102,6 @@ def test_listeners_from_config() -> None:
                                              {"Name": "a", "Bind": "127.0.0.1:2", "Service": "y"}]})
     assert listeners_from_config({}) == []
 
-
-from hypothesis import given, settings
-from hypothesis import strategies as st
 
 _json = st.recursive(st.none() | st.booleans() | st.integers() | st.floats(allow_nan=False)
                      | st.text(max_size=20),
