@@ -143,7 +143,7 @@ class _SpliceFlow:
         conn = self.conn
         conn.activity = True
         try:
-            n = os.splice(self.sfd, self.pw, self.size, flags=_SPLICE_FLAGS)
+            n = os.splice(self.sfd, self.pw, self.size, None, None, _SPLICE_FLAGS)
         except (BlockingIOError, InterruptedError):
             return
         except OSError as e:
@@ -172,7 +172,8 @@ class _SpliceFlow:
                 if self.pending:
                     raise BlockingIOError
             while self.in_pipe:
-                self.in_pipe -= os.splice(self.pr, self.dfd, self.in_pipe, flags=_SPLICE_FLAGS)
+                self.in_pipe -= os.splice(self.pr, self.dfd, self.in_pipe, None, None,
+                                          _SPLICE_FLAGS)
         except (BlockingIOError, InterruptedError):
             # destination full: stop reading the source until it drains (backpressure)
             if self.reading:
