@@ -23,6 +23,7 @@ API (the agent and the registry use exactly this)::
     r = await g.install_key(b64) / use_key(b64) / remove_key(b64) / list_keys()  # KeyResponse
     g.add_listener(callback)         # called with every gossip.events event (sync, never blocks)
     g.recent_events()                # user events, oldest first (for /v1/event/list)
+    g.events_index; await g.wait_events(index, timeout)     # blocking reads of that list
     g.set_app_delegate(d)            # d.local_app_state(join) -> bytes,
                                      # d.merge_app_state(buf, join), d.notify_app_message(buf)
     g.broadcast_app(key, payload)    # newest per key wins; Rumor peers only
@@ -169,6 +170,9 @@ class Gossip:
         self.handlers: EventHandlers | None = None
         self._started = False
         self._stopped = False
+        self.events_index = 1
+        """Rises by one for every user event delivered (for blocking /v1/event/list reads)."""
+        self._events_changed: asyncio.Event | None = None
         self.bound_port = 0
 
     # -- lifecycle ------------------------------------------------------------------------------
@@ -360,6 +364,11 @@ class Gossip:
             self._pumping = False
 
     def _deliver(self, ev: GossipEvent) -> None:
+        if isinstance(ev, UserEventReceived):
+            self.events_index += 1
+            if self._events_changed is not None:
+                self._events_changed.set()
+                self._events_changed = None
         snap = self.snapshot
         if snap is not None:
             if isinstance(ev, MemberJoined):
@@ -512,6 +521,24 @@ class Gossip:
 
     def recent_events(self) -> list[UserEventReceived]:
         return self.serf.recent_events()
+
+    async def wait_events(self, index: int, timeout: float) -> int:
+        """Return once ``events_index`` is above ``index`` (a new user event), or after
+        ``timeout`` seconds; returns the current ``events_index``."""
+        deadline = self._now() + timeout
+        while self.events_index <= index:
+            remaining = deadline - self._now()
+            if remaining <= 0:
+                break
+            if self._events_changed is None:
+                self._events_changed = asyncio.Event()
+            changed = self._events_changed
+            try:
+                async with asyncio.timeout(remaining):
+                    await changed.wait()
+            except TimeoutError:
+                break
+        return self.events_index
 
     # -- keyring -------------------------------------------------------------------------------
     async def _key_op(self, op: str, key_b64: str | None) -> KeyResponse:

@@ -5,7 +5,7 @@
 * ``PUT /v1/agent/join/{addr}``, ``PUT /v1/agent/leave``, ``PUT /v1/agent/force-leave/{node}``
   (``?prune``).
 * ``PUT /v1/event/fire/{name}`` (body = payload) and ``GET /v1/event/list`` (``?name=``, newest
-  last). Rumor fires plain Serf user events (the event name is the Serf event name and the body
+  last, blocking with ``?index=&wait=``). Rumor fires plain Serf user events (the event name is the Serf event name and the body
   its payload), so a ``serf agent`` handler sees them and ``serf event`` shows up in the list.
   The ``ID`` of an event is derived from (LTime, name, payload), so every agent lists the same ID.
 * ``GET/POST/PUT/DELETE /v1/operator/keyring`` — list, install, use, remove a gossip key
@@ -24,6 +24,7 @@ from aiohttp import web
 
 from ..errors import RequestError
 from .base import agent_of, json_response, read_json
+from .blocking import blocking_params
 
 routes = web.RouteTableDef()
 
@@ -130,10 +131,17 @@ async def fire(request: web.Request) -> web.Response:
 
 @routes.get("/v1/event/list")
 async def list_events(request: web.Request) -> web.Response:
+    """Recent user events, oldest first; ``?name=`` filters; ``?index=&wait=`` blocks until a
+    newer event arrives (X-Consul-Index counts the events this agent has seen)."""
+    g = _gossip(request)
     name = request.query.get("name", "")
-    evs = [e for e in _gossip(request).recent_events() if not name or e.name == name]
-    index = evs[-1].ltime if evs else 1
-    return json_response([event_json(e) for e in evs], index=index)
+    params = blocking_params(request)
+    if params is not None:
+        index, wait = params
+        if index <= g.events_index:
+            await g.wait_events(index, wait)
+    evs = [e for e in g.recent_events() if not name or e.name == name]
+    return json_response([event_json(e) for e in evs], index=g.events_index)
 
 
 # -- keyring ---------------------------------------------------------------------------------

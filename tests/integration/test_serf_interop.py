@@ -332,8 +332,27 @@ def test_agent_http_api_and_cli_with_serf(procs: Procs, tmp_path: Path) -> None:
     fired = a1.http("PUT", "/v1/event/fire/rollout", raw=b"all")
     wait_for(lambda: any(e["ID"] == fired["ID"] for e in a2.http("GET", "/v1/event/list")), 10,
              what="fired event listed by a2 with the same ID")
+    # a blocking read of the event list returns as soon as a new event arrives
+    import threading
+    import urllib.request
+
+    with urllib.request.urlopen(f"http://{a2.http_addr}/v1/event/list", timeout=5) as resp:
+        index = int(resp.headers["X-Consul-Index"])
+    got: list[tuple[float, list[dict[str, Any]]]] = []
+
+    def blocking_read() -> None:
+        t = time.monotonic()
+        url = f"http://{a2.http_addr}/v1/event/list?index={index}&wait=20s"
+        with urllib.request.urlopen(url, timeout=30) as resp:
+            got.append((time.monotonic() - t, json.loads(resp.read())))
+
+    reader = threading.Thread(target=blocking_read)
+    reader.start()
+    time.sleep(0.5)
     subprocess.run(cli + ["event", "-http-addr", a1.http_addr, "cli-event", "p"], check=True,
                    capture_output=True, timeout=20)
+    reader.join(25)
+    assert got and got[0][0] < 10 and got[0][1][-1]["Name"] == "cli-event", got
     wait_for(lambda: any(e["Name"] == "cli-event" for e in a2.http("GET", "/v1/event/list")), 10,
              what="CLI event listed by a2")
 
