@@ -156,7 +156,8 @@ class Listener:
         now = self.loop.time()
         d = self.spec.to_dict()
         d["Bind"] = self.spec.bind
-        d["Address"] = f"{self.local_addr[0]}:{self.local_addr[1]}"
+        h, p = self.local_addr
+        d["Address"] = f"[{h}]:{p}" if ":" in h else f"{h}:{p}"
         d["Counters"] = self.stats.to_dict()
         d["Backends"] = [dict(b.stats(now), Service=pool.service, Tag=pool.tag)
                          for pool in self.pools.values() for b in pool.backends]

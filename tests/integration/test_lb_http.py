@@ -372,3 +372,22 @@ async def test_drain_timeout_cuts_requests_and_tunnels(backends) -> None:  # typ
         assert reasons.get("drain_timeout", 0) >= 2
     finally:
         await lb.stop(1.0)
+
+
+async def test_ipv6_listener_and_forwarded_quoting(env) -> None:  # type: ignore[no-untyped-def]
+    lb, view, addr, bs = env
+    import socket as _s
+    try:
+        probe = _s.socket(_s.AF_INET6)
+        probe.bind(("::1", 0))
+        probe.close()
+    except OSError:
+        pytest.skip("no IPv6 loopback")
+    info = await lb.add_listener({"Name": "v6", "Bind": "[::1]:0", "Mode": "http",
+                                  "Service": "web"})
+    assert info["Address"].startswith("[::1]:")
+    rc, out, err = await curl("-g", f"http://{info['Address']}/headers")
+    assert rc == 0, err
+    h = {k.lower(): v for k, v in json.loads(out)["headers"]}
+    assert h["x-forwarded-for"] == "::1"
+    assert h["forwarded"].startswith('for="[::1]";proto=http')
