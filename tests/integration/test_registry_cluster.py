@@ -168,7 +168,8 @@ def test_partition_and_heal_converge(cluster: Cluster) -> None:
         agents[0].http("PUT", "/v1/agent/service/deregister/w0")
         register(agents[3], {"Name": "db", "ID": "d3"})
         wait_for(lambda: agents[2].members().get("node0") == "failed", 30, what="partition seen")
-        assert agents[2].http("GET", "/v1/health/service/db") != []
+        wait_for(lambda: agents[2].http("GET", "/v1/health/service/db") != [], 10,
+                 what="d3 seen on its own side")
         assert agents[0].http("GET", "/v1/health/service/db") == []
         lab.heal()
         wait_for(lambda: all(set(x.members().values()) == {"alive"} for x in agents), 60,
