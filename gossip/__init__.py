@@ -49,7 +49,7 @@ from .memberlist import JoinCompleted, Memberlist, MemberlistCounters
 from .security import Keyring, decode_key, encode_key, generate_key
 from .serf import LamportClock, QueryParams, Serf, SerfDelegate, SerfError, decode_tags, encode_tags
 from .serf_config import RUMOR_TAG, RUMOR_VERSION, SerfConfig, parse_handler_spec
-from .service import AppDelegate, Gossip, JoinError, QueryResult, split_addr
+from .service import AppDelegate, Gossip, JoinError, QueryResult
 from .snapshot import Snapshot
 from .state import Node, NodeStatus
 
@@ -114,5 +114,4 @@ __all__ = [
     "parse_handler_spec",
     "retransmit_limit",
     "save_keyring_file",
-    "split_addr",
 ]

@@ -476,8 +476,7 @@ class Serf:
             if msg.prune:
                 self._erase(m)
             return True
-        # leaving or left
-        m.status_ltime = msg.ltime
+        # leaving or left: nothing changes (Serf keeps the statusLTime), except a prune
         if msg.prune:
             if m.status == LEFT:
                 self._erase(m)

@@ -84,7 +84,7 @@ from .serf import (
 )
 from .serf_config import SerfConfig
 from .snapshot import Snapshot
-from .transport import MemberlistTransport
+from .transport import MemberlistTransport, resolve_addr
 
 log = logging.getLogger(__name__)
 
@@ -112,26 +112,6 @@ class QueryResult:
     name: str
     acks: tuple[str, ...] = ()
     responses: Mapping[str, bytes] = field(default_factory=dict)
-
-
-def split_addr(value: str, default_port: int = DEFAULT_PORT) -> tuple[str, int]:
-    """``host``, ``host:port``, ``[v6]:port`` or a bare IPv6 address -> (host, port)."""
-    v = value.strip()
-    if v.startswith("["):
-        host, _, rest = v[1:].partition("]")
-        port = rest[1:] if rest.startswith(":") else ""
-    elif v.count(":") == 1:
-        host, _, port = v.partition(":")
-    else:
-        host, port = v, ""
-    if not host:
-        raise ValueError(f"{value!r}: no host")
-    if not port:
-        return host, default_port
-    p = int(port)
-    if not 0 < p < 65536:
-        raise ValueError(f"{value!r}: port out of range")
-    return host, p
 
 
 # -- the service --------------------------------------------------------------------------------
@@ -410,16 +390,16 @@ class Gossip:
         answered. Without ``replay`` user events older than the join are not delivered."""
         if self.memberlist is None:
             raise GossipError("start() the gossip service before joining")
-        loop = asyncio.get_running_loop()
         targets: list[tuple[str, int]] = []
         errors: list[str] = []
         for a in addrs:
             try:
-                host, port = split_addr(a, DEFAULT_PORT)
-                infos = await loop.getaddrinfo(host, port, type=2)  # SOCK_DGRAM
-                targets.append((str(infos[0][4][0]), port))
+                resolved = await resolve_addr(a, DEFAULT_PORT)
             except (ValueError, OSError) as e:
                 errors.append(f"{a}: {e}")
+                continue
+            if resolved:
+                targets.append(resolved[0])
         if not targets:
             if raise_if_none:
                 raise JoinError("; ".join(errors) or "no address to join")
