@@ -293,19 +293,23 @@ class ClientConn(asyncio.Protocol):
                 self.tunnel.abort()
         self.exchanges.clear()
 
+    def _upstream_now(self) -> UpstreamConn | None:
+        up = self.tunnel
+        if up is None and self.exchanges:
+            up = self.exchanges[0].upstream
+        return up if up is not None and not up.closed else None
+
     def pause_writing(self) -> None:
         self.write_paused = True
-        if self.tunnel is not None:
-            self.tunnel.transport.pause_reading()
-        elif self.exchanges and self.exchanges[0].upstream is not None:
-            self.exchanges[0].upstream.transport.pause_reading()
+        up = self._upstream_now()
+        if up is not None:
+            up.transport.pause_reading()
 
     def resume_writing(self) -> None:
         self.write_paused = False
-        if self.tunnel is not None:
-            self.tunnel.transport.resume_reading()
-        elif self.exchanges and self.exchanges[0].upstream is not None:
-            self.exchanges[0].upstream.transport.resume_reading()
+        up = self._upstream_now()
+        if up is not None:
+            up.transport.resume_reading()
 
     def eof_received(self) -> bool:
         self.eof = True

@@ -391,3 +391,39 @@ async def test_ipv6_listener_and_forwarded_quoting(env) -> None:  # type: ignore
     h = {k.lower(): v for k, v in json.loads(out)["headers"]}
     assert h["x-forwarded-for"] == "::1"
     assert h["forwarded"].startswith('for="[::1]";proto=http')
+
+
+async def test_slow_reader_backpressure_bounds_proxy_buffers(env) -> None:  # type: ignore[no-untyped-def]
+    lb, view, addr, bs = env
+    import socket as _s
+    listener = next(iter(lb._listeners.values()))
+    host, port = addr.rsplit(":", 1)
+    sock = _s.socket()
+    sock.setsockopt(_s.SOL_SOCKET, _s.SO_RCVBUF, 65536)
+    sock.connect((host, int(port)))
+    sock.setblocking(False)
+    loop = asyncio.get_running_loop()
+    size = 20 * 1024 * 1024
+    await loop.sock_sendall(sock, f"GET /big?n={size}&cl=1 HTTP/1.1\r\nHost: x\r\n\r\n".encode())
+    got = 0
+    peak = 0
+    try:
+        async with asyncio.timeout(60):
+            while got < size + 100:
+                data = await loop.sock_recv(sock, 65536)
+                if not data:
+                    break
+                got += len(data)
+                if got % (1 << 20) < 65536:
+                    await asyncio.sleep(0.01)          # a slow reader
+                for c in list(listener.conns):
+                    t = getattr(c, "transport", None)
+                    if t is not None and not t.is_closing():
+                        peak = max(peak, t.get_write_buffer_size())
+                if got >= size:
+                    break
+    finally:
+        sock.close()
+    assert got >= size
+    print(f"peak proxy write buffer {peak}")
+    assert 0 < peak < 4 * 1024 * 1024, f"proxy buffered {peak} bytes for a slow client"
