@@ -427,3 +427,62 @@ async def test_slow_reader_backpressure_bounds_proxy_buffers(env) -> None:  # ty
     assert got >= size
     print(f"peak proxy write buffer {peak}")
     assert 0 < peak < 4 * 1024 * 1024, f"proxy buffered {peak} bytes for a slow client"
+
+
+async def test_slow_backend_upload_backpressure(backends) -> None:  # type: ignore[no-untyped-def]
+    size = 16 * 1024 * 1024
+
+    async def slow_sink(r: asyncio.StreamReader, w: asyncio.StreamWriter) -> None:
+        await r.readuntil(b"\r\n\r\n")
+        n = 0
+        while n < size:
+            chunk = await r.read(65536)
+            if not chunk:
+                break
+            n += len(chunk)
+            if n % (1 << 20) < 65536:
+                await asyncio.sleep(0.01)
+        body = str(n).encode()
+        w.write(b"HTTP/1.1 200 OK\r\nContent-Length: %d\r\n\r\n%s" % (len(body), body))
+        await w.drain()
+        w.close()
+
+    server = await asyncio.start_server(slow_sink, "127.0.0.1", 0)
+    view = MemoryView()
+    view.set_instances("sink", [MemInstance("sink", server.sockets[0].getsockname()[1])])
+    lb = LoadBalancer(LBConfig(sweep_interval=0.05), view)
+    await lb.start()
+    peak = 0
+    sampling = True
+
+    async def sample() -> None:
+        nonlocal peak
+        while sampling:
+            for pool in lb._listeners["up"].pools.values():
+                for b in pool.backends:
+                    for u in list(b.conns):
+                        t = getattr(u, "transport", None)
+                        if t is not None and not t.is_closing():
+                            peak = max(peak, t.get_write_buffer_size())
+            await asyncio.sleep(0.005)
+
+    try:
+        info = await lb.add_listener({"Name": "up", "Bind": "127.0.0.1:0", "Mode": "http",
+                                      "Service": "sink"})
+        sampler = asyncio.create_task(sample())
+        block = b"u" * (1 << 20)
+
+        async def gen() -> AsyncIterator[bytes]:
+            for _ in range(16):
+                yield block
+
+        async with aiohttp.ClientSession() as s:
+            async with s.post(f"http://{info['Address']}/", data=gen(),
+                              headers={"Content-Length": str(size)}) as r:
+                assert await r.text() == str(size)
+        sampling = False
+        await sampler
+        assert peak < 4 * 1024 * 1024, f"proxy buffered {peak} bytes for a slow backend"
+    finally:
+        await lb.stop(1.0)
+        server.close()
