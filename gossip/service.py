@@ -51,7 +51,6 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Protocol, Self
 
-from . import codec
 from .config import MemberlistConfig
 from .errors import GossipError
 from .events import (
@@ -299,49 +298,32 @@ class Gossip:
             self._pump_scheduled = True
             asyncio.get_running_loop().call_soon(self._pump)
 
-    def _send_packet(self, data: bytes, addr: tuple[str, int]) -> None:
-        # memberlist's SendBestEffort: one UDP datagram from our gossip socket. The transport
-        # has no public send call yet, so we use its datagram transport directly.
-        udp = getattr(self.transport, "_udp", None)
-        if udp is None or self._stopped:
-            return
-        try:
-            udp.sendto(data, addr)
-        except (OSError, ValueError) as e:
-            self.serf.counters["serf.send_errors"] += 1
-            log.debug("serf send to=%s failed: %s", addr, e)
-
     def _pump(self) -> None:
-        """Drain the Serf core: direct packets, events and reconnect requests."""
+        """Drain the Serf core: direct packets (query answers, relays, leave notices), events
+        and reconnect requests; then let the transport send and re-arm its timer."""
         self._pump_scheduled = False
         if self._pumping:
             return
         self._pumping = True
         try:
             core = self.memberlist
-            encrypt = core is not None and bool(core.keyring) and \
-                self.memberlist_config.gossip_verify_outgoing
+            work = False
             for body, addr in self.serf.packets_to_send():
-                try:
-                    data = codec.wrap_packet(b"\x08" + body,
-                                             keyring=core.keyring if encrypt else None)
-                except GossipError as e:
-                    log.warning("cannot send serf packet to=%s: %s", addr, e)
-                    continue
-                self._send_packet(data, addr)
+                if core is not None and not self._stopped:
+                    core.send_user_msg(addr, body)
+                    work = True
             while (ev := self.serf.next_event()) is not None:
                 self._deliver(ev)
-            joined = False
             while (act := self.serf.next_action()) is not None:
                 if isinstance(act, ReconnectRequested) and core is not None and not self._stopped:
                     log.info("attempting reconnect to node=%s addr=%s:%s", act.name, act.addr,
                              act.port)
                     core.join([(act.addr, act.port)], self._now())
-                    joined = True
-            if joined and self.transport is not None:
-                asyncio.get_running_loop().call_soon(self.transport.flush)
+                    work = True
         finally:
             self._pumping = False
+        if work and self.transport is not None and not self._stopped:
+            self.transport.flush()
 
     def _deliver(self, ev: GossipEvent) -> None:
         if isinstance(ev, UserEventReceived):
