@@ -304,12 +304,12 @@ async def test_replace_and_remove_listener(env) -> None:  # type: ignore[no-unty
 
 
 async def test_removed_listener_drains_in_flight_request(env) -> None:  # type: ignore[no-untyped-def]
-    lb, view, addr, bs = env
+    lb, _view, addr, bs = env
     async with aiohttp.ClientSession() as s:
         slow = asyncio.create_task(s.get(f"http://{addr}/slow?d=0.5"))
         await wait_for(lambda: bs[0].hits == 1)
         await lb.remove_listener("web")
-        rc, out, err = await curl(f"http://{addr}/")            # no longer accepting
+        rc, _out, _err = await curl(f"http://{addr}/")            # no longer accepting
         assert rc != 0
         r = await slow                                          # but the open one finishes
         assert r.status == 200 and await r.text() == "b0"
@@ -317,7 +317,7 @@ async def test_removed_listener_drains_in_flight_request(env) -> None:  # type: 
 
 
 async def test_curl_upload_with_expect_100_continue(env, tmp_path) -> None:  # type: ignore[no-untyped-def]
-    lb, view, addr, bs = env
+    _lb, _view, addr, _bs = env
     import hashlib
     data = bytes(range(256)) * 8192                              # 2 MiB: curl sends Expect
     f = tmp_path / "up.bin"
@@ -335,13 +335,13 @@ async def test_curl_upload_with_expect_100_continue(env, tmp_path) -> None:  # t
 
 
 async def test_te_and_cl_never_both_forwarded(env) -> None:  # type: ignore[no-untyped-def]
-    lb, view, addr, bs = env
+    _lb, _view, addr, _bs = env
     req = (b"POST /headers HTTP/1.1\r\nHost: x\r\nContent-Length: 4\r\n"
            b"Transfer-Encoding: chunked\r\n\r\n5\r\nhello\r\n0\r\n\r\n")
     resp = await raw_exchange(addr, req)
     if resp.startswith(b"HTTP/1.1 400"):
         return                                                  # refused outright: fine
-    head, _, body = resp.partition(b"\r\n\r\n")
+    _head, _, body = resp.partition(b"\r\n\r\n")
     h = {k.lower() for k, v in json.loads(body)["headers"]}
     assert not ("content-length" in h and "transfer-encoding" in h)
 
@@ -375,7 +375,7 @@ async def test_drain_timeout_cuts_requests_and_tunnels(backends) -> None:  # typ
 
 
 async def test_ipv6_listener_and_forwarded_quoting(env) -> None:  # type: ignore[no-untyped-def]
-    lb, view, addr, bs = env
+    lb, _view, _addr, _bs = env
     import socket as _s
     try:
         probe = _s.socket(_s.AF_INET6)
@@ -394,7 +394,7 @@ async def test_ipv6_listener_and_forwarded_quoting(env) -> None:  # type: ignore
 
 
 async def test_slow_reader_backpressure_bounds_proxy_buffers(env) -> None:  # type: ignore[no-untyped-def]
-    lb, view, addr, bs = env
+    lb, _view, addr, _bs = env
     import socket as _s
     listener = next(iter(lb._listeners.values()))
     host, port = addr.rsplit(":", 1)
