@@ -41,14 +41,13 @@ async def backends() -> AsyncIterator[list[HttpBackend]]:
 
 
 async def call(agent: Any, method: str, path: str, body: Any = None) -> tuple[int, Any]:
-    async with aiohttp.ClientSession() as s:
-        async with s.request(method, f"http://127.0.0.1:{agent.http_port}{path}",
-                             json=body) as r:
-            text = await r.text()
-            try:
-                return r.status, json.loads(text)
-            except ValueError:
-                return r.status, text
+    async with aiohttp.ClientSession() as s, s.request(
+            method, f"http://127.0.0.1:{agent.http_port}{path}", json=body) as r:
+        text = await r.text()
+        try:
+            return r.status, json.loads(text)
+        except ValueError:
+            return r.status, text
 
 
 async def test_put_get_delete_and_traffic(agent: Any, backends: list[HttpBackend]) -> None:

@@ -476,10 +476,10 @@ async def test_slow_backend_upload_backpressure(backends) -> None:  # type: igno
             for _ in range(16):
                 yield block
 
-        async with aiohttp.ClientSession() as s:
-            async with s.post(f"http://{info['Address']}/", data=gen(),
-                              headers={"Content-Length": str(size)}) as r:
-                assert await r.text() == str(size)
+        async with aiohttp.ClientSession() as s, s.post(
+                f"http://{info['Address']}/", data=gen(),
+                headers={"Content-Length": str(size)}) as r:
+            assert await r.text() == str(size)
         sampling = False
         await sampler
         assert peak < 4 * 1024 * 1024, f"proxy buffered {peak} bytes for a slow backend"

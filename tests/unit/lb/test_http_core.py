@@ -4,6 +4,7 @@ written, so head rewriting, framing and hostile bytes are checked fast and exact
 from __future__ import annotations
 
 import asyncio
+import itertools
 import socket
 from collections.abc import AsyncIterator
 from typing import Any
@@ -181,7 +182,7 @@ async def test_hostile_client_bytes_never_escape(listener: HttpListener, data: b
     rig = Rig(listener)
     payload = prefix + data
     points = sorted({min(c, len(payload)) for c in cuts} | {0, len(payload)})
-    for a, b in zip(points, points[1:]):
+    for a, b in itertools.pairwise(points):
         rig.client.data_received(payload[a:b])       # must not raise
     for up, _ in rig.sent_upstream():
         up.data_received(RESP)
