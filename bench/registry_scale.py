@@ -105,11 +105,17 @@ async def main() -> None:
         n_inst += 1
     await reg.local.flush()
     rss1 = rss_mib()
+    t_enc = time.perf_counter()
     full = rep.local_app_state()
+    enc_s = time.perf_counter() - t_enc
+    t_m = time.perf_counter()
+    rep.merge_app_state(full)  # a peer sending back the same knowledge: versions only
+    remerge_s = time.perf_counter() - t_m
     out: dict[str, object] = {
         "nodes": args.nodes, "instances": n_inst, "services": len(reg.catalog.services()),
         "rss_growth_mib": round(rss1 - rss0, 1), "rss_total_mib": round(rss1, 1),
-        "full_state_bytes_compressed": len(full), "merge_s": round(merge_s, 3),
+        "full_state_bytes_compressed": len(full), "full_state_encode_s": round(enc_s, 3),
+        "merge_s": round(merge_s, 3), "remerge_identical_s": round(remerge_s, 3),
     }
     async with aiohttp.ClientSession() as s:
         async def get(path: str) -> tuple[float, bytes, dict[str, str]]:

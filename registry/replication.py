@@ -175,6 +175,7 @@ class Replicator:
         }
         self.dropped: dict[str, int] = {}
         self._warned: set[str] = set()
+        self._full_cache: tuple[tuple[int, int], bytes] | None = None
         local.listeners.append(self.on_local_changes)
 
     # --- drops ----------------------------------------------------------------------------------
@@ -239,7 +240,22 @@ class Replicator:
             self.broadcast(_key(node, kind, item), msg)
 
     def local_app_state(self, join: bool = False) -> bytes:
-        """Everything this agent knows, for push-pull: its own record and every remote one."""
+        """Everything this agent knows, for push-pull: its own record and every remote one.
+
+        The encoding is cached per catalog index: push-pulls while nothing changed cost
+        nothing (at 10,000 instances an encode takes ~0.15 s of loop time)."""
+        key = (self.catalog.index, self.local.version)
+        if self._full_cache is not None and self._full_cache[0] == key:
+            self.counters["full_sent"] += 1
+            self.counters["full_bytes_sent"] += len(self._full_cache[1])
+            return self._full_cache[1]
+        out = self._encode_full()
+        self._full_cache = (key, out)
+        self.counters["full_sent"] += 1
+        self.counters["full_bytes_sent"] += len(out)
+        return out
+
+    def _encode_full(self) -> bytes:
         records: list[Any] = []
         loc = self.local
         records.append([
@@ -265,12 +281,8 @@ class Replicator:
             ])
         raw = msgpack.packb([MSG_FULL, records])
         if len(raw) > _COMPRESS_OVER:
-            out = b"\x01" + zlib.compress(raw, 6)
-        else:
-            out = b"\x00" + raw
-        self.counters["full_sent"] += 1
-        self.counters["full_bytes_sent"] += len(out)
-        return out
+            return b"\x01" + zlib.compress(raw, 6)
+        return b"\x00" + raw
 
     # --- incoming -------------------------------------------------------------------------------
 
@@ -396,10 +408,12 @@ class Replicator:
             return
         self.counters["full_merged"] += 1
 
-    def _decode_full(self, buf: bytes) -> list[tuple[str, int, tuple[int, NodeInfo],
-                                                     dict[str, tuple[int, ServiceRecord]],
-                                                     dict[str, tuple[int, CheckRecord]],
+    def _decode_full(self, buf: bytes) -> list[tuple[str, int, tuple[int, Any],
+                                                     dict[str, tuple[int, Any]],
+                                                     dict[str, tuple[int, Any]],
                                                      dict[tuple[str, str], int]]]:
+        """Check the framing and the versions; records stay raw until one wins a merge (a
+        peer mostly sends what we already have, and decoding 10,000 records costs ~0.4 s)."""
         if not buf:
             raise Malformed("empty")
         if buf[0] == 1:
@@ -423,30 +437,33 @@ class Replicator:
             name, complete, info, svcs, chks, tombs = r
             if not isinstance(info, list) or len(info) != 2 or not isinstance(info[0], int):
                 raise Malformed("node info entry")
-            services = {}
+            if not isinstance(svcs, list) or not isinstance(chks, list) \
+                    or not isinstance(tombs, list):
+                raise Malformed("node record lists")
+            services: dict[str, tuple[int, Any]] = {}
             for e in svcs:
-                if not isinstance(e, list) or len(e) != 2 or not isinstance(e[0], int):
+                if not isinstance(e, list) or len(e) != 2 or not isinstance(e[0], int) \
+                        or not isinstance(e[1], list) or not e[1] or not isinstance(e[1][0], str):
                     raise Malformed("service entry")
-                rec = dec_service(e[1])
-                services[rec.id] = (e[0], rec)
-            checks = {}
+                services[e[1][0]] = (e[0], e[1])
+            checks: dict[str, tuple[int, Any]] = {}
             for e in chks:
-                if not isinstance(e, list) or len(e) != 2 or not isinstance(e[0], int):
+                if not isinstance(e, list) or len(e) != 2 or not isinstance(e[0], int) \
+                        or not isinstance(e[1], list) or not e[1] or not isinstance(e[1][0], str):
                     raise Malformed("check entry")
-                crec = dec_check(e[1])
-                checks[crec.check_id] = (e[0], crec)
+                checks[e[1][0]] = (e[0], e[1])
             tomb: dict[tuple[str, str], int] = {}
             for t in tombs:
                 if not isinstance(t, list) or len(t) != 3 or t[0] not in ("s", "c") \
                         or not isinstance(t[1], str) or not isinstance(t[2], int):
                     raise Malformed("tombstone")
                 tomb[(t[0], t[1])] = t[2]
-            out.append((name, complete, (info[0], dec_info(info[1])), services, checks, tomb))
+            out.append((name, complete, (info[0], info[1]), services, checks, tomb))
         return out
 
-    def _merge_record(self, name: str, complete: int, info: tuple[int, NodeInfo],
-                      services: Mapping[str, tuple[int, ServiceRecord]],
-                      checks: Mapping[str, tuple[int, CheckRecord]],
+    def _merge_record(self, name: str, complete: int, info: tuple[int, Any],
+                      services: Mapping[str, tuple[int, Any]],
+                      checks: Mapping[str, tuple[int, Any]],
                       tombs: Mapping[tuple[str, str], int]) -> None:
         top = max([complete, info[0], *(v for v, _ in services.values()),
                    *(v for v, _ in checks.values())])
@@ -454,7 +471,7 @@ class Replicator:
             if top > self.local.version:
                 self._reassert_local(top)
             return
-        if info[1].name != name or self._blocked(name, top):
+        if self._blocked(name, top):
             return
         key = name.lower()
         k = self.known.get(key)
@@ -467,25 +484,42 @@ class Replicator:
             theirs.items[("c", cid)] = v
         theirs.items[("n", "")] = info[0]
         theirs.tombs.update(tombs)
+        if complete == k.complete and theirs.items == k.items and theirs.tombs == k.tombs:
+            return  # the same knowledge: the common case on a quiet cluster
         keys = set(k.items) | set(k.tombs) | set(theirs.items) | set(theirs.tombs)
         new_complete = max(k.complete, complete)
+        # decode the winners first, so a malformed record changes nothing of this node
+        wins: list[tuple[tuple[str, str], int, Any]] = []
+        for ikey in keys:
+            mine_v, _ = k.version_of(ikey)
+            their_v, their_present = theirs.version_of(ikey)
+            if their_v <= mine_v:
+                continue  # ties keep ours: equal versions are the same write
+            kind, item = ikey
+            rec: Any = None
+            if their_present:
+                if kind == "n":
+                    rec = dec_info(info[1])
+                    if rec.name != name:
+                        raise Malformed("node info names another node")
+                elif kind == "s":
+                    rec = dec_service(services[item][1])
+                else:
+                    rec = dec_check(checks[item][1])
+            wins.append((ikey, their_v, rec))
         with self.catalog.batch():
             self._ensure_node(name)
-            for ikey in sorted(keys):
-                mine_v, _ = k.version_of(ikey)
-                their_v, their_present = theirs.version_of(ikey)
-                if their_v <= mine_v:
-                    continue  # ties keep ours: equal versions are the same write
+            for ikey, their_v, rec in wins:
                 kind, item = ikey
-                if their_present:
+                if rec is not None:
                     k.items[ikey] = their_v
                     k.tombs.pop(ikey, None)
                     if kind == "n":
-                        self.catalog.put_node(info[1])
+                        self.catalog.put_node(rec)
                     elif kind == "s":
-                        self.catalog.put_service(name, services[item][1])
+                        self.catalog.put_service(name, rec)
                     else:
-                        self.catalog.put_check(name, checks[item][1])
+                        self.catalog.put_check(name, rec)
                 else:
                     k.items.pop(ikey, None)
                     if kind == "s":
