@@ -69,7 +69,8 @@ async def agent_services(request: web.Request) -> web.Response:
         body, index = await _wait_hash(request, build)
         return respond(body, index, extra={"X-Consul-ContentHash": _content_hash(body)})
     index = await wait_for(request, cat, [_local_key(request)])
-    return respond(reg.response_cache.get(request, index, build), index)
+    body = reg.response_cache.get(request, index, build)
+    return respond(body, index, extra={"X-Consul-ContentHash": _content_hash(body)})
 
 
 @routes.get("/v1/agent/service/{id}")
@@ -120,7 +121,6 @@ async def agent_checks(request: web.Request) -> web.Response:
     cat = reg.catalog
     flt = request.query.get("filter")
     pred = compile_filter(flt) if flt else None
-    index = await wait_for(request, cat, [_local_key(request)])
 
     def build() -> Any:
         out = {}
@@ -131,7 +131,12 @@ async def agent_checks(request: web.Request) -> web.Response:
             if pred is None or pred(j):
                 out[c.record.check_id] = j
         return out
-    return respond(reg.response_cache.get(request, index, build), index)
+    if request.query.get("hash"):
+        body, index = await _wait_hash(request, build)
+        return respond(body, index, extra={"X-Consul-ContentHash": _content_hash(body)})
+    index = await wait_for(request, cat, [_local_key(request)])
+    body = reg.response_cache.get(request, index, build)
+    return respond(body, index, extra={"X-Consul-ContentHash": _content_hash(body)})
 
 
 @routes.put("/v1/agent/check/register")

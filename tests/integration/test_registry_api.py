@@ -398,3 +398,19 @@ async def test_fuzzed_registrations_never_500(tmp_path: Path) -> None:
         # the agent still answers and holds only what was accepted
         status, _, services = await http(a, "GET", "/v1/agent/services")
         assert status == 200 and isinstance(services, dict)
+
+
+async def test_agent_checks_hash_blocking(agent: Agent) -> None:
+    await http(agent, "PUT", "/v1/agent/check/register", json={"Name": "disk", "TTL": "60s"})
+    _, h, _ = await http(agent, "GET", "/v1/agent/checks")
+    digest = h["X-Consul-ContentHash"]
+
+    async def later() -> None:
+        await asyncio.sleep(0.3)
+        await http(agent, "PUT", "/v1/agent/check/pass/disk")
+    task = asyncio.create_task(later())
+    t = time.monotonic()
+    _, h2, body = await http(agent, "GET", f"/v1/agent/checks?hash={digest}&wait=5s")
+    await task
+    assert 0.25 < time.monotonic() - t < 4 and body["disk"]["Status"] == "passing"
+    assert h2["X-Consul-ContentHash"] != digest
