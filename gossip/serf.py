@@ -281,6 +281,12 @@ class Serf:
         else:
             log.debug("serf dropped message reason=%s %s", reason, detail)
 
+    def reset_timers(self, now: float) -> None:
+        """Start the reap and reconnect periods from ``now`` (when the driver starts)."""
+        self._next_reap = now + self.config.reap_interval
+        self._next_reconnect = now + self.config.reconnect_interval
+        self._now = now
+
     def set_local_address(self, addr: str, port: int) -> None:
         self.local_addr, self.local_port = addr, port
 

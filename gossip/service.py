@@ -71,7 +71,7 @@ from .keymanager import (
     save_keyring_file,
     summarize,
 )
-from .memberlist import JoinCompleted
+from .memberlist import JoinCompleted, Memberlist
 from .security import Keyring
 from .serf import (
     INTERNAL_QUERY_PREFIX,
@@ -140,7 +140,7 @@ class Gossip:
         self._app: AppDelegate | None = None
         if app is not None:
             self.set_app_delegate(app)
-        self.memberlist: Any = None
+        self.memberlist: Memberlist | None = None
         self.transport: MemberlistTransport | None = None
         self._pump_scheduled = False
         self._tasks: set[asyncio.Task[Any]] = set()
@@ -169,8 +169,7 @@ class Gossip:
         if self._clock is None:
             self._clock = loop.time
         now = self._now()
-        self.serf._next_reap = now + self.serf_config.reap_interval
-        self.serf._next_reconnect = now + self.serf_config.reconnect_interval
+        self.serf.reset_timers(now)
         previous: list[tuple[str, str]] = []
         if self.serf_config.snapshot_path:
             self.snapshot = Snapshot(self.serf_config.snapshot_path,
