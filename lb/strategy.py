@@ -8,6 +8,7 @@ socket, and randomness comes in as a ``random.Random``.
 
 from __future__ import annotations
 
+import ipaddress
 import random
 from collections.abc import Sequence
 from typing import Any, Protocol
@@ -48,6 +49,7 @@ class Backend:
         "port",
         "requests",
         "service_id",
+        "sockaddr",
         "weight",
     )
 
@@ -57,6 +59,7 @@ class Backend:
         self.host = host
         self.port = port
         self.addr = (host, port)
+        self.sockaddr = _sockaddr(host, port)   # None: a host name to resolve first
         self.node = node
         self.service_id = service_id
         self.weight = weight
@@ -88,6 +91,14 @@ class Backend:
             "Ejections": self.ejections, "Ejected": self.ejected_until > now,
             "Draining": self.draining,
         }
+
+
+def _sockaddr(host: str, port: int) -> tuple[Any, ...] | None:
+    try:
+        ip = ipaddress.ip_address(host)
+    except ValueError:
+        return None
+    return (host, port) if ip.version == 4 else (host, port, 0, 0)
 
 
 class Strategy(Protocol):

@@ -294,8 +294,30 @@ class SpliceConn:
             return
         self.tried.append(b)
         self.backend = b
+        addr: tuple[Any, ...] | None = b.sockaddr
+        if addr is None:
+            # a host name (Consul allows them in Address): resolve off the loop, then connect
+            self.loop.create_task(self._resolve_and_connect(b))
+            return
+        self._connect_to(b, addr)
+
+    async def _resolve_and_connect(self, b: Backend) -> None:
         try:
-            bsock = socket.socket(socket.AF_INET6 if ":" in b.host else socket.AF_INET,
+            async with asyncio.timeout(self.listener.connect_timeout):
+                infos = await self.loop.getaddrinfo(b.host, b.port, type=socket.SOCK_STREAM)
+        except (OSError, TimeoutError) as e:
+            if not self.closed:
+                self._connect_failed(OSError(f"cannot resolve {b.host!r}: {e}"))
+            return
+        if not self.closed:
+            # IPv4 first when the name has both: "localhost" backends usually listen on it
+            infos.sort(key=lambda i: i[0] != socket.AF_INET)
+            self._connect_to(b, infos[0][4])
+
+    def _connect_to(self, b: Backend, addr: tuple[Any, ...]) -> None:
+        listener = self.listener
+        try:
+            bsock = socket.socket(socket.AF_INET6 if len(addr) == 4 else socket.AF_INET,
                                   socket.SOCK_STREAM)
         except OSError as e:
             listener.counters.problem("socket_error", "err=%s", e)
@@ -305,7 +327,7 @@ class SpliceConn:
         bsock.setblocking(False)
         bsock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
         b.connections += 1
-        err = bsock.connect_ex(b.addr)
+        err = bsock.connect_ex(addr)
         if err == 0:
             self._connected()
         elif err == errno.EINPROGRESS:

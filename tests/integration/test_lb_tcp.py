@@ -217,3 +217,11 @@ async def test_connect_timeout_moves_on(env) -> None:  # type: ignore[no-untyped
         srv.close()
         for c in fillers:
             c.close()
+
+
+async def test_backend_given_by_host_name(env) -> None:  # type: ignore[no-untyped-def]
+    lb, view, bs = env
+    view.set_instances("echo", [MemInstance("echo", bs[0].port, address="localhost",
+                                            node="n", service_id="byname")])
+    addr = await add(lb)
+    assert await half_close_exchange(addr, b"12345") == b"e0 got 5 bytes"
