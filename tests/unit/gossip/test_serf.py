@@ -5,6 +5,8 @@ from __future__ import annotations
 import random
 
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from gossip import codec
 from gossip.events import (
@@ -350,3 +352,13 @@ def test_app_messages_only_for_rumor_destinations() -> None:
     assert got == [b"v2"]
     with pytest.raises(SerfError):
         a.broadcast_app("big", b"x" * 5000)
+
+
+@settings(max_examples=300, deadline=None)
+@given(st.binary(max_size=300))
+def test_receive_fuzz_never_raises(data: bytes) -> None:
+    s = make()
+    s.receive(data, 0.0)
+    s.receive(bytes([3]) + data, 0.0)  # as a user event body
+    s.receive(bytes([4]) + data, 0.0)  # as a query body
+    s.merge_remote_state(bytes([2]) + data, True, 0.0)
