@@ -231,6 +231,10 @@ class Cluster:
         return started
 
     def close(self) -> None:
+        # Signal every agent first, then wait: their graceful leaves overlap instead of
+        # adding up.
+        for a in self.agents:
+            a.signal(signal.SIGTERM)
         for a in self.agents:
             try:
                 a.stop(timeout=6)
