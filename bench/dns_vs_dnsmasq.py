@@ -46,7 +46,10 @@ TICK = os.sysconf("SC_CLK_TCK")
 
 A_QUERY = "web.service.rumor A"
 SRV_QUERY = "_web._tcp.service.rumor SRV"
-INSTANCES = [("n1", "10.0.0.1", 8080), ("n2", "10.0.0.2", 8081), ("n3", "10.0.0.3", 8082)]
+# (node, node address, service address, port): the service's own address differs from its
+# node's, so SRV targets are <hexip>.addr.dc1.rumor. in both Rumor modes (embedded and agent).
+INSTANCES = [("n1", "192.0.2.1", "10.0.0.1", 8080), ("n2", "192.0.2.2", "10.0.0.2", 8081),
+             ("n3", "192.0.2.3", "10.0.0.3", 8082)]
 
 
 # -- the Rumor side (``--serve``) ----------------------------------------------------------------
@@ -56,9 +59,9 @@ async def _serve(port: int, idle_tasks: int) -> None:
     from dnsserver import DNSConfig, DNSServer, MemoryView
 
     view = MemoryView("dc1")
-    for node, addr, p in INSTANCES:
-        view.add_node(node, addr)
-        view.register(node, "web", port=p)
+    for node, node_addr, addr, p in INSTANCES:
+        view.add_node(node, node_addr)
+        view.register(node, "web", port=p, address=addr)
     server = DNSServer(DNSConfig(port=port), view)
     await server.start()
 
@@ -74,11 +77,11 @@ async def _serve(port: int, idle_tasks: int) -> None:
 
     async def ticker(i: int) -> None:            # gossip-like timers: wake, do a little, sleep
         rng = random.Random(i)
-        state = {"n": i, "members": list(range(50))}
+        members = list(range(30))
         while True:
             await asyncio.sleep(0.2 + rng.random() * 0.05)
-            rng.shuffle(state["members"])
-            json.dumps(state)
+            rng.shuffle(members)
+            json.dumps(members[:3])
 
     tasks = [asyncio.create_task(ticker(i)) for i in range(idle_tasks)]
     print(server.udp_port, flush=True)
@@ -162,15 +165,55 @@ def start_rumor(core: str, idle_tasks: int) -> Server:
     return Server("rumor", cmd, None)
 
 
+def start_agent(core: str) -> tuple[Server, str]:
+    """The real agent (``rumor agent -dev``) with the three instances registered over HTTP."""
+    import urllib.request
+
+    data_dir = tempfile.mkdtemp(prefix="dnsbench-agent-")
+    http, dns_port, serf = _free_port(), _free_port(), _free_port()
+    cmd = [TASKSET, "-c", core, sys.executable, "-m", "registry.cli", "agent", "-dev",
+           "-node", "bench", "-data-dir", data_dir, "-http-port", str(http), "-dns-port",
+           str(dns_port), "-serf-lan-port", str(serf), "-log-level", "warn"]
+    proc = subprocess.Popen(cmd, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, cwd=ROOT)
+    end = time.monotonic() + 30
+    while True:
+        try:
+            urllib.request.urlopen(f"http://127.0.0.1:{http}/v1/agent/self", timeout=1).read()
+            break
+        except OSError:
+            if proc.poll() is not None or time.monotonic() > end:
+                proc.kill()
+                raise RuntimeError("the agent did not start") from None
+            time.sleep(0.2)
+    for i, (_node, _node_addr, addr, p) in enumerate(INSTANCES):
+        body = json.dumps({"Name": "web", "ID": f"web-{i + 1}", "Port": p,
+                           "Address": addr}).encode()
+        req = urllib.request.Request(f"http://127.0.0.1:{http}/v1/agent/service/register",
+                                     data=body, method="PUT")
+        urllib.request.urlopen(req, timeout=5).read()
+    server = Server.__new__(Server)
+    server.name, server.proc, server.port = "rumor", proc, dns_port
+    _wait_answer(dns_port, proc)
+    return server, data_dir
+
+
+def idle_cpu_ms_per_s(server: Server, seconds: float = 5.0) -> float:
+    """The server process's CPU use with no queries (its background work), ms per second."""
+    before = _cpu_ticks(server.proc.pid)
+    time.sleep(seconds)
+    return (_cpu_ticks(server.proc.pid) - before) / TICK * 1000 / seconds
+
+
 def start_dnsmasq(core: str) -> Server:
     port = _free_port()
     args = [TASKSET, "-c", core, DNSMASQ, "-k", "-C", "/dev/null", "--no-resolv", "--no-hosts",
             "-p", str(port), "--listen-address=127.0.0.1", "--bind-interfaces", "--pid-file=",
             "--user=root", "--log-facility=/dev/null", "--local-ttl=0"]
-    for node, addr, p in INSTANCES:
+    for _node, _node_addr, addr, p in INSTANCES:
+        target = f"{bytes(map(int, addr.split('.'))).hex()}.addr.dc1.rumor"
         args.append(f"--host-record=web.service.rumor,{addr}")
-        args.append(f"--host-record={node}.node.dc1.rumor,{addr}")
-        args.append(f"--srv-host=_web._tcp.service.rumor,{node}.node.dc1.rumor,{p},1,1")
+        args.append(f"--host-record={target},{addr}")
+        args.append(f"--srv-host=_web._tcp.service.rumor,{target},{p},1,1")
     return Server("dnsmasq", args, port)
 
 
@@ -222,6 +265,11 @@ def check_same_records(servers: dict[str, Server]) -> dict[str, dict[str, int]]:
             n_ans = sum(len(rs) for rs in m.answer)
             n_add = sum(len(rs) for rs in m.additional)
             want = (3, 0) if qtype == "A" else (3, 3)
+            targets = sorted(str(r.target) for rs in m.answer for r in rs if qtype == "SRV")
+            if qtype == "SRV" and targets != ["0a000001.addr.dc1.rumor.",
+                                              "0a000002.addr.dc1.rumor.",
+                                              "0a000003.addr.dc1.rumor."]:
+                raise RuntimeError(f"{name} SRV targets differ: {targets}")
             if (n_ans, n_add) != want:
                 raise RuntimeError(f"{name} answers {line} with {n_ans} answers and {n_add} "
                                    f"additional records, expected {want}")
@@ -261,7 +309,11 @@ def measure(server: Server, files: dict[str, str], args: argparse.Namespace) -> 
 def main() -> None:
     p = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     p.add_argument("--serve", action="store_true", help=argparse.SUPPRESS)
-    p.add_argument("--idle-tasks", type=int, default=30)
+    p.add_argument("--idle-tasks", type=int, default=10,
+                   help="gossip-like timer tasks beside the DNS server (embedded mode)")
+    p.add_argument("--rumor", choices=("embedded", "agent"), default="embedded",
+                   help="embedded: DNSServer + aiohttp + idle tasks in one process (default); "
+                        "agent: the real `rumor agent -dev` with the instances registered")
     p.add_argument("--rounds", type=int, default=3)
     p.add_argument("--seconds", type=float, default=5, help="length of each peak run")
     p.add_argument("--rate", type=int, default=5000)
@@ -287,9 +339,16 @@ def main() -> None:
         files[kind] = path
 
     rows: dict[str, list[dict[str, float]]] = {"dnsmasq": [], "rumor": []}
-    servers = {"dnsmasq": start_dnsmasq(args.server_core),
-               "rumor": start_rumor(args.server_core, args.idle_tasks)}
+    agent_dir = None
+    servers = {"dnsmasq": start_dnsmasq(args.server_core)}
+    if args.rumor == "agent":
+        servers["rumor"], agent_dir = start_agent(args.server_core)
+    else:
+        servers["rumor"] = start_rumor(args.server_core, args.idle_tasks)
     try:
+        idle = {n: idle_cpu_ms_per_s(s) for n, s in servers.items()}
+        print("idle CPU (ms per s): " + ", ".join(f"{n} {v:.1f}" for n, v in idle.items())
+              + f"  [rumor = {args.rumor}]", flush=True)
         sizes = check_same_records(servers)
         print("response sizes (bytes): " + ", ".join(
             f"{n} A={v['A']} SRV={v['SRV']}" for n, v in sizes.items()), flush=True)
@@ -304,12 +363,14 @@ def main() -> None:
         for s in servers.values():
             s.stop()
         shutil.rmtree(tmp, ignore_errors=True)
+        if agent_dir:
+            shutil.rmtree(agent_dir, ignore_errors=True)
 
     med = {name: {k: statistics.median(r[k] for r in rs) for k in rs[0]}
            for name, rs in rows.items()}
     d, r = med["dnsmasq"], med["rumor"]
     print()
-    print(f"medians over {args.rounds} round(s); server on core {args.server_core}, dnsperf on "
+    print(f"rumor = {args.rumor}; medians over {args.rounds} round(s); server on core {args.server_core}, dnsperf on "
           f"core {args.load_core}; peak = closed loop -q 100 for {args.seconds:g}s; "
           f"fixed = -Q {args.rate} for {args.rate_seconds:g}s")
     print(f"{'':30s}{'dnsmasq':>12s}{'rumor':>12s}{'ratio':>9s}")
