@@ -1,0 +1,22 @@
+"""``GET /v1/agent/metrics``: Consul's JSON shape, or Prometheus text with ``?format=prometheus``."""
+
+from __future__ import annotations
+
+from aiohttp import web
+from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
+
+from ..metrics import consul_json, registry_for
+from .base import agent_of, json_response
+
+routes = web.RouteTableDef()
+
+
+
+@routes.get("/v1/agent/metrics")
+async def metrics(request: web.Request) -> web.Response:
+    agent = agent_of(request)
+    reg = registry_for(agent)
+    if request.query.get("format") == "prometheus":
+        body = generate_latest(reg)
+        return web.Response(body=body, headers={"Content-Type": CONTENT_TYPE_LATEST})
+    return json_response(consul_json(reg))

@@ -1,0 +1,86 @@
+"""/v1/agent/metrics?format=prometheus parses and carries live values from every subsystem."""
+
+from __future__ import annotations
+
+import http.server
+import subprocess
+import threading
+import urllib.request
+from pathlib import Path
+
+from prometheus_client.parser import text_string_to_metric_families
+
+from tests.conftest import need
+from tests.harness.agents import Cluster, free_port, wait_for
+
+
+def scrape(addr: str) -> dict[str, dict[tuple[tuple[str, str], ...], float]]:
+    with urllib.request.urlopen(f"http://{addr}/v1/agent/metrics?format=prometheus",
+                                timeout=5) as r:
+        assert r.headers["Content-Type"].startswith("text/plain")
+        text = r.read().decode()
+    out: dict[str, dict[tuple[tuple[str, str], ...], float]] = {}
+    for fam in text_string_to_metric_families(text):
+        for s in fam.samples:
+            out.setdefault(s.name, {})[tuple(sorted(s.labels.items()))] = s.value
+    return out
+
+
+class Hello(http.server.BaseHTTPRequestHandler):
+    def do_GET(self) -> None:
+        self.send_response(200)
+        self.send_header("Content-Length", "2")
+        self.end_headers()
+        self.wfile.write(b"hi")
+
+    def log_message(self, *a: object) -> None:
+        pass
+
+
+def total(samples: dict[tuple[tuple[str, str], ...], float], **labels: str) -> float:
+    return sum(v for k, v in samples.items() if all((lk, lv) in k for lk, lv in labels.items()))
+
+
+def test_every_family_has_live_values(cluster: Cluster, tmp_path: Path) -> None:
+    need("dig")
+    a, b = cluster.start_loopback(2)
+    backend = http.server.ThreadingHTTPServer(("127.0.0.1", 0), Hello)
+    threading.Thread(target=backend.serve_forever, daemon=True).start()
+    lb_port = free_port()
+    try:
+        a.http("PUT", "/v1/agent/service/register",
+               {"Name": "web", "Port": backend.server_port, "Check": {"TTL": "30s"}})
+        a.http("PUT", "/v1/agent/check/pass/service:web")
+        a.http("PUT", "/v1/lb/listener", {"Name": "web", "Bind": f"127.0.0.1:{lb_port}",
+                                          "Mode": "http", "Service": "web"})
+        for _ in range(3):
+            urllib.request.urlopen(f"http://127.0.0.1:{lb_port}/", timeout=5).read()
+        subprocess.run(["dig", "@127.0.0.1", "-p", str(a.dns_port), "web.service.rumor", "SRV",
+                        "+short"], check=True, capture_output=True, timeout=10)
+        subprocess.run(["dig", "@127.0.0.1", "-p", str(a.dns_port), "nope.service.rumor",
+                        "+short"], check=True, capture_output=True, timeout=10)
+
+        m = wait_for(lambda: (s := scrape(a.http_addr)) and
+                     total(s["rumor_gossip_members"], status="alive") == 2 and
+                     total(s["rumor_gossip_messages_total"], direction="in") > 0 and s, 20,
+                     what="gossip metrics to show two members and traffic")
+
+        assert total(m["rumor_gossip_bytes_total"], direction="out") > 0
+        assert m["rumor_gossip_probes_total"][()] >= 0
+        assert total(m["rumor_registry_instances"]) == 1
+        assert total(m["rumor_registry_checks"], status="passing") >= 1
+        assert "rumor_registry_blocking_queries_waiting" in m
+        assert total(m["rumor_dns_queries_total"], qtype="SRV") >= 1
+        assert total(m["rumor_dns_responses_total"], rcode="NXDOMAIN") >= 1
+        assert m["rumor_dns_query_duration_seconds_count"][()] >= 2
+        assert total(m["rumor_lb_requests_total"], listener="web") == 3
+        assert total(m["rumor_lb_bytes_total"], direction="out") > 0
+        assert m["process_cpu_seconds_total"][()] > 0
+        assert m["process_resident_memory_bytes"][()] > 1e6
+
+        js = a.http("GET", "/v1/agent/metrics")
+        assert {"Timestamp", "Gauges", "Counters", "Points", "Samples"} <= js.keys()
+        assert any(g["Name"] == "rumor.registry.instances" and g["Value"] == 1
+                   for g in js["Gauges"])
+    finally:
+        backend.shutdown()
