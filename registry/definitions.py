@@ -319,14 +319,22 @@ def parse_service(obj: Any, *, where: str = "") -> ServiceDef:
         ww = _int(w, "Warning", f"{where}Weights.", 1)
         if wp < 1 or ww < 0:
             raise DefinitionError(f"{where}Weights: Passing must be >= 1 and Warning >= 0")
-    tagged = d.get("TaggedAddresses") or {}
-    if not isinstance(tagged, dict):
+    raw_tagged = d.get("TaggedAddresses") or {}
+    if not isinstance(raw_tagged, dict):
         raise DefinitionError(f"{where}TaggedAddresses: must be an object")
+    tagged: dict[str, dict[str, Any]] = {}
+    for tk, tv in raw_tagged.items():
+        tw = f"{where}TaggedAddresses.{tk}"
+        ta = normalize_keys(tv, _known("Address", "Port"), tw)
+        tport = _int(ta, "Port", f"{tw}.")
+        if not 0 <= tport <= 65535:
+            raise DefinitionError(f"{tw}.Port: {tport} is not a port; use 1-65535")
+        tagged[tk] = {"Address": _str(ta, "Address", f"{tw}."), "Port": tport}
     kind = _str(d, "Kind", where)
     rec = ServiceRecord(
         id=sid, service=name, tags=tuple(tags), address=_str(d, "Address", where), port=port,
         meta=_meta(d, where), weight_passing=wp, weight_warning=ww,
-        tagged_addresses=dict(tagged), enable_tag_override=_bool(d, "EnableTagOverride", where),
+        tagged_addresses=tagged, enable_tag_override=_bool(d, "EnableTagOverride", where),
         kind=kind,
     )
     raw_checks: list[Any] = []

@@ -125,3 +125,12 @@ def test_token_sources() -> None:
     assert token_of({"Authorization": "Bearer b"}, {"token": "c"}) == "b"
     assert token_of({"Authorization": "Basic Zm9vOmJhcg=="}, {"token": "c"}) == "c"
     assert token_of({"Authorization": "Basic Zm9vOmJhcg=="}, {}) == ""
+
+
+def test_service_tagged_addresses_are_address_port_objects() -> None:
+    s = parse_service({"Name": "web", "tagged_addresses": {"lan": {"address": "10.0.0.1", "port": 80}}})
+    assert s.record.tagged_addresses == {"lan": {"Address": "10.0.0.1", "Port": 80}}
+    with pytest.raises(DefinitionError, match="TaggedAddresses.lan"):
+        parse_service({"Name": "web", "TaggedAddresses": {"lan": "10.0.0.1"}})
+    with pytest.raises(DefinitionError, match="not a port"):
+        parse_service({"Name": "web", "TaggedAddresses": {"wan": {"Address": "x", "Port": 70000}}})
