@@ -50,8 +50,9 @@ async def datacenters(request: web.Request) -> web.Response:
 async def services(request: web.Request) -> web.Response:
     cat = catalog_of(request)
     reg = registry_of(request)
-    index = await wait_for(request, cat, ["services"])
     pairs = node_meta_filter(request)
+    # with node-meta the answer also depends on the nodes' metadata
+    index = await wait_for(request, cat, ["services", "nodes"] if pairs else ["services"])
 
     def build() -> Any:
         if not pairs:

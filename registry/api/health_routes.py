@@ -90,8 +90,8 @@ async def health_state(request: web.Request) -> web.Response:
     state = request.match_info["state"]
     if state != "any" and state not in STATUSES:
         raise RequestError(f"Bad state {state!r}: use any, passing, warning or critical")
-    index = await wait_for(request, cat, ["checks"])
     pairs = node_meta_filter(request)
+    index = await wait_for(request, cat, ["checks", "nodes"] if pairs else ["checks"])
 
     def build() -> Any:
         out = []
