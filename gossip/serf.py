@@ -269,6 +269,7 @@ class Serf:
         self.counters: Counter[str] = Counter()
         self._next_reap = now + config.reap_interval
         self._next_reconnect = now + config.reconnect_interval
+        self._next_queue_check = now + config.queue_check_interval
         self._now = now
         self._warned: set[str] = set()
 
@@ -285,6 +286,7 @@ class Serf:
         """Start the reap and reconnect periods from ``now`` (when the driver starts)."""
         self._next_reap = now + self.config.reap_interval
         self._next_reconnect = now + self.config.reconnect_interval
+        self._next_queue_check = now + self.config.queue_check_interval
         self._now = now
 
     def set_local_address(self, addr: str, port: int) -> None:
@@ -322,7 +324,7 @@ class Serf:
         return self._actions.popleft() if self._actions else None
 
     def next_deadline(self) -> float:
-        deadlines = [self._next_reap, self._next_reconnect]
+        deadlines = [self._next_reap, self._next_reconnect, self._next_queue_check]
         deadlines.extend(q.deadline for q in self._pending.values() if not q.closed)
         return min(deadlines)
 
@@ -388,6 +390,8 @@ class Serf:
                     m.status = LEAVING
             self._members[name] = m
         else:
+            if m.status == FAILED and now - m.leave_time < self.config.flap_timeout:
+                self.counters["serf.member.flap"] += 1
             m.status = ALIVE
             m.leave_time = 0.0
             m.prune_when_left = False
@@ -902,12 +906,24 @@ class Serf:
         if now >= self._next_reconnect:
             self._next_reconnect = now + self.config.reconnect_interval
             self._reconnect()
+        if now >= self._next_queue_check:
+            self._next_queue_check = now + self.config.queue_check_interval
+            self._check_queues()
         for lt, pq in list(self._pending.items()):
             if pq.finished(now):
                 pq.closed = True
                 del self._pending[lt]
                 if pq.on_progress is not None:
                     pq.on_progress(pq)
+
+    def _check_queues(self) -> None:
+        """Serf's checkQueueDepth: warn about deep queues (they are pruned when queued)."""
+        for name, q in (("intents", self.intent_queue), ("events", self.event_queue),
+                        ("queries", self.query_queue), ("app", self.app_queue)):
+            depth = len(q)
+            self.counters[f"serf.queue.{name}"] = depth
+            if depth > self.config.queue_depth_warning:
+                log.warning("serf broadcast queue is deep queue=%s depth=%d", name, depth)
 
     def _reap(self, now: float) -> None:
         for m in list(self._members.values()):

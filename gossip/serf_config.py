@@ -49,6 +49,13 @@ class SerfConfig:
     """Seconds a failed member is kept (and reconnected to) before it is reaped. Serf: 24 h."""
     tombstone_timeout: float = 24 * 3600.0
     """Seconds a left member is kept before it is reaped. Serf: 24 h."""
+    flap_timeout: float = 60.0
+    """A failed member back within this many seconds counts as a flap (``serf.member.flap``).
+    Serf: 60 s."""
+    queue_check_interval: float = 30.0
+    """Seconds between checks of the broadcast queue depths. Serf: 30 s."""
+    queue_depth_warning: int = 128
+    """Log a warning when a broadcast queue is deeper than this at a check. Serf: 128."""
     recent_intent_timeout: float = 300.0
     """Seconds an intent about a not-yet-known node is buffered. Serf: 5 min."""
     event_buffer: int = 512
@@ -148,6 +155,7 @@ class SerfConfig:
         positive = (
             "broadcast_timeout", "reap_interval", "reconnect_interval", "reconnect_timeout",
             "tombstone_timeout", "recent_intent_timeout", "snapshot_flush_interval",
+            "flap_timeout", "queue_check_interval",
             "handler_timeout",
         )
         for name in positive:
@@ -164,6 +172,7 @@ class SerfConfig:
         counts = (
             "event_buffer", "query_buffer", "query_timeout_mult", "max_queue_depth",
             "max_pending_queries", "max_responses_per_query", "max_intent_buffer",
+            "queue_depth_warning",
             "recent_events_max", "max_handler_queue",
         )
         for name in counts:

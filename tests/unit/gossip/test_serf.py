@@ -362,3 +362,15 @@ def test_receive_fuzz_never_raises(data: bytes) -> None:
     s.receive(bytes([3]) + data, 0.0)  # as a user event body
     s.receive(bytes([4]) + data, 0.0)  # as a query body
     s.merge_remote_state(bytes([2]) + data, True, 0.0)
+
+
+def test_flap_and_queue_depth_are_counted() -> None:
+    s = make(flap_timeout=60.0, queue_check_interval=5.0, queue_depth_warning=3)
+    s.node_joined("a", "10.0.0.1", 7946, encode_tags({}), VSN, 0.0)
+    s.node_left("a", 1.0)
+    s.node_joined("a", "10.0.0.1", 7946, encode_tags({}), VSN, 30.0)  # back within 60 s
+    assert s.counters["serf.member.flap"] == 1
+    for i in range(5):
+        s.user_event(f"e{i}", b"", True, 30.0)
+    s.handle_timer(31.0)
+    assert s.counters["serf.queue.events"] == 5
