@@ -14,6 +14,20 @@ import pytest
 from lb import LBConfig, LoadBalancer, MemInstance, MemoryView
 from lb.testing import EchoBackend, start_echo_backend, wait_for
 
+# pytest-asyncio wants loop factories from a conftest hook now; this module-local override is
+# the way to run one module on both loops without touching the shared conftest.
+pytestmark = pytest.mark.filterwarnings(
+    "ignore:Overriding the \"event_loop_policy\" fixture:DeprecationWarning")
+
+
+@pytest.fixture(scope="module", params=["asyncio", "uvloop"])
+def event_loop_policy(request: pytest.FixtureRequest) -> asyncio.AbstractEventLoopPolicy:
+    """Every test here runs on the default loop and on uvloop (what the bench uses)."""
+    if request.param == "uvloop":
+        import uvloop
+        return uvloop.EventLoopPolicy()  # type: ignore[no-any-return]
+    return asyncio.DefaultEventLoopPolicy()
+
 
 def inst(b: EchoBackend, service: str = "echo") -> MemInstance:
     return MemInstance(service, b.port, node=b.name, service_id=f"{service}-{b.name}")
