@@ -972,14 +972,18 @@ class SerfDelegate:
     ConflictDelegate and PeerClassifier of :mod:`gossip.delegate`).
 
     ``now`` gives the clock time for callbacks; ``on_activity`` is called after anything that
-    may have produced Serf output (the driver then drains packets, events and actions).
+    may have produced Serf output (the driver then drains packets, events and actions);
+    ``on_self_conflict(other_addr, other_port)`` when another node claims our name (the driver
+    then runs Serf's ``_serf_conflict`` vote, see :func:`conflict_vote`).
     """
 
     def __init__(self, serf: Serf, now: Callable[[], float],
-                 on_activity: Callable[[], None] | None = None) -> None:
+                 on_activity: Callable[[], None] | None = None,
+                 on_self_conflict: Callable[[str, int], None] | None = None) -> None:
         self.serf = serf
         self.now = now
         self.on_activity = on_activity
+        self.on_self_conflict = on_self_conflict
         self.conflicts = 0
 
     def _kick(self) -> None:
@@ -1029,12 +1033,37 @@ class SerfDelegate:
     def notify_conflict(self, existing: Any, other: Any) -> None:
         self.conflicts += 1
         self.serf.counters["serf.name_conflicts"] += 1
-        log.warning("name conflict node=%s known=%s:%s other=%s:%s; use unique node names",
-                    existing.name, existing.addr, existing.port, other.addr, other.port)
+        if existing.name != self.serf.config.node_name:
+            log.warning("name conflict node=%s known=%s:%s other=%s:%s; use unique node names",
+                        existing.name, existing.addr, existing.port, other.addr, other.port)
+            return
+        log.error("our node name %s is also claimed by %s:%s; names must be unique",
+                  existing.name, other.addr, other.port)
+        if self.on_self_conflict is not None and self.serf.config.enable_name_conflict_resolution:
+            self.on_self_conflict(other.addr, other.port)
 
     # PeerClassifier
     def is_rumor_peer(self, node: Any) -> bool:
         return self.serf.is_rumor_peer(node.name)
+
+
+
+def conflict_vote(responses: Mapping[str, bytes], addr: str, port: int) -> tuple[int, int]:
+    """Serf's name-conflict vote: (answers pointing at ``addr:port``, valid answers).
+
+    We keep our name when matching >= answers // 2 + 1; otherwise Serf shuts itself down."""
+    matching = total = 0
+    for payload in responses.values():
+        try:
+            msg = codec.decode_serf(payload)
+        except MalformedPacket:
+            continue
+        if not isinstance(msg, ConflictResponse):
+            continue
+        total += 1
+        if msg.member.addr == addr and msg.member.port == port:
+            matching += 1
+    return matching, total
 
 
 __all__ = [

@@ -80,6 +80,7 @@ from .serf import (
     ReconnectRequested,
     Serf,
     SerfDelegate,
+    conflict_vote,
 )
 from .serf_config import SerfConfig
 from .snapshot import Snapshot
@@ -152,6 +153,7 @@ class Gossip:
         self.events_index = 1
         """Rises by one for every user event delivered (for blocking /v1/event/list reads)."""
         self._events_changed: asyncio.Event | None = None
+        self._resolving_conflict = False
         self.bound_port = 0
 
     # -- lifecycle ------------------------------------------------------------------------------
@@ -189,7 +191,7 @@ class Gossip:
             user_coalesce_period=self.serf_config.user_coalesce_period,
             user_quiescent_period=self.serf_config.user_quiescent_period)
         self.handlers.start()
-        d = SerfDelegate(self.serf, self._now, self._schedule_pump)
+        d = SerfDelegate(self.serf, self._now, self._schedule_pump, self._self_conflict)
         self.transport = MemberlistTransport(
             self.memberlist_config, delegate=d, events=d, ping_delegate=d, conflict=d,
             keyring=self.keyring, rng=random.Random(self.rng.random()))
@@ -207,6 +209,28 @@ class Gossip:
                  adv_addr, adv_port, bool(self.keyring))
         if previous:
             self._spawn(self._rejoin(previous), "rejoin")
+
+    def _self_conflict(self, other_addr: str, other_port: int) -> None:
+        if not self._resolving_conflict and not self._stopped:
+            self._resolving_conflict = True
+            self._spawn(self._resolve_conflict(), "name-conflict")
+
+    async def _resolve_conflict(self) -> None:
+        """Serf's resolveNodeConflict: ask everyone who has our name; leave if we lose."""
+        try:
+            me = self.serf.local_member()
+            res = await self.query(INTERNAL_QUERY_PREFIX + "conflict", me.name.encode())
+            matching, total = conflict_vote(res.responses, self.serf.local_addr,
+                                            self.serf.local_port)
+            if matching >= total // 2 + 1:
+                log.info("name conflict vote won node=%s votes=%d/%d", me.name, matching, total)
+                return
+            log.error("name conflict vote lost node=%s votes=%d/%d; shutting gossip down",
+                      me.name, matching, total)
+            self.serf.counters["serf.name_conflict_lost"] += 1
+            asyncio.get_running_loop().create_task(self.shutdown())
+        finally:
+            self._resolving_conflict = False
 
     def _spawn(self, coro: Any, name: str) -> None:
         t = asyncio.get_running_loop().create_task(coro, name=f"gossip-{name}")

@@ -454,3 +454,17 @@ async def test_keyring_file_follows_rotation(procs: Procs, tmp_path: Path) -> No
         assert g.keyring is not None and g.keyring.keys == (k2,)
     finally:
         await g.shutdown()
+
+
+def test_name_conflict_newcomer_loses_the_vote(procs: Procs) -> None:
+    """A second node started under a taken name loses Serf's _serf_conflict vote and stops."""
+    s1 = procs.serf("s1")
+    procs.serf("s2", join=s1.addr)
+    first = procs.rumor("dup", join=[s1.addr])
+    wait_for(lambda: _all(first.members(), ["s1", "s2", "dup"], "alive"), 20, what="cluster")
+    newcomer = procs.rumor("dup", join=[s1.addr])
+    wait_for(lambda: newcomer.call("counters").get("serf.name_conflict_lost", 0) >= 1, 20,
+             what="the newcomer to lose the name-conflict vote")
+    view = s1.members()
+    assert view["dup"]["status"] == "alive" and view["dup"]["port"] == first.port
+    assert first.call("counters").get("serf.name_conflict_lost", 0) == 0

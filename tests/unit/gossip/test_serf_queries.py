@@ -213,3 +213,17 @@ def test_key_query_through_serf_and_summary() -> None:
     res = summarize("list-keys", lst.responses, 2)
     assert res.keys == {encode_key(k1): 2, encode_key(k2): 2}
     assert res.primary_keys == {encode_key(k1): 2}
+
+
+def test_conflict_vote() -> None:
+    from gossip.serf import conflict_vote
+    from gossip.serf_messages import Member as WireMember
+
+    def answer(addr: str, port: int) -> bytes:
+        return codec.encode_serf(ConflictResponse(member=WireMember(name="dup", addr=addr, port=port)))
+
+    votes = {"a": answer("10.0.0.1", 7946), "b": answer("10.0.0.1", 7946),
+             "c": answer("10.0.0.2", 7946), "d": b"\x06junk", "e": codec.encode_serf(
+                 QueryResponse(ltime=1, id=1, from_node="e"))}
+    assert conflict_vote(votes, "10.0.0.1", 7946) == (2, 3)
+    assert conflict_vote(votes, "10.0.0.2", 7946) == (1, 3)
