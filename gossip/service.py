@@ -6,10 +6,12 @@ a sans-I/O core (``memberlist.Memberlist``, ``serf.Serf``) or a helper it compos
 API (the agent and the registry use exactly this)::
 
     g = Gossip(memberlist_config, serf_config, keyring=None, app=None, clock=None, rng=None,
-               keyring_path=None)
+               keyring_path=None)    # clock: the Serf layer's time source (default loop.time,
+                                     # which the transport also uses); rng: every random choice
     await g.start()                  # binds UDP+TCP; rejoins the snapshot's members if any
     g.bound_port                     # the gossip port actually bound
     n = await g.join(["10.0.0.5", "10.0.0.6:7946"], replay=False)   # members joined (0: none)
+    await g.join(addrs, raise_if_none=True)                 # JoinError instead of returning 0
     await g.leave(timeout)           # Serf leave intent, then memberlist leave: others see 'left'
     await g.shutdown()               # stop everything (no leave: others will see 'failed')
     g.members() -> list[Member]      # Member(name, addr, port, tags, status, protocol_*/delegate_*)
@@ -22,6 +24,8 @@ API (the agent and the registry use exactly this)::
     ok = await g.force_leave(node, prune=False)
     r = await g.install_key(b64) / use_key(b64) / remove_key(b64) / list_keys()  # KeyResponse
     g.add_listener(callback)         # called with every gossip.events event (sync, never blocks)
+    g.remove_listener(callback)
+    g.is_rumor_peer(name) -> bool    # the member carries the reserved ``rumor`` tag
     g.recent_events()                # user events, oldest first (for /v1/event/list)
     g.events_index; await g.wait_events(index, timeout)     # blocking reads of that list
     g.set_app_delegate(d)            # d.local_app_state(join) -> bytes,
@@ -37,8 +41,14 @@ Application state rides inside Serf's push/pull state under the extra key ``Rumo
 Serf ignores. Event handler scripts (Serf's ``-event-handler``) and the snapshot are run here,
 off the event loop (subprocesses, and disk writes in a worker thread).
 
+Errors: ``user_event``/``broadcast_app``/``query`` raise ``SerfError`` (a ``ValueError``) when a
+message is over its size limit. Key operations never raise for remote failures: the
+``KeyResponse`` says how many nodes answered and failed (``.ok``, ``.error_text()``), as Serf's
+KeyManager does.
+
 Shutdown order: leave (if asked) -> stop timers -> close sockets -> stop handlers -> flush the
-snapshot.
+snapshot. If another node claims our name and wins Serf's ``_serf_conflict`` vote, the service
+shuts itself down (as Serf does) and logs an error.
 """
 
 from __future__ import annotations
