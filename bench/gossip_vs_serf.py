@@ -166,9 +166,10 @@ class Agent:
 # --- measuring ------------------------------------------------------------------------------
 
 def wait_all(agents: list[Agent], pred: Any, timeout: float, pool: cf.ThreadPoolExecutor,
-             interval: float = 0.1) -> dict[str, float]:
-    """Poll every agent until ``pred(members)`` holds; return each agent's first time (s)."""
-    t0 = time.monotonic()
+             interval: float = 0.1, t0: float | None = None) -> dict[str, float]:
+    """Poll every agent until ``pred(members)`` holds; return each agent's first time (s),
+    measured from ``t0`` (default: now)."""
+    t0 = time.monotonic() if t0 is None else t0
     done: dict[str, float] = {}
     while len(done) < len(agents) and time.monotonic() - t0 < timeout:
         pending = [a for a in agents if a.name not in done]
@@ -226,11 +227,16 @@ def run_one(kind: str, n: int, idle: float, profile: str, workdir: Path) -> dict
         names = {a.name for a in agents}
         seed = agents[0]
 
-        # join: all at once
+        # join: all at once, from their own threads, with the clock running from the start
+        joiners = cf.ThreadPoolExecutor(max_workers=n)
         t_join = time.monotonic()
-        list(pool.map(lambda a: a.join(seed.gossip_addr), agents[1:]))
+        joins = [joiners.submit(a.join, seed.gossip_addr) for a in agents[1:]]
         seen = wait_all(agents, lambda m: sum(1 for k, v in m.items()
-                                              if k in names and v == "alive") == n, 120, pool)
+                                              if k in names and v == "alive") == n, 120, pool,
+                        t0=t_join)
+        for f in joins:
+            f.result()
+        joiners.shutdown()
         times = sorted(seen.values())
         result["join_median"] = statistics.median(times) if times else None
         result["join_max"] = max(times) if len(times) == n else None
