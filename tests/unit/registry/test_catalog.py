@@ -154,3 +154,15 @@ def test_worst(statuses: list[str], expected: str) -> None:
     from registry.catalog import worst
 
     assert worst(statuses) == expected
+
+
+def test_catalog_is_the_view_dns_and_lb_read() -> None:
+    """Static check (mypy on the tests) and runtime duck check of both consumers' Protocols."""
+    import dnsserver.view
+    import lb.view
+
+    c = make()
+    dns_view: dnsserver.view.View = c
+    lb_view: lb.view.CatalogView = c
+    for v in (dns_view, lb_view):
+        assert v.index >= 1 and callable(v.wait)
