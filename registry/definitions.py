@@ -64,18 +64,32 @@ _CHECK_KEYS = _known(
 )
 
 
+class _Keys(dict[str, Any]):
+    """A definition's fields by canonical name, remembering how the sender spelled each key
+    so that an error names the key as written (``services[0].port``, ``Port`` in the API)."""
+
+    orig: dict[str, str]
+
+
 def normalize_keys(obj: Any, known: Mapping[str, str], where: str) -> dict[str, Any]:
     """Map every key of a JSON object to its canonical PascalCase name; unknown keys dropped."""
     if not isinstance(obj, dict):
         raise DefinitionError(f"{where or 'body'}: must be a JSON object")
-    out: dict[str, Any] = {}
+    out = _Keys()
+    out.orig = {}
     for k, v in obj.items():
         if not isinstance(k, str):
             continue
         c = canonical_key(k, known)
         if c is not None:
             out[c] = v
+            out.orig[c] = k
     return out
+
+
+def _n(d: Mapping[str, Any], key: str) -> str:
+    """The key as the sender wrote it."""
+    return d.orig.get(key, key) if isinstance(d, _Keys) else key
 
 
 def _str(d: Mapping[str, Any], key: str, where: str, default: str = "") -> str:
@@ -83,7 +97,7 @@ def _str(d: Mapping[str, Any], key: str, where: str, default: str = "") -> str:
     if v is None:
         return default
     if not isinstance(v, str):
-        raise DefinitionError(f"{where}{key}: must be a string, got {_tname(v)}")
+        raise DefinitionError(f"{where}{_n(d, key)}: must be a string, got {_tname(v)}")
     return v
 
 
@@ -99,7 +113,7 @@ def _int(d: Mapping[str, Any], key: str, where: str, default: int = 0) -> int:
     if isinstance(v, bool) or not isinstance(v, (int, float)) or int(v) != v:
         if isinstance(v, str) and v.strip().lstrip("-").isdigit():
             return int(v)
-        raise DefinitionError(f"{where}{key}: must be a whole number, got {_tname(v)}")
+        raise DefinitionError(f"{where}{_n(d, key)}: must be a whole number, got {_tname(v)}")
     return int(v)
 
 
@@ -108,7 +122,7 @@ def _bool(d: Mapping[str, Any], key: str, where: str) -> bool:
     if v is None:
         return False
     if not isinstance(v, bool):
-        raise DefinitionError(f"{where}{key}: must be true or false")
+        raise DefinitionError(f"{where}{_n(d, key)}: must be true or false")
     return v
 
 
@@ -119,7 +133,7 @@ def _duration(d: Mapping[str, Any], key: str, where: str) -> float:
     if isinstance(v, int) and not isinstance(v, bool) and v > 1_000_000:
         return v / 1e9  # Go encodes time.Duration as integer nanoseconds
     try:
-        return parse_duration(v, what=f"{where}{key}")
+        return parse_duration(v, what=f"{where}{_n(d, key)}")
     except ValueError as e:
         raise DefinitionError(str(e)) from None
 
@@ -129,21 +143,21 @@ def _meta(d: Mapping[str, Any], where: str) -> dict[str, str]:
     if v is None:
         return {}
     if not isinstance(v, dict):
-        raise DefinitionError(f"{where}Meta: must be an object of string values")
+        raise DefinitionError(f"{where}{_n(d, 'Meta')}: must be an object of string values")
     if len(v) > MAX_META_PAIRS:
-        raise DefinitionError(f"{where}Meta: {len(v)} pairs; at most {MAX_META_PAIRS} allowed")
+        raise DefinitionError(f"{where}{_n(d, 'Meta')}: {len(v)} pairs; at most {MAX_META_PAIRS} allowed")
     out: dict[str, str] = {}
     for k, val in v.items():
         if not _META_KEY.match(k):
-            raise DefinitionError(f"{where}Meta: key {k!r} may only hold letters, digits, - and _")
+            raise DefinitionError(f"{where}{_n(d, 'Meta')}: key {k!r} may only hold letters, digits, - and _")
         if len(k) > MAX_META_KEY:
-            raise DefinitionError(f"{where}Meta: key {k[:20]!r}... is longer than {MAX_META_KEY}")
+            raise DefinitionError(f"{where}{_n(d, 'Meta')}: key {k[:20]!r}... is longer than {MAX_META_KEY}")
         if k.startswith(("consul-", "rumor-")):
-            raise DefinitionError(f"{where}Meta: key {k!r} uses a reserved prefix")
+            raise DefinitionError(f"{where}{_n(d, 'Meta')}: key {k!r} uses a reserved prefix")
         if not isinstance(val, str):
-            raise DefinitionError(f"{where}Meta.{k}: must be a string, got {_tname(val)}")
+            raise DefinitionError(f"{where}{_n(d, 'Meta')}.{k}: must be a string, got {_tname(val)}")
         if len(val) > MAX_META_VALUE:
-            raise DefinitionError(f"{where}Meta.{k}: value longer than {MAX_META_VALUE}")
+            raise DefinitionError(f"{where}{_n(d, 'Meta')}.{k}: value longer than {MAX_META_VALUE}")
         out[k] = val
     return out
 
@@ -222,7 +236,7 @@ def parse_check(obj: Any, *, where: str = "", service_id: str = "",
         canon = _CHECK_KEYS[key]
         if d.get(canon) not in (None, "", [], False):
             raise DefinitionError(
-                f"{where}{canon}: {kind} checks are not supported by Rumor; use HTTP, TCP or TTL")
+                f"{where}{_n(d, canon)}: {kind} checks are not supported by Rumor; use HTTP, TCP or TTL")
     check_id = _str(d, "CheckID", where) or _str(d, "ID", where) or default_id
     name = _str(d, "Name", where) or default_name
     if d.get("Type") == "maintenance":
@@ -230,13 +244,13 @@ def parse_check(obj: Any, *, where: str = "", service_id: str = "",
                         service_id=_str(d, "ServiceID", where) or service_id,
                         notes=_str(d, "Notes", where))
     if not name:
-        raise DefinitionError(f"{where}Name: missing check name")
+        raise DefinitionError(f"{where}{_n(d, 'Name')}: missing check name")
     if not check_id:
         check_id = name
     status = _str(d, "Status", where) or CRITICAL
     if status not in STATUSES:
         raise DefinitionError(
-            f"{where}Status: {status!r} is not a check status; use passing, warning or critical")
+            f"{where}{_n(d, 'Status')}: {status!r} is not a check status; use passing, warning or critical")
     http, tcp = _str(d, "HTTP", where), _str(d, "TCP", where)
     ttl = _duration(d, "TTL", where)
     kinds = [k for k, v in (("http", http), ("tcp", tcp), ("ttl", ttl)) if v]
@@ -248,30 +262,30 @@ def parse_check(obj: Any, *, where: str = "", service_id: str = "",
     interval = _duration(d, "Interval", where)
     if kind in ("http", "tcp"):
         if interval <= 0:
-            raise DefinitionError(f"{where}Interval: must be > 0 for HTTP and TCP checks")
+            raise DefinitionError(f"{where}{_n(d, 'Interval')}: must be > 0 for HTTP and TCP checks")
         interval = max(interval, MIN_INTERVAL)
     timeout = _duration(d, "Timeout", where) or DEFAULT_TIMEOUT
     if kind == "http":
         if not http.startswith(("http://", "https://")):
-            raise DefinitionError(f"{where}HTTP: {http!r} is not an http:// or https:// URL")
+            raise DefinitionError(f"{where}{_n(d, 'HTTP')}: {http!r} is not an http:// or https:// URL")
     if kind == "tcp":
         host, sep, port = tcp.rpartition(":")
         if not sep or not host or not port.isdigit() or not 0 < int(port) < 65536:
-            raise DefinitionError(f"{where}TCP: {tcp!r} is not host:port with a port 1-65535")
+            raise DefinitionError(f"{where}{_n(d, 'TCP')}: {tcp!r} is not host:port with a port 1-65535")
     header: dict[str, tuple[str, ...]] = {}
     raw_h = d.get("Header")
     if raw_h is not None:
         if not isinstance(raw_h, dict):
-            raise DefinitionError(f"{where}Header: must be an object of header -> [values]")
+            raise DefinitionError(f"{where}{_n(d, 'Header')}: must be an object of header -> [values]")
         for hk, hv in raw_h.items():
             if isinstance(hv, str):
                 hv = [hv]
             if not isinstance(hv, list) or not all(isinstance(x, str) for x in hv):
-                raise DefinitionError(f"{where}Header.{hk}: must be a list of strings")
+                raise DefinitionError(f"{where}{_n(d, 'Header')}.{hk}: must be a list of strings")
             header[hk] = tuple(hv)
     method = (_str(d, "Method", where) or "GET").upper()
     if not re.match(r"^[A-Z]+$", method):
-        raise DefinitionError(f"{where}Method: {method!r} is not an HTTP method")
+        raise DefinitionError(f"{where}{_n(d, 'Method')}: {method!r} is not an HTTP method")
     sbp = _int(d, "SuccessBeforePassing", where)
     fbc = _int(d, "FailuresBeforeCritical", where)
     if sbp < 0 or fbc < 0:
@@ -299,18 +313,18 @@ def parse_service(obj: Any, *, where: str = "") -> ServiceDef:
     d = normalize_keys(obj, _SERVICE_KEYS, where)
     name = _str(d, "Name", where) or _str(d, "Service", where) or _str(d, "ServiceName", where)
     if not name:
-        raise DefinitionError(f"{where}Name: Missing service name")
+        raise DefinitionError(f"{where}{_n(d, 'Name')}: Missing service name")
     if "/" in name or any(c.isspace() for c in name):
-        raise DefinitionError(f"{where}Name: {name!r} may not hold '/' or spaces")
+        raise DefinitionError(f"{where}{_n(d, 'Name')}: {name!r} may not hold '/' or spaces")
     sid = _str(d, "ID", where) or _str(d, "ServiceID", where) or name
     if "/" in sid:
-        raise DefinitionError(f"{where}ID: {sid!r} may not hold '/'")
+        raise DefinitionError(f"{where}{_n(d, 'ID')}: {sid!r} may not hold '/'")
     port = _int(d, "Port", where)
     if not 0 <= port <= 65535:
-        raise DefinitionError(f"{where}Port: {port} is not a port; use 1-65535")
+        raise DefinitionError(f"{where}{_n(d, 'Port')}: {port} is not a port; use 1-65535")
     tags = d.get("Tags") or []
     if not isinstance(tags, list) or not all(isinstance(t, str) for t in tags):
-        raise DefinitionError(f"{where}Tags: must be a list of strings")
+        raise DefinitionError(f"{where}{_n(d, 'Tags')}: must be a list of strings")
     weights = d.get("Weights")
     wp, ww = 1, 1
     if weights is not None:
@@ -318,10 +332,10 @@ def parse_service(obj: Any, *, where: str = "") -> ServiceDef:
         wp = _int(w, "Passing", f"{where}Weights.", 1)
         ww = _int(w, "Warning", f"{where}Weights.", 1)
         if wp < 1 or ww < 0:
-            raise DefinitionError(f"{where}Weights: Passing must be >= 1 and Warning >= 0")
+            raise DefinitionError(f"{where}{_n(d, 'Weights')}: Passing must be >= 1 and Warning >= 0")
     raw_tagged = d.get("TaggedAddresses") or {}
     if not isinstance(raw_tagged, dict):
-        raise DefinitionError(f"{where}TaggedAddresses: must be an object")
+        raise DefinitionError(f"{where}{_n(d, 'TaggedAddresses')}: must be an object")
     tagged: dict[str, dict[str, Any]] = {}
     for tk, tv in raw_tagged.items():
         tw = f"{where}TaggedAddresses.{tk}"
@@ -342,7 +356,7 @@ def parse_service(obj: Any, *, where: str = "") -> ServiceDef:
         raw_checks.append(d["Check"])
     if d.get("Checks") is not None:
         if not isinstance(d["Checks"], list):
-            raise DefinitionError(f"{where}Checks: must be a list of check objects")
+            raise DefinitionError(f"{where}{_n(d, 'Checks')}: must be a list of check objects")
         raw_checks.extend(d["Checks"])
     checks: list[CheckDef] = []
     many = len(raw_checks) > 1
@@ -355,7 +369,7 @@ def parse_service(obj: Any, *, where: str = "") -> ServiceDef:
         checks.append(cd)
     ids = [c.check_id for c in checks]
     if len(set(ids)) != len(ids):
-        raise DefinitionError(f"{where}Checks: duplicate CheckID")
+        raise DefinitionError(f"{where}{_n(d, 'Checks')}: duplicate CheckID")
     return ServiceDef(rec, tuple(checks))
 
 

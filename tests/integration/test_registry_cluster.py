@@ -148,7 +148,7 @@ def test_bad_service_config_refuses_to_start(cluster: Cluster, tmp_path: Path) -
     a = cluster.add("bad", extra_args=["-config-file", str(cfg)])
     a.start(wait=False)
     assert a.proc is not None and a.proc.wait(timeout=20) == 1
-    assert "services[0].Port: 70000 is not a port; use 1-65535" in a.log_path.read_text()
+    assert "services[0].port: 70000 is not a port; use 1-65535" in a.log_path.read_text()
 
 
 @pytest.mark.netns

@@ -91,7 +91,7 @@ def test_service_refusals(body: dict[str, Any], needle: str) -> None:
 
 
 def test_config_errors_name_the_setting() -> None:
-    with pytest.raises(ConfigError, match=r"services\[0\]\.Port: 70000 is not a port; use 1-65535"):
+    with pytest.raises(ConfigError, match=r"services\[0\]\.port: 70000 is not a port; use 1-65535"):
         parse_definitions([{"name": "web", "port": 70000}], [])
     with pytest.raises(ConfigError, match="duplicate service ID"):
         parse_definitions([{"name": "web"}, {"name": "web"}], [])
