@@ -35,7 +35,6 @@ memberlist through :meth:`get_broadcasts`.
 
 from __future__ import annotations
 
-import base64
 import logging
 import math
 import random
@@ -46,7 +45,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from . import codec
-from .broadcast import Broadcast, TransmitLimitedQueue, retransmit_limit
+from .broadcast import Broadcast, TransmitLimitedQueue
 from .errors import GossipError, MalformedPacket
 from .events import (
     GossipEvent,
@@ -66,7 +65,6 @@ from .serf_messages import (
     AppMessage,
     ConflictResponse,
     JoinIntent,
-    KeyRequest,
     LeaveIntent,
     NodeFilter,
     Query,
@@ -961,9 +959,6 @@ class Serf:
             self.query_min_time = query_clock + 1
 
 
-def key_to_b64(key: bytes) -> str:
-    return base64.b64encode(key).decode()
-
 
 
 
@@ -1072,7 +1067,6 @@ __all__ = [
     "INTERNAL_QUERY_PREFIX",
     "LEAVING",
     "LEFT",
-    "KeyRequest",
     "LamportClock",
     "PendingQuery",
     "QueryParams",
@@ -1080,7 +1074,7 @@ __all__ = [
     "Serf",
     "SerfDelegate",
     "SerfError",
+    "conflict_vote",
     "decode_tags",
     "encode_tags",
-    "retransmit_limit",
 ]
