@@ -125,6 +125,9 @@ class DNSConfig:
     wildcards ("web*", longest wins) or "*" for the rest. Unmatched: 0. Default {}."""
     soa: SOAConfig = field(default_factory=SOAConfig)
     """The SOA record's timers (see SOAConfig)."""
+    enable_additional_node_meta_txt: bool = True
+    """Add a node's meta as TXT records to the additional section of its A/AAAA answers
+    (Consul's option of the same name). Default True."""
     only_passing: bool = False
     """Leave out instances whose worst check is 'warning' (instances(passing_only=True)).
     Default False, as in Consul."""
@@ -255,8 +258,8 @@ class DNSConfig:
 
         Durations may be Go strings ("10s") or numbers of seconds. Keys Consul has but that
         mean nothing here (allow_stale, max_stale, use_cache, cache_max_age,
-        disable_compression, enable_additional_node_meta_txt, prefer_namespace) are accepted
-        and ignored. Unknown keys raise ConfigError.
+        disable_compression, prefer_namespace) are accepted and ignored. Unknown keys raise
+        ConfigError.
         """
         kw: dict[str, Any] = {}
         own = {f.name for f in fields(cls)}
@@ -272,7 +275,7 @@ class DNSConfig:
                 kw[key] = {str(k): parse_duration(v, what=f"{what}.{k}") for k, v in value.items()}
             elif key == "soa":
                 kw[key] = _soa_from(value, what)
-            elif key in ("only_passing", "enable_truncate"):
+            elif key in ("only_passing", "enable_truncate", "enable_additional_node_meta_txt"):
                 if not isinstance(value, bool):
                     raise ConfigError(f"{what}: {value!r} is not a boolean; write true or false")
                 kw[key] = value
@@ -309,7 +312,7 @@ class DNSConfig:
 
 _IGNORED = frozenset({
     "allow_stale", "max_stale", "use_cache", "cache_max_age", "disable_compression",
-    "enable_additional_node_meta_txt", "prefer_namespace",
+    "prefer_namespace",
 })
 
 

@@ -81,6 +81,11 @@ class DNSCounters:
         cache hits per entry on the hot path and adds them here on ``sync()``)."""
         self._syncs.append(fn)
 
+    def remove_sync(self, fn: Callable[[], None]) -> None:
+        """Undo ``add_sync`` (a resolver that is done)."""
+        if fn in self._syncs:
+            self._syncs.remove(fn)
+
     def sync(self) -> None:
         """Fold deferred counts in; ``snapshot()`` does it. Call it before reading the
         attributes directly."""

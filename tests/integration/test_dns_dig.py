@@ -226,3 +226,18 @@ async def test_subprocess_runner_on_uvloop() -> None:
     finally:
         proc.terminate()
         await asyncio.wait_for(proc.wait(), 10)
+
+
+async def test_counters_after_traffic(served: tuple[DNSServer, MemoryView]) -> None:
+    server, _ = served
+    p = server.udp_port
+    for _ in range(3):
+        await dig(p, "web.service.rumor")
+    await dig(p, "web.service.rumor", "SRV", "+tcp")
+    await dig(p, "nope.service.rumor")
+    snap = server.counters.snapshot()
+    assert snap["qtypes"]["A"] >= 4 and snap["qtypes"]["SRV"] >= 1
+    assert snap["rcodes"]["NOERROR"] >= 4 and snap["rcodes"]["NXDOMAIN"] >= 1
+    assert snap["cache_hits"] >= 2 and snap["cache_misses"] >= 3
+    assert sum(snap["latency_buckets_us"].values()) >= 5
+    assert snap["tcp_connections"] == 0

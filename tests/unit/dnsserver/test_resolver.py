@@ -389,3 +389,33 @@ def test_cache_byte_budget(view: MemoryView) -> None:
         ask(res, f"n{i % 3 + 1}.node.rumor.", "TXT")
     assert res._bytes <= 4000 + 2000
     assert len(addrs(ask(res, "big.service.rumor.", tcp=True))) == 40
+
+
+def test_node_meta_txt_in_additional_can_be_turned_off(view: MemoryView) -> None:
+    res = Resolver(DNSConfig.from_dict({"enable_additional_node_meta_txt": False}), view)
+    m = ask(res, "n1.node.rumor.", "A")
+    assert addrs(m) == ["10.0.0.1"] and not m.additional
+    assert len(ask(res, "n1.node.rumor.", "TXT").answer[0]) == 2
+
+
+def test_answer_does_not_leak_sync_callbacks(view: MemoryView) -> None:
+    from dnsserver import DNSCounters
+    counters = DNSCounters()
+    wire = dns.message.make_query("web.service.rumor.", "A").to_wire()
+    for _ in range(50):
+        answer(wire, view, counters=counters)
+    assert counters._syncs == [] and counters.snapshot()["queries"] == 50
+
+
+class _BrokenView(MemoryView):
+    def instances(self, *a: object, **k: object) -> list:  # type: ignore[override]
+        raise RuntimeError("catalog bug")
+
+
+def test_view_failure_gives_servfail_not_an_exception() -> None:
+    v = _BrokenView()
+    res = Resolver(DNSConfig(), v)
+    for _ in range(3):
+        out = res.handle(dns.message.make_query("web.service.rumor.", "A").to_wire())
+        assert isinstance(out, bytes) and out[3] & 0xF == 2
+    assert res.counters.drops["internal_error"] == 3
