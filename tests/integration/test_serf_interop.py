@@ -283,7 +283,7 @@ def test_snapshot_restart_rejoins_without_join(procs: Procs, tmp_path: Path) -> 
              and "alive: s1" in (data / "serf" / "local.snapshot").read_text(), 10,
              what="snapshot written")
     r1.kill()
-    wait_for(lambda: s1.statuses().get("r1") in ("failed", "alive"), 5)
+    wait_status(s1.statuses, "r1", "failed", 30, "s1")
     # start again: same data dir and port, no -join
     r1b = procs.rumor("r1", port=port, data_dir=str(data))
     wait_for(lambda: _all(r1b.members(), names, "alive"), 20, what="restarted r1 sees the cluster")
