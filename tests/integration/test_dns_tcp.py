@@ -119,3 +119,27 @@ async def test_garbage_frames_get_formerr_or_nothing(server: DNSServer) -> None:
     assert len(m.answer[0]) == 3
     writer.close()
     assert "internal_error" not in server.counters.drops
+
+
+async def test_ipv6_loopback() -> None:
+    import socket
+    try:
+        socket.socket(socket.AF_INET6, socket.SOCK_DGRAM).bind(("::1", 0))
+    except OSError:
+        pytest.skip("no IPv6 loopback")
+    s = DNSServer(DNSConfig(port=0, bind_addr="::1"), demo_view())
+    await s.start()
+    try:
+        proc = await asyncio.create_subprocess_exec(
+            "dig", "@::1", "-p", str(s.udp_port), "+short", "+time=2", "web.service.rumor",
+            stdout=asyncio.subprocess.PIPE)
+        out, _ = await asyncio.wait_for(proc.communicate(), 10)
+        assert len(out.split()) == 3
+        reader, writer = await asyncio.open_connection("::1", s.tcp_port)  # NS glue = bind addr
+        wire = dns.message.make_query("rumor.", "NS").to_wire()
+        writer.write(struct.pack("!H", len(wire)) + wire)
+        m = dns.message.from_wire(await asyncio.wait_for(_read_frame(reader), 5))
+        assert m.additional[0][0].to_text() == "::1"
+        writer.close()
+    finally:
+        await s.stop()
