@@ -491,6 +491,11 @@ class LocalState:
     def republish_info(self) -> None:
         self._bump([("N", "")])
 
+    def republish_all(self) -> None:
+        """Restamp every item of the local record with new versions (they re-spread as deltas;
+        agents that still hold the same data see no visible change)."""
+        self._bump([("N", "")] + [("S", s) for s in self.services] + [("C", c) for c in self.checks])
+
     def set_node_info(self, info: NodeInfo) -> None:
         if info == self.info:
             return

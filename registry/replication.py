@@ -389,7 +389,7 @@ class Replicator:
         log.warning("a peer holds a newer record of this node; republishing version=%d", seen)
         loc = self.local
         loc.raise_version_above(seen)
-        loc._bump([("N", "")] + [("S", s) for s in loc.services] + [("C", c) for c in loc.checks])
+        loc.republish_all()
 
     def merge_app_state(self, buf: bytes, join: bool = False) -> None:
         """A full state from a peer's push-pull. Never raises."""
@@ -552,6 +552,9 @@ class Replicator:
         if kind == "MemberFailed":
             self.catalog.set_status(name, "failed")
             return
+        if kind == "MemberJoined":
+            # back after a leave: its record may come again (it restamps it on rejoin)
+            self.departed.pop(name.lower(), None)
         if kind in ("MemberJoined", "MemberUpdated"):
             if self.catalog.has_node(name):
                 self.catalog.set_status(name, member.status)

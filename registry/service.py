@@ -135,12 +135,25 @@ class Registry:
             status = "failed"
         elif kind in ("MemberLeft",):
             status = "left"
+        before = self._alive_peers()
         if kind == "MemberReaped":
             self._member_status.pop(member.name.lower(), None)
         else:
             self._member_status[member.name.lower()] = status
         if self.replicator is not None:
             self.replicator.on_member_event(event)
+        is_self = member.name.lower() == self.local.info.name.lower()
+        if (is_self and kind == "MemberJoined") or (before == 0 and self._alive_peers() > 0):
+            # We (re)joined, or were cut off from everyone: peers may have forgotten our record
+            # (a graceful leave removes it), and nothing else would resend it before the next
+            # push-pull. Restamp it so that it spreads as deltas at once.
+            log.info("republishing the local record reason=%s",
+                     "rejoined" if is_self else "peers reachable again")
+            self.local.republish_all()
+
+    def _alive_peers(self) -> int:
+        me = self.local.info.name.lower()
+        return sum(1 for n, s in self._member_status.items() if n != me and s in ("alive",))
 
     # --- lifecycle --------------------------------------------------------------------------
 

@@ -145,3 +145,13 @@ class Bus:
         for other in self.nodes.values():
             other.emit(MemberReaped(Member(name=name, addr="127.0.0.1", port=7946, status="left")))
             other.view.pop(name, None)
+
+
+def rejoin_after_leave(bus: Bus, g: FakeGossip, delegate: Any) -> None:
+    """A node that left comes back (same process, same state): everyone sees it join."""
+    bus.nodes[g.name] = g
+    g.delegate = delegate
+    for other in bus.nodes.values():
+        if other is not g:
+            other.emit(MemberJoined(Member(name=g.name, addr="127.0.0.1", port=7946)))
+    g.emit(MemberJoined(Member(name=g.name, addr="127.0.0.1", port=7946)))

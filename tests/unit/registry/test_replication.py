@@ -263,3 +263,19 @@ def test_check_roundtrip_through_json() -> None:
     c = parse_check({"name": "h", "http": "http://127.0.0.1:1/x", "interval": "5s",
                      "header": {"X": ["1", "2"]}, "success_before_passing": 2})
     assert parse_check(c.to_json()) == c
+
+
+async def test_leave_then_rejoin_without_restart_spreads_again() -> None:
+    from .fakebus import rejoin_after_leave
+
+    bus, regs = await cluster(["a", "b", "c", "d"])
+    await register(regs["a"], {"Name": "web", "ID": "web1"})
+    bus.run()
+    g = bus.nodes["a"]
+    delegate = g.delegate
+    bus.leave("a")
+    assert all(regs[n].catalog.entries("web") == () for n in "bcd")
+    rejoin_after_leave(bus, g, delegate)
+    bus.run()  # deltas only, no push-pull
+    assert all([i.service_id for i in regs[n].catalog.entries("web")] == ["web1"] for n in "bcd")
+    await stop(regs)
