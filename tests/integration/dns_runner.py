@@ -121,11 +121,12 @@ def _wait_udp(port: int, proc: subprocess.Popen[bytes], deadline: float = 10.0) 
 
 class StaticRecursor:
     """A small upstream DNS server (dnslib's threaded server) answering fixed records:
-    ``<anything>.x.test`` A 1.2.3.4, everything else NXDOMAIN with an SOA."""
+    ``<anything>.x.test`` A 1.2.3.4 (``big.x.test``: 60 A records), everything else NXDOMAIN
+    with an SOA. The UDP side truncates answers over 512 bytes (TC), as dnslib does."""
 
     def __init__(self, address: str = "1.2.3.4") -> None:
         from dnslib import QTYPE, RR, A
-        from dnslib.server import BaseResolver, DNSLogger
+        from dnslib.server import BaseResolver, DNSHandler, DNSLogger
         from dnslib.server import DNSServer as LibServer
 
         addr = address
@@ -134,16 +135,22 @@ class StaticRecursor:
             def resolve(self, request: Any, handler: Any) -> Any:
                 reply = request.reply()
                 qname = request.q.qname
-                if str(qname).lower().endswith("x.test.") and request.q.qtype in (QTYPE.A,
-                                                                                    QTYPE.ANY):
+                name = str(qname).lower()
+                if name == "big.x.test." and request.q.qtype == QTYPE.A:
+                    for i in range(60):    # 60 records: more than 512 bytes
+                        reply.add_answer(RR(qname, QTYPE.A, ttl=42, rdata=A(f"10.9.0.{i + 1}")))
+                elif name.endswith("x.test.") and request.q.qtype in (QTYPE.A, QTYPE.ANY):
                     reply.add_answer(RR(qname, QTYPE.A, ttl=42, rdata=A(addr)))
                 elif not str(qname).lower().endswith("x.test."):
                     reply.header.rcode = 3
                     reply.add_auth(*RR.fromZone("test. 60 IN SOA ns.test. h.test. 1 2 3 4 5"))
                 return reply
 
+        class _Handler(DNSHandler):  # type: ignore[misc]
+            udplen = 512                   # truncate (TC) UDP answers over 512 bytes
+
         self.queries = 0
-        self.udp = LibServer(_Res(), address="127.0.0.1", port=0,
+        self.udp = LibServer(_Res(), address="127.0.0.1", port=0, handler=_Handler,
                              logger=DNSLogger("-request,-reply,-truncated,-error,-recv,-send,"
                                               "-data"))
         self.port = self.udp.server.server_address[1]

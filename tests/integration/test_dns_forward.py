@@ -40,6 +40,12 @@ async def test_forward_udp_and_tcp() -> None:
             # the upstream's NXDOMAIN and its SOA come through untouched
             out = await dig(server.udp_port, "nothing.example")
             assert _status(out) == "NXDOMAIN" and "h.test." in out
+            # a big upstream answer: TC passed through over UDP, complete over TCP
+            out = await dig(server.udp_port, "big.x.test", "+noedns", "+ignore")
+            assert " tc" in out.split("flags:")[1].split(";")[0], out
+            out = await dig(server.udp_port, "big.x.test", "+noedns")
+            assert "Truncated, retrying in TCP mode" in out
+            assert len(re.findall(r"big\.x\.test\.\s+42\s+IN\s+A", out)) == 60
             # our own names are still ours
             assert len((await dig(server.udp_port, "web.service.rumor", "+short")).split()) == 3
             assert server.counters.forwarded >= 3
