@@ -292,15 +292,19 @@ def test_snapshot_restart_rejoins_without_join(procs: Procs, tmp_path: Path) -> 
 
 
 def test_agent_http_api_and_cli_with_serf(procs: Procs, tmp_path: Path) -> None:
-    """The gossip endpoints and CLI of real ``rumor agent`` processes in a cluster with serf."""
+    """The gossip endpoints and CLI of real ``rumor agent`` processes in an encrypted cluster
+    with serf: members, join, events, force-leave, leave and keyring rotation."""
     import base64 as b64
     import sys
 
     from tests.harness.agents import AgentProcess
 
-    s1 = procs.serf("s1", tags={"role": "serf"})
-    a1 = AgentProcess("a1", tmp_path, extra_args=["-tag", "role=api", "-dns-port", "-1"])
-    a2 = AgentProcess("a2", tmp_path, join=[s1.addr], extra_args=["-dns-port", "-1"])
+    key1, key2 = (b64.b64encode(os.urandom(32)).decode() for _ in range(2))
+    s1 = procs.serf("s1", tags={"role": "serf"}, encrypt=key1)
+    a1 = AgentProcess("a1", tmp_path, extra_args=["-tag", "role=api", "-dns-port", "-1",
+                                                  "-encrypt", key1])
+    a2 = AgentProcess("a2", tmp_path, join=[s1.addr], extra_args=["-dns-port", "-1",
+                                                                  "-encrypt", key1])
     procs.items += [a1, a2]
     a1.start()
     a2.start()
@@ -355,6 +359,21 @@ def test_agent_http_api_and_cli_with_serf(procs: Procs, tmp_path: Path) -> None:
     assert got and got[0][0] < 10 and got[0][1][-1]["Name"] == "cli-event", got
     wait_for(lambda: any(e["Name"] == "cli-event" for e in a2.http("GET", "/v1/event/list")), 10,
              what="CLI event listed by a2")
+
+    # key rotation with `rumor keyring` (HTTP /v1/operator/keyring): serf follows
+    def rumor_cli(*args: str) -> subprocess.CompletedProcess[str]:
+        return subprocess.run(cli + list(args) + ["-http-addr", a1.http_addr], capture_output=True,
+                              text=True, timeout=30, check=False)
+
+    for args in (("-install", key2), ("-use", key2), ("-remove", key1)):
+        r = rumor_cli("keyring", *args)
+        assert r.returncode == 0 and "Success" in r.stdout, (args, r.stdout, r.stderr)
+    listing = rumor_cli("keyring", "-list")
+    assert listing.returncode == 0 and f"{key2}  [3/3]  [primary]" in listing.stdout, listing.stdout
+    assert key1 not in s1.cli("keys", "-list").stdout
+    refused = rumor_cli("keyring", "-remove", key2)  # the primary key cannot be removed
+    assert refused.returncode == 1 and "primary" in refused.stderr, refused.stderr
+    assert _all(a1.members(), names, "alive")
 
     # kill -9 a2: failed; force-leave: left, on Rumor and on serf
     a2.kill()
