@@ -200,12 +200,12 @@ class Gossip:
             quiescent_period=self.serf_config.quiescent_period,
             user_coalesce_period=self.serf_config.user_coalesce_period,
             user_quiescent_period=self.serf_config.user_quiescent_period)
-        self.handlers.start()
         d = SerfDelegate(self.serf, self._now, self._schedule_pump, self._self_conflict)
         self.transport = MemberlistTransport(
             self.memberlist_config, delegate=d, events=d, ping_delegate=d, conflict=d,
             keyring=self.keyring, rng=random.Random(self.rng.random()))
-        await self.transport.start()
+        await self.transport.start()  # raises TransportError (an OSError) if it cannot bind
+        self.handlers.start()
         self.memberlist = self.transport.core
         self.memberlist_config = self.memberlist.config
         self.bound_port = self.transport.port
