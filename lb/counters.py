@@ -68,4 +68,4 @@ class ListenerStats:
         return {"Connections": self.connections, "Active": self.active,
                 "Requests": self.requests, "BytesIn": self.bytes_in,
                 "BytesOut": self.bytes_out, "Errors": self.errors, "Rejected": self.rejected,
-                "ErrorReasons": dict(self.reasons)}
+                "Events": dict(self.reasons)}

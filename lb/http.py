@@ -41,11 +41,19 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import sys
 from collections import deque
 from http import HTTPStatus
 from typing import TYPE_CHECKING, Any
 
 import httptools
+
+try:
+    import fcntl
+    import termios
+    _TIOCOUTQ: int | None = termios.TIOCOUTQ
+except (ImportError, AttributeError):   # not Linux/Unix: no unacknowledged-bytes probe
+    _TIOCOUTQ = None
 
 from .listener import Listener
 
@@ -190,6 +198,12 @@ class HttpListener(Listener):
             left, pool.left = pool.left, []
             for b in left:
                 self._close_idle(b)
+                # a request the backend that left never even acknowledged (its node is cut
+                # off) and that is safe to resend goes elsewhere now; everything else on it
+                # drains (keeps waiting for its answer until drain_timeout)
+                for up in list(b.conns):
+                    if isinstance(up, UpstreamConn) and up.request_unacked():
+                        up.retry_elsewhere()
 
     @staticmethod
     def _close_idle(b: Backend) -> None:
@@ -759,9 +773,21 @@ class ClientConn(asyncio.Protocol):
                 self.close()
             return
         ex = self.exchanges[0]
+        up = ex.upstream
+        if (up is not None and ex.sent_at and not ex.resp_started and not up.got_bytes
+                and now - ex.sent_at > self.listener.connect_timeout
+                and now - ex.sent_at <= cfg.response_timeout and up.request_unacked()):
+            # the backend has not even acknowledged the request for a connect timeout:
+            # treat it like a failed connect (passive health) and resend if that is safe
+            if ex.pool is not None:
+                ex.pool.report_failure(up.backend, now)
+            if up.retry_elsewhere():
+                return
         if ex.sent_at and not ex.resp_started and now - ex.sent_at > cfg.response_timeout:
             up = ex.upstream
             if up is not None:
+                if ex.pool is not None:
+                    ex.pool.report_failure(up.backend, now)
                 up.abort()
             self._fail(ex, 504, f"backend did not answer within {cfg.response_timeout}s",
                        "response_timeout")
@@ -1094,6 +1120,37 @@ class UpstreamConn(asyncio.Protocol):
             self.backend.conns.discard(self)
             if self.transport is not None:
                 self.transport.abort()
+
+    def request_unacked(self) -> bool:
+        """True when bytes we sent on this connection still wait for the backend's TCP
+        acknowledgement (Linux SIOCOUTQ): the backend is unreachable, not merely slow."""
+        sock = self.transport.get_extra_info("socket") if self.transport is not None else None
+        if sock is None or _TIOCOUTQ is None:
+            return False
+        try:
+            buf = fcntl.ioctl(sock.fileno(), _TIOCOUTQ, b"\0\0\0\0")
+        except (OSError, ValueError):
+            return False
+        return int.from_bytes(buf, sys.byteorder) > 0
+
+    def retry_elsewhere(self) -> bool:
+        """Resend the waiting request on another backend when that is safe: nothing of the
+        answer came back, no body, idempotent method (RFC 9110 9.2.2)."""
+        ex, client = self.ex, self.client
+        if (ex is None or client is None or client.closed or self.tunnel or self.got_bytes
+                or ex.resp_started or ex.has_body or ex.upgrade or not ex.idempotent
+                or not ex.req_done):
+            return False
+        b = self.backend
+        self.abort()
+        client.listener.stats.reasons["retried_elsewhere"] += 1
+        ex.upstream = None
+        ex.sent_at = 0.0
+        if b not in ex.tried:
+            ex.tried.append(b)
+        client.dispatch(ex)
+        client.flush_all()
+        return True
 
     def cut(self) -> None:
         """Drain timeout of a backend that left the pool: end this connection and tell the

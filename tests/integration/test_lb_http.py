@@ -6,6 +6,7 @@ from __future__ import annotations
 import asyncio
 import json
 import re
+import socket
 from collections import Counter
 from collections.abc import AsyncIterator
 
@@ -382,7 +383,7 @@ async def test_drain_timeout_cuts_requests_and_tunnels(backends) -> None:  # typ
             assert msg.type in (aiohttp.WSMsgType.CLOSE, aiohttp.WSMsgType.CLOSED,
                                 aiohttp.WSMsgType.ERROR)
             await ws.close()
-        reasons = lb.listeners()[0]["Counters"]["ErrorReasons"]
+        reasons = lb.listeners()[0]["Counters"]["Events"]
         assert reasons.get("drain_timeout", 0) >= 2
     finally:
         await lb.stop(1.0)
@@ -500,3 +501,64 @@ async def test_slow_backend_upload_backpressure(backends) -> None:  # type: igno
     finally:
         await lb.stop(1.0)
         server.close()
+
+
+def stuck_backend() -> socket.socket:
+    """A backend that never takes our request (nobody accepts, tiny receive window): a
+    cut-off node looks the same from here, nothing we send is acknowledged."""
+    sock = socket.socket()
+    sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 1024)
+    sock.bind(("127.0.0.1", 0))
+    sock.listen(8)
+    return sock
+
+
+BIG_GET = {f"X-Pad-{i}": "p" * 3000 for i in range(20)}   # more than the stuck receive window
+
+
+@pytest.mark.parametrize("how", ["sweep", "view"])
+async def test_unacknowledged_request_moves_elsewhere(backends, how: str) -> None:  # type: ignore[no-untyped-def]
+    """A backend that never takes our request does not hold a safe request hostage: it is resent to a healthy backend,
+    after a connect timeout (sweep) or at once when the view drops that backend."""
+    server = stuck_backend()
+    port = server.getsockname()[1]
+    view = MemoryView()
+    view.set_instances("web", [MemInstance("web", port, node="a-stuck", service_id="stuck"),
+                               inst(backends[0])])
+    cfg = LBConfig(sweep_interval=0.05, connect_timeout=0.3 if how == "sweep" else 30,
+                   max_header_bytes=100_000)
+    lb = LoadBalancer(cfg, view)
+    await lb.start()
+    try:
+        info = await lb.add_listener({"Name": "web", "Bind": "127.0.0.1:0", "Mode": "http",
+                                      "Service": "web"})
+        async with aiohttp.ClientSession() as s:
+            req = asyncio.create_task(s.get(f"http://{info['Address']}/", headers=BIG_GET))
+            await wait_for(lambda: any(b["ServiceID"] == "stuck" and b["Active"] == 1
+                                       for b in lb.listeners()[0]["Backends"]))
+            await asyncio.sleep(0.1)
+            if how == "view":
+                view.set_instances("web", [inst(backends[0])])
+            r = await asyncio.wait_for(req, 5)
+            assert r.status == 200 and await r.text() == "b0"
+            r.release()
+        counters = lb.listeners()[0]["Counters"]
+        assert counters["Events"].get("retried_elsewhere") == 1
+        if how == "sweep":
+            stuck = next(b for b in lb.listeners()[0]["Backends"] if b["ServiceID"] == "stuck")
+            assert stuck["Errors"] == 1
+    finally:
+        await lb.stop(1.0)
+        server.close()
+
+
+async def test_slow_backend_that_took_the_request_keeps_it_when_removed(env) -> None:  # type: ignore[no-untyped-def]
+    lb, view, addr, bs = env
+    async with aiohttp.ClientSession() as s:
+        slow = asyncio.create_task(s.get(f"http://{addr}/slow?d=0.5"))   # -> b0, acknowledged
+        await wait_for(lambda: bs[0].hits == 1)
+        view.set_instances("web", [inst(bs[1])])
+        r = await slow
+        assert r.status == 200 and await r.text() == "b0"              # drained, not resent
+        r.release()
+    assert "retried_elsewhere" not in lb.listeners()[0]["Counters"]["Events"]
