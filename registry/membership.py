@@ -151,7 +151,7 @@ def load_keyring(path: Path, fallback: tuple[bytes, ...]) -> Keyring | None:
     except KeyringError as e:
         raise ConfigError(f"encrypt: {e}; fix or delete the file") from None
     except OSError as e:
-        raise ConfigError(f"encrypt: cannot read {path}: {e.strerror}") from None
+        raise ConfigError(f"encrypt: cannot read {path}: {e.strerror or e}") from None
     if ring is not None:
         if fallback and fallback[0] not in ring:
             log.warning("using the saved keyring path=%s; the encrypt key is not in it", path)
@@ -176,7 +176,7 @@ async def start_gossip(cfg: AgentConfig, datadir: Any, prepared: PreparedGossip)
         await g.start()
     except OSError as e:
         raise ConfigError(
-            f"ports.serf_lan: cannot bind {cfg.bind_addr}:{cfg.serf_lan_port} ({e.strerror}); "
+            f"ports.serf_lan: cannot bind {cfg.bind_addr}:{cfg.serf_lan_port} ({e.strerror or e}); "
             "pick another port with -serf-lan-port"
         ) from None
     return g
