@@ -240,7 +240,7 @@ async def agent_health_by_name(request: web.Request) -> web.Response:
     reg = registry_of(request)
     name = request.match_info["name"]
     insts = [i for i in reg.catalog.entries(name)
-             if i.node.lower() == reg.local.info.name.lower() and i.service == name]
+             if i.node.lower() == reg.local.info.name.lower()]
     return _agent_health(request, insts, name)
 
 

@@ -78,8 +78,6 @@ async def service(request: web.Request) -> web.Response:
     def build() -> Any:
         out = []
         for inst in cat.entries(name):
-            if inst.service != name:
-                continue  # Consul's service names are case-sensitive in the HTTP API
             lt = {t.lower() for t in inst.tags}
             if any(t not in lt for t in tags) or not meta_matches(inst.node_obj.meta, pairs):
                 continue

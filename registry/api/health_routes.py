@@ -46,8 +46,6 @@ async def health_service(request: web.Request) -> web.Response:
     def build() -> Any:
         out = []
         for inst in cat.entries(name):
-            if inst.service != name:
-                continue
             if passing and inst.health != PASSING:
                 continue
             lt = {t.lower() for t in inst.tags}
@@ -67,7 +65,8 @@ async def health_checks(request: web.Request) -> web.Response:
 
     def build() -> Any:
         return _filter(request, [check_json(c) for c in cat.service_checks(name)
-                                 if c.record.service_name == name or not c.record.service_name])
+                                 if c.record.service_name.lower() == name.lower()
+                                 or not c.record.service_name])
     return respond(reg.response_cache.get(request, index, build), index)
 
 

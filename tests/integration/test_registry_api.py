@@ -414,3 +414,12 @@ async def test_agent_checks_hash_blocking(agent: Agent) -> None:
     await task
     assert 0.25 < time.monotonic() - t < 4 and body["disk"]["Status"] == "passing"
     assert h2["X-Consul-ContentHash"] != digest
+
+
+async def test_service_names_match_case_insensitively(agent: Agent) -> None:
+    await http(agent, "PUT", "/v1/agent/service/register", json={"Name": "Web", "ID": "w1"})
+    for path in ("/v1/health/service/web", "/v1/catalog/service/WEB", "/v1/health/checks/web"):
+        status, _, data = await http(agent, "GET", path)
+        assert status == 200
+    _, _, data = await http(agent, "GET", "/v1/health/service/wEb")
+    assert [e["Service"]["Service"] for e in data] == ["Web"]
