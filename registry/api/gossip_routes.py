@@ -2,12 +2,14 @@
 
 * ``GET /v1/agent/members`` — every Serf member: Name, Addr, Port, Tags (map), Status
   (1 alive, 2 leaving, 3 left, 4 failed), ProtocolMin/Max/Cur, DelegateMin/Max/Cur.
-* ``PUT /v1/agent/join/{addr}``, ``PUT /v1/agent/leave``, ``PUT /v1/agent/force-leave/{node}``
-  (``?prune``).
+* ``PUT /v1/agent/join/{addr}`` (``?replay`` also delivers older user events, as ``serf join
+  -replay``), ``PUT /v1/agent/leave``, ``PUT /v1/agent/force-leave/{node}`` (``?prune``).
 * ``PUT /v1/event/fire/{name}`` (body = payload) and ``GET /v1/event/list`` (``?name=``, newest
   last, blocking with ``?index=&wait=``). Rumor fires plain Serf user events (the event name is the Serf event name and the body
   its payload), so a ``serf agent`` handler sees them and ``serf event`` shows up in the list.
   The ``ID`` of an event is derived from (LTime, name, payload), so every agent lists the same ID.
+  ``?coalesce=false`` sends the event with Serf's coalescing flag off (``serf event
+  -coalesce=false``).
 * ``GET/POST/PUT/DELETE /v1/operator/keyring`` — list, install, use, remove a gossip key
   cluster-wide (Consul's shape: a list of per-pool responses).
 """
@@ -68,6 +70,12 @@ def event_json(ev: Any) -> dict[str, Any]:
     }
 
 
+def _flag(request: web.Request, name: str, default: bool = False) -> bool:
+    if name not in request.query:
+        return default
+    return request.query.get(name, "").lower() not in ("false", "0", "no")
+
+
 def _gossip(request: web.Request) -> Any:
     g = agent_of(request).gossip
     if g is None:
@@ -83,8 +91,9 @@ async def members(request: web.Request) -> web.Response:
 @routes.put("/v1/agent/join/{addr}")
 async def join(request: web.Request) -> web.Response:
     addr = request.match_info["addr"]
+    replay = _flag(request, "replay")
     try:
-        n = await _gossip(request).join([addr])
+        n = await _gossip(request).join([addr], replay=replay)
     except Exception as e:  # noqa: BLE001 -- reported to the client as a 500
         raise RequestError(f"Failed to join {addr}: {e}", 500) from None
     if n == 0:
@@ -106,7 +115,7 @@ async def leave(request: web.Request) -> web.Response:
 @routes.put("/v1/agent/force-leave/{node}")
 async def force_leave(request: web.Request) -> web.Response:
     node = request.match_info["node"]
-    prune = "prune" in request.query and request.query.get("prune", "") not in ("false", "0")
+    prune = _flag(request, "prune")
     ok = await _gossip(request).force_leave(node, prune=prune)
     if not ok:
         raise RequestError(f"agent: No node found with name '{node}'", 404)
@@ -123,7 +132,8 @@ async def fire(request: web.Request) -> web.Response:
             raise RequestError(f"?{unsupported}= filters are not supported by Rumor's user events")
     payload = await request.read()
     try:
-        ev = await _gossip(request).user_event(name, payload, coalesce=True)
+        ev = await _gossip(request).user_event(name, payload,
+                                               coalesce=_flag(request, "coalesce", True))
     except ValueError as e:
         raise RequestError(str(e), 400) from None
     return json_response(event_json(ev))

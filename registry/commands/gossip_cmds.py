@@ -15,6 +15,7 @@ def register(sub: Any) -> None:
     p = client_parser(sub, "join", "tell the agent to join a cluster through another agent",
                       "examples:\n  rumor join 10.0.0.5\n  rumor join 10.0.0.5:7946")
     p.add_argument("address", nargs="+", help="gossip address (host or host:port) of an agent")
+    flag(p, "replay", action="store_true", help="also deliver user events sent before the join")
     p.set_defaults(func=join)
 
     p = client_parser(sub, "leave", "make the agent leave the cluster gracefully and stop")
@@ -28,6 +29,8 @@ def register(sub: Any) -> None:
 
     p = client_parser(sub, "event", "fire a user event to the whole cluster (Serf user event)",
                       "examples:\n  rumor event deploy v1.2\n  echo data | rumor event backup -")
+    flag(p, "coalesce", default="true", metavar="BOOL",
+         help="let handlers coalesce this event with others of its name (default true)")
     p.add_argument("name", help="event name")
     p.add_argument("payload", nargs="?", default="", help="payload ('-' reads stdin)")
     p.set_defaults(func=event)
@@ -49,8 +52,9 @@ def register(sub: Any) -> None:
 def join(args: argparse.Namespace) -> int:
     c = client_of(args)
     n = 0
+    params = {"replay": "1"} if args.replay else None
     for addr in args.address:
-        c.request("PUT", f"/v1/agent/join/{addr}")
+        c.request("PUT", f"/v1/agent/join/{addr}", params=params)
         n += 1
     print(f"Successfully joined cluster by contacting {n} nodes.")
     return 0
@@ -70,11 +74,14 @@ def force_leave(args: argparse.Namespace) -> int:
 
 def event(args: argparse.Namespace) -> int:
     payload = sys.stdin.buffer.read() if args.payload == "-" else args.payload.encode()
-    resp = client_of(args).request("PUT", f"/v1/event/fire/{args.name}", raw=payload).json()
+    coalesce = str(args.coalesce).lower() not in ("false", "0", "no")
+    params = None if coalesce else {"coalesce": "false"}
+    resp = client_of(args).request("PUT", f"/v1/event/fire/{args.name}", raw=payload,
+                                   params=params).json()
     if args.json:
         print_json(resp)
     else:
-        print(f"Event '{args.name}' dispatched! Coalescing enabled: true")
+        print(f"Event '{args.name}' dispatched! Coalescing enabled: {str(coalesce).lower()}")
     return 0
 
 

@@ -19,6 +19,7 @@ def register(sub: Any) -> None:
     flag(p, "status", metavar="REGEXP", help="only members whose status matches (alive|leaving|left|failed)")
     flag(p, "name", metavar="REGEXP", help="only members whose name matches")
     flag(p, "tag", action="append", default=[], metavar="KEY=REGEXP", help="only members whose tag matches")
+    flag(p, "detailed", action="store_true", help="also show protocol versions")
     p.set_defaults(func=members)
 
 
@@ -55,9 +56,21 @@ def members(args: argparse.Namespace) -> int:
         print_json([{"Name": m["Name"], "Addr": m["Addr"], "Port": m["Port"], "Tags": tags,
                      "Status": status} for m, status, tags in rows])
         return 0
+    def tag_text(tags: dict[str, str]) -> str:
+        return ",".join(f"{k}={v}" for k, v in sorted(tags.items()))
+
+    if args.detailed:
+        print_table(
+            [(m["Name"], f"{m['Addr']}:{m['Port']}", status, tag_text(tags),
+              f"{m.get('ProtocolMin', 0)}/{m.get('ProtocolMax', 0)}/{m.get('ProtocolCur', 0)}",
+              f"{m.get('DelegateMin', 0)}/{m.get('DelegateMax', 0)}/{m.get('DelegateCur', 0)}")
+             for m, status, tags in rows],
+            ("Node", "Address", "Status", "Tags", "Protocol", "Delegate"),
+        )
+        return 0
     print_table(
-        [(m["Name"], f"{m['Addr']}:{m['Port']}", status,
-          ",".join(f"{k}={v}" for k, v in sorted(tags.items()))) for m, status, tags in rows],
+        [(m["Name"], f"{m['Addr']}:{m['Port']}", status, tag_text(tags))
+         for m, status, tags in rows],
         ("Node", "Address", "Status", "Tags"),
     )
     return 0

@@ -326,6 +326,9 @@ def test_agent_http_api_and_cli_with_serf(procs: Procs, tmp_path: Path) -> None:
     table = subprocess.run(cli + ["members", "-status", "failed", "-http-addr", a2.http_addr],
                            capture_output=True, text=True, timeout=20, check=True).stdout
     assert "a1" not in table and "Status" in table
+    detailed = subprocess.run(cli + ["members", "-detailed", "-http-addr", a2.http_addr],
+                              capture_output=True, text=True, timeout=20, check=True).stdout
+    assert "2/5/5" in detailed and "1/5/2" in detailed, detailed  # delegate and memberlist vsn
 
     # events: serf -> Rumor's /v1/event/list, and Rumor's fire -> every agent's list (same ID)
     s1.cli("event", "deploy", "v7")
@@ -357,6 +360,9 @@ def test_agent_http_api_and_cli_with_serf(procs: Procs, tmp_path: Path) -> None:
                    capture_output=True, timeout=20)
     reader.join(25)
     assert got and got[0][0] < 10 and got[0][1][-1]["Name"] == "cli-event", got
+    out = subprocess.run(cli + ["event", "-coalesce=false", "-http-addr", a1.http_addr, "nc"],
+                         check=True, capture_output=True, text=True, timeout=20).stdout
+    assert "Coalescing enabled: false" in out
     wait_for(lambda: any(e["Name"] == "cli-event" for e in a2.http("GET", "/v1/event/list")), 10,
              what="CLI event listed by a2")
 
