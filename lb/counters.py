@@ -45,6 +45,7 @@ class ListenerStats:
         "bytes_out",
         "connections",
         "errors",
+        "events",
         "reasons",
         "rejected",
         "requests",
@@ -58,7 +59,8 @@ class ListenerStats:
         self.bytes_out = 0     # backend -> client
         self.errors = 0        # error responses / failed proxies
         self.rejected = 0      # connections refused by the max_connections cap
-        self.reasons: Counter[str] = Counter()
+        self.reasons: Counter[str] = Counter()   # errors by reason
+        self.events: Counter[str] = Counter()    # other notable endings (timeouts, retries)
 
     def error(self, reason: str) -> None:
         self.errors += 1
@@ -68,4 +70,4 @@ class ListenerStats:
         return {"Connections": self.connections, "Active": self.active,
                 "Requests": self.requests, "BytesIn": self.bytes_in,
                 "BytesOut": self.bytes_out, "Errors": self.errors, "Rejected": self.rejected,
-                "Events": dict(self.reasons)}
+                "ErrorReasons": dict(self.reasons), "Events": dict(self.events)}

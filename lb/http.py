@@ -769,7 +769,7 @@ class ClientConn(asyncio.Protocol):
             return
         if not self.exchanges:
             if now - self.last_active > cfg.client_keepalive_timeout:
-                self.listener.stats.reasons["keepalive_timeout"] += 1
+                self.listener.stats.events["keepalive_timeout"] += 1
                 self.close()
             return
         ex = self.exchanges[0]
@@ -1143,7 +1143,7 @@ class UpstreamConn(asyncio.Protocol):
             return False
         b = self.backend
         self.abort()
-        client.listener.stats.reasons["retried_elsewhere"] += 1
+        client.listener.stats.events["retried_elsewhere"] += 1
         ex.upstream = None
         ex.sent_at = 0.0
         if b not in ex.tried:
@@ -1159,7 +1159,7 @@ class UpstreamConn(asyncio.Protocol):
         self.abort()
         if client is None or client.closed:
             return
-        client.listener.stats.reasons["drain_timeout"] += 1
+        client.listener.stats.events["drain_cut"] += 1
         if self.tunnel:
             client.abort()
         elif ex is not None and not ex.resp_done:

@@ -410,7 +410,7 @@ class SpliceConn:
     def fail(self, exc: BaseException) -> None:
         if not isinstance(exc, (ConnectionResetError, BrokenPipeError)):
             self.listener.counters.problem("tcp_io_error", "err=%s", exc)
-        self.listener.stats.reasons["reset"] += 1
+        self.listener.stats.events["reset"] += 1
         self.close()
 
     def sweep(self, now: float) -> None:
@@ -418,7 +418,7 @@ class SpliceConn:
             self.activity = False
             self.idle_since = now
         elif self.listener.idle_timeout and now - self.idle_since >= self.listener.idle_timeout:
-            self.listener.stats.reasons["idle_timeout"] += 1
+            self.listener.stats.events["idle_timeout"] += 1
             self.close()
 
     def begin_drain(self) -> None:
@@ -429,7 +429,7 @@ class SpliceConn:
 
     def cut(self) -> None:
         """Drain timeout of its backend: end it."""
-        self.listener.stats.reasons["drain_timeout"] += 1
+        self.listener.stats.events["drain_cut"] += 1
         self.close()
 
     def close(self) -> None:
@@ -585,14 +585,14 @@ class _PumpConn:
             self.activity = False
             self.idle_since = now
         elif self.listener.idle_timeout and now - self.idle_since >= self.listener.idle_timeout:
-            self.listener.stats.reasons["idle_timeout"] += 1
+            self.listener.stats.events["idle_timeout"] += 1
             self.abort()
 
     def begin_drain(self) -> None:
         self.draining = True
 
     def cut(self) -> None:
-        self.listener.stats.reasons["drain_timeout"] += 1
+        self.listener.stats.events["drain_cut"] += 1
         self.abort()
 
     def abort(self) -> None:

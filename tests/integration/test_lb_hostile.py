@@ -119,7 +119,7 @@ async def test_chunked_body_over_limit(proxy) -> None:  # type: ignore[no-untype
     resp = await send_raw(addr, b"POST /echo HTTP/1.1\r\nHost: x\r\n"
                                 b"Transfer-Encoding: chunked\r\n\r\n" + body)
     assert status_of(resp) == 413
-    assert lb.listeners()[0]["Counters"]["Events"].get("body_too_large") == 1
+    assert lb.listeners()[0]["Counters"]["ErrorReasons"].get("body_too_large") == 1
     await still_serving(addr)
 
 

@@ -150,7 +150,7 @@ async def test_no_backend_closes_connection(env) -> None:  # type: ignore[no-unt
     async with asyncio.timeout(5):
         assert await r.read() == b""
     w.close()
-    assert lb.listeners()[0]["Counters"]["Events"] == {"no_backend": 1}
+    assert lb.listeners()[0]["Counters"]["ErrorReasons"] == {"no_backend": 1}
 
 
 async def test_max_connections_cap(env) -> None:  # type: ignore[no-untyped-def]
