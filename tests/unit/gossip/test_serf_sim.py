@@ -100,3 +100,52 @@ def test_tag_update_spreads() -> None:
     ok = sim.run_for(5.0, stop=lambda: all(
         (m := s.member("n0")) is not None and m.tags.get("role") == "db" for s in serfs.values()))
     assert ok
+
+
+def test_partition_heals_through_serf_reconnect() -> None:
+    """Both sides declare each other failed; only Serf's reconnect (a push/pull join to a failed
+    member) brings them back, since memberlist stops probing dead nodes."""
+    sim, serfs = build(4)
+    sim.run_for(3.0)
+    cut = {"n3"}
+    base = sim.route
+
+    def route(src: tuple[str, int], dst: tuple[str, int], kind: str, now: float) -> float | None:
+        a = sim.by_addr[src].name if src in sim.by_addr else ""
+        b = sim.by_addr[dst].name if dst in sim.by_addr else ""
+        if (a in cut) != (b in cut):
+            return None
+        return base(src, dst, kind, now)
+
+    sim.route = route
+
+    def step(dt: float) -> None:
+        # the driver's job: Serf timers, and reconnect requests turned into memberlist joins
+        end = sim.now + dt
+        while sim.now < end:
+            sim.run_for(0.5)
+            for name, s in serfs.items():
+                s.handle_timer(sim.now)
+                while (act := s.next_action()) is not None:
+                    sim.nodes[name].core.join([(act.addr, act.port)], sim.now)
+                    sim._flush(sim.nodes[name])
+
+    def all_status(names: list[str], node: str, status: str) -> bool:
+        return all(statuses(serfs[n]).get(node) == status for n in names)
+
+    for _ in range(120):
+        step(1.0)
+        if all_status(["n0", "n1", "n2"], "n3", "failed") and \
+                list(statuses(serfs["n3"]).values()).count("failed") == 3:
+            break
+    assert all_status(["n0", "n1", "n2"], "n3", "failed")
+    assert list(statuses(serfs["n3"]).values()).count("failed") == 3
+    attempts_before = sum(s.counters["serf.reconnect.attempts"] for s in serfs.values())
+    sim.route = base
+    for _ in range(60):
+        step(1.0)
+        if all(set(statuses(s).values()) == {"alive"} for s in serfs.values()):
+            break
+    assert all(set(statuses(s).values()) == {"alive"} for s in serfs.values()), \
+        {n: statuses(s) for n, s in serfs.items()}
+    assert sum(s.counters["serf.reconnect.attempts"] for s in serfs.values()) > attempts_before
