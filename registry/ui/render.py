@@ -226,7 +226,10 @@ def nodes_page(st: UIState) -> Page:
         )
     body = (_notice(st.missing, "gossip", "Gossip membership")
             + f'<ul class="cards" id="nodes" data-key="nodes">{"".join(rows)}</ul>')
-    return Page(200, "Nodes", "nodes", body, ("/v1/catalog/nodes", "/v1/health/state/any"))
+    # A member turning "suspect" (or back) is gossip's own state, not a catalog change that
+    # wakes a blocking query, so the nodes page also refreshes every few seconds.
+    return Page(200, "Nodes", "nodes", body, ("/v1/catalog/nodes", "/v1/health/state/any"),
+                poll=5.0)
 
 
 def node_page(st: UIState, name: str) -> Page:

@@ -109,6 +109,7 @@
 
   // --- refreshing the page ----------------------------------------------------------------------
   var busy = false, again = false;
+  var watching = false;   // a blocking query answered lately: the page is live without polling
 
   function refresh() {
     if (busy) { again = true; return Promise.resolve(); }
@@ -128,6 +129,7 @@
         if (doc.title && doc.title !== document.title) document.title = doc.title;
         var idx = doc.getElementById("index"), mine = document.getElementById("index");
         if (idx && mine) mine.textContent = idx.textContent;
+        if (!watching) setState("live", "live (polling)");
       })
       .catch(function () { setState("offline", "reconnecting…"); })
       .finally(function () {
@@ -158,6 +160,7 @@
         var sep = url.indexOf("?") < 0 ? "?" : "&";
         r = await get(url + sep + "index=" + index + "&wait=" + WAIT, WAIT_MS + 15000);
       } catch (e) {
+        watching = false;
         setState("offline", "reconnecting…");
         await sleep(backoff);
         backoff = Math.min(backoff * 2, 15000);
@@ -170,6 +173,7 @@
         return fallbackPoll();
       }
       backoff = 1000;
+      watching = true;
       setState("live");
       if (got < index) index = 0;                    // the index went backwards: start over
       else if (got !== index) { index = got; scheduleRefresh(); }
@@ -187,10 +191,9 @@
     for (;;) {
       await sleep(every);
       await refresh();
-      if (live && live.getAttribute("data-state") !== "offline") setState("live", "live (polling)");
     }
   }
 
   if (watches.length) watches.forEach(function (u) { watch(u); });
-  if (poll || !watches.length) { setState("live", "live (polling)"); fallbackPoll(); }
+  if (poll || !watches.length) fallbackPoll();
 })();
