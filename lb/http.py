@@ -445,6 +445,14 @@ class ClientConn(asyncio.Protocol):
         ex.keep_alive = parser.should_keep_alive()
         upgrade = parser.should_upgrade()
         url = self.url
+        if url[:1] != b"/" and url[:4].lower() == b"http":
+            # absolute form (RFC 9112 3.2.2): route on its host and path, forward origin form
+            scheme, sep, rest = url.partition(b"://")
+            if sep and scheme.lower() in (b"http", b"https"):
+                authority, slash, path = rest.partition(b"/")
+                url = b"/" + path if slash else b"/"
+                self.headers = [(k, v) for k, v in self.headers if k.lower() != b"host"]
+                self.headers.append((b"Host", authority))
         host = xff = fwd = upg = None
         xfp = xfh = False
         clen = -1

@@ -205,3 +205,12 @@ async def test_hostile_backend_bytes_never_escape(listener: HttpListener, data: 
     out = bytes(rig.ct.data)
     assert out == b"" or out.startswith(b"HTTP/1.1 ")
     assert "internal_error" not in listener.counters.snapshot()
+
+
+async def test_absolute_form_target_becomes_origin_form(listener: HttpListener) -> None:
+    rig = Rig(listener)
+    rig.client.data_received(b"GET http://Shop.Example.com:8080/cart?x=1 HTTP/1.1\r\n"
+                             b"Host: ignored\r\n\r\n")
+    [(_up, sent)] = rig.sent_upstream()
+    assert sent.startswith(b"GET /cart?x=1 HTTP/1.1\r\nHost: Shop.Example.com:8080\r\n")
+    assert b"ignored" not in sent
