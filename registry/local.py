@@ -15,11 +15,13 @@ starts again still publishes versions newer than the copies other agents hold.
 from __future__ import annotations
 
 import asyncio
+import contextlib
+import functools
 import logging
 import time
-from collections.abc import Callable, Iterable, Mapping
+from collections.abc import AsyncIterator, Awaitable, Callable, Iterable, Mapping
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, TypeVar
 
 from .catalog import (
     CRITICAL,
@@ -54,6 +56,39 @@ SERVICE_MAINT_DEFAULT = ("Maintenance mode is enabled for this service, but no r
 Change = tuple[str, str, int, int]
 """``(kind, item_id, version, previous_version)``; kind: S/s service put/delete, C/c check
 put/delete, N node info."""
+
+
+class _TaskLock:
+    """A lock that the task holding it may take again (public mutators call each other)."""
+
+    def __init__(self) -> None:
+        self._lock = asyncio.Lock()
+        self._owner: asyncio.Task[Any] | None = None
+
+    @contextlib.asynccontextmanager
+    async def hold(self) -> AsyncIterator[None]:
+        me = asyncio.current_task()
+        if me is not None and self._owner is me:
+            yield
+            return
+        async with self._lock:
+            self._owner = me
+            try:
+                yield
+            finally:
+                self._owner = None
+
+
+F = TypeVar("F", bound=Callable[..., Awaitable[Any]])
+
+
+def _serialized(fn: F) -> F:
+    """Run a mutator alone: two registrations of the same service never interleave."""
+    @functools.wraps(fn)
+    async def wrapper(self: LocalState, *args: Any, **kw: Any) -> Any:
+        async with self._serial.hold():
+            return await fn(self, *args, **kw)
+    return wrapper  # type: ignore[return-value]
 
 
 @dataclass(slots=True)
@@ -95,6 +130,7 @@ class LocalState:
         self.listeners: list[Callable[[list[Change]], None]] = []
         self.manager = CheckManager(self._on_result)
         self._write_lock = asyncio.Lock()
+        self._serial = _TaskLock()
         self._flush_pending: asyncio.TimerHandle | None = None
         self._reaper: asyncio.Task[None] | None = None
         self._started = False
@@ -253,6 +289,7 @@ class LocalState:
         self.catalog.put_check(self.info.name, rec)
         self._bump([("C", defn.check_id)])
 
+    @_serialized
     async def register_service(self, sdef: ServiceDef, *, source: str = "api",
                                replace_existing_checks: bool = False,
                                persist: bool = True) -> None:
@@ -276,6 +313,7 @@ class LocalState:
         if persist:
             await self.flush()
 
+    @_serialized
     async def deregister_service(self, sid: str, *, persist: bool = True) -> None:
         if sid not in self.services:
             raise NotFound(f'Unknown service ID "{sid}". Ensure that the service ID is passed, '
@@ -313,6 +351,7 @@ class LocalState:
         self.catalog.remove_check(self.info.name, cid)
         self._bump([("c", cid)])
 
+    @_serialized
     async def register_check(self, defn: CheckDef, *, source: str = "api",
                              persist: bool = True) -> None:
         if defn.service_id and defn.service_id not in self.services:
@@ -321,6 +360,7 @@ class LocalState:
         if persist:
             await self.flush()
 
+    @_serialized
     async def deregister_check(self, cid: str, *, persist: bool = True) -> None:
         if cid not in self.checks:
             raise NotFound(f'Unknown check ID "{cid}". Ensure that the check ID is passed, '
@@ -418,6 +458,7 @@ class LocalState:
 
     # --- maintenance ----------------------------------------------------------------------------
 
+    @_serialized
     async def set_node_maintenance(self, enable: bool, reason: str) -> None:
         if enable:
             defn = CheckDef(check_id=NODE_MAINT_CHECK_ID, name="Node Maintenance Mode",
@@ -429,6 +470,7 @@ class LocalState:
             await self._remove_check(NODE_MAINT_CHECK_ID)
         await self.flush()
 
+    @_serialized
     async def set_service_maintenance(self, sid: str, enable: bool, reason: str) -> None:
         if sid not in self.services:
             raise NotFound(f'Unknown service ID "{sid}"')
@@ -455,6 +497,7 @@ class LocalState:
         cdefs = [parse_check(c, where=f"checks[{i}].") for i, c in enumerate(checks)]
         await self.apply_parsed_config(sdefs, cdefs)
 
+    @_serialized
     async def apply_parsed_config(self, sdefs: list[ServiceDef], cdefs: list[CheckDef]) -> None:
         want_s = {s.record.id for s in sdefs}
         want_c = {c.check_id for c in cdefs} | {c.check_id for s in sdefs for c in s.checks}

@@ -208,3 +208,18 @@ async def test_output_only_changes_are_throttled(server: Flippy) -> None:
         assert "run " in out and out != f"run {runs}"
     finally:
         await st.stop()
+
+
+async def test_concurrent_registrations_of_one_service_do_not_mix(
+        local: LocalState, server: Flippy) -> None:
+    url = f"http://127.0.0.1:{server.port}/"
+    bodies = [{"Name": "web", "ID": "w", "Port": p, "Checks": [
+        {"CheckID": f"c{p}-{i}", "HTTP": url, "Interval": "1s"} for i in range(3)]}
+        for p in range(1, 9)]
+    for _ in range(3):  # stopping HTTP runners yields to the loop: interleaving is possible
+        await asyncio.gather(*(local.register_service(parse_service(b),
+                                                      replace_existing_checks=True)
+                               for b in bodies))
+    port = local.services["w"].record.port
+    assert sorted(local.checks) == [f"c{port}-{i}" for i in range(3)]
+    assert sorted(c.check_id for c in local.catalog.node_checks("n1")[1:]) == sorted(local.checks)
