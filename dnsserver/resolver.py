@@ -282,7 +282,10 @@ class Resolver:
     def _remember_exact(self, data: bytes, qend: int, e: _Entry) -> None:
         """Index ``e`` by the exact query bytes when its packets carry this very question."""
         first = e.pkts[0] if e.pkts else None
-        if len(data) > 512 or (first is not None and first[12:qend] != data[12:qend]):
+        n = len(data)
+        if n != qend and n != qend + 11:
+            return        # EDNS options (a cookie changes every query): never seen twice
+        if first is not None and first[12:qend] != data[12:qend]:
             return
         if len(self._exact) >= self._cap:
             self._exact.clear()

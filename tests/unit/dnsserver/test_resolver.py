@@ -419,3 +419,16 @@ def test_view_failure_gives_servfail_not_an_exception() -> None:
         out = res.handle(dns.message.make_query("web.service.rumor.", "A").to_wire())
         assert isinstance(out, bytes) and out[3] & 0xF == 2
     assert res.counters.drops["internal_error"] == 3
+
+
+def test_exact_index_skips_queries_with_edns_options(view: MemoryView) -> None:
+    import dns.edns
+    res = Resolver(DNSConfig(), view)
+    for i in range(5):
+        q = dns.message.make_query("web.service.rumor.", "A", use_edns=0, options=[
+            dns.edns.GenericOption(10, bytes([i]) * 8)])          # a client cookie
+        assert len(addrs(ask(res, "web.service.rumor.", "A", use_edns=0, options=q.options))) == 3
+    assert res._exact == {}
+    for _ in range(3):
+        ask(res, "web.service.rumor.", "A", use_edns=0)
+    assert len(res._exact) == 1
