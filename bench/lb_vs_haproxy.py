@@ -11,6 +11,7 @@ CPU 0 and wrk + nginx to CPU 1 (taskset):
   http-small  HTTP mode, 100-byte body: req/s, p99 latency, proxy CPU µs per request
   tcp-small   TCP mode, 100-byte body: same
   tcp-1mb     TCP mode, 1 MiB body: MiB/s and proxy CPU ms per MiB
+  tcp idle    TCP mode, proxy RSS growth per open idle connection (--idle-conns)
 
 Runs are interleaved (HAProxy, Rumor, Rumor, HAProxy, ...) and the medians reported with the
 ratios Rumor / HAProxy. Proxy CPU comes from /proc/PID/stat (utime + stime). Every process is
@@ -77,9 +78,9 @@ class Procs:
             subprocess.Popen[bytes]:
         if cpu is not None:
             argv = ["taskset", "-c", cpu, *argv]
-        f = open(log, "wb")
-        p = subprocess.Popen(argv, stdout=kw.pop("stdout", f), stderr=f,  # type: ignore[arg-type]
-                             **kw)  # type: ignore[call-overload]
+        with open(log, "wb") as f:     # the child keeps its own copy of the descriptor
+            p = subprocess.Popen(argv, stdout=kw.pop("stdout", f),  # type: ignore[arg-type]
+                                 stderr=f, **kw)  # type: ignore[call-overload]
         self.procs.append(p)
         return p
 
@@ -232,7 +233,8 @@ def run_wrk(url: str, pid: int, duration: float, conns: int, threads: int = 2) -
     argv = ["taskset", "-c", LOAD_CPU, WRK, f"-t{threads}", f"-c{conns}", f"-d{max(1, round(duration))}s",
             "--latency", url]
     c0 = cpu_seconds(pid)
-    proc = subprocess.run(argv, capture_output=True, text=True, timeout=duration + 30)
+    proc = subprocess.run(argv, capture_output=True, text=True, timeout=duration + 30,
+                          check=False)
     out = proc.stdout
     if "Requests/sec" not in out:
         raise RuntimeError(f"wrk failed on {url}: {out}{proc.stderr}")
@@ -252,6 +254,9 @@ def main() -> int:
     ap.add_argument("--rounds", type=int, default=3, help="interleaved rounds (median taken)")
     ap.add_argument("--connections", type=int, default=50, help="wrk connections (small body)")
     ap.add_argument("--bulk-connections", type=int, default=8, help="wrk connections (1 MiB)")
+    ap.add_argument("--idle-conns", type=int, default=1000,
+                    help="TCP connections held open to measure proxy memory per connection "
+                         "(0 to skip)")
     ap.add_argument("--json", type=Path, help="also write the medians here")
     args = ap.parse_args()
     for tool in (HAPROXY, NGINX, WRK, "/usr/bin/taskset"):
@@ -285,7 +290,7 @@ def main() -> int:
         }
         print(f"# warm-up; then {args.rounds} interleaved rounds of {args.duration:g}s per run",
               flush=True)
-        for name, (pid, hport, tport) in targets.items():
+        for pid, hport, tport in targets.values():
             for t in tests.values():
                 url, c = t((hport, tport))
                 run_wrk(url, pid, 1.0, c)
@@ -303,12 +308,47 @@ def main() -> int:
                           f"p99 {r.p99_ms:7.2f} ms  {r.mib_s:8.1f} MiB/s  "
                           f"cpu {r.cpu_us_per_req:7.1f} us/req", flush=True)
         summary = report(results)
+        if args.idle_conns:
+            mem = {who: idle_memory(pid, tport, args.idle_conns)
+                   for who, (pid, _hport, tport) in targets.items()}
+            print(f"tcp idle   haproxy {mem['haproxy']:6.1f} KiB per connection | rumor "
+                  f"{mem['rumor']:6.1f} KiB per connection ({args.idle_conns} open, RSS growth)")
+            summary["tcp-idle-kib-per-conn"] = mem
         if args.json:
             args.json.write_text(json.dumps(summary, indent=2))
         return 0
     finally:
         procs.stop_all()
         shutil.rmtree(tmp, ignore_errors=True)
+
+
+def rss_kib(pid: int) -> int:
+    with open(f"/proc/{pid}/status") as f:
+        for line in f:
+            if line.startswith("VmRSS:"):
+                return int(line.split()[1])
+    raise RuntimeError("no VmRSS")
+
+
+def idle_memory(pid: int, port: int, n: int) -> float:
+    """RSS growth of the proxy per open, idle TCP-mode connection (each also holds one to
+    nginx): open n, send one request on each so the backend side is connected too."""
+    socks = []
+    before = rss_kib(pid)
+    try:
+        for _ in range(n):
+            c = socket.create_connection(("127.0.0.1", port))
+            c.sendall(b"GET /small HTTP/1.1\r\nHost: x\r\n\r\n")
+            socks.append(c)
+        for c in socks:
+            c.settimeout(5)
+            c.recv(4096)
+        time.sleep(0.3)
+        after = rss_kib(pid)
+    finally:
+        for c in socks:
+            c.close()
+    return (after - before) / n
 
 
 def med(xs: list[float]) -> float:
