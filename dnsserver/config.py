@@ -144,8 +144,11 @@ class DNSConfig:
     """EDNS payload size we advertise, and the cap on a UDP response whatever the client
     advertises; bytes, 512-65535. Default 4096."""
     max_query_size: int = 4096
-    """Largest query accepted over UDP or TCP, bytes; larger ones are dropped and counted.
+    """Largest query accepted over UDP, bytes; larger ones are dropped and counted.
     Default 4096 (a query is a header, one question and an OPT record)."""
+    max_tcp_frame: int = 4096
+    """Largest query frame accepted over TCP, bytes (the 2-byte length prefix says how much is
+    coming); a larger one closes the connection and is counted. Default 4096."""
     tcp_idle_timeout: float = 10.0
     """Seconds a TCP connection may stay idle before we close it (RFC 7766). Default 10."""
     max_tcp_connections: int = 512
@@ -224,6 +227,8 @@ class DNSConfig:
             raise ConfigError(f"dns.max_udp_size: {self.max_udp_size}; use 512-65535")
         if not 512 <= self.max_query_size <= 65535:
             raise ConfigError(f"dns.max_query_size: {self.max_query_size}; use 512-65535")
+        if not 512 <= self.max_tcp_frame <= 65535:
+            raise ConfigError(f"dns.max_tcp_frame: {self.max_tcp_frame}; use 512-65535")
         for name in ("max_tcp_connections", "max_tcp_pipelined", "max_forward_inflight",
                      "cache_max_entries", "cache_max_rotations", "cache_max_bytes"):
             if getattr(self, name) < 1:
@@ -280,7 +285,8 @@ class DNSConfig:
                     raise ConfigError(f"{what}: {value!r} is not a boolean; write true or false")
                 kw[key] = value
             elif key in ("a_record_limit", "udp_answer_limit", "port", "max_udp_size",
-                         "max_query_size", "max_tcp_connections", "max_tcp_pipelined",
+                         "max_query_size", "max_tcp_frame", "max_tcp_connections",
+                         "max_tcp_pipelined",
                          "max_forward_inflight", "cache_max_entries", "cache_max_rotations",
                          "cache_max_bytes"):
                 if isinstance(value, bool) or not isinstance(value, int):

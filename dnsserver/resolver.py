@@ -177,6 +177,7 @@ class Resolver:
         self.counters.add_sync(self.sync_counters)
         self._index = -1
         self._max_q = config.max_query_size
+        self._max_tcp = config.max_tcp_frame
         self._max_udp = config.max_udp_size
         self._max_rot = config.cache_max_rotations
         self._cap = config.cache_max_entries
@@ -210,7 +211,7 @@ class Resolver:
                     return data[:2] + pkt[2:]
             # Level 2: scan the header and the question by hand; key on the question.
             n = len(data)
-            if n < 17 or n > self._max_q or data[2] & 0xF8:
+            if n < 17 or n > (self._max_tcp if tcp else self._max_q) or data[2] & 0xF8:
                 return self._slow(data, tcp)
             hdr = data[4:12]
             if hdr != _QD1 and hdr != _QD1AR1:
@@ -337,7 +338,7 @@ class Resolver:
     def _slow(self, data: bytes, tcp: bool) -> bytes | Forward | None:
         c = self.counters
         try:
-            q = parse_query(data, max_size=self._max_q)
+            q = parse_query(data, max_size=self._max_tcp if tcp else self._max_q)
         except MalformedQuery as exc:
             if c.drop(exc.reason):
                 log.warning("bad dns query reason=%s len=%s", exc.reason, len(data))

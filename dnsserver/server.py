@@ -135,7 +135,7 @@ class _TCP(asyncio.Protocol):
         buf = self.buf
         buf += data
         handle = self.server.resolver.handle
-        cap = self.cfg.max_query_size
+        cap = self.cfg.max_tcp_frame
         pos = 0
         n = len(buf)
         while n - pos >= 2:
@@ -310,7 +310,7 @@ class DNSServer:
     async def _resolve_forward(self, fwd: Forward) -> bytes | None:
         """The recursor's answer, or SERVFAIL with the question when they all failed."""
         try:
-            q = parse_query(fwd.data, max_size=self.config.max_query_size)
+            q = parse_query(fwd.data, max_size=65535)
         except MalformedQuery:      # cannot happen: the resolver parsed it already
             return None
         out = None

@@ -18,7 +18,7 @@ from .dns_runner import demo_view, dig
 @pytest.fixture
 async def server() -> AsyncIterator[DNSServer]:
     s = DNSServer(DNSConfig(port=0, tcp_idle_timeout=0.4, max_tcp_connections=4,
-                            max_query_size=1024), demo_view())
+                            max_tcp_frame=1024), demo_view())
     await s.start()
     try:
         yield s
