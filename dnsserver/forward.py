@@ -33,8 +33,12 @@ class _UpstreamProtocol(asyncio.DatagramProtocol):
         if len(data) < 12:
             return
         key = ((data[0] << 8) | data[1], addr[0], addr[1])
-        fut = self.owner._pending.get(key)
-        if fut is not None and not fut.done():
+        waiting = self.owner._pending.get(key)
+        if waiting is None:
+            return                          # stray or late: nobody asked this
+        fut, question = waiting
+        # Wrong question for our ID and address: a spoof or a stray; keep waiting.
+        if not fut.done() and _same_question(data, question):
             fut.set_result(data)
 
     def error_received(self, exc: Exception) -> None:
@@ -51,7 +55,7 @@ class Forwarder:
         self.shuffle = config.recursor_strategy == "random"
         self.counters = counters
         self.rng = rng or random.SystemRandom()
-        self._pending: dict[tuple[int, str, int], asyncio.Future[bytes]] = {}
+        self._pending: dict[tuple[int, str, int], tuple[asyncio.Future[bytes], bytes]] = {}
         self._transports: dict[int, asyncio.DatagramTransport] = {}
 
     async def start(self) -> None:
@@ -66,7 +70,7 @@ class Forwarder:
         for tr in self._transports.values():
             tr.close()
         self._transports.clear()
-        for fut in self._pending.values():
+        for fut, _q in self._pending.values():
             if not fut.done():
                 fut.cancel()
         self._pending.clear()
@@ -106,19 +110,12 @@ class Forwarder:
             raise OSError("forwarder not started")
         qid = self._new_id(host, port)
         key = (qid, host, port)
-        fut: asyncio.Future[bytes] = asyncio.get_running_loop().create_future()
-        self._pending[key] = fut
+        loop = asyncio.get_running_loop()
+        fut: asyncio.Future[bytes] = loop.create_future()
+        self._pending[key] = (fut, question)
         try:
             tr.sendto(struct.pack("!H", qid) + data[2:], (host, port))
-            deadline = asyncio.get_running_loop().time() + self.timeout
-            while True:
-                remaining = deadline - asyncio.get_running_loop().time()
-                out = await asyncio.wait_for(asyncio.shield(fut), max(remaining, 0.0))
-                if _same_question(out, question):
-                    return out
-                # Wrong question for our ID: ignore it and keep waiting (spoof or stray).
-                fut = asyncio.get_running_loop().create_future()
-                self._pending[key] = fut
+            return await asyncio.wait_for(fut, self.timeout)
         finally:
             self._pending.pop(key, None)
 

@@ -150,13 +150,19 @@ class StaticRecursor:
             udplen = 512                   # truncate (TC) UDP answers over 512 bytes
 
         self.queries = 0
-        self.udp = LibServer(_Res(), address="127.0.0.1", port=0, handler=_Handler,
-                             logger=DNSLogger("-request,-reply,-truncated,-error,-recv,-send,"
-                                              "-data"))
-        self.port = self.udp.server.server_address[1]
-        self.tcp = LibServer(_Res(), address="127.0.0.1", port=self.port, tcp=True,
-                             logger=DNSLogger("-request,-reply,-truncated,-error,-recv,-send,"
-                                              "-data"))
+        quiet = DNSLogger("-request,-reply,-truncated,-error,-recv,-send,-data")
+        for attempt in range(20):     # UDP gets a free port; TCP needs the same one free too
+            self.udp = LibServer(_Res(), address="127.0.0.1", port=0, handler=_Handler,
+                                 logger=quiet)
+            self.port = self.udp.server.server_address[1]
+            try:
+                self.tcp = LibServer(_Res(), address="127.0.0.1", port=self.port, tcp=True,
+                                     logger=quiet)
+                break
+            except OSError:
+                self.udp.server.server_close()
+                if attempt == 19:
+                    raise
 
     def __enter__(self) -> Self:
         self.udp.start_thread()

@@ -121,3 +121,52 @@ async def test_dnsmasq_in_front_forwards_to_rumor() -> None:
     finally:
         await loop.run_in_executor(None, cm.__exit__, None, None, None)
         await server.stop()
+
+
+async def test_spoofed_or_stray_answers_are_ignored() -> None:
+    """An upstream answer with the wrong question (or wrong ID) never reaches the client."""
+    import dns.message
+    import dns.rrset
+
+    loop = asyncio.get_running_loop()
+
+    class Upstream(asyncio.DatagramProtocol):
+        def connection_made(self, transport: asyncio.BaseTransport) -> None:
+            self.tr = transport
+
+        def datagram_received(self, data: bytes, addr: object) -> None:
+            q = dns.message.from_wire(data)
+            wrong = dns.message.make_response(dns.message.make_query("evil.example.", "A"))
+            wrong.id = q.id
+            wrong.answer.append(dns.rrset.from_text("evil.example.", 60, "IN", "A", "6.6.6.6"))
+            bad_id = dns.message.make_response(q)
+            bad_id.id = (q.id + 1) & 0xFFFF
+            bad_id.answer.append(dns.rrset.from_text(q.question[0].name, 60, "IN", "A",
+                                                     "6.6.6.7"))
+            good = dns.message.make_response(q)
+            good.answer.append(dns.rrset.from_text(q.question[0].name, 60, "IN", "A",
+                                                   "1.2.3.4"))
+            for m in (wrong, bad_id, good):
+                self.tr.sendto(m.to_wire(), addr)  # type: ignore[attr-defined]
+
+    tr, _ = await loop.create_datagram_endpoint(Upstream, local_addr=("127.0.0.1", 0))
+    port = tr.get_extra_info("sockname")[1]
+    server = await _serve(f"127.0.0.1:{port}", timeout=1.0)
+    try:
+        out = await dig(server.udp_port, "a.y.test", "+short")
+        assert out.split() == ["1.2.3.4"]
+    finally:
+        await server.stop()
+        tr.close()
+
+
+def test_same_question_check() -> None:
+    from dnsserver.forward import _same_question
+
+    q = b"\x03abc\x04test\x00\x00\x01\x00\x01"
+    resp = b"\x00\x01\x81\x80\x00\x01\x00\x00\x00\x00\x00\x00" + q
+    assert _same_question(resp, q)
+    assert _same_question(resp.replace(b"abc", b"ABC"), q)          # 0x20 by the upstream
+    assert not _same_question(resp.replace(b"abc", b"abd"), q)
+    assert not _same_question(resp[:2] + b"\x01" + resp[3:], q)     # QR not set
+    assert not _same_question(resp[:-1] + b"\x02", q)               # another class
