@@ -131,7 +131,6 @@ class _TCP(asyncio.Protocol):
         tr = self.transport
         if tr is None or tr.is_closing():
             return
-        self.last = asyncio.get_running_loop().time()
         buf = self.buf
         buf += data
         handle = self.server.resolver.handle
@@ -165,6 +164,8 @@ class _TCP(asyncio.Protocol):
                 self.server._spawn(self._forward(out))  # type: ignore[arg-type]
         if pos:
             del buf[:pos]
+            # Idle means "no complete query": trickling bytes does not keep a connection open.
+            self.last = asyncio.get_running_loop().time()
 
     async def _forward(self, fwd: Forward) -> None:
         try:

@@ -143,3 +143,22 @@ async def test_ipv6_loopback() -> None:
         writer.close()
     finally:
         await s.stop()
+
+
+async def test_trickle_does_not_defeat_idle_timeout(server: DNSServer) -> None:
+    """A client sending one byte at a time, never finishing a frame, is closed when idle."""
+    reader, writer = await asyncio.open_connection("127.0.0.1", server.tcp_port)
+    writer.write(b"\x00\x40")                   # a 64-byte frame is announced...
+    closed = False
+    for _ in range(30):                         # ...and trickled for up to 3 s
+        writer.write(b"x")
+        try:
+            await writer.drain()
+        except ConnectionError:
+            closed = True
+            break
+        if await _closed(reader, 0.1):
+            closed = True
+            break
+    assert closed
+    writer.close()
