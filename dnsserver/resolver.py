@@ -11,12 +11,20 @@ An answer is a pure function of (question, view). ``Resolver.handle(data, tcp=..
 
 Hot path. A hand-written scan of the header and the question (no general parser) builds the
 cache key ``(lower-cased qname wire bytes, qtype+qclass bytes, variant)`` where ``variant``
-packs the transport size limit, TCP-or-UDP, EDNS present, the DO bit and the query's RD/CD bits.
-The cache holds *encoded* responses for the current ``view.index``; it is flushed whenever
-the index moves, so an answer is never staler than the catalog. A hit costs a dict lookup and
-a splice: the client's ID and its question bytes (its 0x20 case) go in, the rest of the packet
-is cached. Answers with several records keep one pre-assembled packet per rotation (up to
-``cache_max_rotations``) and hand them out in turn: that is the round-robin.
+packs the transport size limit (512 without EDNS; the advertised EDNS size rounded down to a
+few classes and capped by ``max_udp_size``; 65535 over TCP), TCP-or-UDP, EDNS present, the DO
+bit and the query's RD/CD bits. The key is the question, never the whole packet: dig sends a
+new EDNS cookie every time. The cache holds *encoded* responses for the current
+``view.index``; it is flushed whenever the index moves, so an answer is never staler than the
+catalog. A hit costs a dict lookup and a splice: the client's ID and its question bytes (its
+0x20 case) go in, the rest of the packet is cached. Answers with several records keep one
+pre-assembled packet per rotation (up to ``cache_max_rotations``) and hand them out in turn:
+that is the round-robin.
+
+In front of that, for UDP queries without EDNS options (stub resolvers, dnsperf), a second
+index maps the exact bytes after the ID to the same cache entry, so a repeated query costs
+one dict lookup and one concatenation (about 0.35 us against about 1 us for the scan). Hits
+are counted on the entry and added to the counters on ``sync()`` (``snapshot()`` calls it).
 
 Miss path. :func:`dnsserver.wire.parse_query` parses strictly (and produces FORMERR/NOTIMP or a
 drop), then ``_resolve`` walks Consul's name grammar and encodes each record once, with
