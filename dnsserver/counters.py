@@ -34,6 +34,7 @@ class DNSCounters:
         "forward_timeouts",
         "forwarded",
         "latency",
+        "latency_sum_ns",
         "qtypes",
         "queries",
         "rcodes",
@@ -69,6 +70,8 @@ class DNSCounters:
         """Single recursor attempts that timed out (failover happened or SERVFAIL)."""
         self.latency = [0] * len(LATENCY_BUCKETS_US)
         """Queries by latency bucket (see LATENCY_BUCKETS_US); locally answered only."""
+        self.latency_sum_ns = 0
+        """Sum of those latencies, nanoseconds (a Prometheus histogram's _sum)."""
         self.tcp_connections = 0
         """TCP connections open now."""
         self.tcp_rejected = 0
@@ -103,6 +106,7 @@ class DNSCounters:
     def observe_latency_ns(self, ns: int) -> None:
         """Count one query's latency."""
         self.latency[bisect.bisect_left(LATENCY_BUCKETS_US, ns / 1000.0)] += 1
+        self.latency_sum_ns += ns
 
     def snapshot(self) -> dict[str, Any]:
         """A plain dict for the metrics endpoint or a test (after ``sync()``)."""
@@ -122,6 +126,7 @@ class DNSCounters:
             "forward_timeouts": self.forward_timeouts,
             "latency_buckets_us": {("+Inf" if b == float("inf") else str(int(b))): c
                                    for b, c in zip(LATENCY_BUCKETS_US, self.latency)},
+            "latency_sum_s": self.latency_sum_ns / 1e9,
             "tcp_connections": self.tcp_connections,
             "tcp_rejected": self.tcp_rejected,
             "tcp_idle_closed": self.tcp_idle_closed,

@@ -41,6 +41,7 @@ class _UDP(asyncio.DatagramProtocol):
         self.transport: asyncio.DatagramTransport | None = None
         self.handle = server.resolver.handle
         self.lat = server.counters.latency
+        self.counters = server.counters
         self.send: Callable[[bytes, Any], None] = _closed_send
 
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
@@ -59,6 +60,7 @@ class _UDP(asyncio.DatagramProtocol):
             except Exception as exc:  # noqa: BLE001 - e.g. a closed transport during stop
                 log.debug("udp send failed to=%s err=%r", addr, exc)
             dt = _now() - t0
+            self.counters.latency_sum_ns += dt
             if dt <= 10_000:            # the usual case, without a bisect
                 self.lat[0] += 1
             else:
