@@ -97,6 +97,9 @@ class Registry:
         self.response_cache = ResponseCache()
         self.replicator: Replicator | None = None
         self._member_status: dict[str, str] = {}
+        self._live_peers: set[str] = set()
+        """Alive peers as told by member events only (the status cache above may learn of a
+        member from gossip before its event is delivered)."""
         if gossip is not None:
             self.replicator = Replicator(self.catalog, self.local, broadcast=self._broadcast,
                                          member_status=self._status_of,
@@ -135,7 +138,13 @@ class Registry:
             status = "failed"
         elif kind in ("MemberLeft",):
             status = "left"
-        before = self._alive_peers()
+        before = len(self._live_peers)
+        me = self.local.info.name.lower()
+        if member.name.lower() != me:
+            if status == "alive" and kind != "MemberReaped":
+                self._live_peers.add(member.name.lower())
+            else:
+                self._live_peers.discard(member.name.lower())
         if kind == "MemberReaped":
             self._member_status.pop(member.name.lower(), None)
         else:
@@ -143,17 +152,14 @@ class Registry:
         if self.replicator is not None:
             self.replicator.on_member_event(event)
         is_self = member.name.lower() == self.local.info.name.lower()
-        if (is_self and kind == "MemberJoined") or (before == 0 and self._alive_peers() > 0):
+        if (is_self and kind == "MemberJoined") or (before == 0 and self._live_peers):
             # We (re)joined, or were cut off from everyone: peers may have forgotten our record
             # (a graceful leave removes it), and nothing else would resend it before the next
             # push-pull. Restamp it so that it spreads as deltas at once.
             log.info("republishing the local record reason=%s",
-                     "rejoined" if is_self else "peers reachable again")
+                     "rejoined" if is_self else "first_peer_reachable")
             self.local.republish_all()
 
-    def _alive_peers(self) -> int:
-        me = self.local.info.name.lower()
-        return sum(1 for n, s in self._member_status.items() if n != me and s in ("alive",))
 
     # --- lifecycle --------------------------------------------------------------------------
 
@@ -167,6 +173,8 @@ class Registry:
         if self.gossip is not None and self.replicator is not None:
             for m in self.gossip.members():
                 self._member_status[m.name.lower()] = m.status
+                if m.status == "alive" and m.name.lower() != self.local.info.name.lower():
+                    self._live_peers.add(m.name.lower())
             self.gossip.set_app_delegate(self.replicator)
             self.gossip.add_listener(self._on_gossip_event)
             # tell peers our node info now; the rest of our record follows as deltas and on
