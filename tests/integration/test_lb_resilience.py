@@ -170,3 +170,68 @@ async def test_100mb_bodies_stream_through_with_flat_rss(tmp_path: Path) -> None
         stop(proxy)
         await proxy.wait()
         await backend.close()
+
+
+async def test_churning_view_under_load_loses_nothing_and_leaks_nothing() -> None:
+    """Instances come and go every 50 ms while 16 clients hammer both an HTTP and a TCP
+    listener: every GET succeeds and, afterwards, every counter of open work is back to 0."""
+    bs = [await start_http_backend(f"c{i}") for i in range(4)]
+    view = MemoryView()
+
+    def insts(idx: list[int]) -> list[MemInstance]:
+        return [MemInstance("web", bs[i].port, node=f"c{i}", service_id=f"c{i}") for i in idx]
+
+    view.set_instances("web", insts([0, 1, 2, 3]))
+    lb = LoadBalancer(LBConfig(sweep_interval=0.05, drain_timeout=5.0), view)
+    await lb.start()
+    try:
+        h = await lb.add_listener({"Name": "h", "Bind": "127.0.0.1:0", "Mode": "http",
+                                   "Service": "web"})
+        t = await lb.add_listener({"Name": "t", "Bind": "127.0.0.1:0", "Mode": "tcp",
+                                   "Service": "web", "Strategy": "least_conn"})
+        loop = asyncio.get_running_loop()
+        end = loop.time() + 2.5
+        failures: list[str] = []
+        done = Counter[str]()
+
+        async def churn() -> None:
+            subsets = [[0, 1], [1, 2, 3], [3], [0, 2], [0, 1, 2, 3], [2]]
+            i = 0
+            while loop.time() < end:
+                view.set_instances("web", insts(subsets[i % len(subsets)]))
+                i += 1
+                await asyncio.sleep(0.05)
+            view.set_instances("web", insts([0, 1, 2, 3]))
+
+        async def client(addr: str) -> None:
+            # a fresh session now and then, so TCP-mode connections come and go too
+            while loop.time() < end:
+                async with aiohttp.ClientSession() as s:
+                    for _ in range(20):
+                        try:
+                            async with s.get(f"http://{addr}/") as r:
+                                body = await r.text()
+                                if r.status != 200:
+                                    failures.append(f"{addr} {r.status} {body[:80]}")
+                                done[addr] += 1
+                        except aiohttp.ClientError as e:
+                            failures.append(f"{addr} {e!r}")
+
+        await asyncio.gather(churn(), *(client(h["Address"]) for _ in range(8)),
+                             *(client(t["Address"]) for _ in range(8)))
+        assert failures == []
+        assert done[h["Address"]] > 50 and done[t["Address"]] > 50
+
+        def settled() -> bool:
+            infos = lb.listeners()
+            return all(i["Counters"]["Active"] == 0 for i in infos) and all(
+                b["Active"] == 0 for i in infos for b in i["Backends"])
+
+        await wait_for(settled, timeout=8)
+        for info in lb.listeners():
+            assert not any(b["Draining"] for b in info["Backends"]), info["Backends"]
+            assert all(b["Active"] >= 0 for b in info["Backends"])
+    finally:
+        await lb.stop(1.0)
+        for b in bs:
+            await b.close()
