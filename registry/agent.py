@@ -25,10 +25,16 @@ from typing import Any
 
 from aiohttp import web
 
+from dnsserver import DNSConfig, DNSServer
+from gossip import Gossip
+from lb import LBConfig, LBError, ListenerSpec, LoadBalancer, listeners_from_config
+
 from . import __version__
 from .config import AgentConfig, split_hostport
-from .datadir import DataDir
+from .datadir import DataDir, atomic_write_json, read_json
 from .errors import ConfigError
+from .membership import prepare_gossip, start_gossip
+from .service import Registry, prepare_registry
 
 log = logging.getLogger(__name__)
 
@@ -49,10 +55,13 @@ class Agent:
         self.config = config
         self.datadir: DataDir | None = None
         self._tmp_data_dir: str | None = None
-        self.gossip: Any = None
-        self.registry: Any = None
-        self.dns: Any = None
-        self.lb: Any = None
+        self.gossip: Gossip | None = None
+        self.registry: Registry | None = None
+        self.dns: DNSServer | None = None
+        self.lb: LoadBalancer | None = None
+        self._dns_config: DNSConfig | None = None
+        self._lb_config: LBConfig | None = None
+        self._lb_listeners: list[ListenerSpec] = []
         self.http_port = 0
         self.dns_port = 0
         self.gossip_port = config.serf_lan_port
@@ -60,7 +69,6 @@ class Agent:
         self._runner: web.AppRunner | None = None
         self._stop = asyncio.Event()
         self._tasks: set[asyncio.Task[Any]] = set()
-        self._prepared: dict[str, Any] = {}
 
     # --- identity ---------------------------------------------------------------------------
 
@@ -81,7 +89,7 @@ class Agent:
 
     def self_member(self) -> dict[str, Any]:
         if self.gossip is not None:
-            from .api.gossip_routes import member_json  # type: ignore[attr-defined]
+            from .api.gossip_routes import member_json
 
             return dict(member_json(self.gossip.local_member()))
         return {
@@ -116,45 +124,24 @@ class Agent:
     def prepare(self) -> None:
         """Build every subsystem's own config; raise ConfigError before anything binds."""
         cfg = self.config
+        self._gossip_prep = prepare_gossip(cfg)
+        self._registry_prep = prepare_registry(cfg)
         if cfg.enable_dns and cfg.dns_port >= 0:
             try:
-                from dnsserver import DNSConfig
-            except ImportError:  # the DNS package is not in this build yet
-                DNSConfig = None
-            if DNSConfig is not None:
-                try:
-                    self._prepared["dns"] = DNSConfig.from_dict(
-                        dict(cfg.dns_config), domain=cfg.domain, alt_domain=cfg.alt_domain,
-                        bind_addr=cfg.client_addr, port=cfg.dns_port, recursors=tuple(cfg.recursors),
-                    )
-                except ValueError as e:
-                    raise ConfigError(str(e)) from None
+                self._dns_config = DNSConfig.from_dict(
+                    dict(cfg.dns_config), domain=cfg.domain, alt_domain=cfg.alt_domain,
+                    bind_addr=cfg.client_addr, port=cfg.dns_port, recursors=tuple(cfg.recursors),
+                )
+            except ValueError as e:
+                raise ConfigError(str(e)) from None
         if cfg.enable_lb:
+            opts = {k: v for k, v in cfg.lb.items() if k != "listeners"}
             try:
-                from lb import LBConfig, ListenerSpec
-            except ImportError:
-                LBConfig = None
-            if LBConfig is not None:
-                opts = {k: v for k, v in cfg.lb.items() if k != "listeners"}
-                try:
-                    self._prepared["lb"] = LBConfig.from_dict(opts)
-                    self._prepared["lb_listeners"] = [
-                        ListenerSpec.from_dict(x) for x in cfg.lb.get("listeners", [])
-                    ]
-                except (ValueError, TypeError) as e:
-                    raise ConfigError(f"lb: {e}") from None
-        try:
-            from .membership import prepare_gossip
-        except ImportError:
-            prepare_gossip = None
-        if prepare_gossip is not None:
-            self._prepared["gossip"] = prepare_gossip(cfg)
-        try:
-            from .service import prepare_registry
-        except ImportError:
-            prepare_registry = None
-        if prepare_registry is not None:
-            self._prepared["registry"] = prepare_registry(cfg)
+                self._lb_config = LBConfig.from_dict(opts)
+                self._lb_listeners = listeners_from_config(cfg.lb)
+            except (ValueError, TypeError) as e:
+                msg = str(e)
+                raise ConfigError(msg if msg.startswith("lb") else f"lb: {msg}") from None
 
     async def start(self) -> None:
         self.prepare()
@@ -172,49 +159,38 @@ class Agent:
         else:
             self.datadir = DataDir(Path(cfg.data_dir))
 
-        if "gossip" in self._prepared:
-            from .membership import start_gossip
+        self.gossip = await start_gossip(cfg, self.datadir, self._gossip_prep)
+        self.gossip_port = self.gossip.bound_port
 
-            self.gossip = await start_gossip(cfg, self.datadir, self._prepared["gossip"])
-            self.gossip_port = self.gossip.bound_port
-
-        if "registry" in self._prepared:
-            from .service import Registry
-
-            self.registry = Registry(cfg, self.datadir, self.gossip, self._prepared["registry"])
-            await self.registry.start()
+        self.registry = Registry(cfg, self.datadir, self.gossip, self._registry_prep)
+        await self.registry.start()
 
         await self._start_http()
 
-        view = self.registry.view if self.registry is not None else None
-        if "dns" in self._prepared and view is not None:
-            from dnsserver import DNSServer
-
-            self.dns = DNSServer(self._prepared["dns"], view)
+        view = self.registry.view
+        if self._dns_config is not None:
+            self.dns = DNSServer(self._dns_config, view)
             await self.dns.start()
             self.dns_port = self.dns.udp_port
 
-        if "lb" in self._prepared and view is not None:
-            from lb import LoadBalancer
-
-            self.lb = LoadBalancer(self._prepared["lb"], view)
+        if self._lb_config is not None:
+            self.lb = LoadBalancer(self._lb_config, view)
             await self.lb.start()
-            for spec in self._prepared.get("lb_listeners", []) + self._saved_listeners():
+            for spec in self._lb_listeners + self._saved_listeners():
                 try:
                     await self.lb.add_listener(spec)
-                except Exception as e:  # a listener that cannot bind is reported, not fatal
+                except (LBError, OSError) as e:  # a listener that cannot bind is reported
                     log.error("lb listener not started name=%s error=%s", spec.name, e)
 
-        if self.gossip is not None:
-            if cfg.start_join:
-                joined = await self.gossip.join(list(cfg.start_join))
-                if joined == 0:
-                    raise ConfigError(
-                        "start_join: could not join any of " + ", ".join(cfg.start_join)
-                        + "; check the addresses or use -retry-join"
-                    )
-            if cfg.retry_join:
-                self._spawn(self._retry_join())
+        if cfg.start_join:
+            joined = await self.gossip.join(list(cfg.start_join))
+            if joined == 0:
+                raise ConfigError(
+                    "start_join: could not join any of " + ", ".join(cfg.start_join)
+                    + "; check the addresses or use -retry-join"
+                )
+        if cfg.retry_join:
+            self._spawn(self._retry_join())
 
         log.info(
             "agent started node=%s datacenter=%s http=%s:%s dns=%s gossip=%s:%s version=%s",
@@ -240,12 +216,13 @@ class Agent:
                 f"ports.http: cannot listen on {cfg.client_addr}:{cfg.http_port} ({e.strerror}); "
                 "pick another port with -http-port"
             ) from None
-        server = site._server
-        if server is not None and server.sockets:  # type: ignore[union-attr]
-            self.http_port = server.sockets[0].getsockname()[1]  # type: ignore[union-attr]
+        for addr in self._runner.addresses:
+            self.http_port = int(addr[1])
+            break
 
     async def _retry_join(self) -> None:
         cfg = self.config
+        assert self.gossip is not None
         attempt = 0
         while True:
             attempt += 1
@@ -269,11 +246,7 @@ class Agent:
 
     # --- LB listeners made through the API persist in the data dir -----------------------------
 
-    def _saved_listeners(self) -> list[Any]:
-        from lb import ListenerSpec
-
-        from .datadir import read_json
-
+    def _saved_listeners(self) -> list[ListenerSpec]:
         assert self.datadir is not None
         saved = read_json(self.datadir.file("lb-listeners.json")) or []
         out = []
@@ -284,19 +257,19 @@ class Agent:
                 log.error("saved lb listener skipped error=%s", e)
         return out
 
-    async def lb_put(self, spec: Any) -> dict[str, Any]:
+    async def lb_put(self, spec: ListenerSpec) -> dict[str, Any]:
         """Create or replace an API-made listener and persist the set."""
+        assert self.lb is not None
         result: dict[str, Any] = await self.lb.add_listener(spec)
         self._persist_listener(spec.name, spec)
         return result
 
     async def lb_delete(self, name: str) -> None:
+        assert self.lb is not None
         await self.lb.remove_listener(name)
         self._persist_listener(name, None)
 
-    def _persist_listener(self, name: str, spec: Any) -> None:
-        from .datadir import atomic_write_json, read_json
-
+    def _persist_listener(self, name: str, spec: ListenerSpec | None) -> None:
         assert self.datadir is not None
         path = self.datadir.file("lb-listeners.json")
         saved = [x for x in (read_json(path) or []) if x.get("Name") != name]

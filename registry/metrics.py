@@ -180,7 +180,7 @@ class AgentCollector:
         if lb is None:
             return
         labels = ["listener", "backend"]
-        fams = {
+        fams: dict[str, CounterMetricFamily | GaugeMetricFamily] = {
             "connections": CounterMetricFamily("rumor_lb_connections",
                                                "Connections proxied, per backend.", labels=labels),
             "requests": CounterMetricFamily("rumor_lb_requests",
@@ -223,7 +223,7 @@ class AgentCollector:
 
 def registry_for(agent: Agent) -> CollectorRegistry:
     reg = CollectorRegistry()
-    reg.register(AgentCollector(agent))  # type: ignore[arg-type]
+    reg.register(AgentCollector(agent))
     ProcessCollector(registry=reg)
     return reg
 

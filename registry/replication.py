@@ -279,7 +279,7 @@ class Replicator:
                 [[k.items.get(("c", cid), 0), enc_check(r)] for cid, r in checks.items()],
                 [[kk[0], kk[1], v] for kk, v in k.tombs.items()],
             ])
-        raw = msgpack.packb([MSG_FULL, records])
+        raw: bytes = msgpack.packb([MSG_FULL, records])
         if len(raw) > _COMPRESS_OVER:
             return b"\x01" + zlib.compress(raw, 6)
         return b"\x00" + raw
