@@ -228,7 +228,7 @@ class Agent:
             attempt += 1
             try:
                 joined = await self.gossip.join(list(cfg.retry_join))
-            except Exception as e:
+            except Exception as e:  # noqa: BLE001 - any failure is logged and retried
                 log.warning("retry_join failed attempt=%d error=%s", attempt, e)
                 joined = 0
             if joined:

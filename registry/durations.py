@@ -25,13 +25,13 @@ def parse_duration(value: object, *, what: str = "duration") -> float:
     seconds, which is what people who write one by hand mean.
     """
     if isinstance(value, bool):
-        raise ValueError(f'{what}: {value!r} is not a duration; write it like "10s" or "1m30s"')
+        raise ValueError(f'{what}: {value!r} is not a duration; write it like "10s" or "1m30s"')  # noqa: TRY004
     if isinstance(value, (int, float)):
         if value < 0:
             raise ValueError(f"{what}: {value!r} is negative; use a duration >= 0")
         return float(value)
     if not isinstance(value, str):
-        raise ValueError(f'{what}: {value!r} is not a duration; write it like "10s" or "1m30s"')
+        raise ValueError(f'{what}: {value!r} is not a duration; write it like "10s" or "1m30s"')  # noqa: TRY004
     text = value.strip()
     if text in ("0", ""):
         return 0.0

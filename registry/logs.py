@@ -55,7 +55,7 @@ class MonitorHandler(logging.Handler):
     def emit(self, record: logging.LogRecord) -> None:
         try:
             line = self.format(record)
-        except Exception:  # pragma: no cover - formatting errors must not kill logging
+        except Exception:  # noqa: BLE001  # pragma: no cover - formatting must not kill logging
             return
         self.recent.append((record.levelno, line))
         for sub in list(self.subscribers):

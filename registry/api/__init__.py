@@ -35,7 +35,7 @@ ROUTE_MODULES = (
     "ui_routes",
 )
 
-__all__ = ["AGENT", "make_app", "ROUTE_MODULES"]
+__all__ = ["AGENT", "ROUTE_MODULES", "make_app"]
 
 
 def make_app(agent: Agent, *, client_max_size: int | None = None) -> web.Application:
