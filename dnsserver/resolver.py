@@ -123,24 +123,22 @@ class _Entry:
         "count",
         "forward",
         "hits",
-        "i",
         "limit",
         "n",
         "opt",
-        "pkts",
         "qlen",
         "qtype",
         "rcode",
         "size",
+        "tails",
         "tc",
     )
 
     def __init__(self) -> None:
-        self.pkts: list[bytes | None] = []
+        self.tails: list[bytes | None] = []   # per rotation: the response without its ID
         self.size = 64          # bytes held, for cache_max_bytes (roughly)
-        self.n = 1
-        self.i = 0              # turns taken (rotation)
-        self.hits = 0           # cache hits not yet added to the counters (see _fold)
+        self.n = 1              # rotations; 0 for a name that is forwarded
+        self.hits = 0           # hits not yet added to the counters (see _fold); also the turn
         self.qtype = 0
         self.tc = False
         self.rcode = 0
@@ -206,17 +204,15 @@ class Resolver:
                 e = self._exact.get(data[2:])
                 if e is not None:
                     e.hits += 1
-                    if e.forward:
-                        return Forward(data, False)
-                    if e.n == 1:
-                        return data[:2] + e.pkts[0][2:]  # type: ignore[index]
-                    e.i += 1
-                    r = e.i % e.n
-                    pkts = e.pkts
-                    pkt = pkts[r] if r < len(pkts) else None
-                    if pkt is None:
-                        pkt = self._variant(e, r)
-                    return data[:2] + pkt[2:]
+                    n = e.n
+                    if n == 1:
+                        return data[:2] + e.tails[0]  # type: ignore[operator]
+                    if n:
+                        r = e.hits % n
+                        tails = e.tails
+                        t = tails[r] if r < len(tails) else None
+                        return data[:2] + (t if t is not None else self._variant(e, r))
+                    return Forward(data, False)
             # Level 2: scan the header and the question by hand; key on the question.
             n = len(data)
             if n < 17 or n > (self._max_tcp if tcp else self._max_q) or data[2] & 0xF8:
@@ -259,16 +255,13 @@ class Resolver:
             e.hits += 1
             if e.forward:
                 return Forward(data, tcp)
-            r = 0
-            if e.n > 1:
-                e.i += 1
-                r = e.i % e.n
-            pkt = e.pkts[r] if r < len(e.pkts) else None
-            if pkt is None:
-                pkt = self._variant(e, r)
+            r = e.hits % e.n if e.n > 1 else 0
+            t = e.tails[r] if r < len(e.tails) else None
+            if t is None:
+                t = self._variant(e, r)
             if not tcp:
                 self._remember_exact(data, qend, e)
-            return data[:2] + pkt[2:12] + data[12:qend] + pkt[qend:]
+            return data[:2] + t[:10] + data[12:qend] + t[qend - 2:]
         except Exception:
             # A bug (ours or the view's): SERVFAIL, counted, logged in full the first time.
             if self.counters.drop("internal_error"):
@@ -290,11 +283,11 @@ class Resolver:
 
     def _remember_exact(self, data: bytes, qend: int, e: _Entry) -> None:
         """Index ``e`` by the exact query bytes when its packets carry this very question."""
-        first = e.pkts[0] if e.pkts else None
+        first = e.tails[0] if e.tails else None
         n = len(data)
         if n != qend and n != qend + 11:
             return        # EDNS options (a cookie changes every query): never seen twice
-        if first is not None and first[12:qend] != data[12:qend]:
+        if first is not None and first[10:qend - 2] != data[12:qend]:
             return
         if len(self._exact) >= self._cap:
             self._exact.clear()
@@ -384,8 +377,7 @@ class Resolver:
         if e is not None:
             e.hits += 1
             if e.n > 1:
-                e.i += 1
-                r = e.i % e.n
+                r = e.hits % e.n
         else:
             c.cache_misses += 1
             c.queries += 1
@@ -402,11 +394,11 @@ class Resolver:
                     c.truncated += 1
         if e.forward:
             return Forward(data, tcp)
-        pkt = e.pkts[r] if r < len(e.pkts) else None
-        if pkt is None:
-            pkt = self._variant(e, r)
+        t = e.tails[r] if r < len(e.tails) else None
+        if t is None:
+            t = self._variant(e, r)
         qend = 12 + len(q.question)
-        return data[:2] + pkt[2:12] + data[12:qend] + pkt[qend:]
+        return data[:2] + t[:10] + data[12:qend] + t[qend - 2:]
 
     def _build(self, q: ParsedQuery, tcp: bool, limit: int) -> _Entry:
         e = _Entry()
@@ -414,6 +406,7 @@ class Resolver:
         ans = self._resolve(q)
         if ans is None:
             e.forward = True
+            e.n = 0
             return e
         e.ans = ans
         e.rcode = ans.rcode
@@ -432,24 +425,25 @@ class Resolver:
         if ans.rcode == REFUSED:
             flags &= ~0x0400
         first, e.tc = self._assemble(e, 0, flags, q.question)
-        e.pkts = [first]
+        e.tails = [first[2:]]
         e.size = len(first) + 64 + sum(len(x) for x in ans.answers)
         return e
 
     def _variant(self, e: _Entry, r: int) -> bytes:
-        """Assemble rotation ``r`` of a cached answer (kept if within cache_max_rotations)."""
-        first = e.pkts[0]
+        """Rotation ``r`` of a cached answer, without the ID (kept if within
+        cache_max_rotations and the byte budget)."""
+        first = e.tails[0]
         assert first is not None
-        flags = ((first[2] << 8) | first[3]) & ~0x0200
-        qend = 12 + e.qlen
-        pkt, _tc = self._assemble(e, r, flags, first[12:qend])
-        if r < self._max_rot and self._bytes + len(pkt) <= self._max_bytes:
-            while len(e.pkts) <= r:
-                e.pkts.append(None)
-            e.pkts[r] = pkt
-            e.size += len(pkt)
-            self._bytes += len(pkt)
-        return pkt
+        flags = ((first[0] << 8) | first[1]) & ~0x0200
+        pkt, _tc = self._assemble(e, r, flags, first[10:10 + e.qlen])
+        tail = pkt[2:]
+        if r < self._max_rot and self._bytes + len(tail) <= self._max_bytes:
+            while len(e.tails) <= r:
+                e.tails.append(None)
+            e.tails[r] = tail
+            e.size += len(tail)
+            self._bytes += len(tail)
+        return tail
 
     def _assemble(self, e: _Entry, r: int, flags: int, question: bytes) -> tuple[bytes, bool]:
         """Fit rotation ``r`` of ``e.ans`` into ``e.limit`` bytes; returns (packet, truncated)."""
