@@ -76,21 +76,30 @@ async def test_idle_timeout(server: DNSServer) -> None:
     writer.close()
 
 
-async def test_connection_cap(server: DNSServer) -> None:
-    conns = [await asyncio.open_connection("127.0.0.1", server.tcp_port) for _ in range(4)]
-    await asyncio.sleep(0.05)
-    r5, w5 = await asyncio.open_connection("127.0.0.1", server.tcp_port)
-    assert await _closed(r5, 2)
-    assert server.counters.tcp_rejected >= 1
-    for _r, w in conns:
-        w.close()
-    w5.close()
-    # once they are gone, new connections work again
-    async def _count_zero() -> None:
-        while server.counters.tcp_connections:
-            await asyncio.sleep(0.02)
-    await asyncio.wait_for(_count_zero(), 3)
-    assert len((await dig(server.tcp_port, "web.service.rumor", "+tcp", "+short")).split()) == 3
+async def test_connection_cap() -> None:
+    # Its own server: a long idle timeout so that a slow machine cannot free a slot early.
+    server = DNSServer(DNSConfig(port=0, tcp_idle_timeout=60, max_tcp_connections=4),
+                       demo_view())
+    await server.start()
+    try:
+        conns = [await asyncio.open_connection("127.0.0.1", server.tcp_port) for _ in range(4)]
+
+        async def _count(n: int) -> None:
+            while server.counters.tcp_connections != n:
+                await asyncio.sleep(0.02)
+        await asyncio.wait_for(_count(4), 5)
+        r5, w5 = await asyncio.open_connection("127.0.0.1", server.tcp_port)
+        assert await _closed(r5, 5)
+        assert server.counters.tcp_rejected >= 1
+        for _r, w in conns:
+            w.close()
+        w5.close()
+        # once they are gone, new connections work again
+        await asyncio.wait_for(_count(0), 5)
+        out = await dig(server.tcp_port, "web.service.rumor", "+tcp", "+short")
+        assert len(out.split()) == 3
+    finally:
+        await server.stop()
 
 
 async def test_frame_cap_and_zero_frame(server: DNSServer) -> None:
