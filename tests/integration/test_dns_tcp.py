@@ -42,7 +42,7 @@ async def _closed(reader: asyncio.StreamReader, within: float) -> bool:
 async def test_pipelined_queries(server: DNSServer) -> None:
     reader, writer = await asyncio.open_connection("127.0.0.1", server.tcp_port)
     names = ["web.service.rumor.", "big.service.rumor.", "n1.node.rumor.", "nope.rumor."] * 25
-    queries = [dns.message.make_query(n, "A") for n in names]
+    queries = [dns.message.make_query(n, "A", id=i + 1) for i, n in enumerate(names)]
     writer.write(b"".join(struct.pack("!H", len(w)) + w for w in
                           (q.to_wire() for q in queries)))
     await writer.drain()
