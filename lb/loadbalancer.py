@@ -78,17 +78,19 @@ class LoadBalancer:
         self._closing: set[asyncio.Task[None]] = set()
         self._watcher: asyncio.Task[None] | None = None
         self._index = 0
+        self._stopping = False
         self._lock = asyncio.Lock()
 
     async def start(self) -> None:
         if self._watcher is None:
+            self._stopping = False
             self._index = self.view.index
             self._watcher = asyncio.get_running_loop().create_task(self._watch(),
                                                                    name="lb-view-watch")
 
     async def _watch(self) -> None:
         view = self.view
-        while True:
+        while not self._stopping:
             try:
                 new = await view.wait(self._index, self.config.watch_timeout)
             except asyncio.CancelledError:
@@ -171,15 +173,18 @@ class LoadBalancer:
 
     async def stop(self, timeout: float = 5.0) -> None:
         """Close every listener; open connections get ``timeout`` seconds to finish."""
+        self._stopping = True
         if self._watcher is not None:
-            self._watcher.cancel()
-            try:
-                await self._watcher
-            except asyncio.CancelledError:
-                pass
-            except Exception:
-                log.exception("lb view watcher ended with an error")
-            self._watcher = None
+            watcher, self._watcher = self._watcher, None
+            watcher.cancel()
+            # A view whose wait() swallows a cancellation (asyncio.wait_for on 3.11 can) must
+            # not hang the shutdown: give the watcher a moment, then leave it cancelled.
+            done, _ = await asyncio.wait({watcher}, timeout=1.0)
+            if not done:
+                watcher.cancel()
+                log.warning("lb view watcher did not stop in time; left cancelled")
+            elif not watcher.cancelled() and watcher.exception() is not None:
+                log.error("lb view watcher ended with an error", exc_info=watcher.exception())
         listeners = list(self._listeners.values())
         self._listeners.clear()
         for lst in listeners:

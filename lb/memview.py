@@ -98,7 +98,10 @@ class MemoryView:
         fut: asyncio.Future[int] = asyncio.get_running_loop().create_future()
         self._waiters.append(fut)
         try:
-            await asyncio.wait_for(asyncio.shield(fut), timeout)
+            # asyncio.timeout, not wait_for: on 3.11 wait_for can swallow a cancellation that
+            # races with the result, leaving the caller's task unstoppable
+            async with asyncio.timeout(timeout):
+                await fut
         except TimeoutError:
             pass
         finally:
