@@ -16,6 +16,13 @@ for a bad spec, :class:`ListenerError` (``.status`` 400) for "bind 127.0.0.1:900
 already in use"; ``remove_listener`` raises ListenerError with ``.status`` 404 for an unknown
 name. ``lb.counters`` is the :class:`LBCounters` (events by reason).
 
+``listeners()`` gives, per listener, the spec (Consul-style keys: Name, Bind, Mode, Service,
+Tag, Strategy, ProxyProtocol, Routes, URLPrefix, PassingOnly, ConnectTimeout, IdleTimeout,
+MaxConnections), the bound ``Address``, ``Counters`` (Connections, Active, Requests, BytesIn,
+BytesOut, Errors, Rejected, ErrorReasons{reason: n}, Events{reason: n}) and ``Backends``
+(Node, ServiceID, Address, Port, Weight, Active, Connections, Requests, BytesIn, BytesOut,
+Errors, Ejections, Ejected, Draining, Service, Tag).
+
 Strategies: ``round_robin`` (default; per connection in TCP, per request in HTTP),
 ``least_conn``, ``random``, ``weighted_round_robin`` (the instances' Weights.Passing /
 Weights.Warning by health). :class:`MemoryView` is a working in-memory catalog view.
