@@ -214,3 +214,37 @@ async def test_absolute_form_target_becomes_origin_form(listener: HttpListener) 
     [(_up, sent)] = rig.sent_upstream()
     assert sent.startswith(b"GET /cart?x=1 HTTP/1.1\r\nHost: Shop.Example.com:8080\r\n")
     assert b"ignored" not in sent
+
+
+UPGRADE_REQ = (b"GET /ws HTTP/1.1\r\nHost: h\r\nConnection: Upgrade\r\nUpgrade: websocket\r\n"
+               b"Sec-WebSocket-Key: x\r\nSec-WebSocket-Version: 13\r\n\r\n")
+
+
+async def test_upgrade_switches_to_byte_pumping(listener: HttpListener) -> None:
+    rig = Rig(listener)
+    rig.client.data_received(UPGRADE_REQ + b"early-frame")      # bytes right after the head
+    up = rig.current_upstream()
+    sent = bytes(up.transport.data)  # type: ignore[attr-defined]
+    assert b"Connection: upgrade\r\nUpgrade: websocket\r\n" in sent
+    assert not sent.endswith(b"early-frame")                     # held until the 101
+    up.data_received(b"HTTP/1.1 101 Switching Protocols\r\nConnection: Upgrade\r\n"
+                     b"Upgrade: websocket\r\nSec-WebSocket-Accept: y\r\n\r\nserver-frame")
+    out = bytes(rig.ct.data)
+    assert out.startswith(b"HTTP/1.1 101 Switching Protocols\r\n")
+    assert b"Upgrade: websocket" in out and out.endswith(b"server-frame")
+    assert bytes(up.transport.data).endswith(b"early-frame")  # type: ignore[attr-defined]
+    rig.client.data_received(b"\x81\x05hello")                   # now raw, both ways
+    assert bytes(up.transport.data).endswith(b"\x81\x05hello")  # type: ignore[attr-defined]
+    up.data_received(b"\x81\x02ok")
+    assert bytes(rig.ct.data).endswith(b"\x81\x02ok")
+    assert rig.client.tunnel is up and up not in up.backend.idle
+
+
+async def test_upgrade_refused_by_backend_closes_after_answer(listener: HttpListener) -> None:
+    rig = Rig(listener)
+    rig.client.data_received(UPGRADE_REQ)
+    up = rig.current_upstream()
+    up.data_received(b"HTTP/1.1 426 Upgrade Required\r\nContent-Length: 2\r\n\r\nno")
+    out = bytes(rig.ct.data)
+    assert out.startswith(b"HTTP/1.1 426") and b"Connection: close" in out
+    assert rig.ct.closed
