@@ -563,3 +563,22 @@ async def test_slow_backend_that_took_the_request_keeps_it_when_removed(env) -> 
         assert r.status == 200 and await r.text() == "b0"              # drained, not resent
         r.release()
     assert "retried_elsewhere" not in lb.listeners()[0]["Counters"]["Events"]
+
+
+async def test_tag_and_passing_only_filters(backends) -> None:  # type: ignore[no-untyped-def]
+    b0, b1, b2 = backends
+    view = MemoryView()
+    view.set_instances("web", [inst(b0, tags=("v1",)), inst(b1, tags=("v2",)),
+                               inst(b2, tags=("v2",), health="warning")])
+    lb = LoadBalancer(LBConfig(sweep_interval=0.05), view)
+    await lb.start()
+    try:
+        v2 = await lb.add_listener({"Name": "v2", "Bind": "127.0.0.1:0", "Mode": "http",
+                                    "Service": "web", "Tag": "V2"})
+        strict = await lb.add_listener({"Name": "strict", "Bind": "127.0.0.1:0",
+                                        "Mode": "http", "Service": "web",
+                                        "PassingOnly": True})
+        assert await get_names(v2["Address"], 6) == {"b1": 3, "b2": 3}
+        assert await get_names(strict["Address"], 6) == {"b0": 3, "b1": 3}
+    finally:
+        await lb.stop(1.0)
