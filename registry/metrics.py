@@ -168,10 +168,9 @@ class AgentCollector:
             buckets.append((le, total))
         if not buckets or buckets[-1][0] != "+Inf":
             buckets.append(("+Inf", total))
-        # The server keeps bucket counts, not a sum of latencies; the sum is left at 0.
         yield HistogramMetricFamily("rumor_dns_query_duration_seconds",
                                     "Time to answer a query locally.", buckets=buckets,
-                                    sum_value=0)
+                                    sum_value=s.get("latency_sum_s", 0.0))
 
     # --- lb -------------------------------------------------------------------------------------
 

@@ -73,6 +73,7 @@ def test_every_family_has_live_values(cluster: Cluster, tmp_path: Path) -> None:
         assert total(m["rumor_dns_queries_total"], qtype="SRV") >= 1
         assert total(m["rumor_dns_responses_total"], rcode="NXDOMAIN") >= 1
         assert m["rumor_dns_query_duration_seconds_count"][()] >= 2
+        assert 0 < m["rumor_dns_query_duration_seconds_sum"][()] < 1
         assert total(m["rumor_lb_requests_total"], listener="web") == 3
         assert total(m["rumor_lb_bytes_total"], direction="out") > 0
         assert m["process_cpu_seconds_total"][()] > 0
