@@ -239,3 +239,33 @@ async def test_backend_given_by_host_name(env) -> None:  # type: ignore[no-untyp
                                             node="n", service_id="byname")])
     addr = await add(lb)
     assert await half_close_exchange(addr, b"12345") == b"e0 got 5 bytes"
+
+
+async def test_replace_in_place_and_remove_drains(env) -> None:  # type: ignore[no-untyped-def]
+    lb, _view, bs = env
+    for b in bs:
+        b.mode = "echo"
+    addr = await add(lb)
+    r, w = await asyncio.open_connection(*addr)
+    w.write(b"one")
+    assert await r.readexactly(3) == b"one"
+    # replace on the same address: same socket, new settings, the open connection lives on
+    info = await lb.add_listener({"Name": "t", "Bind": f"{addr[0]}:{addr[1]}", "Mode": "tcp",
+                                  "Service": "echo", "Strategy": "random"})
+    assert info["Strategy"] == "random" and info["Address"] == f"{addr[0]}:{addr[1]}"
+    r2, w2 = await asyncio.open_connection(*addr)
+    w2.write(b"two")
+    assert await r2.readexactly(3) == b"two"
+    w.write(b"old")
+    assert await r.readexactly(3) == b"old"
+    # remove: no new connections, open ones drain until drain_timeout (0.6 s here)
+    await lb.remove_listener("t")
+    with pytest.raises(OSError):
+        await asyncio.open_connection(*addr)
+    w2.write(b"still")
+    assert await r2.readexactly(5) == b"still"
+    async with asyncio.timeout(5):
+        assert await r2.read() == b""
+        assert await r.read() == b""
+    w.close()
+    w2.close()
