@@ -6,12 +6,17 @@ import bisect
 from collections.abc import Callable
 from typing import Any
 
-__all__ = ["LATENCY_BUCKETS_US", "QTYPE_NAMES", "RCODE_NAMES", "DNSCounters"]
+__all__ = ["LATENCY_BUCKETS_US", "LATENCY_SAMPLE", "QTYPE_NAMES", "RCODE_NAMES", "DNSCounters"]
 
 LATENCY_BUCKETS_US: tuple[float, ...] = (10, 25, 50, 100, 250, 500, 1000, 2500, 10000, 100000,
                                          float("inf"))
 """Upper bounds (microseconds) of the query-latency histogram, Prometheus style (cumulative
 when exported; counted here per bucket)."""
+
+LATENCY_SAMPLE = 8
+"""UDP queries are timed one in LATENCY_SAMPLE (a power of two); each timed one is counted
+LATENCY_SAMPLE times in the histogram and its sum, so both estimate all UDP queries. TCP
+queries are all timed."""
 
 RCODE_NAMES = {0: "NOERROR", 1: "FORMERR", 2: "SERVFAIL", 3: "NXDOMAIN", 4: "NOTIMP",
                5: "REFUSED", 16: "BADVERS"}
@@ -69,7 +74,8 @@ class DNSCounters:
         self.forward_timeouts = 0
         """Single recursor attempts that timed out (failover happened or SERVFAIL)."""
         self.latency = [0] * len(LATENCY_BUCKETS_US)
-        """Queries by latency bucket (see LATENCY_BUCKETS_US); locally answered only."""
+        """Queries by latency bucket (see LATENCY_BUCKETS_US), from answer to send, locally
+        answered only; UDP is sampled (see LATENCY_SAMPLE), so counts are estimates."""
         self.latency_sum_ns = 0
         """Sum of those latencies, nanoseconds (a Prometheus histogram's _sum)."""
         self.tcp_connections = 0
