@@ -170,3 +170,22 @@ def test_same_question_check() -> None:
     assert not _same_question(resp.replace(b"abc", b"abd"), q)
     assert not _same_question(resp[:2] + b"\x01" + resp[3:], q)     # QR not set
     assert not _same_question(resp[:-1] + b"\x02", q)               # another class
+
+
+async def test_random_recursor_strategy_uses_both() -> None:
+    with StaticRecursor("1.1.1.1") as r1, StaticRecursor("2.2.2.2") as r2:
+        server = DNSServer(DNSConfig(port=0, recursors=(f"127.0.0.1:{r1.port}",
+                                                        f"127.0.0.1:{r2.port}"),
+                                     recursor_strategy="random"), demo_view())
+        await server.start()
+        try:
+            import dns.asyncquery
+            import dns.message
+            seen = set()
+            for i in range(24):
+                q = dns.message.make_query(f"h{i}.x.test.", "A")
+                r = await dns.asyncquery.udp(q, "127.0.0.1", port=server.udp_port, timeout=3)
+                seen.update(rr.to_text() for rrset in r.answer for rr in rrset)
+            assert seen == {"1.1.1.1", "2.2.2.2"}
+        finally:
+            await server.stop()
