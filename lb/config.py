@@ -288,9 +288,6 @@ class ListenerSpec:
         if self.proxy_protocol not in (None, "v1", "v2"):
             raise ConfigError(f"listener {self.name}: ProxyProtocol {self.proxy_protocol!r} is "
                               "unknown; use v1, v2 or leave it empty")
-        if self.mode == "http" and self.proxy_protocol is not None:
-            raise ConfigError(f"listener {self.name}: ProxyProtocol is only supported in tcp "
-                              "mode (http mode pools backend connections across clients)")
         if self.mode == "tcp" and (self.routes or self.urlprefix):
             raise ConfigError(f"listener {self.name}: Routes and URLPrefix need Mode http")
         if not self.service and not self.routes and not self.urlprefix:

@@ -56,6 +56,7 @@ except (ImportError, AttributeError):   # not Linux/Unix: no unacknowledged-byte
     _TIOCOUTQ = None
 
 from .listener import Listener
+from .proxyproto import proxy_header
 
 if TYPE_CHECKING:
     from .pool import Pool
@@ -262,6 +263,9 @@ class ClientConn(asyncio.Protocol):
         self.feed_len = 0
         self.lingering = 0.0
         self.draining = False
+        # PROXY protocol listeners keep their backend connections per client connection
+        self.own_idle: dict[Backend, UpstreamConn] | None = (
+            {} if listener.spec.proxy_protocol else None)
 
     # -- asyncio.Protocol -----------------------------------------------------------------
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
@@ -306,6 +310,10 @@ class ClientConn(asyncio.Protocol):
             else:
                 self.tunnel.abort()
         self.exchanges.clear()
+        if self.own_idle:
+            for up in self.own_idle.values():
+                up.close()
+            self.own_idle.clear()
 
     def _upstream_now(self) -> UpstreamConn | None:
         up = self.tunnel
@@ -603,6 +611,16 @@ class ClientConn(asyncio.Protocol):
                 return
             ex.backend = b
             ex.dispatched = True
+            if self.own_idle is not None:
+                # PROXY protocol: backend connections carry this client's address, so they
+                # are kept per client connection, never shared through the backend's pool
+                mine = self.own_idle.pop(b, None)
+                if mine is not None and not mine.closed:
+                    mine.attach(self, ex)
+                    return
+                ex.tried.append(b)
+                ex.connecting = self.loop.create_task(self._connect(ex, b))
+                return
             idle = b.idle
             while idle:
                 up = idle.pop()
@@ -635,6 +653,11 @@ class ClientConn(asyncio.Protocol):
         if self.closed or not self.exchanges or self.exchanges[0] is not ex:
             up.close()
             return
+        pp = listener.spec.proxy_protocol
+        if pp:
+            peer = self.transport.get_extra_info("peername")
+            up.out.append(proxy_header(pp, peer[:2], listener.local_addr))
+            up.owner = self
         up.attach(self, ex)
         self.flush_all()
 
@@ -827,6 +850,7 @@ class UpstreamConn(asyncio.Protocol):
         self.fresh_parser = False
         self.write_paused = False
         self.head_bytes = 0
+        self.owner: ClientConn | None = None    # PROXY protocol: the one client it serves
 
     # -- asyncio.Protocol -----------------------------------------------------------------
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
@@ -1089,8 +1113,18 @@ class UpstreamConn(asyncio.Protocol):
             client._resume(_P_BACKPRESSURE)     # our buffer no longer concerns this client
         self.client = None
         listener = self.listener
-        if (keep_alive and ex.req_done and not b.draining and not listener.closing
-                and len(b.idle) < listener.config.pool_size and not self.eof):
+        reusable = (keep_alive and ex.req_done and not b.draining and not listener.closing
+                    and not self.eof)
+        if self.owner is not None:
+            if reusable and not client.closed and client.own_idle is not None:
+                self.reused = True
+                old = client.own_idle.get(b)
+                client.own_idle[b] = self
+                if old is not None and old is not self:
+                    old.close()
+            else:
+                self.close()
+        elif reusable and len(b.idle) < listener.config.pool_size:
             self.reused = True
             self.idle_since = self.listener.now
             b.idle.append(self)

@@ -582,3 +582,46 @@ async def test_tag_and_passing_only_filters(backends) -> None:  # type: ignore[n
         assert await get_names(strict["Address"], 6) == {"b0": 3, "b1": 3}
     finally:
         await lb.stop(1.0)
+
+
+async def test_proxy_protocol_in_http_mode_keeps_connections_per_client() -> None:
+    """With ProxyProtocol an HTTP listener sends the header once per backend connection and
+    never lets two clients share one (each connection speaks for one client address)."""
+    seen: list[bytes] = []
+
+    async def backend(r: asyncio.StreamReader, w: asyncio.StreamWriter) -> None:
+        seen.append(await r.readline())                    # the PROXY v1 line
+        try:
+            while True:
+                head = await r.readuntil(b"\r\n\r\n")
+                body = b"conn%d" % len(seen)
+                w.write(b"HTTP/1.1 200 OK\r\nContent-Length: %d\r\n\r\n%s" % (len(body), body))
+                await w.drain()
+                assert head.startswith(b"GET ")
+        except (asyncio.IncompleteReadError, ConnectionError):
+            w.close()
+
+    server = await asyncio.start_server(backend, "127.0.0.1", 0)
+    view = MemoryView()
+    view.set_instances("pp", [MemInstance("pp", server.sockets[0].getsockname()[1])])
+    lb = LoadBalancer(LBConfig(sweep_interval=0.05), view)
+    await lb.start()
+    try:
+        info = await lb.add_listener({"Name": "pp", "Bind": "127.0.0.1:0", "Mode": "http",
+                                      "Service": "pp", "ProxyProtocol": "v1"})
+        port = int(info["Address"].rsplit(":", 1)[1])
+        for _client in range(2):
+            async with aiohttp.ClientSession() as s:
+                bodies = []
+                for _ in range(3):
+                    async with s.get(f"http://{info['Address']}/") as r:
+                        bodies.append(await r.text())
+                assert len(set(bodies)) == 1                 # one backend connection each
+        assert len(seen) == 2
+        for line in seen:
+            assert line.startswith(b"PROXY TCP4 127.0.0.1 127.0.0.1 ")
+            assert line.endswith(b" %d\r\n" % port)
+        assert seen[0] != seen[1]                            # two client source ports
+    finally:
+        await lb.stop(1.0)
+        server.close()

@@ -46,8 +46,6 @@ def test_routes_objects_and_strings() -> None:
     ({"Name": "a", "Bind": "127.0.0.1:1", "Service": "a", "Strategy": "fastest"}, "Strategy"),
     ({"Name": "a", "Bind": "127.0.0.1:1"}, "Service is required"),
     ({"Name": "a", "Bind": "127.0.0.1:1", "Service": "a", "ProxyProtocol": "v3"}, "v1, v2"),
-    ({"Name": "a", "Bind": "127.0.0.1:1", "Service": "a", "Mode": "http",
-      "ProxyProtocol": "v1"}, "only supported in tcp"),
     ({"Name": "a", "Bind": "127.0.0.1:1", "Service": "a", "Routes": ["/x=b"]}, "need Mode http"),
     ({"Name": "a b", "Bind": "127.0.0.1:1", "Service": "a"}, "Name"),
     ({"Name": "a", "Bind": "127.0.0.1:1", "Service": "a", "Colour": "red"}, "unknown key"),
