@@ -28,7 +28,8 @@ def register(sub: Any) -> None:
     flag(a, "strategy", default="round_robin",
          help="round_robin (default), least_conn, random, weighted_round_robin")
     flag(a, "proxy-protocol", default=None, choices=("v1", "v2"),
-         help="send a PROXY protocol header to backends (tcp mode)")
+         help="send a PROXY protocol header to backends (in http mode backend "
+              "connections are then kept per client connection)")
     flag(a, "route", action="append", default=[], metavar="[HOST]/PATH=SERVICE",
          help="http mode: route a host and path prefix to a service (repeatable)")
     flag(a, "urlprefix", action="store_true",
