@@ -56,6 +56,7 @@ from .wire import (
     AAAA,
     ANY,
     AXFR,
+    CNAME,
     IXFR,
     NOERROR,
     NOTIMP,
@@ -612,10 +613,20 @@ class Resolver:
             return self._srv(insts, owner, ttl, dom, comp)
         if qtype in (A, AAAA, ANY):
             answers: list[bytes] = []
+            cnames: list[bytes] = []
             seen: set[bytes] = set()
             for inst in insts:
-                ip = _ip(inst.address or inst.node_address)
+                host = inst.address or inst.node_address
+                ip = _ip(host)
                 if ip is None:
+                    # A host name as the address: Consul answers with a CNAME to it.
+                    try:
+                        target = comp.name(labels_of(host))
+                    except ValueError:
+                        continue
+                    if target not in seen:
+                        seen.add(target)
+                        cnames.append(rr(owner, CNAME, ttl, target))
                     continue
                 rtype = A if ip.version == 4 else AAAA
                 if (qtype != ANY and rtype != qtype) or ip.packed in seen:
@@ -623,7 +634,11 @@ class Resolver:
                 seen.add(ip.packed)
                 answers.append(rr(owner, rtype, ttl, ip.packed))
             if answers:
+                # A CNAME cannot share its name with other data (RFC 1034 §3.6.2): when some
+                # instances have addresses, the host-named ones are left out.
                 return _Answer(NOERROR, answers, rotate=True, addr_limited=True)
+            if cnames:
+                return _Answer(NOERROR, cnames, rotate=True)
         return self._negative(NOERROR, dom, comp)
 
     def _srv(self, insts: Sequence[Instance], owner: bytes, ttl: int, dom: tuple[bytes, ...],

@@ -432,3 +432,18 @@ def test_exact_index_skips_queries_with_edns_options(view: MemoryView) -> None:
     for _ in range(3):
         ask(res, "web.service.rumor.", "A", use_edns=0)
     assert len(res._exact) == 1
+
+
+def test_host_name_addresses_give_cname() -> None:
+    v = MemoryView()
+    v.add_node("n1", "10.0.0.1")
+    v.add_node("n2", "10.0.0.2")
+    v.register("n1", "ext", port=443, address="api.example.com")
+    res = Resolver(DNSConfig(), v)
+    m = ask(res, "ext.service.rumor.", "A")
+    assert [(rs.rdtype, [r.to_text() for r in rs]) for rs in m.answer] == [
+        (dns.rdatatype.CNAME, ["api.example.com."])]
+    m = ask(res, "ext.service.rumor.", "SRV")
+    assert m.answer[0][0].target.to_text() == "api.example.com." and not m.additional
+    v.register("n2", "ext", port=443)                  # one instance with an address
+    assert addrs(ask(res, "ext.service.rumor.", "A")) == ["10.0.0.2"]
