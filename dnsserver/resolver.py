@@ -615,6 +615,7 @@ class Resolver:
             answers: list[bytes] = []
             cnames: list[bytes] = []
             seen: set[bytes] = set()
+            seen_names: set[bytes] = set()
             for inst in insts:
                 host = inst.address or inst.node_address
                 ip = _ip(host)
@@ -624,8 +625,8 @@ class Resolver:
                         target = comp.name(labels_of(host))
                     except ValueError:
                         continue
-                    if target not in seen:
-                        seen.add(target)
+                    if target not in seen_names:
+                        seen_names.add(target)
                         cnames.append(rr(owner, CNAME, ttl, target))
                     continue
                 rtype = A if ip.version == 4 else AAAA
