@@ -12,7 +12,8 @@ Public API::
     await server.start()                      # binds UDP and TCP on the same port
     server.udp_port, server.tcp_port          # the bound ports
     server.counters.snapshot()                # queries by qtype/rcode, cache, drops, latency
-    await server.stop()
+    await server.stop()                       # (read counters via snapshot() or after sync():
+                                              #  cache hits are counted per entry, then folded)
 
     # sans-I/O: no sockets, no event loop
     resp = answer(query_bytes, view, config)           # bytes, or None (drop)
@@ -25,6 +26,14 @@ asked): ``<svc>.service[.<dc>]``, ``<tag>.<svc>.service[.<dc>]``,
 ``<hexip>.addr[.<dc>]``, the apex (SOA, NS) and ``ns``; reverse ``in-addr.arpa`` /
 ``ip6.arpa`` PTR for node and service addresses. Other names go to ``recursors`` or are
 REFUSED.
+
+Consul's behaviour is followed where it is defined: SRV priority 1 and weight from
+Weights.Passing/Warning, targets ``<node>.node.<dc>.<domain>`` or ``<hexip>.addr.<dc>.<domain>``
+with glue, node meta as TXT, NXDOMAIN for a service without healthy instances, a CNAME for an
+instance whose address is a host name. Differences: ``udp_answer_limit`` defaults to 0 (fit
+what fits and set TC) and ``enable_truncate`` to True; other datacenters and prepared queries
+(``.query.``) are NXDOMAIN; node lookups answer for nodes that are not ``left`` (as Consul, a
+failed node's own name still resolves; its services do not).
 """
 
 from __future__ import annotations
