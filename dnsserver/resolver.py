@@ -123,6 +123,7 @@ class _Entry:
         "ans",
         "count",
         "forward",
+        "folded",
         "hits",
         "limit",
         "n",
@@ -139,7 +140,8 @@ class _Entry:
         self.tails: list[bytes | None] = []   # per rotation: the response without its ID
         self.size = 64          # bytes held, for cache_max_bytes (roughly)
         self.n = 1              # rotations; 0 for a name that is forwarded
-        self.hits = 0           # hits not yet added to the counters (see _fold); also the turn
+        self.hits = 0           # cache hits so far; also the turn of the rotation
+        self.folded = 0         # hits already added to the counters (see _fold)
         self.qtype = 0
         self.tc = False
         self.rcode = 0
@@ -303,10 +305,10 @@ class Resolver:
 
     def _fold(self, e: _Entry) -> None:
         """Add an entry's uncounted hits to the counters."""
-        h = e.hits
+        h = e.hits - e.folded
         if not h:
             return
-        e.hits = 0
+        e.folded = e.hits       # hits keeps rising: it also drives the rotation
         c = self.counters
         c.queries += h
         c.cache_hits += h

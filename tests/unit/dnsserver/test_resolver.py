@@ -447,3 +447,13 @@ def test_host_name_addresses_give_cname() -> None:
     assert m.answer[0][0].target.to_text() == "api.example.com." and not m.additional
     v.register("n2", "ext", port=443)                  # one instance with an address
     assert addrs(ask(res, "ext.service.rumor.", "A")) == ["10.0.0.2"]
+
+
+def test_rotation_survives_counter_syncs(resolver: Resolver) -> None:
+    """Reading the counters between queries must not reset the round-robin."""
+    firsts = set()
+    for _ in range(6):
+        firsts.add(addrs(ask(resolver, "web.service.rumor.", use_edns=False))[0])
+        resolver.counters.snapshot()
+    assert firsts == {"10.0.0.1", "10.1.1.2", "10.0.0.3"}
+    assert resolver.counters.snapshot()["queries"] == 6
