@@ -41,6 +41,7 @@ __all__ = ["HAVE_SPLICE", "PumpSide", "SpliceConn", "TcpListener"]
 HAVE_SPLICE = hasattr(os, "splice") and hasattr(os, "SPLICE_F_NONBLOCK")
 _SPLICE_FLAGS = (os.SPLICE_F_MOVE | os.SPLICE_F_NONBLOCK) if HAVE_SPLICE else 0
 _F_SETPIPE_SZ = 1031
+_ACCEPT_RETRY = 0.2     # seconds to stop accepting after running out of descriptors
 
 
 def _make_pipe(size: int) -> tuple[int, int]:
@@ -73,6 +74,10 @@ class TcpListener(Listener):
                 pass
             self.sock.close()
 
+    def _resume_accepting(self) -> None:
+        if self.accepting:
+            self.loop.add_reader(self.sock.fileno(), self._on_accept)
+
     def _on_accept(self) -> None:
         for _ in range(64):
             try:
@@ -80,8 +85,12 @@ class TcpListener(Listener):
             except (BlockingIOError, InterruptedError):
                 return
             except OSError as e:
-                # EMFILE/ENFILE/ENOBUFS: count and let the next readiness event retry
+                # EMFILE/ENFILE/ENOBUFS/ENOMEM: out of resources. The listening socket stays
+                # readable, so stop watching it for a moment instead of spinning on it.
                 self.counters.problem("accept_error", "listener=%s err=%s", self.spec.name, e)
+                if self.accepting:
+                    self.loop.remove_reader(self.sock.fileno())
+                    self.loop.call_later(_ACCEPT_RETRY, self._resume_accepting)
                 return
             stats = self.stats
             if len(self.conns) >= self.max_connections:

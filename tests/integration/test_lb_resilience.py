@@ -235,3 +235,86 @@ async def test_churning_view_under_load_loses_nothing_and_leaks_nothing() -> Non
         await lb.stop(1.0)
         for b in bs:
             await b.close()
+
+
+def cpu_s(pid: int) -> float:
+    with open(f"/proc/{pid}/stat") as f:
+        fields = f.read().rsplit(")", 1)[1].split()
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
+async def test_out_of_descriptors_neither_spins_nor_dies(tmp_path: Path) -> None:
+    """A connection flood past the proxy's file-descriptor limit: it keeps its CPU quiet
+    (accepting pauses instead of spinning on EMFILE) and serves again once clients leave."""
+    import resource
+
+    from lb.testing import start_echo_backend
+    import socket
+    echo = await start_echo_backend("e", "reply-on-eof")
+    hole = socket.socket()                      # accept queue full: connects hang
+    hole.bind(("127.0.0.1", 0))
+    hole.listen(0)
+    fillers = []
+    for _ in range(4):
+        f = socket.socket()
+        f.setblocking(False)
+        f.connect_ex(hole.getsockname())
+        fillers.append(f)
+    cfg = {"lb": {"sweep_interval": 0.1, "connect_timeout": 1.0},
+           "listeners": [{"Name": "t", "Bind": "127.0.0.1:0", "Mode": "tcp", "Service": "e"},
+                         {"Name": "flood", "Bind": "127.0.0.1:0", "Mode": "tcp",
+                          "Service": "hole"}],
+           "services": {"e": [{"Port": echo.port}],
+                        "hole": [{"Port": hole.getsockname()[1]}]}}
+    (tmp_path / "lb.json").write_text(json.dumps(cfg))
+
+    def limit_fds() -> None:
+        resource.setrlimit(resource.RLIMIT_NOFILE, (64, 64))
+
+    proxy = await asyncio.create_subprocess_exec(
+        sys.executable, "-m", "lb", str(tmp_path / "lb.json"), stdout=asyncio.subprocess.PIPE,
+        cwd=ROOT, env={**os.environ, "PYTHONPATH": ROOT}, preexec_fn=limit_fds)
+    clients: list[tuple[asyncio.StreamReader, asyncio.StreamWriter]] = []
+    try:
+        assert proxy.stdout is not None
+        line = (await asyncio.wait_for(proxy.stdout.readline(), 20)).decode()
+        addrs = json.loads(line[6:])
+        host, port = addrs["t"].rsplit(":", 1)
+        fhost, fport = addrs["flood"].rsplit(":", 1)
+        for _ in range(60):     # each holds 2 descriptors while its connect hangs: > 64
+            clients.append(await asyncio.open_connection(fhost, int(fport)))
+        await asyncio.sleep(0.3)
+        c0 = cpu_s(proxy.pid)
+        await asyncio.sleep(1.0)
+        assert cpu_s(proxy.pid) - c0 < 0.5      # not spinning on a readable listen socket
+        for _r, w in clients:
+            w.close()
+        clients.clear()
+
+        async def works() -> bool:
+            try:
+                r, w = await asyncio.open_connection(host, int(port))
+                w.write(b"abc")
+                w.write_eof()
+                async with asyncio.timeout(2):
+                    ok = await r.read() == b"e got 3 bytes"
+                w.close()
+                return ok
+            except (OSError, TimeoutError):
+                return False
+
+        loop = asyncio.get_running_loop()
+        deadline = loop.time() + 10
+        while not await works():
+            assert loop.time() < deadline, "proxy did not recover"
+            await asyncio.sleep(0.1)
+        assert proxy.returncode is None
+    finally:
+        for _r, w in clients:
+            w.close()
+        stop(proxy)
+        await proxy.wait()
+        await echo.close()
+        hole.close()
+        for f in fillers:
+            f.close()
