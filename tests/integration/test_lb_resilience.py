@@ -247,9 +247,9 @@ async def test_out_of_descriptors_neither_spins_nor_dies(tmp_path: Path) -> None
     """A connection flood past the proxy's file-descriptor limit: it keeps its CPU quiet
     (accepting pauses instead of spinning on EMFILE) and serves again once clients leave."""
     import resource
+    import socket
 
     from lb.testing import start_echo_backend
-    import socket
     echo = await start_echo_backend("e", "reply-on-eof")
     hole = socket.socket()                      # accept queue full: connects hang
     hole.bind(("127.0.0.1", 0))
