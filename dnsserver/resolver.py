@@ -122,8 +122,8 @@ class _Entry:
     __slots__ = (
         "ans",
         "count",
-        "forward",
         "folded",
+        "forward",
         "hits",
         "limit",
         "n",
