@@ -40,6 +40,7 @@ once per request, so the hot path arms no timer.
 from __future__ import annotations
 
 import asyncio
+import errno
 import logging
 import sys
 from collections import deque
@@ -83,6 +84,7 @@ _STATUS_LINES = {int(s): b"HTTP/1.1 %d %s\r\n" % (int(s), s.phrase.encode())
                  for s in HTTPStatus}
 _BENIGN_CONN_TOKENS = {b"close", b"keep-alive", b"upgrade", b""}
 
+_LOCAL_ERRNOS = frozenset({errno.EMFILE, errno.ENFILE, errno.ENOBUFS, errno.ENOMEM})
 _LINGER = 2.0   # seconds to drain a client's input after an error answer
 
 # reasons the client side pauses reading (bit mask)
@@ -642,6 +644,13 @@ class ClientConn(asyncio.Protocol):
             raise
         except (OSError, TimeoutError) as e:
             ex.connecting = None
+            if getattr(e, "errno", None) in _LOCAL_ERRNOS:
+                # our own shortage (descriptors, memory), not the backend's fault
+                listener.counters.problem("local_resources", "listener=%s err=%s",
+                                          listener.spec.name, e)
+                if not self.closed and self.exchanges and self.exchanges[0] is ex:
+                    self._fail(ex, 503, "the proxy is out of resources", "local_resources")
+                return
             log.debug("lb http connect failed backend=%s:%d err=%s", b.host, b.port, e)
             if ex.pool is not None:
                 ex.pool.report_failure(b, self.loop.time())
