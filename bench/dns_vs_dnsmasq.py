@@ -10,11 +10,16 @@ For each server, interleaved over ``--rounds`` rounds, with the server pinned to
   server's CPU time per query from /proc/PID/stat (utime+stime) before/after, the loss, and the
   p99 latency from dnsperf's per-query verbose output.
 
-dnsmasq answers the same records from ``--host-record`` / ``--srv-host`` with ``--no-resolv``.
-Rumor runs in a process that, like the real agent, also serves an aiohttp app and keeps idle
-asyncio tasks ticking (gossip-like timers), on uvloop. Figures are medians over the rounds.
+dnsmasq answers the same records from ``--host-record`` / ``--srv-host`` with ``--no-resolv``
+(the script checks both answers match). With ``--rumor embedded`` (default) Rumor's side is a
+process that, like the real agent, also serves an aiohttp app and keeps idle asyncio tasks
+ticking (gossip-like timers), on uvloop; with ``--rumor agent`` it is the real
+``rumor agent -dev`` with the instances registered over HTTP. CPU per query is also reported
+for the peak runs, with how busy the server core was (near 100%: the server was the limit).
+Figures are medians over the rounds.
 
     python bench/dns_vs_dnsmasq.py                      # full run (~2-3 minutes)
+    python bench/dns_vs_dnsmasq.py --rumor agent        # against the real agent
     python bench/dns_vs_dnsmasq.py --rounds 1 --seconds 3 --rate-seconds 4   # quick check
 """
 
@@ -314,10 +319,11 @@ def main() -> None:
     p.add_argument("--rumor", choices=("embedded", "agent"), default="embedded",
                    help="embedded: DNSServer + aiohttp + idle tasks in one process (default); "
                         "agent: the real `rumor agent -dev` with the instances registered")
-    p.add_argument("--rounds", type=int, default=3)
+    p.add_argument("--rounds", type=int, default=3, help="interleaved rounds (medians)")
     p.add_argument("--seconds", type=float, default=5, help="length of each peak run")
-    p.add_argument("--rate", type=int, default=5000)
-    p.add_argument("--rate-seconds", type=float, default=10)
+    p.add_argument("--rate", type=int, default=5000, help="q/s of the fixed-rate run")
+    p.add_argument("--rate-seconds", type=float, default=10,
+                   help="length of the fixed-rate run")
     p.add_argument("--server-core", default="0")
     p.add_argument("--load-core", default="1")
     p.add_argument("--json", help="write the raw rows here")
