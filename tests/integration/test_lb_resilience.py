@@ -112,10 +112,14 @@ def rss_kib(pid: int) -> int:
 
 
 async def test_100mb_bodies_stream_through_with_flat_rss(tmp_path: Path) -> None:
+    from lb.testing import start_echo_backend
     backend = await start_http_backend("big")
+    echo = await start_echo_backend("echo", "echo")
     cfg = {"lb": {"sweep_interval": 0.1},
-           "listeners": [{"Name": "h", "Bind": "127.0.0.1:0", "Mode": "http", "Service": "big"}],
-           "services": {"big": [{"Port": backend.port}]}}
+           "listeners": [{"Name": "h", "Bind": "127.0.0.1:0", "Mode": "http", "Service": "big"},
+                         {"Name": "t", "Bind": "127.0.0.1:0", "Mode": "tcp",
+                          "Service": "echo"}],
+           "services": {"big": [{"Port": backend.port}], "echo": [{"Port": echo.port}]}}
     (tmp_path / "lb.json").write_text(json.dumps(cfg))
     proxy, line = await spawn("-m", "lb", str(tmp_path / "lb.json"))
     try:
@@ -161,15 +165,36 @@ async def test_100mb_bodies_stream_through_with_flat_rss(tmp_path: Path) -> None
                     async for chunk in r.content.iter_any():
                         n += len(chunk)
                 assert n == size
+        # and 100 MiB through TCP mode (splice pump), echoed back while still sending
+        thost, tport = json.loads(line[6:])["t"].rsplit(":", 1)
+        r, w = await asyncio.open_connection(thost, int(tport))
+
+        async def send_all() -> None:
+            for _ in range(100):
+                w.write(block)
+                await w.drain()
+            w.write_eof()
+
+        sender = asyncio.create_task(send_all())
+        got = hashlib.sha256()
+        n = 0
+        async with asyncio.timeout(120):
+            while chunk := await r.read(1 << 20):
+                got.update(chunk)
+                n += len(chunk)
+        await sender
+        w.close()
+        assert n == size and got.hexdigest() == want.hexdigest()
         sampling = False
         await sampler
         growth_mib = (peak - base) / 1024
         print(f"proxy rss base={base} KiB peak={peak} KiB")
-        assert growth_mib < 32, f"proxy RSS grew {growth_mib:.1f} MiB moving 400 MiB"
+        assert growth_mib < 32, f"proxy RSS grew {growth_mib:.1f} MiB moving 600 MiB"
     finally:
         stop(proxy)
         await proxy.wait()
         await backend.close()
+        await echo.close()
 
 
 async def test_churning_view_under_load_loses_nothing_and_leaks_nothing() -> None:
