@@ -277,7 +277,10 @@ class Catalog:
         for k in keys:
             self._waiters.setdefault(k, set()).add(fut)
         try:
-            await asyncio.wait_for(asyncio.shield(fut), timeout)
+            # asyncio.timeout, not wait_for(shield(...)): on 3.11 the latter can swallow a
+            # cancellation that races with a wake-up, and a stopping agent would then hang.
+            async with asyncio.timeout(timeout):
+                await fut
         except TimeoutError:
             pass
         finally:
