@@ -253,3 +253,11 @@ class _Parser:
 def compile_filter(text: str) -> Pred:
     """Compile a filter expression to a predicate over a JSON object (raises FilterError)."""
     return _Parser(text).parse()
+
+
+def filter_items(expr: str | None, items: list[Any]) -> list[Any]:
+    """Apply a ``?filter=`` expression to JSON-shaped items; no expression keeps them all."""
+    if not expr:
+        return items
+    pred = compile_filter(expr)
+    return [x for x in items if pred(x)]

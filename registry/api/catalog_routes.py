@@ -17,7 +17,7 @@ from aiohttp import web
 from ..definitions import normalize_keys, parse_service
 from ..errors import PermissionDenied, RequestError
 from .base import read_json
-from .bexpr import compile_filter
+from .bexpr import filter_items
 from .blocking import respond, wait_for
 from .shapes import (
     catalog_of,
@@ -30,14 +30,6 @@ from .shapes import (
 )
 
 routes = web.RouteTableDef()
-
-
-def _filter(request: web.Request, items: list[Any]) -> list[Any]:
-    expr = request.query.get("filter")
-    if not expr:
-        return items
-    pred = compile_filter(expr)
-    return [x for x in items if pred(x)]
 
 
 @routes.get("/v1/catalog/datacenters")
@@ -82,7 +74,7 @@ async def service(request: web.Request) -> web.Response:
             if any(t not in lt for t in tags) or not meta_matches(inst.node_obj.meta, pairs):
                 continue
             out.append(catalog_service_json(inst))
-        return _filter(request, out)
+        return filter_items(request.query.get("filter"), out)
     return respond(reg.response_cache.get(request, index, build), index)
 
 
@@ -94,7 +86,7 @@ async def nodes(request: web.Request) -> web.Response:
     pairs = node_meta_filter(request)
 
     def build() -> Any:
-        return _filter(request, [node_json(n) for n in cat.nodes()
+        return filter_items(request.query.get("filter"), [node_json(n) for n in cat.nodes()
                                  if meta_matches(n.meta, pairs)])
     return respond(reg.response_cache.get(request, max(index, cat.index), build), index)
 
@@ -126,7 +118,8 @@ async def node_services(request: web.Request) -> web.Response:
     from .blocking import encode
 
     svcs = [service_json(r, c, m) for r, c, m in cat.node_service_items(name)]
-    return respond(encode({"Node": node_json(n), "Services": _filter(request, svcs)}), index)
+    services = filter_items(request.query.get("filter"), svcs)
+    return respond(encode({"Node": node_json(n), "Services": services}), index)
 
 
 def _local_node_only(request: web.Request, body: dict[str, Any]) -> None:

@@ -9,7 +9,7 @@ from aiohttp import web
 from ..catalog import CRITICAL, PASSING, STATUSES
 from ..errors import RequestError
 from .base import bool_param
-from .bexpr import compile_filter
+from .bexpr import compile_filter, filter_items
 from .blocking import respond, wait_for
 from .shapes import (
     catalog_of,
@@ -21,14 +21,6 @@ from .shapes import (
 )
 
 routes = web.RouteTableDef()
-
-
-def _filter(request: web.Request, items: list[Any]) -> list[Any]:
-    expr = request.query.get("filter")
-    if not expr:
-        return items
-    pred = compile_filter(expr)
-    return [x for x in items if pred(x)]
 
 
 @routes.get("/v1/health/service/{name}")
@@ -52,7 +44,7 @@ async def health_service(request: web.Request) -> web.Response:
             if any(t not in lt for t in tags) or not meta_matches(inst.node_obj.meta, pairs):
                 continue
             out.append(health_entry_json(inst))
-        return _filter(request, out)
+        return filter_items(request.query.get("filter"), out)
     return respond(reg.response_cache.get(request, index, build), index)
 
 
@@ -64,7 +56,7 @@ async def health_checks(request: web.Request) -> web.Response:
     index = await wait_for(request, cat, [f"svc:{name.lower()}"])
 
     def build() -> Any:
-        return _filter(request, [check_json(c) for c in cat.service_checks(name)
+        return filter_items(request.query.get("filter"), [check_json(c) for c in cat.service_checks(name)
                                  if c.record.service_name.lower() == name.lower()
                                  or not c.record.service_name])
     return respond(reg.response_cache.get(request, index, build), index)
@@ -78,7 +70,7 @@ async def health_node(request: web.Request) -> web.Response:
     index = await wait_for(request, cat, [f"node:{name.lower()}"])
 
     def build() -> Any:
-        return _filter(request, [check_json(c) for c in cat.node_checks(name)])
+        return filter_items(request.query.get("filter"), [check_json(c) for c in cat.node_checks(name)])
     return respond(reg.response_cache.get(request, index, build), index)
 
 
@@ -102,7 +94,7 @@ async def health_state(request: web.Request) -> web.Response:
                 if n is None or not meta_matches(n.meta, pairs):
                     continue
             out.append(check_json(c))
-        return _filter(request, out)
+        return filter_items(request.query.get("filter"), out)
     return respond(reg.response_cache.get(request, index, build), index)
 
 
