@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import json
 import os
+import random
 import signal
 import socket
 import subprocess
@@ -26,18 +27,29 @@ from .netns import Host
 PYTHON = sys.executable
 
 
+_HANDED_OUT: set[int] = set()
+_PORT_LOW, _PORT_HIGH = 10000, 32000
+"""Ports come from below the kernel's ephemeral range (32768+), so the outgoing connections
+of the agents under test can never take a port between the moment it is picked and the moment
+its agent binds it."""
+
+
 def free_port(host: str = "127.0.0.1") -> int:
-    """A port free for both TCP and UDP on ``host`` (gossip needs both on the same number)."""
-    for _ in range(200):
-        with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as t:
-            t.bind((host, 0))
-            port = int(t.getsockname()[1])
-            with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as u:
-                try:
-                    u.bind((host, port))
-                except OSError:
-                    continue
-            return port
+    """A port free for both TCP and UDP on ``host`` (gossip needs both on the same number),
+    never handed out twice in one test run."""
+    for _ in range(500):
+        port = random.randrange(_PORT_LOW, _PORT_HIGH)
+        if port in _HANDED_OUT:
+            continue
+        try:
+            with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as t, \
+                    socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as u:
+                t.bind((host, port))
+                u.bind((host, port))
+        except OSError:
+            continue
+        _HANDED_OUT.add(port)
+        return port
     raise RuntimeError("no free port")
 
 

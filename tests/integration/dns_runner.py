@@ -18,6 +18,7 @@ from contextlib import contextmanager
 from typing import Any, Self
 
 from dnsserver import DNSConfig, DNSServer, MemoryView
+from tests.harness.agents import free_port
 
 DIG = shutil.which("dig") or "/usr/bin/dig"
 DNSMASQ = shutil.which("dnsmasq") or "/usr/sbin/dnsmasq"
@@ -55,25 +56,6 @@ async def dig(port: int, *args: str, timeout: float = 10.0) -> str:
         await proc.wait()
         raise
     return out.decode()
-
-
-def free_port() -> int:
-    """A port free on 127.0.0.1 for both UDP and TCP right now (for programs that need one
-    on their command line, like dnsmasq)."""
-    for _ in range(50):
-        u = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
-        u.bind(("127.0.0.1", 0))
-        port = u.getsockname()[1]
-        t = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
-        try:
-            t.bind(("127.0.0.1", port))
-        except OSError:
-            continue
-        finally:
-            t.close()
-            u.close()
-        return port
-    raise RuntimeError("no free port")
 
 
 @contextmanager
