@@ -1464,13 +1464,15 @@ class Memberlist:
     def _handle_stream_msg(self, msg: object, addr: Addr, now: float) -> bytes | None:
         if isinstance(msg, PushPull):
             self._count_in("push_pull")
-            answer = self._encode_stream(self._push_pull_message(msg.join))
+            # Merge first, then answer: memberlist answers first, but the order is not on the
+            # wire, and merging first lets the delegate answer a digest with only what the
+            # initiator lacks (the registry's anti-entropy does this).
             try:
                 self._merge_remote_state(msg, msg.join, now)
             except _PeerError as exc:
                 # Only the merging side complains; the other side sees a normal answer (§5.2).
                 self._drop("push_pull_incompatible", addr, str(exc))
-            return answer
+            return self._encode_stream(self._push_pull_message(msg.join))
         if isinstance(msg, Ping):
             self._count_in("tcp_ping")
             if msg.node and msg.node != self.name:

@@ -17,10 +17,14 @@ the merge is commutative and idempotent, so any order of deltas and full exchang
 ``complete`` advances on a delta only when its ``prev`` equals the current ``complete`` (no gap),
 and jumps on a full exchange.
 
-Full exchanges ride on push-pull anti-entropy: :meth:`Replicator.local_app_state` sends every
-node record this agent knows (zlib-compressed msgpack) and :meth:`merge_app_state` merges what a
-peer sent, which is how a node that missed broadcasts or sat on the other side of a partition
-converges. A delta must fit one UDP packet: check output is cut to fit, and a record still too
+Full exchanges ride on push-pull anti-entropy, digest first: the side that starts a push-pull
+sends a *digest* (per node: ``complete`` and the newest version it knows) plus its own record;
+the answering side merges that record and answers with only the records it knows better than
+the digest says (for a joiner, everything). So a quiet cluster exchanges a few bytes per node
+instead of every record twice, and each push-pull is still a pull that fetches whatever the
+initiator misses, which is how a node that missed broadcasts or sat on the other side of a
+partition converges. (The answering side merges before it answers; memberlist's wire allows
+either order.) A full state (``MSG_FULL``, every record) is still accepted from any peer. A delta must fit one UDP packet: check output is cut to fit, and a record still too
 large is left to push-pull (counted as ``delta_oversize``).
 
 Gossip status is local knowledge, never replicated: ``MemberFailed`` marks X failed in this
@@ -48,11 +52,18 @@ log = logging.getLogger(__name__)
 
 MSG_DELTA = 1
 MSG_FULL = 2
+MSG_DIGEST = 3
 DELTA_LIMIT = 900
 """Bytes: the largest delta payload handed to ``broadcast_app`` (one UDP packet with headroom)."""
 FULL_MAX_BYTES = 64 * 1024 * 1024
 """Bytes: cap on a decompressed full state from a peer."""
-_COMPRESS_OVER = 512
+_COMPRESS_OVER = 128
+
+
+RawRecord = tuple[str, int, tuple[int, Any], dict[str, tuple[int, Any]],
+                  dict[str, tuple[int, Any]], dict[tuple[str, str], int]]
+"""A node record as decoded from a state: name, complete, (version, info), services, checks,
+tombstones; the item payloads stay raw until they win a merge."""
 
 
 class Malformed(ValueError):
@@ -176,6 +187,9 @@ class Replicator:
         self.dropped: dict[str, int] = {}
         self._warned: set[str] = set()
         self._full_cache: tuple[tuple[int, int], bytes] | None = None
+        self._digest_cache: tuple[tuple[int, int], bytes] | None = None
+        self._reply: bytes | None = None
+        """The answer to the digest merged just now; consumed by the next local_app_state."""
         local.listeners.append(self.on_local_changes)
 
     # --- drops ----------------------------------------------------------------------------------
@@ -240,34 +254,75 @@ class Replicator:
             self.broadcast(_key(node, kind, item), msg)
 
     def local_app_state(self, join: bool = False) -> bytes:
-        """Everything this agent knows, for push-pull: its own record and every remote one.
-
-        The encoding is cached per catalog index: push-pulls while nothing changed cost
-        nothing (at 10,000 instances an encode takes ~0.15 s of loop time)."""
-        key = (self.catalog.index, self.local.version)
-        if self._full_cache is not None and self._full_cache[0] == key:
-            self.counters["full_sent"] += 1
-            self.counters["full_bytes_sent"] += len(self._full_cache[1])
-            return self._full_cache[1]
-        out = self._encode_full()
-        self._full_cache = (key, out)
+        """What goes into a push-pull: the answer to the digest just merged, when this agent is
+        the answering side; otherwise (it starts the exchange) its digest and own record."""
+        if self._reply is not None:
+            out, self._reply = self._reply, None
+        else:
+            key = (self.catalog.index, self.local.version)
+            if self._digest_cache is None or self._digest_cache[0] != key:
+                self._digest_cache = (key, self._pack(
+                    [MSG_DIGEST, self._digest(), self._records({self.local.info.name.lower()})]))
+            out = self._digest_cache[1]
         self.counters["full_sent"] += 1
         self.counters["full_bytes_sent"] += len(out)
         return out
 
-    def _encode_full(self) -> bytes:
+    def full_state(self) -> bytes:
+        """Every record this agent knows (``MSG_FULL``), cached per catalog index (at 10,000
+        instances an encode takes ~0.15 s of loop time)."""
+        key = (self.catalog.index, self.local.version)
+        if self._full_cache is None or self._full_cache[0] != key:
+            self._full_cache = (key, self._pack([MSG_FULL, self._records(None)]))
+        return self._full_cache[1]
+
+    def _digest(self) -> list[list[Any]]:
+        """[name, complete, newest version - complete] for this agent and every node it knows
+        (the difference is nearly always 0: one byte instead of another 8-byte version)."""
+        out: list[list[Any]] = [[self.local.info.name, self.local.version, 0]]
+        for key, k in self.known.items():
+            info = self.catalog.node_info(key)
+            if info is not None:
+                out.append([info.name, k.complete, k.max_version() - k.complete])
+        return out
+
+    def _answer(self, digest: Mapping[str, tuple[int, int]]) -> bytes:
+        """The records this agent knows better than ``digest`` (lowercase name -> versions)."""
+        wanted: set[str] = set()
+        me = self.local.info.name.lower()
+        theirs = digest.get(me)
+        if theirs is None or theirs[1] < self.local.version:
+            wanted.add(me)
+        for key, k in self.known.items():
+            theirs = digest.get(key)
+            if theirs is None or k.complete > theirs[0] or k.max_version() > theirs[1]:
+                wanted.add(key)
+        return self._pack([MSG_FULL, self._records(wanted)])
+
+    @staticmethod
+    def _pack(msg: list[Any]) -> bytes:
+        raw: bytes = msgpack.packb(msg)
+        if len(raw) > _COMPRESS_OVER:
+            return b"\x01" + zlib.compress(raw, 6)
+        return b"\x00" + raw
+
+    def _records(self, names: set[str] | None) -> list[Any]:
+        """Node records (own and remote) whose lowercase names are in ``names`` (None: all)."""
         records: list[Any] = []
         loc = self.local
-        records.append([
-            loc.info.name, loc.version, [loc.item_versions.get(("n", ""), loc.version),
-                                         enc_info(loc.info)],
-            [[loc.item_versions.get(("s", sid), loc.version), enc_service(s.record)]
-             for sid, s in loc.services.items()],
-            [[loc.item_versions.get(("c", cid), loc.version), enc_check(rec)]
-             for cid in loc.checks if (rec := loc.check_record(cid)) is not None],
-            [],
-        ])
+        if names is None or loc.info.name.lower() in names:
+            records.append([
+                loc.info.name, loc.version, [loc.item_versions.get(("n", ""), loc.version),
+                                             enc_info(loc.info)],
+                [[loc.item_versions.get(("s", sid), loc.version), enc_service(s.record)]
+                 for sid, s in loc.services.items()],
+                [[loc.item_versions.get(("c", cid), loc.version), enc_check(rec)]
+                 for cid in loc.checks if (rec := loc.check_record(cid)) is not None],
+                [],
+            ])
         for key, k in self.known.items():
+            if names is not None and key not in names:
+                continue
             info = self.catalog.node_info(key)
             if info is None:
                 continue
@@ -279,10 +334,7 @@ class Replicator:
                 [[k.items.get(("c", cid), 0), enc_check(r)] for cid, r in checks.items()],
                 [[kk[0], kk[1], v] for kk, v in k.tombs.items()],
             ])
-        raw: bytes = msgpack.packb([MSG_FULL, records])
-        if len(raw) > _COMPRESS_OVER:
-            return b"\x01" + zlib.compress(raw, 6)
-        return b"\x00" + raw
+        return records
 
     # --- incoming -------------------------------------------------------------------------------
 
@@ -392,13 +444,17 @@ class Replicator:
         loc.republish_all()
 
     def merge_app_state(self, buf: bytes, join: bool = False) -> None:
-        """A full state from a peer's push-pull. Never raises."""
+        """A peer's push-pull state: records to merge, and for a digest, the answer to give
+        (see the module docstring). Never raises."""
         self.counters["full_bytes_received"] += len(buf)
+        self._reply = None
         try:
-            records = self._decode_full(buf)
+            digest, records = self._decode_state(buf)
         except Exception as e:  # noqa: BLE001 - msgpack and zlib raise several types; none may escape
             self._drop("bad_full_state", repr(e)[:200])
             return
+        if digest is not None:
+            self._reply = self._answer(digest)
         try:
             with self.catalog.batch():
                 for r in records:
@@ -408,12 +464,11 @@ class Replicator:
             return
         self.counters["full_merged"] += 1
 
-    def _decode_full(self, buf: bytes) -> list[tuple[str, int, tuple[int, Any],
-                                                     dict[str, tuple[int, Any]],
-                                                     dict[str, tuple[int, Any]],
-                                                     dict[tuple[str, str], int]]]:
+    def _decode_state(self, buf: bytes) -> tuple[dict[str, tuple[int, int]] | None,
+                                                  list[RawRecord]]:
         """Check the framing and the versions; records stay raw until one wins a merge (a
-        peer mostly sends what we already have, and decoding 10,000 records costs ~0.4 s)."""
+        peer mostly sends what we already have, and decoding 10,000 records costs ~0.4 s).
+        Returns the digest (for ``MSG_DIGEST``; None for ``MSG_FULL``) and the records."""
         if not buf:
             raise Malformed("empty")
         if buf[0] == 1:
@@ -426,11 +481,23 @@ class Replicator:
         else:
             raise Malformed("unknown full-state encoding")
         msg = msgpack.unpackb(raw, strict_map_key=True)
-        if not isinstance(msg, list) or len(msg) != 2 or msg[0] != MSG_FULL \
-                or not isinstance(msg[1], list):
-            raise Malformed("not a full state")
-        out = []
-        for r in msg[1]:
+        digest: dict[str, tuple[int, int]] | None = None
+        if isinstance(msg, list) and len(msg) == 3 and msg[0] == MSG_DIGEST \
+                and isinstance(msg[1], list) and isinstance(msg[2], list):
+            digest = {}
+            for d in msg[1]:
+                if not (isinstance(d, list) and len(d) == 3 and isinstance(d[0], str)
+                        and isinstance(d[1], int) and isinstance(d[2], int) and d[2] >= 0):
+                    raise Malformed("digest entry")
+                digest[d[0].lower()] = (d[1], d[1] + d[2])
+            raw_records = msg[2]
+        elif isinstance(msg, list) and len(msg) == 2 and msg[0] == MSG_FULL \
+                and isinstance(msg[1], list):
+            raw_records = msg[1]
+        else:
+            raise Malformed("not a full state or digest")
+        out: list[RawRecord] = []
+        for r in raw_records:
             if not isinstance(r, list) or len(r) != 6 or not isinstance(r[0], str) \
                     or not isinstance(r[1], int):
                 raise Malformed("node record")
@@ -459,7 +526,7 @@ class Replicator:
                     raise Malformed("tombstone")
                 tomb[(t[0], t[1])] = t[2]
             out.append((name, complete, (info[0], info[1]), services, checks, tomb))
-        return out
+        return digest, out
 
     def _merge_record(self, name: str, complete: int, info: tuple[int, Any],
                       services: Mapping[str, tuple[int, Any]],

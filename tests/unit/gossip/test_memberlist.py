@@ -247,7 +247,9 @@ def test_random_loss_no_false_death(kinds: set[str]) -> None:
     net.sim.run_for(120.0)
     assert dead_events == []
     assert alive_everywhere(net)
-    assert net.dropped["loss"] > 1000
+    # The loss really bit: 20 nodes send at least a ping and an ack each per second, so two
+    # minutes carry at least 4,800 datagrams, of which 10% is about 480 or more.
+    assert net.dropped["loss"] > 480
 
 
 def test_update_node_meta_propagates() -> None:

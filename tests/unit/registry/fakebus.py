@@ -113,8 +113,11 @@ class Bus:
         if not self.route(a, b):
             return
         da, db = self.nodes[a].delegate, self.nodes[b].delegate
-        sa, sb = da.local_app_state(join), db.local_app_state(join)
+        # The order of the real core: the initiator's state, merged by the responder, which
+        # then answers; the initiator merges the answer.
+        sa = da.local_app_state(join)
         db.merge_app_state(sa, join)
+        sb = db.local_app_state(join)
         da.merge_app_state(sb, join)
 
     def anti_entropy(self, rounds: int = 1) -> None:

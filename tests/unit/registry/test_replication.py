@@ -73,7 +73,7 @@ async def test_failed_member_critical_at_once_and_left_member_disappears() -> No
     bus, regs = await cluster(["a", "b", "c"])
     await register(regs["a"], {"Name": "web", "ID": "web1", "Check": {"TTL": "30s", "Status": "passing"}})
     bus.run()
-    snapshot_from_c = regs["c"].replicator.local_app_state()  # type: ignore[union-attr]
+    snapshot_from_c = regs["c"].replicator.full_state()  # type: ignore[union-attr]
     bus.fail("a")
     for n in ("b", "c"):
         assert regs[n].catalog.instances("web") == []
@@ -200,7 +200,7 @@ async def test_agent_that_lost_its_state_republishes_above_stale_copies() -> Non
 async def test_member_unknown_to_gossip_is_not_healthy() -> None:
     bus, regs = await cluster(["a", "b"])
     await register(regs["a"], {"Name": "web", "ID": "web1"})
-    state = regs["a"].replicator.local_app_state()  # type: ignore[union-attr]
+    state = regs["a"].replicator.full_state()  # type: ignore[union-attr]
     bus2, regs2 = await cluster(["x"])
     regs2["x"].replicator.merge_app_state(state)  # type: ignore[union-attr]
     assert [i.node for i in regs2["x"].catalog.entries("web")] == ["a"]
@@ -278,4 +278,43 @@ async def test_leave_then_rejoin_without_restart_spreads_again() -> None:
     rejoin_after_leave(bus, g, delegate)
     bus.run()  # deltas only, no push-pull
     assert all([i.service_id for i in regs[n].catalog.entries("web")] == ["web1"] for n in "bcd")
+    await stop(regs)
+
+
+async def test_push_pull_sends_a_digest_and_only_what_the_initiator_lacks() -> None:
+    bus, regs = await cluster([f"n{i}" for i in range(12)])
+    for i in range(12):
+        await register(regs[f"n{i}"], {"Name": "web", "ID": f"web{i}", "Port": 8000 + i,
+                                       "Tags": ["a", "b"], "Meta": {"k": "v" * 20}})
+    bus.run()
+    bus.anti_entropy(3)
+    assert len(digests(regs)) == 1
+    a, b = regs["n0"].replicator, regs["n1"].replicator
+    assert a is not None and b is not None
+    full = len(a.full_state())
+    # In sync: the initiator's digest is small and the answer carries no record.
+    request = a.local_app_state(False)
+    b.merge_app_state(request, False)
+    answer = b.local_app_state(False)
+    assert len(request) < full
+    assert b._decode_state(answer) == (None, [])      # an answer with no record in it
+    assert len(answer) < 16, answer
+    a.merge_app_state(answer, False)
+    assert len(digests(regs)) == 1
+
+
+async def test_a_node_that_missed_every_broadcast_catches_up_by_pulling() -> None:
+    bus, regs = await cluster(["a", "b", "c", "d"])
+    bus.partition({"d"}, {"a", "b", "c"})
+    await register(regs["a"], {"Name": "web", "ID": "w1", "Port": 1})
+    await register(regs["b"], {"Name": "db", "ID": "d1", "Port": 2})
+    bus.run()
+    assert regs["d"].catalog.instances("web") == []
+    bus.heal()
+    bus.push_pull("d", "c")          # d starts the exchange: its digest, c answers what d lacks
+    assert [i.service_id for i in regs["d"].catalog.instances("web")] == ["w1"]
+    assert [i.service_id for i in regs["d"].catalog.instances("db")] == ["d1"]
+    assert regs["d"].catalog.digest() == regs["c"].catalog.digest()
+    bus.anti_entropy(4)               # random pulls spread the rest: every catalog the same
+    assert len(digests(regs)) == 1
     await stop(regs)
