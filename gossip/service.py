@@ -444,6 +444,10 @@ class Gossip:
     def members(self) -> list[Member]:
         return self.serf.members()
 
+    def member(self, name: str) -> Member | None:
+        """One member by its exact name, without building the whole list."""
+        return self.serf.member(name)
+
     def local_member(self) -> Member:
         return self.serf.local_member()
 

@@ -116,16 +116,18 @@ class Registry:
     def _status_of(self, name: str) -> str | None:
         s = self._member_status.get(name.lower())
         if s is None and self.gossip is not None:
-            for m in self.gossip.members():
-                self._member_status[m.name.lower()] = m.status
-            s = self._member_status.get(name.lower())
+            # One lookup by the name the node publishes itself under; no list rebuild per
+            # record (a join burst merges a record for every member at once).
+            m = self.gossip.member(name)
+            if m is not None:
+                s = self._member_status[name.lower()] = m.status
         return s
 
     def _addr_of(self, name: str) -> str:
         if self.gossip is not None:
-            for m in self.gossip.members():
-                if m.name.lower() == name.lower():
-                    return str(m.addr)
+            m = self.gossip.member(name)
+            if m is not None:
+                return str(m.addr)
         return ""
 
     def _on_gossip_event(self, event: Any) -> None:

@@ -30,6 +30,9 @@ class FakeGossip:
     def members(self) -> list[Member]:
         return list(self.view.values())
 
+    def member(self, name: str) -> Member | None:
+        return self.view.get(name)
+
     def add_listener(self, cb: Callable[[Any], None]) -> None:
         self.listeners.append(cb)
 
