@@ -212,6 +212,10 @@ def setup_counters() -> None:
         subprocess.run(["iptables", "-A", chain, "-p", "tcp", "--sport", rng], check=True)
 
 
+POLL = 0.1
+"""Seconds between two polls of one agent's member list (``--poll``)."""
+
+
 def run_one(kind: str, n: int, idle: float, profile: str, workdir: Path) -> dict[str, Any]:
     agents = [Agent(kind, i, workdir, profile) for i in range(n)]
     pool = cf.ThreadPoolExecutor(max_workers=16)
@@ -233,7 +237,7 @@ def run_one(kind: str, n: int, idle: float, profile: str, workdir: Path) -> dict
         joins = [joiners.submit(a.join, seed.gossip_addr) for a in agents[1:]]
         seen = wait_all(agents, lambda m: sum(1 for k, v in m.items()
                                               if k in names and v == "alive") == n, 120, pool,
-                        t0=t_join)
+                        interval=POLL, t0=t_join)
         for f in joins:
             f.result()
         joiners.shutdown()
@@ -259,7 +263,7 @@ def run_one(kind: str, n: int, idle: float, profile: str, workdir: Path) -> dict
         victim = agents[-1]
         observers = agents[:-1]
         victim.kill9()
-        seen = wait_all(observers, lambda m: m.get(victim.name) == "failed", 90, pool, 0.1)
+        seen = wait_all(observers, lambda m: m.get(victim.name) == "failed", 90, pool, POLL)
         t = sorted(seen.values())
         result["detect_median"] = statistics.median(t) if t else None
         result["detect_max"] = max(t) if len(t) == len(observers) else None
@@ -269,7 +273,7 @@ def run_one(kind: str, n: int, idle: float, profile: str, workdir: Path) -> dict
         leaver = agents[-2]
         rest = agents[:-2]
         pool.submit(leaver.leave)
-        seen = wait_all(rest, lambda m: m.get(leaver.name) == "left", 60, pool, 0.1)
+        seen = wait_all(rest, lambda m: m.get(leaver.name) == "left", 60, pool, POLL)
         t = sorted(seen.values())
         result["leave_median"] = statistics.median(t) if t else None
         result["leave_max"] = max(t) if len(t) == len(rest) else None
@@ -314,6 +318,8 @@ def report(results: list[dict[str, Any]]) -> str:
 
 
 def inside(args: argparse.Namespace) -> int:
+    global POLL
+    POLL = args.poll
     subprocess.run(["ip", "link", "set", "lo", "up"], check=True)
     setup_counters()
     sizes = [int(x) for x in args.sizes.split(",")]
@@ -341,6 +347,8 @@ def main() -> int:
     p.add_argument("--idle", type=float, default=60.0, help="idle window in seconds")
     p.add_argument("--profile", default="lan")
     p.add_argument("--only", choices=["serf", "rumor"])
+    p.add_argument("--poll", type=float, default=0.1,
+                   help="seconds between polls of an agent's member list (default 0.1)")
     p.add_argument("--inside", action="store_true", help=argparse.SUPPRESS)
     args = p.parse_args()
     if args.inside:
@@ -353,7 +361,8 @@ def main() -> int:
     try:
         argv = ["ip", "netns", "exec", ns, sys.executable, str(Path(__file__).resolve()),
                 "--inside", "--sizes", args.sizes, "--idle", str(args.idle),
-                "--profile", args.profile] + (["--only", args.only] if args.only else [])
+                "--profile", args.profile, "--poll", str(args.poll)] + (
+                    ["--only", args.only] if args.only else [])
         return subprocess.call(argv)
     finally:
         subprocess.run(["ip", "netns", "del", ns], check=False)
