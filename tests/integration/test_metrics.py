@@ -65,13 +65,16 @@ def test_every_family_has_live_values(cluster: Cluster, tmp_path: Path) -> None:
                        + [f"q{i}.service.rumor" for i in range(16)],
                        check=True, capture_output=True, timeout=20)
 
+        # Two members, and probes under way both ways (bytes count UDP packets; the join was
+        # TCP, and the first probe of each agent waits up to one probe interval).
         m = wait_for(lambda: (s := scrape(a.http_addr)) and
                      total(s["rumor_gossip_members"], status="alive") == 2 and
-                     total(s["rumor_gossip_messages_total"], direction="in") > 0 and s, 20,
+                     total(s["rumor_gossip_messages_total"], direction="in") > 0 and
+                     total(s["rumor_gossip_bytes_total"], direction="out") > 0 and
+                     total(s["rumor_gossip_bytes_total"], direction="in") > 0 and
+                     s["rumor_gossip_probes_total"][()] >= 1 and s, 20,
                      what="gossip metrics to show two members and traffic")
 
-        assert total(m["rumor_gossip_bytes_total"], direction="out") > 0
-        assert m["rumor_gossip_probes_total"][()] >= 0
         assert total(m["rumor_registry_instances"]) == 1
         assert total(m["rumor_registry_checks"], status="passing") >= 1
         assert "rumor_registry_blocking_queries_waiting" in m
