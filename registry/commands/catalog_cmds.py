@@ -10,7 +10,10 @@ from ..cli import client_of, client_parser, flag, print_json, print_table
 
 def register(sub: Any) -> None:
     top = sub.add_parser("catalog", help="read the cluster-wide catalog",
-                         description="Read the catalog (every agent's services).")
+                         description="Read the catalog (every agent's services).",
+                         epilog="examples:\n  rumor catalog services\n  rumor catalog nodes -json\n"
+                                "  rumor catalog service web -tag v2",
+                         formatter_class=argparse.RawDescriptionHelpFormatter)
     cs = top.add_subparsers(dest="catalog_cmd", metavar="SUBCOMMAND")
     top.set_defaults(func=lambda a: (top.print_help(), 1)[1])
     p = client_parser(cs, "services", "list service names",
@@ -28,7 +31,10 @@ def register(sub: Any) -> None:
     flag(p, "tag", action="append", default=[], help="only instances with this tag")
     p.set_defaults(func=service)
 
-    top = sub.add_parser("health", help="read health", description="Read health information.")
+    top = sub.add_parser("health", help="read health", description="Read health information.",
+                         epilog="examples:\n  rumor health service web\n"
+                                "  rumor health service web -passing -json",
+                         formatter_class=argparse.RawDescriptionHelpFormatter)
     hs = top.add_subparsers(dest="health_cmd", metavar="SUBCOMMAND")
     top.set_defaults(func=lambda a: (top.print_help(), 1)[1])
     p = client_parser(hs, "service", "a service's instances with their health",

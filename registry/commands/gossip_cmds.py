@@ -18,7 +18,8 @@ def register(sub: Any) -> None:
     flag(p, "replay", action="store_true", help="also deliver user events sent before the join")
     p.set_defaults(func=join)
 
-    p = client_parser(sub, "leave", "make the agent leave the cluster gracefully and stop")
+    p = client_parser(sub, "leave", "make the agent leave the cluster gracefully and stop",
+                      "examples:\n  rumor leave\n  rumor leave -http-addr 10.0.0.5:8500")
     p.set_defaults(func=leave)
 
     p = client_parser(sub, "force-leave", "mark a failed member as left (it stops being reconnected)",
@@ -35,7 +36,9 @@ def register(sub: Any) -> None:
     p.add_argument("payload", nargs="?", default="", help="payload ('-' reads stdin)")
     p.set_defaults(func=event)
 
-    p = sub.add_parser("keygen", help="print a new random 32-byte gossip encryption key (base64)")
+    p = sub.add_parser("keygen", help="print a new random 32-byte gossip encryption key (base64)",
+                       epilog="examples:\n  rumor keygen\n  rumor agent -encrypt $(rumor keygen) ...",
+                       formatter_class=argparse.RawDescriptionHelpFormatter)
     p.set_defaults(func=keygen)
 
     p = client_parser(sub, "keyring", "manage the gossip encryption keys of the whole cluster",

@@ -10,7 +10,9 @@ from ..cli import client_of, client_parser, print_json
 
 
 def register(sub: Any) -> None:
-    p = sub.add_parser("version", help="print the version")
+    p = sub.add_parser("version", help="print the version",
+                       epilog="examples:\n  rumor version\n  rumor version -json",
+                       formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("-json", "--json", action="store_true", help="print JSON")
     p.set_defaults(func=version)
     p = client_parser(sub, "info", "show the local agent's identity and stats",

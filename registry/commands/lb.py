@@ -10,7 +10,10 @@ from ..cli import client_of, client_parser, flag, print_json, print_table
 
 def register(sub: Any) -> None:
     p = sub.add_parser("lb", help="manage load-balancer listeners (add, remove, list)",
-                       description="manage the agent's load-balancer listeners")
+                       description="manage the agent's load-balancer listeners",
+                       epilog="examples:\n  rumor lb add -name web -bind 127.0.0.1:9000 -mode http "
+                              "-service web\n  rumor lb list\n  rumor lb remove web",
+                       formatter_class=argparse.RawDescriptionHelpFormatter)
     lsub = p.add_subparsers(dest="lb_command", metavar="SUBCOMMAND")
 
     a = client_parser(

@@ -21,7 +21,11 @@ REGISTER_EPILOG = """examples:
 
 def register(sub: Any) -> None:
     top = sub.add_parser("services", help="register, deregister and list this agent's services",
-                         description="Manage the services registered with the local agent.")
+                         description="Manage the services registered with the local agent.",
+                         epilog="examples:\n  rumor services register web.json\n"
+                                "  rumor services register -name web -port 8080\n"
+                                "  rumor services list\n  rumor services deregister web",
+                         formatter_class=argparse.RawDescriptionHelpFormatter)
     ss = top.add_subparsers(dest="services_cmd", metavar="SUBCOMMAND")
     top.set_defaults(func=lambda a: (top.print_help(), 1)[1])
 
