@@ -312,6 +312,7 @@ def test_agent_http_api_and_cli_with_serf(procs: Procs, tmp_path: Path) -> None:
     names = ["s1", "a1", "a2"]
     wait_for(lambda: _all(a1.members(), names, "alive"), 20, what="a1 sees all")
     wait_for(lambda: _all(s1.statuses(), names, "alive"), 20, what="s1 sees all")
+    wait_for(lambda: _all(a2.members(), names, "alive"), 20, what="a2 sees all")
     members = {m["Name"]: m for m in a1.http("GET", "/v1/agent/members")}
     assert members["a1"]["Tags"]["role"] == "api" and members["s1"]["Tags"] == {"role": "serf"}
     assert members["s1"]["Status"] == 1 and members["s1"]["DelegateMax"] == 5
