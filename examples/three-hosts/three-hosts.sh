@@ -35,6 +35,11 @@ fi
 ns()   { echo "rx${RID}h$1"; }                 # namespace of host N
 ip_of(){ echo "$NET.$(( $1 + 10 ))"; }          # address of host N
 on()   { local h=$1; shift; ip netns exec "$(ns "$h")" "$@"; }
+# Start a long-running program on host $1 in the background. `exec` makes the backgrounded
+# subshell become the program itself (ip netns exec execs too), so $! is the program's own PID
+# and cleanup can end it; with a plain function call, $! would be the subshell and the program
+# would outlive the script.
+spawn() { local h=$1; shift; exec ip netns exec "$(ns "$h")" "$@"; }
 say()  { printf '\n\033[1m==> %s\033[0m\n' "$*"; }
 
 cleanup() {
@@ -87,8 +92,8 @@ say "starting a Rumor agent on each host (logs in $WORK/hostN.log)"
 for h in 1 2 3; do
   join=()
   [[ $h -gt 1 ]] && join=(-retry-join "$(ip_of 1)" -retry-interval 1s)
-  on "$h" "${RUMOR[@]}" agent -node "host$h" -bind "$(ip_of "$h")" -client 127.0.0.1 \
-      -data-dir "$WORK/host$h-data" "${join[@]}" >"$WORK/host$h.log" 2>&1 &
+  (spawn "$h" "${RUMOR[@]}" agent -node "host$h" -bind "$(ip_of "$h")" -client 127.0.0.1 \
+      -data-dir "$WORK/host$h-data" "${join[@]}") >"$WORK/host$h.log" 2>&1 &
   PIDS+=($!)
 done
 for h in 1 2 3; do
@@ -103,7 +108,7 @@ say "starting the web service on host1 and host2, each registering with its loca
 for h in 1 2; do
   mkdir -p "$WORK/www$h"
   echo "hello from host$h" >"$WORK/www$h/index.html"
-  on "$h" python3 -m http.server 8080 --bind "$(ip_of "$h")" --directory "$WORK/www$h" \
+  (spawn "$h" python3 -m http.server 8080 --bind "$(ip_of "$h")" --directory "$WORK/www$h") \
       >"$WORK/web$h.log" 2>&1 &
   PIDS+=($!)
   wait_until 10 "the web server on host$h" on "$h" curl -sf "http://$(ip_of "$h"):8080/"
