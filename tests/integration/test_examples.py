@@ -1,0 +1,46 @@
+"""The examples a person runs must keep working, and must leave nothing behind."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from tests.conftest import need
+from tests.harness import netns
+
+ROOT = Path(__file__).resolve().parents[2]
+
+
+def _ours() -> set[str]:
+    """Command lines of processes started from the example (agents and web servers)."""
+    out = subprocess.run(["ps", "-eo", "pid=,args="], check=True, capture_output=True,
+                         text=True).stdout
+    return {line.strip() for line in out.splitlines()
+            if "rumor-three-hosts" in line or ("http.server 8080" in line and "10.251." in line)}
+
+
+@pytest.mark.netns
+def test_three_hosts_example_check_mode() -> None:
+    reason = netns.available()
+    if reason:
+        pytest.skip(reason)
+    need("dig")
+    need("curl")
+    before_ns = set(netns.run("ip", "netns", "list").stdout.split())
+    # The interpreter running the tests (the project's venv in CI) provides `rumor` and
+    # `python3` to the script.
+    bindir = str(Path(sys.executable).parent)
+    env = {**os.environ, "PATH": bindir + os.pathsep + os.environ.get("PATH", "")}
+    p = subprocess.run(["bash", str(ROOT / "examples/three-hosts/three-hosts.sh"), "--check"],
+                       check=False, capture_output=True, text=True, timeout=240, cwd=ROOT,
+                       env=env)
+    assert p.returncode == 0, p.stdout[-3000:] + p.stderr[-2000:]
+    assert "all good" in p.stdout
+    assert "left host3's DNS answers" in p.stdout and "was back" in p.stdout
+    after_ns = set(netns.run("ip", "netns", "list").stdout.split())
+    assert after_ns <= before_ns, f"namespaces left behind: {after_ns - before_ns}"
+    assert not _ours(), f"processes left behind: {_ours()}"
