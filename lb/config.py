@@ -261,18 +261,36 @@ class ListenerSpec:
     """One listener: where it binds, how it proxies, and which catalog service it serves."""
 
     name: str
+    """``Name``: unique per agent; PUT with the same name replaces the listener."""
     bind: str
+    """``Bind``: ``ip:port`` to listen on (``[v6]:port`` for IPv6)."""
     mode: str = "tcp"
+    """``Mode``: ``tcp`` (per-connection balancing, byte pumping) or ``http`` (per-request
+    balancing, HTTP/1.1 proxy). Default ``tcp``."""
     service: str = ""
+    """``Service``: the catalog service whose healthy instances are the backends."""
     tag: str | None = None
+    """``Tag``: only instances carrying this tag. Default: any."""
     strategy: str = "round_robin"
+    """``Strategy``: ``round_robin`` (default), ``least_conn``, ``random`` or
+    ``weighted_round_robin`` (weights from the instances' ``Weights``)."""
     proxy_protocol: str | None = None
+    """``ProxyProtocol``: send a PROXY protocol ``v1`` or ``v2`` header to backends. Default off."""
     routes: tuple[Route, ...] = ()
+    """``Routes`` (http mode): ``{Host, PathPrefix, Service, Tag}`` objects or
+    ``"host/path=service"`` strings; the longest matching prefix wins."""
     urlprefix: bool = False
+    """``URLPrefix`` (http mode): also route by fabio-style ``urlprefix-host/path`` service tags."""
     passing_only: bool = False
+    """``PassingOnly``: leave out instances whose worst check is ``warning``."""
     connect_timeout: float | None = None
+    """``ConnectTimeout``: seconds to connect to a backend before trying the next. Default: the
+    LB config's ``connect_timeout``."""
     idle_timeout: float | None = None
+    """``IdleTimeout``: seconds a connection may stay idle. Default: the LB config's."""
     max_connections: int | None = None
+    """``MaxConnections``: client connections open at once; more wait in the accept queue.
+    Default: the LB config's."""
 
     def validate(self) -> ListenerSpec:
         if not self.name or not re.fullmatch(r"[A-Za-z0-9_.\-]+", self.name):

@@ -88,8 +88,13 @@ class AgentConfig:
     event_handlers: tuple[str, ...] = ()
     """Serf-style event handler scripts: ``[filter=]command``."""
     enable_dns: bool = True
+    """Serve DNS on ``client_addr``:``ports.dns``. Default true (``ports.dns = -1`` also turns
+    it off)."""
     enable_lb: bool = True
+    """Run the load balancer (its listeners come from ``lb.listeners`` and the HTTP API).
+    Default true."""
     enable_ui: bool = True
+    """Serve the web UI at ``/ui/`` on the HTTP port. Default true."""
     dns_config: Mapping[str, Any] = field(default_factory=dict)
     """Options for the DNS server (see the DNS reference): ttls, only_passing, limits…"""
     gossip: Mapping[str, Any] = field(default_factory=dict)
