@@ -11,6 +11,7 @@ check ip iproute2
 check iptables iptables
 check ping iputils-ping
 check curl curl
+check openssl openssl
 check dnsmasq dnsmasq-base
 check dnsperf dnsperf
 check haproxy haproxy

@@ -7,6 +7,7 @@ persisted to the data dir before the answer, and replicated to every other agent
 from __future__ import annotations
 
 import hashlib
+from collections.abc import Callable
 from typing import Any
 
 from aiohttp import web
@@ -51,6 +52,18 @@ async def _wait_hash(request: web.Request, build: Any) -> tuple[bytes, int]:
     return body, index
 
 
+async def _local_answer(request: web.Request, build: Callable[[], Any]) -> web.Response:
+    """Answer a read of this agent's own state: blocking on ``?hash`` or on ``?index``, with
+    Consul's content hash header either way."""
+    if request.query.get("hash"):
+        body, index = await _wait_hash(request, build)
+    else:
+        reg = registry_of(request)
+        index = await wait_for(request, reg.catalog, [_local_key(request)])
+        body = reg.response_cache.get(request, index, build)
+    return respond(body, index, extra={"X-Consul-ContentHash": _content_hash(body)})
+
+
 @routes.get("/v1/agent/services")
 async def agent_services(request: web.Request) -> web.Response:
     reg = registry_of(request)
@@ -65,12 +78,7 @@ async def agent_services(request: web.Request) -> web.Response:
             if pred is None or pred(j):
                 out[sid] = j
         return out
-    if request.query.get("hash"):
-        body, index = await _wait_hash(request, build)
-        return respond(body, index, extra={"X-Consul-ContentHash": _content_hash(body)})
-    index = await wait_for(request, cat, [_local_key(request)])
-    body = reg.response_cache.get(request, index, build)
-    return respond(body, index, extra={"X-Consul-ContentHash": _content_hash(body)})
+    return await _local_answer(request, build)
 
 
 @routes.get("/v1/agent/service/{id}")
@@ -131,12 +139,7 @@ async def agent_checks(request: web.Request) -> web.Response:
             if pred is None or pred(j):
                 out[c.record.check_id] = j
         return out
-    if request.query.get("hash"):
-        body, index = await _wait_hash(request, build)
-        return respond(body, index, extra={"X-Consul-ContentHash": _content_hash(body)})
-    index = await wait_for(request, cat, [_local_key(request)])
-    body = reg.response_cache.get(request, index, build)
-    return respond(body, index, extra={"X-Consul-ContentHash": _content_hash(body)})
+    return await _local_answer(request, build)
 
 
 @routes.put("/v1/agent/check/register")
