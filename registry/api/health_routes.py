@@ -56,9 +56,9 @@ async def health_checks(request: web.Request) -> web.Response:
     index = await wait_for(request, cat, [f"svc:{name.lower()}"])
 
     def build() -> Any:
-        return filter_items(request.query.get("filter"), [check_json(c) for c in cat.service_checks(name)
-                                 if c.record.service_name.lower() == name.lower()
-                                 or not c.record.service_name])
+        checks = [check_json(c) for c in cat.service_checks(name)
+                  if c.record.service_name.lower() == name.lower() or not c.record.service_name]
+        return filter_items(request.query.get("filter"), checks)
     return respond(reg.response_cache.get(request, index, build), index)
 
 
@@ -70,7 +70,8 @@ async def health_node(request: web.Request) -> web.Response:
     index = await wait_for(request, cat, [f"node:{name.lower()}"])
 
     def build() -> Any:
-        return filter_items(request.query.get("filter"), [check_json(c) for c in cat.node_checks(name)])
+        checks = [check_json(c) for c in cat.node_checks(name)]
+        return filter_items(request.query.get("filter"), checks)
     return respond(reg.response_cache.get(request, index, build), index)
 
 
