@@ -18,13 +18,16 @@ from __future__ import annotations
 
 import base64
 import hashlib
+import ipaddress
+import re
 import uuid
 from collections.abc import Mapping
 from typing import Any
 
 from aiohttp import web
 
-from ..errors import RequestError
+from ..config import split_hostport
+from ..errors import ConfigError, RequestError
 from .base import agent_of, json_response, read_json
 from .blocking import blocking_params
 
@@ -91,6 +94,8 @@ async def members(request: web.Request) -> web.Response:
 @routes.put("/v1/agent/join/{addr}")
 async def join(request: web.Request) -> web.Response:
     addr = request.match_info["addr"]
+    if not _is_join_address(addr):
+        raise RequestError(f"Bad address {addr!r}: use host, host:port or [ipv6]:port")
     replay = _flag(request, "replay")
     try:
         n = await _gossip(request).join([addr], replay=replay)
@@ -99,6 +104,25 @@ async def join(request: web.Request) -> web.Response:
     if n == 0:
         raise RequestError(f"Failed to join {addr}: no agent answered", 500)
     return json_response(None)
+
+
+_HOSTNAME = re.compile(r"[A-Za-z0-9]([A-Za-z0-9\-.]{0,251}[A-Za-z0-9])?")
+
+
+def _is_join_address(addr: str) -> bool:
+    """host, host:port or [v6]:port with a plausible host: a typo is the client's fault (400),
+    while a well-formed address that nobody answers on stays Consul's 500."""
+    try:
+        host, port = split_hostport(addr, 7946)
+    except ConfigError:
+        return False
+    if not 0 < port < 65536:
+        return False
+    try:
+        ipaddress.ip_address(host)
+        return True
+    except ValueError:
+        return _HOSTNAME.fullmatch(host) is not None
 
 
 @routes.put("/v1/agent/leave")

@@ -160,3 +160,13 @@ def test_log_json(tmp_path: Path) -> None:
     lines = [json.loads(x) for x in a.log_path.read_text().splitlines() if x.startswith("{")]
     assert any("agent started" in x["@message"] for x in lines)
     assert all({"@timestamp", "@level", "@module", "@message"} <= x.keys() for x in lines)
+
+
+def test_join_to_a_malformed_address_is_a_400(agent: AgentProcess) -> None:
+    for bad in ("a%00b", "%ff", "host:99999", "x:y", "-bad-"):
+        status, _, text = raw_http(agent.http_port, "PUT", f"/v1/agent/join/{bad}")
+        assert status == 400 and "Bad address" in text, (bad, status, text)
+    # well formed but nobody answers: Consul's 500 with the reason
+    port = free_port()
+    status, _, text = raw_http(agent.http_port, "PUT", f"/v1/agent/join/127.0.0.1:{port}")
+    assert status == 500 and "Failed to join" in text
