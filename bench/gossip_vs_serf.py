@@ -12,6 +12,12 @@ profile and measures:
   and max over observers);
 - leave: graceful leave of another agent; time until every remaining agent lists it as left.
 
+Detection and leave are repeated ``--trials`` times (a different victim and leaver each time,
+observed by the agents still in the cluster) and the median over trials is reported, since one
+event per run swings with where the victim sat in everyone's probe order. Joins and leaves are
+issued over a control connection of their own, opened before the clock starts (Serf: an RPC
+connection; Rumor: a keep-alive HTTP connection), never over the connection that polls members.
+
 Bytes are counted by iptables on the loopback of a network namespace the benchmark makes for
 itself (the gossip ports of each kind lie in their own range), so nothing is added to the root
 namespace. Rumor agents run as whole agents (HTTP API, DNS and LB included), which is what the
@@ -61,6 +67,7 @@ class Agent:
         self.proc: subprocess.Popen[bytes] | None = None
         self._rpc: SerfRPC | None = None
         self._http: http.client.HTTPConnection | None = None
+        self._ctl: Any = None   # control connection (join/leave), see open_control()
 
     @property
     def gossip_addr(self) -> str:
@@ -89,6 +96,11 @@ class Agent:
         except Exception:
             self.close_conn()
             return False
+
+    def close_control(self) -> None:
+        if self._ctl is not None:
+            self._ctl.close()
+        self._ctl = None
 
     def close_conn(self) -> None:
         if self._rpc:
@@ -122,18 +134,40 @@ class Agent:
                     raise
         raise AssertionError("unreachable")
 
+    def open_control(self) -> None:
+        """Open the connection joins and leaves go over, apart from the polling one (two
+        threads must never share an HTTP connection), before any clock starts."""
+        if self.kind == "serf":
+            self._ctl = SerfRPC(f"127.0.0.1:{self.ctl_port}")
+        else:
+            self._ctl = http.client.HTTPConnection("127.0.0.1", self.ctl_port, timeout=30)
+            self._ctl.request("GET", "/v1/agent/self")
+            self._ctl.getresponse().read()
+
+    def _control(self, method: str, path: str) -> None:
+        if self._ctl is None:
+            self.open_control()
+        self._ctl.request(method, path)
+        resp = self._ctl.getresponse()
+        body = resp.read()
+        if resp.status >= 400:
+            raise RuntimeError(f"{self.name}: {method} {path}: {resp.status} {body!r}")
+
     def join(self, addr: str) -> None:
         if self.kind == "serf":
-            SerfRPC(f"127.0.0.1:{self.ctl_port}").join([addr])
+            if self._ctl is None:
+                self.open_control()
+            self._ctl.join([addr])
         else:
-            self._request("PUT", f"/v1/agent/join/{addr}")
+            self._control("PUT", f"/v1/agent/join/{addr}")
 
     def leave(self) -> None:
         if self.kind == "serf":
-            rpc = SerfRPC(f"127.0.0.1:{self.ctl_port}")
-            rpc.leave()
+            if self._ctl is None:
+                self.open_control()
+            self._ctl.leave()
         else:
-            self._request("PUT", "/v1/agent/leave")
+            self._control("PUT", "/v1/agent/leave")
 
     def cpu_seconds(self) -> float:
         assert self.proc is not None
@@ -155,6 +189,7 @@ class Agent:
 
     def stop(self) -> None:
         self.close_conn()
+        self.close_control()
         if self.proc and self.proc.poll() is None:
             os.kill(self.proc.pid, signal.SIGTERM)
             try:
@@ -216,7 +251,8 @@ POLL = 0.1
 """Seconds between two polls of one agent's member list (``--poll``)."""
 
 
-def run_one(kind: str, n: int, idle: float, profile: str, workdir: Path) -> dict[str, Any]:
+def run_one(kind: str, n: int, idle: float, profile: str, workdir: Path,
+            trials: int = 3) -> dict[str, Any]:
     agents = [Agent(kind, i, workdir, profile) for i in range(n)]
     pool = cf.ThreadPoolExecutor(max_workers=16)
     result: dict[str, Any] = {"kind": kind, "n": n}
@@ -230,6 +266,8 @@ def run_one(kind: str, n: int, idle: float, profile: str, workdir: Path) -> dict
             time.sleep(0.2)
         names = {a.name for a in agents}
         seed = agents[0]
+        for a in agents[1:]:
+            a.open_control()
 
         # join: all at once, from their own threads, with the clock running from the start
         joiners = cf.ThreadPoolExecutor(max_workers=n)
@@ -259,24 +297,49 @@ def run_one(kind: str, n: int, idle: float, profile: str, workdir: Path) -> dict
         result["rss_mib"] = statistics.median(a.rss_mib() for a in agents)
         result["bytes_per_node_s"] = (b1 - b0) / n / idle
 
-        # detection of kill -9
-        victim = agents[-1]
-        observers = agents[:-1]
-        victim.kill9()
-        seen = wait_all(observers, lambda m: m.get(victim.name) == "failed", 90, pool, POLL)
-        t = sorted(seen.values())
-        result["detect_median"] = statistics.median(t) if t else None
-        result["detect_max"] = max(t) if len(t) == len(observers) else None
-        result["detect_seen"] = f"{len(t)}/{len(observers)}"
-
-        # graceful leave
-        leaver = agents[-2]
-        rest = agents[:-2]
-        pool.submit(leaver.leave)
-        seen = wait_all(rest, lambda m: m.get(leaver.name) == "left", 60, pool, POLL)
-        t = sorted(seen.values())
-        result["leave_median"] = statistics.median(t) if t else None
-        result["leave_max"] = max(t) if len(t) == len(rest) else None
+        # detection of kill -9 and graceful leave, ``trials`` times: victims and leavers are
+        # taken from the end of the list; observers are the agents still in the cluster
+        present = list(agents)
+        det_med: list[float] = []
+        det_max: list[float] = []
+        lv_med: list[float] = []
+        lv_max: list[float] = []
+        seen_counts: list[str] = []
+        for _ in range(trials):
+            if len(present) < 4:
+                break
+            victim = present.pop()
+            victim.kill9()
+            seen = wait_all(present, lambda m, v=victim.name: m.get(v) == "failed", 90, pool, POLL)
+            t = sorted(seen.values())
+            seen_counts.append(f"{len(t)}/{len(present)}")
+            if t:
+                det_med.append(statistics.median(t))
+            if len(t) == len(present):
+                det_max.append(t[-1])
+            leaver = present.pop()
+            t_leave = time.monotonic()
+            fut = pool.submit(leaver.leave)
+            seen = wait_all(present, lambda m, v=leaver.name: m.get(v) == "left", 60, pool, POLL,
+                            t0=t_leave)
+            try:
+                fut.result(timeout=10)
+            except Exception as e:  # noqa: BLE001 -- serf may close the RPC as it shuts down
+                print(f"  (leave of {leaver.name}: {e!r})", flush=True)
+            t = sorted(seen.values())
+            if t:
+                lv_med.append(statistics.median(t))
+            if len(t) == len(present):
+                lv_max.append(t[-1])
+            time.sleep(1)
+        result["trials"] = len(seen_counts)
+        result["detect_median"] = statistics.median(det_med) if det_med else None
+        result["detect_max"] = statistics.median(det_max) if det_max else None
+        result["detect_trials"] = [round(x, 2) for x in det_med]
+        result["detect_seen"] = ", ".join(seen_counts)
+        result["leave_median"] = statistics.median(lv_med) if lv_med else None
+        result["leave_max"] = statistics.median(lv_max) if lv_max else None
+        result["leave_trials"] = [round(x, 2) for x in lv_med]
     finally:
         for a in agents:
             a.stop()
@@ -299,11 +362,13 @@ def ratio(a: Any, b: Any) -> str:
 
 
 def report(results: list[dict[str, Any]]) -> str:
-    rows = ["| N | metric | Serf | Rumor | Rumor/Serf |", "|---|---|---|---|---|"]
+    rows = ["kill -9 and leave rows: median over trials of each trial's median / last observer.",
+            "", "| N | metric | Serf | Rumor | Rumor/Serf |", "|---|---|---|---|---|"]
     metrics = [("join_median", "join, median agent (s)"), ("join_max", "join, slowest agent (s)"),
                ("detect_median", "kill -9 seen, median observer (s)"),
                ("detect_max", "kill -9 seen, last observer (s)"),
-               ("leave_median", "leave seen, median (s)"), ("leave_max", "leave seen, last (s)"),
+               ("leave_median", "leave seen, median observer (s)"),
+               ("leave_max", "leave seen, last observer (s)"),
                ("idle_cpu_s_per_min", "idle CPU s/agent/min"), ("rss_mib", "RSS MiB/agent"),
                ("bytes_per_node_s", "idle gossip B/s/node")]
     for n in sorted({r["n"] for r in results}):
@@ -314,6 +379,9 @@ def report(results: list[dict[str, Any]]) -> str:
                         f"{ratio(m.get(key), s.get(key))} |")
         rows.append(f"| {n} | converged / detected | {s.get('join_converged')} / "
                     f"{s.get('detect_seen')} | {m.get('join_converged')} / {m.get('detect_seen')} | |")
+        rows.append(f"| {n} | kill -9 / leave, per-trial medians (s) | {s.get('detect_trials')} / "
+                    f"{s.get('leave_trials')} | {m.get('detect_trials')} / "
+                    f"{m.get('leave_trials')} | |")
     return "\n".join(rows)
 
 
@@ -330,7 +398,7 @@ def inside(args: argparse.Namespace) -> int:
             order = kinds if idx % 2 == 0 else list(reversed(kinds))
             for kind in order:
                 print(f"== {kind} N={n}", flush=True)
-                r = run_one(kind, n, args.idle, args.profile, Path(tmp))
+                r = run_one(kind, n, args.idle, args.profile, Path(tmp), args.trials)
                 print(json.dumps(r), flush=True)
                 results.append(r)
     print()
@@ -347,6 +415,8 @@ def main() -> int:
     p.add_argument("--idle", type=float, default=60.0, help="idle window in seconds")
     p.add_argument("--profile", default="lan")
     p.add_argument("--only", choices=["serf", "rumor"])
+    p.add_argument("--trials", type=int, default=3,
+                   help="kill -9 and leave trials per size; medians over trials (default 3)")
     p.add_argument("--poll", type=float, default=0.1,
                    help="seconds between polls of an agent's member list (default 0.1)")
     p.add_argument("--inside", action="store_true", help=argparse.SUPPRESS)
@@ -361,7 +431,8 @@ def main() -> int:
     try:
         argv = ["ip", "netns", "exec", ns, sys.executable, str(Path(__file__).resolve()),
                 "--inside", "--sizes", args.sizes, "--idle", str(args.idle),
-                "--profile", args.profile, "--poll", str(args.poll)] + (
+                "--profile", args.profile, "--poll", str(args.poll),
+                "--trials", str(args.trials)] + (
                     ["--only", args.only] if args.only else [])
         return subprocess.call(argv)
     finally:
