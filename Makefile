@@ -8,7 +8,7 @@ STAMP  := $(VENV)/.installed
 
 .PHONY: dev test unit integration bench-dns bench-lb bench-gossip lint clean
 
-$(STAMP): pyproject.toml
+$(STAMP): pyproject.toml setup.py gossip/_lzwc.c
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
 	$(BIN)/python -m pip install -q --upgrade pip
 	$(BIN)/python -m pip install -q -e '.[fast,test]'

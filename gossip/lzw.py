@@ -14,11 +14,20 @@ memberlist's compress wrapper (algorithm 0) carries this format (memberlist-wire
 after it are ignored, and it stops with ``LZWLimitExceeded`` as soon as the output would pass
 ``max_size``, so a decompression bomb costs at most ``max_size`` bytes of memory.
 
-Speed: both directions are pure Python. The decoder keeps each table entry as a ``bytes`` object
-(one concatenation per code, no per-bit loop); the encoder does one dict probe per input byte.
+Speed: gossip/_lzwc.c is a C version of both functions, built with the package when a C
+compiler is there (it is optional: without it the pure-Python code below runs, 5-10x slower).
+LZW is most of what a gossip packet costs in Python (a full 1.4 KB packet: ~0.2 ms to compress
+and as much to decompress in Python, a few microseconds in C), so the C version matters most in
+a join burst, when every packet is full. Both must agree byte for byte; the tests compare them.
+``RUMOR_PURE_PYTHON=1`` in the environment forces the Python version. In pure Python the
+decoder keeps each table entry as a ``bytes`` object (one concatenation per code, no per-bit
+loop); the encoder does one dict probe per input byte.
 """
 
 from __future__ import annotations
+
+import os
+from typing import Any
 
 _CLEAR = 256
 _EOF = 257
@@ -35,8 +44,8 @@ class LZWLimitExceeded(LZWError):
     """Decompressing would produce more than the allowed number of bytes."""
 
 
-def compress(data: bytes | bytearray | memoryview) -> bytes:
-    """Compress ``data`` exactly as Go's ``lzw.NewWriter(w, lzw.LSB, 8)`` does."""
+def py_compress(data: bytes | bytearray | memoryview) -> bytes:
+    """Compress ``data`` exactly as Go's ``lzw.NewWriter(w, lzw.LSB, 8)`` does (pure Python)."""
     src = bytes(data)
     out = bytearray()
     bits = _CLEAR  # the leading clear code, 9 bits wide
@@ -109,8 +118,8 @@ def compress(data: bytes | bytearray | memoryview) -> bytes:
     return bytes(out)
 
 
-def decompress(data: bytes | bytearray | memoryview, max_size: int) -> bytes:
-    """Decompress a Go ``compress/lzw`` (LSB, 8) stream, refusing more than ``max_size`` bytes.
+def py_decompress(data: bytes | bytearray | memoryview, max_size: int) -> bytes:
+    """(Pure Python.) Decompress a Go ``compress/lzw`` (LSB, 8) stream, refusing more than ``max_size`` bytes.
 
     Raises ``LZWLimitExceeded`` when the output would exceed ``max_size`` and ``LZWError`` for an
     invalid code or a stream that ends without the end code.
@@ -178,4 +187,39 @@ def decompress(data: bytes | bytearray | memoryview, max_size: int) -> bytes:
     return b"".join(out)
 
 
-__all__ = ["LZWError", "LZWLimitExceeded", "compress", "decompress"]
+def _load_c() -> Any:
+    if os.environ.get("RUMOR_PURE_PYTHON"):
+        return None
+    try:
+        from . import _lzwc  # type: ignore[attr-defined]
+    except ImportError:
+        return None
+    return _lzwc
+
+
+_c = _load_c()
+HAVE_C = _c is not None
+
+
+def c_decompress(data: bytes | bytearray | memoryview, max_size: int) -> bytes:
+    """The C decoder with lzw's exceptions (only when ``HAVE_C``)."""
+    status, out, code, hi = _c.decompress(data, max_size)
+    if status == 0:
+        return out  # type: ignore[no-any-return]
+    if status == 1:
+        raise LZWLimitExceeded(f"lzw: output exceeds {max_size} bytes")
+    if status == 2:
+        raise LZWError("lzw: stream ends without the end code")
+    raise LZWError(f"lzw: invalid code {code} (next free {hi})")
+
+
+if _c is not None:
+    compress = _c.compress
+    decompress = c_decompress
+else:
+    compress = py_compress
+    decompress = py_decompress
+
+
+__all__ = ["HAVE_C", "LZWError", "LZWLimitExceeded", "compress", "decompress",
+           "py_compress", "py_decompress"]

@@ -1,9 +1,16 @@
-"""GIF-style LZW as Go's compress/lzw (LSB, literal width 8) writes and reads it."""
+"""GIF-style LZW as Go's compress/lzw (LSB, literal width 8) writes and reads it.
+
+Every test runs against both implementations, the C one (gossip/_lzwc.c) and the pure-Python
+one, and the property tests check that the two agree byte for byte and error for error."""
 
 from __future__ import annotations
 
 import os
 import random
+import shutil
+import sysconfig
+from pathlib import Path
+from types import SimpleNamespace
 
 import pytest
 from hypothesis import given, settings
@@ -12,6 +19,25 @@ from hypothesis import strategies as st
 from gossip import lzw
 
 from .vectors_util import read_hex
+
+PY = SimpleNamespace(compress=lzw.py_compress, decompress=lzw.py_decompress)
+C = SimpleNamespace(compress=lzw._c.compress, decompress=lzw.c_decompress) if lzw.HAVE_C else None
+IMPLS = [pytest.param(PY, id="python")] + ([pytest.param(C, id="c")] if C else [])
+
+
+@pytest.fixture(params=IMPLS)
+def z(request: pytest.FixtureRequest) -> SimpleNamespace:
+    return request.param  # type: ignore[no-any-return]
+
+
+def test_the_c_version_is_built_where_a_compiler_is() -> None:
+    """The speed-up must not silently go missing: with a compiler and Python's headers (as on
+    CI), the install builds it, and lzw uses it unless RUMOR_PURE_PYTHON is set."""
+    headers = Path(sysconfig.get_paths()["include"], "Python.h").exists()
+    if not (shutil.which("cc") and headers) or os.environ.get("RUMOR_PURE_PYTHON"):
+        pytest.skip("no C compiler or Python headers here, or pure Python forced")
+    assert lzw.HAVE_C
+    assert lzw.compress is lzw._c.compress
 
 
 def _codes(data: bytes) -> list[int]:
@@ -34,23 +60,23 @@ def _codes(data: bytes) -> list[int]:
     return out
 
 
-def test_vector_33_both_ways() -> None:
+def test_vector_33_both_ways(z: SimpleNamespace) -> None:
     plain = read_hex("33_lzw_plain.hex")
     packed = read_hex("33_lzw_compressed.hex")
-    assert lzw.compress(plain) == packed
-    assert lzw.decompress(packed, len(plain)) == plain
+    assert z.compress(plain) == packed
+    assert z.decompress(packed, len(plain)) == plain
 
 
-def test_stream_starts_with_clear_and_ends_with_eof() -> None:
-    codes = _codes(lzw.compress(b"hello hello hello"))
+def test_stream_starts_with_clear_and_ends_with_eof(z: SimpleNamespace) -> None:
+    codes = _codes(z.compress(b"hello hello hello"))
     assert codes[0] == 256
     assert codes[-1] == 257
 
 
-def test_empty_input() -> None:
-    packed = lzw.compress(b"")
+def test_empty_input(z: SimpleNamespace) -> None:
+    packed = z.compress(b"")
     assert _codes(packed) == [256, 257]
-    assert lzw.decompress(packed, 10) == b""
+    assert z.decompress(packed, 10) == b""
 
 
 @pytest.mark.parametrize(
@@ -67,75 +93,75 @@ def test_empty_input() -> None:
     ],
     ids=["1", "2", "run4", "abab", "alphabet", "run100k", "random", "abc"],
 )
-def test_round_trip(data: bytes) -> None:
-    assert lzw.decompress(lzw.compress(data), len(data)) == data
+def test_round_trip(z: SimpleNamespace, data: bytes) -> None:
+    assert z.decompress(z.compress(data), len(data)) == data
 
 
-def test_width_growth_and_reset_boundaries() -> None:
+def test_width_growth_and_reset_boundaries(z: SimpleNamespace) -> None:
     """Inputs sized around the 512/1024/2048/4095 code boundaries survive a round trip."""
     rng = random.Random(7)
     for n in (253, 254, 255, 256, 510, 511, 512, 1022, 1023, 2046, 2047, 3836, 3837, 3838, 7700):
         data = bytes(rng.getrandbits(8) for _ in range(n))
-        assert lzw.decompress(lzw.compress(data), n) == data
+        assert z.decompress(z.compress(data), n) == data
 
 
-def test_clear_code_in_the_middle_is_honoured() -> None:
+def test_clear_code_in_the_middle_is_honoured(z: SimpleNamespace) -> None:
     # Two independent streams glued with a clear: strip the first's EOF by re-encoding codes.
     first = b"abcabcabc"
-    packed = lzw.compress(first + first)
-    assert lzw.decompress(packed, 100) == first + first
+    packed = z.compress(first + first)
+    assert z.decompress(packed, 100) == first + first
     # Hand-built: clear, 'a', clear, 'b', eof (all at 9 bits).
     codes = [256, ord("a"), 256, ord("b"), 257]
     bits = sum(c << (9 * i) for i, c in enumerate(codes))
     raw = bits.to_bytes((9 * len(codes) + 7) // 8, "little")
-    assert lzw.decompress(raw, 10) == b"ab"
+    assert z.decompress(raw, 10) == b"ab"
 
 
-def test_no_leading_clear_is_accepted() -> None:
+def test_no_leading_clear_is_accepted(z: SimpleNamespace) -> None:
     """Writers older than Go 1.17 did not send the leading clear; the reader copes."""
     codes = [ord("x"), ord("y"), 258, 257]
     bits = sum(c << (9 * i) for i, c in enumerate(codes))
     raw = bits.to_bytes((9 * len(codes) + 7) // 8, "little")
-    assert lzw.decompress(raw, 10) == b"xyxy"
+    assert z.decompress(raw, 10) == b"xyxy"
 
 
-def test_bytes_after_eof_are_ignored() -> None:
-    packed = lzw.compress(b"payload")
-    assert lzw.decompress(packed + b"\xff\xff\xff", 100) == b"payload"
+def test_bytes_after_eof_are_ignored(z: SimpleNamespace) -> None:
+    packed = z.compress(b"payload")
+    assert z.decompress(packed + b"\xff\xff\xff", 100) == b"payload"
 
 
-def test_missing_eof_is_an_error() -> None:
-    packed = lzw.compress(b"some data to compress, some data")
+def test_missing_eof_is_an_error(z: SimpleNamespace) -> None:
+    packed = z.compress(b"some data to compress, some data")
     with pytest.raises(lzw.LZWError):
-        lzw.decompress(packed[:-2], 1000)
+        z.decompress(packed[:-2], 1000)
     with pytest.raises(lzw.LZWError):
-        lzw.decompress(b"", 1000)
+        z.decompress(b"", 1000)
 
 
-def test_invalid_code_is_an_error() -> None:
+def test_invalid_code_is_an_error(z: SimpleNamespace) -> None:
     codes = [256, ord("a"), 300, 257]  # 300 is far beyond the next free code (258)
     bits = sum(c << (9 * i) for i, c in enumerate(codes))
     raw = bits.to_bytes((9 * len(codes) + 7) // 8, "little")
     with pytest.raises(lzw.LZWError):
-        lzw.decompress(raw, 100)
+        z.decompress(raw, 100)
     # The first code after a clear cannot refer to the (empty) table either.
     codes = [256, 258, 257]
     bits = sum(c << (9 * i) for i, c in enumerate(codes))
     with pytest.raises(lzw.LZWError):
-        lzw.decompress(bits.to_bytes(4, "little"), 100)
+        z.decompress(bits.to_bytes(4, "little"), 100)
 
 
-def test_output_cap_stops_a_bomb_early() -> None:
-    bomb = lzw.compress(bytes(10 << 20))
+def test_output_cap_stops_a_bomb_early(z: SimpleNamespace) -> None:
+    bomb = z.compress(bytes(10 << 20))
     assert len(bomb) < 40_000
     with pytest.raises(lzw.LZWLimitExceeded):
-        lzw.decompress(bomb, 1 << 20)
-    assert lzw.decompress(lzw.compress(b"x" * 100), 100) == b"x" * 100
+        z.decompress(bomb, 1 << 20)
+    assert z.decompress(z.compress(b"x" * 100), 100) == b"x" * 100
     with pytest.raises(lzw.LZWLimitExceeded):
-        lzw.decompress(lzw.compress(b"x" * 101), 100)
+        z.decompress(z.compress(b"x" * 101), 100)
 
 
-def test_writer_that_never_clears_is_read_like_go() -> None:
+def test_writer_that_never_clears_is_read_like_go(z: SimpleNamespace) -> None:
     """A stream whose table stays full (hi pinned at 4095) keeps decoding with 12-bit codes."""
     # Build codes by hand: 3838 literal codes fill the table up to 4095 with no clear.
     rng = random.Random(3)
@@ -159,19 +185,69 @@ def test_writer_that_never_clears_is_read_like_go() -> None:
             else:
                 width += 1
     raw = out.to_bytes((pos + 7) // 8, "little")
-    assert lzw.decompress(raw, 10_000) == bytes(lits)
+    assert z.decompress(raw, 10_000) == bytes(lits)
+
+
+def _impls() -> list[SimpleNamespace]:
+    return [PY] + ([C] if C else [])
+
+
+def _outcome(fn: object, data: bytes, limit: int) -> tuple[str, object]:
+    try:
+        return "ok", fn(data, limit)  # type: ignore[operator]
+    except lzw.LZWLimitExceeded as e:
+        return "limit", str(e)
+    except lzw.LZWError as e:
+        return "error", str(e)
 
 
 @settings(max_examples=150, deadline=None)
 @given(st.binary(max_size=3000))
 def test_round_trip_property(data: bytes) -> None:
-    assert lzw.decompress(lzw.compress(data), len(data)) == data
+    for z in _impls():
+        assert z.decompress(z.compress(data), len(data)) == data
 
 
 @settings(max_examples=200, deadline=None)
 @given(st.binary(max_size=600))
 def test_decompress_random_input_raises_only_lzw_errors(data: bytes) -> None:
-    try:
-        lzw.decompress(data, 4096)
-    except lzw.LZWError:
-        pass
+    for z in _impls():
+        try:
+            z.decompress(data, 4096)
+        except lzw.LZWError:
+            pass
+
+
+@pytest.mark.skipif(C is None, reason="the C version is not built here")
+@settings(max_examples=300, deadline=None)
+@given(st.one_of(st.binary(max_size=5000),
+                 st.lists(st.sampled_from([b"alive", b"node-1", b"10.0.0.", b"\x00", b"rumor"]),
+                          max_size=2000).map(b"".join)))
+def test_c_and_python_write_the_same_bytes(data: bytes) -> None:
+    assert C is not None
+    assert C.compress(data) == PY.compress(data)
+
+
+@pytest.mark.skipif(C is None, reason="the C version is not built here")
+@settings(max_examples=400, deadline=None)
+@given(st.binary(max_size=800), st.integers(min_value=0, max_value=5000))
+def test_c_and_python_read_anything_alike(data: bytes, limit: int) -> None:
+    """Garbage, truncations and limits: same output, or the same error with the same message."""
+    assert C is not None
+    assert _outcome(C.decompress, data, limit) == _outcome(PY.decompress, data, limit)
+    packed = PY.compress(data)
+    for cut in (len(packed), len(packed) - 1, len(packed) // 2):
+        assert _outcome(C.decompress, packed[:cut], limit) == \
+            _outcome(PY.decompress, packed[:cut], limit)
+
+
+@pytest.mark.skipif(C is None, reason="the C version is not built here")
+def test_c_and_python_agree_on_large_and_adversarial_inputs() -> None:
+    rng = random.Random(11)
+    cases = [os.urandom(50_000), b"a" * 200_000, bytes(rng.choice(b"ab") for _ in range(60_000)),
+             bytes(range(256)) * 40]
+    for data in cases:
+        packed = PY.compress(data)
+        assert C.compress(data) == packed
+        assert C.decompress(packed, len(data)) == data
+        assert _outcome(C.decompress, packed, len(data) - 1)[0] == "limit"
