@@ -85,6 +85,13 @@ class MemberlistConfig:
     """Seconds between gossip rounds. LAN 0.2 s, WAN 0.5 s, local 0.1 s."""
     gossip_nodes: int = 3
     """Random nodes gossiped to per round. LAN 3, WAN 4, local 3."""
+    eager_gossip: bool = True
+    """Start an extra gossip round as soon as a new broadcast is queued (a member joined,
+    is suspected, died or left; a Serf intent or user event) instead of waiting up to a
+    gossip_interval for the next regular round; at most one such round per quarter interval.
+    Each broadcast is still sent retransmit_mult * log(n) times in all, so the bytes stay the
+    same; news just leaves sooner (a whole gossip interval less per hop on average: half).
+    memberlist has no such round; turn it off to mimic its timing exactly. Default True."""
     gossip_to_the_dead_time: float = 30.0
     """Seconds we keep gossiping to a dead node (so it may refute); dead nodes are reaped after
     this at the next probe-list wrap. LAN 30 s, WAN 60 s, local 15 s."""

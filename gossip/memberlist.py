@@ -307,6 +307,8 @@ class Memberlist:
         self._acks: dict[int, _Probe | _Relay] = {}
         self._probe: _Probe | None = None
         self._probe_pending = False
+        self._eager_pending = False
+        self._last_round = float("-inf")
         self._streams: dict[int, _Stream] = {}
         self._joins: dict[int, _Join] = {}
         self._periodic_push_pull: int = 0
@@ -573,6 +575,7 @@ class Memberlist:
             self.counters.broadcasts_pruned += self.broadcasts.prune(
                 self.config.max_broadcast_queue
             )
+        self.request_gossip()
         return b
 
     # ------------------------------------------------------------------ receiving (UDP)
@@ -943,9 +946,28 @@ class Memberlist:
         return self._incarnation
 
     # ------------------------------------------------------------------ gossip
+    def request_gossip(self) -> None:
+        """Something new was queued for broadcast: gossip it now rather than at the next
+        regular round (``eager_gossip``; at most one extra round per quarter interval).
+        Safe from delegates: the round runs from the timer, never inside the caller."""
+        if self.config.eager_gossip and not self._eager_pending:
+            self._eager_pending = True
+            self._schedule(float("-inf"), self._eager_round, None)
+
+    def _eager_round(self, _: Any, now: float) -> None:
+        when = self._last_round + self.config.gossip_interval / 4
+        if when > now:
+            self._schedule(when, self._eager_round, None)
+            return
+        self._eager_pending = False
+        self._gossip_round(now)
+
     def _gossip_tick(self, _: Any, now: float) -> None:
+        self._schedule(now + self.config.gossip_interval, self._gossip_tick, None)
+        self._gossip_round(now)
+
+    def _gossip_round(self, now: float) -> None:
         cfg = self.config
-        self._schedule(now + cfg.gossip_interval, self._gossip_tick, None)
         me = self.name
         dead_time = cfg.gossip_to_the_dead_time
 
@@ -967,6 +989,7 @@ class Memberlist:
             pending = getattr(d, "pending_broadcasts", None)
             if pending is not None and not pending():
                 return  # nothing anywhere: skip picking targets (the idle fast path)
+        self._last_round = now
         targets = self._k_random_nodes(cfg.gossip_nodes, exclude)
         avail = cfg.udp_buffer_size - _COMPOUND_HEADER - self._enc_overhead
         for s in targets:

@@ -154,6 +154,7 @@ class Gossip:
         self.memberlist: Memberlist | None = None
         self.transport: MemberlistTransport | None = None
         self._pump_scheduled = False
+        self._kick_scheduled = False
         self._tasks: set[asyncio.Task[Any]] = set()
         self._pumping = False
         self.snapshot: Snapshot | None = None
@@ -320,7 +321,10 @@ class Gossip:
 
     # -- pumping Serf output -------------------------------------------------------------------
     def _kick(self) -> None:
-        """After changing a core from outside the driver: drain Serf, send, re-arm timers."""
+        """After changing a core from outside the driver: drain Serf, send, re-arm timers.
+        Whatever was queued for broadcast goes out in an eager gossip round (``eager_gossip``)."""
+        if self.memberlist is not None:
+            self.memberlist.request_gossip()
         self._pump()
         if self.transport is not None:
             self.transport.flush()
@@ -590,8 +594,17 @@ class Gossip:
         self.serf.app_delegate_merge = d.merge_app_state if d else None
 
     def broadcast_app(self, key: str, payload: bytes) -> None:
-        """Queue an app message for Rumor peers (newest per key wins; raises ValueError if big)."""
+        """Queue an app message for Rumor peers (newest per key wins; raises ValueError if big).
+        It leaves in an eager gossip round, from the loop (never inside the caller)."""
         self.serf.broadcast_app(key, payload)
+        if self.memberlist is not None and not self._stopped and not self._kick_scheduled:
+            self._kick_scheduled = True
+            asyncio.get_running_loop().call_soon(self._scheduled_kick)
+
+    def _scheduled_kick(self) -> None:
+        self._kick_scheduled = False
+        if not self._stopped:
+            self._kick()
 
     def is_rumor_peer(self, name: str) -> bool:
         return self.serf.is_rumor_peer(name)
