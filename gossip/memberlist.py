@@ -950,9 +950,15 @@ class Memberlist:
         """Something new was queued for broadcast: gossip it now rather than at the next
         regular round (``eager_gossip``; at most one extra round per quarter interval).
         Safe from delegates: the round runs from the timer, never inside the caller."""
-        if self.config.eager_gossip and not self._eager_pending:
+        if self.config.eager_gossip and not self._eager_pending and self._has_broadcasts():
             self._eager_pending = True
             self._schedule(float("-inf"), self._eager_round, None)
+
+    def _has_broadcasts(self) -> bool:
+        if len(self.broadcasts):
+            return True
+        pending = getattr(self.delegate, "pending_broadcasts", None)
+        return pending is None or bool(pending())
 
     def _eager_round(self, _: Any, now: float) -> None:
         when = self._last_round + self.config.gossip_interval / 4
@@ -982,13 +988,8 @@ class Memberlist:
                 return now - s.state_change > dead_time
             return True
 
-        if not len(self.broadcasts):
-            d = self.delegate
-            if d is None:
-                return
-            pending = getattr(d, "pending_broadcasts", None)
-            if pending is not None and not pending():
-                return  # nothing anywhere: skip picking targets (the idle fast path)
+        if not len(self.broadcasts) and (self.delegate is None or not self._has_broadcasts()):
+            return  # nothing anywhere: skip picking targets (the idle fast path)
         self._last_round = now
         targets = self._k_random_nodes(cfg.gossip_nodes, exclude)
         avail = cfg.udp_buffer_size - _COMPOUND_HEADER - self._enc_overhead

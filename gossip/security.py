@@ -15,11 +15,20 @@ import base64
 import binascii
 import os
 from collections.abc import Iterable
-
-from cryptography.exceptions import InvalidTag
-from cryptography.hazmat.primitives.ciphers.aead import AESGCM
+from typing import TYPE_CHECKING
 
 from .errors import DecryptionFailed, EncryptionError, KeyringError
+
+if TYPE_CHECKING:
+    from cryptography.hazmat.primitives.ciphers.aead import AESGCM
+
+
+def _aesgcm(key: bytes) -> AESGCM:
+    """AES-GCM for ``key``. cryptography is imported on first use (~6 MiB of RSS that an
+    agent without encryption never needs)."""
+    from cryptography.hazmat.primitives.ciphers.aead import AESGCM
+
+    return AESGCM(key)
 
 #: Version byte we send.
 ENCRYPTION_VERSION = 1
@@ -113,7 +122,7 @@ class Keyring:
         validate_key(key)
         if key in self._ciphers:
             return
-        self._ciphers[key] = AESGCM(key)
+        self._ciphers[key] = _aesgcm(key)
         self._keys.append(key)
 
     def use(self, key: bytes) -> None:
@@ -164,6 +173,8 @@ def _open(data: bytes, ciphers: list[AESGCM], aad: bytes) -> bytes:
     vsn = data[0]
     if vsn > MAX_ENCRYPTION_VERSION:
         raise DecryptionFailed(f"unsupported encryption version {vsn}")
+    from cryptography.exceptions import InvalidTag
+
     nonce = bytes(data[1 : 1 + NONCE_SIZE])
     sealed = bytes(data[1 + NONCE_SIZE :])
     for cipher in ciphers:
@@ -196,7 +207,7 @@ def encrypt_payload(key: bytes, plaintext: bytes, aad: bytes = b"", *, version: 
     validate_key(key)
     if version not in (0, 1):
         raise EncryptionError(f"encryption version {version}: use 0 or 1")
-    cipher = AESGCM(bytes(key))
+    cipher = _aesgcm(bytes(key))
     nonce = os.urandom(NONCE_SIZE)
     plain = _pkcs7_pad(bytes(plaintext)) if version == 0 else bytes(plaintext)
     return bytes((version,)) + nonce + cipher.encrypt(nonce, plain, aad or None)
@@ -204,7 +215,7 @@ def encrypt_payload(key: bytes, plaintext: bytes, aad: bytes = b"", *, version: 
 
 def decrypt_payload(keys: Iterable[bytes], data: bytes, aad: bytes = b"") -> bytes:
     """Decrypt with the first of ``keys`` that works; raise ``DecryptionFailed`` otherwise."""
-    return _open(data, [AESGCM(bytes(k)) for k in keys], aad)
+    return _open(data, [_aesgcm(bytes(k)) for k in keys], aad)
 
 
 __all__ = [

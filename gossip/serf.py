@@ -993,6 +993,12 @@ class SerfDelegate:
         self.serf.receive(buf, self.now())
         self._kick()
 
+    def pending_broadcasts(self) -> int:
+        """Queued Serf broadcasts (lets memberlist skip an idle gossip round cheaply)."""
+        s = self.serf
+        return (len(s.intent_queue) + len(s.query_queue) + len(s.event_queue)
+                + len(s.app_queue))
+
     def get_broadcasts(self, overhead: int, limit: int, dest: Any) -> list[bytes]:
         rumor = dest is not None and self.serf.is_rumor_peer(dest.name)
         return self.serf.get_broadcasts(overhead, limit, dest_is_rumor=rumor)

@@ -314,11 +314,18 @@ class MemberlistTransport:
                 self._timer = loop.call_at(deadline, self._on_timer)
 
     def _on_timer(self) -> None:
+        due = self._timer_at
         self._timer = None
         self._timer_at = None
         if self._closed or self._core is None or self._loop is None:
             return
-        self._core.handle_timer(self._loop.time())
+        now = self._loop.time()
+        # uvloop's timers have millisecond resolution and may fire up to 1 ms before the
+        # deadline; running the core "at" the deadline then avoids re-arming the same timer
+        # again and again until the clock catches up (that spin was most of the idle CPU).
+        if due is not None and now < due <= now + 0.002:
+            now = due
+        self._core.handle_timer(now)
         self.flush()
 
     def _spawn(self, coro: Any) -> None:

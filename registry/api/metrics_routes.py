@@ -3,9 +3,7 @@
 from __future__ import annotations
 
 from aiohttp import web
-from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 
-from ..metrics import consul_json, registry_for
 from .base import agent_of, json_response
 
 routes = web.RouteTableDef()
@@ -14,6 +12,11 @@ routes = web.RouteTableDef()
 
 @routes.get("/v1/agent/metrics")
 async def metrics(request: web.Request) -> web.Response:
+    # prometheus_client costs ~10 MiB of RSS: loaded on the first scrape, not by every agent.
+    from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
+
+    from ..metrics import consul_json, registry_for
+
     agent = agent_of(request)
     reg = registry_for(agent)
     if request.query.get("format") == "prometheus":
