@@ -203,23 +203,26 @@ class Agent:
 def wait_all(agents: list[Agent], pred: Any, timeout: float, pool: cf.ThreadPoolExecutor,
              interval: float = 0.1, t0: float | None = None) -> dict[str, float]:
     """Poll every agent until ``pred(members)`` holds; return each agent's first time (s),
-    measured from ``t0`` (default: now)."""
+    measured from ``t0`` (default: now) to the sending of the request that showed it. All
+    agents are polled at once (``pool`` has a worker per agent), so one slow answer does not
+    delay the others' polls."""
     t0 = time.monotonic() if t0 is None else t0
     done: dict[str, float] = {}
     while len(done) < len(agents) and time.monotonic() - t0 < timeout:
         pending = [a for a in agents if a.name not in done]
 
-        def check(a: Agent) -> tuple[str, bool]:
+        def check(a: Agent) -> tuple[str, bool, float]:
+            # the time a member list is credited with is when its request was sent
+            sent = time.monotonic() - t0
             try:
-                return a.name, bool(pred(a.members()))
+                return a.name, bool(pred(a.members())), sent
             except Exception:
                 a.close_conn()
-                return a.name, False
+                return a.name, False, sent
 
-        now = time.monotonic() - t0
-        for name, ok in pool.map(check, pending):
+        for name, ok, sent in pool.map(check, pending):
             if ok:
-                done[name] = now
+                done[name] = sent
         time.sleep(interval)
     return done
 
@@ -254,7 +257,7 @@ POLL = 0.1
 def run_one(kind: str, n: int, idle: float, profile: str, workdir: Path,
             trials: int = 3) -> dict[str, Any]:
     agents = [Agent(kind, i, workdir, profile) for i in range(n)]
-    pool = cf.ThreadPoolExecutor(max_workers=16)
+    pool = cf.ThreadPoolExecutor(max_workers=n)
     result: dict[str, Any] = {"kind": kind, "n": n}
     try:
         for a in agents:

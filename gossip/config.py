@@ -90,7 +90,7 @@ class MemberlistConfig:
     is suspected, died or left; a Serf intent or user event) instead of waiting up to a
     gossip_interval for the next regular round; at most one such round per quarter interval.
     Each broadcast is still sent retransmit_mult * log(n) times in all, so the bytes stay the
-    same; news just leaves sooner (a whole gossip interval less per hop on average: half).
+    same; news just leaves sooner (on average half a gossip interval earlier per hop).
     memberlist has no such round; turn it off to mimic its timing exactly. Default True."""
     gossip_to_the_dead_time: float = 30.0
     """Seconds we keep gossiping to a dead node (so it may refute); dead nodes are reaped after
