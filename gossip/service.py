@@ -82,6 +82,7 @@ from .keymanager import (
     summarize,
 )
 from .memberlist import JoinCompleted, Memberlist
+from .memory import release_free_memory
 from .security import Keyring
 from .serf import (
     INTERNAL_QUERY_PREFIX,
@@ -220,6 +221,7 @@ class Gossip:
                  adv_addr, adv_port, bool(self.keyring))
         if previous:
             self._spawn(self._rejoin(previous), "rejoin")
+        release_free_memory()
 
     def _self_conflict(self, other_addr: str, other_port: int) -> None:
         if not self._resolving_conflict and not self._stopped:

@@ -27,6 +27,7 @@ from aiohttp import web
 
 from dnsserver import DNSConfig, DNSServer
 from gossip import Gossip
+from gossip.memory import release_free_memory
 from lb import LBConfig, LBError, ListenerSpec, LoadBalancer, listeners_from_config
 
 from . import __version__
@@ -192,6 +193,7 @@ class Agent:
         if cfg.retry_join:
             self._spawn(self._retry_join())
 
+        release_free_memory()   # start-up garbage back to the OS (gossip/memory.py)
         log.info(
             "agent started node=%s datacenter=%s http=%s:%s dns=%s gossip=%s:%s version=%s",
             cfg.node_name, cfg.datacenter, cfg.client_addr, self.http_port, self.dns_port,
