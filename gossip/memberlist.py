@@ -308,7 +308,7 @@ class Memberlist:
         self._probe: _Probe | None = None
         self._probe_pending = False
         self._eager_pending = False
-        self._last_round = float("-inf")
+        self._last_eager = float("-inf")
         self._streams: dict[int, _Stream] = {}
         self._joins: dict[int, _Join] = {}
         self._periodic_push_pull: int = 0
@@ -948,7 +948,8 @@ class Memberlist:
     # ------------------------------------------------------------------ gossip
     def request_gossip(self) -> None:
         """Something new was queued for broadcast: gossip it now rather than at the next
-        regular round (``eager_gossip``; at most one extra round per quarter interval).
+        regular round (``eager_gossip``; at most one extra round per quarter interval,
+        so they add at most four rounds per interval to the regular one).
         Safe from delegates: the round runs from the timer, never inside the caller."""
         if self.config.eager_gossip and not self._eager_pending and self._has_broadcasts():
             self._eager_pending = True
@@ -961,11 +962,12 @@ class Memberlist:
         return pending is None or bool(pending())
 
     def _eager_round(self, _: Any, now: float) -> None:
-        when = self._last_round + self.config.gossip_interval / 4
+        when = self._last_eager + self.config.gossip_interval / 4
         if when > now:
             self._schedule(when, self._eager_round, None)
             return
         self._eager_pending = False
+        self._last_eager = now
         self._gossip_round(now)
 
     def _gossip_tick(self, _: Any, now: float) -> None:
@@ -990,7 +992,6 @@ class Memberlist:
 
         if not len(self.broadcasts) and (self.delegate is None or not self._has_broadcasts()):
             return  # nothing anywhere: skip picking targets (the idle fast path)
-        self._last_round = now
         targets = self._k_random_nodes(cfg.gossip_nodes, exclude)
         avail = cfg.udp_buffer_size - _COMPOUND_HEADER - self._enc_overhead
         for s in targets:

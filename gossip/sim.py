@@ -267,6 +267,10 @@ class Simulator:
             if self.on_event is not None:
                 self.on_event(node.name, ev, now)
         deadline = core.next_deadline()
+        if deadline is not None:
+            # a deadline already past (an eager gossip round asks for "at once") fires now,
+            # as the asyncio driver's call_at does; the clock never runs backwards
+            deadline = max(deadline, self.now)
         if deadline is not None and deadline != node.timer_at:
             node.timer_at = deadline
             self._push(deadline, 3, node)

@@ -303,3 +303,84 @@ def test_push_pull_scale() -> None:
 
 def test_join_completed_is_event() -> None:
     assert JoinCompleted(1, 0, ()).num_joined == 0
+
+
+def _meta_spread(eager: bool, seed: int) -> tuple[float, int]:
+    """A meta update on n5 of a settled 8-node cluster with a 1 s gossip interval: simulated
+    seconds until 3 other nodes have it, and how many gossip rounds n5 ran meanwhile."""
+
+    class Meta(NullDelegate):
+        meta = b"\xff\x80"
+
+        def node_meta(self, limit: int) -> bytes:
+            return self.meta
+
+    net = FakeNet(seed=seed)
+    d = [Meta() for _ in range(8)]
+    for i in range(8):
+        net.sim.add_node(f"n{i}", delegate=d[i], gossip_interval=1.0, eager_gossip=eager)
+    for i in range(1, 8):
+        net.sim.join(f"n{i}", ["n0"])
+    net.run_until(lambda: alive_everywhere(net), 10.0)
+    net.sim.run_for(5.0)   # let join gossip drain
+    core = net.sim.nodes["n5"].core
+    rounds = 0
+    real_round = core._gossip_round
+
+    def counting(now: float) -> None:
+        nonlocal rounds
+        rounds += 1
+        real_round(now)
+
+    core._gossip_round = counting  # type: ignore[method-assign]
+    d[5].meta = b"\xff\x81\xa1k\xa1v"
+    core.update_node(net.sim.now)
+    core.update_node(net.sim.now)   # two updates at once: still one eager round
+    net.sim._flush(net.sim.nodes["n5"])
+
+    def have() -> int:
+        return sum(1 for n in net.sim.nodes.values() if n.name != "n5"
+                   and n.core.node("n5").meta == d[5].meta)  # type: ignore[union-attr]
+
+    t = net.run_until(lambda: have() >= 3, 10.0)
+    return t, rounds
+
+
+def test_eager_gossip_sends_news_at_once() -> None:
+    """With eager_gossip a new broadcast leaves at once in a round of its own, instead of
+    waiting for the next regular round (here up to 1 s away)."""
+    for seed in (21, 22, 23, 24):
+        t, rounds = _meta_spread(True, seed)
+        assert t < 0.05, (seed, t)
+        assert rounds <= 2, (seed, rounds)   # one eager round for both updates (+ maybe a tick)
+
+
+def test_without_eager_gossip_news_waits_for_the_regular_round() -> None:
+    waits = [_meta_spread(False, seed)[0] for seed in (21, 22, 23, 24)]
+    # The next regular round is somewhere in the coming second.
+    assert max(waits) > 0.3, waits
+    assert all(w <= 1.05 for w in waits), waits
+
+
+def test_eager_rounds_are_capped_at_one_per_quarter_interval() -> None:
+    net = FakeNet(seed=25)
+    net.cluster(6, gossip_interval=1.0)
+    net.run_until(lambda: alive_everywhere(net), 10.0)
+    net.sim.run_for(5.0)
+    core = net.sim.nodes["n3"].core
+    eager = 0
+    real = core._eager_round
+
+    def counting(arg: object, now: float) -> None:
+        nonlocal eager
+        before = core._last_eager
+        real(arg, now)
+        eager += core._last_eager != before
+
+    core._eager_round = counting  # type: ignore[method-assign]
+    for _ in range(20):   # a news item every 50 ms for 1 s
+        core.queue_broadcast(b"\x08news", None)   # a user message
+        core.request_gossip()
+        net.sim._flush(net.sim.nodes["n3"])
+        net.sim.run_for(0.05)
+    assert 3 <= eager <= 5
