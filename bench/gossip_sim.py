@@ -33,11 +33,18 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--sizes", type=int, nargs="+", default=[100, 300, 1000])
     ap.add_argument("--seed", type=int, default=1)
     ap.add_argument("--detect", action="store_true", help="also measure failure detection")
+    ap.add_argument("--no-eager", action="store_true",
+                    help="memberlist's timing: news waits for the next regular gossip round")
     args = ap.parse_args(argv)
+    config = None
+    if args.no_eager:
+        from gossip.config import MemberlistConfig
+        config = MemberlistConfig.lan(name="x", enable_compression=False, push_pull_interval=0.0,
+                                       eager_gossip=False)
     print(f"{'N':>6} {'dissem s':>9} {'/log10N':>8} {'idle pkt/node/s':>16} "
           f"{'busy pkt/node/s':>16} {'idle B/node/s':>14} {'detect s':>9} {'wall s':>7}")
     for n in args.sizes:
-        r = measure_dissemination(n, seed=args.seed, detect=args.detect)
+        r = measure_dissemination(n, seed=args.seed, detect=args.detect, config=config)
         det = f"{r.detection_time:9.2f}" if r.detection_time is not None else f"{'-':>9}"
         print(f"{n:>6} {r.dissemination_time:9.3f} {r.dissemination_time / math.log10(n):8.3f} "
               f"{r.idle_packets_per_node_s:16.2f} {r.busy_packets_per_node_s:16.2f} "
