@@ -51,6 +51,34 @@ static inline void put_code(bitwriter *w, uint32_t code, int width)
     }
 }
 
+/* The encoder's code counter: the next free code, the current code width, and the code at
+ * which the width grows. */
+typedef struct {
+    uint32_t hi;
+    int width;
+    uint32_t overflow;
+} counter;
+
+/* Emit ``code`` and take the next free code, widening at 512/1024/2048. When the table is
+ * full (4095), emit a clear at the current width and start over; returns 1 then. */
+static inline int emit_next(bitwriter *w, counter *c, uint32_t code)
+{
+    put_code(w, code, c->width);
+    c->hi += 1;
+    if (c->hi == c->overflow) {
+        c->width += 1;
+        c->overflow <<= 1;
+    }
+    if (c->hi == LZW_MAX_CODE) {
+        put_code(w, LZW_CLEAR, c->width);
+        c->hi = LZW_EOF;
+        c->width = 9;
+        c->overflow = 512;
+        return 1;
+    }
+    return 0;
+}
+
 static inline uint32_t slot_of(uint32_t key)
 {
     return (key * 2654435761u) >> (32 - 13);
@@ -83,9 +111,7 @@ static PyObject *lzwc_compress(PyObject *self, PyObject *arg)
             return PyErr_NoMemory();
         }
         memset(t->key, 0, sizeof(t->key));
-        int width = 9;
-        uint32_t hi = LZW_EOF;
-        uint32_t overflow = 512;
+        counter c = {LZW_EOF, 9, 512};
         uint32_t code = src[0];
         for (Py_ssize_t i = 1; i < n; i++) {
             uint32_t lit = src[i];
@@ -103,35 +129,19 @@ static PyObject *lzwc_compress(PyObject *self, PyObject *arg)
                 code = t->val[s];
                 continue;
             }
-            put_code(&w, code, width);
+            /* Emit the current string's code; the literal starts the next string. */
+            int cleared = emit_next(&w, &c, code);
             code = lit;
-            hi += 1;
-            if (hi == overflow) {
-                width += 1;
-                overflow <<= 1;
-            }
-            if (hi == LZW_MAX_CODE) {
-                put_code(&w, LZW_CLEAR, width);
-                width = 9;
-                hi = LZW_EOF;
-                overflow = 512;
+            if (cleared) {
                 memset(t->key, 0, sizeof(t->key));
                 continue;
             }
             t->key[s] = key + 1;
-            t->val[s] = (uint16_t)hi;
+            t->val[s] = (uint16_t)c.hi;
         }
-        put_code(&w, code, width);
-        hi += 1;
-        if (hi == overflow) {
-            width += 1;
-            overflow <<= 1;
-        }
-        if (hi == LZW_MAX_CODE) {
-            put_code(&w, LZW_CLEAR, width);
-            width = 9;
-        }
-        put_code(&w, LZW_EOF, width);
+        /* Close: the pending code (which may widen or clear), then the end code. */
+        emit_next(&w, &c, code);
+        put_code(&w, LZW_EOF, c.width);
         PyMem_Free(t);
     }
     if (w.nbits > 0)

@@ -956,9 +956,14 @@ class Memberlist:
             self._schedule(float("-inf"), self._eager_round, None)
 
     def _has_broadcasts(self) -> bool:
+        """Anything queued, here or in the delegate (one without ``pending_broadcasts``
+        is asked at every round, as memberlist does)."""
         if len(self.broadcasts):
             return True
-        pending = getattr(self.delegate, "pending_broadcasts", None)
+        d = self.delegate
+        if d is None:
+            return False
+        pending = getattr(d, "pending_broadcasts", None)
         return pending is None or bool(pending())
 
     def _eager_round(self, _: Any, now: float) -> None:
@@ -990,7 +995,7 @@ class Memberlist:
                 return now - s.state_change > dead_time
             return True
 
-        if not len(self.broadcasts) and (self.delegate is None or not self._has_broadcasts()):
+        if not self._has_broadcasts():
             return  # nothing anywhere: skip picking targets (the idle fast path)
         targets = self._k_random_nodes(cfg.gossip_nodes, exclude)
         avail = cfg.udp_buffer_size - _COMPOUND_HEADER - self._enc_overhead

@@ -21,6 +21,7 @@ check taskset util-linux
 check ps procps
 check chromium chromium
 check chromedriver chromium-driver
+check cc gcc          # builds the optional C extension (gossip/_lzwc.c) at install
 
 if [ ${#need[@]} -eq 0 ]; then
   exit 0
