@@ -17,9 +17,9 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-import msgpack  # noqa: E402
+import msgpack
 
-from gossip import lzw  # noqa: E402
+from gossip import lzw
 
 
 def gossip_like(size: int) -> bytes:
