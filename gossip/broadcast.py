@@ -28,6 +28,9 @@ def retransmit_limit(retransmit_mult: int, n: int) -> int:
 
 
 _ids = itertools.count(1)
+_FIRST_ID = -(1 << 62)
+"""Sorts before every ``-id`` in a key, so ``(-size, _FIRST_ID)`` bisects to the first
+message of that size."""
 
 
 class Broadcast:
@@ -127,10 +130,13 @@ class TransmitLimitedQueue:
         overhead: int,
         limit: int,
         accept: Callable[[Broadcast], bool] | None = None,
+        below: int | None = None,
     ) -> list[bytes]:
         """Messages to send now: each costs ``len + overhead``, all together at most ``limit``.
 
-        Messages that ``accept`` refuses are skipped and keep their place and count."""
+        Messages that ``accept`` refuses are skipped and keep their place and count. With
+        ``below``, only messages sent fewer than ``below`` times so far are taken (the fresh
+        ones an eager gossip round carries)."""
         if not self._count:
             return []
         transmit_limit = retransmit_limit(self.retransmit_mult, self.num_nodes())
@@ -138,6 +144,8 @@ class TransmitLimitedQueue:
         out: list[bytes] = []
         reinsert: list[Broadcast] = []
         for transmits in sorted(self._tiers):
+            if below is not None and transmits >= below:
+                break
             tier = self._tiers[transmits]
             i = 0
             while i < len(tier):
@@ -145,8 +153,12 @@ class TransmitLimitedQueue:
                 if free <= 0:
                     break
                 b = tier[i]
-                mlen = len(b.message)
-                if mlen > free or (accept is not None and not accept(b)):
+                mlen = -b._key[0]
+                if mlen > free:
+                    # the tier runs largest first: jump to the first message that fits
+                    i = bisect.bisect_left(tier, (-free, _FIRST_ID), lo=i + 1, key=_key)
+                    continue
+                if accept is not None and not accept(b):
                     i += 1
                     continue
                 out.append(b.message)

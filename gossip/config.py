@@ -89,9 +89,12 @@ class MemberlistConfig:
     """Start an extra gossip round as soon as a new broadcast is queued (a member joined,
     is suspected, died or left; a Serf intent or user event) instead of waiting up to a
     gossip_interval for the next regular round; at most one such round per quarter interval.
-    Each broadcast is still sent retransmit_mult * log(n) times in all, so the bytes stay the
-    same; news just leaves sooner (on average half a gossip interval earlier per hop).
-    memberlist has no such round; turn it off to mimic its timing exactly. Default True."""
+    An extra round carries only the news (broadcasts not yet sent to gossip_nodes peers);
+    retransmissions wait for the regular rounds, so a burst of news (many joins at once) is
+    not slowed by peers decoding copies they already have. Each broadcast is still sent
+    retransmit_mult * log(n) times in all, so the bytes stay the same; news just leaves
+    sooner (on average half a gossip interval earlier per hop). memberlist has no such round;
+    turn it off to mimic its timing exactly. Default True."""
     gossip_to_the_dead_time: float = 30.0
     """Seconds we keep gossiping to a dead node (so it may refute); dead nodes are reaped after
     this at the next probe-list wrap. LAN 30 s, WAN 60 s, local 15 s."""

@@ -74,6 +74,9 @@ class Delegate(Protocol):
     # Optional, not part of the protocol check: ``pending_broadcasts() -> int``. When the
     # delegate has it and it returns 0 while memberlist's own queue is empty, a gossip round is
     # skipped without picking targets or calling get_broadcasts (the idle fast path).
+    # Optional too: ``fresh_broadcasts(overhead, limit, dest, below) -> list[bytes]``, as
+    # ``get_broadcasts`` but only bodies sent fewer than ``below`` times; an eager gossip round
+    # asks for these (a delegate without it adds nothing to eager rounds).
 
     def local_state(self, join: bool) -> bytes:
         """Delegate state to send in a push/pull (Serf: ``0x02 + msgpack``); ``b""`` for none."""

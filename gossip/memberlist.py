@@ -517,9 +517,11 @@ class Memberlist:
             b = c.bytes_out_by_type
             b[kind] = b.get(kind, 0) + size
 
-    def _get_broadcasts(self, overhead: int, limit: int, dest: NodeState | None) -> list[bytes]:
-        """memberlist getBroadcasts: our own queue first, then the delegate's user messages."""
-        out = self.broadcasts.get_broadcasts(overhead, limit)
+    def _get_broadcasts(self, overhead: int, limit: int, dest: NodeState | None,
+                        below: int | None = None) -> list[bytes]:
+        """memberlist getBroadcasts: our own queue first, then the delegate's user messages.
+        With ``below``, only messages sent fewer than ``below`` times (an eager round)."""
+        out = self.broadcasts.get_broadcasts(overhead, limit, below=below)
         d = self.delegate
         if d is not None:
             used = 0
@@ -528,9 +530,13 @@ class Memberlist:
             avail = limit - used
             if avail > overhead + _USER_MSG_OVERHEAD:
                 try:
-                    user = d.get_broadcasts(
-                        overhead + _USER_MSG_OVERHEAD, avail, dest.node if dest else None
-                    )
+                    node = dest.node if dest else None
+                    if below is None:
+                        user = d.get_broadcasts(overhead + _USER_MSG_OVERHEAD, avail, node)
+                    else:
+                        fresh = getattr(d, "fresh_broadcasts", None)
+                        user = ([] if fresh is None else
+                                fresh(overhead + _USER_MSG_OVERHEAD, avail, node, below))
                 except Exception:  # a delegate bug must not stop the protocol
                     log.exception("delegate get_broadcasts failed node=%s", self.name)
                     user = []
@@ -973,13 +979,15 @@ class Memberlist:
             return
         self._eager_pending = False
         self._last_eager = now
-        self._gossip_round(now)
+        # only the news: what has not yet gone to a full fan-out; retransmissions wait for the
+        # regular rounds, so a burst of news is not slowed by re-sending what peers have
+        self._gossip_round(now, below=self.config.gossip_nodes)
 
     def _gossip_tick(self, _: Any, now: float) -> None:
         self._schedule(now + self.config.gossip_interval, self._gossip_tick, None)
         self._gossip_round(now)
 
-    def _gossip_round(self, now: float) -> None:
+    def _gossip_round(self, now: float, below: int | None = None) -> None:
         cfg = self.config
         me = self.name
         dead_time = cfg.gossip_to_the_dead_time
@@ -1000,7 +1008,7 @@ class Memberlist:
         targets = self._k_random_nodes(cfg.gossip_nodes, exclude)
         avail = cfg.udp_buffer_size - _COMPOUND_HEADER - self._enc_overhead
         for s in targets:
-            msgs = self._get_broadcasts(_COMPOUND_PART, avail, s)
+            msgs = self._get_broadcasts(_COMPOUND_PART, avail, s, below)
             if not msgs:
                 return
             self._count_out("gossip", sum(len(e) for e in msgs))

@@ -244,6 +244,8 @@ class Serf:
         self.local_addr = ""
         self.local_port = 0
         self._members: dict[str, _MemberState] = {}
+        self._rumor_peers: int | None = None
+        """Cached count of members carrying the Rumor tag (None: count again)."""
         self._intents: dict[str, _Intent] = {}
         self._event_ring: list[_EventSlot | None] = [None] * config.event_buffer
         self._query_ring: list[_QuerySlot | None] = [None] * config.query_buffer
@@ -294,7 +296,12 @@ class Serf:
         return len(self._members)
 
     def _num_rumor_peers(self) -> int:
-        return max(1, sum(1 for m in self._members.values() if RUMOR_TAG in m.tags))
+        # asked once per outgoing packet, so counted once per membership change
+        n = self._rumor_peers
+        if n is None:
+            n = self._rumor_peers = max(
+                1, sum(1 for m in self._members.values() if RUMOR_TAG in m.tags))
+        return n
 
     def _queue(self, q: TransmitLimitedQueue, raw: bytes, name: str | None = None,
                on_done: Callable[[bool], None] | None = None, rumor_only: bool = False) -> None:
@@ -394,6 +401,7 @@ class Serf:
             m.leave_time = 0.0
             m.prune_when_left = False
             m.addr, m.port, m.tags, m.vsn = addr, port, tags, tuple(vsn)
+        self._rumor_peers = None
         self.counters["serf.member.join"] += 1
         self._emit(MemberJoined(m.snapshot()))
 
@@ -425,11 +433,13 @@ class Serf:
         if m is None:
             return
         m.addr, m.port, m.tags, m.vsn = addr, port, decode_tags(meta), tuple(vsn)
+        self._rumor_peers = None
         self.counters["serf.member.update"] += 1
         self._emit(MemberUpdated(m.snapshot()))
 
     def _erase(self, m: _MemberState) -> None:
         self._members.pop(m.name, None)
+        self._rumor_peers = None
         self.counters["serf.member.reap"] += 1
         self._emit(MemberReaped(m.snapshot()))
 
@@ -808,17 +818,18 @@ class Serf:
             self._drop("unexpected_type", type(msg).__name__)
 
     # -- broadcasts (memberlist Delegate.get_broadcasts) ----------------------------------------
-    def get_broadcasts(self, overhead: int, limit: int, dest_is_rumor: bool = False) -> list[bytes]:
+    def get_broadcasts(self, overhead: int, limit: int, dest_is_rumor: bool = False,
+                       below: int | None = None) -> list[bytes]:
         """Serf's GetBroadcasts: intents first, then queries, then events; then app messages
-        when the destination is a Rumor peer."""
-        out = self.intent_queue.get_broadcasts(overhead, limit)
+        when the destination is a Rumor peer. ``below``: only messages sent fewer times."""
+        out = self.intent_queue.get_broadcasts(overhead, limit, below=below)
         used = sum(len(b) + overhead for b in out)
         for q in (self.query_queue, self.event_queue):
-            more = q.get_broadcasts(overhead, limit - used)
+            more = q.get_broadcasts(overhead, limit - used, below=below)
             used += sum(len(b) + overhead for b in more)
             out.extend(more)
         if dest_is_rumor:
-            out.extend(self.app_queue.get_broadcasts(overhead, limit - used))
+            out.extend(self.app_queue.get_broadcasts(overhead, limit - used, below=below))
         return out
 
     def broadcast_app(self, key: str, payload: bytes) -> None:
@@ -1005,6 +1016,11 @@ class SerfDelegate:
     def get_broadcasts(self, overhead: int, limit: int, dest: Any) -> list[bytes]:
         rumor = dest is not None and self.serf.is_rumor_peer(dest.name)
         return self.serf.get_broadcasts(overhead, limit, dest_is_rumor=rumor)
+
+    def fresh_broadcasts(self, overhead: int, limit: int, dest: Any, below: int) -> list[bytes]:
+        """Like ``get_broadcasts``, only messages sent fewer than ``below`` times."""
+        rumor = dest is not None and self.serf.is_rumor_peer(dest.name)
+        return self.serf.get_broadcasts(overhead, limit, dest_is_rumor=rumor, below=below)
 
     def local_state(self, join: bool) -> bytes:
         return self.serf.local_state(join)

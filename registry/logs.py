@@ -45,21 +45,43 @@ class JSONFormatter(logging.Formatter):
 
 
 class MonitorHandler(logging.Handler):
-    """Keeps recent lines and feeds live subscribers (for `rumor monitor`)."""
+    """Keeps recent lines and feeds live subscribers (for `rumor monitor`).
+
+    Lines are formatted only when someone reads them: the ring keeps the records themselves
+    (an agent logs at INFO into this ring whatever its console level, and formatting every
+    line nobody asks for showed up in a join burst's profile). A record carrying a traceback
+    is formatted at once, so the ring never pins the frames of an exception."""
 
     def __init__(self, keep: int = 512) -> None:
         super().__init__()
-        self.recent: deque[tuple[int, str]] = deque(maxlen=keep)
+        self.recent: deque[tuple[int, logging.LogRecord | str]] = deque(maxlen=keep)
         self.subscribers: set[Callable[[int, str], None]] = set()
 
     def emit(self, record: logging.LogRecord) -> None:
+        if record.exc_info or self.subscribers:
+            line = self._line(record)
+            if line is None:
+                return
+            self.recent.append((record.levelno, line))
+            for sub in list(self.subscribers):
+                sub(record.levelno, line)
+        else:
+            self.recent.append((record.levelno, record))
+
+    def _line(self, record: logging.LogRecord) -> str | None:
         try:
-            line = self.format(record)
+            return self.format(record)
         except Exception:  # noqa: BLE001  # pragma: no cover - formatting must not kill logging
-            return
-        self.recent.append((record.levelno, line))
-        for sub in list(self.subscribers):
-            sub(record.levelno, line)
+            return None
+
+    def backlog(self) -> list[tuple[int, str]]:
+        """The kept lines, oldest first, as (level, formatted line)."""
+        out: list[tuple[int, str]] = []
+        for levelno, item in list(self.recent):
+            line = item if isinstance(item, str) else self._line(item)
+            if line is not None:
+                out.append((levelno, line))
+        return out
 
 
 MONITOR = MonitorHandler()

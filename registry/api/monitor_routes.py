@@ -36,7 +36,7 @@ async def monitor(request: web.Request) -> web.StreamResponse:
 
     resp = web.StreamResponse(headers={"Content-Type": "text/plain; charset=utf-8"})
     await resp.prepare(request)
-    for levelno, line in list(logs.MONITOR.recent):
+    for levelno, line in logs.MONITOR.backlog():
         feed(levelno, line)
     logs.MONITOR.subscribers.add(feed)
     try:

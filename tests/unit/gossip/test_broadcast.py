@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from gossip.broadcast import Broadcast, TransmitLimitedQueue, retransmit_limit
 
@@ -80,3 +82,57 @@ def test_prune_drops_most_sent() -> None:
     assert sorted(q.get_broadcasts(0, 100)) == [b"y" * 5, b"z" * 5]
     q.reset()
     assert len(q) == 0
+
+
+def _reference_fill(pending: list[tuple[int, int, int, bytes]], overhead: int,
+                    limit: int) -> list[bytes]:
+    """The fill rule spelled out plainly: tiers by transmits, and in each tier scan largest
+    first (newest first on equal size), taking every message that still fits."""
+    out: list[bytes] = []
+    used = 0
+    for _tx, _neg_len, _neg_id, msg in sorted(pending):
+        if limit - used - overhead <= 0:
+            break
+        if len(msg) <= limit - used - overhead:
+            out.append(msg)
+            used += overhead + len(msg)
+    return out
+
+
+@settings(max_examples=300, deadline=None)
+@given(sizes=st.lists(st.integers(1, 300), max_size=60),
+       rounds=st.lists(st.tuples(st.integers(0, 8), st.integers(0, 1500)), min_size=1,
+                       max_size=8))
+def test_fill_matches_the_plain_rule(sizes: list[int], rounds: list[tuple[int, int]]) -> None:
+    """The queue skips over messages too large for the space left by bisecting; what it picks
+    must be exactly what a linear scan picks, round after round."""
+    q = TransmitLimitedQueue(3, lambda: 50)   # limit 6 transmits
+    limit_tx = retransmit_limit(3, 50)
+    queued = [Broadcast(bytes([i % 251]) * n) for i, n in enumerate(sizes)]
+    for b in queued:
+        q.queue(b)
+    tx = {id(b): 0 for b in queued}
+    for overhead, limit in rounds:
+        live = [b for b in queued if tx[id(b)] < limit_tx]
+        expect = _reference_fill([(tx[id(b)], -len(b.message), -b.id, b.message) for b in live],
+                                 overhead, limit)
+        got = q.get_broadcasts(overhead, limit)
+        assert got == expect
+        picked = {id(m) for m in got}
+        for b in live:
+            if id(b.message) in picked:
+                tx[id(b)] += 1
+        assert len(q) == sum(1 for b in queued if tx[id(b)] < limit_tx)
+
+
+def test_below_takes_only_messages_sent_fewer_times() -> None:
+    q = TransmitLimitedQueue(4, lambda: 50)   # limit 8 transmits
+    q.queue_bytes(b"old", "old")
+    for _ in range(3):
+        assert q.get_broadcasts(0, 100) == [b"old"]   # "old" has now gone out 3 times
+    q.queue_bytes(b"new", "new")
+    assert q.get_broadcasts(0, 100, below=3) == [b"new"]
+    assert q.get_broadcasts(0, 100, below=3) == [b"new"]
+    assert q.get_broadcasts(0, 100, below=3) == [b"new"]
+    assert q.get_broadcasts(0, 100, below=3) == []    # both at 3 now: nothing fresh
+    assert sorted(q.get_broadcasts(0, 100)) == [b"new", b"old"]   # a regular round takes all

@@ -327,10 +327,10 @@ def _meta_spread(eager: bool, seed: int) -> tuple[float, int]:
     rounds = 0
     real_round = core._gossip_round
 
-    def counting(now: float) -> None:
+    def counting(now: float, below: int | None = None) -> None:
         nonlocal rounds
         rounds += 1
-        real_round(now)
+        real_round(now, below)
 
     core._gossip_round = counting  # type: ignore[method-assign]
     d[5].meta = b"\xff\x81\xa1k\xa1v"
@@ -384,3 +384,38 @@ def test_eager_rounds_are_capped_at_one_per_quarter_interval() -> None:
         net.sim._flush(net.sim.nodes["n3"])
         net.sim.run_for(0.05)
     assert 3 <= eager <= 5
+
+
+def test_eager_round_carries_only_news() -> None:
+    """An eager round sends what has not yet gone to a full fan-out; retransmissions of older
+    broadcasts are left to the regular rounds (the same number of sends either way)."""
+    net = FakeNet(seed=26)
+    net.cluster(6, gossip_interval=1.0)
+    net.run_until(lambda: alive_everywhere(net), 10.0)
+    net.sim.run_for(5.0)
+    core = net.sim.nodes["n3"].core
+    sent: list[bytes] = []
+    real = core._raw_send
+
+    def capture(addr: object, payload: bytes, dest: object) -> None:
+        sent.append(payload)
+        real(addr, payload, dest)  # type: ignore[arg-type]
+
+    core._raw_send = capture  # type: ignore[method-assign]
+    core.queue_broadcast(b"\x08old-news", None)
+    core._gossip_round(net.sim.now)            # a regular round: old news to 3 nodes
+    assert sum(b"old-news" in p for p in sent) == 3
+    sent.clear()
+    core.queue_broadcast(b"\x08fresh-news", None)
+    core._eager_round(None, net.sim.now + 10)
+    assert sum(b"fresh-news" in p for p in sent) == 3
+    assert not any(b"old-news" in p for p in sent)
+    sent.clear()
+    # 6 nodes: 4 sends each (retransmit_mult 4 * ceil(log10(7))); the next regular round
+    # sends each its last one, and the eager round did not cost the old news a send
+    core._gossip_round(net.sim.now + 10)
+    assert sum(b"old-news" in p for p in sent) == 1
+    assert sum(b"fresh-news" in p for p in sent) == 1
+    sent.clear()
+    core._gossip_round(net.sim.now + 11)
+    assert sent == []
