@@ -765,6 +765,44 @@ def encode_packet(
     return wrap_packet(payload, crc=crc, compress=compress, keyring=keyring)
 
 
+class RecentMessages:
+    """Hashes of the broadcast messages (alive, suspect, dead, user) handled lately, so that
+    the copies gossip keeps delivering are skipped before they are decoded.
+
+    Epidemic dissemination hands every node each rumour several times (each holder sends it
+    ``retransmit_mult * log(n)`` times); all four types are idempotent, so a byte-identical
+    copy can change nothing that the first did not. Handling one costs a msgpack decode and a
+    trip through the state machine; recognising it costs a hash. Hashes live between one and
+    two ``window`` seconds (two generations, swapped when the window ends or the current one
+    holds ``max_entries``), so memory stays bounded and an old message seen again much later
+    is handled as usual. Python's keyed bytes hash keeps peers from forging collisions."""
+
+    __slots__ = ("_current", "_previous", "_swap_at", "max_entries", "window")
+
+    def __init__(self, window: float, max_entries: int = 2048) -> None:
+        self.window = window
+        self.max_entries = max_entries
+        self._current: set[int] = set()
+        self._previous: set[int] = set()
+        self._swap_at = -math.inf
+
+    def seen(self, message: bytes | memoryview, now: float) -> bool:
+        """True if ``message`` was met in the window; otherwise remember it and say False."""
+        if now >= self._swap_at or len(self._current) >= self.max_entries:
+            self._previous = self._current if now < self._swap_at + self.window else set()
+            self._current = set()
+            self._swap_at = now + self.window
+        h = hash(message)
+        if h in self._current or h in self._previous:
+            return True
+        self._current.add(h)
+        return False
+
+
+_DEDUP_TYPES = frozenset((MessageType.ALIVE, MessageType.SUSPECT, MessageType.DEAD,
+                          MessageType.USER))
+
+
 @dataclass(frozen=True, slots=True)
 class DecodedPacket:
     """What ``decode_packet`` found: messages in wire order, and the parts it had to drop."""
@@ -774,21 +812,31 @@ class DecodedPacket:
     encrypted: bool = False
     crc: bool = False
     compressed: bool = False
+    duplicates: int = 0
+    """Messages skipped as copies of recent ones (see ``RecentMessages``)."""
 
 
 class _PacketWalk:
-    __slots__ = ("compressed", "errors", "limits", "messages")
+    __slots__ = ("compressed", "duplicates", "errors", "limits", "messages", "now", "recent")
 
-    def __init__(self, limits: CodecLimits) -> None:
+    def __init__(self, limits: CodecLimits, recent: RecentMessages | None = None,
+                 now: float = 0.0) -> None:
         self.limits = limits
         self.messages: list[PacketMessage] = []
         self.errors: list[MalformedPacket] = []
         self.compressed = False
+        self.recent = recent
+        self.now = now
+        self.duplicates = 0
 
     def dispatch(self, buf: bytes, depth: int) -> None:
         if not buf:
             raise MalformedPacket(REASON_TRUNCATED, "empty message")
         msg_type = buf[0]
+        if (msg_type in _DEDUP_TYPES and self.recent is not None
+                and self.recent.seen(buf, self.now)):
+            self.duplicates += 1
+            return
         if msg_type in _BODY_DECODERS:
             self._add(_decode_simple(msg_type, buf, 1))
         elif msg_type == MessageType.USER:
@@ -834,13 +882,17 @@ def decode_packet(
     *,
     limits: CodecLimits = DEFAULT_LIMITS,
     verify_incoming: bool = True,
+    recent: RecentMessages | None = None,
+    now: float = 0.0,
 ) -> DecodedPacket:
     """Peel every layer off one UDP datagram and decode the messages inside (§4.1 receive).
 
     With a non-empty ``keyring`` the packet is decrypted with each key, primary first; when no
     key works it is refused (``DecryptionFailed``) if ``verify_incoming``, or else read as
     plaintext. A top-level hasCrc is checked. Raises ``MalformedPacket`` when the packet as a
-    whole is unusable; a bad compound part lands in ``errors`` and the rest is kept.
+    whole is unusable; a bad compound part lands in ``errors`` and the rest is kept. With
+    ``recent``, broadcast messages met within its window (at time ``now``) are skipped and
+    only counted (``DecodedPacket.duplicates``).
     """
     buf = bytes(data)
     if len(buf) > limits.max_packet_size:
@@ -859,7 +911,7 @@ def decode_packet(
     if len(buf) >= CRC_OVERHEAD and buf[0] == MessageType.HAS_CRC:
         buf = strip_crc(buf)
         has_crc = True
-    walk = _PacketWalk(limits)
+    walk = _PacketWalk(limits, recent, now)
     walk.dispatch(buf, 0)
     return DecodedPacket(
         messages=tuple(walk.messages),
@@ -867,6 +919,7 @@ def decode_packet(
         encrypted=encrypted,
         crc=has_crc,
         compressed=walk.compressed,
+        duplicates=walk.duplicates,
     )
 
 
@@ -1550,6 +1603,7 @@ def iter_serf_messages(
 
 
 __all__ = [
+    "RecentMessages",
     "COMPOUND_HEADER_OVERHEAD",
     "COMPOUND_PART_OVERHEAD",
     "CRC_OVERHEAD",

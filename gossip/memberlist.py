@@ -309,6 +309,9 @@ class Memberlist:
         self._probe_pending = False
         self._eager_pending = False
         self._last_eager = float("-inf")
+        self._recent = codec.RecentMessages(max(1.0, 10 * config.gossip_interval))
+        """Broadcast copies to skip undecoded (a rumour's copies arrive within a few
+        rounds of each other)."""
         self._streams: dict[int, _Stream] = {}
         self._joins: dict[int, _Join] = {}
         self._periodic_push_pull: int = 0
@@ -596,6 +599,8 @@ class Memberlist:
                 self.keyring,
                 limits=self.limits,
                 verify_incoming=self.config.gossip_verify_incoming,
+                recent=self._recent,
+                now=now,
             )
         except MalformedPacket as exc:
             self._drop(exc.reason, addr, exc.detail)
@@ -607,6 +612,9 @@ class Memberlist:
         # and is counted as decrypt_failed (memberlist cannot tell the two apart either).
         for err in decoded.errors:
             self._drop(err.reason, addr, err.detail)
+        if decoded.duplicates:
+            m = c.msgs_in
+            m["duplicate"] = m.get("duplicate", 0) + decoded.duplicates
         try:
             for msg in decoded.messages:
                 self._dispatch(msg, addr, now)

@@ -784,3 +784,37 @@ def test_failed_stream_reader_stays_failed() -> None:
     assert reason_of(reader.feed, b"\x00\xc1") == "bad_msgpack"
     assert reason_of(reader.feed, b"\x80") == "bad_msgpack"
     assert reason_of(reader.feed_eof) == "bad_msgpack"
+
+
+# --- copies of recent broadcasts ------------------------------------------------------------
+
+def test_recent_messages_window_and_bound() -> None:
+    r = codec.RecentMessages(window=2.0, max_entries=3)
+    assert not r.seen(b"\x02a", 0.0)
+    assert r.seen(b"\x02a", 0.5)
+    assert r.seen(memoryview(b"\x02a"), 1.0)      # same bytes, whatever the buffer type
+    assert not r.seen(b"\x02b", 1.0)
+    assert r.seen(b"\x02a", 2.5)                   # previous generation still counts
+    assert not r.seen(b"\x02a", 6.0)               # two windows later: forgotten
+    for i in range(3):
+        assert not r.seen(bytes([8, i]), 6.0)
+    # the current generation is full: a new one starts, the full one is still consulted
+    assert not r.seen(b"\x08z", 6.0)
+    assert r.seen(bytes([8, 0]), 6.0) and r.seen(b"\x08z", 6.0)
+
+
+def test_decode_packet_skips_copies_of_broadcasts_only() -> None:
+    alive = Alive(3, "n1", "127.0.0.1", 7946, b"\xff\x80")
+    r = codec.RecentMessages(window=10.0)
+    wire = codec.encode_packet([alive, Ping(1, "n"), UserMsg(b"\x05x"), Dead(2, "n2", "n3")])
+    first = codec.decode_packet(wire, recent=r, now=0.0)
+    assert first.messages == (alive, Ping(1, "n"), UserMsg(b"\x05x"), Dead(2, "n2", "n3"))
+    assert first.duplicates == 0
+    again = codec.decode_packet(wire, recent=r, now=1.0)
+    assert again.messages == (Ping(1, "n"),)       # a ping is not a broadcast: always read
+    assert again.duplicates == 3
+    # a newer incarnation is different bytes, so it is read
+    newer = codec.encode_packet([Alive(4, "n1", "127.0.0.1", 7946, b"\xff\x80")])
+    assert codec.decode_packet(newer, recent=r, now=1.0).messages[0].incarnation == 4
+    # without a filter nothing is skipped
+    assert codec.decode_packet(wire).duplicates == 0
