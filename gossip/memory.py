@@ -10,7 +10,6 @@ It is called once the service is up; elsewhere than glibc it does nothing.
 from __future__ import annotations
 
 import ctypes
-import ctypes.util
 import gc
 import logging
 from typing import Any
@@ -26,9 +25,9 @@ def release_free_memory() -> None:
     gc.collect()
     try:
         if _trim is None:
-            name = ctypes.util.find_library("c")
-            libc = ctypes.CDLL(name) if name else None
-            _trim = getattr(libc, "malloc_trim", None) if libc is not None else False
+            # the process's own symbols include libc's; ctypes.util.find_library would pull
+            # in shutil, tempfile, bz2 and lzma (~1 MiB) just to name it
+            _trim = getattr(ctypes.CDLL(None), "malloc_trim", None) or False
         if _trim:
             _trim(0)
     except (OSError, AttributeError) as e:  # not glibc, or no libc found
