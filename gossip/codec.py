@@ -1603,7 +1603,6 @@ def iter_serf_messages(
 
 
 __all__ = [
-    "RecentMessages",
     "COMPOUND_HEADER_OVERHEAD",
     "COMPOUND_PART_OVERHEAD",
     "CRC_OVERHEAD",
@@ -1613,6 +1612,7 @@ __all__ = [
     "STREAM_FRAME_HEADER_SIZE",
     "CodecLimits",
     "DecodedPacket",
+    "RecentMessages",
     "StreamReader",
     "add_crc",
     "compress_message",

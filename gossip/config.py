@@ -110,6 +110,13 @@ class MemberlistConfig:
     push_pull_interval: float = 30.0
     """Seconds between periodic push/pull syncs, scaled by 1 for n<=32 else
     ceil(log2(n) - 5) + 1; 0 disables. LAN 30 s, WAN 60 s, local 15 s."""
+    join_resync: bool = True
+    """After a successful join, one more push/pull with a random other member, 10 gossip
+    intervals later (2 s on LAN). Gossip reaches every node only with high probability: when
+    many nodes join at once, a node now and then misses the news of one that joined just
+    after it and would wait for its first periodic push/pull (at a random point of the first
+    push_pull_interval, up to 30 s). The resync fetches the whole state once the join burst
+    has been gossiped. memberlist has no such exchange; turn it off to mimic it. Default True."""
     tcp_timeout: float = 10.0
     """Deadline in seconds of one TCP exchange (push/pull, TCP ping, inbound connection).
     LAN 10 s, WAN 30 s, local 1 s."""

@@ -121,6 +121,7 @@ class MemberlistCounters:
         "drops",
         "events_dropped",
         "indirect_relayed",
+        "join_resyncs",
         "msgs_in",
         "msgs_out",
         "nacks_sent",
@@ -157,6 +158,7 @@ class MemberlistCounters:
         self.refutes = 0
         self.push_pulls = 0
         self.push_pull_failures = 0
+        self.join_resyncs = 0
         self.streams_in = 0
         self.reaped = 0
         self.events_dropped = 0
@@ -309,6 +311,7 @@ class Memberlist:
         self._probe_pending = False
         self._eager_pending = False
         self._last_eager = float("-inf")
+        self._resync_pending = False
         self._recent = codec.RecentMessages(max(1.0, 10 * config.gossip_interval))
         """Broadcast copies to skip undecoded (a rumour's copies arrive within a few
         rounds of each other)."""
@@ -447,7 +450,7 @@ class Memberlist:
                 assert job.errors is not None
                 job.errors.append(f"{addr[0]}:{addr[1]}: too many pending streams")
         if job.pending == 0:
-            self._finish_join(jid)
+            self._finish_join(jid, now)
         return jid
 
     def leave(self, now: float) -> None:
@@ -1404,11 +1407,27 @@ class Memberlist:
                     assert job.errors is not None
                     job.errors.append(f"{st.req.addr[0]}:{st.req.addr[1]}: {error}")
                 if job.pending <= 0:
-                    self._finish_join(st.join_id)
+                    self._finish_join(st.join_id, now)
 
-    def _finish_join(self, jid: int) -> None:
+    def _finish_join(self, jid: int, now: float) -> None:
         job = self._joins.pop(jid)
         self._emit(JoinCompleted(jid, job.ok, tuple(job.errors or ())))
+        if job.ok and self.config.join_resync and not self._resync_pending:
+            self._resync_pending = True
+            self._schedule(now + 10 * self.config.gossip_interval,
+                           self._join_resync, None)
+
+    def _join_resync(self, _: Any, now: float) -> None:
+        """One push/pull with a random alive member, some rounds after a join
+        (``join_resync``): fetches what the join burst's gossip did not bring us."""
+        self._resync_pending = False
+        me = self.name
+        peers = self._k_random_nodes(
+            1, lambda s: s.name == me or s.node.status != NodeStatus.ALIVE
+        )
+        if peers:
+            self.counters.join_resyncs += 1
+            self._start_push_pull(peers[0].address, False, now)
 
     def _verify_protocol(self, remote: tuple[PushNodeState, ...]) -> None:
         """memberlist verifyProtocol (§6.9); raises _PeerError on an incompatible cluster."""

@@ -427,3 +427,33 @@ def test_eager_round_carries_only_news() -> None:
     sent.clear()
     core._gossip_round(net.sim.now + 11)
     assert sent == []
+
+
+def _missed_join(resync: bool) -> float | None:
+    """n3 joins; n4 joins just after while gossip cannot reach n3 (its UDP from others is cut
+    for 1.5 s). Simulated seconds after n4's join until n3 lists n4 (None: not within 15 s).
+    The periodic push/pull is pushed out of the way (600 s)."""
+    net = FakeNet(seed=31)
+    for i in range(5):
+        net.sim.add_node(f"n{i}", push_pull_interval=600.0, join_resync=resync)
+    for i in range(1, 4):
+        net.sim.join(f"n{i}", ["n0"])
+    net.sim.run_for(0.05)
+    for other in ("n0", "n1", "n2", "n4"):
+        net.cut(other, "n3", kind="udp", both=False)
+    net.sim.join("n4", ["n0"])
+    net.sim.run_for(1.5)
+    net.heal()
+    start = net.sim.now - 1.5
+    n3 = net.sim.nodes["n3"].core
+    if not net.sim.run_for(13.5, lambda: n3.node("n4") is not None):
+        return None
+    return net.sim.now - start
+
+
+def test_join_resync_fetches_what_gossip_missed() -> None:
+    """Without the resync n3 waits for a periodic push/pull (here pushed to 600 s); with it,
+    n3's push/pull 10 gossip intervals after its own join fetches n4."""
+    assert _missed_join(False) is None
+    t = _missed_join(True)
+    assert t is not None and t < 2.5, t
