@@ -48,6 +48,7 @@ from typing import Any
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
+from bench.interp import bench_env, precompile, rumor_python
 from bench.serfrpc import SerfRPC  # noqa: E402
 
 PORTS = {"serf": (20000, 21000), "rumor": (22000, 23000)}   # gossip base, rpc/http base
@@ -80,13 +81,14 @@ class Agent:
                     "-rpc-addr", f"127.0.0.1:{self.ctl_port}", "-log-level", "warn",
                     "-profile", self.profile]
         else:
-            argv = [sys.executable, "-m", "registry.cli", "agent", "-node", self.name,
+            argv = [rumor_python(), "-m", "registry.cli", "agent", "-node", self.name,
                     "-bind", "127.0.0.1", "-client", "127.0.0.1",
                     "-serf-lan-port", str(self.gossip_port), "-http-port", str(self.ctl_port),
                     "-dns-port", str(RUMOR_DNS_BASE + self.i),
                     "-data-dir", str(self.workdir / f"{self.name}-data"),
                     "-log-level", "warn", "-profile", self.profile]
-        self.proc = subprocess.Popen(argv, stdout=log, stderr=subprocess.STDOUT, cwd=ROOT)
+        self.proc = subprocess.Popen(argv, stdout=log, stderr=subprocess.STDOUT, cwd=ROOT,
+                                     env=bench_env())
         log.close()
 
     def ready(self) -> bool:
@@ -366,7 +368,7 @@ def ratio(a: Any, b: Any) -> str:
 
 def report(results: list[dict[str, Any]]) -> str:
     rows = ["kill -9 and leave rows: median over trials of each trial's median / last observer.",
-            "", "| N | metric | Serf | Rumor | Rumor/Serf |", "|---|---|---|---|---|"]
+            f"Rumor agents ran under {rumor_python()}.", "", "| N | metric | Serf | Rumor | Rumor/Serf |", "|---|---|---|---|---|"]
     metrics = [("join_median", "join, median agent (s)"), ("join_max", "join, slowest agent (s)"),
                ("detect_median", "kill -9 seen, median observer (s)"),
                ("detect_max", "kill -9 seen, last observer (s)"),
@@ -393,6 +395,7 @@ def inside(args: argparse.Namespace) -> int:
     POLL = args.poll
     subprocess.run(["ip", "link", "set", "lo", "up"], check=True)
     setup_counters()
+    precompile(*(ROOT / d for d in ("gossip", "registry", "dnsserver", "lb")))
     sizes = [int(x) for x in args.sizes.split(",")]
     kinds = [k for k in ("serf", "rumor") if args.only in (None, k)]
     results = []

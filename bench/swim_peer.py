@@ -39,6 +39,10 @@ from pathlib import Path
 from typing import Any
 
 ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT))
+
+from bench.interp import bench_env, precompile, rumor_python
+
 VENV = ROOT / "bench" / ".venv-swim"
 SWIM_VERSION = "0.6.3"
 
@@ -71,7 +75,7 @@ class SwimNode:
         argv = [str(exe), "--secret", "bench", "--name", self.name]
         if base + i != seed:
             argv += ["--peer", f"127.0.0.1:{seed}"]
-        self.proc = subprocess.Popen(argv + [str(self.dir)], stdout=subprocess.DEVNULL,
+        self.proc = subprocess.Popen(argv + [str(self.dir)], env=bench_env(), stdout=subprocess.DEVNULL,
                                      stderr=subprocess.DEVNULL)
 
     def online(self) -> set[str]:
@@ -90,11 +94,11 @@ class SwimNode:
 class RumorNode:
     def __init__(self, i: int, base: int, seed: int) -> None:
         self.name = f"g{i}"
-        argv = [sys.executable, "-m", "tests.harness.gossip_node", "-name", self.name,
-                "-bind", "127.0.0.1", "-port", str(base + i)]
+        argv = [rumor_python(), "-m", "tests.harness.gossip_node", "-name", self.name,
+                "-bind", "127.0.0.1", "-port", str(base + i), "-profile", "lan"]
         if base + i != seed:
             argv += ["-join", f"127.0.0.1:{seed}"]
-        self.proc = subprocess.Popen(argv, cwd=ROOT, text=True, stdin=subprocess.PIPE,
+        self.proc = subprocess.Popen(argv, cwd=ROOT, env=bench_env(), text=True, stdin=subprocess.PIPE,
                                      stdout=subprocess.PIPE, stderr=subprocess.DEVNULL)
         self.lock = threading.Lock()
         self.ready = threading.Event()
@@ -197,6 +201,9 @@ def main() -> int:
     p.add_argument("--idle", type=float, default=20.0)
     args = p.parse_args()
     swim_binary()
+    # both kinds as installed packages are: with their bytecode caches written
+    precompile(*(ROOT / d for d in ("gossip", "tests")),
+               *sorted((VENV / "lib").glob("python*/site-packages/swim")))
     results = []
     with tempfile.TemporaryDirectory(prefix="rumor-swim-") as tmp:
         for kind in ("swim", "rumor"):
@@ -205,6 +212,7 @@ def main() -> int:
             results.append(r)
     s, m = results
     print()
+    print(f"Rumor's nodes ran under {rumor_python()}; swim-protocol under {VENV}.")
     print("| N | metric | swim-protocol 0.6.3 | Rumor gossip layer | Rumor/swim |")
     print("|---|---|---|---|---|")
     for key, label in [("join_median", "join, median (s, start-up included)"),
