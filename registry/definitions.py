@@ -265,9 +265,8 @@ def parse_check(obj: Any, *, where: str = "", service_id: str = "",
             raise DefinitionError(f"{where}{_n(d, 'Interval')}: must be > 0 for HTTP and TCP checks")
         interval = max(interval, MIN_INTERVAL)
     timeout = _duration(d, "Timeout", where) or DEFAULT_TIMEOUT
-    if kind == "http":
-        if not http.startswith(("http://", "https://")):
-            raise DefinitionError(f"{where}{_n(d, 'HTTP')}: {http!r} is not an http:// or https:// URL")
+    if kind == "http" and not http.startswith(("http://", "https://")):
+        raise DefinitionError(f"{where}{_n(d, 'HTTP')}: {http!r} is not an http:// or https:// URL")
     if kind == "tcp":
         host, sep, port = tcp.rpartition(":")
         if not sep or not host or not port.isdigit() or not 0 < int(port) < 65536:

@@ -622,9 +622,8 @@ class Replicator:
         if kind == "MemberJoined":
             # back after a leave: its record may come again (it restamps it on rejoin)
             self.departed.pop(name.lower(), None)
-        if kind in ("MemberJoined", "MemberUpdated"):
-            if self.catalog.has_node(name):
-                self.catalog.set_status(name, member.status)
+        if kind in ("MemberJoined", "MemberUpdated") and self.catalog.has_node(name):
+            self.catalog.set_status(name, member.status)
 
     def forget(self, name: str) -> None:
         """The node left or was reaped: its records disappear everywhere."""

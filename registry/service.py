@@ -49,7 +49,7 @@ def parse_definitions(services: Sequence[Mapping[str, Any]],
     ids = [s.record.id for s in sdefs]
     dup = {x for x in ids if ids.count(x) > 1}
     if dup:
-        raise ConfigError(f"services: duplicate service ID {sorted(dup)[0]!r}; give each an id")
+        raise ConfigError(f"services: duplicate service ID {min(dup)!r}; give each an id")
     known = set(ids)
     for i, c in enumerate(cdefs):
         if c.service_id and c.service_id not in known:
