@@ -21,7 +21,8 @@ connection; Rumor: a keep-alive HTTP connection), never over the connection that
 Bytes are counted by iptables on the loopback of a network namespace the benchmark makes for
 itself (the gossip ports of each kind lie in their own range), so nothing is added to the root
 namespace. Rumor agents run as whole agents (HTTP API, DNS and LB included), which is what the
-RSS target is about. Run as root:
+RSS target is about, from ``bench/.venv-rumor`` with bytecode caches (``bench/interp.py``).
+Run as root:
 
     python bench/gossip_vs_serf.py                 # N = 10, 30, 50, 60 s idle window
     python bench/gossip_vs_serf.py --sizes 10 --idle 20
