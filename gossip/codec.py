@@ -775,7 +775,9 @@ class RecentMessages:
     trip through the state machine; recognising it costs a hash. Hashes live between one and
     two ``window`` seconds (two generations, swapped when the window ends or the current one
     holds ``max_entries``), so memory stays bounded and an old message seen again much later
-    is handled as usual. Python's keyed bytes hash keeps peers from forging collisions."""
+    is handled as usual. Python's keyed bytes hash keeps peers from forging collisions.
+    A message counts as handled only once its whole packet was (``known`` while decoding,
+    ``remember`` after): if handling fails, the next copy is read."""
 
     __slots__ = ("_current", "_previous", "_swap_at", "max_entries", "window")
 
@@ -786,17 +788,35 @@ class RecentMessages:
         self._previous: set[int] = set()
         self._swap_at = -math.inf
 
-    def seen(self, message: bytes | memoryview, now: float) -> bool:
-        """True if ``message`` was met in the window; otherwise remember it and say False."""
-        if now >= self._swap_at or len(self._current) >= self.max_entries:
-            self._previous = self._current if now < self._swap_at + self.window else set()
-            self._current = set()
-            self._swap_at = now + self.window
+    def known(self, message: bytes | memoryview, now: float) -> int | None:
+        """None if ``message`` was handled in the window; otherwise its hash, to hand to
+        :meth:`remember` once it has been handled."""
+        if now >= self._swap_at:
+            self._swap(now)
         h = hash(message)
         if h in self._current or h in self._previous:
+            return None
+        return h
+
+    def remember(self, hashes: Iterable[int], now: float) -> None:
+        """Record messages as handled (hashes from :meth:`known`)."""
+        for h in hashes:
+            if now >= self._swap_at or len(self._current) >= self.max_entries:
+                self._swap(now)
+            self._current.add(h)
+
+    def seen(self, message: bytes | memoryview, now: float) -> bool:
+        """``known`` and ``remember`` in one: True if ``message`` was met in the window."""
+        h = self.known(message, now)
+        if h is None:
             return True
-        self._current.add(h)
+        self.remember((h,), now)
         return False
+
+    def _swap(self, now: float) -> None:
+        self._previous = self._current if now < self._swap_at + self.window else set()
+        self._current = set()
+        self._swap_at = now + self.window
 
 
 _DEDUP_TYPES = frozenset((MessageType.ALIVE, MessageType.SUSPECT, MessageType.DEAD,
@@ -814,10 +834,15 @@ class DecodedPacket:
     compressed: bool = False
     duplicates: int = 0
     """Messages skipped as copies of recent ones (see ``RecentMessages``)."""
+    fresh: tuple[int, ...] = ()
+    """Hashes of the broadcast messages decoded here, for ``RecentMessages.remember`` once
+    they have been handled (a packet whose handling fails is not remembered, so a later copy
+    of what it carried is still read)."""
 
 
 class _PacketWalk:
-    __slots__ = ("compressed", "duplicates", "errors", "limits", "messages", "now", "recent")
+    __slots__ = ("compressed", "duplicates", "errors", "fresh", "limits", "messages", "now",
+                 "recent")
 
     def __init__(self, limits: CodecLimits, recent: RecentMessages | None = None,
                  now: float = 0.0) -> None:
@@ -828,19 +853,26 @@ class _PacketWalk:
         self.recent = recent
         self.now = now
         self.duplicates = 0
+        self.fresh: list[int] = []
 
     def dispatch(self, buf: bytes, depth: int) -> None:
         if not buf:
             raise MalformedPacket(REASON_TRUNCATED, "empty message")
         msg_type = buf[0]
-        if (msg_type in _DEDUP_TYPES and self.recent is not None
-                and self.recent.seen(buf, self.now)):
-            self.duplicates += 1
-            return
+        h: int | None = None
+        if msg_type in _DEDUP_TYPES and self.recent is not None:
+            h = self.recent.known(buf, self.now)
+            if h is None:
+                self.duplicates += 1
+                return
         if msg_type in _BODY_DECODERS:
             self._add(_decode_simple(msg_type, buf, 1))
+            if h is not None:
+                self.fresh.append(h)
         elif msg_type == MessageType.USER:
             self._add(UserMsg(bytes(buf[1:])))
+            if h is not None:
+                self.fresh.append(h)
         elif msg_type == MessageType.COMPOUND:
             if depth >= self.limits.max_nesting_depth:
                 raise MalformedPacket(REASON_TOO_DEEP, f"more than {depth} nested layers")
@@ -891,8 +923,9 @@ def decode_packet(
     key works it is refused (``DecryptionFailed``) if ``verify_incoming``, or else read as
     plaintext. A top-level hasCrc is checked. Raises ``MalformedPacket`` when the packet as a
     whole is unusable; a bad compound part lands in ``errors`` and the rest is kept. With
-    ``recent``, broadcast messages met within its window (at time ``now``) are skipped and
-    only counted (``DecodedPacket.duplicates``).
+    ``recent``, broadcast messages handled within its window (at time ``now``) are skipped and
+    only counted (``DecodedPacket.duplicates``); the caller remembers ``DecodedPacket.fresh``
+    once it has handled the packet.
     """
     buf = bytes(data)
     if len(buf) > limits.max_packet_size:
@@ -920,6 +953,7 @@ def decode_packet(
         crc=has_crc,
         compressed=walk.compressed,
         duplicates=walk.duplicates,
+        fresh=tuple(walk.fresh),
     )
 
 

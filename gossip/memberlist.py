@@ -622,6 +622,8 @@ class Memberlist:
             for msg in decoded.messages:
                 self._dispatch(msg, addr, now)
             self._drain_handoff(now)
+            if decoded.fresh:
+                self._recent.remember(decoded.fresh, now)
         except Exception as exc:  # a bug of ours or a delegate's: contain it, count it
             log.exception("error handling packet from=%s node=%s", addr, self.name)
             self._drop("handler_error", addr, repr(exc))

@@ -809,7 +809,10 @@ def test_decode_packet_skips_copies_of_broadcasts_only() -> None:
     wire = codec.encode_packet([alive, Ping(1, "n"), UserMsg(b"\x05x"), Dead(2, "n2", "n3")])
     first = codec.decode_packet(wire, recent=r, now=0.0)
     assert first.messages == (alive, Ping(1, "n"), UserMsg(b"\x05x"), Dead(2, "n2", "n3"))
-    assert first.duplicates == 0
+    assert first.duplicates == 0 and len(first.fresh) == 3
+    # not remembered yet (its handling could still fail): a copy is read again
+    assert codec.decode_packet(wire, recent=r, now=0.5).duplicates == 0
+    r.remember(first.fresh, 0.5)
     again = codec.decode_packet(wire, recent=r, now=1.0)
     assert again.messages == (Ping(1, "n"),)       # a ping is not a broadcast: always read
     assert again.duplicates == 3

@@ -457,3 +457,35 @@ def test_join_resync_fetches_what_gossip_missed() -> None:
     assert _missed_join(False) is None
     t = _missed_join(True)
     assert t is not None and t < 2.5, t
+
+
+def test_copy_of_a_broadcast_is_skipped_only_once_handled() -> None:
+    """A broadcast is remembered as handled only when its packet was handled: if handling
+    failed, the next copy is read; once handled, copies are counted and skipped."""
+    from gossip import codec
+    from gossip.messages import Alive
+
+    net = FakeNet(seed=41)
+    net.cluster(3)
+    net.run_until(lambda: alive_everywhere(net), 10.0)
+    core = net.sim.nodes["n1"].core
+    wire = codec.encode_packet([Alive(1, "ghost", "127.0.0.9", 7946, b"")])
+    real = core._alive_node
+    calls = 0
+
+    def failing_once(msg: object, now: float) -> None:
+        nonlocal calls
+        calls += 1
+        if calls == 1:
+            raise RuntimeError("a bug while handling")
+        real(msg, now)  # type: ignore[arg-type]
+
+    core._alive_node = failing_once  # type: ignore[method-assign]
+    now = net.sim.now
+    core.receive_packet(wire, ("127.0.0.2", 7946), now)
+    assert core.node("ghost") is None and core.counters.drops.get("handler_error") == 1
+    core.receive_packet(wire, ("127.0.0.2", 7946), now + 0.1)   # the next copy is read
+    assert core.node("ghost") is not None and calls == 2
+    dup = core.counters.msgs_in.get("duplicate", 0)
+    core.receive_packet(wire, ("127.0.0.2", 7946), now + 0.2)   # now a known copy
+    assert calls == 2 and core.counters.msgs_in.get("duplicate", 0) == dup + 1
