@@ -267,8 +267,14 @@ def test_encrypted_cluster_and_key_rotation(procs: Procs) -> None:
 
     # a serf agent's graceful leave shows 'left' on the Rumor nodes
     s2.cli("leave")
-    wait_status(r1.members, "s2", "left", 15, "r1")
-    wait_status(r2.members, "s2", "left", 15, "r2")
+    for r in (r1, r2):
+        try:
+            wait_status(r.members, "s2", "left", 15, r.name)
+        except AssertionError as e:
+            # seen once in CI (r2: failed, not left); say what the node dropped or skipped
+            c = {k: v for k, v in r.call("counters").items()
+                 if v and ("drops" in k or "duplicate" in k or "intent" in k or "leave" in k)}
+            raise AssertionError(f"{e}; {r.name} counters: {c}") from None
 
 
 def test_snapshot_restart_rejoins_without_join(procs: Procs, tmp_path: Path) -> None:
