@@ -805,14 +805,6 @@ class RecentMessages:
                 self._swap(now)
             self._current.add(h)
 
-    def seen(self, message: bytes | memoryview, now: float) -> bool:
-        """``known`` and ``remember`` in one: True if ``message`` was met in the window."""
-        h = self.known(message, now)
-        if h is None:
-            return True
-        self.remember((h,), now)
-        return False
-
     def _swap(self, now: float) -> None:
         self._previous = self._current if now < self._swap_at + self.window else set()
         self._current = set()
@@ -865,12 +857,9 @@ class _PacketWalk:
             if h is None:
                 self.duplicates += 1
                 return
-        if msg_type in _BODY_DECODERS:
-            self._add(_decode_simple(msg_type, buf, 1))
-            if h is not None:
-                self.fresh.append(h)
-        elif msg_type == MessageType.USER:
-            self._add(UserMsg(bytes(buf[1:])))
+        if msg_type in _BODY_DECODERS or msg_type == MessageType.USER:
+            self._add(_decode_simple(msg_type, buf, 1) if msg_type in _BODY_DECODERS
+                      else UserMsg(bytes(buf[1:])))
             if h is not None:
                 self.fresh.append(h)
         elif msg_type == MessageType.COMPOUND:

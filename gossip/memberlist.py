@@ -1315,15 +1315,19 @@ class Memberlist:
         )
         if self._periodic_push_pull in self._streams:
             return  # memberlist runs them one at a time
+        peer = self._random_alive_peer()
+        if peer is None:
+            return
+        st = self._start_push_pull(peer.address, False, now)
+        if st is not None:
+            self._periodic_push_pull = st.req.id
+
+    def _random_alive_peer(self) -> NodeState | None:
         me = self.name
         peers = self._k_random_nodes(
             1, lambda s: s.name == me or s.node.status != NodeStatus.ALIVE
         )
-        if not peers:
-            return
-        st = self._start_push_pull(peers[0].address, False, now)
-        if st is not None:
-            self._periodic_push_pull = st.req.id
+        return peers[0] if peers else None
 
     def _stream_expired(self, st: _Stream, now: float) -> None:
         if not st.done:
@@ -1423,13 +1427,10 @@ class Memberlist:
         """One push/pull with a random alive member, some rounds after a join
         (``join_resync``): fetches what the join burst's gossip did not bring us."""
         self._resync_pending = False
-        me = self.name
-        peers = self._k_random_nodes(
-            1, lambda s: s.name == me or s.node.status != NodeStatus.ALIVE
-        )
-        if peers:
+        peer = self._random_alive_peer()
+        if peer is not None:
             self.counters.join_resyncs += 1
-            self._start_push_pull(peers[0].address, False, now)
+            self._start_push_pull(peer.address, False, now)
 
     def _verify_protocol(self, remote: tuple[PushNodeState, ...]) -> None:
         """memberlist verifyProtocol (§6.9); raises _PeerError on an incompatible cluster."""

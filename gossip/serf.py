@@ -1013,14 +1013,14 @@ class SerfDelegate:
         return (len(s.intent_queue) + len(s.query_queue) + len(s.event_queue)
                 + len(s.app_queue))
 
-    def get_broadcasts(self, overhead: int, limit: int, dest: Any) -> list[bytes]:
+    def get_broadcasts(self, overhead: int, limit: int, dest: Any,
+                       below: int | None = None) -> list[bytes]:
         rumor = dest is not None and self.serf.is_rumor_peer(dest.name)
-        return self.serf.get_broadcasts(overhead, limit, dest_is_rumor=rumor)
+        return self.serf.get_broadcasts(overhead, limit, dest_is_rumor=rumor, below=below)
 
     def fresh_broadcasts(self, overhead: int, limit: int, dest: Any, below: int) -> list[bytes]:
         """Like ``get_broadcasts``, only messages sent fewer than ``below`` times."""
-        rumor = dest is not None and self.serf.is_rumor_peer(dest.name)
-        return self.serf.get_broadcasts(overhead, limit, dest_is_rumor=rumor, below=below)
+        return self.get_broadcasts(overhead, limit, dest, below)
 
     def local_state(self, join: bool) -> bytes:
         return self.serf.local_state(join)
