@@ -24,6 +24,9 @@ from pathlib import Path
 from typing import Any
 
 ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT))
+
+from bench.interp import bench_env, rumor_python
 
 
 def cpu_seconds(pid: int) -> float:
@@ -37,8 +40,9 @@ class Bare:
     def __init__(self, i: int, base: int) -> None:
         self.port = base + i
         self.proc = subprocess.Popen(
-            [sys.executable, "-m", "tests.harness.gossip_node", "-name", f"g{i}", "-bind",
-             "127.0.0.1", "-port", str(self.port)], cwd=ROOT, text=True,
+            [rumor_python(), "-m", "tests.harness.gossip_node", "-name", f"g{i}", "-bind",
+             "127.0.0.1", "-port", str(self.port), "-profile", "lan"], cwd=ROOT,
+            env=bench_env(), text=True,
             stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=subprocess.DEVNULL)
         assert self.proc.stdout is not None
         json.loads(self.proc.stdout.readline())
@@ -65,10 +69,10 @@ class Whole:
         self.port = base + i
         self.http = base + 1000 + i
         self.proc = subprocess.Popen(
-            [sys.executable, "-m", "registry.cli", "agent", "-node", f"a{i}", "-bind",
+            [rumor_python(), "-m", "registry.cli", "agent", "-node", f"a{i}", "-bind",
              "127.0.0.1", "-serf-lan-port", str(self.port), "-http-port", str(self.http),
              "-dns-port", str(base + 2000 + i), "-data-dir", str(workdir / f"a{i}"),
-             "-log-level", "warn"], cwd=ROOT, stdout=subprocess.DEVNULL,
+             "-log-level", "warn"], cwd=ROOT, env=bench_env(), stdout=subprocess.DEVNULL,
             stderr=subprocess.DEVNULL)
         deadline = time.monotonic() + 30
         while True:
