@@ -46,6 +46,11 @@ Listener = Callable[[MemberlistEvent | JoinCompleted], None]
 
 _READ_CHUNK = 65536
 _BIND_ATTEMPTS = 20
+_ACCEPT_BATCH = 128
+"""Connections taken from the listen queue per wake-up (the queue holds 128)."""
+_ACCEPT_BACKOFF = 1.0
+"""Seconds to stop accepting after running out of file descriptors or memory."""
+_ACCEPT_EXHAUSTED = frozenset((errno.EMFILE, errno.ENFILE, errno.ENOBUFS, errno.ENOMEM))
 
 
 class TransportError(GossipError, OSError):
@@ -91,7 +96,7 @@ class MemberlistTransport:
         self._core: Memberlist | None = None
         self._loop: asyncio.AbstractEventLoop | None = None
         self._udp: asyncio.DatagramTransport | None = None
-        self._server: asyncio.base_events.Server | None = None
+        self._listener: socket.socket | None = None
         self._timer: asyncio.TimerHandle | None = None
         self._timer_at: float | None = None
         self._tasks: set[asyncio.Task[None]] = set()
@@ -134,9 +139,8 @@ class MemberlistTransport:
         self.port = port
         transport, _ = await loop.create_datagram_endpoint(lambda: _UDP(self), sock=udp_sock)
         self._udp = transport  # a DatagramTransport (uvloop's class does not inherit from it)
-        self._server = await asyncio.start_server(
-            self._on_connection, sock=tcp_sock, limit=_READ_CHUNK
-        )
+        self._listener = tcp_sock
+        loop.add_reader(tcp_sock.fileno(), self._accept_ready)
         advertise = cfg.advertise_addr or cfg.bind_addr
         core_cfg = cfg.replace(
             bind_port=port, advertise_addr=advertise, advertise_port=cfg.advertise_port or port
@@ -190,18 +194,12 @@ class MemberlistTransport:
             self._timer = None
         if self._udp is not None:
             self._udp.close()
-        if self._server is not None:
-            self._server.close()
+        self._stop_listening()
         tasks = list(self._tasks)
         for t in tasks:
             t.cancel()
         if tasks:
             await asyncio.gather(*tasks, return_exceptions=True)
-        if self._server is not None:
-            try:
-                await asyncio.wait_for(self._server.wait_closed(), 1.0)
-            except TimeoutError:
-                pass
         for fut in self._joins.values():
             if not fut.done():
                 fut.cancel()
@@ -390,6 +388,55 @@ class MemberlistTransport:
         core.stream_result(req.id, answer, error, loop.time())
         self.flush()
 
+    def _stop_listening(self) -> None:
+        sock = self._listener
+        if sock is None:
+            return
+        self._listener = None
+        if self._loop is not None:
+            self._loop.remove_reader(sock.fileno())
+        sock.close()
+
+    def _accept_ready(self) -> None:
+        """Take every connection waiting in the listen queue now, not one per loop iteration
+        (uvloop's servers accept one per wake-up; a seed that 49 nodes join at once then
+        answered them between rounds of gossip traffic, one at a time)."""
+        sock = self._listener
+        if sock is None or self._closed:
+            return
+        for _ in range(_ACCEPT_BATCH):
+            try:
+                conn, _addr = sock.accept()
+            except (BlockingIOError, InterruptedError):
+                return
+            except OSError as exc:
+                if exc.errno in _ACCEPT_EXHAUSTED and self._loop is not None:
+                    # the listen socket stays readable: pause instead of spinning on it
+                    self.core.count_drop("accept_error", ("", 0),
+                                         f"{exc}; not accepting for {_ACCEPT_BACKOFF:.0f} s")
+                    fd = sock.fileno()
+                    self._loop.remove_reader(fd)
+                    self._loop.call_later(_ACCEPT_BACKOFF, self._resume_accepting, sock)
+                else:  # the peer gave up before we took it (ECONNABORTED...): next one
+                    log.debug("gossip: accept failed: %s", exc)
+                    continue
+                return
+            conn.setblocking(False)
+            self._spawn(self._serve_accepted(conn))
+
+    def _resume_accepting(self, sock: socket.socket) -> None:
+        if self._listener is sock and self._loop is not None and not self._closed:
+            self._loop.add_reader(sock.fileno(), self._accept_ready)
+
+    async def _serve_accepted(self, conn: socket.socket) -> None:
+        try:
+            reader, writer = await asyncio.open_connection(sock=conn, limit=_READ_CHUNK)
+        except OSError as exc:
+            conn.close()
+            log.debug("gossip: accepted connection unusable: %s", exc)
+            return
+        await self._on_connection(reader, writer)
+
     async def _on_connection(
         self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter
     ) -> None:
@@ -405,9 +452,6 @@ class MemberlistTransport:
             writer.close()
             return
         self._active_streams += 1
-        task = asyncio.current_task()
-        if task is not None:
-            self._tasks.add(task)
         try:
             answer: bytes | None = None
             try:
@@ -434,8 +478,6 @@ class MemberlistTransport:
                 core.count_drop("stream_io_error", addr, str(exc))
         finally:
             self._active_streams -= 1
-            if task is not None:
-                self._tasks.discard(task)
             try:
                 writer.close()
             except (OSError, RuntimeError) as exc:  # already closed / loop shutting down

@@ -275,3 +275,107 @@ async def test_ipv6_pair() -> None:
     finally:
         await a.close()
         await b.close()
+
+
+def _loop_factories() -> list[object]:
+    out: list[object] = [pytest.param(asyncio.new_event_loop, id="asyncio")]
+    try:
+        import uvloop
+    except ImportError:
+        out.append(pytest.param(None, id="uvloop", marks=pytest.mark.skip("uvloop missing")))
+    else:
+        out.append(pytest.param(uvloop.new_event_loop, id="uvloop"))
+    return out
+
+
+@pytest.mark.parametrize("loop_factory", _loop_factories())
+def test_waiting_connections_are_served_together(loop_factory: Callable[[], asyncio.AbstractEventLoop]) -> None:
+    """Joins that queue up while the node is busy are all answered within a few loop
+    iterations, not one per iteration (uvloop's own servers accept one connection per
+    wake-up, which left a seed that many nodes join at once answering them one by one
+    between rounds of gossip traffic)."""
+    clients = 30
+
+    async def main() -> int:
+        loop = asyncio.get_running_loop()
+        a = MemberlistTransport(fast("a"))
+        await a.start()
+        socks: list[socket.socket] = []
+        try:
+            request = codec.encode_stream(PushPull(join=True))
+            for _ in range(clients):
+                s = socket.create_connection(a.address)
+                s.sendall(request)
+                socks.append(s)
+            # every client waits in the listen queue, its request sent; count loop iterations
+            # from here until the node has handled them all
+            ticks = 0
+            done: asyncio.Future[int] = loop.create_future()
+
+            def tick() -> None:
+                nonlocal ticks
+                ticks += 1
+                if a.core.counters.streams_in >= clients:
+                    done.set_result(ticks)
+                elif ticks < 10_000:
+                    loop.call_soon(tick)
+                else:
+                    done.set_result(ticks)
+
+            loop.call_soon(tick)
+            n = await asyncio.wait_for(done, 10.0)
+            assert a.core.counters.streams_in == clients
+            for s in socks:  # and each got its answer
+                s.setblocking(False)
+                data = b""
+                while chunk := await asyncio.wait_for(loop.sock_recv(s, 65536), 3.0):
+                    data += chunk
+                assert isinstance(codec.decode_stream(data), PushPull)
+            return n
+        finally:
+            for s in socks:
+                s.close()
+            await a.close()
+
+    with asyncio.Runner(loop_factory=loop_factory) as runner:
+        iterations = runner.run(main())
+    assert iterations <= 6, f"{clients} waiting joins took {iterations} loop iterations"
+
+
+async def test_out_of_file_descriptors_pauses_accepting() -> None:
+    """With no descriptor left, a pending connection cannot be accepted: the node counts it,
+    stops accepting for a second instead of spinning on the readable listen socket, and
+    serves the connection once descriptors are back."""
+    import os
+    import resource
+    import time
+
+    loop = asyncio.get_running_loop()
+    a = MemberlistTransport(fast("a"))
+    await a.start()
+    client = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+    soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
+    try:
+        lowest_free = os.dup(0)  # every descriptor below it is taken
+        os.close(lowest_free)
+        resource.setrlimit(resource.RLIMIT_NOFILE, (lowest_free, hard))
+        try:
+            client.connect(a.address)  # needs no new descriptor here
+            client.sendall(codec.encode_stream(PushPull(join=True)))
+            cpu0 = time.process_time()
+            await asyncio.sleep(0.4)
+            spent = time.process_time() - cpu0
+        finally:
+            resource.setrlimit(resource.RLIMIT_NOFILE, (soft, hard))
+        assert a.core.counters.drops.get("accept_error", 0) >= 1
+        assert a.core.counters.streams_in == 0
+        assert spent < 0.2, f"{spent:.2f} CPU-s in 0.4 s: spinning on the listen socket"
+        client.setblocking(False)
+        data = b""
+        while chunk := await asyncio.wait_for(loop.sock_recv(client, 65536), 5.0):
+            data += chunk
+        assert isinstance(codec.decode_stream(data), PushPull)
+        assert a.core.counters.streams_in == 1
+    finally:
+        client.close()
+        await a.close()
