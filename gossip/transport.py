@@ -410,16 +410,14 @@ class MemberlistTransport:
             except (BlockingIOError, InterruptedError):
                 return
             except OSError as exc:
-                if exc.errno in _ACCEPT_EXHAUSTED and self._loop is not None:
-                    # the listen socket stays readable: pause instead of spinning on it
-                    self.core.count_drop("accept_error", ("", 0),
-                                         f"{exc}; not accepting for {_ACCEPT_BACKOFF:.0f} s")
-                    fd = sock.fileno()
-                    self._loop.remove_reader(fd)
-                    self._loop.call_later(_ACCEPT_BACKOFF, self._resume_accepting, sock)
-                else:  # the peer gave up before we took it (ECONNABORTED...): next one
-                    log.debug("gossip: accept failed: %s", exc)
+                if exc.errno not in _ACCEPT_EXHAUSTED or self._loop is None:
+                    log.debug("gossip: accept failed: %s", exc)  # ECONNABORTED...: next one
                     continue
+                # the listen socket stays readable: pause instead of spinning on it
+                self.core.count_drop("accept_error", ("", 0),
+                                     f"{exc}; not accepting for {_ACCEPT_BACKOFF:.0f} s")
+                self._loop.remove_reader(sock.fileno())
+                self._loop.call_later(_ACCEPT_BACKOFF, self._resume_accepting, sock)
                 return
             conn.setblocking(False)
             self._spawn(self._serve_accepted(conn))
