@@ -43,6 +43,7 @@ from .counters import LATENCY_BUCKETS_US, DNSCounters
 from .errors import ConfigError, DNSError, MalformedQuery
 from .memview import MemInstance, MemNode, MemoryView
 from .resolver import Forward, Resolver, answer
+from .rrl import RateLimitConfig, RateLimiter, Verdict
 from .server import DNSServer
 from .view import Instance, Node, View
 
@@ -60,8 +61,11 @@ __all__ = [
     "MemNode",
     "MemoryView",
     "Node",
+    "RateLimitConfig",
+    "RateLimiter",
     "Resolver",
     "SOAConfig",
+    "Verdict",
     "View",
     "answer",
     "parse_duration",

@@ -10,6 +10,7 @@ from types import MappingProxyType
 from typing import Any
 
 from .errors import ConfigError
+from .rrl import RateLimitConfig
 
 __all__ = ["DNSConfig", "SOAConfig", "parse_duration", "parse_recursor"]
 
@@ -167,6 +168,10 @@ class DNSConfig:
     cache_max_rotations: int = 64
     """Rotations of one answer kept pre-encoded (a 40-instance answer has 40); rotations
     beyond this are assembled per query. Default 64."""
+    rate_limit: RateLimitConfig = field(default_factory=RateLimitConfig)
+    """Response-rate limiting of UDP answers per client network (``dns_config.rate_limit``
+    with BIND's keys: responses_per_second, slip, window, ipv4_prefix_length,
+    ipv6_prefix_length, max_clients). Off by default; see :mod:`dnsserver.rrl`."""
     ns_address: str = ""
     """Address given for ``ns.<domain>`` (the NS glue). Default: ``bind_addr`` unless it is a
     wildcard, then 127.0.0.1."""
@@ -233,6 +238,7 @@ class DNSConfig:
                      "cache_max_entries", "cache_max_rotations", "cache_max_bytes"):
             if getattr(self, name) < 1:
                 raise ConfigError(f"dns.{name}: must be >= 1")
+        _validate_rate_limit(self.rate_limit)
         return self
 
     def ttl_for_service(self, service: str) -> int:
@@ -280,6 +286,8 @@ class DNSConfig:
                 kw[key] = {str(k): parse_duration(v, what=f"{what}.{k}") for k, v in value.items()}
             elif key == "soa":
                 kw[key] = _soa_from(value, what)
+            elif key == "rate_limit":
+                kw[key] = _rate_limit_from(value, what)
             elif key in ("only_passing", "enable_truncate", "enable_additional_node_meta_txt"):
                 if not isinstance(value, bool):
                     raise ConfigError(f"{what}: {value!r} is not a boolean; write true or false")
@@ -336,3 +344,43 @@ def _soa_from(value: object, what: str) -> SOAConfig:
         else:
             kw[k] = int(parse_duration(v, what=f"{what}.{k}"))
     return SOAConfig(**kw)
+
+
+_RRL_KEYS = ("responses_per_second", "slip", "window", "ipv4_prefix_length",
+             "ipv6_prefix_length", "max_clients")
+
+
+def _rate_limit_from(value: object, what: str) -> RateLimitConfig:
+    if not isinstance(value, Mapping):
+        raise ConfigError(f'{what}: {value!r} is not a map; write it like '
+                          '{"responses_per_second": 20, "slip": 2}')
+    kw: dict[str, Any] = {}
+    for k, v in value.items():
+        if k not in _RRL_KEYS:
+            raise ConfigError(f"{what}.{k}: unknown key; use " + ", ".join(_RRL_KEYS))
+        if k == "window":
+            kw[k] = parse_duration(v, what=f"{what}.{k}")
+        elif isinstance(v, bool) or not isinstance(v, (int, float)) or (
+                k != "responses_per_second" and not isinstance(v, int)):
+            raise ConfigError(f"{what}.{k}: {v!r} is not a number")
+        else:
+            kw[k] = v
+    return RateLimitConfig(**kw)
+
+
+def _validate_rate_limit(r: RateLimitConfig) -> None:
+    what = "dns_config.rate_limit"
+    if r.responses_per_second < 0:
+        raise ConfigError(f"{what}.responses_per_second: {r.responses_per_second} is negative; "
+                          "use a rate > 0, or 0 to turn rate limiting off")
+    if r.slip < 0:
+        raise ConfigError(f"{what}.slip: {r.slip} is negative; use 0 (drop all), 1 (truncate "
+                          "all) or N (truncate every Nth limited answer)")
+    if r.window <= 0:
+        raise ConfigError(f'{what}.window: must be > 0, like "15s"')
+    if not 1 <= r.ipv4_prefix_length <= 32:
+        raise ConfigError(f"{what}.ipv4_prefix_length: {r.ipv4_prefix_length}; use 1-32")
+    if not 1 <= r.ipv6_prefix_length <= 128:
+        raise ConfigError(f"{what}.ipv6_prefix_length: {r.ipv6_prefix_length}; use 1-128")
+    if r.max_clients < 1:
+        raise ConfigError(f"{what}.max_clients: must be >= 1")

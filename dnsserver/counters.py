@@ -42,6 +42,8 @@ class DNSCounters:
         "latency_sum_ns",
         "qtypes",
         "queries",
+        "rate_limited_dropped",
+        "rate_limited_slipped",
         "rcodes",
         "tcp_connections",
         "tcp_idle_closed",
@@ -67,6 +69,10 @@ class DNSCounters:
         tcp_conn_cap, forward_cap..."""
         self.truncated = 0
         """UDP responses sent with TC set."""
+        self.rate_limited_dropped = 0
+        """UDP answers not sent: the client's network was over its rate (see dnsserver.rrl)."""
+        self.rate_limited_slipped = 0
+        """UDP answers sent empty and truncated instead, so the client retries over TCP."""
         self.forwarded = 0
         """Queries sent to a recursor."""
         self.forward_failures = 0
@@ -127,6 +133,8 @@ class DNSCounters:
             "cache_flushes": self.cache_flushes,
             "drops": dict(self.drops),
             "truncated": self.truncated,
+            "rate_limited_dropped": self.rate_limited_dropped,
+            "rate_limited_slipped": self.rate_limited_slipped,
             "forwarded": self.forwarded,
             "forward_failures": self.forward_failures,
             "forward_timeouts": self.forward_timeouts,

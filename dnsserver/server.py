@@ -23,8 +23,9 @@ from .counters import LATENCY_BUCKETS_US, LATENCY_SAMPLE, DNSCounters
 from .errors import MalformedQuery
 from .forward import Forwarder
 from .resolver import Forward, Resolver
+from .rrl import RateLimiter, Verdict
 from .view import View
-from .wire import SERVFAIL, header_only, parse_query
+from .wire import NOERROR, SERVFAIL, header_only, parse_query
 
 __all__ = ["DNSServer"]
 
@@ -82,6 +83,47 @@ class _UDP(asyncio.DatagramProtocol):
 
     def error_received(self, exc: Exception) -> None:
         log.debug("udp socket error err=%r", exc)
+
+
+class _UDPLimited(_UDP):
+    """The UDP protocol with response-rate limiting: each datagram first spends its client
+    network's credit (see :mod:`dnsserver.rrl`); a limited one is dropped before any work is
+    done for it, or slipped (an empty answer with TC set, so a real client retries over TCP)."""
+
+    def __init__(self, server: DNSServer, limiter: RateLimiter) -> None:
+        super().__init__(server)
+        self.check = limiter.check
+        self.clock = asyncio.get_running_loop().time
+
+    def datagram_received(self, data: bytes, addr: Any) -> None:
+        try:
+            verdict = self.check(addr[0], self.clock())
+        except (OSError, ValueError):            # an address we cannot group: not limited
+            verdict = Verdict.SEND
+        if verdict is Verdict.SEND:
+            super().datagram_received(data, addr)
+            return
+        c = self.counters
+        if verdict is Verdict.DROP:
+            c.rate_limited_dropped += 1
+            if c.drop("rate_limited"):
+                log.warning("dns answers rate limited client=%s (counted in "
+                            "rumor_dns_rate_limited; logged once)", addr[0])
+            return
+        try:
+            q = parse_query(data, max_size=self.server.config.max_query_size)
+        except MalformedQuery:
+            c.drop("malformed_limited")
+            return
+        out = header_only(data, NOERROR, q.question)
+        if out is None:
+            return
+        c.rate_limited_slipped += 1
+        c.truncated += 1
+        try:
+            self.send(out[:2] + bytes([out[2] | 0x02]) + out[3:], addr)     # TC
+        except Exception as exc:  # noqa: BLE001
+            log.debug("udp send failed to=%s err=%r", addr, exc)
 
 
 def _closed_send(data: bytes, addr: Any) -> None:
@@ -232,6 +274,8 @@ class DNSServer:
         self._tasks: set[asyncio.Task[None]] = set()
         self._conns: set[_TCP] = set()
         self._inflight_udp = 0
+        self.limiter = RateLimiter(config.rate_limit) if config.rate_limit.enabled else None
+        """The response-rate limiter of UDP answers (None when rate limiting is off)."""
         self.udp_port = 0
         """The bound UDP port (after start)."""
         self.tcp_port = 0
@@ -242,9 +286,14 @@ class DNSServer:
         loop = asyncio.get_running_loop()
         host = self.config.bind_addr
         fam = socket.AF_INET6 if ":" in host else socket.AF_INET
+        limiter = self.limiter
+
+        def protocol() -> _UDP:
+            return _UDP(self) if limiter is None else _UDPLimited(self, limiter)
+
         for attempt in range(20):
             tr, _ = await loop.create_datagram_endpoint(
-                lambda: _UDP(self), local_addr=(host, self.config.port), family=fam)
+                protocol, local_addr=(host, self.config.port), family=fam)
             port = tr.get_extra_info("sockname")[1]
             try:
                 self._tcp = await loop.create_server(

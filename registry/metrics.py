@@ -153,6 +153,13 @@ class AgentCollector:
                            ("forwarded", "Queries forwarded to a recursor."),
                            ("forward_failures", "Forwarded queries that every recursor failed.")):
             yield CounterMetricFamily(f"rumor_dns_{key}", help_, value=s.get(key, 0))
+        rl = CounterMetricFamily("rumor_dns_rate_limited",
+                                 "UDP answers held back by response-rate limiting, by action "
+                                 "(dropped, or slipped: sent empty with TC).",
+                                 labels=["action"])
+        rl.add_metric(["dropped"], s.get("rate_limited_dropped", 0))
+        rl.add_metric(["slipped"], s.get("rate_limited_slipped", 0))
+        yield rl
         dropped = CounterMetricFamily("rumor_dns_dropped", "Bad or refused input by reason.",
                                       labels=["reason"])
         for reason, n in s["drops"].items():

@@ -93,3 +93,15 @@ def test_every_family_has_live_values(cluster: Cluster, tmp_path: Path) -> None:
                    for g in js["Gauges"])
     finally:
         backend.shutdown()
+
+
+def test_dns_rate_limiting_is_counted(cluster: Cluster, tmp_path: Path) -> None:
+    need("dig")
+    conf = tmp_path / "rrl.json"
+    conf.write_text('{"dns_config": {"rate_limit": {"responses_per_second": 2, "slip": 2}}}')
+    (a,) = cluster.start_loopback(1, extra_args=["-config-file", str(conf)])
+    for _ in range(12):        # one /24, 2 a second: most are limited (dig retries TC over TCP)
+        subprocess.run(["dig", "@127.0.0.1", "-p", str(a.dns_port), "node0.node.rumor", "A",
+                        "+tries=1", "+time=1"], check=False, capture_output=True, timeout=10)
+    rl = scrape(a.http_addr)["rumor_dns_rate_limited_total"]
+    assert total(rl, action="dropped") >= 1 and total(rl, action="slipped") >= 1, rl
