@@ -18,6 +18,7 @@ import os
 import shutil
 import signal
 import socket
+import ssl
 import tempfile
 import time
 from pathlib import Path
@@ -36,6 +37,7 @@ from .datadir import DataDir, atomic_write_json, read_json
 from .errors import ConfigError
 from .membership import prepare_gossip, start_gossip
 from .service import Registry, prepare_registry
+from .tls import ReloadableServerContext, tls_files_from
 
 log = logging.getLogger(__name__)
 
@@ -64,6 +66,8 @@ class Agent:
         self._lb_config: LBConfig | None = None
         self._lb_listeners: list[ListenerSpec] = []
         self.http_port = 0
+        self.https_port = 0
+        self._tls: ReloadableServerContext | None = None
         self.dns_port = 0
         self.gossip_port = config.serf_lan_port
         self.started_at = time.time()
@@ -127,6 +131,11 @@ class Agent:
         cfg = self.config
         self._gossip_prep = prepare_gossip(cfg)
         self._registry_prep = prepare_registry(cfg)
+        if cfg.https_port >= 0:
+            if cfg.https_port == cfg.http_port and cfg.http_port > 0:
+                raise ConfigError(f"ports.https: {cfg.https_port} is also ports.http; give "
+                                  "HTTPS its own port (Consul uses 8501) or -http-port -1")
+            self._tls = ReloadableServerContext(tls_files_from(cfg.tls))
         if cfg.enable_dns and cfg.dns_port >= 0:
             try:
                 self._dns_config = DNSConfig.from_dict(
@@ -195,14 +204,17 @@ class Agent:
 
         release_free_memory()   # start-up garbage back to the OS (gossip/memory.py)
         log.info(
-            "agent started node=%s datacenter=%s http=%s:%s dns=%s gossip=%s:%s version=%s",
-            cfg.node_name, cfg.datacenter, cfg.client_addr, self.http_port, self.dns_port,
+            "agent started node=%s datacenter=%s http=%s:%s https=%s dns=%s gossip=%s:%s "
+            "version=%s",
+            cfg.node_name, cfg.datacenter, cfg.client_addr, self.http_port,
+            self.https_port or "-", self.dns_port,
             self.gossip_address, self.gossip_port, __version__,
         )
 
     async def _start_http(self) -> None:
+        """The HTTP API on ``ports.http`` and/or ``ports.https`` (one app, one runner)."""
         cfg = self.config
-        if cfg.http_port < 0:
+        if cfg.http_port < 0 and cfg.https_port < 0:
             return
         from .api import make_app
 
@@ -210,17 +222,30 @@ class Agent:
         self._runner = web.AppRunner(app, access_log=None, handle_signals=False,
                                      shutdown_timeout=1.0)
         await self._runner.setup()
-        site = web.TCPSite(self._runner, cfg.client_addr, cfg.http_port, reuse_address=True)
+        if cfg.http_port >= 0:
+            self.http_port = await self._listen(cfg.http_port, "ports.http", "-http-port")
+        if cfg.https_port >= 0:
+            assert self._tls is not None
+            self.https_port = await self._listen(cfg.https_port, "ports.https", "-https-port",
+                                                 self._tls.outer)
+
+    async def _listen(self, port: int, setting: str, flag: str,
+                      ssl_context: ssl.SSLContext | None = None) -> int:
+        assert self._runner is not None
+        host = self.config.client_addr
+        sock = socket.socket(socket.AF_INET6 if ":" in host else socket.AF_INET,
+                             socket.SOCK_STREAM)
         try:
-            await site.start()
+            sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+            sock.bind((host, port))
+            await web.SockSite(self._runner, sock, ssl_context=ssl_context).start()
         except OSError as e:
+            sock.close()
             raise ConfigError(
-                f"ports.http: cannot listen on {cfg.client_addr}:{cfg.http_port} ({e.strerror}); "
-                "pick another port with -http-port"
+                f"{setting}: cannot listen on {host}:{port} ({e.strerror}); "
+                f"pick another port with {flag}"
             ) from None
-        for addr in self._runner.addresses:
-            self.http_port = int(addr[1])
-            break
+        return int(sock.getsockname()[1])
 
     async def _retry_join(self) -> None:
         cfg = self.config
@@ -297,6 +322,14 @@ class Agent:
         except ConfigError as e:
             log.error("reload refused, keeping the running config: %s", e)
             return
+        if self._tls is not None:
+            from .tls import tls_files_from
+
+            try:
+                self._tls.reload(tls_files_from(_tls_settings(self.config.config_files)))
+                log.info("tls certificates reloaded cert_file=%s", self._tls.files.cert_file)
+            except ConfigError as e:
+                log.error("tls reload refused, keeping the running certificates: %s", e)
         if self.registry is not None:
             await self.registry.reload_definitions(fresh.services, fresh.checks)
         log.info("reloaded services=%d checks=%d", len(fresh.services), len(fresh.checks))
@@ -348,6 +381,17 @@ async def _bounded(aw: Any, timeout: float, what: str) -> None:
         log.warning("shutdown step timed out step=%s", what)
     except Exception:
         log.exception("shutdown step failed step=%s", what)
+
+
+def _tls_settings(config_files: tuple[str, ...]) -> dict[str, Any]:
+    """The ``tls`` block as the config files say it now (flags carry no TLS settings)."""
+    from .config import merge, read_file
+
+    settings: dict[str, Any] = {}
+    for f in config_files:
+        settings = merge(settings, read_file(Path(f)))
+    tls = settings.get("tls") or {}
+    return dict(tls) if isinstance(tls, dict) else {}
 
 
 def _settings_of(cfg: AgentConfig) -> dict[str, Any]:

@@ -54,12 +54,18 @@ def client_parser(sub: Any, name: str, help: str, epilog: str = "") -> argparse.
     )
     flag(p, "http-addr", metavar="ADDR", help="agent HTTP address (default $RUMOR_HTTP_ADDR or 127.0.0.1:8500)")
     flag(p, "token", metavar="TOKEN", help="ACL token (default $RUMOR_HTTP_TOKEN)")
+    flag(p, "ca-file", metavar="FILE", help="CA to verify the agent's HTTPS certificate (default $RUMOR_CACERT)")
+    flag(p, "client-cert", metavar="FILE", help="client certificate for HTTPS (default $RUMOR_CLIENT_CERT)")
+    flag(p, "client-key", metavar="FILE", help="key of -client-cert (default $RUMOR_CLIENT_KEY)")
     flag(p, "json", action="store_true", help="print JSON")
     return p
 
 
 def client_of(args: argparse.Namespace) -> Client:
-    return Client(getattr(args, "http_addr", None), getattr(args, "token", None))
+    return Client(getattr(args, "http_addr", None), getattr(args, "token", None),
+                  ca_file=getattr(args, "ca_file", None),
+                  client_cert=getattr(args, "client_cert", None),
+                  client_key=getattr(args, "client_key", None))
 
 
 def print_json(data: Any) -> None:

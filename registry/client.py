@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import os
+import ssl
 import urllib.error
 import urllib.parse
 import urllib.request
@@ -36,14 +37,39 @@ class Response:
         return json.loads(self.body) if self.body else None
 
 
+def _env(name: str) -> str:
+    """``RUMOR_<name>``, else Consul's ``CONSUL_<name>`` (so existing shells carry over)."""
+    return os.environ.get(f"RUMOR_{name}") or os.environ.get(f"CONSUL_{name}") or ""
+
+
 class Client:
+    """``addr`` may be ``host:port`` or ``http(s)://host:port``; for HTTPS, ``ca_file``,
+    ``client_cert`` and ``client_key`` (default ``$RUMOR_CACERT``, ``$RUMOR_CLIENT_CERT``,
+    ``$RUMOR_CLIENT_KEY``), and ``$RUMOR_HTTP_SSL_VERIFY=false`` to skip verification;
+    ``$RUMOR_HTTP_SSL=true`` makes a bare ``host:port`` HTTPS. Consul's ``CONSUL_*`` names work
+    as well."""
+
     def __init__(self, addr: str | None = None, token: str | None = None,
-                 timeout: float = 10.0) -> None:
-        addr = addr or os.environ.get("RUMOR_HTTP_ADDR") or os.environ.get("CONSUL_HTTP_ADDR") \
-            or DEFAULT_HTTP_ADDR
+                 timeout: float = 10.0, *, ca_file: str | None = None,
+                 client_cert: str | None = None, client_key: str | None = None) -> None:
+        addr = addr or _env("HTTP_ADDR") or DEFAULT_HTTP_ADDR
         if "://" not in addr:
-            addr = "http://" + addr
+            scheme = "https" if _env("HTTP_SSL").lower() in ("1", "true", "yes") else "http"
+            addr = f"{scheme}://{addr}"
         self.base = addr.rstrip("/")
+        self.ssl: ssl.SSLContext | None = None
+        if self.base.startswith("https://"):
+            from .tls import client_context
+
+            verify = _env("HTTP_SSL_VERIFY").lower() not in ("0", "false", "no")
+            try:
+                self.ssl = client_context(ca_file=ca_file or _env("CACERT"),
+                                          client_cert=client_cert or _env("CLIENT_CERT"),
+                                          client_key=client_key or _env("CLIENT_KEY"),
+                                          verify=verify)
+            except (OSError, ssl.SSLError) as e:
+                raise AgentUnreachable(f"cannot set up TLS to {self.base}: {e}; check "
+                                       "-ca-file, -client-cert and -client-key") from None
         self.token = token or os.environ.get("RUMOR_HTTP_TOKEN") or os.environ.get(
             "CONSUL_HTTP_TOKEN")
         self.timeout = timeout
@@ -62,7 +88,8 @@ class Client:
         if data is not None:
             req.add_header("Content-Type", "application/json")
         try:
-            with urllib.request.urlopen(req, timeout=timeout or self.timeout) as resp:
+            with urllib.request.urlopen(req, timeout=timeout or self.timeout,
+                                        context=self.ssl) as resp:
                 return Response(resp.status, dict(resp.headers.items()), resp.read())
         except urllib.error.HTTPError as e:
             raise APIError(e.code, e.read().decode(errors="replace")) from None

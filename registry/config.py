@@ -26,10 +26,13 @@ from pathlib import Path
 from typing import Any
 
 from .errors import ConfigError
+from .tls import LEGACY_TLS_KEYS
 
 DEFAULT_HTTP_PORT = 8500
 DEFAULT_DNS_PORT = 8600
 DEFAULT_SERF_LAN_PORT = 7946
+DEFAULT_HTTPS_PORT = 8501
+"""Consul's conventional HTTPS port; HTTPS is off unless ``ports.https`` is set."""
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -51,6 +54,9 @@ class AgentConfig:
     """Address the HTTP API, DNS server bind to. Default ``127.0.0.1``."""
     http_port: int = DEFAULT_HTTP_PORT
     """HTTP API port (``ports.http``); 0 picks a free port; -1 disables. Default 8500."""
+    https_port: int = -1
+    """HTTPS API port (``ports.https``, Consul's is usually 8501); -1 (default) is off. Needs
+    ``tls.defaults.cert_file`` and ``key_file``. With ``ports.http = -1`` the API is HTTPS only."""
     dns_port: int = DEFAULT_DNS_PORT
     """DNS port, UDP and TCP (``ports.dns``); 0 picks a free port; -1 disables. Default 8600."""
     serf_lan_port: int = DEFAULT_SERF_LAN_PORT
@@ -103,6 +109,11 @@ class AgentConfig:
     """Load balancer: ``listeners`` and defaults."""
     acl: Mapping[str, Any] = field(default_factory=dict)
     """ACLs: ``enabled``, ``default_policy`` (allow|deny), ``tokens``."""
+    tls: Mapping[str, Any] = field(default_factory=dict)
+    """TLS of the HTTPS API, Consul's ``tls { defaults { ca_file, cert_file, key_file,
+    verify_incoming, tls_min_version } }`` (``tls.https`` overrides ``defaults``; the older
+    top-level ``ca_file``/``cert_file``/``key_file``/``verify_incoming`` are read too).
+    Certificates are checked at start-up and reloaded on SIGHUP."""
     limits: Mapping[str, Any] = field(default_factory=dict)
     """HTTP limits: ``http_max_body`` bytes (default 4 MiB)."""
     config_files: tuple[str, ...] = ()
@@ -119,7 +130,8 @@ class AgentConfig:
 
 # --- reading files -------------------------------------------------------------------------
 
-_PORT_KEYS = {"http": "http_port", "dns": "dns_port", "serf_lan": "serf_lan_port"}
+_PORT_KEYS = {"http": "http_port", "https": "https_port", "dns": "dns_port",
+              "serf_lan": "serf_lan_port"}
 _TUPLE_KEYS = {"start_join", "retry_join", "recursors", "event_handlers", "services", "checks"}
 _FIELD_NAMES = {f.name for f in fields(AgentConfig)}
 _ALIASES = {
@@ -157,9 +169,13 @@ def read_file(path: Path) -> dict[str, Any]:
 def normalize(data: Mapping[str, Any], *, source: str) -> dict[str, Any]:
     """Map Consul-style keys onto AgentConfig fields, refusing unknown keys."""
     out: dict[str, Any] = {}
+    legacy_tls: dict[str, Any] = {}
     for key, value in data.items():
         k = _ALIASES.get(key, key)
         if k in _IGNORED:
+            continue
+        if k in LEGACY_TLS_KEYS:
+            legacy_tls[k] = value
             continue
         if k == "ports":
             if not isinstance(value, dict):
@@ -182,6 +198,17 @@ def normalize(data: Mapping[str, Any], *, source: str) -> dict[str, Any]:
         if k not in _FIELD_NAMES or k == "config_files":
             raise ConfigError(f"{source}: unknown setting {key!r}; see docs/configuration.md")
         out[k] = value
+    if legacy_tls:
+        tls = out.get("tls")
+        if tls is not None and not isinstance(tls, dict):
+            raise ConfigError(f"{source}: tls must be an object like "
+                              "{\"defaults\": {\"cert_file\": ...}}")
+        tls = dict(tls or {})
+        given = tls.get("defaults")
+        defaults: dict[str, Any] = given if isinstance(given, dict) else {}
+        tls["defaults"] = {**{("verify_incoming" if k == "verify_incoming_https" else k): v
+                              for k, v in legacy_tls.items()}, **defaults}
+        out["tls"] = tls
     return out
 
 
@@ -221,6 +248,7 @@ def add_agent_flags(p: argparse.ArgumentParser) -> None:
     _flag(p, "advertise", metavar="ADDR", help="gossip address advertised to other agents")
     _flag(p, "client", metavar="ADDR", help="address for the HTTP API and DNS (default 127.0.0.1)")
     _flag(p, "http-port", type=str, metavar="PORT", help="HTTP API port (default 8500)")
+    _flag(p, "https-port", type=str, metavar="PORT", help="HTTPS API port (default off; Consul uses 8501; needs tls cert_file/key_file)")
     _flag(p, "dns-port", type=str, metavar="PORT", help="DNS port (default 8600)")
     _flag(p, "serf-lan-port", type=str, metavar="PORT", help="gossip port (default 7946)")
     _flag(p, "data-dir", metavar="DIR", help="data directory")
@@ -258,7 +286,8 @@ def flags_to_settings(ns: argparse.Namespace) -> dict[str, Any]:
         v = getattr(ns, attr, None)
         if v is not None:
             out[key] = v
-    for attr, key in (("http_port", "http_port"), ("dns_port", "dns_port"),
+    for attr, key in (("http_port", "http_port"), ("https_port", "https_port"),
+                      ("dns_port", "dns_port"),
                       ("serf_lan_port", "serf_lan_port")):
         v = getattr(ns, attr, None)
         if v is not None:
@@ -342,7 +371,7 @@ def _coerce(name: str, value: Any) -> Any:
         elif not all(isinstance(v, str) for v in value):
             raise ConfigError(f"{name}: must be a list of strings")
         return tuple(value)
-    if name in ("http_port", "dns_port", "serf_lan_port", "retry_max"):
+    if name in ("http_port", "https_port", "dns_port", "serf_lan_port", "retry_max"):
         if isinstance(value, bool) or not isinstance(value, int):
             if isinstance(value, str) and value.lstrip("-").isdigit():
                 return int(value)
@@ -365,7 +394,7 @@ def _coerce(name: str, value: Any) -> Any:
         ):
             raise ConfigError(f"{name}: must be an object of string keys and string values")
         return dict(value)
-    if name in ("dns_config", "gossip", "lb", "acl", "limits"):
+    if name in ("dns_config", "gossip", "lb", "acl", "limits", "tls"):
         if not isinstance(value, dict):
             raise ConfigError(f"{name}: must be an object")
         return dict(value)
@@ -375,7 +404,8 @@ def _coerce(name: str, value: Any) -> Any:
 
 
 def _port_setting(name: str) -> str:
-    return {"http_port": "ports.http", "dns_port": "ports.dns", "serf_lan_port": "ports.serf_lan"}.get(name, name)
+    return {"http_port": "ports.http", "https_port": "ports.https", "dns_port": "ports.dns",
+            "serf_lan_port": "ports.serf_lan"}.get(name, name)
 
 
 _LOG_LEVELS = {"TRACE", "DEBUG", "INFO", "WARN", "WARNING", "ERR", "ERROR"}
@@ -387,7 +417,7 @@ def validate(cfg: AgentConfig) -> None:
     _check_node_name(cfg.node_name)
     if not cfg.datacenter or not all(c.isalnum() or c in "-_" for c in cfg.datacenter):
         raise ConfigError(f"datacenter: {cfg.datacenter!r} may only hold letters, digits, - and _")
-    for name in ("http_port", "dns_port"):
+    for name in ("http_port", "https_port", "dns_port"):
         port = getattr(cfg, name)
         if not -1 <= port <= 65535:
             raise ConfigError(f"{_port_setting(name)}: {port} is not a port; use 1-65535 (0 = any free port, -1 = off)")

@@ -30,7 +30,8 @@ async def agent_self(request: web.Request) -> web.Response:
             "ClientAddrs": [cfg.client_addr],
             "DataDir": agent.data_dir_path,
             "Ports": {
-                "HTTP": agent.http_port,
+                "HTTP": agent.http_port if agent.config.http_port >= 0 else -1,
+                "HTTPS": agent.https_port if agent.config.https_port >= 0 else -1,
                 "DNS": agent.dns_port,
                 "SerfLan": agent.gossip_port,
             },
