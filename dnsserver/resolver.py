@@ -236,7 +236,7 @@ class Resolver:
             qend = name_end + 4
             if qend > n or name_end > 267:
                 return self._slow(data, tcp)
-            if hdr is _QD1 or data[11] == 0:
+            if data[11] == 0:     # ARCOUNT 0: hdr == _QD1 (the other accepted one is _QD1AR1)
                 if qend != n:
                     return self._slow(data, tcp)
                 variant = 65535 << 5 | 4 if tcp else 512 << 5

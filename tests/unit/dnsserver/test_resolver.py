@@ -457,3 +457,30 @@ def test_rotation_survives_counter_syncs(resolver: Resolver) -> None:
         resolver.counters.snapshot()
     assert firsts == {"10.0.0.1", "10.1.1.2", "10.0.0.3"}
     assert resolver.counters.snapshot()["queries"] == 6
+
+
+@pytest.mark.parametrize("use_edns", [False, 0])
+@pytest.mark.parametrize("tcp", [False, True])
+def test_repeated_question_is_answered_by_the_header_scan(view: MemoryView, use_edns: int | bool,
+                                                          tcp: bool) -> None:
+    """A plain query (one question, ARCOUNT 0) and one with a bare OPT record both take the
+    level-2 scan once cached: only the first of three differently-IDed copies reaches the
+    strict parser (``_slow``)."""
+    res = Resolver(DNSConfig(), view)
+    slow_calls = []
+    real_slow = res._slow
+
+    def counting_slow(data: bytes, tcp: bool) -> bytes | Forward | None:
+        slow_calls.append(data)
+        return real_slow(data, tcp)
+
+    res._slow = counting_slow  # type: ignore[method-assign]
+    answers = []
+    for qid in (1, 2, 3):
+        q = dns.message.make_query("web.service.rumor.", "A", use_edns=use_edns, id=qid)
+        out = res.handle(q.to_wire(), tcp)
+        assert isinstance(out, bytes)
+        answers.append(dns.message.from_wire(out))
+    assert len(slow_calls) == 1
+    assert [m.id for m in answers] == [1, 2, 3]
+    assert all(set(addrs(m)) == {"10.0.0.1", "10.1.1.2", "10.0.0.3"} for m in answers)
