@@ -5,6 +5,11 @@ UDP: one datagram in, at most one out, answered inline in ``datagram_received`` 
 query). TCP (RFC 7766): length-prefixed frames, pipelined queries answered as they come (those
 forwarded upstream may finish out of order, which the RFC allows), an idle timeout, a cap on
 connections and on the frame size. Nothing a peer sends can raise out of a receive callback.
+
+Queries forwarded to a recursor are the only work that outlives a callback. Each runs as a task
+of one ``asyncio.TaskGroup`` that the server holds from ``start()`` to ``stop()`` (inside a
+task of its own, so a failing forward can never cancel whoever called ``start()``); ``stop()``
+cancels that group, which cancels and awaits every forward still in flight.
 """
 
 from __future__ import annotations
@@ -15,7 +20,7 @@ import errno
 import logging
 import socket
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Coroutine
 from typing import Any, Self
 
 from .config import DNSConfig
@@ -217,7 +222,8 @@ class _TCP(asyncio.Protocol):
                 if self.pending >= self.cfg.max_tcp_pipelined and not self.paused:
                     self.paused = True
                     tr.pause_reading()
-                self.server._spawn(self._forward(out))  # type: ignore[arg-type]
+                if not self.server._spawn(self._forward(out)):  # type: ignore[arg-type]
+                    self.pending -= 1
         if pos:
             del buf[:pos]
             # Idle means "no complete query": trickling bytes does not keep a connection open.
@@ -271,7 +277,8 @@ class DNSServer:
         self.forwarder = Forwarder(config, self.counters) if config.recursors else None
         self._udp: asyncio.DatagramTransport | None = None
         self._tcp: asyncio.base_events.Server | None = None
-        self._tasks: set[asyncio.Task[None]] = set()
+        self._tasks: asyncio.TaskGroup | None = None   # forwards in flight; see the docstring
+        self._tasks_owner: asyncio.Task[None] | None = None
         self._conns: set[_TCP] = set()
         self._inflight_udp = 0
         self.limiter = RateLimiter(config.rate_limit) if config.rate_limit.enabled else None
@@ -314,6 +321,9 @@ class DNSServer:
             break
         if self.forwarder is not None:
             await self.forwarder.start()
+        ready: asyncio.Future[None] = loop.create_future()
+        self._tasks_owner = loop.create_task(self._own_tasks(ready), name="dns-forwards")
+        await ready
         log.info("dns server listening addr=%s port=%s domain=%s alt_domain=%s recursors=%s",
                  host, self.udp_port, self.config.domain, self.config.alt_domain or "-",
                  ",".join(self.config.recursors) or "-")
@@ -334,10 +344,11 @@ class DNSServer:
             except TimeoutError:
                 log.warning("dns tcp listener did not close in time")
             self._tcp = None
-        for t in list(self._tasks):
-            t.cancel()
-        if self._tasks:
-            await asyncio.gather(*self._tasks, return_exceptions=True)
+        owner, self._tasks_owner = self._tasks_owner, None
+        if owner is not None:
+            owner.cancel()          # the group cancels every forward and waits for them
+            await asyncio.gather(owner, return_exceptions=True)
+            self._inflight_udp = 0  # a forward cancelled before its first step ran no finally
         if self.forwarder is not None:
             self.forwarder.close()
 
@@ -349,10 +360,39 @@ class DNSServer:
         await self.stop()
 
     # -- forwarding -------------------------------------------------------------------------
-    def _spawn(self, coro: Any) -> None:
-        task = asyncio.get_running_loop().create_task(coro)
-        self._tasks.add(task)
-        task.add_done_callback(self._tasks.discard)
+    async def _own_tasks(self, ready: asyncio.Future[None]) -> None:
+        """Hold the task group until ``stop()`` cancels this task."""
+        try:
+            async with asyncio.TaskGroup() as tg:
+                self._tasks = tg
+                ready.set_result(None)
+                await asyncio.get_running_loop().create_future()   # until cancelled
+        finally:
+            self._tasks = None
+
+    def _spawn(self, coro: Coroutine[Any, Any, None]) -> bool:
+        """Run ``coro`` in the server's task group; False (and not run) once stopped."""
+        tg = self._tasks
+        if tg is None:
+            coro.close()
+            return False
+        tg.create_task(self._guarded(coro))
+        return True
+
+    async def _guarded(self, coro: Coroutine[Any, Any, None]) -> None:
+        # A bug in forwarding must not abort the group (and with it every other forward).
+        try:
+            await coro
+        except Exception:
+            if self.counters.drop("internal_error"):
+                log.exception("dns forward failed")
+            else:
+                log.debug("dns forward failed", exc_info=True)
+
+    @property
+    def forwards_in_flight(self) -> int:
+        """Queries waiting for a recursor's answer, over UDP and TCP."""
+        return self._inflight_udp + sum(c.pending for c in self._conns)
 
     def _forward_udp(self, fwd: Forward, addr: Any) -> None:
         if self._inflight_udp >= self.config.max_forward_inflight:
@@ -360,8 +400,8 @@ class DNSServer:
                 log.warning("dns forward dropped reason=cap max=%s",
                             self.config.max_forward_inflight)
             return
-        self._inflight_udp += 1
-        self._spawn(self._forward_udp_task(fwd, addr))
+        if self._spawn(self._forward_udp_task(fwd, addr)):
+            self._inflight_udp += 1
 
     async def _forward_udp_task(self, fwd: Forward, addr: Any) -> None:
         try:

@@ -189,3 +189,86 @@ async def test_random_recursor_strategy_uses_both() -> None:
             assert seen == {"1.1.1.1", "2.2.2.2"}
         finally:
             await server.stop()
+
+
+async def _until(cond: object, what: str, deadline: float = 5.0) -> None:
+    end = time.monotonic() + deadline
+    while not cond():  # type: ignore[operator]
+        assert time.monotonic() < end, f"timed out waiting for {what}"
+        await asyncio.sleep(0.01)
+
+
+async def test_stop_cancels_forwards_in_flight_and_leaves_no_task() -> None:
+    """Forwards are tasks of the server's task group: stop() cancels and awaits them all, long
+    before the recursor timeout, and nothing is left running."""
+    import dns.message
+
+    loop = asyncio.get_running_loop()
+    # a recursor that takes queries over UDP and TCP and never answers
+    silent_tcp = await loop.create_server(asyncio.Protocol, "127.0.0.1", 0)
+    port = silent_tcp.sockets[0].getsockname()[1]
+    silent, _ = await loop.create_datagram_endpoint(asyncio.DatagramProtocol,
+                                                    local_addr=("127.0.0.1", port))
+    before = asyncio.all_tasks()
+    server = await _serve(f"127.0.0.1:{port}", timeout=30.0)
+    client, _ = await loop.create_datagram_endpoint(
+        asyncio.DatagramProtocol, remote_addr=("127.0.0.1", server.udp_port))
+    try:
+        client.sendto(dns.message.make_query("a.x.test.", "A").to_wire())
+        _r, w = await asyncio.open_connection("127.0.0.1", server.tcp_port)
+        wire = dns.message.make_query("b.x.test.", "A").to_wire()
+        w.write(len(wire).to_bytes(2, "big") + wire)
+        await _until(lambda: server.forwards_in_flight == 2, "two forwards in flight")
+        started = asyncio.all_tasks() - before - {asyncio.current_task()}
+        assert started
+        t0 = time.monotonic()
+        async with asyncio.timeout(5):
+            await server.stop()
+        assert time.monotonic() - t0 < 5
+        assert all(t.done() for t in started), started
+        assert server.forwards_in_flight == 0
+        w.close()
+    finally:
+        client.close()
+        silent.close()
+        silent_tcp.close()
+        await server.stop()
+
+
+async def test_a_failing_forward_is_counted_and_cancels_no_other() -> None:
+    """A bug in one forward is logged and counted; the task group does not abort, so another
+    forward in flight still gets its answer."""
+    import dns.asyncquery
+    import dns.message
+
+    with StaticRecursor() as rec:
+        server = await _serve(f"127.0.0.1:{rec.port}", timeout=2.0)
+        assert server.forwarder is not None
+        real = server.forwarder.forward
+        gate = asyncio.Event()
+
+        async def forward(data: bytes, tcp: bool, question: bytes) -> bytes | None:
+            if b"\x04boom" in question:
+                raise RuntimeError("injected fault in forwarding")
+            await gate.wait()             # hold the good one until the bad one has failed
+            return await real(data, tcp, question)
+
+        server.forwarder.forward = forward  # type: ignore[method-assign]
+        try:
+            good = asyncio.ensure_future(dns.asyncquery.udp(
+                dns.message.make_query("www.x.test.", "A"), "127.0.0.1",
+                port=server.udp_port, timeout=5))
+            await _until(lambda: server.forwards_in_flight == 1, "the good forward")
+            bad, _ = await asyncio.get_running_loop().create_datagram_endpoint(
+                asyncio.DatagramProtocol, remote_addr=("127.0.0.1", server.udp_port))
+            bad.sendto(dns.message.make_query("boom.x.test.", "A").to_wire())
+            await _until(lambda: server.counters.drops.get("internal_error", 0) >= 1,
+                         "the failure to be counted")
+            bad.close()
+            assert not good.done()
+            gate.set()
+            answer = await good
+            assert [rr.to_text() for rrset in answer.answer for rr in rrset] == ["1.2.3.4"]
+            assert server.forwards_in_flight == 0
+        finally:
+            await server.stop()
