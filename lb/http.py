@@ -6,9 +6,10 @@ A :class:`ClientConn` parses requests with ``httptools.HttpRequestParser``. Each
 becomes an :class:`Exchange`; exchanges queue in arrival order (pipelining) and only the first
 is in flight. When a request head is complete the proxy
 
-1. rewrites the head: hop-by-hop fields (Connection and the fields it names, Keep-Alive,
-   Proxy-Connection, TE, Trailer, Transfer-Encoding, Upgrade) are dropped, X-Forwarded-For,
-   X-Forwarded-Proto, X-Forwarded-Host and Forwarded are added (appended to when present);
+1. rewrites the head (:func:`lb.httphead.rewrite_request_head`, a pure function): hop-by-hop
+   fields (Connection and the fields it names, Keep-Alive, Proxy-Connection, TE, Trailer,
+   Transfer-Encoding, Upgrade) are dropped, X-Forwarded-For, X-Forwarded-Proto,
+   X-Forwarded-Host and Forwarded are added (appended to when present), or refuses it;
 2. routes it by Host and longest path prefix (:mod:`lb.routes`) to a pool;
 3. picks a backend (strategy, per request) and takes an idle keep-alive connection to it
    from the backend's idle list, or opens a new one (a failed connect is reported to passive
@@ -56,6 +57,7 @@ try:
 except (ImportError, AttributeError):   # not Linux/Unix: no unacknowledged-bytes probe
     _TIOCOUTQ = None
 
+from .httphead import ForwardingFields, Rejection, forwarding_fields, rewrite_request_head
 from .listener import Listener
 from .proxyproto import proxy_header
 
@@ -67,14 +69,9 @@ log = logging.getLogger(__name__)
 
 __all__ = ["ClientConn", "HttpListener", "UpstreamConn"]
 
-# request-side fields we drop or rewrite; the value says what to do with it
-_SKIP, _HOST, _XFF, _FWD, _XFP, _XFH, _CLEN, _TE, _CONN, _UPG = range(10)
-_REQ_SPECIAL = {
-    b"host": _HOST, b"x-forwarded-for": _XFF, b"forwarded": _FWD, b"x-forwarded-proto": _XFP,
-    b"x-forwarded-host": _XFH, b"content-length": _CLEN, b"transfer-encoding": _TE,
-    b"connection": _CONN, b"upgrade": _UPG, b"keep-alive": _SKIP,
-    b"proxy-connection": _SKIP, b"te": _SKIP, b"trailer": _SKIP,
-}
+# response fields we drop or rewrite; the value says what to do with it (the request's
+# are in lb.httphead)
+_SKIP, _CLEN, _TE, _CONN, _UPG = range(5)
 _RESP_SPECIAL = {
     b"content-length": _CLEN, b"transfer-encoding": _TE, b"connection": _CONN,
     b"upgrade": _UPG, b"keep-alive": _SKIP, b"proxy-connection": _SKIP, b"te": _SKIP,
@@ -82,23 +79,13 @@ _RESP_SPECIAL = {
 }
 _STATUS_LINES = {int(s): b"HTTP/1.1 %d %s\r\n" % (int(s), s.phrase.encode())
                  for s in HTTPStatus}
-_BENIGN_CONN_TOKENS = {b"close", b"keep-alive", b"upgrade", b""}
 
 _LOCAL_ERRNOS = frozenset({errno.EMFILE, errno.ENFILE, errno.ENOBUFS, errno.ENOMEM})
+_NO_FIELDS = forwarding_fields("", b"")   # until connection_made
 _LINGER = 2.0   # seconds to drain a client's input after an error answer
 
 # reasons the client side pauses reading (bit mask)
 _P_PIPELINE, _P_BACKPRESSURE, _P_PENDING, _P_UPGRADE = 1, 2, 4, 8
-
-
-class _Refuse(Exception):
-    """Raised inside a parser callback to stop parsing and answer ``status``."""
-
-    def __init__(self, status: int, reason: str, counter: str) -> None:
-        super().__init__(reason)
-        self.status = status
-        self.reason = reason
-        self.counter = counter
 
 
 def _status_line(status: int) -> bytes:
@@ -243,9 +230,7 @@ class ClientConn(asyncio.Protocol):
         self.parser = httptools.HttpRequestParser(self)
         self.transport: asyncio.Transport = None  # type: ignore[assignment]
         self.client_ip = ""
-        self.xff_ip = b""
-        self.fwd_for = b""
-        self.fwd_common = b""
+        self.fields: ForwardingFields = _NO_FIELDS
         self.exchanges: deque[Exchange] = deque()
         self.cur: Exchange | None = None
         self.out: list[bytes] = []
@@ -286,10 +271,7 @@ class ClientConn(asyncio.Protocol):
         st.active += 1
         peer = transport.get_extra_info("peername")
         self.client_ip = peer[0] if peer else ""
-        ip = self.xff_ip = self.client_ip.encode()
-        self.fwd_for = b"for=" + (b'"[' + ip + b']"' if b":" in ip else ip) + b";proto=http"
-        self.fwd_common = (b"X-Forwarded-For: " + ip + b"\r\nX-Forwarded-Proto: http\r\n"
-                           b"Forwarded: " + self.fwd_for + b';host="')
+        self.fields = forwarding_fields(self.client_ip, listener.host_header)
         self.last_active = self.loop.time()
 
     def connection_lost(self, exc: Exception | None) -> None:
@@ -372,7 +354,7 @@ class ClientConn(asyncio.Protocol):
             self._pause(_P_UPGRADE)
         except httptools.HttpParserCallbackError as e:
             ctx = e.__context__
-            if isinstance(ctx, _Refuse):
+            if isinstance(ctx, Rejection):
                 self._refuse(ctx.status, ctx.reason, ctx.counter)
             else:
                 listener.counters.problem("internal_error", "listener=%s err=%r",
@@ -432,7 +414,7 @@ class ClientConn(asyncio.Protocol):
     def on_url(self, url: bytes) -> None:
         self.url += url
         if len(self.url) > self.config.max_request_line:
-            raise _Refuse(414, f"request target longer than {self.config.max_request_line} "
+            raise Rejection(414, f"request target longer than {self.config.max_request_line} "
                           "bytes", "uri_too_long")
 
     def on_header(self, name: bytes, value: bytes) -> None:
@@ -442,118 +424,21 @@ class ClientConn(asyncio.Protocol):
         self.in_head = False
         ex = self.cur
         assert ex is not None
-        if len(self.headers) > self.config.max_headers:
-            raise _Refuse(431, f"more than {self.config.max_headers} header fields",
-                          "too_many_headers")
         parser = self.parser
         method = parser.get_method()
-        if method == b"CONNECT":
-            raise _Refuse(405, "CONNECT is not supported by a reverse proxy", "bad_method")
         ex.is_head = method == b"HEAD"
         ex.idempotent = method in (b"GET", b"HEAD", b"OPTIONS")
         ex.http10 = parser.get_http_version() == "1.0"
         ex.keep_alive = parser.should_keep_alive()
-        upgrade = parser.should_upgrade()
-        url = self.url
-        if url[:1] != b"/" and url[:4].lower() == b"http":
-            # absolute form (RFC 9112 3.2.2): route on its host and path, forward origin form
-            scheme, sep, rest = url.partition(b"://")
-            if sep and scheme.lower() in (b"http", b"https"):
-                authority, slash, path = rest.partition(b"/")
-                url = b"/" + path if slash else b"/"
-                self.headers = [(k, v) for k, v in self.headers if k.lower() != b"host"]
-                self.headers.append((b"Host", authority))
-        host = xff = fwd = upg = None
-        xfp = xfh = False
-        clen = -1
-        clen_at = -1
-        te = False
-        te_value = b"chunked"
-        conn_tokens: list[bytes] = []
-        out = [method, b" ", url, b" HTTP/1.1\r\n"]
-        special = _REQ_SPECIAL
-        for name, value in self.headers:
-            kind = special.get(name.lower())
-            if kind is None:
-                out += (name, b": ", value, b"\r\n")
-                continue
-            if kind == _HOST:
-                host = value
-                out += (name, b": ", value, b"\r\n")
-            elif kind == _CLEN:
-                clen = int(value)
-                out += (name, b": ", value, b"\r\n")
-                clen_at = len(out) - 4
-            elif kind == _XFF:
-                xff = value if xff is None else xff + b", " + value
-            elif kind == _FWD:
-                fwd = value if fwd is None else fwd + b", " + value
-            elif kind == _XFP:
-                xfp = True
-                out += (name, b": ", value, b"\r\n")
-            elif kind == _XFH:
-                xfh = True
-                out += (name, b": ", value, b"\r\n")
-            elif kind == _TE:
-                te = True
-                te_value = value
-            elif kind == _CONN:
-                conn_tokens.extend(t.strip().lower() for t in value.split(b","))
-            elif kind == _UPG:
-                upg = value
-        if self.head_bytes + self.feed_len > self.config.max_header_bytes and len(url) + sum(
-                len(k) + len(v) + 4 for k, v in self.headers) > self.config.max_header_bytes:
-            raise _Refuse(431, f"request head larger than {self.config.max_header_bytes} bytes",
-                          "header_too_large")
-        if te and clen_at >= 0:
-            # RFC 9112 6.3: Transfer-Encoding wins; never forward both (request smuggling)
-            del out[clen_at:clen_at + 4]
-        if conn_tokens and any(t not in _BENIGN_CONN_TOKENS for t in conn_tokens):
-            named = {t for t in conn_tokens if t not in _BENIGN_CONN_TOKENS}
-            keep = (None, _HOST, _XFP, _XFH) if te else (None, _HOST, _CLEN, _XFP, _XFH)
-            out = [method, b" ", url, b" HTTP/1.1\r\n"] + [
-                piece for name, value in self.headers
-                if name.lower() not in named and special.get(name.lower()) in keep
-                for piece in (name, b": ", value, b"\r\n")]
-        if host is not None and xff is None and fwd is None and not xfp and not xfh:
-            # the common case: the first proxy on the way, the lines mostly precomputed
-            if b'"' in host:
-                host = host.replace(b'"', b"")
-            out += (self.fwd_common, host, b'"\r\nX-Forwarded-Host: ', host, b"\r\n")
-        else:
-            ip = self.xff_ip
-            if host is None:
-                # HTTP/1.0 without Host, forwarded as HTTP/1.1 which requires one
-                out += (b"Host: ", self.listener.host_header, b"\r\n")
-            out += (b"X-Forwarded-For: ", (xff + b", " + ip) if xff else ip, b"\r\n")
-            if not xfp:
-                out.append(b"X-Forwarded-Proto: http\r\n")
-            if host is not None and not xfh:
-                out += (b"X-Forwarded-Host: ", host, b"\r\n")
-            this = self.fwd_for
-            if host is not None:
-                this += b';host="' + host.replace(b'"', b"") + b'"'
-            out += (b"Forwarded: ", (fwd + b", " + this) if fwd else this, b"\r\n")
-        if upgrade and upg is not None:
-            out += (b"Connection: upgrade\r\nUpgrade: ", upg, b"\r\n")
-            ex.upgrade = True
-        if te:
-            out += (b"Transfer-Encoding: ", te_value, b"\r\n")
-            ex.chunked = True
-            ex.has_body = True
-        elif clen > 0:
-            ex.has_body = True
-            if self.config.max_body and clen > self.config.max_body:
-                raise _Refuse(413, f"request body of {clen} bytes is larger than the limit of "
-                              f"{self.config.max_body}", "body_too_large")
-        out.append(b"\r\n")
-        ex.head = b"".join(out)
-        # route
+        # raises Rejection, which stops the parser and is answered in data_received
+        ex.head, host, url, ex.upgrade, ex.chunked, ex.has_body = rewrite_request_head(
+            method, self.url, self.headers, parser.should_upgrade(), self.fields, self.config,
+            self.head_bytes + self.feed_len)
         listener = self.listener
         routes = listener.routes
         target = routes.match(host, url) if routes is not None else None
         if target is None:
-            raise _Refuse(404, "no route for host "
+            raise Rejection(404, "no route for host "
                           f"{(host or b'').decode('latin-1')!r} path "
                           f"{url.decode('latin-1')[:200]!r}", "no_route")
         ex.pool = listener.pools.get(target)
@@ -566,7 +451,7 @@ class ClientConn(asyncio.Protocol):
         if ex.chunked:
             ex.body_seen += len(data)
             if self.config.max_body and ex.body_seen > self.config.max_body:
-                raise _Refuse(413, "chunked request body larger than the limit of "
+                raise Rejection(413, "chunked request body larger than the limit of "
                               f"{self.config.max_body} bytes", "body_too_large")
             framed: tuple[bytes, ...] = (b"%x\r\n" % len(data), data, b"\r\n")
         else:
@@ -943,7 +828,7 @@ class UpstreamConn(asyncio.Protocol):
                 client.out.append(data[off:])
         except httptools.HttpParserCallbackError as e:
             ctx = e.__context__
-            reason = ctx.reason if isinstance(ctx, _Refuse) else f"proxy error {ctx!r}"
+            reason = ctx.reason if isinstance(ctx, Rejection) else f"proxy error {ctx!r}"
             self._bad_response(ex, client, reason)
         except httptools.HttpParserError as e:
             self._bad_response(ex, client, "backend sent an invalid HTTP response ("
@@ -1036,7 +921,7 @@ class UpstreamConn(asyncio.Protocol):
         status = parser.get_status_code()
         headers, self.headers = self.headers, []
         if len(headers) > self.listener.config.max_headers:
-            raise _Refuse(502, "backend sent too many header fields", "bad_response")
+            raise Rejection(502, "backend sent too many header fields", "bad_response")
         if 100 <= status < 200 and status != 101:
             if not ex.http10:     # interim answer (100 Continue...): relay, wait for the next
                 client.out.append(_status_line(status) + b"\r\n")
@@ -1060,7 +945,7 @@ class UpstreamConn(asyncio.Protocol):
                 upg = value
         limit = self.listener.config.max_header_bytes
         if self.head_bytes > limit and sum(len(k) + len(v) + 4 for k, v in headers) > limit:
-            raise _Refuse(502, "backend sent an oversize response head", "bad_response")
+            raise Rejection(502, "backend sent an oversize response head", "bad_response")
         no_body = ex.is_head or status in (204, 304) or status == 101
         self.rechunk = False
         self.until_close = False
