@@ -1,10 +1,12 @@
 """Rumor's load balancer (lb/) side by side with HAProxy, in front of the same nginx backends.
 
-    python bench/lb_vs_haproxy.py [--duration 5] [--rounds 3] [--connections 50]
+    python bench/lb_vs_haproxy.py [--duration 5] [--rounds 5] [--connections 50]
+    python bench/lb_vs_haproxy.py --quick          # smoke run: 2 rounds of 1 s, not figures
 
 Starts three nginx backends (Debian nginx, own temp config and prefix, daemon off, loopback
-ports), HAProxy (Debian, ``maxconn 4000``, round-robin; ``tune.bufsize 65536`` for the TCP
-configs) and Rumor's proxy (``python -m lb --uvloop``, in its own process with an in-memory
+ports), HAProxy (Debian, ``maxconn 4000``, round-robin; ``tune.bufsize 65536``; TCP mode with
+``option splice-auto``, as its users configure it for speed, since Rumor's TCP mode splices
+too) and Rumor's proxy (``python -m lb --uvloop``, in its own process with an in-memory
 view), then measures with wrk (keep-alive, fixed connections and duration), the proxy pinned to
 CPU 0 and wrk + nginx to CPU 1 (taskset):
 
@@ -16,7 +18,9 @@ CPU 0 and wrk + nginx to CPU 1 (taskset):
 Runs are interleaved (HAProxy, Rumor, Rumor, HAProxy, ...) and the medians reported with the
 ratios Rumor / HAProxy. Proxy CPU comes from /proc/PID/stat (utime + stime). Every process is
 started here and killed by its PID on exit. This is a benchmark, not a test: on a shared
-2-core machine the figures are noisy.
+2-core machine the figures are noisy. The machine, the load average before and after, and
+every round's figures and wrk output are kept (``bench/runinfo.py``); ``bench/report.py``
+makes the RESULTS.md table from them.
 """
 
 from __future__ import annotations
@@ -37,6 +41,10 @@ from dataclasses import dataclass
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT))
+
+from bench.runinfo import Run
+
 HAPROXY = "/usr/sbin/haproxy"
 NGINX = "/usr/sbin/nginx"
 WRK = "/usr/bin/wrk"
@@ -164,11 +172,13 @@ backend be_http
 
 frontend fe_tcp
     mode tcp
+    option splice-auto
     bind 127.0.0.1:{tcp_port}
     default_backend be_tcp
 
 backend be_tcp
     mode tcp
+    option splice-auto
     balance roundrobin
 {servers}
 """)
@@ -196,6 +206,7 @@ class Result:
     bytes_per_s: float
     requests: int
     cpu_s: float
+    raw: str = ""
 
     @property
     def cpu_us_per_req(self) -> float:
@@ -243,7 +254,7 @@ def run_wrk(url: str, pid: int, duration: float, conns: int, threads: int = 2) -
     if "Non-2xx" in out or "Socket errors" in out:
         errs = re.findall(r"(Non-2xx.*|Socket errors.*)", out)
         print(f"    note: {url}: {'; '.join(errs)}", file=sys.stderr)
-    r = Result(rps, p99, bps, n, c1 - c0)
+    r = Result(rps, p99, bps, n, c1 - c0, out)
     r._duration = duration
     return r
 
@@ -251,7 +262,12 @@ def run_wrk(url: str, pid: int, duration: float, conns: int, threads: int = 2) -
 def main() -> int:
     ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     ap.add_argument("--duration", type=float, default=5.0, help="seconds per wrk run")
-    ap.add_argument("--rounds", type=int, default=3, help="interleaved rounds (median taken)")
+    ap.add_argument("--rounds", type=int, default=5, help="interleaved rounds (median taken)")
+    ap.add_argument("--quick", action="store_true",
+                    help="smoke run (2 rounds of 1 s, 50 idle connections), recorded under "
+                         "bench/out/quick: checks the bench works, gives no figures")
+    ap.add_argument("--out", type=Path, help="directory for the raw rounds (default: "
+                    "bench/results/<date>/lb_vs_haproxy-<time>)")
     ap.add_argument("--connections", type=int, default=50, help="wrk connections (small body)")
     ap.add_argument("--bulk-connections", type=int, default=8, help="wrk connections (1 MiB)")
     ap.add_argument("--idle-conns", type=int, default=1000,
@@ -259,10 +275,21 @@ def main() -> int:
                          "(0 to skip)")
     ap.add_argument("--json", type=Path, help="also write the medians here")
     args = ap.parse_args()
+    if args.quick:
+        args.duration, args.rounds, args.idle_conns = 1.0, 2, min(args.idle_conns, 50)
     for tool in (HAPROXY, NGINX, WRK, "/usr/bin/taskset"):
         if not Path(tool).exists():
             print(f"missing {tool}", file=sys.stderr)
             return 2
+    run = Run("lb_vs_haproxy", tools=["haproxy", "nginx", "wrk", "taskset"], quick=args.quick,
+              out=args.out, params={
+                  "duration_s": args.duration, "rounds": args.rounds,
+                  "connections": args.connections, "bulk_connections": args.bulk_connections,
+                  "idle_conns": args.idle_conns, "proxy_cpu": PROXY_CPU, "load_cpu": LOAD_CPU,
+                  "haproxy": "nbthread 1, maxconn 4000, tune.bufsize 65536, tcp: option "
+                             "splice-auto, http: http-reuse safe",
+                  "rumor": "python -m lb --uvloop, in-memory view"})
+    ok = False
     tmp = Path(tempfile.mkdtemp(prefix="lb-bench-"))
     procs = Procs()
     try:
@@ -304,6 +331,12 @@ def main() -> int:
                     url, c = t((hport, tport))
                     r = run_wrk(url, pid, args.duration, c)
                     results[tname][who].append(r)
+                    run.round(rnd + 1, who, tname, {
+                        "rps": r.rps, "p99_ms": r.p99_ms, "mib_s": r.mib_s,
+                        "requests": r.requests, "cpu_s": r.cpu_s,
+                        "cpu_us_per_req": r.cpu_us_per_req, "cpu_ms_per_mib": r.cpu_ms_per_mib,
+                        "duration_s": args.duration, "connections": c})
+                    run.keep(f"round{rnd + 1}-{tname}-{who}.wrk.txt", r.raw)
                     print(f"  round {rnd + 1} {tname:10s} {who:8s} {r.rps:10.0f} req/s  "
                           f"p99 {r.p99_ms:7.2f} ms  {r.mib_s:8.1f} MiB/s  "
                           f"cpu {r.cpu_us_per_req:7.1f} us/req", flush=True)
@@ -314,12 +347,16 @@ def main() -> int:
             print(f"tcp idle   haproxy {mem['haproxy']:6.1f} KiB per connection | rumor "
                   f"{mem['rumor']:6.1f} KiB per connection ({args.idle_conns} open, RSS growth)")
             summary["tcp-idle-kib-per-conn"] = mem
+            for who, kib in mem.items():
+                run.round(1, who, "tcp-idle", {"kib_per_conn": kib, "conns": args.idle_conns})
         if args.json:
             args.json.write_text(json.dumps(summary, indent=2))
+        ok = True
         return 0
     finally:
         procs.stop_all()
         shutil.rmtree(tmp, ignore_errors=True)
+        run.close(ok)
 
 
 def rss_kib(pid: int) -> int:
