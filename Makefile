@@ -1,12 +1,17 @@
 # The two commands of the README:
 #   make dev    start a single-node dev agent (sets everything up on first use)
 #   make test   run the test suite (installs what the tests need on first use)
+# and the benchmarks (as root, on a quiet machine; see bench/RESULTS.md):
+#   make bench        the three comparisons (DNS, LB, gossip), raw rounds under
+#                     bench/results/<date>/, then the RESULTS.md tables regenerated (~50 min)
+#   make bench-quick  each comparison once, short (a smoke run, ~3 min; no figures kept)
 PYTHON ?= python3
 VENV   := .venv
 BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.installed
 
-.PHONY: dev test unit integration bench-dns bench-lb bench-gossip lint clean
+.PHONY: dev test unit integration bench bench-dns bench-lb bench-gossip bench-report \
+	bench-quick lint clean
 
 $(STAMP): pyproject.toml setup.py gossip/_lzwc.c
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
@@ -27,6 +32,34 @@ unit: $(STAMP)
 integration: $(STAMP)
 	./scripts/setup-system.sh
 	$(BIN)/python -m pytest -q -ra tests/integration
+
+bench: $(STAMP)
+	$(MAKE) bench-dns
+	$(MAKE) bench-lb
+	$(MAKE) bench-gossip
+	$(MAKE) bench-report
+
+bench-dns: $(STAMP)
+	./scripts/setup-system.sh
+	$(BIN)/python bench/dns_vs_dnsmasq.py --rumor agent --rounds 5
+
+bench-lb: $(STAMP)
+	./scripts/setup-system.sh
+	$(BIN)/python bench/lb_vs_haproxy.py --rounds 5
+
+bench-gossip: $(STAMP)
+	./scripts/setup-system.sh
+	$(BIN)/python bench/gossip_vs_serf.py --rounds 5 --trials 2 --idle 30
+
+bench-report: $(STAMP)
+	$(BIN)/python bench/report.py --write
+
+bench-quick: $(STAMP)
+	./scripts/setup-system.sh
+	$(BIN)/python bench/dns_vs_dnsmasq.py --rumor agent --quick
+	$(BIN)/python bench/lb_vs_haproxy.py --quick
+	$(BIN)/python bench/gossip_vs_serf.py --quick
+	$(BIN)/python bench/report.py --results bench/out/quick --quick
 
 lint: $(STAMP)
 	$(BIN)/python -m pip install -q -e '.[dev]'

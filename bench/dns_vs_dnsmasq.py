@@ -16,11 +16,13 @@ process that, like the real agent, also serves an aiohttp app and keeps idle asy
 ticking (gossip-like timers), on uvloop; with ``--rumor agent`` it is the real
 ``rumor agent -dev`` with the instances registered over HTTP. CPU per query is also reported
 for the peak runs, with how busy the server core was (near 100%: the server was the limit).
-Figures are medians over the rounds.
+Figures are medians over the rounds. The machine, the load average before and after, every
+round's figures and dnsperf's summaries are kept (``bench/runinfo.py``); ``bench/report.py``
+makes the RESULTS.md table from them.
 
-    python bench/dns_vs_dnsmasq.py                      # full run (~2-3 minutes)
+    python bench/dns_vs_dnsmasq.py                      # full run (5 rounds, ~4 minutes)
     python bench/dns_vs_dnsmasq.py --rumor agent        # against the real agent
-    python bench/dns_vs_dnsmasq.py --rounds 1 --seconds 3 --rate-seconds 4   # quick check
+    python bench/dns_vs_dnsmasq.py --quick              # smoke run (2 short rounds, no figures)
 """
 
 from __future__ import annotations
@@ -40,9 +42,12 @@ import sys
 import tempfile
 import time
 from pathlib import Path
+from typing import Any
 
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
+
+from bench.runinfo import Run
 
 DNSPERF = shutil.which("dnsperf") or "/usr/bin/dnsperf"
 DNSMASQ = shutil.which("dnsmasq") or "/usr/sbin/dnsmasq"
@@ -224,7 +229,8 @@ def start_dnsmasq(core: str) -> Server:
 
 # -- dnsperf ----------------------------------------------------------------------------------------
 def dnsperf(port: int, query_file: str, core: str, seconds: float, rate: int | None = None,
-            verbose: bool = False) -> dict[str, float]:
+            verbose: bool = False, keep: Any = None) -> dict[str, float]:
+    """Run dnsperf; ``keep(text)`` gets its output (without the per-query lines of -v)."""
     cmd = [TASKSET, "-c", core, DNSPERF, "-s", "127.0.0.1", "-p", str(port), "-d", query_file,
            "-l", str(seconds), "-q", "100", "-t", "2"]
     if rate:
@@ -251,6 +257,8 @@ def dnsperf(port: int, query_file: str, core: str, seconds: float, rate: int | N
         res["p50_us"] = lats[len(lats) // 2] * 1e6 if lats else 0.0
     if "Queries per second" not in out:
         raise RuntimeError("dnsperf failed:\n" + out[-2000:])
+    if keep is not None:
+        keep("\n".join(line for line in out.splitlines() if not line.startswith("> ")) + "\n")
     return res
 
 
@@ -282,12 +290,15 @@ def check_same_records(servers: dict[str, Server]) -> dict[str, dict[str, int]]:
     return sizes
 
 
-def measure(server: Server, files: dict[str, str], args: argparse.Namespace) -> dict[str, float]:
+def measure(server: Server, files: dict[str, str], args: argparse.Namespace,
+            keep: Any = None) -> dict[str, float]:
+    """One round of one server; ``keep(name, text)`` gets dnsperf's outputs."""
     row: dict[str, float] = {}
     for kind in ("A", "SRV"):
         before = _cpu_ticks(server.proc.pid)
         t0 = time.monotonic()
-        r = dnsperf(server.port, files[kind], args.load_core, args.seconds)
+        r = dnsperf(server.port, files[kind], args.load_core, args.seconds,
+                    keep=(lambda text, k=kind: keep(f"peak-{k}", text)) if keep else None)
         wall = time.monotonic() - t0
         cpu = (_cpu_ticks(server.proc.pid) - before) / TICK
         row[f"{kind}_qps"] = r["qps"]
@@ -300,7 +311,7 @@ def measure(server: Server, files: dict[str, str], args: argparse.Namespace) -> 
     before = _cpu_ticks(server.proc.pid)
     t0 = time.monotonic()
     r = dnsperf(server.port, files["MIX"], args.load_core, args.rate_seconds, rate=args.rate,
-                verbose=True)
+                verbose=True, keep=(lambda text: keep("rate", text)) if keep else None)
     ticks = _cpu_ticks(server.proc.pid) - before
     row["rate_wall_s"] = time.monotonic() - t0
     row["rate_completed"] = r["completed"]
@@ -319,7 +330,12 @@ def main() -> None:
     p.add_argument("--rumor", choices=("embedded", "agent"), default="embedded",
                    help="embedded: DNSServer + aiohttp + idle tasks in one process (default); "
                         "agent: the real `rumor agent -dev` with the instances registered")
-    p.add_argument("--rounds", type=int, default=3, help="interleaved rounds (medians)")
+    p.add_argument("--rounds", type=int, default=5, help="interleaved rounds (medians)")
+    p.add_argument("--quick", action="store_true",
+                   help="smoke run (2 rounds, 1 s peaks, 2 s at the fixed rate), recorded under "
+                        "bench/out/quick: checks the bench works, gives no figures")
+    p.add_argument("--out", type=Path, help="directory for the raw rounds (default: "
+                   "bench/results/<date>/dns_vs_dnsmasq-<mode>-<time>)")
     p.add_argument("--seconds", type=float, default=5, help="length of each peak run")
     p.add_argument("--rate", type=int, default=5000, help="q/s of the fixed-rate run")
     p.add_argument("--rate-seconds", type=float, default=10,
@@ -335,7 +351,18 @@ def main() -> None:
         except ImportError:
             asyncio.run(_serve(0, args.idle_tasks))
         return
-
+    idle_window = 5.0
+    if args.quick:
+        args.rounds, args.seconds, args.rate_seconds, idle_window = 2, 1.0, 2.0, 1.0
+    run = Run(f"dns_vs_dnsmasq-{args.rumor}", tools=["dnsmasq", "dnsperf", "taskset"],
+              quick=args.quick, out=args.out, params={
+                  "rumor": args.rumor, "rounds": args.rounds, "peak_seconds": args.seconds,
+                  "rate": args.rate, "rate_seconds": args.rate_seconds,
+                  "server_core": args.server_core, "load_core": args.load_core,
+                  "idle_tasks": args.idle_tasks if args.rumor == "embedded" else None,
+                  "dnsmasq": "--no-resolv --no-hosts --local-ttl=0, records from "
+                             "--host-record/--srv-host (as it is)"})
+    ok = False
     tmp = tempfile.mkdtemp(prefix="dnsbench-")
     files = {}
     for kind, lines in (("A", [A_QUERY]), ("SRV", [SRV_QUERY]), ("MIX", [A_QUERY, SRV_QUERY])):
@@ -352,25 +379,31 @@ def main() -> None:
     else:
         servers["rumor"] = start_rumor(args.server_core, args.idle_tasks)
     try:
-        idle = {n: idle_cpu_ms_per_s(s) for n, s in servers.items()}
+        idle = {n: idle_cpu_ms_per_s(s, idle_window) for n, s in servers.items()}
+        run.note("idle_cpu_ms_per_s", idle)
         print("idle CPU (ms per s): " + ", ".join(f"{n} {v:.1f}" for n, v in idle.items())
               + f"  [rumor = {args.rumor}]", flush=True)
         sizes = check_same_records(servers)
+        run.note("response_bytes", sizes)
         print("response sizes (bytes): " + ", ".join(
             f"{n} A={v['A']} SRV={v['SRV']}" for n, v in sizes.items()), flush=True)
         for rnd in range(args.rounds):
             order = ["dnsmasq", "rumor"] if rnd % 2 == 0 else ["rumor", "dnsmasq"]
             for name in order:
-                row = measure(servers[name], files, args)
+                row = measure(servers[name], files, args, keep=lambda what, text, n=name, i=rnd: (
+                    run.keep(f"round{i + 1}-{n}-{what}.dnsperf.txt", text)))
                 rows[name].append(row)
+                run.round(rnd + 1, name, "dns", row)
                 print(f"round {rnd + 1} {name:8s} " + " ".join(
                     f"{k}={v:.1f}" for k, v in row.items()), flush=True)
+        ok = True
     finally:
         for s in servers.values():
             s.stop()
         shutil.rmtree(tmp, ignore_errors=True)
         if agent_dir:
             shutil.rmtree(agent_dir, ignore_errors=True)
+        run.close(ok)
 
     med = {name: {k: statistics.median(r[k] for r in rs) for k in rs[0]}
            for name, rs in rows.items()}

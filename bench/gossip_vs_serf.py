@@ -18,14 +18,22 @@ event per run swings with where the victim sat in everyone's probe order. Joins 
 issued over a control connection of their own, opened before the clock starts (Serf: an RPC
 connection; Rumor: a keep-alive HTTP connection), never over the connection that polls members.
 
+The whole run is repeated ``--rounds`` times, Serf and Rumor alternating which goes first,
+and the headline of each figure is the median over rounds with min and max
+(``bench/report.py``). Every agent, of both kinds, is pinned to one core (``--agent-core``)
+and the harness that joins, kills and polls them to the other (``--load-core``).
+
 Bytes are counted by iptables on the loopback of a network namespace the benchmark makes for
 itself (the gossip ports of each kind lie in their own range), so nothing is added to the root
 namespace. Rumor agents run as whole agents (HTTP API, DNS and LB included), which is what the
-RSS target is about, from ``bench/.venv-rumor`` with bytecode caches (``bench/interp.py``).
-Run as root:
+RSS target is about, from ``bench/.venv-rumor`` with bytecode caches (``bench/interp.py``);
+that venv is built (with pip, which needs the package index) before entering the namespace,
+which has no route out. The machine, the load average before and after, and every round's
+figures are kept (``bench/runinfo.py``). Run as root:
 
     python bench/gossip_vs_serf.py                 # N = 10, 30, 50, 60 s idle window
     python bench/gossip_vs_serf.py --sizes 10 --idle 20
+    python bench/gossip_vs_serf.py --quick         # smoke run: N = 5, one short round
 """
 
 from __future__ import annotations
@@ -50,7 +58,8 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
 from bench.interp import bench_env, precompile, rumor_python
-from bench.serfrpc import SerfRPC  # noqa: E402
+from bench.runinfo import Run
+from bench.serfrpc import SerfRPC
 
 PORTS = {"serf": (20000, 21000), "rumor": (22000, 23000)}   # gossip base, rpc/http base
 RUMOR_DNS_BASE = 24000
@@ -58,6 +67,10 @@ STATUS = {1: "alive", 2: "leaving", 3: "left", 4: "failed"}
 
 
 # --- agents ---------------------------------------------------------------------------------
+
+AGENT_CORE: str | None = "0"
+"""The core every agent runs on (``--agent-core``; None: not pinned)."""
+
 
 class Agent:
     def __init__(self, kind: str, i: int, workdir: Path, profile: str) -> None:
@@ -88,6 +101,8 @@ class Agent:
                     "-dns-port", str(RUMOR_DNS_BASE + self.i),
                     "-data-dir", str(self.workdir / f"{self.name}-data"),
                     "-log-level", "warn", "-profile", self.profile]
+        if AGENT_CORE is not None:
+            argv = ["taskset", "-c", AGENT_CORE, *argv]     # taskset execs: same pid
         self.proc = subprocess.Popen(argv, stdout=log, stderr=subprocess.STDOUT, cwd=ROOT,
                                      env=bench_env())
         log.close()
@@ -391,25 +406,56 @@ def report(results: list[dict[str, Any]]) -> str:
     return "\n".join(rows)
 
 
+def median_rows(results: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    """One row per (kind, N): the median over rounds of each number, the first round's text."""
+    rows = []
+    for key in dict.fromkeys((r["kind"], r["n"]) for r in results):
+        group = [r for r in results if (r["kind"], r["n"]) == key]
+        row = dict(group[0])
+        for k, v in row.items():
+            if isinstance(v, float) and k != "n":
+                xs = [r[k] for r in group if isinstance(r.get(k), float)]
+                row[k] = statistics.median(xs) if xs else None
+        rows.append(row)
+    return rows
+
+
 def inside(args: argparse.Namespace) -> int:
-    global POLL
+    global POLL, AGENT_CORE
     POLL = args.poll
+    AGENT_CORE = args.agent_core or None
+    if args.load_core:
+        os.sched_setaffinity(0, {int(c) for c in args.load_core.split(",")})
     subprocess.run(["ip", "link", "set", "lo", "up"], check=True)
     setup_counters()
     precompile(*(ROOT / d for d in ("gossip", "registry", "dnsserver", "lb")))
     sizes = [int(x) for x in args.sizes.split(",")]
     kinds = [k for k in ("serf", "rumor") if args.only in (None, k)]
+    run = Run("gossip_vs_serf", tools=["serf", "taskset"], quick=args.quick,
+              out=Path(args.out) if args.out else None, params={
+                  "sizes": sizes, "rounds": args.rounds, "idle_s": args.idle,
+                  "trials": args.trials, "profile": args.profile, "poll_s": args.poll,
+                  "agent_core": args.agent_core, "load_core": args.load_core,
+                  "rumor_python": rumor_python()})
     results = []
-    with tempfile.TemporaryDirectory(prefix="rumor-bench-") as tmp:
-        for idx, n in enumerate(sizes):
-            order = kinds if idx % 2 == 0 else list(reversed(kinds))
-            for kind in order:
-                print(f"== {kind} N={n}", flush=True)
-                r = run_one(kind, n, args.idle, args.profile, Path(tmp), args.trials)
-                print(json.dumps(r), flush=True)
-                results.append(r)
+    ok = False
+    try:
+        with tempfile.TemporaryDirectory(prefix="rumor-bench-") as tmp:
+            for rnd in range(args.rounds):
+                for idx, n in enumerate(sizes):
+                    order = kinds if (idx + rnd) % 2 == 0 else list(reversed(kinds))
+                    for kind in order:
+                        print(f"== round {rnd + 1} {kind} N={n}", flush=True)
+                        r = run_one(kind, n, args.idle, args.profile, Path(tmp), args.trials)
+                        print(json.dumps(r), flush=True)
+                        run.round(rnd + 1, kind, f"N={n}", r)
+                        results.append(r)
+        ok = True
+    finally:
+        run.close(ok)
     print()
-    print(report(results))
+    print(f"medians over {args.rounds} round(s):" if args.rounds > 1 else "")
+    print(report(median_rows(results)))
     out = ROOT / "bench" / "out"
     out.mkdir(exist_ok=True)
     (out / "gossip_vs_serf.json").write_text(json.dumps(results, indent=1))
@@ -426,22 +472,42 @@ def main() -> int:
                    help="kill -9 and leave trials per size; medians over trials (default 3)")
     p.add_argument("--poll", type=float, default=0.1,
                    help="seconds between polls of an agent's member list (default 0.1)")
+    p.add_argument("--rounds", type=int, default=1,
+                   help="times the whole comparison is repeated, Serf and Rumor alternating "
+                        "which goes first; report.py takes medians over rounds (default 1; "
+                        "`make bench` runs 5)")
+    p.add_argument("--agent-core", default="0",
+                   help="core every agent (Serf and Rumor) is pinned to; '' for none")
+    p.add_argument("--load-core", default="1",
+                   help="core(s) the harness (joins, kills, polls) is pinned to; '' for none")
+    p.add_argument("--quick", action="store_true",
+                   help="smoke run (N = 5, 1 round, 1 trial, 3 s idle), recorded under "
+                        "bench/out/quick: checks the bench works, gives no figures")
+    p.add_argument("--out", help="directory for the raw rounds (default: "
+                   "bench/results/<date>/gossip_vs_serf-<time>)")
     p.add_argument("--inside", action="store_true", help=argparse.SUPPRESS)
     args = p.parse_args()
+    if args.quick:
+        args.sizes, args.rounds, args.trials, args.idle = "5", 1, 1, 3.0
     if args.inside:
         return inside(args)
     if os.geteuid() != 0 or shutil.which("serf") is None:
         print("needs root and the Debian serf package", file=sys.stderr)
         return 1
+    # pip needs the package index, which the namespace cannot reach: build the venv here
+    python = rumor_python()
     ns = f"rmrbench-{secrets.token_hex(3)}"
     subprocess.run(["ip", "netns", "add", ns], check=True)
     try:
         argv = ["ip", "netns", "exec", ns, sys.executable, str(Path(__file__).resolve()),
                 "--inside", "--sizes", args.sizes, "--idle", str(args.idle),
                 "--profile", args.profile, "--poll", str(args.poll),
-                "--trials", str(args.trials)] + (
-                    ["--only", args.only] if args.only else [])
-        return subprocess.call(argv)
+                "--trials", str(args.trials), "--rounds", str(args.rounds),
+                "--agent-core", args.agent_core, "--load-core", args.load_core] + (
+                    ["--only", args.only] if args.only else []) + (
+                    ["--quick"] if args.quick else []) + (
+                    ["--out", args.out] if args.out else [])
+        return subprocess.call(argv, env={**os.environ, "RUMOR_BENCH_PYTHON": python})
     finally:
         subprocess.run(["ip", "netns", "del", ns], check=False)
 
