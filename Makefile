@@ -3,7 +3,7 @@
 #   make test   run the test suite (installs what the tests need on first use)
 # and the benchmarks (as root, on a quiet machine; see bench/RESULTS.md):
 #   make bench        the three comparisons (DNS, LB, gossip), raw rounds under
-#                     bench/results/<date>/, then the RESULTS.md tables regenerated (~50 min)
+#                     bench/results/<date>/, then the RESULTS.md tables regenerated (~80 min)
 #   make bench-quick  each comparison once, short (a smoke run, ~3 min; no figures kept)
 PYTHON ?= python3
 VENV   := .venv

@@ -180,7 +180,7 @@ def _header(bench: Bench, run_dir: Path, rounds: list[dict[str, Any]]) -> list[s
 def render(bench: Bench, run_dir: Path | None) -> str:
     if run_dir is None:
         return (f"### {bench.title}\n\nNo complete `make bench` run of this comparison is "
-                f"committed under bench/results/ yet (`{bench.make_cmd}`).\n")
+                f"committed under bench/results/ yet\n(`{bench.make_cmd}`).\n")
     rounds = read_rounds(run_dir)
     lines = _header(bench, run_dir, rounds)
     peer = bench.peer
