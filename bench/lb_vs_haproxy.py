@@ -4,9 +4,9 @@
     python bench/lb_vs_haproxy.py --quick          # smoke run: 2 rounds of 1 s, not figures
 
 Starts three nginx backends (Debian nginx, own temp config and prefix, daemon off, loopback
-ports), HAProxy (Debian, ``maxconn 4000``, round-robin; ``tune.bufsize 65536``; TCP mode with
-``option splice-auto``, as its users configure it for speed, since Rumor's TCP mode splices
-too) and Rumor's proxy (``python -m lb --uvloop``, in its own process with an in-memory
+ports), HAProxy (Debian, ``maxconn 4000``, round-robin; ``tune.bufsize 65536``; TCP mode
+spliced, as its users configure it for speed, since Rumor's TCP mode splices too: see
+``haproxy_conf``) and Rumor's proxy (``python -m lb --uvloop``, in its own process with an in-memory
 view), then measures with wrk (keep-alive, fixed connections and duration), the proxy pinned to
 CPU 0 and wrk + nginx to CPU 1 (taskset):
 
@@ -144,7 +144,15 @@ http {{
     return conf
 
 
-def haproxy_conf(tmp: Path, backends: list[int], http_port: int, tcp_port: int) -> Path:
+def haproxy_conf(tmp: Path, backends: list[int], http_port: int, tcp_port: int,
+                 bulk_port: int | None = None) -> Path:
+    """HAProxy's config. TCP mode has ``option splice-auto`` on ``tcp_port`` (the small-body
+    row), and, on ``bulk_port`` (the 1 MiB row), ``option splice-request`` and
+    ``option splice-response``: measured on 2026-12-06 (strace, and CPU per MiB), splice-auto
+    never spliced these 1 MiB answers (HAProxy moved them with recvfrom/sendto, at about
+    twice the CPU per MiB), while the forced options did. Forcing splice costs HAProxy CPU on
+    100-byte exchanges, so each row gets HAProxy's faster setting; Rumor has one TCP listener
+    (it splices when a read fills its buffer)."""
     servers = "\n".join(f"    server s{i} 127.0.0.1:{p}" for i, p in enumerate(backends))
     conf = tmp / "haproxy.cfg"
     conf.write_text(f"""
@@ -181,7 +189,21 @@ backend be_tcp
     option splice-auto
     balance roundrobin
 {servers}
-""")
+""" + ("" if bulk_port is None else f"""
+frontend fe_tcp_bulk
+    mode tcp
+    option splice-request
+    option splice-response
+    bind 127.0.0.1:{bulk_port}
+    default_backend be_tcp_bulk
+
+backend be_tcp_bulk
+    mode tcp
+    option splice-request
+    option splice-response
+    balance roundrobin
+{servers}
+"""))
     return conf
 
 
@@ -286,40 +308,43 @@ def main() -> int:
                   "duration_s": args.duration, "rounds": args.rounds,
                   "connections": args.connections, "bulk_connections": args.bulk_connections,
                   "idle_conns": args.idle_conns, "proxy_cpu": PROXY_CPU, "load_cpu": LOAD_CPU,
-                  "haproxy": "nbthread 1, maxconn 4000, tune.bufsize 65536, tcp: option "
-                             "splice-auto, http: http-reuse safe",
+                  "haproxy": "nbthread 1, maxconn 4000, tune.bufsize 65536, http: http-reuse "
+                             "safe; tcp 100 B: option splice-auto; tcp 1 MiB: option "
+                             "splice-request + splice-response (splice-auto did not splice "
+                             "1 MiB answers here)",
                   "rumor": "python -m lb --uvloop, in-memory view"})
     ok = False
     tmp = Path(tempfile.mkdtemp(prefix="lb-bench-"))
     procs = Procs()
     try:
         backends = [free_port() for _ in range(3)]
-        hp_http, hp_tcp, ru_http, ru_tcp = (free_port() for _ in range(4))
+        hp_http, hp_tcp, hp_bulk, ru_http, ru_tcp = (free_port() for _ in range(5))
         procs.start([NGINX, "-p", str(tmp), "-c", str(nginx_conf(tmp, backends))], LOAD_CPU,
                     tmp / "nginx.out")
         for p in backends:
             wait_port(p)
         hap = procs.start([HAPROXY, "-db", "-f", str(haproxy_conf(tmp, backends, hp_http,
-                                                                  hp_tcp))],
+                                                                  hp_tcp, hp_bulk))],
                           PROXY_CPU, tmp / "haproxy.out")
         env = {**os.environ, "PYTHONPATH": str(ROOT)}
         rum = procs.start([sys.executable, "-m", "lb", str(rumor_conf(tmp, backends, ru_http,
                                                                       ru_tcp)), "--uvloop"],
                           PROXY_CPU, tmp / "rumor.out", env=env, cwd=str(ROOT))
-        for p in (hp_http, hp_tcp, ru_http, ru_tcp):
+        for p in (hp_http, hp_tcp, hp_bulk, ru_http, ru_tcp):
             wait_port(p)
         # pids of the proxies themselves (taskset execs, so the pid is the proxy's)
-        targets = {"haproxy": (hap.pid, hp_http, hp_tcp), "rumor": (rum.pid, ru_http, ru_tcp)}
+        targets = {"haproxy": (hap.pid, hp_http, hp_tcp, hp_bulk),
+                   "rumor": (rum.pid, ru_http, ru_tcp, ru_tcp)}
         tests = {
             "http-small": lambda port: (f"http://127.0.0.1:{port[0]}/small", args.connections),
             "tcp-small": lambda port: (f"http://127.0.0.1:{port[1]}/small", args.connections),
-            "tcp-1mb": lambda port: (f"http://127.0.0.1:{port[1]}/big", args.bulk_connections),
+            "tcp-1mb": lambda port: (f"http://127.0.0.1:{port[2]}/big", args.bulk_connections),
         }
         print(f"# warm-up; then {args.rounds} interleaved rounds of {args.duration:g}s per run",
               flush=True)
-        for pid, hport, tport in targets.values():
+        for pid, *ports in targets.values():
             for t in tests.values():
-                url, c = t((hport, tport))
+                url, c = t(ports)
                 run_wrk(url, pid, 1.0, c)
         results: dict[str, dict[str, list[Result]]] = {t: {"haproxy": [], "rumor": []}
                                                       for t in tests}
@@ -327,8 +352,8 @@ def main() -> int:
             order = ["haproxy", "rumor"] if rnd % 2 == 0 else ["rumor", "haproxy"]
             for tname, t in tests.items():
                 for who in order:
-                    pid, hport, tport = targets[who]
-                    url, c = t((hport, tport))
+                    pid, *ports = targets[who]
+                    url, c = t(ports)
                     r = run_wrk(url, pid, args.duration, c)
                     results[tname][who].append(r)
                     run.round(rnd + 1, who, tname, {
@@ -343,7 +368,7 @@ def main() -> int:
         summary = report(results)
         if args.idle_conns:
             mem = {who: idle_memory(pid, tport, args.idle_conns)
-                   for who, (pid, _hport, tport) in targets.items()}
+                   for who, (pid, _hport, tport, _bulk) in targets.items()}
             print(f"tcp idle   haproxy {mem['haproxy']:6.1f} KiB per connection | rumor "
                   f"{mem['rumor']:6.1f} KiB per connection ({args.idle_conns} open, RSS growth)")
             summary["tcp-idle-kib-per-conn"] = mem
