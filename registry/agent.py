@@ -12,7 +12,6 @@ SIGINT/SIGTERM stop the agent with exit code 0; SIGHUP reloads service definitio
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import logging
 import os
 import shutil
@@ -36,6 +35,7 @@ from .config import AgentConfig, split_hostport
 from .datadir import DataDir, atomic_write_json, read_json
 from .errors import ConfigError
 from .membership import prepare_gossip, start_gossip
+from .netaddr import advertise_address
 from .service import Registry, prepare_registry
 from .tls import ReloadableServerContext, tls_files_from
 
@@ -87,10 +87,7 @@ class Agent:
 
     @property
     def gossip_address(self) -> str:
-        addr = self.config.gossip_address
-        if addr in ("0.0.0.0", "::"):
-            return _guess_local_ip()
-        return addr
+        return advertise_address(self.config)
 
     def self_member(self) -> dict[str, Any]:
         if self.gossip is not None:
@@ -398,14 +395,6 @@ def _settings_of(cfg: AgentConfig) -> dict[str, Any]:
     from dataclasses import fields
 
     return {f.name: getattr(cfg, f.name) for f in fields(cfg)}
-
-
-def _guess_local_ip() -> str:
-    with contextlib.suppress(OSError), socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as s:
-        # No packet is sent: connecting a UDP socket only selects a route and source address.
-        s.connect(("192.0.2.1", 9))
-        return str(s.getsockname()[0])
-    return "127.0.0.1"
 
 
 def parse_join_address(value: str, default_port: int) -> tuple[str, int]:

@@ -19,7 +19,6 @@ import base64
 import binascii
 import dataclasses
 import logging
-import socket
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -30,6 +29,7 @@ from gossip import Gossip, Keyring, KeyringError, MemberlistConfig, SerfConfig, 
 from .config import AgentConfig
 from .durations import parse_duration
 from .errors import ConfigError
+from .netaddr import advertise_address
 
 log = logging.getLogger(__name__)
 
@@ -48,18 +48,6 @@ class PreparedGossip:
     memberlist: MemberlistConfig
     serf: SerfConfig
     keys: tuple[bytes, ...]
-
-
-def _advertise(cfg: AgentConfig) -> str:
-    addr = cfg.advertise_addr or cfg.bind_addr
-    if addr in ("0.0.0.0", "::"):
-        try:
-            with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as s:
-                s.connect(("192.0.2.1", 9))  # selects a route; sends nothing
-                return str(s.getsockname()[0])
-        except OSError:
-            return "127.0.0.1"
-    return addr
 
 
 def _coerce(name: str, value: Any, kind: Any) -> Any:
@@ -103,7 +91,7 @@ def prepare_gossip(cfg: AgentConfig) -> PreparedGossip:
                "local": MemberlistConfig.local}[profile]
     try:
         ml = factory(name=cfg.node_name, bind_addr=cfg.bind_addr, bind_port=cfg.serf_lan_port,
-                     advertise_addr=_advertise(cfg), **ml_over)
+                     advertise_addr=advertise_address(cfg), **ml_over)
         ml.validate()
     except GossipConfigError as e:
         raise ConfigError(_prefixed(str(e))) from None

@@ -21,6 +21,7 @@ from .datadir import DataDir
 from .definitions import CheckDef, ServiceDef, parse_check, parse_service
 from .errors import ConfigError, RequestError
 from .local import LocalState
+from .netaddr import advertise_address
 from .replication import Replicator
 
 log = logging.getLogger(__name__)
@@ -64,15 +65,6 @@ def prepare_registry(cfg: AgentConfig) -> PreparedRegistry:
     return PreparedRegistry(tuple(sdefs), tuple(cdefs), acl)
 
 
-def _advertise(cfg: AgentConfig) -> str:
-    addr = cfg.advertise_addr or cfg.bind_addr
-    if addr in ("0.0.0.0", "::"):
-        from .agent import _guess_local_ip
-
-        return _guess_local_ip()
-    return addr
-
-
 class Registry:
     """The catalog, this node's local state, its checks and the replication, running."""
 
@@ -84,7 +76,7 @@ class Registry:
         self.prepared = prepared
         self.catalog = Catalog(datacenter=cfg.datacenter, local_node=cfg.node_name)
         self.view = self.catalog
-        addr = _advertise(cfg)
+        addr = advertise_address(cfg)
         self.info = NodeInfo(
             name=cfg.node_name, node_id=datadir.node_id if datadir else "", address=addr,
             datacenter=cfg.datacenter, meta=dict(cfg.node_meta),
