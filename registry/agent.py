@@ -13,7 +13,6 @@ from __future__ import annotations
 
 import asyncio
 import logging
-import os
 import shutil
 import signal
 import socket
@@ -32,8 +31,9 @@ from lb import LBConfig, LBError, ListenerSpec, LoadBalancer, listeners_from_con
 
 from . import __version__
 from .config import AgentConfig, split_hostport
-from .datadir import DataDir, atomic_write_json, read_json
+from .datadir import DataDir
 from .errors import ConfigError
+from .listeners import ListenerStore
 from .membership import prepare_gossip, start_gossip
 from .netaddr import advertise_address
 from .service import Registry, prepare_registry
@@ -48,10 +48,11 @@ SHUTDOWN_BUDGET = 4.0
 class Agent:
     """A running Rumor node agent.
 
-    Attributes other modules read: ``config``, ``datadir``, ``node_id``, ``gossip`` (the
-    ``gossip.Gossip`` service or None), ``registry`` (``registry.service.Registry`` or None),
-    ``dns`` (``dnsserver.DNSServer`` or None), ``lb`` (``lb.LoadBalancer`` or None), and the bound
-    ports ``http_port``, ``dns_port``, ``gossip_port``.
+    Attributes other modules read: ``config``, ``datadir``, ``gossip`` (the ``gossip.Gossip``
+    service or None), ``registry`` (``registry.service.Registry`` or None), ``dns``
+    (``dnsserver.DNSServer`` or None), ``lb`` (``lb.LoadBalancer`` or None), and the bound ports
+    ``http_port``, ``dns_port``, ``gossip_port``. The HTTP API is handed the subsystems it
+    serves (:func:`registry.api.make_app`); it never sees the agent.
     """
 
     def __init__(self, config: AgentConfig) -> None:
@@ -78,48 +79,8 @@ class Agent:
     # --- identity ---------------------------------------------------------------------------
 
     @property
-    def node_id(self) -> str:
-        return self.datadir.node_id if self.datadir else ""
-
-    @property
-    def data_dir_path(self) -> str:
-        return str(self.datadir.path) if self.datadir else ""
-
-    @property
     def gossip_address(self) -> str:
         return advertise_address(self.config)
-
-    def self_member(self) -> dict[str, Any]:
-        if self.gossip is not None:
-            from .api.gossip_routes import member_json
-
-            return dict(member_json(self.gossip.local_member()))
-        return {
-            "Name": self.config.node_name, "Addr": self.gossip_address,
-            "Port": self.gossip_port, "Tags": dict(self.config.tags), "Status": 1,
-        }
-
-    def peer_addresses(self) -> list[str]:
-        if self.gossip is None:
-            return [f"{self.gossip_address}:{self.gossip_port}"]
-        return sorted(f"{m.addr}:{m.port}" for m in self.gossip.members() if m.status == "alive")
-
-    def stats(self) -> dict[str, Any]:
-        out: dict[str, Any] = {
-            "agent": {"uptime_s": str(int(time.time() - self.started_at)), "pid": str(os.getpid())},
-        }
-        if self.gossip is not None:
-            members = self.gossip.members()
-            out["serf_lan"] = {
-                "members": str(len(members)),
-                "alive": str(sum(1 for m in members if m.status == "alive")),
-                "failed": str(sum(1 for m in members if m.status == "failed")),
-                "left": str(sum(1 for m in members if m.status == "left")),
-                "encrypted": str(bool(self.config.encrypt)).lower(),
-            }
-        if self.registry is not None:
-            out["registry"] = {k: str(v) for k, v in self.registry.stats().items()}
-        return out
 
     # --- lifecycle --------------------------------------------------------------------------
 
@@ -172,18 +133,24 @@ class Agent:
         self.registry = Registry(cfg, self.datadir, self.gossip, self._registry_prep)
         await self.registry.start()
 
-        await self._start_http()
-
+        # DNS and the LB are made (not started) before the HTTP API, which is handed them
         view = self.registry.view
         if self._dns_config is not None:
             self.dns = DNSServer(self._dns_config, view)
+        store: ListenerStore | None = None
+        if self._lb_config is not None:
+            self.lb = LoadBalancer(self._lb_config, view)
+            store = ListenerStore(self.lb, self.datadir)
+
+        await self._start_http(store)
+
+        if self.dns is not None:
             await self.dns.start()
             self.dns_port = self.dns.udp_port
 
-        if self._lb_config is not None:
-            self.lb = LoadBalancer(self._lb_config, view)
+        if self.lb is not None and store is not None:
             await self.lb.start()
-            for spec in self._lb_listeners + self._saved_listeners():
+            for spec in self._lb_listeners + store.saved():
                 try:
                     await self.lb.add_listener(spec)
                 except (LBError, OSError) as e:  # a listener that cannot bind is reported
@@ -208,14 +175,17 @@ class Agent:
             self.gossip_address, self.gossip_port, __version__,
         )
 
-    async def _start_http(self) -> None:
+    async def _start_http(self, listener_store: ListenerStore | None) -> None:
         """The HTTP API on ``ports.http`` and/or ``ports.https`` (one app, one runner)."""
         cfg = self.config
         if cfg.http_port < 0 and cfg.https_port < 0:
             return
         from .api import make_app
 
-        app = make_app(self)
+        assert self.registry is not None
+        app = make_app(cfg, self.registry, gossip=self.gossip, dns=self.dns, lb=self.lb,
+                       listener_store=listener_store, ports=self, started_at=self.started_at,
+                       request_stop=self.request_stop)
         self._runner = web.AppRunner(app, access_log=None, handle_signals=False,
                                      shutdown_timeout=1.0)
         await self._runner.setup()
@@ -267,39 +237,6 @@ class Agent:
         task = asyncio.ensure_future(coro)
         self._tasks.add(task)
         task.add_done_callback(self._tasks.discard)
-
-    # --- LB listeners made through the API persist in the data dir -----------------------------
-
-    def _saved_listeners(self) -> list[ListenerSpec]:
-        assert self.datadir is not None
-        saved = read_json(self.datadir.file("lb-listeners.json")) or []
-        out = []
-        for item in saved:
-            try:
-                out.append(ListenerSpec.from_dict(item))
-            except (ValueError, TypeError) as e:
-                log.error("saved lb listener skipped error=%s", e)
-        return out
-
-    async def lb_put(self, spec: ListenerSpec) -> dict[str, Any]:
-        """Create or replace an API-made listener and persist the set."""
-        assert self.lb is not None
-        result: dict[str, Any] = await self.lb.add_listener(spec)
-        self._persist_listener(spec.name, spec)
-        return result
-
-    async def lb_delete(self, name: str) -> None:
-        assert self.lb is not None
-        await self.lb.remove_listener(name)
-        self._persist_listener(name, None)
-
-    def _persist_listener(self, name: str, spec: ListenerSpec | None) -> None:
-        assert self.datadir is not None
-        path = self.datadir.file("lb-listeners.json")
-        saved = [x for x in (read_json(path) or []) if x.get("Name") != name]
-        if spec is not None:
-            saved.append(spec.to_dict())
-        atomic_write_json(path, saved)
 
     # --- running and stopping ---------------------------------------------------------------
 

@@ -14,7 +14,6 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field, replace
 from typing import Any
 
-from .api.base import canonical_key
 from .catalog import CRITICAL, STATUSES, CheckRecord, ServiceRecord
 from .durations import format_duration, parse_duration
 from .errors import RequestError
@@ -69,6 +68,15 @@ class _Keys(dict[str, Any]):
     so that an error names the key as written (``services[0].port``, ``Port`` in the API)."""
 
     orig: dict[str, str]
+
+
+def canonical_key(key: str, known: Mapping[str, str]) -> str | None:
+    """Map any casing or snake_case of a field name to its PascalCase form in ``known``.
+
+    ``known`` maps lowercase-without-underscores to the canonical name, e.g.
+    ``{"deregistercriticalserviceafter": "DeregisterCriticalServiceAfter"}``.
+    """
+    return known.get(key.replace("_", "").replace("-", "").lower())
 
 
 def normalize_keys(obj: Any, known: Mapping[str, str], where: str) -> dict[str, Any]:

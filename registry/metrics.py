@@ -21,7 +21,11 @@ from prometheus_client.core import (
 )
 
 if TYPE_CHECKING:
-    from .agent import Agent
+    from dnsserver import DNSServer
+    from gossip import Gossip
+    from lb import LoadBalancer
+
+    from .service import Registry
 
 _GOSSIP_EVENTS = {
     # memberlist counter -> (family suffix, help)
@@ -40,10 +44,14 @@ _GOSSIP_EVENTS = {
 
 
 class AgentCollector:
-    """A prometheus_client collector over a running agent."""
+    """A prometheus_client collector over a running agent's subsystems (None when off)."""
 
-    def __init__(self, agent: Agent) -> None:
-        self.agent = agent
+    def __init__(self, *, gossip: Gossip | None, registry: Registry | None,
+                 dns: DNSServer | None, lb: LoadBalancer | None) -> None:
+        self.gossip = gossip
+        self.registry = registry
+        self.dns = dns
+        self.lb = lb
 
     def collect(self) -> Iterator[Metric]:
         yield from self._gossip()
@@ -54,7 +62,7 @@ class AgentCollector:
     # --- gossip -------------------------------------------------------------------------------
 
     def _gossip(self) -> Iterator[Metric]:
-        g = self.agent.gossip
+        g = self.gossip
         if g is None:
             return
         c: dict[str, int] = g.counters
@@ -106,7 +114,7 @@ class AgentCollector:
     # --- registry -----------------------------------------------------------------------------
 
     def _registry(self) -> Iterator[Metric]:
-        r = self.agent.registry
+        r = self.registry
         if r is None:
             return
         s = r.stats()
@@ -135,7 +143,7 @@ class AgentCollector:
     # --- dns ----------------------------------------------------------------------------------
 
     def _dns(self) -> Iterator[Metric]:
-        d = self.agent.dns
+        d = self.dns
         if d is None:
             return
         s = d.counters.snapshot()
@@ -182,7 +190,7 @@ class AgentCollector:
     # --- lb -------------------------------------------------------------------------------------
 
     def _lb(self) -> Iterator[Metric]:
-        lb = self.agent.lb
+        lb = self.lb
         if lb is None:
             return
         labels = ["listener", "backend"]
@@ -227,9 +235,10 @@ class AgentCollector:
         yield lerrors
 
 
-def registry_for(agent: Agent) -> CollectorRegistry:
+def registry_for(*, gossip: Gossip | None, registry: Registry | None, dns: DNSServer | None,
+                 lb: LoadBalancer | None) -> CollectorRegistry:
     reg = CollectorRegistry()
-    reg.register(AgentCollector(agent))
+    reg.register(AgentCollector(gossip=gossip, registry=registry, dns=dns, lb=lb))
     ProcessCollector(registry=reg)
     return reg
 

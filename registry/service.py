@@ -14,6 +14,8 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
+from gossip import Gossip
+
 from .acl import ACLConfig, Authorizer
 from .catalog import Catalog, NodeInfo
 from .config import AgentConfig
@@ -68,7 +70,7 @@ def prepare_registry(cfg: AgentConfig) -> PreparedRegistry:
 class Registry:
     """The catalog, this node's local state, its checks and the replication, running."""
 
-    def __init__(self, cfg: AgentConfig, datadir: DataDir | None, gossip: Any,
+    def __init__(self, cfg: AgentConfig, datadir: DataDir | None, gossip: Gossip | None,
                  prepared: PreparedRegistry) -> None:
         self.config = cfg
         self.datadir = datadir
@@ -84,9 +86,6 @@ class Registry:
         )
         self.local = LocalState(self.catalog, self.info, datadir)
         self.acl = Authorizer(prepared.acl)
-        from .api.blocking import ResponseCache
-
-        self.response_cache = ResponseCache()
         self.replicator: Replicator | None = None
         self._member_status: dict[str, str] = {}
         self._live_peers: set[str] = set()
@@ -100,6 +99,7 @@ class Registry:
     # --- gossip glue ------------------------------------------------------------------------
 
     def _broadcast(self, key: str, payload: bytes) -> None:
+        assert self.gossip is not None  # only the replicator calls this, and only with gossip
         try:
             self.gossip.broadcast_app(key, payload)
         except Exception as e:  # noqa: BLE001 - an oversize message is left to push-pull

@@ -9,14 +9,21 @@ from __future__ import annotations
 
 import importlib
 import logging
-from typing import TYPE_CHECKING, Any
+from collections.abc import Callable
+from typing import Any
 
 from aiohttp import web
 
-from .base import AGENT, error_middleware
+from dnsserver import DNSServer
+from gossip import Gossip
+from lb import LoadBalancer
 
-if TYPE_CHECKING:
-    from ..agent import Agent
+from ..config import AgentConfig
+from ..listeners import ListenerStore
+from ..service import Registry
+from . import keys
+from .base import error_middleware
+from .blocking import ResponseCache
 
 log = logging.getLogger(__name__)
 
@@ -35,16 +42,31 @@ ROUTE_MODULES = (
     "ui_routes",
 )
 
-__all__ = ["AGENT", "ROUTE_MODULES", "make_app"]
+__all__ = ["ROUTE_MODULES", "make_app"]
 
 
-def make_app(agent: Agent, *, client_max_size: int | None = None) -> web.Application:
+def make_app(config: AgentConfig, registry: Registry, *, gossip: Gossip | None,
+             dns: DNSServer | None, lb: LoadBalancer | None,
+             listener_store: ListenerStore | None, ports: keys.BoundPorts, started_at: float,
+             request_stop: Callable[[], None],
+             client_max_size: int | None = None) -> web.Application:
+    """The API over these subsystems (None for one that is off); see :mod:`.keys`."""
     app = web.Application(
         middlewares=[error_middleware],
-        client_max_size=client_max_size or agent.config.http_max_body,
+        client_max_size=client_max_size or config.http_max_body,
         handler_args={"max_field_size": 16384, "max_line_size": 16384},
     )
-    app[AGENT] = agent
+    app[keys.CONFIG] = config
+    app[keys.REGISTRY] = registry
+    app[keys.CATALOG] = registry.catalog
+    app[keys.RESPONSE_CACHE] = ResponseCache()
+    app[keys.GOSSIP] = gossip
+    app[keys.DNS] = dns
+    app[keys.LB] = lb
+    app[keys.LISTENER_STORE] = listener_store
+    app[keys.PORTS] = ports
+    app[keys.STARTED_AT] = started_at
+    app[keys.REQUEST_STOP] = request_stop
     for name in ROUTE_MODULES:
         module = _load(name)
         if module is not None:
@@ -53,7 +75,6 @@ def make_app(agent: Agent, *, client_max_size: int | None = None) -> web.Applica
             if setup is not None:
                 setup(app)
     return app
-
 
 def _load(name: str) -> Any:
     full = f"{__name__}.{name}"

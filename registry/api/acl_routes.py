@@ -10,7 +10,8 @@ from aiohttp import web
 
 from ..acl import READ, WRITE, token_of
 from ..errors import RequestError
-from .base import Handler, agent_of, json_response
+from .base import Handler, json_response
+from .keys import REGISTRY
 
 routes = web.RouteTableDef()
 
@@ -19,8 +20,8 @@ _OPEN_PREFIXES = ("/v1/status/", "/ui")
 
 @web.middleware
 async def acl_middleware(request: web.Request, handler: Handler) -> web.StreamResponse:
-    reg = agent_of(request).registry
-    if reg is not None and reg.acl.cfg.enabled and request.path != "/" \
+    reg = request.app[REGISTRY]
+    if reg.acl.cfg.enabled and request.path != "/" \
             and not request.path.startswith(_OPEN_PREFIXES) \
             and request.path != "/v1/acl/token/self":
         need = READ if request.method in ("GET", "HEAD") else WRITE
@@ -34,8 +35,8 @@ def setup(app: web.Application) -> None:
 
 @routes.get("/v1/acl/token/self")
 async def token_self(request: web.Request) -> web.Response:
-    reg = agent_of(request).registry
-    if reg is None or not reg.acl.cfg.enabled:
+    reg = request.app[REGISTRY]
+    if not reg.acl.cfg.enabled:
         raise RequestError("ACL support disabled", 401)
     tok = token_of(request.headers, request.query)
     rights = reg.acl.rights(tok)

@@ -18,7 +18,7 @@ from ..errors import NotFound, RequestError
 from .base import bool_param, read_json
 from .bexpr import compile_filter
 from .blocking import blocking_params, encode, respond, wait_for
-from .shapes import agent_service_json, catalog_of, check_json, registry_of
+from .shapes import agent_service_json, catalog_of, check_json, registry_of, response_cache_of
 
 routes = web.RouteTableDef()
 
@@ -60,7 +60,7 @@ async def _local_answer(request: web.Request, build: Callable[[], Any]) -> web.R
     else:
         reg = registry_of(request)
         index = await wait_for(request, reg.catalog, [_local_key(request)])
-        body = reg.response_cache.get(request, index, build)
+        body = response_cache_of(request).get(request, index, build)
     return respond(body, index, extra={"X-Consul-ContentHash": _content_hash(body)})
 
 

@@ -1,23 +1,17 @@
-"""Shared pieces of the HTTP API: the agent key, Consul-style errors, and request decoding."""
+"""Shared pieces of the HTTP API: Consul-style errors and request decoding."""
 
 from __future__ import annotations
 
 import json
 import logging
-import re
 from collections.abc import Awaitable, Callable, Mapping
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 from aiohttp import web
 
 from ..errors import RequestError
 
-if TYPE_CHECKING:
-    from ..agent import Agent
-
 log = logging.getLogger(__name__)
-
-AGENT: web.AppKey[Agent] = web.AppKey("agent")
 
 Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
 
@@ -52,10 +46,6 @@ async def error_middleware(request: web.Request, handler: Handler) -> web.Stream
         return text_error(500, "internal error; see the agent log")
 
 
-def agent_of(request: web.Request) -> Agent:
-    return request.app[AGENT]
-
-
 def json_response(
     data: Any, *, status: int = 200, index: int | None = None,
     headers: Mapping[str, str] | None = None,
@@ -84,18 +74,6 @@ async def read_json(request: web.Request, *, required: bool = True) -> Any:
         return json.loads(raw)
     except (ValueError, UnicodeDecodeError) as e:
         raise RequestError(f"Request decode failed: {e}") from None
-
-
-_SNAKE = re.compile(r"_([a-z0-9])")
-
-
-def canonical_key(key: str, known: Mapping[str, str]) -> str | None:
-    """Map any casing or snake_case of a field name to its PascalCase form in ``known``.
-
-    ``known`` maps lowercase-without-underscores to the canonical name, e.g.
-    ``{"deregistercriticalserviceafter": "DeregisterCriticalServiceAfter"}``.
-    """
-    return known.get(key.replace("_", "").replace("-", "").lower())
 
 
 def bool_param(request: web.Request, name: str) -> bool:

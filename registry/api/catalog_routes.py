@@ -26,6 +26,7 @@ from .shapes import (
     node_json,
     node_meta_filter,
     registry_of,
+    response_cache_of,
     service_json,
 )
 
@@ -41,7 +42,6 @@ async def datacenters(request: web.Request) -> web.Response:
 @routes.get("/v1/catalog/services")
 async def services(request: web.Request) -> web.Response:
     cat = catalog_of(request)
-    reg = registry_of(request)
     pairs = node_meta_filter(request)
     # with node-meta the answer also depends on the nodes' metadata
     index = await wait_for(request, cat, ["services", "nodes"] if pairs else ["services"])
@@ -55,13 +55,12 @@ async def services(request: web.Request) -> web.Response:
                 if meta_matches(inst.node_obj.meta, pairs):
                     out.setdefault(inst.service, set()).update(inst.tags)
         return {k: sorted(v) for k, v in sorted(out.items())}
-    return respond(reg.response_cache.get(request, index, build), index)
+    return respond(response_cache_of(request).get(request, index, build), index)
 
 
 @routes.get("/v1/catalog/service/{name}")
 async def service(request: web.Request) -> web.Response:
     cat = catalog_of(request)
-    reg = registry_of(request)
     name = request.match_info["name"]
     index = await wait_for(request, cat, [f"svc:{name.lower()}"])
     tags = [t.lower() for t in request.query.getall("tag", [])]
@@ -75,26 +74,24 @@ async def service(request: web.Request) -> web.Response:
                 continue
             out.append(catalog_service_json(inst))
         return filter_items(request.query.get("filter"), out)
-    return respond(reg.response_cache.get(request, index, build), index)
+    return respond(response_cache_of(request).get(request, index, build), index)
 
 
 @routes.get("/v1/catalog/nodes")
 async def nodes(request: web.Request) -> web.Response:
     cat = catalog_of(request)
-    reg = registry_of(request)
     index = await wait_for(request, cat, ["nodes"])
     pairs = node_meta_filter(request)
 
     def build() -> Any:
         return filter_items(request.query.get("filter"), [node_json(n) for n in cat.nodes()
                                  if meta_matches(n.meta, pairs)])
-    return respond(reg.response_cache.get(request, max(index, cat.index), build), index)
+    return respond(response_cache_of(request).get(request, max(index, cat.index), build), index)
 
 
 @routes.get("/v1/catalog/node/{node}")
 async def node(request: web.Request) -> web.Response:
     cat = catalog_of(request)
-    reg = registry_of(request)
     name = request.match_info["node"]
     index = await wait_for(request, cat, [f"node:{name.lower()}"])
 
@@ -104,7 +101,7 @@ async def node(request: web.Request) -> web.Response:
             return None
         svcs = {r.id: service_json(r, c, m) for r, c, m in cat.node_service_items(name)}
         return {"Node": node_json(n), "Services": svcs}
-    return respond(reg.response_cache.get(request, index, build), index)
+    return respond(response_cache_of(request).get(request, index, build), index)
 
 
 @routes.get("/v1/catalog/node-services/{node}")

@@ -26,10 +26,13 @@ from typing import Any
 
 from aiohttp import web
 
+from gossip import Gossip
+
 from ..config import split_hostport
 from ..errors import ConfigError, RequestError
-from .base import agent_of, json_response, read_json
+from .base import json_response, read_json
 from .blocking import blocking_params
+from .keys import GOSSIP, REQUEST_STOP
 
 routes = web.RouteTableDef()
 
@@ -79,8 +82,8 @@ def _flag(request: web.Request, name: str, default: bool = False) -> bool:
     return request.query.get(name, "").lower() not in ("false", "0", "no")
 
 
-def _gossip(request: web.Request) -> Any:
-    g = agent_of(request).gossip
+def _gossip(request: web.Request) -> Gossip:
+    g = request.app[GOSSIP]
     if g is None:
         raise RequestError("gossip is not running on this agent", 500)
     return g
@@ -127,12 +130,8 @@ def _is_join_address(addr: str) -> bool:
 
 @routes.put("/v1/agent/leave")
 async def leave(request: web.Request) -> web.Response:
-    agent = agent_of(request)
-    g = _gossip(request)
-    await g.leave(5.0)
-    stop = getattr(agent, "request_stop", None)
-    if stop is not None:
-        stop()
+    await _gossip(request).leave(5.0)
+    request.app[REQUEST_STOP]()
     return json_response(None)
 
 

@@ -17,7 +17,7 @@ from .shapes import (
     health_entry_json,
     meta_matches,
     node_meta_filter,
-    registry_of,
+    response_cache_of,
 )
 
 routes = web.RouteTableDef()
@@ -26,7 +26,6 @@ routes = web.RouteTableDef()
 @routes.get("/v1/health/service/{name}")
 async def health_service(request: web.Request) -> web.Response:
     cat = catalog_of(request)
-    reg = registry_of(request)
     name = request.match_info["name"]
     index = await wait_for(request, cat, [f"svc:{name.lower()}"])
     passing = bool_param(request, "passing")
@@ -45,13 +44,12 @@ async def health_service(request: web.Request) -> web.Response:
                 continue
             out.append(health_entry_json(inst))
         return filter_items(request.query.get("filter"), out)
-    return respond(reg.response_cache.get(request, index, build), index)
+    return respond(response_cache_of(request).get(request, index, build), index)
 
 
 @routes.get("/v1/health/checks/{service}")
 async def health_checks(request: web.Request) -> web.Response:
     cat = catalog_of(request)
-    reg = registry_of(request)
     name = request.match_info["service"]
     index = await wait_for(request, cat, [f"svc:{name.lower()}"])
 
@@ -59,26 +57,24 @@ async def health_checks(request: web.Request) -> web.Response:
         checks = [check_json(c) for c in cat.service_checks(name)
                   if c.record.service_name.lower() == name.lower() or not c.record.service_name]
         return filter_items(request.query.get("filter"), checks)
-    return respond(reg.response_cache.get(request, index, build), index)
+    return respond(response_cache_of(request).get(request, index, build), index)
 
 
 @routes.get("/v1/health/node/{node}")
 async def health_node(request: web.Request) -> web.Response:
     cat = catalog_of(request)
-    reg = registry_of(request)
     name = request.match_info["node"]
     index = await wait_for(request, cat, [f"node:{name.lower()}"])
 
     def build() -> Any:
         checks = [check_json(c) for c in cat.node_checks(name)]
         return filter_items(request.query.get("filter"), checks)
-    return respond(reg.response_cache.get(request, index, build), index)
+    return respond(response_cache_of(request).get(request, index, build), index)
 
 
 @routes.get("/v1/health/state/{state}")
 async def health_state(request: web.Request) -> web.Response:
     cat = catalog_of(request)
-    reg = registry_of(request)
     state = request.match_info["state"]
     if state != "any" and state not in STATUSES:
         raise RequestError(f"Bad state {state!r}: use any, passing, warning or critical")
@@ -96,7 +92,7 @@ async def health_state(request: web.Request) -> web.Response:
                     continue
             out.append(check_json(c))
         return filter_items(request.query.get("filter"), out)
-    return respond(reg.response_cache.get(request, index, build), index)
+    return respond(response_cache_of(request).get(request, index, build), index)
 
 
 __all__ = ["CRITICAL", "routes"]

@@ -13,38 +13,42 @@ A bad spec or an address that cannot be bound is a 400 whose text says why ("bin
 
 from __future__ import annotations
 
-from typing import Any
-
 from aiohttp import web
 
-from lb import ConfigError, ListenerError, ListenerSpec
+from lb import ConfigError, ListenerError, ListenerSpec, LoadBalancer
 
 from ..errors import RequestError
-from .base import agent_of, json_response, read_json
+from ..listeners import ListenerStore
+from .base import json_response, read_json
+from .keys import LB, LISTENER_STORE
 
 routes = web.RouteTableDef()
 
+_OFF = "the load balancer is not running on this agent (enable_lb is false, or it failed to start)"
 
-def _lb_of(request: web.Request) -> Any:
-    agent = agent_of(request)
-    lb = getattr(agent, "lb", None)
+
+def _lb_of(request: web.Request) -> LoadBalancer:
+    lb = request.app[LB]
     if lb is None:
-        raise RequestError("the load balancer is not running on this agent "
-                           "(enable_lb is false, or it failed to start)", 503)
+        raise RequestError(_OFF, 503)
     return lb
+
+
+def _store_of(request: web.Request) -> ListenerStore:
+    store = request.app[LISTENER_STORE]
+    if store is None:
+        raise RequestError(_OFF, 503)
+    return store
 
 
 @routes.put("/v1/lb/listener")
 async def put_listener(request: web.Request) -> web.Response:
-    agent = agent_of(request)
-    lb = _lb_of(request)
+    store = _store_of(request)
     body = await read_json(request)
     if not isinstance(body, dict):
         raise RequestError("Request decode failed: a listener is a JSON object")
     try:
-        spec = ListenerSpec.from_dict(body)
-        put = getattr(agent, "lb_put", None)      # the agent persists API-made listeners
-        info = await (put(spec) if put is not None else lb.add_listener(spec))
+        info = await store.put(ListenerSpec.from_dict(body))
     except (ConfigError, ListenerError) as e:
         raise RequestError(str(e), getattr(e, "status", 400)) from None
     return json_response(info)
@@ -66,12 +70,9 @@ async def get_listener(request: web.Request) -> web.Response:
 
 @routes.delete("/v1/lb/listener/{name}")
 async def delete_listener(request: web.Request) -> web.Response:
-    agent = agent_of(request)
-    lb = _lb_of(request)
-    name = request.match_info["name"]
+    store = _store_of(request)
     try:
-        delete = getattr(agent, "lb_delete", None)
-        await (delete(name) if delete is not None else lb.remove_listener(name))
+        await store.delete(request.match_info["name"])
     except ListenerError as e:
         raise RequestError(e.message, e.status) from None
     return json_response(True)

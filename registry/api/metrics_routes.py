@@ -4,7 +4,8 @@ from __future__ import annotations
 
 from aiohttp import web
 
-from .base import agent_of, json_response
+from .base import json_response
+from .keys import DNS, GOSSIP, LB, REGISTRY
 
 routes = web.RouteTableDef()
 
@@ -17,8 +18,8 @@ async def metrics(request: web.Request) -> web.Response:
 
     from ..metrics import consul_json, registry_for
 
-    agent = agent_of(request)
-    reg = registry_for(agent)
+    app = request.app
+    reg = registry_for(gossip=app[GOSSIP], registry=app[REGISTRY], dns=app[DNS], lb=app[LB])
     if request.query.get("format") == "prometheus":
         body = generate_latest(reg)
         return web.Response(body=body, headers={"Content-Type": CONTENT_TYPE_LATEST})

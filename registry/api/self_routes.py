@@ -2,23 +2,58 @@
 
 from __future__ import annotations
 
+import os
+import time
+from typing import Any
+
 from aiohttp import web
 
 from .. import __version__
-from .base import agent_of, json_response
+from .base import json_response
+from .gossip_routes import member_json
+from .keys import CONFIG, GOSSIP, PORTS, REGISTRY, STARTED_AT
 
 routes = web.RouteTableDef()
 
 
+def _self_member(app: web.Application) -> dict[str, Any]:
+    g = app[GOSSIP]
+    if g is not None:
+        return dict(member_json(g.local_member()))
+    cfg = app[CONFIG]
+    return {"Name": cfg.node_name, "Addr": app[REGISTRY].info.address,
+            "Port": app[PORTS].gossip_port, "Tags": dict(cfg.tags), "Status": 1}
+
+
+def _stats(app: web.Application) -> dict[str, Any]:
+    out: dict[str, Any] = {
+        "agent": {"uptime_s": str(int(time.time() - app[STARTED_AT])), "pid": str(os.getpid())},
+    }
+    g = app[GOSSIP]
+    if g is not None:
+        members = g.members()
+        out["serf_lan"] = {
+            "members": str(len(members)),
+            "alive": str(sum(1 for m in members if m.status == "alive")),
+            "failed": str(sum(1 for m in members if m.status == "failed")),
+            "left": str(sum(1 for m in members if m.status == "left")),
+            "encrypted": str(bool(app[CONFIG].encrypt)).lower(),
+        }
+    out["registry"] = {k: str(v) for k, v in app[REGISTRY].stats().items()}
+    return out
+
+
 @routes.get("/v1/agent/self")
 async def agent_self(request: web.Request) -> web.Response:
-    agent = agent_of(request)
-    cfg = agent.config
+    app = request.app
+    cfg = app[CONFIG]
+    reg = app[REGISTRY]
+    ports = app[PORTS]
     return json_response({
         "Config": {
             "Datacenter": cfg.datacenter,
             "NodeName": cfg.node_name,
-            "NodeID": agent.node_id,
+            "NodeID": reg.info.node_id,
             "Version": __version__,
             "Revision": "",
             "Server": False,
@@ -26,20 +61,20 @@ async def agent_self(request: web.Request) -> web.Response:
         },
         "DebugConfig": {
             "BindAddr": cfg.bind_addr,
-            "AdvertiseAddrLAN": agent.gossip_address,
+            "AdvertiseAddrLAN": reg.info.address,
             "ClientAddrs": [cfg.client_addr],
-            "DataDir": agent.data_dir_path,
+            "DataDir": str(reg.datadir.path) if reg.datadir is not None else "",
             "Ports": {
-                "HTTP": agent.http_port if agent.config.http_port >= 0 else -1,
-                "HTTPS": agent.https_port if agent.config.https_port >= 0 else -1,
-                "DNS": agent.dns_port,
-                "SerfLan": agent.gossip_port,
+                "HTTP": ports.http_port if cfg.http_port >= 0 else -1,
+                "HTTPS": ports.https_port if cfg.https_port >= 0 else -1,
+                "DNS": ports.dns_port,
+                "SerfLan": ports.gossip_port,
             },
             "EncryptKey": bool(cfg.encrypt),
         },
-        "Member": agent.self_member(),
+        "Member": _self_member(app),
         "Meta": dict(cfg.node_meta),
-        "Stats": agent.stats(),
+        "Stats": _stats(app),
     })
 
 
@@ -47,11 +82,15 @@ async def agent_self(request: web.Request) -> web.Response:
 async def status_leader(request: web.Request) -> web.Response:
     # A gossip mesh has no leader; Consul clients call this to see that the agent is up and
     # part of a cluster, so answer with this agent's own gossip address.
-    agent = agent_of(request)
-    return json_response(f"{agent.gossip_address}:{agent.gossip_port}")
+    app = request.app
+    return json_response(f"{app[REGISTRY].info.address}:{app[PORTS].gossip_port}")
 
 
 @routes.get("/v1/status/peers")
 async def status_peers(request: web.Request) -> web.Response:
-    agent = agent_of(request)
-    return json_response(agent.peer_addresses())
+    app = request.app
+    g = app[GOSSIP]
+    if g is None:
+        return json_response([f"{app[REGISTRY].info.address}:{app[PORTS].gossip_port}"])
+    return json_response(sorted(f"{m.addr}:{m.port}" for m in g.members()
+                                if m.status == "alive"))

@@ -8,19 +8,21 @@ from aiohttp import web
 
 from ..catalog import Catalog, Check, Instance, Node, ServiceRecord
 from ..errors import RequestError
-from .base import agent_of
+from ..service import Registry
+from .blocking import ResponseCache
+from .keys import CATALOG, REGISTRY, RESPONSE_CACHE
 
 
-def registry_of(request: web.Request) -> Any:
-    reg = agent_of(request).registry
-    if reg is None:
-        raise RequestError("the registry is not running on this agent", 503)
-    return reg
+def registry_of(request: web.Request) -> Registry:
+    return request.app[REGISTRY]
 
 
 def catalog_of(request: web.Request) -> Catalog:
-    cat: Catalog = registry_of(request).catalog
-    return cat
+    return request.app[CATALOG]
+
+
+def response_cache_of(request: web.Request) -> ResponseCache:
+    return request.app[RESPONSE_CACHE]
 
 
 def node_json(n: Node) -> dict[str, Any]:

@@ -18,15 +18,22 @@ from __future__ import annotations
 import hashlib
 import logging
 import mimetypes
+from dataclasses import dataclass
 from importlib import resources
 from typing import Any
 from urllib.parse import quote, unquote, urlsplit
 
 from aiohttp import web
 
+from gossip import Gossip
+from lb import LoadBalancer
+
+from ..config import AgentConfig
 from ..errors import RequestError
+from ..service import Registry
 from ..ui import model, render
-from .base import agent_of, text_error
+from .base import text_error
+from .keys import CONFIG, GOSSIP, LB, PORTS, REGISTRY
 
 log = logging.getLogger(__name__)
 
@@ -67,8 +74,26 @@ def _load_static() -> dict[str, tuple[bytes, str, str]]:
 STATIC = _load_static()
 
 
+@dataclass(frozen=True)
+class _Sources:
+    """The read surface :func:`registry.ui.model.collect` documents, from the app's keys."""
+
+    config: AgentConfig
+    registry: Registry
+    gossip: Gossip | None
+    lb: LoadBalancer | None
+    gossip_address: str
+    gossip_port: int
+
+
+def _sources(app: web.Application) -> _Sources:
+    reg = app[REGISTRY]
+    return _Sources(config=app[CONFIG], registry=reg, gossip=app[GOSSIP], lb=app[LB],
+                    gossip_address=reg.info.address, gossip_port=app[PORTS].gossip_port)
+
+
 def _enabled(request: web.Request) -> bool:
-    return bool(agent_of(request).config.enable_ui)
+    return bool(request.app[CONFIG].enable_ui)
 
 
 def _not_found() -> web.Response:
@@ -87,9 +112,8 @@ def _token(request: web.Request) -> str:
 
 def _refusal(request: web.Request) -> str | None:
     """None when the request may read the catalog, else why not (ACLs enabled)."""
-    reg = agent_of(request).registry
-    acl = getattr(reg, "acl", None) if reg is not None else None
-    if acl is None or not acl.cfg.enabled:
+    acl = request.app[REGISTRY].acl
+    if not acl.cfg.enabled:
         return None
     from ..acl import READ
 
@@ -110,11 +134,11 @@ def _html(state: model.UIState, page: render.Page) -> web.Response:
 def _page(request: web.Request, build: Any, *args: Any) -> web.Response:
     if not _enabled(request):
         return _not_found()
-    agent = agent_of(request)
+    sources = _sources(request.app)
     why = _refusal(request)
     if why is not None:
-        return _html(model.empty_state(agent), render.token_page(why, request.path_qs))
-    state = model.collect(agent)
+        return _html(model.empty_state(sources), render.token_page(why, request.path_qs))
+    state = model.collect(sources)
     return _html(state, build(state, *args))
 
 

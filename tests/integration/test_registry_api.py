@@ -423,3 +423,44 @@ async def test_service_names_match_case_insensitively(agent: Agent) -> None:
         assert status == 200
     _, _, data = await http(agent, "GET", "/v1/health/service/wEb")
     assert [e["Service"]["Service"] for e in data] == ["Web"]
+
+
+async def test_agent_self_and_status_report_what_this_agent_bound(tmp_path: Path) -> None:
+    # The API is handed the subsystems, not the agent: what it reports must still be the
+    # agent's own bound ports, node ID and data dir, and API-made LB listeners must persist.
+    from .registry_fixtures import start_agent, stop_agent
+
+    agent = await start_agent(tmp_path, "selfie", enable_dns=True, dns_port=0, enable_lb=True)
+    try:
+        status, _, me = await http(agent, "GET", "/v1/agent/self")
+        assert status == 200
+        assert agent.dns_port > 0 and agent.http_port > 0 and agent.gossip_port > 0
+        assert me["DebugConfig"]["Ports"] == {
+            "HTTP": agent.http_port, "HTTPS": -1, "DNS": agent.dns_port,
+            "SerfLan": agent.gossip_port}
+        assert agent.datadir is not None
+        assert me["Config"]["NodeID"] == agent.datadir.node_id
+        assert me["DebugConfig"]["DataDir"] == str(agent.datadir.path)
+        assert me["Member"]["Name"] == "selfie" and me["Member"]["Port"] == agent.gossip_port
+        assert me["Stats"]["serf_lan"]["members"] == "1"
+        assert int(me["Stats"]["registry"]["local_services"]) == 0
+        here = f"127.0.0.1:{agent.gossip_port}"
+        assert (await http(agent, "GET", "/v1/status/leader"))[2] == here
+        assert (await http(agent, "GET", "/v1/status/peers"))[2] == [here]
+        status, _, info = await http(agent, "PUT", "/v1/lb/listener", json={
+            "Name": "web", "Bind": "127.0.0.1:0", "Service": "web"})
+        assert status == 200, info
+    finally:
+        await stop_agent(agent)
+    agent = await start_agent(tmp_path, "selfie", enable_lb=True)
+    try:
+        status, _, info = await http(agent, "GET", "/v1/lb/listener/web")
+        assert status == 200 and info["Name"] == "web", info
+        assert (await http(agent, "DELETE", "/v1/lb/listener/web"))[0] == 200
+    finally:
+        await stop_agent(agent)
+    agent = await start_agent(tmp_path, "selfie", enable_lb=True)
+    try:
+        assert (await http(agent, "GET", "/v1/lb/listener/web"))[0] == 404
+    finally:
+        await stop_agent(agent)

@@ -45,3 +45,70 @@ def test_checker_sees_a_forbidden_import(tmp_path: Path) -> None:
     f = tmp_path / "m.py"
     f.write_text("def f():\n    from registry.config import AgentConfig\n    import lb.x\n")
     assert imported_packages(f) == {"registry", "lb"}
+
+
+
+def module_name(path: Path) -> str:
+    parts = path.resolve().relative_to(ROOT).with_suffix("").parts
+    return ".".join(parts[:-1] if parts[-1] == "__init__" else parts)
+
+
+def imported_modules(path: Path, module: str) -> set[str]:
+    """Every module that ``path`` (module ``module``) imports, relative imports resolved."""
+    is_package = path.name == "__init__.py"
+    package = module.split(".") if is_package else module.split(".")[:-1]
+    tree = ast.parse(path.read_text(), filename=str(path))
+    found: set[str] = set()
+    for node in ast.walk(tree):
+        if isinstance(node, ast.Import):
+            found.update(alias.name for alias in node.names)
+        elif isinstance(node, ast.ImportFrom):
+            base = package[:len(package) - node.level + 1] if node.level else []
+            target = ".".join([*base, *(node.module.split(".") if node.module else [])])
+            found.add(target)
+            found.update(f"{target}.{alias.name}" for alias in node.names)
+    return found
+
+
+def imports_the_agent(path: Path, module: str) -> bool:
+    return any(m == "registry.agent" or m.startswith("registry.agent.")
+               for m in imported_modules(path, module))
+
+
+# The agent is the composition root: it imports the HTTP API and the registry service and hands
+# them what they serve; neither may reach back into it (issue 19, "Seams in the code").
+AGENT_FREE = [*sorted((ROOT / "registry" / "api").rglob("*.py")), ROOT / "registry" / "service.py"]
+
+
+@pytest.mark.parametrize("path", AGENT_FREE, ids=lambda p: str(p.relative_to(ROOT)))
+def test_the_api_and_the_registry_service_do_not_import_the_agent(path: Path) -> None:
+    assert not imports_the_agent(path, module_name(path)), \
+        f"{path.relative_to(ROOT)} imports registry.agent; hand it what it needs instead"
+
+
+@pytest.mark.parametrize("text, found", [
+    ("from ..agent import Agent\n", True),
+    ("def f():\n    from .. import agent\n", True),
+    ("import registry.agent\n", True),
+    ("if TYPE_CHECKING:\n    from registry.agent import Agent\n", True),
+    ("from .base import json_response\nfrom ..agents import x\nfrom . import agent_routes\n",
+     False),
+])
+def test_agent_checker_resolves_relative_imports(tmp_path: Path, text: str, found: bool) -> None:
+    f = tmp_path / "probe.py"
+    f.write_text(text)
+    assert imports_the_agent(f, "registry.api.probe") is found
+
+
+def test_the_registry_service_loads_without_the_http_layer_or_the_agent() -> None:
+    # Transitively: importing the registry service pulls in neither the HTTP API (it used to,
+    # for the response cache and through definitions.py) nor the agent.
+    import subprocess
+    import sys
+
+    code = ("import sys, registry.service\n"
+            "print(sorted(m for m in sys.modules if m.startswith(('registry.api', "
+            "'registry.agent'))))")
+    out = subprocess.run([sys.executable, "-c", code], cwd=ROOT, capture_output=True, text=True,
+                         check=True).stdout.strip()
+    assert out == "[]"

@@ -11,7 +11,7 @@ from aiohttp import web
 from aiohttp.test_utils import TestClient, TestServer
 
 from gossip.events import Member
-from registry.api.base import AGENT
+from registry.api.keys import CONFIG, GOSSIP, LB, PORTS, REGISTRY
 from registry.catalog import Catalog, CheckRecord, NodeInfo, ServiceRecord
 from registry.config import build
 from registry.ui import render
@@ -235,11 +235,21 @@ def test_a_subsystem_that_fails_while_read_does_not_break_the_page() -> None:
 
 
 async def _client(agent: Any) -> TestClient:
+    from registry.acl import ACLConfig, Authorizer
     from registry.api import ui_routes
     from registry.api.base import error_middleware
 
     app = web.Application(middlewares=[error_middleware])
-    app[AGENT] = agent
+    reg = agent.registry
+    if not hasattr(reg, "acl"):
+        reg.acl = Authorizer(ACLConfig.from_dict({}))
+    reg.info = SimpleNamespace(address=agent.gossip_address)
+    app[CONFIG] = agent.config
+    app[REGISTRY] = reg
+    app[GOSSIP] = agent.gossip
+    app[LB] = agent.lb
+    app[PORTS] = SimpleNamespace(http_port=0, https_port=0, dns_port=0,
+                                 gossip_port=agent.gossip_port)
     app.router.add_routes(ui_routes.routes)
     client = TestClient(TestServer(app))
     await client.start_server()
