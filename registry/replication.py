@@ -600,30 +600,19 @@ class Replicator:
 
     # --- membership -----------------------------------------------------------------------------
 
-    def on_member_event(self, event: Any) -> None:
-        """Gossip member events (gossip.events); never raises."""
+    def on_member_status(self, name: str, status: str | None, *, joined: bool = False) -> None:
+        """Gossip's status of the remote member ``name`` changed (None: it was reaped; ``joined``:
+        it (re)joined). The registry service decodes gossip's events; this never raises."""
         try:
-            self._member_event(event)
+            if status is None or status == "left":
+                self.forget(name)
+                return
+            if joined:
+                # back after a leave: its record may come again (it restamps it on rejoin)
+                self.departed.pop(name.lower(), None)
+            self.catalog.set_status(name, status)
         except Exception:
-            log.exception("member event handling failed event=%r", event)
-
-    def _member_event(self, event: Any) -> None:
-        kind = type(event).__name__
-        member = getattr(event, "member", None)
-        if member is None or self._is_local(member.name):
-            return
-        name = member.name
-        if kind in ("MemberLeft", "MemberReaped") or member.status == "left":
-            self.forget(name)
-            return
-        if kind == "MemberFailed":
-            self.catalog.set_status(name, "failed")
-            return
-        if kind == "MemberJoined":
-            # back after a leave: its record may come again (it restamps it on rejoin)
-            self.departed.pop(name.lower(), None)
-        if kind in ("MemberJoined", "MemberUpdated") and self.catalog.has_node(name):
-            self.catalog.set_status(name, member.status)
+            log.exception("member status handling failed node=%s status=%s", name, status)
 
     def forget(self, name: str) -> None:
         """The node left or was reaped: its records disappear everywhere."""

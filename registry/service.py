@@ -14,7 +14,7 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
-from gossip import Gossip
+from gossip import Gossip, MemberFailed, MemberJoined, MemberLeft, MemberReaped, MemberUpdated
 
 from .acl import ACLConfig, Authorizer
 from .catalog import Catalog, NodeInfo
@@ -122,38 +122,43 @@ class Registry:
                 return str(m.addr)
         return ""
 
-    def _on_gossip_event(self, event: Any) -> None:
-        member = getattr(event, "member", None)
-        if member is None:
-            return
-        kind = type(event).__name__
-        status = member.status
-        if kind == "MemberFailed":
-            status = "failed"
-        elif kind in ("MemberLeft",):
-            status = "left"
-        before = len(self._live_peers)
-        me = self.local.info.name.lower()
-        if member.name.lower() != me:
-            if status == "alive" and kind != "MemberReaped":
-                self._live_peers.add(member.name.lower())
-            else:
-                self._live_peers.discard(member.name.lower())
-        if kind == "MemberReaped":
-            self._member_status.pop(member.name.lower(), None)
+    def _on_gossip_event(self, event: object) -> None:
+        """The one place gossip events are told apart: the member-status cache, the live peers
+        and the replication all follow from this match."""
+        status: str | None      # None: reaped, forgotten by gossip
+        match event:
+            case MemberJoined(member=m) | MemberUpdated(member=m):
+                status = m.status
+            case MemberFailed(member=m):
+                status = "failed"
+            case MemberLeft(member=m):
+                status = "left"
+            case MemberReaped(member=m):
+                status = None
+            case _:
+                return
+        joined = isinstance(event, MemberJoined)
+        name = m.name.lower()
+        if status is None:
+            self._member_status.pop(name, None)
         else:
-            self._member_status[member.name.lower()] = status
-        if self.replicator is not None:
-            self.replicator.on_member_event(event)
-        is_self = member.name.lower() == self.local.info.name.lower()
-        if (is_self and kind == "MemberJoined") or (before == 0 and self._live_peers):
+            self._member_status[name] = status
+        before = len(self._live_peers)
+        is_self = name == self.local.info.name.lower()
+        if not is_self:
+            if status == "alive":
+                self._live_peers.add(name)
+            else:
+                self._live_peers.discard(name)
+            if self.replicator is not None:
+                self.replicator.on_member_status(m.name, status, joined=joined)
+        if (is_self and joined) or (before == 0 and self._live_peers):
             # We (re)joined, or were cut off from everyone: peers may have forgotten our record
             # (a graceful leave removes it), and nothing else would resend it before the next
             # push-pull. Restamp it so that it spreads as deltas at once.
             log.info("republishing the local record reason=%s",
                      "rejoined" if is_self else "first_peer_reachable")
             self.local.republish_all()
-
 
     # --- lifecycle --------------------------------------------------------------------------
 

@@ -47,6 +47,10 @@ class FakeGossip:
     def emit(self, event: Any) -> None:
         m = event.member
         self.view[m.name] = m
+        self.emit_event(event)
+
+    def emit_event(self, event: Any) -> None:
+        """Deliver any gossip event (a member event through :meth:`emit` updates the view)."""
         for cb in self.listeners:
             cb(event)
 

@@ -104,6 +104,38 @@ async def test_reaped_then_back_with_newer_versions() -> None:
     await stop(regs)
 
 
+async def test_member_events_drive_one_status_cache_the_catalog_and_the_replicator() -> None:
+    from gossip.events import Member, MemberUpdated, UserEventReceived
+
+    bus, regs = await cluster(["a", "b"])
+    await register(regs["a"], {"Name": "web", "ID": "web1"})
+    bus.run()
+    b, gb = regs["b"], bus.nodes["b"]
+    rep = b.replicator
+    assert rep is not None
+
+    def member(status: str) -> Member:
+        return Member(name="a", addr="127.0.0.1", port=7946, status=status)
+
+    # not a member event: nothing changes, nothing raises
+    gb.emit_event(UserEventReceived(name="deploy", payload=b"x", ltime=1))
+    assert b.catalog.node_status("a") == "alive" and rep.member_status("a") == "alive"
+    # an update carries the member's status to the catalog and to the replicator's view
+    gb.emit(MemberUpdated(member("leaving")))
+    assert b.catalog.node_status("a") == "leaving" and rep.member_status("a") == "leaving"
+    gb.emit(MemberUpdated(member("alive")))
+    bus.fail("a")
+    assert b.catalog.node_status("a") == "failed" and rep.member_status("a") == "failed"
+    assert b.catalog.instances("web") == []
+    bus.reap("a")
+    assert b.catalog.node("a") is None and rep.member_status("a") is None
+    assert "a" in rep.departed
+    # joined again: no longer departed, and its newer record is accepted
+    bus.rejoin("a")
+    assert "a" not in rep.departed and rep.member_status("a") == "alive"
+    await stop(regs)
+
+
 async def test_partition_then_heal_converges() -> None:
     names = ["a", "b", "c", "d", "e", "f"]
     bus, regs = await cluster(names, seed=3)
