@@ -3,7 +3,9 @@
 Start-up order (each step only once the previous one succeeded; a failure undoes what started):
   1. validate every subsystem's configuration (nothing binds before the whole config is good),
   2. data dir (node ID, lock), 3. gossip, 4. registry (catalog, local services, checks),
-  5. HTTP API, 6. DNS, 7. load balancer, 8. join (start_join, then retry_join in the background).
+  5. HTTP API, 6. DNS, 7. load balancer, 8. join (start_join; retry_join runs in the background).
+Background work (retry_join, SIGHUP reloads) runs in an ``asyncio.TaskGroup`` that :meth:`run`
+owns: leaving it at shutdown cancels whatever is still running, and a job that fails is logged.
 Shutdown runs the other way and is bounded: leave the cluster (so peers see ``left``, not
 ``failed``), close listeners (LB, DNS, HTTP), stop checks and flush the local state to disk.
 SIGINT/SIGTERM stop the agent with exit code 0; SIGHUP reloads service definitions.
@@ -19,6 +21,7 @@ import socket
 import ssl
 import tempfile
 import time
+from collections.abc import Callable, Coroutine
 from pathlib import Path
 from typing import Any
 
@@ -74,7 +77,9 @@ class Agent:
         self.started_at = time.time()
         self._runner: web.AppRunner | None = None
         self._stop = asyncio.Event()
-        self._tasks: set[asyncio.Task[Any]] = set()
+        self._background: asyncio.TaskGroup | None = None
+        """The task group of :meth:`run` while the agent serves; None before and after."""
+        self._reload_pending = False
 
     # --- identity ---------------------------------------------------------------------------
 
@@ -163,9 +168,6 @@ class Agent:
                     "start_join: could not join any of " + ", ".join(cfg.start_join)
                     + "; check the addresses or use -retry-join"
                 )
-        if cfg.retry_join:
-            self._spawn(self._retry_join())
-
         release_free_memory()   # start-up garbage back to the OS (gossip/memory.py)
         log.info(
             "agent started node=%s datacenter=%s http=%s:%s https=%s dns=%s gossip=%s:%s "
@@ -233,10 +235,16 @@ class Agent:
                 return
             await asyncio.sleep(cfg.retry_interval)
 
-    def _spawn(self, coro: Any) -> None:
-        task = asyncio.ensure_future(coro)
-        self._tasks.add(task)
-        task.add_done_callback(self._tasks.discard)
+    def _spawn(self, job: Callable[[], Coroutine[Any, Any, None]], what: str) -> None:
+        """Run ``job()`` in run()'s task group (only while the agent serves)."""
+        assert self._background is not None
+        self._background.create_task(_logged(job(), what), name=f"agent-{what}")
+
+    def _on_sighup(self) -> None:
+        if self._background is None:
+            self._reload_pending = True   # still starting: reload once the agent serves
+        else:
+            self._spawn(self.reload, "reload")
 
     # --- running and stopping ---------------------------------------------------------------
 
@@ -272,11 +280,23 @@ class Agent:
         loop = asyncio.get_running_loop()
         for sig in (signal.SIGINT, signal.SIGTERM):
             loop.add_signal_handler(sig, self.request_stop)
-        loop.add_signal_handler(signal.SIGHUP, lambda: self._spawn(self.reload()))
+        loop.add_signal_handler(signal.SIGHUP, self._on_sighup)
         try:
             await self.start()
-            await self._stop.wait()
-            log.info("shutting down")
+            try:
+                async with asyncio.TaskGroup() as background:
+                    self._background = background
+                    if self.config.retry_join:
+                        self._spawn(self._retry_join, "retry_join")
+                    if self._reload_pending:
+                        self._spawn(self.reload, "reload")
+                    await self._stop.wait()
+                    log.info("shutting down")
+                    raise _Stopping  # leaving the group cancels the jobs still running
+            except* _Stopping:
+                pass
+            finally:
+                self._background = None
         finally:
             await self._close_everything(leave=True)
             for sig in (signal.SIGINT, signal.SIGTERM, signal.SIGHUP):
@@ -289,8 +309,6 @@ class Agent:
         def left() -> float:
             return max(0.1, deadline - time.monotonic())
 
-        for task in list(self._tasks):
-            task.cancel()
         if leave and self.gossip is not None:
             await _bounded(self.gossip.leave(min(2.5, left())), left(), "gossip leave")
         if self.lb is not None:
@@ -326,6 +344,18 @@ def _tls_settings(config_files: tuple[str, ...]) -> dict[str, Any]:
         settings = merge(settings, read_file(Path(f)))
     tls = settings.get("tls") or {}
     return dict(tls) if isinstance(tls, dict) else {}
+
+
+class _Stopping(Exception):
+    """Raised inside run()'s task group to end it (and cancel its jobs) at shutdown."""
+
+
+async def _logged(job: Coroutine[Any, Any, None], what: str) -> None:
+    """A background job's failure is logged; it never takes the agent (or its group) down."""
+    try:
+        await job
+    except Exception:
+        log.exception("background job failed job=%s", what)
 
 
 def _settings_of(cfg: AgentConfig) -> dict[str, Any]:

@@ -244,11 +244,11 @@ class CheckManager:
                                                   cookie_jar=aiohttp.DummyCookieJar())
         return self._session
 
-    def start_check(self, defn: CheckDef, initial: str) -> None:
+    async def start_check(self, defn: CheckDef, initial: str) -> None:
         """(Re)start the runner of a check; maintenance checks have none."""
         old = self.runners.pop(defn.check_id, None)
         if old is not None:
-            asyncio.get_running_loop().create_task(old.stop())
+            await old.stop()
         runner: Runner | TTLRunner
         if defn.kind == "http":
             runner = HTTPRunner(defn, self.report, initial, self._get_session)

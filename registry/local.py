@@ -132,6 +132,7 @@ class LocalState:
         self._write_lock = asyncio.Lock()
         self._serial = _TaskLock()
         self._flush_pending: asyncio.TimerHandle | None = None
+        self._flush_task: asyncio.Task[None] | None = None
         self._reaper: asyncio.Task[None] | None = None
         self._started = False
         self.counters: dict[str, int] = {"persist_writes": 0, "check_updates": 0,
@@ -179,7 +180,7 @@ class LocalState:
     async def start(self) -> None:
         self._started = True
         for c in self.checks.values():
-            self.manager.start_check(c.defn, c.status)
+            await self.manager.start_check(c.defn, c.status)
         self._reaper = asyncio.get_running_loop().create_task(self._reap_loop())
 
     async def stop(self) -> None:
@@ -193,6 +194,9 @@ class LocalState:
         if self._flush_pending is not None:
             self._flush_pending.cancel()
             self._flush_pending = None
+        if self._flush_task is not None:
+            await self._flush_task    # a deferred write under way finishes before the last one
+            self._flush_task = None
         await self.flush()
 
     # --- persistence ----------------------------------------------------------------------------
@@ -224,8 +228,14 @@ class LocalState:
 
         def fire() -> None:
             self._flush_pending = None
-            loop.create_task(self.flush())
+            self._flush_task = loop.create_task(self._deferred_flush())
         self._flush_pending = loop.call_later(0.5, fire)
+
+    async def _deferred_flush(self) -> None:
+        try:
+            await self.flush()
+        except OSError as e:  # the next change, or stop(), writes again
+            log.error("writing the local state failed error=%s", e)
 
     def load(self) -> int:
         """Restore registrations from the data dir; returns how many services came back.
@@ -341,7 +351,7 @@ class LocalState:
             await self.manager.stop_check(defn.check_id)
         self._apply_check(defn, source, status, output)
         if self._started:
-            self.manager.start_check(defn, status)
+            await self.manager.start_check(defn, status)
 
     async def _remove_check(self, cid: str) -> None:
         await self.manager.stop_check(cid)
