@@ -32,7 +32,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-from collections.abc import Iterator, Mapping, Sequence
+from collections.abc import Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -51,12 +51,14 @@ SERVICE_MAINT_PREFIX = "_service_maintenance:"
 _LIVE = frozenset({"alive", "leaving"})
 
 
-def worst(statuses: Iterator[str] | Sequence[str]) -> str:
-    w = PASSING
-    for s in statuses:
-        if _RANK.get(s, 2) > _RANK[w]:
-            w = s if s in _RANK else CRITICAL
-    return w
+def health_rank(status: str) -> int:
+    """0 passing, 1 warning, 2 critical (the index in ``STATUSES``); unknown counts as critical."""
+    return _RANK.get(status, 2)
+
+
+def worst(statuses: Iterable[str]) -> str:
+    """The worst of some check statuses, passing when there are none."""
+    return STATUSES[max(map(health_rank, statuses), default=0)]
 
 
 # --- records published by a node (what replicates) -------------------------------------------

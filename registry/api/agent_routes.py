@@ -12,7 +12,7 @@ from typing import Any
 
 from aiohttp import web
 
-from ..catalog import CRITICAL, PASSING, WARNING
+from ..catalog import CRITICAL, PASSING, WARNING, worst
 from ..definitions import normalize_keys, parse_check, parse_service
 from ..errors import NotFound, RequestError
 from .base import bool_param, read_json
@@ -224,16 +224,11 @@ def _agent_health(request: web.Request, instances: list[Any], what: str) -> web.
     if not instances:
         raise NotFound(f"ServiceName {what} Not Found" if "/name/" in request.path
                        else f"ServiceId {what} not found")
-    worst = "passing"
-    rank = {"passing": 0, "warning": 1, "critical": 2}
-    for i in instances:
-        if rank[i.health] > rank[worst]:
-            worst = i.health
     from .shapes import agent_service_json as asj
     out = [{"AggregatedStatus": i.health, "Service": asj(i.record, i.datacenter),
             "Checks": [check_json(c) for c in i.checks if c.record.check_id != "serfHealth"]}
            for i in instances]
-    status = {"passing": 200, "warning": 429, "critical": 503}[worst]
+    status = {"passing": 200, "warning": 429, "critical": 503}[worst(i.health for i in instances)]
     body = out if "/name/" in request.path else out[0]
     return web.Response(status=status, body=encode(body), content_type="application/json")
 

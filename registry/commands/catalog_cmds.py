@@ -5,6 +5,7 @@ from __future__ import annotations
 import argparse
 from typing import Any
 
+from ..catalog import worst
 from ..cli import client_of, client_parser, flag, print_json, print_table
 
 
@@ -93,11 +94,6 @@ def service(args: argparse.Namespace) -> int:
     return 0
 
 
-def _worst(checks: list[dict[str, Any]]) -> str:
-    statuses = [c["Status"] for c in checks]
-    return "critical" if "critical" in statuses else "warning" if "warning" in statuses else "passing"
-
-
 def health_service(args: argparse.Namespace) -> int:
     params: dict[str, Any] = {"tag": args.tag or None}
     if args.passing:
@@ -111,6 +107,6 @@ def health_service(args: argparse.Namespace) -> int:
         s = e["Service"]
         bad = [c["CheckID"] + "=" + c["Status"] for c in e["Checks"] if c["Status"] != "passing"]
         rows.append((e["Node"]["Node"], s["ID"], s["Address"] or e["Node"]["Address"], s["Port"],
-                     _worst(e["Checks"]), " ".join(bad) or "-"))
+                     worst(c["Status"] for c in e["Checks"]), " ".join(bad) or "-"))
     print_table(rows, ("Node", "ServiceID", "Address", "Port", "Health", "Failing checks"))
     return 0

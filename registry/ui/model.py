@@ -17,29 +17,13 @@ Read surface:
 from __future__ import annotations
 
 import logging
-from collections.abc import Iterable, Mapping
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
+from ..catalog import CRITICAL, NODE_MAINT_CHECK_ID, PASSING, SERVICE_MAINT_PREFIX, worst
+
 log = logging.getLogger(__name__)
-
-PASSING = "passing"
-WARNING = "warning"
-CRITICAL = "critical"
-_RANK = {PASSING: 0, WARNING: 1, CRITICAL: 2}
-
-NODE_MAINT_CHECK_ID = "_node_maintenance"
-SERVICE_MAINT_PREFIX = "_service_maintenance:"
-
-
-def worst(statuses: Iterable[str]) -> str:
-    """The worst of some check statuses; an unknown status counts as critical."""
-    w = PASSING
-    for s in statuses:
-        s2 = s if s in _RANK else CRITICAL
-        if _RANK[s2] > _RANK[w]:
-            w = s2
-    return w
 
 
 def is_maintenance(check_id: str) -> bool:

@@ -18,12 +18,12 @@ from dataclasses import dataclass
 from typing import Any
 from urllib.parse import quote
 
-from .model import CRITICAL, PASSING, WARNING, UICheck, UIInstance, UIService, UIState
+from ..catalog import CRITICAL, PASSING, WARNING, health_rank
+from .model import UICheck, UIInstance, UIService, UIState
 
 OUTPUT_SHOWN = 4096
 """Characters of a check's output shown in the page (Consul keeps at most 4 KiB of it)."""
 
-_RANK = {CRITICAL: 0, WARNING: 1, PASSING: 2}
 
 NAV = (("services", "/ui/", "Services"), ("nodes", "/ui/nodes", "Nodes"),
        ("checks", "/ui/checks", "Health"), ("lb", "/ui/lb", "Load balancer"))
@@ -150,7 +150,7 @@ def instance_block(i: UIInstance, *, show_service: bool = False) -> str:
 
 def services_page(st: UIState) -> Page:
     rows = []
-    for s in sorted(st.services, key=lambda s: (_RANK[s.health], s.name.lower())):
+    for s in sorted(st.services, key=lambda s: (-health_rank(s.health), s.name.lower())):
         rows.append(
             f'<li class="card h-{e(s.health)}" data-key="svc:{e(s.name)}" '
             f'data-health="{e(s.health)}">'
@@ -198,7 +198,7 @@ def service_page(st: UIState, name: str) -> Page:
                        "follows the catalog).</p>")
         return Page(404, name, "services", body, watch)
     items = "".join(instance_block(i) for i in
-                    sorted(svc.instances, key=lambda i: (_RANK.get(i.health, 0), i.node, i.service_id)))
+                    sorted(svc.instances, key=lambda i: (-health_rank(i.health), i.node, i.service_id)))
     body = (
         back
         + f'<h1 data-key="h1">{e(svc.name)} {badge(svc.health)}</h1>'
@@ -264,7 +264,7 @@ def checks_page(st: UIState, state: str = "any") -> Page:
     if state not in ("any", PASSING, WARNING, CRITICAL):
         state = "any"
     chosen = [c for c in st.checks if state == "any" or c.status == state]
-    chosen.sort(key=lambda c: (_RANK.get(c.status, 0), c.node.lower(), c.check_id))
+    chosen.sort(key=lambda c: (-health_rank(c.status), c.node.lower(), c.check_id))
     counts = {s: sum(1 for c in st.checks if c.status == s) for s in (PASSING, WARNING, CRITICAL)}
     tabs = []
     for s, label in (("any", f"all {len(st.checks)}"), (CRITICAL, f"critical {counts[CRITICAL]}"),

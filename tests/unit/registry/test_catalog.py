@@ -156,6 +156,14 @@ def test_worst(statuses: list[str], expected: str) -> None:
     assert worst(statuses) == expected
 
 
+def test_health_rank_orders_statuses_and_counts_unknown_as_critical() -> None:
+    from registry.catalog import STATUSES, health_rank
+
+    assert [health_rank(s) for s in STATUSES] == [0, 1, 2]
+    assert health_rank("bogus") == health_rank("critical")
+    assert sorted(["passing", "bogus", "warning"], key=health_rank) == ["passing", "warning", "bogus"]
+
+
 def test_catalog_is_the_view_dns_and_lb_read() -> None:
     """Static check (mypy on the tests) and runtime duck check of both consumers' Protocols."""
     import dnsserver.view
