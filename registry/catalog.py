@@ -565,11 +565,10 @@ class Catalog:
         return out
 
     def nodes(self) -> Sequence[Node]:
-        idx = self.key_index("nodes")
-        # status changes do not move "nodes"; check the global index too for freshness
+        # keyed by the global index, not by "nodes": a status change does not move "nodes",
+        # yet it changes the Node objects listed here
         if self._nodes_cache is not None and self._nodes_cache[0] == self._index:
             return self._nodes_cache[1]
-        del idx
         result = tuple(sorted((self._node_obj(e) for e in self._nodes.values()),
                               key=lambda n: n.name))
         self._nodes_cache = (self._index, result)

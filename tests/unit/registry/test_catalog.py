@@ -55,6 +55,16 @@ def test_failed_node_turns_every_instance_critical_at_once() -> None:
     assert len(c.instances("web")) == 1
 
 
+def test_node_list_follows_a_status_change_that_does_not_move_the_nodes_index() -> None:
+    c = make()
+    c.put_service("b", svc("web2"))
+    assert {n.name: n.status for n in c.nodes()}["b"] == "alive"
+    before = c.key_index("nodes")
+    c.set_status("b", "failed")
+    assert c.key_index("nodes") == before          # the list of nodes did not change...
+    assert {n.name: n.status for n in c.nodes()}["b"] == "failed"   # ...but what it shows did
+
+
 def test_node_check_and_maintenance_affect_all_instances_of_node() -> None:
     c = make()
     c.put_service("a", svc("web1"))
