@@ -21,6 +21,7 @@ import logging
 import time
 from collections.abc import AsyncIterator, Awaitable, Callable, Iterable, Mapping
 from dataclasses import dataclass
+from enum import StrEnum
 from typing import Any, TypeVar
 
 from .catalog import (
@@ -53,9 +54,41 @@ NODE_MAINT_DEFAULT = ("Maintenance mode is enabled for this node, but no reason 
 SERVICE_MAINT_DEFAULT = ("Maintenance mode is enabled for this service, but no reason was "
                          "provided. This is a default message.")
 
-Change = tuple[str, str, int, int]
-"""``(kind, item_id, version, previous_version)``; kind: S/s service put/delete, C/c check
-put/delete, N node info."""
+class ItemType(StrEnum):
+    """What a versioned item of a node's record is (the letters replication sends)."""
+
+    SERVICE = "s"
+    CHECK = "c"
+    NODE = "n"
+
+
+class ChangeKind(StrEnum):
+    """What a change did. The values are the letters of replication's delta messages (a put in
+    capitals, a delete in lower case), kept for wire compatibility; code names the member."""
+
+    SERVICE_PUT = "S"
+    SERVICE_DELETE = "s"
+    CHECK_PUT = "C"
+    CHECK_DELETE = "c"
+    NODE_INFO = "N"
+
+    @property
+    def item_type(self) -> ItemType:
+        return _ITEM_TYPE[self]
+
+    @property
+    def deletes(self) -> bool:
+        return self in (ChangeKind.SERVICE_DELETE, ChangeKind.CHECK_DELETE)
+
+
+_ITEM_TYPE = {
+    ChangeKind.SERVICE_PUT: ItemType.SERVICE, ChangeKind.SERVICE_DELETE: ItemType.SERVICE,
+    ChangeKind.CHECK_PUT: ItemType.CHECK, ChangeKind.CHECK_DELETE: ItemType.CHECK,
+    ChangeKind.NODE_INFO: ItemType.NODE,
+}
+
+Change = tuple[ChangeKind, str, int, int]
+"""``(kind, item_id, version, previous_version)``."""
 
 
 class _TaskLock:
@@ -139,20 +172,20 @@ class LocalState:
                                          "reaped_services": 0}
         with catalog.batch():
             catalog.put_node(info, "alive")
-            self._bump([("N", "")])
+            self._bump([(ChangeKind.NODE_INFO, "")])
 
     # --- versions and notification ------------------------------------------------------------
 
-    def _bump(self, items: Iterable[tuple[str, str]]) -> None:
+    def _bump(self, items: Iterable[tuple[ChangeKind, str]]) -> None:
         changes: list[Change] = []
         for kind, item in items:
             prev = self.version
             self.version = max(self.version + 1, int(self.wall() * 1e6))
-            key = ("s" if kind in "Ss" else "c" if kind in "Cc" else "n", item)
-            if kind in "SCN":
-                self.item_versions[key] = self.version
-            else:
+            key = (kind.item_type, item)
+            if kind.deletes:
                 self.item_versions.pop(key, None)
+            else:
+                self.item_versions[key] = self.version
             changes.append((kind, item, self.version, prev))
         if changes:
             for cb in self.listeners:
@@ -283,12 +316,12 @@ class LocalState:
         old = self.services.get(rec.id)
         self.services[rec.id] = LocalService(rec, source)
         self.catalog.put_service(self.info.name, rec)
-        changes = [("S", rec.id)]
+        changes = [(ChangeKind.SERVICE_PUT, rec.id)]
         if old is not None and (old.record.service, old.record.tags) != (rec.service, rec.tags):
             for cid, c in self.checks.items():
                 if c.defn.service_id == rec.id:
                     self.catalog.put_check(self.info.name, self.check_record(cid))  # type: ignore[arg-type]
-                    changes.append(("C", cid))
+                    changes.append((ChangeKind.CHECK_PUT, cid))
         self._bump(changes)
 
     def _apply_check(self, defn: CheckDef, source: str, status: str, output: str) -> None:
@@ -297,7 +330,7 @@ class LocalState:
         rec = self.check_record(defn.check_id)
         assert rec is not None
         self.catalog.put_check(self.info.name, rec)
-        self._bump([("C", defn.check_id)])
+        self._bump([(ChangeKind.CHECK_PUT, defn.check_id)])
 
     @_serialized
     async def register_service(self, sdef: ServiceDef, *, source: str = "api",
@@ -333,7 +366,7 @@ class LocalState:
                 await self._remove_check(cid)
             del self.services[sid]
             self.catalog.remove_service(self.info.name, sid)
-            self._bump([("s", sid)])
+            self._bump([(ChangeKind.SERVICE_DELETE, sid)])
         log.info("service deregistered id=%s", sid)
         if persist:
             await self.flush()
@@ -359,7 +392,7 @@ class LocalState:
         if gone.output_timer is not None:
             gone.output_timer.cancel()
         self.catalog.remove_check(self.info.name, cid)
-        self._bump([("c", cid)])
+        self._bump([(ChangeKind.CHECK_DELETE, cid)])
 
     @_serialized
     async def register_check(self, defn: CheckDef, *, source: str = "api",
@@ -444,7 +477,7 @@ class LocalState:
         assert rec is not None
         with self.catalog.batch():
             self.catalog.put_check(self.info.name, rec)
-            self._bump([("C", cid)])
+            self._bump([(ChangeKind.CHECK_PUT, cid)])
 
     async def _reap_loop(self) -> None:
         """DeregisterCriticalServiceAfter: remove services whose check stayed critical."""
@@ -542,12 +575,14 @@ class LocalState:
         return self.info
 
     def republish_info(self) -> None:
-        self._bump([("N", "")])
+        self._bump([(ChangeKind.NODE_INFO, "")])
 
     def republish_all(self) -> None:
         """Restamp every item of the local record with new versions (they re-spread as deltas;
         agents that still hold the same data see no visible change)."""
-        self._bump([("N", "")] + [("S", s) for s in self.services] + [("C", c) for c in self.checks])
+        self._bump([(ChangeKind.NODE_INFO, "")]
+                   + [(ChangeKind.SERVICE_PUT, s) for s in self.services]
+                   + [(ChangeKind.CHECK_PUT, c) for c in self.checks])
 
     def set_node_info(self, info: NodeInfo) -> None:
         if info == self.info:
@@ -555,5 +590,5 @@ class LocalState:
         self.info = info
         with self.catalog.batch():
             self.catalog.put_node(info)
-            self._bump([("N", "")])
+            self._bump([(ChangeKind.NODE_INFO, "")])
 

@@ -5,7 +5,8 @@ Theory of operation
 Each node is the only writer of its own record (node info, services, checks). Every change it
 makes gets a rising version ``v`` and travels as a small *delta* broadcast
 ``[1, node, kind, item, v, prev, payload]`` (``kind``: ``S``/``s`` service put/delete,
-``C``/``c`` check put/delete, ``N`` node info; ``prev`` is the writer's version just before).
+``C``/``c`` check put/delete, ``N`` node info: the values of ``local.ChangeKind``; ``prev`` is
+the writer's version just before).
 Receivers that learn something new re-broadcast it under the same key, so it spreads
 epidemically like a Serf user event (the queue keeps only the newest message per key).
 
@@ -46,7 +47,7 @@ from typing import Any
 import msgpack  # type: ignore[import-untyped]
 
 from .catalog import Catalog, CheckRecord, NodeInfo, ServiceRecord
-from .local import Change, LocalState
+from .local import Change, ChangeKind, ItemType, LocalState
 
 log = logging.getLogger(__name__)
 
@@ -128,7 +129,8 @@ def dec_info(a: Any) -> NodeInfo:
                     tagged_addresses=a[5])
 
 
-_DEC = {"s": dec_service, "c": dec_check, "n": dec_info}
+_DEC: dict[ItemType, Callable[[Any], Any]] = {
+    ItemType.SERVICE: dec_service, ItemType.CHECK: dec_check, ItemType.NODE: dec_info}
 
 
 # --- per-node knowledge ------------------------------------------------------------------------
@@ -204,22 +206,22 @@ class Replicator:
 
     # --- outgoing -------------------------------------------------------------------------------
 
-    def _local_payload(self, kind: str, item: str, limit: int | None) -> Any:
-        if kind == "S":
+    def _local_payload(self, kind: ChangeKind, item: str, limit: int | None) -> Any:
+        if kind == ChangeKind.SERVICE_PUT:
             return enc_service(self.local.services[item].record)
-        if kind == "C":
+        if kind == ChangeKind.CHECK_PUT:
             rec = self.local.check_record(item)
             return enc_check(rec, limit) if rec is not None else None
-        if kind == "N":
+        if kind == ChangeKind.NODE_INFO:
             return enc_info(self.local.info)
         return None
 
-    def _encode_delta(self, node: str, kind: str, item: str, v: int, prev: int,
+    def _encode_delta(self, node: str, kind: ChangeKind, item: str, v: int, prev: int,
                       payload_fn: Callable[[int | None], Any]) -> bytes | None:
         msg: bytes = msgpack.packb([MSG_DELTA, node, kind, item, v, prev, payload_fn(None)])
         if len(msg) <= self.delta_limit:
             return msg
-        if kind in ("C",):
+        if kind == ChangeKind.CHECK_PUT:
             # cut the output so that the status still travels at once
             over = len(msg) - self.delta_limit
             msg = msgpack.packb([MSG_DELTA, node, kind, item, v, prev,
@@ -237,13 +239,13 @@ class Replicator:
         node = self.local.info.name
         for kind, item, v, prev in changes:
             msg: bytes | None
-            if kind in "SCN":
-                if kind == "S" and item not in self.local.services:
+            if not kind.deletes:
+                if kind == ChangeKind.SERVICE_PUT and item not in self.local.services:
                     continue
-                if kind == "C" and item not in self.local.checks:
+                if kind == ChangeKind.CHECK_PUT and item not in self.local.checks:
                     continue
 
-                def payload(lim: int | None, k: str = kind, i: str = item) -> Any:
+                def payload(lim: int | None, k: ChangeKind = kind, i: str = item) -> Any:
                     return self._local_payload(k, i, lim)
                 msg = self._encode_delta(node, kind, item, v, prev, payload)
             else:
@@ -345,12 +347,15 @@ class Replicator:
             msg = msgpack.unpackb(buf, strict_map_key=True)
             if not isinstance(msg, list) or len(msg) != 7 or msg[0] != MSG_DELTA:
                 raise Malformed("not a delta")
-            _, node, kind, item, v, prev, payload = msg
-            if not (isinstance(node, str) and node and isinstance(kind, str) and kind in "SsCcN"
-                    and len(kind) == 1 and isinstance(item, str) and isinstance(v, int)
-                    and isinstance(prev, int)):
+            _, node, letter, item, v, prev, payload = msg
+            if not (isinstance(node, str) and node and isinstance(letter, str)
+                    and isinstance(item, str) and isinstance(v, int) and isinstance(prev, int)):
                 raise Malformed("delta header")
-            rec = _DEC[kind.lower()](payload) if kind in "SCN" else None
+            try:
+                kind = ChangeKind(letter)
+            except ValueError:
+                raise Malformed(f"delta kind {letter!r}") from None
+            rec = None if kind.deletes else _DEC[kind.item_type](payload)
         except Exception as e:  # noqa: BLE001 - msgpack raises several types; none may escape
             self._drop("bad_delta", repr(e)[:200])
             return
@@ -383,7 +388,7 @@ class Replicator:
         s = self.member_status(node)
         return s if s is not None else "failed"
 
-    def _apply_delta(self, node: str, kind: str, item: str, v: int, prev: int,
+    def _apply_delta(self, node: str, kind: ChangeKind, item: str, v: int, prev: int,
                      rec: Any) -> bool:
         if self._is_local(node):
             if v > self.local.version:
@@ -395,7 +400,7 @@ class Replicator:
         k = self.known.get(key)
         if k is None:
             k = self.known[key] = Knowledge()
-        ikey = ("s" if kind in "Ss" else "c" if kind in "Cc" else "n", item)
+        ikey: tuple[str, str] = (kind.item_type, item)
         cur, _ = k.version_of(ikey)
         contiguous = prev == k.complete
         if v <= cur:
@@ -404,25 +409,23 @@ class Replicator:
             return False
         with self.catalog.batch():
             self._ensure_node(node)
-            if kind == "N":
-                self.catalog.put_node(rec)
-                k.items[ikey] = v
-            elif kind == "S":
-                self.catalog.put_service(node, rec)
-                k.items[ikey] = v
-                k.tombs.pop(ikey, None)
-            elif kind == "C":
-                self.catalog.put_check(node, rec)
-                k.items[ikey] = v
-                k.tombs.pop(ikey, None)
-            elif kind == "s":
-                self.catalog.remove_service(node, item)
+            match kind:
+                case ChangeKind.NODE_INFO:
+                    self.catalog.put_node(rec)
+                case ChangeKind.SERVICE_PUT:
+                    self.catalog.put_service(node, rec)
+                case ChangeKind.CHECK_PUT:
+                    self.catalog.put_check(node, rec)
+                case ChangeKind.SERVICE_DELETE:
+                    self.catalog.remove_service(node, item)
+                case ChangeKind.CHECK_DELETE:
+                    self.catalog.remove_check(node, item)
+            if kind.deletes:
                 k.items.pop(ikey, None)
                 k.tombs[ikey] = v
-            elif kind == "c":
-                self.catalog.remove_check(node, item)
-                k.items.pop(ikey, None)
-                k.tombs[ikey] = v
+            else:
+                k.items[ikey] = v
+                k.tombs.pop(ikey, None)
             if contiguous:
                 k.complete = v
                 k.prune()
@@ -631,6 +634,6 @@ class Replicator:
         return out
 
 
-def _key(node: str, kind: str, item: str) -> str:
-    k = "s" if kind in "Ss" else "c" if kind in "Cc" else "n"
-    return f"{node}\x00{k}\x00{item}"
+def _key(node: str, kind: ChangeKind, item: str) -> str:
+    """The broadcast queue key: a put and a delete of one item replace each other."""
+    return f"{node}\x00{kind.item_type}\x00{item}"

@@ -255,6 +255,44 @@ async def test_hostile_input_is_dropped_and_counted() -> None:
     await stop(regs)
 
 
+def test_change_kinds_keep_their_wire_letters() -> None:
+    # Deltas carry the kind as one letter, a put in capitals and a delete in lower case; agents
+    # of different versions gossip with each other, so the letters must not change.
+    from registry.local import ChangeKind, ItemType
+
+    assert {k.name: k.value for k in ChangeKind} == {
+        "SERVICE_PUT": "S", "SERVICE_DELETE": "s", "CHECK_PUT": "C", "CHECK_DELETE": "c",
+        "NODE_INFO": "N"}
+    assert [k for k in ChangeKind if k.deletes] == [ChangeKind.SERVICE_DELETE,
+                                                     ChangeKind.CHECK_DELETE]
+    assert {k.item_type for k in ChangeKind} == set(ItemType)
+    assert msgpack.packb([ChangeKind.SERVICE_DELETE]) == msgpack.packb(["s"])
+
+
+async def test_deltas_on_the_wire_name_each_change_by_its_letter() -> None:
+    bus, regs = await cluster(["a", "b"])
+    sent: list[list[object]] = []
+    rep_a = regs["a"].replicator
+    assert rep_a is not None
+    broadcast = rep_a.broadcast
+    rep_a.broadcast = lambda key, payload: (sent.append(msgpack.unpackb(payload)),
+                                            broadcast(key, payload))[1]
+    await register(regs["a"], {"Name": "web", "ID": "web1", "Check": {"TTL": "30s"}})
+    await regs["a"].local.deregister_service("web1")
+    assert [(m[2], m[3]) for m in sent] == [
+        ("S", "web1"), ("C", "service:web1"), ("c", "service:web1"), ("s", "web1")]
+    bus.run()
+    assert regs["b"].catalog.entries("web") == ()
+    # a delta with a kind that is not one of the letters is dropped and counted
+    rep_b = regs["b"].replicator
+    assert rep_b is not None
+    for letter in ("Q", "", "SS", "n"):
+        before = rep_b.dropped.get("bad_delta", 0)
+        rep_b.notify_app_message(msgpack.packb([1, "a", letter, "x", 10**18, 0, None]))
+        assert rep_b.dropped.get("bad_delta", 0) == before + 1, letter
+    await stop(regs)
+
+
 @settings(max_examples=200, deadline=None)
 @given(st.binary(max_size=300))
 def test_fuzz_decoders_never_raise(data: bytes) -> None:
