@@ -20,6 +20,7 @@ from dataclasses import dataclass, field
 from typing import TYPE_CHECKING
 
 from . import codec
+from .atomicfile import atomic_write
 from .errors import EncryptionError, KeyringError, MalformedPacket
 from .security import Keyring, decode_key, encode_key
 from .serf_messages import KeyRequest, Query
@@ -189,22 +190,7 @@ def save_keyring_file(path: str | os.PathLike[str], ring: Keyring) -> None:
     """Write the keys (primary first) as a JSON list of base64 strings, atomically, mode 0600."""
     keys, _primary = ring.list_base64()
     data = (json.dumps(keys) + "\n").encode()
-    target = os.fspath(path)
-    directory = os.path.dirname(target) or "."
-    os.makedirs(directory, exist_ok=True)
-    tmp = target + ".tmp"
-    fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
-    try:
-        os.write(fd, data)
-        os.fsync(fd)
-    finally:
-        os.close(fd)
-    os.replace(tmp, target)
-    dfd = os.open(directory, os.O_RDONLY)
-    try:
-        os.fsync(dfd)
-    finally:
-        os.close(dfd)
+    atomic_write(path, data, mode=0o600)
 
 
 def load_keyring_file(path: str | os.PathLike[str]) -> Keyring | None:

@@ -28,6 +28,8 @@ import threading
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from .atomicfile import atomic_write
+
 log = logging.getLogger(__name__)
 
 MAX_LINE = 4096
@@ -91,19 +93,6 @@ def replay(lines: list[str], rejoin_after_leave: bool = False) -> SnapshotState:
         else:
             st.bad_lines += 1
     return st
-
-
-def _fsync_dir(path: Path) -> None:
-    try:
-        fd = os.open(path, os.O_RDONLY)
-    except OSError:
-        return
-    try:
-        os.fsync(fd)
-    except OSError:
-        pass
-    finally:
-        os.close(fd)
 
 
 class Snapshot:
@@ -180,14 +169,7 @@ class Snapshot:
         out += [f"alive: {n} {a}\n" for n, a in sorted(alive.items())]
         out += [f"clock: {clocks[0]}\n", f"event-clock: {clocks[1]}\n", f"query-clock: {clocks[2]}\n"]
         data = "".join(out).encode()
-        tmp = self.path.with_name(self.path.name + ".compact")
-        self.path.parent.mkdir(parents=True, exist_ok=True)
-        with open(tmp, "wb") as f:
-            f.write(data)
-            f.flush()
-            os.fsync(f.fileno())
-        os.replace(tmp, self.path)
-        _fsync_dir(self.path.parent)
+        atomic_write(self.path, data)
         with self._lock:
             self._offset = len(data)
             self._last_compact = len(data)

@@ -1,0 +1,28 @@
+"""gossip's one durable file replacement (keyring file, compacted snapshot)."""
+
+from __future__ import annotations
+
+import stat
+from pathlib import Path
+
+import pytest
+
+from gossip.atomicfile import atomic_write
+
+
+def test_replaces_the_whole_file_with_its_mode_and_leaves_no_temp(tmp_path: Path) -> None:
+    target = tmp_path / "sub" / "keyring.json"
+    atomic_write(target, b"one\n")
+    atomic_write(target, b"two\n", mode=0o640)
+    assert target.read_bytes() == b"two\n"
+    assert stat.S_IMODE(target.stat().st_mode) == 0o640
+    assert [p.name for p in target.parent.iterdir()] == ["keyring.json"]
+
+
+def test_a_failed_write_keeps_the_old_content_and_removes_its_temp(tmp_path: Path) -> None:
+    target = tmp_path / "local.snapshot"
+    atomic_write(target, b"old\n")
+    with pytest.raises(TypeError):
+        atomic_write(target, "not bytes")  # type: ignore[arg-type]
+    assert target.read_bytes() == b"old\n"
+    assert [p.name for p in tmp_path.iterdir()] == ["local.snapshot"]
