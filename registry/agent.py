@@ -2,6 +2,7 @@
 
 Start-up order (each step only once the previous one succeeded; a failure undoes what started):
   1. validate every subsystem's configuration (nothing binds before the whole config is good),
+  1b. try every listen address at once (registry/preflight.py), so that nothing half-starts,
   2. data dir (node ID, lock), 3. gossip, 4. registry (catalog, local services, checks),
   5. HTTP API, 6. DNS, 7. load balancer, 8. join (start_join; retry_join runs in the background).
 Background work (retry_join, SIGHUP reloads) runs in an ``asyncio.TaskGroup`` that :meth:`run`
@@ -39,6 +40,7 @@ from .errors import ConfigError
 from .listeners import ListenerStore
 from .membership import prepare_gossip, start_gossip
 from .netaddr import advertise_address
+from .preflight import check_listen_addresses
 from .service import Registry, prepare_registry
 from .tls import ReloadableServerContext, tls_files_from
 
@@ -118,6 +120,9 @@ class Agent:
 
     async def start(self) -> None:
         self.prepare()
+        # Every listen address is tried before anything starts, so that all conflicts are
+        # reported at once and nothing (gossip above all) half-starts (registry/preflight.py).
+        await asyncio.to_thread(check_listen_addresses, self.config, self._lb_listeners)
         try:
             await self._start()
         except BaseException:
@@ -150,7 +155,13 @@ class Agent:
         await self._start_http(store)
 
         if self.dns is not None:
-            await self.dns.start()
+            try:
+                await self.dns.start()
+            except OSError as e:  # taken since the pre-flight check
+                raise ConfigError(
+                    f"ports.dns: cannot listen on {cfg.client_addr}:{cfg.dns_port} "
+                    f"({e.strerror or e}); pick another port with -dns-port"
+                ) from None
             self.dns_port = self.dns.udp_port
 
         if self.lb is not None and store is not None:

@@ -35,11 +35,15 @@ def run(args: argparse.Namespace) -> int:
         return 1
     logs.setup(cfg.log_level, cfg.log_json)
     from ..agent import Agent
+    from ..preflight import ListenError
 
     _install_fast_loop()
     agent = Agent(cfg)
     try:
         return asyncio.run(agent.run())
+    except ListenError as e:
+        print(f"==> {e}", file=sys.stderr)
+        return 1
     except (ConfigError, DataDirError) as e:
         print(f"==> config error: {e}", file=sys.stderr)
         return 1

@@ -134,7 +134,81 @@ def test_port_in_use_is_a_clear_error(tmp_path: Path) -> None:
         p = rumor("agent", "-dev", "-http-port", str(port), "-dns-port", str(free_port()),
                   "-serf-lan-port", str(free_port()))
     assert p.returncode == 1
-    assert f"ports.http: cannot listen on 127.0.0.1:{port}" in p.stderr
+    assert f"-http-port {port}: 127.0.0.1:{port} (HTTP API, TCP) is already in use" in p.stderr
+    assert "Traceback" not in p.stderr + p.stdout
+
+
+def _never_started(p: subprocess.CompletedProcess[str]) -> None:
+    """Nothing was bound or announced before the agent gave up, and no traceback."""
+    out = p.stdout + p.stderr
+    assert "Traceback" not in out, out
+    for started in ("memberlist listening", "MemberJoined", "gossip started", "dns server listening",
+                    "agent started"):
+        assert started not in out, out
+
+
+def test_second_agent_on_the_same_ports_names_every_conflict_and_the_first_agent(
+        agent: AgentProcess) -> None:
+    p = rumor("agent", "-dev", "-http-port", str(agent.http_port), "-dns-port",
+              str(agent.dns_port), "-serf-lan-port", str(agent.gossip_port))
+    assert p.returncode == 1, p.stderr
+    err = p.stderr
+    # every conflict at once, each with the flag that moves it
+    assert f"-serf-lan-port {agent.gossip_port}: 127.0.0.1:{agent.gossip_port} (gossip, UDP and TCP)" \
+        " is already in use" in err, err
+    assert f"-http-port {agent.http_port}: 127.0.0.1:{agent.http_port} (HTTP API, TCP)" in err, err
+    assert f"-dns-port {agent.dns_port}: 127.0.0.1:{agent.dns_port} (DNS, UDP and TCP)" in err, err
+    # and who holds them: the first agent answered on its HTTP port
+    assert agent.proc is not None
+    assert f"A Rumor agent is already running on these ports (node solo, pid {agent.proc.pid}, " \
+        f"HTTP API at 127.0.0.1:{agent.http_port})" in err, err
+    assert "-serf-lan-port 0 -http-port 0 -dns-port 0" in err
+    _never_started(p)
+    assert agent.members() == {"solo": "alive"}  # nothing joined or disturbed the first agent
+
+
+def test_dns_port_conflict_alone_is_reported_before_gossip_starts(tmp_path: Path) -> None:
+    # only the DNS port is taken (UDP, as another DNS server would hold it)
+    with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as held:
+        held.bind(("127.0.0.1", 0))
+        port = held.getsockname()[1]
+        p = rumor("agent", "-dev", "-http-port", str(free_port()), "-dns-port", str(port),
+                  "-serf-lan-port", str(free_port()))
+    assert p.returncode == 1
+    assert p.stderr.startswith("==> cannot start: 1 listen address is not usable"), p.stderr
+    assert f"-dns-port {port}: 127.0.0.1:{port} (DNS, UDP) is already in use" in p.stderr
+    assert "Stop what holds those ports, or run this one on other ports: -dns-port 0" in p.stderr
+    _never_started(p)
+
+
+def test_two_settings_on_one_port_and_a_taken_lb_listener(tmp_path: Path) -> None:
+    shared = free_port()
+    cfg = tmp_path / "lb.json"
+    with socket.socket() as held:
+        held.bind(("127.0.0.1", 0))
+        held.listen()
+        lb_port = held.getsockname()[1]
+        cfg.write_text(json.dumps({"lb": {"listeners": [
+            {"Name": "web", "Bind": f"127.0.0.1:{lb_port}", "Service": "web"}]}}))
+        p = rumor("agent", "-dev", "-config-file", str(cfg), "-http-port", str(shared),
+                  "-dns-port", str(shared), "-serf-lan-port", str(free_port()))
+    assert p.returncode == 1
+    assert "cannot start: 2 listen addresses are not usable" in p.stderr, p.stderr
+    assert f"-dns-port {shared}: 127.0.0.1:{shared} (DNS, TCP) is the port HTTP API uses too " \
+        "(-http-port); give each its own port" in p.stderr, p.stderr
+    assert f"lb.listeners[0].bind {lb_port}: 127.0.0.1:{lb_port} (LB listener web, TCP) is " \
+        "already in use" in p.stderr, p.stderr
+    _never_started(p)
+
+
+def test_bind_to_an_address_the_host_lacks_says_so() -> None:
+    # 192.0.2.0/24 is TEST-NET-1 (RFC 5737): never assigned to a real host
+    p = rumor("agent", "-dev", "-bind", "192.0.2.77", "-http-port", str(free_port()),
+              "-dns-port", str(free_port()), "-serf-lan-port", str(free_port()))
+    assert p.returncode == 1
+    assert "-bind 192.0.2.77: 192.0.2.77 is not an address of this host" in p.stderr, p.stderr
+    assert "port" not in p.stderr.split("192.0.2.77 is not an address of this host")[1]
+    _never_started(p)
 
 
 def test_client_commands_report_an_unreachable_agent() -> None:
