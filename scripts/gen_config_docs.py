@@ -346,7 +346,8 @@ CLI_HEADER = """\
      registry/commands/ and run `python scripts/gen_config_docs.py`. -->
 
 `rumor` is one program with subcommands: `rumor agent` runs the agent; every other subcommand is a
-client of a running agent's HTTP API.
+client of a running agent's HTTP API. `make dev` installs it in `.venv/bin/rumor`;
+`source .venv/bin/activate` puts it on the shell's `PATH`, as the examples here assume.
 
 * Flags are Consul's and Serf's names and work with one dash or two (`-node` and `--node`).
 * Client commands find the agent at `-http-addr` or `$RUMOR_HTTP_ADDR` (default

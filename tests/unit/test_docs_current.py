@@ -72,3 +72,48 @@ def test_field_docstrings_are_read_from_the_source() -> None:
     docs = _generator().field_docs(AgentConfig)
     assert docs["datacenter"].startswith("Datacenter name")
     assert "retry_interval" in docs
+
+
+def _shell_lines(markdown: str) -> list[str]:
+    """The commands of every ```sh block, comments cut."""
+    out, inside = [], False
+    for line in markdown.splitlines():
+        if line.startswith("```"):
+            inside = line.strip() == "```sh" if not inside else False
+            continue
+        if inside:
+            cmd = line.split(" #", 1)[0].strip()
+            if cmd and not cmd.startswith("#"):
+                out.append(cmd)
+    return out
+
+
+def test_readme_rumor_commands_run_as_written() -> None:
+    """Every bare ``rumor ...`` of the README comes after the line that puts it on the PATH, and
+    the real parser accepts it; activating a venv does put ``rumor`` on the PATH."""
+    import shlex
+    import subprocess
+    import sys
+
+    from registry.cli import build_parser
+
+    text = (ROOT / "README.md").read_text()
+    assert ".venv/bin/rumor" not in text, "one style: activate the venv, then bare `rumor`"
+    lines = _shell_lines(text)
+    activate = lines.index("source .venv/bin/activate")
+    rumor_lines = [i for i, c in enumerate(lines) if c.startswith("rumor ")]
+    assert len(rumor_lines) >= 5 and min(rumor_lines) > activate
+    for i in rumor_lines:
+        argv = shlex.split(lines[i])[1:]
+        try:
+            build_parser().parse_args(argv)
+        except SystemExit as e:  # the parser refused it
+            raise AssertionError(f"README command does not parse: {lines[i]}") from e
+    # the activate script of the venv running these tests puts its `rumor` on the PATH
+    venv = Path(sys.prefix)
+    p = subprocess.run(["bash", "-c", f"source {shlex.quote(str(venv / 'bin/activate'))} && "
+                        "command -v rumor && rumor version"],
+                       capture_output=True, text=True, timeout=30, env={"PATH": "/usr/bin:/bin"})
+    assert p.returncode == 0, p.stderr
+    assert p.stdout.splitlines()[0] == str(venv / "bin" / "rumor")
+    assert "Rumor v" in p.stdout
