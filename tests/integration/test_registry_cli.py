@@ -8,6 +8,7 @@ import sys
 import time
 from collections.abc import Iterator
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -62,8 +63,8 @@ def test_services_register_list_deregister(agent: AgentProcess, tmp_path: Path) 
     assert r.returncode == 1 and "not a port" in r.stderr
 
 
-def test_watch_streams_changes(agent: AgentProcess) -> None:
-    p = subprocess.Popen([sys.executable, "-m", "registry.cli", "watch", "service", "web",
+def test_watch_streams_changes_as_json_with_json(agent: AgentProcess) -> None:
+    p = subprocess.Popen([sys.executable, "-m", "registry.cli", "watch", "service", "web", "-json",
                           "-max-updates", "2", "-wait", "10s", "-http-addr", agent.http_addr],
                          stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
     try:
@@ -80,3 +81,41 @@ def test_watch_streams_changes(agent: AgentProcess) -> None:
         if p.poll() is None:
             p.kill()
             p.wait()
+
+
+def _read_block(stream: Any) -> list[str]:
+    """One printed change: lines up to the blank line that ends it."""
+    lines = []
+    while (line := stream.readline()) not in ("", "\n"):
+        lines.append(line.rstrip("\n"))
+    return lines
+
+
+def test_watch_prints_a_table_per_change_with_check_output_cut(agent: AgentProcess) -> None:
+    long_output = "<html><body>" + "x" * 5000 + "</body></html>\nsecond line"
+    agent.http("PUT", "/v1/agent/service/register",
+               {"Name": "web", "ID": "w1", "Port": 8080, "Check": {"TTL": "60s"}})
+    agent.http("PUT", "/v1/agent/check/update/service:w1",
+               {"Status": "critical", "Output": long_output})
+    p = subprocess.Popen([sys.executable, "-m", "registry.cli", "watch", "service", "web",
+                          "-max-updates", "2", "-wait", "10s", "-http-addr", agent.http_addr],
+                         stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    try:
+        assert p.stdout is not None
+        block = _read_block(p.stdout)
+        agent.http("PUT", "/v1/agent/service/deregister/w1")
+        after = _read_block(p.stdout)
+        assert p.wait(timeout=10) == 0
+    finally:
+        if p.poll() is None:
+            p.kill()
+            p.wait()
+    assert block[0].startswith("== ") and block[0].endswith(" web: 1 instance (1 critical)"), block
+    assert block[1].split() == ["Node", "ServiceID", "Address", "Port", "Health", "Worst", "check"]
+    row = block[2].split(None, 5)
+    assert row[:5] == ["cli", "w1", "127.0.0.1", "8080", "critical"], block
+    # the worst check's output, first line only, cut with an ellipsis; no JSON anywhere
+    assert row[5].startswith("service:w1: <html><body>xxx") and row[5].endswith("…"), row
+    assert len(block[2]) < 150 and "{" not in "\n".join(block), block
+    assert len(block) == 3
+    assert after == [after[0]] and after[0].endswith(" web: no instances"), after
