@@ -12,8 +12,10 @@ arguments and returning an exit code.
 from __future__ import annotations
 
 import argparse
+import difflib
 import importlib
 import json
+import os
 import sys
 from collections.abc import Sequence
 from typing import Any
@@ -36,6 +38,39 @@ COMMAND_MODULES = (
 
 
 class Parser(argparse.ArgumentParser):
+    """Flags are matched whole: no prefixes (``-http`` is not ``-http-port``) and no short-flag
+    clusters (``-htp-port`` is not ``-h`` with ``tp-port``). An unknown flag is named with the
+    closest real one. Errors exit 1, as Consul's do, with the usage."""
+
+    def __init__(self, *args: Any, **kw: Any) -> None:
+        kw.setdefault("allow_abbrev", False)
+        super().__init__(*args, **kw)
+
+    def _get_option_tuples(self, option_string: str) -> list[Any]:
+        # argparse still matches single-dash prefixes and "-h<value>" with allow_abbrev=False
+        # (fixed in 3.12 for prefixes only); an exact match is found before this is asked.
+        return []
+
+    def parse_known_args(self, args: Any = None, namespace: Any = None) -> Any:
+        ns, extras = super().parse_known_args(args, namespace)
+        if extras:  # reported by the (sub)command that got them, whose flags we know
+            self.error(self.unknown_message(extras))
+        return ns, extras
+
+    def unknown_message(self, extras: Sequence[str]) -> str:
+        known = sorted(o for o in self._option_string_actions if not o.startswith("--"))
+        flags = [a for a in extras if a.startswith("-") and len(a) > 1 and not a[1:].isdigit()]
+        hints: list[tuple[str, str]] = []
+        for arg in flags:
+            name = "-" + arg.lstrip("-").split("=", 1)[0]
+            hints += [(arg, m) for m in difflib.get_close_matches(name, known, n=1, cutoff=0.6)]
+        text = "unrecognized arguments: " + " ".join(extras)
+        if len(flags) == 1 and hints:
+            return f"{text}; did you mean {hints[0][1]}?"
+        if hints:
+            return f"{text}; did you mean " + ", ".join(f"{m} for {a}" for a, m in hints) + "?"
+        return text
+
     def error(self, message: str) -> Any:  # exit 1, as Consul does, with the usage
         self.print_usage(sys.stderr)
         print(f"error: {message}", file=sys.stderr)
@@ -102,7 +137,16 @@ def main(argv: Sequence[str] | None = None) -> int:
         parser.print_help()
         return 1
     try:
-        return int(func(args) or 0)
+        code = int(func(args) or 0)
+        sys.stdout.flush()  # here, where a closed pipe can still be caught
+        return code
+    except BrokenPipeError:
+        # The reader went away (`rumor members | head`): stop quietly. Python's own recipe
+        # (docs: signal, "Note on SIGPIPE"): point stdout at devnull so that the flush at exit
+        # does not raise again.
+        devnull = os.open(os.devnull, os.O_WRONLY)
+        os.dup2(devnull, sys.stdout.fileno())
+        return 1
     except AgentUnreachable as e:
         print(f"Error: {e}", file=sys.stderr)
         return 1

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import http.client
 import json
 import os
 import ssl
@@ -32,9 +33,17 @@ class Response:
     status: int
     headers: dict[str, str]
     body: bytes
+    url: str = ""
 
     def json(self) -> Any:
-        return json.loads(self.body) if self.body else None
+        try:
+            return json.loads(self.body) if self.body else None
+        except ValueError:
+            kind = self.headers.get("Content-Type", "") or "no content type"
+            raise AgentUnreachable(
+                f"{self.url} answered {self.status} with something that is not JSON ({kind}); "
+                "is that the agent's HTTP API? Set -http-addr or RUMOR_HTTP_ADDR to point at it"
+            ) from None
 
 
 def _env(name: str) -> str:
@@ -90,9 +99,23 @@ class Client:
         try:
             with urllib.request.urlopen(req, timeout=timeout or self.timeout,
                                         context=self.ssl) as resp:
-                return Response(resp.status, dict(resp.headers.items()), resp.read())
+                return Response(resp.status, dict(resp.headers.items()), resp.read(), url)
         except urllib.error.HTTPError as e:
+            kind = e.headers.get("Content-Type", "") if e.headers else ""
+            if kind.startswith("text/html"):  # the agent's errors are text/plain (Consul's)
+                raise AgentUnreachable(
+                    f"{url} answered {e.code} with an HTML page; is that the agent's HTTP API? "
+                    "Set -http-addr or RUMOR_HTTP_ADDR to point at it"
+                ) from None
             raise APIError(e.code, e.read().decode(errors="replace")) from None
+        except http.client.HTTPException as e:  # BadStatusLine, LineTooLong...: not HTTP at all
+            did = ("closed the connection without an answer"
+                   if isinstance(e, http.client.RemoteDisconnected)
+                   else f"answered, but not in HTTP ({type(e).__name__})")
+            raise AgentUnreachable(
+                f"{self.base} {did}; is that the agent's HTTP API port (default 8500)? "
+                "Set -http-addr or RUMOR_HTTP_ADDR to point at it"
+            ) from None
         except (urllib.error.URLError, ConnectionError, TimeoutError, OSError) as e:
             reason = getattr(e, "reason", e)
             raise AgentUnreachable(

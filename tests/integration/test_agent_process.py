@@ -244,3 +244,88 @@ def test_join_to_a_malformed_address_is_a_400(agent: AgentProcess) -> None:
     port = free_port()
     status, _, text = raw_http(agent.http_port, "PUT", f"/v1/agent/join/127.0.0.1:{port}")
     assert status == 500 and "Failed to join" in text
+
+
+@pytest.mark.parametrize("args, wanted", [
+    (["agent", "-dev", "-htp-port", "8501"], "unrecognized arguments: -htp-port 8501; did you "
+                                             "mean -http-port?"),
+    (["agent", "-dev", "-http", "8501"], "unrecognized arguments: -http 8501; did you mean "
+                                         "-http-port?"),        # no prefix matching
+    (["members", "-htp-addr", "127.0.0.1:1"], "did you mean -http-addr?"),
+    (["agent", "-nod", "x", "-dta-dir", "y"], "did you mean -node for -nod, -data-dir for "
+                                              "-dta-dir?"),
+])
+def test_an_unknown_flag_is_named_with_the_closest_real_one(args: list[str], wanted: str) -> None:
+    p = rumor(*args)
+    assert p.returncode == 1
+    assert wanted in p.stderr, p.stderr
+    assert f"usage: rumor {args[0]}" in p.stderr       # the subcommand's own usage
+    assert "-h/--help" not in p.stderr and "Traceback" not in p.stderr
+
+
+class _OneShotServer:
+    """A TCP server on loopback that answers every connection with fixed bytes and closes."""
+
+    def __init__(self, reply: bytes) -> None:
+        import threading
+
+        self.sock = socket.socket()
+        self.sock.bind(("127.0.0.1", 0))
+        self.sock.listen()
+        self.port = self.sock.getsockname()[1]
+        self.reply = reply
+        threading.Thread(target=self._serve, daemon=True).start()
+
+    def _serve(self) -> None:
+        while True:
+            try:
+                conn, _ = self.sock.accept()
+            except OSError:
+                return
+            with conn:
+                conn.settimeout(2)
+                with __import__("contextlib").suppress(OSError):
+                    conn.recv(65536)
+                    conn.sendall(self.reply)
+
+    def close(self) -> None:
+        self.sock.close()
+
+
+@pytest.mark.parametrize("reply, wanted", [
+    (b"SSH-2.0-OpenSSH_9.2\r\n", "answered, but not in HTTP (BadStatusLine)"),
+    (b"", "closed the connection without an answer"),
+    (b"HTTP/1.0 200 OK\r\nContent-Type: text/html\r\n\r\n<html>hi</html>", "not JSON (text/html)"),
+    (b"HTTP/1.0 404 Not Found\r\nContent-Type: text/html\r\n\r\n<html>no</html>",
+     "answered 404 with an HTML page"),
+])
+def test_http_addr_at_something_else_is_a_clear_error(reply: bytes, wanted: str) -> None:
+    server = _OneShotServer(reply)
+    try:
+        p = rumor("info", "-http-addr", f"127.0.0.1:{server.port}")
+    finally:
+        server.close()
+    assert p.returncode == 1
+    assert wanted in p.stderr and "-http-addr" in p.stderr, p.stderr
+    assert "Traceback" not in p.stderr
+
+
+@pytest.mark.parametrize("command", [["info"], ["members"], ["watch", "services"]])
+def test_a_closed_pipe_ends_a_command_quietly(agent: AgentProcess, command: list[str]) -> None:
+    # as `rumor info | head -0`: the reader is gone before the first write
+    p = subprocess.Popen([sys.executable, "-m", "registry.cli", *command, "-http-addr",
+                          agent.http_addr], cwd=ROOT, stdout=subprocess.PIPE,
+                         stderr=subprocess.PIPE)
+    assert p.stdout is not None and p.stderr is not None
+    p.stdout.close()
+    assert p.wait(timeout=20) == 1
+    assert p.stderr.read() == b""
+
+
+def test_head_of_members_and_info(agent: AgentProcess) -> None:
+    for command in ("info", "members"):
+        p = subprocess.run(["bash", "-o", "pipefail", "-c",
+                            f"{sys.executable} -m registry.cli {command} -http-addr "
+                            f"{agent.http_addr} | head -1"],
+                           cwd=ROOT, capture_output=True, text=True, timeout=20)
+        assert p.stderr == "" and len(p.stdout.splitlines()) == 1, p
