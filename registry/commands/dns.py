@@ -4,6 +4,10 @@
 (``-node``), or any full name (ending in a dot, or already under the domain). SRV is the default
 type for services (target, address from the additional section, port, weight); ``-type A`` etc.
 The query goes over UDP with EDNS and is retried over TCP when the answer is truncated.
+
+DNS answers only healthy instances, so NXDOMAIN for a service means "never registered" or
+"registered, but every instance is failing". To tell which, the command asks the agent's HTTP API
+(``-http-addr``), but only once that agent says it serves the DNS port that was queried.
 """
 
 from __future__ import annotations
@@ -35,6 +39,9 @@ def register(sub: Any) -> None:
     flag(p, "tcp", action="store_true", help="query over TCP")
     flag(p, "timeout", type=float, default=3.0, help="seconds to wait (default 3)")
     flag(p, "json", action="store_true", help="print JSON")
+    flag(p, "http-addr", metavar="ADDR", help="agent HTTP address, asked why a service has no "
+         "answer (default $RUMOR_HTTP_ADDR or 127.0.0.1:8500)")
+    flag(p, "token", metavar="TOKEN", help="ACL token (default $RUMOR_HTTP_TOKEN)")
     p.set_defaults(func=run)
 
 
@@ -124,12 +131,16 @@ def run(args: argparse.Namespace) -> int:
         else:
             row.update(Data=str(rr.rdata))
         rows.append(row)
+    hint = why_no_answer(args, qname, port) if rcode == "NXDOMAIN" else ""
     if args.json:
         print_json({"Question": qname, "Type": qtype, "Status": rcode,
-                    "Truncated": bool(reply.header.tc), "Answers": rows})
+                    "Truncated": bool(reply.header.tc), "Answers": rows}
+                   | ({"Hint": hint} if hint else {}))
         return 0 if rcode == "NOERROR" else 1
     if rcode != "NOERROR":
         print(f"{qname} {qtype}: {rcode}")
+        if hint:
+            print(hint)
         return 1
     if not rows:
         print(f"{qname} {qtype}: no records of this type (NODATA)")
@@ -141,3 +152,61 @@ def run(args: argparse.Namespace) -> int:
         print_table([(r["Name"], r["Type"], r["Data"], r["TTL"]) for r in rows],
                     ("Name", "Type", "Data", "TTL"))
     return 0
+
+
+def service_of(qname: str, domain: str) -> tuple[str, str] | None:
+    """(service, tag) of ``[tag.]name.service[.dc].<domain>`` or ``_name._tag.service...``."""
+    dom = domain.lower().rstrip(".").split(".")
+    labels = qname.rstrip(".").split(".")
+    if [x.lower() for x in labels[-len(dom):]] != dom:
+        return None
+    labels = labels[:-len(dom)]
+    if len(labels) >= 2 and labels[-2].lower() == "service":
+        labels = labels[:-1]  # the .<datacenter> form
+    if len(labels) not in (2, 3) or labels[-1].lower() != "service":
+        return None
+    parts = labels[:-1]
+    if parts[0].startswith("_"):  # RFC 2782: _name._tag (_tcp means any tag)
+        tag = parts[1][1:] if len(parts) == 2 else ""
+        return parts[0][1:], "" if tag == "tcp" else tag
+    return parts[-1], parts[0] if len(parts) == 2 else ""
+
+
+def why_no_answer(args: argparse.Namespace, qname: str, dns_port: int) -> str:
+    """For NXDOMAIN on a service: never registered, or registered with every instance failing."""
+    svc = service_of(qname, str(args.domain))
+    if svc is None:
+        return ""
+    name, tag = svc
+    what = f"{name} (tag {tag})" if tag else name
+    generic = (f"No healthy instance of {what}: either no such service is registered or every "
+               f"instance is failing; `rumor health service {name}` tells which.")
+    from urllib.parse import quote
+
+    from ..client import AgentUnreachable, APIError, Client
+
+    client = Client(getattr(args, "http_addr", None), getattr(args, "token", None), timeout=2.0)
+    try:
+        me = client.get("/v1/agent/self") or {}
+        ports = (me.get("DebugConfig") or {}).get("Ports") or {}
+        if ports.get("DNS") != dns_port:
+            return generic  # that HTTP API belongs to another agent than this DNS server
+        entries = client.get(f"/v1/health/service/{quote(name, safe='')}") or []
+    except (AgentUnreachable, APIError, AttributeError, TypeError):
+        return generic
+    if not entries:
+        return (f"No service named {name} is registered (`rumor catalog services` lists the "
+                "registered ones).")
+    if tag:
+        entries = [e for e in entries if tag in (e.get("Service") or {}).get("Tags", [])]
+        if not entries:
+            return (f"{name} is registered, but no instance has the tag {tag}; "
+                    f"see `rumor catalog service {name}`.")
+    failing = sum(1 for e in entries
+                  if any(c.get("Status") == "critical" for c in e.get("Checks") or []))
+    n = len(entries)
+    if failing == n:
+        return (f"{what} is registered ({n} instance{'s' if n != 1 else ''}), but every instance "
+                "is failing a check, and DNS answers only healthy ones; see "
+                f"`rumor health service {name}`.")
+    return generic

@@ -329,3 +329,20 @@ def test_head_of_members_and_info(agent: AgentProcess) -> None:
                             f"{agent.http_addr} | head -1"],
                            cwd=ROOT, capture_output=True, text=True, timeout=20)
         assert p.stderr == "" and len(p.stdout.splitlines()) == 1, p
+
+
+def test_leave_makes_peers_see_left_and_the_agent_exit(tmp_path: Path) -> None:
+    """docs/http-api.md: PUT /v1/agent/leave leaves, then shuts the agent down (Consul's
+    semantics); `rumor leave` is that call."""
+    from tests.harness.agents import Cluster
+
+    c = Cluster(tmp_path)
+    try:
+        a0, a1 = c.start_loopback(2, extra_args=["-profile", "local"])
+        wait_for(lambda: a0.members().get(a1.name) == "alive", 20, what="a1 alive on a0")
+        p = rumor("leave", "-http-addr", a1.http_addr)
+        assert p.returncode == 0, p.stderr
+        assert a1.proc is not None and a1.proc.wait(timeout=10) == 0
+        wait_for(lambda: a0.members()[a1.name] == "left", 10, what="a1 left on a0")
+    finally:
+        c.close()
