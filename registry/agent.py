@@ -82,6 +82,8 @@ class Agent:
         self._background: asyncio.TaskGroup | None = None
         """The task group of :meth:`run` while the agent serves; None before and after."""
         self._reload_pending = False
+        self.on_started: Callable[[Agent], None] | None = None
+        """Called once every subsystem is up (``rumor agent -dev`` prints its banner)."""
 
     # --- identity ---------------------------------------------------------------------------
 
@@ -187,6 +189,8 @@ class Agent:
             self.https_port or "-", self.dns_port,
             self.gossip_address, self.gossip_port, __version__,
         )
+        if self.on_started is not None:
+            self.on_started(self)
 
     async def _start_http(self, listener_store: ListenerStore | None) -> None:
         """The HTTP API on ``ports.http`` and/or ``ports.https`` (one app, one runner)."""

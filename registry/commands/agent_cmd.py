@@ -39,6 +39,8 @@ def run(args: argparse.Namespace) -> int:
 
     _install_fast_loop()
     agent = Agent(cfg)
+    if cfg.dev:
+        agent.on_started = _print_banner
     try:
         return asyncio.run(agent.run())
     except ListenError as e:
@@ -58,3 +60,13 @@ def _install_fast_loop() -> None:
         return
     asyncio.set_event_loop_policy(uvloop.EventLoopPolicy())
     logging.getLogger(__name__).debug("using uvloop")
+
+
+def _print_banner(agent: Any) -> None:
+    from ..banner import dev_banner
+
+    cfg = agent.config
+    print(dev_banner(node=cfg.node_name, datacenter=cfg.datacenter, client_addr=cfg.client_addr,
+                     http_port=agent.http_port, dns_port=agent.dns_port,
+                     gossip_addr=agent.gossip_address, gossip_port=agent.gossip_port,
+                     domain=cfg.domain, ui=cfg.enable_ui), flush=True)

@@ -346,3 +346,37 @@ def test_leave_makes_peers_see_left_and_the_agent_exit(tmp_path: Path) -> None:
         wait_for(lambda: a0.members()[a1.name] == "left", 10, what="a1 left on a0")
     finally:
         c.close()
+
+
+def test_dev_banner_gives_the_ui_and_next_steps_that_work_as_printed(tmp_path: Path) -> None:
+    http, dns, gossip = free_port(), free_port(), free_port()
+    venv_bin = str(Path(sys.executable).parent)
+    env = {**os.environ, "PATH": venv_bin + os.pathsep + os.environ.get("PATH", "")}
+    p = subprocess.Popen([sys.executable, "-m", "registry.cli", "agent", "-dev", "-http-port",
+                          str(http), "-dns-port", str(dns), "-serf-lan-port", str(gossip)],
+                         cwd=ROOT, env=env, stdout=subprocess.PIPE, stderr=subprocess.DEVNULL,
+                         text=True)
+    try:
+        assert p.stdout is not None
+        lines = []
+        while not (lines and lines[-1].startswith("==> Then")):
+            line = p.stdout.readline()
+            assert line, f"the agent ended before its banner: {lines}"
+            lines.append(line.rstrip("\n"))
+        text = "\n".join(lines)
+        assert f"Web UI: http://127.0.0.1:{http}/ui/" in text
+        assert f"DNS: 127.0.0.1:{dns} (UDP and TCP)" in text
+        status, ctype, page = raw_http(http, "GET", "/ui/")
+        assert status == 200 and ctype.startswith("text/html") and "<main" in page
+        # the next steps, run as printed
+        steps = [ln.strip() for ln in lines[lines.index(
+            "==> Next, in another shell: publish a service, then find it") + 1:-1]]
+        assert [s.split()[0] for s in steps] == ["curl", "dig", "rumor"], steps
+        out = [subprocess.run(["bash", "-c", s], cwd=ROOT, env=env, capture_output=True,
+                              text=True, timeout=20) for s in steps]
+        assert all(o.returncode == 0 for o in out), out
+        assert "8080" in out[1].stdout            # dig: the SRV record of the new service
+        assert out[2].stdout.split() == ["web"]   # rumor catalog services
+    finally:
+        p.send_signal(signal.SIGTERM)
+        assert p.wait(timeout=10) == 0
