@@ -101,13 +101,36 @@ def _addr(address: str, port: int) -> str:
     return f"{host}:{port}" if port else address
 
 
+OUTPUT_INLINE = 160
+"""A one-line check output up to this many characters is shown as it is; longer or multi-line
+output is folded under its first line."""
+
+
+def check_output(c: UICheck) -> str:
+    """A check's output as text, never as markup: short output in full; long output (an HTTP
+    check's ``… Output: <response body>``, often a whole HTML page) folded under a summary."""
+    out = c.output.strip()
+    if not out:
+        return ""
+    if len(out) <= OUTPUT_INLINE and "\n" not in out:
+        return f'<pre class="output">{e(out)}</pre>'
+    head, sep, body = out.partition(" Output: ")  # Consul's HTTP and gRPC check format
+    if not sep or "\n" in head:
+        head, body = out.splitlines()[0][:OUTPUT_INLINE], out
+    kind = "HTML" if body.lstrip()[:1] == "<" else "text"
+    shown = body if len(body) <= OUTPUT_SHOWN else body[:OUTPUT_SHOWN] + "\n…"
+    what = "response body" if sep else "output"
+    return (f'<details class="output" data-key="out:{e(c.node)}/{e(c.check_id)}"><summary>{e(head)} <span class="muted small">'
+            f"({e(what)}: {len(body)} characters of {kind}, shown as text)</span></summary>"
+            f'<pre class="output">{e(shown)}</pre></details>')
+
+
 def check_block(c: UICheck, *, show_node: bool = False, show_service: bool = True) -> str:
     where = []
     if show_node:
         where.append(f'<a href="/ui/nodes/{e(seg(c.node))}">{e(c.node)}</a>')
     if show_service and c.service_name:
         where.append(f'<a href="/ui/services/{e(seg(c.service_name))}">{e(c.service_name)}</a>')
-    out = c.output if len(c.output) <= OUTPUT_SHOWN else c.output[:OUTPUT_SHOWN] + "\n…"
     meta = f'<span class="muted">{e(c.type)}</span>' if c.type else ""
     return (
         f'<li class="check h-{e(c.status)}" data-key="chk:{e(c.node)}/{e(c.check_id)}" '
@@ -116,7 +139,7 @@ def check_block(c: UICheck, *, show_node: bool = False, show_service: bool = Tru
         f'{badge(c.status)}{maint_badge() if c.maintenance else ""}{meta}</div>'
         + (f'<div class="where">{" · ".join(where)}</div>' if where else "")
         + (f'<div class="muted small">{e(c.notes)}</div>' if c.notes else "")
-        + (f'<pre class="output">{e(out)}</pre>' if out else "")
+        + check_output(c)
         + "</li>"
     )
 

@@ -380,3 +380,42 @@ def test_dev_banner_gives_the_ui_and_next_steps_that_work_as_printed(tmp_path: P
     finally:
         p.send_signal(signal.SIGTERM)
         assert p.wait(timeout=10) == 0
+
+
+def test_ui_folds_an_http_checks_html_body_as_text(agent: AgentProcess) -> None:
+    """The README's walk-through: an HTTP check on `python3 -m http.server` has a directory
+    listing (HTML) as its output; the UI shows it as text, folded under the status line."""
+    import http.server
+    import threading
+
+    class Page(http.server.BaseHTTPRequestHandler):
+        def do_GET(self) -> None:
+            body = (b"<!DOCTYPE html><html><body><marquee>listing</marquee>"
+                    + b"<li>entry</li>" * 200 + b"</body></html>")
+            self.send_response(200)
+            self.send_header("Content-Type", "text/html")
+            self.send_header("Content-Length", str(len(body)))
+            self.end_headers()
+            self.wfile.write(body)
+
+        def log_message(self, *args: object) -> None:
+            pass
+
+    server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), Page)
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    try:
+        port = server.server_address[1]
+        agent.http("PUT", "/v1/agent/service/register", {
+            "Name": "web", "ID": "web1", "Port": port,
+            "Check": {"HTTP": f"http://127.0.0.1:{port}/", "Interval": "1s"}})
+        wait_for(lambda: "Output: <" in agent.http("GET", "/v1/agent/checks")["service:web1"]
+                 ["Output"], 20, what="the HTTP check to report the page")
+        status, ctype, page = raw_http(agent.http_port, "GET", "/ui/services/web")
+    finally:
+        server.shutdown()
+        server.server_close()
+    assert status == 200 and ctype.startswith("text/html")
+    assert "<marquee>" not in page and "&lt;marquee&gt;listing&lt;/marquee&gt;" in page
+    assert '<details class="output" data-key="out:solo/service:web1"><summary>' \
+        f"HTTP GET http://127.0.0.1:{port}/: 200 OK" in page
+    assert "characters of HTML, shown as text)" in page

@@ -107,6 +107,17 @@
     Object.keys(old).forEach(function (k) { old[k].remove(); });
   }
 
+  // A folded check output (<details data-key>) the reader opened stays open across refreshes.
+  function keepOpen(nextMain) {
+    var open = {};
+    Array.prototype.forEach.call(main.querySelectorAll("details[open][data-key]"), function (d) {
+      open[d.getAttribute("data-key")] = true;
+    });
+    Array.prototype.forEach.call(nextMain.querySelectorAll("details[data-key]"), function (d) {
+      if (open[d.getAttribute("data-key")] === true) d.setAttribute("open", "");
+    });
+  }
+
   // --- refreshing the page ----------------------------------------------------------------------
   var busy = false, again = false;
   var watching = false;   // a blocking query answered lately: the page is live without polling
@@ -124,6 +135,7 @@
         var doc = new DOMParser().parseFromString(text, "text/html");
         var nextMain = doc.getElementById("main");
         if (!nextMain) return;
+        keepOpen(nextMain);
         if (!keyed(main) || !keyed(nextMain)) main = patch(main, nextMain);
         else patchChildren(main, nextMain);
         if (doc.title && doc.title !== document.title) document.title = doc.title;

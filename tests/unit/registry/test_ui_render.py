@@ -341,3 +341,30 @@ async def test_with_acls_pages_need_a_read_token_and_the_form_sets_a_cookie() ->
         assert (await client.get("/ui/nodes")).status == 403       # forgotten
     finally:
         await client.close()
+
+
+def test_long_check_output_is_folded_text_never_markup() -> None:
+    body = "<!DOCTYPE html><html><body><marquee>Directory listing</marquee>" + \
+        "<blink>x</blink>" * 300 + "</body></html>"
+    cat = Catalog(datacenter="dc1", local_node="n1")
+    with cat.batch():
+        cat.put_node(NodeInfo(name="n1", address="10.0.0.1"), "alive")
+        cat.put_service("n1", ServiceRecord(id="web1", service="web", port=8080))
+        cat.put_check("n1", CheckRecord(
+            check_id="service:web1", name="web http", status="passing", service_id="web1",
+            service_name="web", output=f"HTTP GET http://127.0.0.1:8080/: 200 OK Output: {body}"))
+        cat.put_check("n1", CheckRecord(check_id="short", name="short", status="passing",
+                                        output="TTL ok <b>", service_id="web1",
+                                        service_name="web"))
+    html = page_html(make_agent(cat), render.service_page, "web")
+    t = parse(html)
+    # the body's tags are text: no <h1>/<li> elements came from it
+    assert not [tag for tag, _ in t.tags if tag in ("marquee", "blink")]
+    text = "".join(t.text)
+    assert "<marquee>Directory listing</marquee>" in text
+    folded = t.with_attr("data-key", "out:n1/service:web1")
+    assert len(folded) == 1
+    assert "HTTP GET http://127.0.0.1:8080/: 200 OK (response body: " in text
+    assert f"{len(body)} characters of HTML, shown as text)" in text
+    # a short output is shown as it is, escaped
+    assert "TTL ok <b>" in text and html.count("<details") == 1
