@@ -113,7 +113,8 @@ class LoadBalancer:
     async def add_listener(self, spec: ListenerSpec | Mapping[str, Any]) -> dict[str, Any]:
         """Create the listener, or replace the one with the same name; returns its info.
 
-        Raises :class:`ConfigError` for a bad spec and :class:`ListenerError` when the address
+        The same spec again (a deploy script or config management re-applying it) changes
+        nothing: the running listener keeps its socket, connections and counters. Raises :class:`ConfigError` for a bad spec and :class:`ListenerError` when the address
         cannot be bound (the previous listener of that name, if any, is then left running).
         """
         if not isinstance(spec, ListenerSpec):
@@ -121,6 +122,8 @@ class LoadBalancer:
         spec.validate()
         async with self._lock:
             old = self._listeners.get(spec.name)
+            if old is not None and old.spec == spec and old.accepting:
+                return old.info()
             host, port = spec.address
             if old is not None and port != 0 and old.accepting and (
                     old.spec.address == (host, port) or old.local_addr == (host, port)):
