@@ -302,6 +302,29 @@ def checks_page(st: UIState, state: str = "any") -> Page:
 
 _BACKEND_COLS = ("Active", "Connections", "Requests", "BytesIn", "BytesOut", "Errors", "Ejections")
 
+# The listener counts bytes on the client side of the proxy, each backend on its own side, so in
+# HTTP mode they differ (docs/http-api.md, "Counters"). The page says which side each number is.
+_LISTENER_LABELS = {
+    "BytesIn": ("Bytes from clients", (
+        "bytes received from clients, as they sent them (before the LB rewrites request heads)")),
+    "BytesOut": ("Bytes to clients", (
+        "bytes sent to clients, including the answers the LB makes itself (502, 503, 504, 400 …)")),
+}
+_BACKEND_LABELS = {
+    "BytesIn": ("To backend", (
+        "bytes sent to this backend: requests after the LB rewrote their heads (X-Forwarded-*, "
+        "Connection); a retried request counts at each backend it went to")),
+    "BytesOut": ("From backend", "bytes received from this backend"),
+}
+BYTES_NOTE = ("The listener counts bytes on the client side, each backend on its own side. In "
+              "HTTP mode they differ: the LB rewrites request heads, answers some requests itself "
+              "(502, 503 …), retries idempotent requests elsewhere, and a backend that left the "
+              "pool takes its counts with it.")
+
+
+def _label(labels: Mapping[str, tuple[str, str]], key: str) -> tuple[str, str]:
+    return labels.get(key, (key, ""))
+
 
 def _num(v: Any) -> str:
     if isinstance(v, bool):
@@ -324,7 +347,9 @@ def listener_block(d: Mapping[str, Any]) -> str:
     if isinstance(counters, Mapping):
         for k, v in counters.items():
             if isinstance(v, (int, float)) and not isinstance(v, bool):
-                facts.append(f"<dt>{e(k)}</dt><dd>{e(_num(v))}</dd>")
+                label, tip = _label(_LISTENER_LABELS, str(k))
+                title = f' title="{e(tip)}"' if tip else ""
+                facts.append(f"<dt{title}>{e(label)}</dt><dd{title}>{e(_num(v))}</dd>")
     rows = []
     backends = d.get("Backends") or []
     cols = [c for c in _BACKEND_COLS if any(c in b for b in backends if isinstance(b, Mapping))]
@@ -336,8 +361,8 @@ def listener_block(d: Mapping[str, Any]) -> str:
         cls = "crit" if ejected else "off" if draining else "ok"
         addr = _addr(str(b.get("Address", "")), int(b.get("Port", 0) or 0))
         key = f'be:{b.get("Node", "")}/{b.get("ServiceID", "")}/{addr}'
-        cells = "".join(f'<td data-label="{e(c)}" class="n">{e(_num(b.get(c, "")))}</td>'
-                        for c in cols)
+        cells = "".join(f'<td data-label="{e(_label(_BACKEND_LABELS, c)[0])}" class="n">'
+                        f'{e(_num(b.get(c, "")))}</td>' for c in cols)
         rows.append(
             f'<tr data-key="{e(key)}" data-state="{e(state)}">'
             f'<td data-label="Backend"><b>{e(addr)}</b><br><span class="muted small">'
@@ -345,7 +370,13 @@ def listener_block(d: Mapping[str, Any]) -> str:
             f'<td data-label="State"><span class="badge {cls}">{e(state)}</span></td>'
             f"{cells}</tr>"
         )
-    head = "".join(f'<th scope="col" class="n">{e(c)}</th>' for c in cols)
+    head = "".join(
+        f'<th scope="col" class="n"{tip_attr}>{e(label)}</th>'
+        for label, tip_attr in (
+            (lbl, f' title="{e(tip)}"' if tip else "")
+            for lbl, tip in (_label(_BACKEND_LABELS, c) for c in cols)))
+    note = (f'<p class="muted small" data-key="bytes-note">{e(BYTES_NOTE)}</p>'
+            if rows and d.get("Mode") == "http" else "")
     # Every child is keyed, down to the backend rows, so that a counter change repaints (and
     # flashes) only the facts list and the rows that changed, not the whole card.
     table = (
@@ -356,7 +387,7 @@ def listener_block(d: Mapping[str, Any]) -> str:
     )
     return (f'<li class="card" data-key="lst:{e(name)}"><div class="row" data-key="title">'
             f'<span class="name">{e(name)}</span></div>'
-            f'<dl class="facts" data-key="facts">{"".join(facts)}</dl>{table}</li>')
+            f'<dl class="facts" data-key="facts">{"".join(facts)}</dl>{table}{note}</li>')
 
 
 def lb_page(st: UIState) -> Page:

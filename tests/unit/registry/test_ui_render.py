@@ -368,3 +368,27 @@ def test_long_check_output_is_folded_text_never_markup() -> None:
     assert f"{len(body)} characters of HTML, shown as text)" in text
     # a short output is shown as it is, escaped
     assert "TTL ok <b>" in text and html.count("<details") == 1
+
+
+def test_lb_byte_counters_say_which_side_of_the_proxy_they_count() -> None:
+    listeners = [{
+        "Name": "web", "Bind": "127.0.0.1:9000", "Address": "127.0.0.1:9000", "Mode": "http",
+        "Service": "web",
+        "Counters": {"Requests": 1, "BytesIn": 79, "BytesOut": 1248},
+        "Backends": [{"Node": "n1", "ServiceID": "web1", "Address": "10.0.0.1", "Port": 8080,
+                      "Requests": 1, "BytesIn": 227, "BytesOut": 1248}],
+    }]
+    st = collect(make_agent(make_catalog(), listeners=listeners))
+    t = parse(render.document(st, render.lb_page(st)))
+    titles = {a.get("title") for _, a in t.tags if a.get("title")}
+    text = "".join(t.text)
+    # listener: the client side; backends: their own side, each with a tooltip saying so
+    assert "Bytes from clients" in text and "Bytes to clients" in text
+    assert "To backend" in text and "From backend" in text
+    assert any(x and "before the LB rewrites request heads" in x for x in titles)
+    assert any(x and "after the LB rewrote their heads" in x for x in titles)
+    # and the card explains why the two disagree in HTTP mode
+    assert t.with_attr("data-key", "bytes-note") and "In HTTP mode they differ" in text
+    tcp = [dict(listeners[0], Mode="tcp")]
+    st = collect(make_agent(make_catalog(), listeners=tcp))
+    assert not parse(render.document(st, render.lb_page(st))).with_attr("data-key", "bytes-note")
