@@ -29,7 +29,8 @@ def cli_hint() -> tuple[str, str]:
 
 
 def dev_banner(*, node: str, datacenter: str, client_addr: str, http_port: int, dns_port: int,
-               gossip_addr: str, gossip_port: int, domain: str, ui: bool) -> str:
+               gossip_addr: str, gossip_port: int, domain: str, ui: bool,
+               https_port: int = 0) -> str:
     """The lines printed after a -dev agent started, with the ports it really bound."""
     http = _hostport(client_addr, http_port) if http_port > 0 else ""
     dns_host = "127.0.0.1" if client_addr in ("0.0.0.0", "::") else client_addr
@@ -41,6 +42,8 @@ def dev_banner(*, node: str, datacenter: str, client_addr: str, http_port: int, 
         lines.append(f"      Web UI: http://{http}/ui/")
     if http:
         lines.append(f"    HTTP API: http://{http}/v1/")
+    if https_port > 0:
+        lines.append(f"   HTTPS API: https://{_hostport(client_addr, https_port)}/v1/")
     if dns_port > 0:
         lines.append(f"         DNS: {_hostport(dns_host, dns_port)} (UDP and TCP), domain {zone}")
     lines.append(f"      Gossip: {_hostport(gossip_addr, gossip_port)}")

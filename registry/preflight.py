@@ -1,6 +1,6 @@
 """Pre-flight: try every address the agent will listen on before it starts anything.
 
-The agent binds gossip (UDP and TCP), the HTTP API (TCP), DNS (UDP and TCP) and the LB listeners
+The agent binds gossip (UDP and TCP), the HTTP(S) API (TCP), DNS (UDP and TCP) and the LB listeners
 of its configuration. Bound one by one as the subsystems start, a taken port shows up one per try,
 after gossip has already started and announced itself. So :func:`check_listen_addresses` first
 binds a throw-away socket for each of them, with the options the real bind uses (``SO_REUSEADDR``
@@ -72,6 +72,9 @@ def listen_addresses(cfg: AgentConfig, lb_listeners: Sequence[ListenerSpec] = ()
     if cfg.http_port >= 0:
         out.append(ListenAddress("HTTP API", "-http-port", "-client", cfg.client_addr,
                                  cfg.http_port, (TCP,)))
+    if cfg.https_port >= 0:
+        out.append(ListenAddress("HTTPS API", "-https-port", "-client", cfg.client_addr,
+                                 cfg.https_port, (TCP,)))
     if cfg.enable_dns and cfg.dns_port >= 0:
         out.append(ListenAddress("DNS", "-dns-port", "-client", cfg.client_addr, cfg.dns_port,
                                  (UDP, TCP)))
@@ -192,7 +195,7 @@ def report(problems: Sequence[Problem], agent: RunningAgent | None) -> str:
     return "\n".join(lines)
 
 
-_FLAG_ORDER = {"-serf-lan-port": 0, "-http-port": 1, "-dns-port": 2}
+_FLAG_ORDER = {"-serf-lan-port": 0, "-http-port": 1, "-https-port": 2, "-dns-port": 3}
 
 
 def _fetch_self(host: str, port: int, timeout: float) -> dict[str, object] | None:

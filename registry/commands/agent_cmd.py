@@ -69,4 +69,5 @@ def _print_banner(agent: Any) -> None:
     print(dev_banner(node=cfg.node_name, datacenter=cfg.datacenter, client_addr=cfg.client_addr,
                      http_port=agent.http_port, dns_port=agent.dns_port,
                      gossip_addr=agent.gossip_address, gossip_port=agent.gossip_port,
-                     domain=cfg.domain, ui=cfg.enable_ui), flush=True)
+                     domain=cfg.domain, ui=cfg.enable_ui,
+                     https_port=agent.https_port), flush=True)

@@ -28,6 +28,10 @@ def test_listen_addresses_follow_the_config() -> None:
     assert [(a.what, a.port) for a in listen_addresses(cfg)] == [("gossip", 0), ("HTTP API", 0)]
     cfg = build({"dev": True, "http_port": -1, "enable_dns": False})
     assert [a.what for a in listen_addresses(cfg)] == ["gossip"]
+    cfg = build({"dev": True, "https_port": 8501})
+    assert [(a.what, a.port_setting, a.port) for a in listen_addresses(cfg)] == [
+        ("gossip", "-serf-lan-port", 7946), ("HTTP API", "-http-port", 8500),
+        ("HTTPS API", "-https-port", 8501), ("DNS", "-dns-port", 8600)]
 
 
 def test_a_taken_port_is_found_and_a_free_one_is_not() -> None:
