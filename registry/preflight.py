@@ -46,6 +46,7 @@ class ListenAddress:
     host: str
     port: int          # 0: any free port
     protos: tuple[str, ...]
+    v6only: bool = False  # the LB binds IPv6 only; the others take the system's dual-stack default
 
     @property
     def hostport(self) -> str:
@@ -83,17 +84,17 @@ def listen_addresses(cfg: AgentConfig, lb_listeners: Sequence[ListenerSpec] = ()
             host, port = spec.address
             setting = f"lb.listeners[{i}].bind"
             out.append(ListenAddress(f"LB listener {spec.name}", setting, setting,
-                                     host or "0.0.0.0", port, (TCP,)))
+                                     host or "0.0.0.0", port, (TCP,), v6only=True))
     return out
 
 
-def _bind(host: str, port: int, proto: str) -> socket.socket:
+def _bind(host: str, port: int, proto: str, v6only: bool) -> socket.socket:
     family = socket.AF_INET6 if ":" in host else socket.AF_INET
     sock = socket.socket(family, socket.SOCK_DGRAM if proto == UDP else socket.SOCK_STREAM)
     try:
         if proto == TCP:
             sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
-        if family == socket.AF_INET6:
+        if family == socket.AF_INET6 and v6only:
             sock.setsockopt(socket.IPPROTO_IPV6, socket.IPV6_V6ONLY, 1)
         sock.bind((host, port))
         if proto == TCP:
@@ -122,7 +123,7 @@ def find_problems(addresses: Iterable[ListenAddress]) -> list[Problem]:
             clash: ListenAddress | None = None
             for proto in addr.protos:
                 try:
-                    held.append(_bind(addr.host, addr.port, proto))
+                    held.append(_bind(addr.host, addr.port, proto, addr.v6only))
                 except OSError as e:
                     code = e.errno or 0
                     failed.setdefault((code, e.strerror or str(e)), []).append(proto)
