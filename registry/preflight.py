@@ -179,9 +179,10 @@ def report(problems: Sequence[Problem], agent: RunningAgent | None) -> str:
     lines = [f"cannot start: {head} not usable"]
     lines += [f"  {describe(p)}" for p in problems]
     in_use = [p for p in problems if p.errno == errno.EADDRINUSE and p.clashes_with is None]
-    flags = sorted({p.address.port_setting for p in in_use}, key=lambda f: _FLAG_ORDER.get(f, 9))
+    flags = sorted({p.address.port_setting for p in in_use if p.address.port_setting[0] == "-"},
+                   key=lambda f: _FLAG_ORDER.get(f, 9))
     elsewhere = ("or run this one on other ports: " + " ".join(f"{f} 0" for f in flags)
-                 + " (0 picks a free port)")
+                 + " (0 picks a free port)") if flags else "or change the addresses named above"
     if agent is not None:
         who = f"node {agent.node}" + (f", pid {agent.pid}" if agent.pid else "")
         lines.append(f"A {agent.product} agent is already running on these ports ({who}, "

@@ -84,3 +84,12 @@ def test_the_report_says_who_holds_the_ports() -> None:
     assert "Another agent is probably already running" in report(in_use, None)
     # one stray port is not "another agent"
     assert "Another agent" not in report(in_use[2:], None)
+
+
+def test_a_taken_lb_listener_is_named_by_its_config_key() -> None:
+    lb = ListenAddress("LB listener web", "lb.listeners[0].bind", "lb.listeners[0].bind",
+                       "127.0.0.1", 9000, ("tcp",), v6only=True)
+    text = report([Problem(lb, ("tcp",), errno.EADDRINUSE, "in use")], None)
+    assert "lb.listeners[0].bind 9000: 127.0.0.1:9000 (LB listener web, TCP) is already in use" \
+        in text
+    assert text.endswith("Stop what holds those ports, or change the addresses named above")
