@@ -39,8 +39,8 @@ COMMAND_MODULES = (
 
 class Parser(argparse.ArgumentParser):
     """Flags are matched whole: no prefixes (``-http`` is not ``-http-port``) and no short-flag
-    clusters (``-htp-port`` is not ``-h`` with ``tp-port``). An unknown flag is named with the
-    closest real one. Errors exit 1, as Consul's do, with the usage."""
+    clusters (``-htp-port`` is not ``-h`` with ``tp-port``). An unknown flag or command is named
+    with the closest real one. Errors exit 1, as Consul's do, with the usage."""
 
     def __init__(self, *args: Any, **kw: Any) -> None:
         kw.setdefault("allow_abbrev", False)
@@ -56,6 +56,15 @@ class Parser(argparse.ArgumentParser):
         if extras:  # reported by the (sub)command that got them, whose flags we know
             self.error(self.unknown_message(extras))
         return ns, extras
+
+    def _check_value(self, action: argparse.Action, value: Any) -> None:
+        choices = action.choices
+        if choices is not None and value not in choices and isinstance(value, str):
+            close = difflib.get_close_matches(value, [str(c) for c in choices], n=1, cutoff=0.6)
+            if close:
+                raise argparse.ArgumentError(action, f"invalid choice: {value!r}; did you mean "
+                                                     f"{close[0]!r}?")
+        super()._check_value(action, value)
 
     def unknown_message(self, extras: Sequence[str]) -> str:
         known = sorted(o for o in self._option_string_actions if not o.startswith("--"))

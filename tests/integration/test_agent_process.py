@@ -254,6 +254,7 @@ def test_join_to_a_malformed_address_is_a_400(agent: AgentProcess) -> None:
     (["members", "-htp-addr", "127.0.0.1:1"], "did you mean -http-addr?"),
     (["agent", "-nod", "x", "-dta-dir", "y"], "did you mean -node for -nod, -data-dir for "
                                               "-dta-dir?"),
+    (["catalog", "srvices"], "invalid choice: 'srvices'; did you mean 'services'?"),
 ])
 def test_an_unknown_flag_is_named_with_the_closest_real_one(args: list[str], wanted: str) -> None:
     p = rumor(*args)
@@ -419,3 +420,9 @@ def test_ui_folds_an_http_checks_html_body_as_text(agent: AgentProcess) -> None:
     assert '<details class="output" data-key="out:solo/service:web1"><summary>' \
         f"HTTP GET http://127.0.0.1:{port}/: 200 OK" in page
     assert "characters of HTML, shown as text)" in page
+
+
+def test_a_mistyped_command_is_named_with_the_closest_real_one() -> None:
+    p = rumor("membrs")
+    assert p.returncode == 1
+    assert "invalid choice: 'membrs'; did you mean 'members'?" in p.stderr, p.stderr
