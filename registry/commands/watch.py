@@ -14,6 +14,7 @@ import sys
 import time
 from typing import Any
 
+from ..catalog import health_rank
 from ..cli import client_of, client_parser, flag, print_table
 from ..client import AgentUnreachable, APIError
 
@@ -104,11 +105,8 @@ def cut(text: str, width: int = OUTPUT_SHOWN) -> str:
     return first + more
 
 
-_RANK = {"critical": 0, "warning": 1, "passing": 2}
-
-
 def _worst_check(checks: list[dict[str, Any]]) -> dict[str, Any] | None:
-    return min(checks, key=lambda c: _RANK.get(c.get("Status", ""), 0), default=None)
+    return max(checks, key=lambda c: health_rank(c.get("Status", "")), default=None)
 
 
 def print_change(args: argparse.Namespace, data: Any) -> None:
