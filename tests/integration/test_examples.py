@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import re
 import subprocess
 import sys
 from pathlib import Path
@@ -23,6 +24,12 @@ def _ours() -> set[str]:
             if "rumor-three-hosts" in line or ("http.server 8080" in line and "10.251." in line)}
 
 
+def _example_namespaces() -> set[str]:
+    names = (line.split()[0] for line in netns.run("ip", "netns", "list").stdout.splitlines()
+             if line.strip())
+    return {n for n in names if re.fullmatch(r"rx[0-9a-z]+(sw|h[0-9]+)", n)}
+
+
 @pytest.mark.netns
 def test_three_hosts_example_check_mode() -> None:
     reason = netns.available()
@@ -30,7 +37,9 @@ def test_three_hosts_example_check_mode() -> None:
         pytest.skip(reason)
     need("dig")
     need("curl")
-    before_ns = set(netns.run("ip", "netns", "list").stdout.split())
+    # Only the example's own namespaces ("rx<run id>sw", "rx<run id>h<N>") count: other
+    # programs on the machine may add and remove namespaces of their own meanwhile.
+    before_ns = _example_namespaces()
     # The interpreter running the tests (the project's venv in CI) provides `rumor` and
     # `python3` to the script.
     bindir = str(Path(sys.executable).parent)
@@ -41,6 +50,6 @@ def test_three_hosts_example_check_mode() -> None:
     assert p.returncode == 0, p.stdout[-3000:] + p.stderr[-2000:]
     assert "all good" in p.stdout
     assert "left host3's DNS answers" in p.stdout and "was back" in p.stdout
-    after_ns = set(netns.run("ip", "netns", "list").stdout.split())
+    after_ns = _example_namespaces()
     assert after_ns <= before_ns, f"namespaces left behind: {after_ns - before_ns}"
     assert not _ours(), f"processes left behind: {_ours()}"
