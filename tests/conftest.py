@@ -11,6 +11,9 @@ import pytest
 from tests.harness import netns
 from tests.harness.agents import Cluster
 
+# ci_skips: with CI=true a skip fails the run (allow-list: tests/skip_allowlist.py).
+pytest_plugins = ("pytester", "tests.harness.ci_skips")
+
 
 @pytest.fixture
 def cluster(tmp_path: Path) -> Iterator[Cluster]:
@@ -47,6 +50,7 @@ def netns_lab() -> Iterator[Callable[[int], netns.Lab]]:
 
 
 def need(tool: str) -> None:
-    """Skip with a clear reason when a Debian tool the test drives is missing."""
+    """Skip with a clear reason when a Debian tool the test drives is missing (a failure in CI,
+    see tests/harness/ci_skips.py)."""
     if shutil.which(tool) is None:
         pytest.skip(f"{tool} is not installed (.ci/run installs it)")
