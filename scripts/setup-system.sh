@@ -22,6 +22,12 @@ check ps procps
 check chromium chromium
 check chromedriver chromium-driver
 check cc gcc          # builds the optional C extension (gossip/_lzwc.c) at install
+# `make` creates the venv with python3's venv module (Debian ships ensurepip separately), and
+# the C extension also needs Python's headers: without them the install silently falls back
+# to pure Python and CI would test only that.
+python3 -c 'import ensurepip' >/dev/null 2>&1 || need+=(python3-venv)
+PY_INCLUDE=$(python3 -c 'import sysconfig; print(sysconfig.get_paths()["include"])')
+[ -f "$PY_INCLUDE/Python.h" ] || need+=(python3-dev)
 
 if [ ${#need[@]} -eq 0 ]; then
   exit 0
