@@ -8,6 +8,7 @@ import os
 import random
 import re
 from collections.abc import AsyncIterator, Awaitable, Callable
+from typing import Any
 
 import aiohttp
 import pytest
@@ -241,26 +242,48 @@ async def test_hostile_backend(proxy, good: HttpBackend, handler, method: str,  
 
 
 async def test_client_keepalive_timeout_and_connection_cap(good: HttpBackend) -> None:
+    """The cap is held by clients in the middle of a request head (the 10 s header timeout
+    applies to them, not the 0.3 s keep-alive one), so a slow machine cannot free a slot
+    before the third client arrives. Their requests then complete, and the keep-alive close
+    is timed from the moment they were sent: a lower bound, which load only makes later."""
     view = MemoryView()
     view.set_instances("web", [MemInstance("web", good.port, node="good")])
     lb = LoadBalancer(LBConfig(sweep_interval=0.05, client_keepalive_timeout=0.3), view)
     await lb.start()
+    loop = asyncio.get_running_loop()
     try:
         info = await lb.add_listener({"Name": "h", "Bind": "127.0.0.1:0", "Mode": "http",
                                       "Service": "web", "MaxConnections": 2})
         host, port = info["Address"].rsplit(":", 1)
+
+        def counters() -> dict[str, Any]:
+            return lb.listener("h")["Counters"]  # type: ignore[index,no-any-return]
+
         conns = [await asyncio.open_connection(host, int(port)) for _ in range(2)]
-        await wait_for(lambda: lb.listener("h")["Counters"]["Active"] == 2)  # type: ignore[index]
+        for _, w in conns:
+            w.write(b"GET / HTTP/1.1\r\n")          # a head begun, not finished
+            await w.drain()
+        await wait_for(lambda: counters()["Active"] == 2)
         r3, w3 = await asyncio.open_connection(host, int(port))
         async with asyncio.timeout(5):
             assert await r3.read() == b""                   # over the cap: closed at once
         w3.close()
-        assert lb.listener("h")["Counters"]["Rejected"] == 1  # type: ignore[index]
-        # idle keep-alive connections are closed after client_keepalive_timeout
+        assert counters()["Rejected"] == 1
+        # the heads completed and answered, both are idle keep-alive connections, closed
+        # after client_keepalive_timeout
+        sent = loop.time()
+        for _, w in conns:
+            w.write(b"Host: x\r\n\r\n")
+            await w.drain()
         for r, w in conns:
-            async with asyncio.timeout(5):
-                assert await r.read() == b""
+            async with asyncio.timeout(10):
+                got = await r.read()                        # the answer, then the close
             w.close()
+            assert got.startswith(b"HTTP/1.1 200") and got.endswith(b"good"), got
+        # the LB reads its clock once per sweep (sweep_interval, 50 ms), so "last active" may
+        # be stamped up to one sweep before the answer went out
+        assert loop.time() - sent >= 0.3 - 0.05
+        assert counters()["Events"].get("keepalive_timeout") == 2
     finally:
         await lb.stop(1.0)
 

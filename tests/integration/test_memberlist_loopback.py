@@ -60,7 +60,14 @@ async def test_cluster_converges_and_detects_stopped_node() -> None:
         await nodes[3].close()  # crash: no leave message
         await wait_for(lambda: all(statuses(t).get("n3") == NodeStatus.DEAD
                                    for t in nodes[:3]), 15.0)
-        assert left == ["n3"]
+        await wait_for(lambda: "n3" in left, 5.0)
+        assert left.count("n3") == 1
+        # With a 0.1 s probe timeout a loaded machine can make a live node miss its acks long
+        # enough to be declared dead too; it must refute, so what is asserted is the end
+        # state: the three live nodes see each other alive again.
+        live = ("n0", "n1", "n2")
+        await wait_for(lambda: all(statuses(t).get(n) == NodeStatus.ALIVE
+                                   for t in nodes[:3] for n in live), 15.0)
         # graceful leave is seen as LEFT
         assert await nodes[2].leave(2.0)
         await nodes[2].close()

@@ -151,14 +151,19 @@ async def test_tcp_check_port_that_closes(local: LocalState) -> None:
 
 
 async def test_ttl_expires_and_updates(local: LocalState) -> None:
+    """An update sets the status and restarts the TTL: the check goes critical no sooner than
+    a TTL after the last update. Only lower bounds on time are asserted, which a loaded
+    machine cannot break (it only makes things later)."""
+    loop = asyncio.get_running_loop()
     await register(local, {"Name": "job", "Check": {"TTL": "300ms"}})
     local.update_ttl("service:job", "passing", "alive")
     assert status_of(local, "service:job") == "passing"
     await asyncio.sleep(0.15)
+    updated = loop.time()
     local.update_ttl("service:job", "warning", "hmm")  # restarts the TTL
-    await asyncio.sleep(0.2)
     assert status_of(local, "service:job") == "warning"
     await eventually(lambda: status_of(local, "service:job") == "critical", what="ttl expiry")
+    assert loop.time() - updated >= 0.299        # the TTL ran from the last update
     assert "TTL expired" in local.checks["service:job"].output
 
 
@@ -186,8 +191,12 @@ async def test_deregister_critical_service_after(local: LocalState) -> None:
 
 async def test_output_only_changes_are_throttled(server: Flippy) -> None:
     cat = Catalog(datacenter="dc1", local_node="n1")
-    st = LocalState(cat, NodeInfo(name="n1"), None, output_update_interval=0.6)
+    # Waits are for events (three more runs, the deferred publication), not for the clock;
+    # the 2 s window only has to be longer than three 50 ms runs take on a loaded machine.
+    interval = 2.0
+    st = LocalState(cat, NodeInfo(name="n1"), None, output_update_interval=interval)
     await st.start()
+    loop = asyncio.get_running_loop()
     try:
         counter = {"n": 0}
 
@@ -195,15 +204,18 @@ async def test_output_only_changes_are_throttled(server: Flippy) -> None:
             counter["n"] += 1
             return web.Response(text=f"run {counter['n']}")
         server.handle = counting  # type: ignore[method-assign]
+        registered = loop.time()  # the passing status is published after this
         await register(st, {"Name": "web", "Check": {
             "HTTP": f"http://127.0.0.1:{server.port}/", "Interval": "50ms"}})
         await eventually(lambda: status_of(st, "service:web") == "passing", what="passing")
         idx = cat.key_index("svc:web")
         runs = counter["n"]
-        await asyncio.sleep(0.3)
-        assert counter["n"] - runs >= 3  # the check kept running...
-        assert cat.key_index("svc:web") == idx  # ...but the output alone did not move the index
-        await eventually(lambda: cat.key_index("svc:web") > idx, timeout=2, what="deferred output")
+        await eventually(lambda: counter["n"] - runs >= 3, what="three more runs")
+        index_now = cat.key_index("svc:web")
+        assert loop.time() - registered < interval, "too slow to see inside the window"
+        assert index_now == idx  # the check kept running, but its output alone did not move it
+        await eventually(lambda: cat.key_index("svc:web") > idx, timeout=interval + 5,
+                         what="deferred output")
         out = cat.entries("web")[0].checks[1].record.output
         assert "run " in out and out != f"run {runs}"
     finally:

@@ -134,10 +134,16 @@ def test_persistence_survives_kill_9(cluster: Cluster, tmp_path: Path) -> None:
     a.signal(signal.SIGHUP)
     wait_for(lambda: set(a.http("GET", "/v1/agent/services")) == {"w1", "other"}, 10,
              what="reload")
-    # a bad config on SIGHUP changes nothing
+    # a bad config on SIGHUP changes nothing: wait until the agent says it refused the
+    # reload (what it logs once the reload was processed), then look
+    def refusals() -> int:
+        return a.log_path.read_text(errors="replace").count("reload refused")
+
+    before = refusals()
     cfg.write_text(json.dumps({"services": [{"name": "bad", "port": 99999}]}))
     a.signal(signal.SIGHUP)
-    time.sleep(0.5)
+    wait_for(lambda: refusals() > before, 10, 0.05, what="the bad reload to be refused")
+    assert "services[0].port: 99999 is not a port" in a.log_path.read_text(errors="replace")
     assert set(a.http("GET", "/v1/agent/services")) == {"w1", "other"}
     assert a.alive()
 
