@@ -146,14 +146,30 @@ async def test_plain_push_pull_and_garbage_streams() -> None:
 
 @pytest.mark.parametrize("count", [3])
 async def test_port_zero_binds_same_port_for_udp_and_tcp(count: int) -> None:
+    """With bind_port 0 each node answers both a TCP connect and a UDP ping on the one port
+    it reports, and the UDP ack comes from that port (Serf and memberlist peers assume so)."""
+    loop = asyncio.get_running_loop()
     ts = [MemberlistTransport(fast(f"p{i}")) for i in range(count)]
     try:
-        for t in ts:
+        for i, t in enumerate(ts):
             await t.start()
+            assert t.port != 0 and t.address == ("127.0.0.1", t.port)
             s = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
             s.settimeout(1.0)
             s.connect(t.address)
             s.close()
+            u = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+            try:
+                u.bind(("127.0.0.1", 0))
+                u.setblocking(False)
+                u.sendto(codec.encode_packet([Ping(100 + i, f"p{i}")]), t.address)
+                async with asyncio.timeout(5):
+                    pkt, src = await loop.sock_recvfrom(u, 65536)
+            finally:
+                u.close()
+            assert src == t.address
+            acks = [m for m in codec.decode_packet(pkt).messages if isinstance(m, AckResp)]
+            assert [a.seq_no for a in acks] == [100 + i]
     finally:
         for t in ts:
             await t.close()
