@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import logging
+import math
 from collections.abc import Awaitable, Callable, Mapping
 from typing import Any
 
@@ -63,17 +64,60 @@ def _compact(data: Any) -> bool:
     return isinstance(data, list) and len(data) > 50
 
 
+MAX_JSON_DEPTH = 64
+"""Deepest nesting of arrays and objects a request body may have. Consul's bodies need well
+under ten levels; the cap keeps every later walk of the value (validation, persistence, the UI)
+far from Python's recursion limit."""
+
+
+def _finite(text: str) -> float:
+    value = float(text)
+    if math.isinf(value):
+        raise ValueError(f"number {text} is out of range")
+    return value
+
+
+def _no_constant(name: str) -> Any:
+    # json.loads accepts NaN and Infinity, which JSON (and Consul's Go decoder) does not.
+    raise ValueError(f"{name} is not valid JSON")
+
+
+def _too_deep(value: Any, limit: int) -> bool:
+    """Iterative (a recursive walk would itself hit the recursion limit)."""
+    stack = [(value, 1)]
+    while stack:
+        v, depth = stack.pop()
+        if isinstance(v, dict):
+            kids: Any = v.values()
+        elif isinstance(v, list):
+            kids = v
+        else:
+            continue
+        if depth > limit:
+            return True
+        stack.extend((k, depth + 1) for k in kids)
+    return False
+
+
 async def read_json(request: web.Request, *, required: bool = True) -> Any:
-    """Read the request body as JSON; a 400 with Consul's wording when it is not JSON."""
+    """Read the request body as JSON; a 400 with Consul's wording when it is not JSON, including
+    NaN, out-of-range numbers and nesting deeper than ``MAX_JSON_DEPTH``."""
     raw = await request.read()
     if not raw.strip():
         if required:
             raise RequestError("Request decode failed: empty body")
         return None
     try:
-        return json.loads(raw)
-    except (ValueError, UnicodeDecodeError) as e:
+        value = json.loads(raw, parse_float=_finite, parse_constant=_no_constant)
+    except RecursionError:
+        raise RequestError(f"Request decode failed: JSON nested deeper than {MAX_JSON_DEPTH} "
+                           "levels") from None
+    except ValueError as e:  # UnicodeDecodeError included
         raise RequestError(f"Request decode failed: {e}") from None
+    if _too_deep(value, MAX_JSON_DEPTH):
+        raise RequestError(f"Request decode failed: JSON nested deeper than {MAX_JSON_DEPTH} "
+                           "levels")
+    return value
 
 
 def bool_param(request: web.Request, name: str) -> bool:

@@ -156,6 +156,16 @@ async def test_headers_and_index_always_at_least_one(agent: Agent) -> None:
 
 @pytest.mark.parametrize("method,path,body,status,needle", [
     ("PUT", "/v1/agent/service/register", b"{not json", 400, "Request decode failed"),
+    ("PUT", "/v1/agent/service/register", b"[" * 100_000 + b"]" * 100_000, 400,
+     "nested deeper than 64"),
+    ("PUT", "/v1/agent/service/register", b"[" * 100_000, 400, "Request decode failed"),
+    ("PUT", "/v1/agent/service/register", b'{"Name": "web", "Meta": ' + b'{"a": ' * 70
+     + b"1" + b"}" * 71, 400, "nested deeper than 64"),
+    ("PUT", "/v1/agent/service/register", b'{"Name": "web", "Port": NaN}', 400, "NaN"),
+    ("PUT", "/v1/agent/service/register", b'{"Name": "web", "Port": 1e400}', 400, "1e400"),
+    ("PUT", "/v1/agent/service/register", b'{"Name": "web", "Port": -Infinity}', 400,
+     "Infinity"),
+    ("PUT", "/v1/agent/service/register", b"\xff\xfe\x00garbage", 400, "Request decode failed"),
     ("PUT", "/v1/agent/service/register", b'{"Name": "web", "Port": "eighty"}', 400, "Port"),
     ("PUT", "/v1/agent/service/register", b'{"Port": 80}', 400, "Missing service name"),
     ("PUT", "/v1/agent/service/register", b'{"Name": "web", "Port": 70000}', 400, "not a port"),
