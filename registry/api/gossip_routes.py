@@ -201,7 +201,10 @@ async def _key_from_body(request: web.Request) -> str:
 def _key_result(resp: Any) -> web.Response:
     if not resp.ok:
         detail = "; ".join(f"{n}: {m}" for n, m in sorted(resp.messages.items()))
-        raise RequestError(f"{resp.error_text()}" + (f" ({detail})" if detail else ""), 500)
+        # Every node answered and refused (no encryption, a key not installed, the primary key
+        # removed): the request is at fault, 400. Nodes that did not answer stay a 500.
+        status = 400 if resp.num_resp >= resp.num_nodes else 500
+        raise RequestError(f"{resp.error_text()}" + (f" ({detail})" if detail else ""), status)
     return json_response(None)
 
 

@@ -157,7 +157,10 @@ async def ui_token(request: web.Request) -> web.StreamResponse:
     origin = request.headers.get("Origin")
     if origin and origin != "null" and urlsplit(origin).netloc != request.host:
         return text_error(403, "cross-site token form refused")
-    form = await request.post()
+    try:
+        form = await request.post()
+    except ValueError as e:  # a malformed multipart or urlencoded body
+        return text_error(400, f"Bad form body: {e}")
     token = str(form.get("token", "")).strip()
     resp = web.HTTPSeeOther(_safe_next(str(form.get("next", "/ui/"))))
     if token:

@@ -197,6 +197,11 @@ async def test_headers_and_index_always_at_least_one(agent: Agent) -> None:
     ("PUT", "/v1/agent/maintenance?enable=maybe", b"", 400, "enable"),
     ("PUT", "/v1/catalog/register", b'{"Node": "other", "Service": {"Service": "x"}}', 403,
      "only writer"),
+    # every node refused the key operation: the request's fault, not a 500
+    ("POST", "/v1/operator/keyring", b'{"Key": "AAECAwQFBgcICQoLDA0ODxAREhMUFRYXGBkaGxwdHh8="}',
+     400, "encryption not enabled"),
+    ("PUT", "/v1/operator/keyring", b'{"Key": "AAECAwQFBgcICQoLDA0ODxAREhMUFRYXGBkaGxwdHh8="}',
+     400, "encryption not enabled"),
 ])
 async def test_bad_input_answers_4xx_with_reason(agent: Agent, method: str, path: str,
                                                  body: bytes, status: int, needle: str) -> None:
@@ -474,3 +479,12 @@ async def test_agent_self_and_status_report_what_this_agent_bound(tmp_path: Path
         assert (await http(agent, "GET", "/v1/lb/listener/web"))[0] == 404
     finally:
         await stop_agent(agent)
+
+
+@pytest.mark.parametrize("ctype", ["multipart/form-data; boundary=xyz", "multipart/form-data"])
+async def test_a_malformed_ui_token_form_is_400(agent: Agent, ctype: str) -> None:
+    """POST /ui/token with a form body that is not one (found by test_http_api_fuzz)."""
+    status, h, text = await http(agent, "POST", "/ui/token", data=b"{}",
+                                 headers={"Content-Type": ctype})
+    assert status == 400 and "Bad form body" in text, (status, text)
+    assert h["Content-Type"].startswith("text/plain")
