@@ -29,7 +29,7 @@ CHAIN = "RUMOR-FAULT"
 def available() -> str | None:
     """None when namespace tests can run here, else the reason they cannot."""
     if os.geteuid() != 0:
-        return "network namespace tests need root"
+        return "network namespace tests need root (CI runs the suite as root; a skip fails it)"
     for tool in ("ip", "iptables"):
         if shutil.which(tool) is None:
             return f"{tool} is not installed (apt-get install iproute2 iptables)"
