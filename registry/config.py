@@ -116,6 +116,17 @@ class AgentConfig:
     Certificates are checked at start-up and reloaded on SIGHUP."""
     limits: Mapping[str, Any] = field(default_factory=dict)
     """HTTP limits: ``http_max_body`` bytes (default 4 MiB)."""
+    enable_script_checks: bool = False
+    """Accept script and Docker checks (they run commands) from any API caller, config files
+    included. Default false, as in Consul: anyone who can reach the API could run commands."""
+    enable_local_script_checks: bool = False
+    """Accept script and Docker checks from config files and from API callers on this host
+    (loopback) only. Default false."""
+    docker: Mapping[str, Any] = field(default_factory=dict)
+    """Containers publish themselves: ``socket`` (the Docker or Podman API's unix socket;
+    ``-docker`` alone uses ``DOCKER_HOST`` or /var/run/docker.sock) and ``address``
+    (``host``: the published host port on this node's address, the default; ``container``:
+    the container's own IP and port). Empty: off (the default)."""
     config_files: tuple[str, ...] = ()
     """The files this config was read from, for SIGHUP reloads."""
 
@@ -265,6 +276,9 @@ def add_agent_flags(p: argparse.ArgumentParser) -> None:
     _flag(p, "tag", action="append", default=[], metavar="KEY=VALUE", help="gossip tag (repeatable)")
     _flag(p, "event-handler", action="append", default=[], metavar="[FILTER=]SCRIPT", help="event handler script (repeatable)")
     _flag(p, "profile", metavar="lan|wan|local", help="gossip timing profile (default lan)")
+    _flag(p, "enable-script-checks", action="store_true", default=None, help="accept script and Docker checks from any API caller")
+    _flag(p, "enable-local-script-checks", action="store_true", default=None, help="accept script and Docker checks from config files and local API callers")
+    _flag(p, "docker", nargs="?", const="", default=None, metavar="SOCKET", help="register running containers (Docker or Podman API socket; default DOCKER_HOST or /var/run/docker.sock)")
 
 
 def _port(value: str, flag: str) -> int:
@@ -281,6 +295,8 @@ def flags_to_settings(ns: argparse.Namespace) -> dict[str, Any]:
         "advertise": "advertise_addr", "client": "client_addr", "data_dir": "data_dir",
         "encrypt": "encrypt", "domain": "domain", "alt_domain": "alt_domain",
         "log_level": "log_level", "log_json": "log_json", "retry_interval": "retry_interval",
+        "enable_script_checks": "enable_script_checks",
+        "enable_local_script_checks": "enable_local_script_checks",
     }
     for attr, key in simple.items():
         v = getattr(ns, attr, None)
@@ -315,6 +331,8 @@ def flags_to_settings(ns: argparse.Namespace) -> dict[str, Any]:
         out["tags"] = tags
     if getattr(ns, "profile", None):
         out["gossip"] = {"profile": ns.profile}
+    if getattr(ns, "docker", None) is not None:
+        out["docker"] = {"socket": ns.docker or "default"}
     return out
 
 
@@ -384,7 +402,8 @@ def _coerce(name: str, value: Any) -> Any:
             return parse_duration(value, what=name)
         except ValueError as e:
             raise ConfigError(str(e)) from None
-    if name in ("dev", "log_json", "enable_dns", "enable_lb", "enable_ui"):
+    if name in ("dev", "log_json", "enable_dns", "enable_lb", "enable_ui",
+                "enable_script_checks", "enable_local_script_checks"):
         if not isinstance(value, bool):
             raise ConfigError(f"{name}: {value!r} must be true or false")
         return value
@@ -394,7 +413,9 @@ def _coerce(name: str, value: Any) -> Any:
         ):
             raise ConfigError(f"{name}: must be an object of string keys and string values")
         return dict(value)
-    if name in ("dns_config", "gossip", "lb", "acl", "limits", "tls"):
+    if name == "docker" and isinstance(value, str):
+        return {"socket": value}
+    if name in ("dns_config", "gossip", "lb", "acl", "limits", "tls", "docker"):
         if not isinstance(value, dict):
             raise ConfigError(f"{name}: must be an object")
         return dict(value)
@@ -443,9 +464,30 @@ def validate(cfg: AgentConfig) -> None:
     policy = cfg.acl.get("default_policy", "allow")
     if policy not in ("allow", "deny"):
         raise ConfigError(f"acl.default_policy: {policy!r}; use allow or deny")
+    _check_docker(cfg.docker)
     body = cfg.limits.get("http_max_body", 4 * 1024 * 1024)
     if isinstance(body, bool) or not isinstance(body, int) or body < 1024:
         raise ConfigError("limits.http_max_body: must be a number of bytes >= 1024")
+
+
+_DOCKER_KEYS = {"socket", "address"}
+
+
+def _check_docker(d: Mapping[str, Any]) -> None:
+    for k in d:
+        if k not in _DOCKER_KEYS:
+            raise ConfigError(f"docker.{k}: unknown setting; use socket or address")
+    sock = d.get("socket", "default")
+    if not isinstance(sock, str) or not sock:
+        raise ConfigError("docker.socket: must be the path of the engine's unix socket, "
+                          "e.g. /var/run/docker.sock or /run/podman/podman.sock")
+    if sock.startswith(("tcp://", "http://", "https://")):
+        raise ConfigError(f"docker.socket: {sock!r}: only unix sockets are supported; give a "
+                          "path (or unix:///path)")
+    addr = d.get("address", "host")
+    if addr not in ("host", "container"):
+        raise ConfigError(f"docker.address: {addr!r}; use host (published ports) or container "
+                          "(the container's IP)")
 
 
 def _check_node_name(name: str) -> None:

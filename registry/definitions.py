@@ -21,7 +21,9 @@ from .errors import RequestError
 MIN_INTERVAL = 0.1
 """Seconds; shorter check intervals are raised to this (Consul raises to 1 s)."""
 DEFAULT_TIMEOUT = 10.0
-"""Seconds; Consul's default HTTP/TCP check timeout."""
+"""Seconds; Consul's default timeout of HTTP, TCP, gRPC, H2PING and UDP checks."""
+SCRIPT_TIMEOUT = 30.0
+"""Seconds; Consul's default timeout of script and Docker checks."""
 OUTPUT_MAX = 4096
 """Bytes of check output kept (Consul's ``check_output_max_size`` default)."""
 MAX_META_PAIRS = 64
@@ -29,11 +31,15 @@ MAX_META_KEY = 128
 MAX_META_VALUE = 512
 _META_KEY = re.compile(r"^[A-Za-z0-9_-]+$")
 
-UNSUPPORTED_KINDS = {
-    "args": "script", "scriptargs": "script", "script": "script", "grpc": "gRPC",
-    "dockercontainerid": "docker", "aliasservice": "alias", "aliasnode": "alias",
-    "h2ping": "h2ping", "udp": "udp", "osservice": "os_service",
-}
+OUTPUT_MAX_LIMIT = 1024 * 1024
+"""Bytes; the largest ``OutputMaxSize`` a check may ask for (outputs replicate by gossip)."""
+CHECK_KINDS = ("http", "tcp", "ttl", "script", "grpc", "h2ping", "udp", "alias", "docker")
+"""The kinds a definition may have (plus the internal ``maintenance`` and ``container``)."""
+PROBE_KINDS = frozenset({"http", "tcp", "script", "grpc", "h2ping", "udp", "docker"})
+"""Kinds that run every ``Interval`` and whose results pass Consul's
+``SuccessBeforePassing``/``FailuresBeforeWarning``/``FailuresBeforeCritical`` counters."""
+EXEC_KINDS = frozenset({"script", "docker"})
+"""Kinds that run commands: refused unless the agent enables script checks."""
 
 
 class DefinitionError(RequestError):
@@ -176,7 +182,7 @@ class CheckDef:
 
     check_id: str
     name: str
-    kind: str  # 'http' | 'tcp' | 'ttl' | 'maintenance'
+    kind: str  # one of CHECK_KINDS, or 'maintenance' | 'container' (made by the agent)
     service_id: str = ""
     notes: str = ""
     initial_status: str = CRITICAL
@@ -184,15 +190,35 @@ class CheckDef:
     method: str = "GET"
     header: Mapping[str, tuple[str, ...]] = field(default_factory=dict)
     body: str = ""
+    disable_redirects: bool = False
     tls_skip_verify: bool = False
     tls_server_name: str = ""
     tcp: str = ""
     ttl: float = 0.0
+    args: tuple[str, ...] = ()
+    """Script and Docker checks: the command and its arguments (no shell)."""
+    shell: str = ""
+    """Docker checks: run ``Args`` joined into one line by ``<shell> -c``."""
+    docker_container_id: str = ""
+    grpc: str = ""
+    """``host:port`` or ``host:port/service``."""
+    grpc_use_tls: bool = False
+    h2ping: str = ""
+    h2ping_use_tls: bool = False
+    udp: str = ""
+    alias_service: str = ""
+    alias_node: str = ""
     interval: float = 0.0
     timeout: float = DEFAULT_TIMEOUT
     success_before_passing: int = 0
+    failures_before_warning: int = 0
     failures_before_critical: int = 0
+    output_max_size: int = OUTPUT_MAX
     deregister_critical_after: float = 0.0
+
+    @property
+    def runs_commands(self) -> bool:
+        return self.kind in EXEC_KINDS
 
     def to_json(self) -> dict[str, Any]:
         """Consul's field names; parse_check(to_json()) gives this definition back."""
@@ -202,27 +228,50 @@ class CheckDef:
             out["ServiceID"] = self.service_id
         if self.notes:
             out["Notes"] = self.notes
-        if self.kind == "http":
+        k = self.kind
+        if k == "http":
             out.update(HTTP=self.http, Method=self.method, Body=self.body,
                        Header={k: list(v) for k, v in self.header.items()},
-                       TLSSkipVerify=self.tls_skip_verify)
+                       DisableRedirects=self.disable_redirects)
+        elif k == "tcp":
+            out["TCP"] = self.tcp
+        elif k == "ttl":
+            out["TTL"] = format_duration(self.ttl)
+        elif k == "script":
+            out["Args"] = list(self.args)
+        elif k == "docker":
+            out.update(DockerContainerID=self.docker_container_id, Args=list(self.args))
+            if self.shell:
+                out["Shell"] = self.shell
+        elif k == "grpc":
+            out.update(GRPC=self.grpc, GRPCUseTLS=self.grpc_use_tls)
+        elif k == "h2ping":
+            out.update(H2PING=self.h2ping, H2PingUseTLS=self.h2ping_use_tls)
+        elif k == "udp":
+            out["UDP"] = self.udp
+        elif k == "alias":
+            out["AliasService"] = self.alias_service
+            if self.alias_node:
+                out["AliasNode"] = self.alias_node
+        if k in ("http", "grpc", "h2ping"):
+            out["TLSSkipVerify"] = self.tls_skip_verify
             if self.tls_server_name:
                 out["TLSServerName"] = self.tls_server_name
-        elif self.kind == "tcp":
-            out["TCP"] = self.tcp
-        elif self.kind == "ttl":
-            out["TTL"] = format_duration(self.ttl)
-        if self.kind in ("http", "tcp"):
+        if k in PROBE_KINDS:
             out["Interval"] = format_duration(self.interval)
             out["Timeout"] = format_duration(self.timeout)
         if self.success_before_passing:
             out["SuccessBeforePassing"] = self.success_before_passing
+        if self.failures_before_warning:
+            out["FailuresBeforeWarning"] = self.failures_before_warning
         if self.failures_before_critical:
             out["FailuresBeforeCritical"] = self.failures_before_critical
+        if self.output_max_size != OUTPUT_MAX:
+            out["OutputMaxSize"] = self.output_max_size
         if self.deregister_critical_after:
             out["DeregisterCriticalServiceAfter"] = format_duration(self.deregister_critical_after)
-        if self.kind == "maintenance":
-            out["Type"] = "maintenance"
+        if k in ("maintenance", "container"):
+            out["Type"] = k
         return out
 
     def record(self, *, status: str, output: str, service_name: str = "",
@@ -232,25 +281,45 @@ class CheckDef:
             notes=self.notes, service_id=self.service_id, service_name=service_name,
             service_tags=service_tags, type="" if self.kind == "maintenance" else self.kind,
             interval=format_duration(self.interval) if self.interval else "",
-            timeout=format_duration(self.timeout) if self.kind in ("http", "tcp") else "",
+            timeout=format_duration(self.timeout) if self.kind in PROBE_KINDS else "",
         )
+
+
+def _hostport(d: Mapping[str, Any], key: str, where: str, value: str) -> None:
+    host, sep, port = value.rpartition(":")
+    if not sep or not host or not port.isdigit() or not 0 < int(port) < 65536:
+        raise DefinitionError(
+            f"{where}{_n(d, key)}: {value!r} is not host:port with a port 1-65535")
+
+
+def _args(d: Mapping[str, Any], where: str) -> tuple[str, ...]:
+    key = "Args" if d.get("Args") not in (None, []) else "ScriptArgs"
+    v = d.get(key)
+    if v is None:
+        return ()
+    if not isinstance(v, list) or not all(isinstance(x, str) for x in v):
+        raise DefinitionError(f"{where}{_n(d, key)}: must be a list of strings "
+                              '(the command and its arguments, e.g. ["/bin/check", "-q"])')
+    return tuple(v)
 
 
 def parse_check(obj: Any, *, where: str = "", service_id: str = "",
                 default_id: str = "", default_name: str = "") -> CheckDef:
     """Parse one check definition; ``service_id`` is set for checks embedded in a service."""
     d = normalize_keys(obj, _CHECK_KEYS, where)
-    for key, kind in UNSUPPORTED_KINDS.items():
-        canon = _CHECK_KEYS[key]
-        if d.get(canon) not in (None, "", [], False):
-            raise DefinitionError(
-                f"{where}{_n(d, canon)}: {kind} checks are not supported by Rumor; use HTTP, TCP or TTL")
+    if d.get("Script") not in (None, ""):
+        raise DefinitionError(f"{where}{_n(d, 'Script')}: a shell command line is not accepted "
+                              '(Consul dropped it too); give the command as Args: ["cmd", "arg"]')
+    if d.get("OSService") not in (None, ""):
+        raise DefinitionError(f"{where}{_n(d, 'OSService')}: os_service checks watch Windows "
+                              "services, which Rumor does not run on; use a script check")
     check_id = _str(d, "CheckID", where) or _str(d, "ID", where) or default_id
     name = _str(d, "Name", where) or default_name
-    if d.get("Type") == "maintenance":
-        return CheckDef(check_id=check_id, name=name, kind="maintenance",
-                        service_id=_str(d, "ServiceID", where) or service_id,
-                        notes=_str(d, "Notes", where))
+    sid = _str(d, "ServiceID", where) or service_id
+    if d.get("Type") in ("maintenance", "container"):
+        return CheckDef(check_id=check_id, name=name, kind=d["Type"], service_id=sid,
+                        notes=_str(d, "Notes", where),
+                        initial_status=_str(d, "Status", where) or CRITICAL)
     if not name:
         raise DefinitionError(f"{where}{_n(d, 'Name')}: missing check name")
     if not check_id:
@@ -261,24 +330,48 @@ def parse_check(obj: Any, *, where: str = "", service_id: str = "",
             f"{where}{_n(d, 'Status')}: {status!r} is not a check status; use passing, warning or critical")
     http, tcp = _str(d, "HTTP", where), _str(d, "TCP", where)
     ttl = _duration(d, "TTL", where)
-    kinds = [k for k, v in (("http", http), ("tcp", tcp), ("ttl", ttl)) if v]
+    args = _args(d, where)
+    docker = _str(d, "DockerContainerID", where)
+    grpc, h2ping, udp = _str(d, "GRPC", where), _str(d, "H2PING", where), _str(d, "UDP", where)
+    alias_service, alias_node = _str(d, "AliasService", where), _str(d, "AliasNode", where)
+    present = (("http", http), ("tcp", tcp), ("ttl", ttl), ("docker", docker),
+               ("script", args and not docker), ("grpc", grpc), ("h2ping", h2ping),
+               ("udp", udp), ("alias", alias_service or alias_node))
+    kinds = [k for k, v in present if v]
     if not kinds:
-        raise DefinitionError(f"{where}: Must provide TTL or HTTP or TCP (the check kinds Rumor runs)")
+        raise DefinitionError(
+            f"{where}: Must provide TTL or Args/DockerContainerID/HTTP/TCP/GRPC/H2PING/UDP/"
+            "AliasService/AliasNode (the check kinds)")
     if len(kinds) > 1:
         raise DefinitionError(f"{where}: a check has one kind; got {' and '.join(kinds)}")
     kind = kinds[0]
     interval = _duration(d, "Interval", where)
-    if kind in ("http", "tcp"):
+    if kind in PROBE_KINDS:
         if interval <= 0:
-            raise DefinitionError(f"{where}{_n(d, 'Interval')}: must be > 0 for HTTP and TCP checks")
+            raise DefinitionError(f"{where}{_n(d, 'Interval')}: must be > 0 for {kind} checks")
         interval = max(interval, MIN_INTERVAL)
-    timeout = _duration(d, "Timeout", where) or DEFAULT_TIMEOUT
+    else:
+        interval = 0.0
+    default_timeout = SCRIPT_TIMEOUT if kind in EXEC_KINDS else DEFAULT_TIMEOUT
+    timeout = _duration(d, "Timeout", where) or default_timeout
+    if timeout < 0:
+        raise DefinitionError(f"{where}{_n(d, 'Timeout')}: must be positive")
     if kind == "http" and not http.startswith(("http://", "https://")):
         raise DefinitionError(f"{where}{_n(d, 'HTTP')}: {http!r} is not an http:// or https:// URL")
     if kind == "tcp":
-        host, sep, port = tcp.rpartition(":")
-        if not sep or not host or not port.isdigit() or not 0 < int(port) < 65536:
-            raise DefinitionError(f"{where}{_n(d, 'TCP')}: {tcp!r} is not host:port with a port 1-65535")
+        _hostport(d, "TCP", where, tcp)
+    if kind == "udp":
+        _hostport(d, "UDP", where, udp)
+    if kind == "h2ping":
+        _hostport(d, "H2PING", where, h2ping)
+    if kind == "grpc":
+        _hostport(d, "GRPC", where, grpc.partition("/")[0])
+    if kind == "docker" and not args:
+        raise DefinitionError(f"{where}{_n(d, 'Args')}: a Docker check needs Args, the command "
+                              "to run inside the container")
+    if kind == "docker" and not re.match(r"^[A-Za-z0-9][A-Za-z0-9_.-]*$", docker):
+        raise DefinitionError(f"{where}{_n(d, 'DockerContainerID')}: {docker!r} is not a "
+                              "container ID or name")
     header: dict[str, tuple[str, ...]] = {}
     raw_h = d.get("Header")
     if raw_h is not None:
@@ -294,17 +387,29 @@ def parse_check(obj: Any, *, where: str = "", service_id: str = "",
     if not re.match(r"^[A-Z]+$", method):
         raise DefinitionError(f"{where}{_n(d, 'Method')}: {method!r} is not an HTTP method")
     sbp = _int(d, "SuccessBeforePassing", where)
+    fbw = _int(d, "FailuresBeforeWarning", where)
     fbc = _int(d, "FailuresBeforeCritical", where)
-    if sbp < 0 or fbc < 0:
-        raise DefinitionError(f"{where}: SuccessBeforePassing and FailuresBeforeCritical must be >= 0")
+    if sbp < 0 or fbw < 0 or fbc < 0:
+        raise DefinitionError(f"{where}: SuccessBeforePassing, FailuresBeforeWarning and "
+                              "FailuresBeforeCritical must be >= 0")
+    out_max = _int(d, "OutputMaxSize", where) or OUTPUT_MAX
+    if not 0 < out_max <= OUTPUT_MAX_LIMIT:
+        raise DefinitionError(f"{where}{_n(d, 'OutputMaxSize')}: {out_max} bytes; use "
+                              f"1-{OUTPUT_MAX_LIMIT}")
     return CheckDef(
-        check_id=check_id, name=name, kind=kind,
-        service_id=_str(d, "ServiceID", where) or service_id, notes=_str(d, "Notes", where),
-        initial_status=status, http=http, method=method, header=header,
-        body=_str(d, "Body", where), tls_skip_verify=_bool(d, "TLSSkipVerify", where),
-        tls_server_name=_str(d, "TLSServerName", where), tcp=tcp, ttl=ttl,
-        interval=interval if kind != "ttl" else 0.0, timeout=timeout,
-        success_before_passing=sbp, failures_before_critical=fbc,
+        check_id=check_id, name=name, kind=kind, service_id=sid,
+        notes=_str(d, "Notes", where), initial_status=status, http=http, method=method,
+        header=header, body=_str(d, "Body", where),
+        disable_redirects=_bool(d, "DisableRedirects", where),
+        tls_skip_verify=_bool(d, "TLSSkipVerify", where),
+        tls_server_name=_str(d, "TLSServerName", where), tcp=tcp, ttl=ttl, args=args,
+        shell=_str(d, "Shell", where) if kind == "docker" else "",
+        docker_container_id=docker, grpc=grpc, grpc_use_tls=_bool(d, "GRPCUseTLS", where),
+        h2ping=h2ping, h2ping_use_tls=_bool(d, "H2PingUseTLS", where), udp=udp,
+        alias_service=alias_service, alias_node=alias_node,
+        interval=interval, timeout=timeout, success_before_passing=sbp,
+        failures_before_warning=fbw or fbc, failures_before_critical=fbc,
+        output_max_size=out_max,
         deregister_critical_after=_duration(d, "DeregisterCriticalServiceAfter", where),
     )
 

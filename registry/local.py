@@ -161,7 +161,9 @@ class LocalState:
         self.version = 0
         self.item_versions: dict[tuple[str, str], int] = {}
         self.listeners: list[Callable[[list[Change]], None]] = []
-        self.manager = CheckManager(self._on_result)
+        self.manager = CheckManager(self._on_result, catalog=catalog, local_node=info.name)
+        self.refuse_check: Callable[[CheckDef], None] | None = None
+        """Raises DefinitionError for a stored check the agent's settings no longer allow."""
         self._write_lock = asyncio.Lock()
         self._serial = _TaskLock()
         self._flush_pending: asyncio.TimerHandle | None = None
@@ -240,7 +242,8 @@ class LocalState:
             "Services": [{"Service": service_to_json(s.record), "Source": s.source}
                          for s in self.services.values()],
             "Checks": [{"Definition": c.defn.to_json(), "Source": c.source,
-                        "Status": c.status, "Output": c.output if c.defn.kind == "ttl" else ""}
+                        "Status": c.status,
+                        "Output": c.output if c.defn.kind in ("ttl", "container") else ""}
                        for c in self.checks.values()],
         }
 
@@ -300,9 +303,16 @@ class LocalState:
                     continue
                 if cdef.service_id and cdef.service_id not in self.services:
                     continue
+                if self.refuse_check is not None:
+                    try:
+                        self.refuse_check(cdef)
+                    except RequestError as e:
+                        log.error("stored check skipped error=%s", e)
+                        continue
                 status = cdef.initial_status
                 output = ""
-                if cdef.kind in ("ttl", "maintenance") and item.get("Status") in STATUSES:
+                if cdef.kind in ("ttl", "maintenance", "container") \
+                        and item.get("Status") in STATUSES:
                     status = item["Status"]
                     output = str(item.get("Output") or "")
                 if cdef.kind == "maintenance":
@@ -424,6 +434,11 @@ class LocalState:
             raise RequestError(f'Invalid check status: "{status}"', 400)
         self.manager.ttl_touch(cid)
         self._set_result(cid, status, cut_output(output))
+        self._flush_soon()
+
+    def set_result(self, cid: str, status: str, output: str) -> None:
+        """The result of a check whose owner runs it (a container's own healthcheck)."""
+        self._on_result(cid, status, output)
         self._flush_soon()
 
     def _on_result(self, cid: str, status: str, output: str) -> None:

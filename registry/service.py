@@ -18,6 +18,7 @@ from gossip import Gossip, MemberFailed, MemberJoined, MemberLeft, MemberReaped,
 
 from .acl import ACLConfig, Authorizer
 from .catalog import Catalog, NodeInfo
+from .checks import refuse_exec_check
 from .config import AgentConfig
 from .datadir import DataDir
 from .definitions import CheckDef, ServiceDef, parse_check, parse_service
@@ -37,16 +38,26 @@ class PreparedRegistry:
 
 
 def parse_definitions(services: Sequence[Mapping[str, Any]],
-                      checks: Sequence[Mapping[str, Any]]) -> tuple[list[ServiceDef],
-                                                                    list[CheckDef]]:
-    """Parse config definitions; ConfigError names the entry (``services[0].Port: ...``)."""
+                      checks: Sequence[Mapping[str, Any]],
+                      cfg: AgentConfig | None = None) -> tuple[list[ServiceDef],
+                                                               list[CheckDef]]:
+    """Parse config definitions; ConfigError names the entry (``services[0].Port: ...``).
+
+    With ``cfg``, script and Docker checks are refused unless it enables them."""
     sdefs: list[ServiceDef] = []
     cdefs: list[CheckDef] = []
     try:
         for i, s in enumerate(services):
-            sdefs.append(parse_service(s, where=f"services[{i}]."))
+            sdef = parse_service(s, where=f"services[{i}].")
+            if cfg is not None:
+                for c in sdef.checks:
+                    exec_gate(cfg, c, local=True)
+            sdefs.append(sdef)
         for i, raw in enumerate(checks):
-            cdefs.append(parse_check(raw, where=f"checks[{i}]."))
+            cdef = parse_check(raw, where=f"checks[{i}].")
+            if cfg is not None:
+                exec_gate(cfg, cdef, local=True)
+            cdefs.append(cdef)
     except RequestError as e:
         raise ConfigError(e.message) from None
     ids = [s.record.id for s in sdefs]
@@ -61,8 +72,22 @@ def parse_definitions(services: Sequence[Mapping[str, Any]],
     return sdefs, cdefs
 
 
+def exec_gate(cfg: AgentConfig, defn: CheckDef, *, local: bool) -> None:
+    """Refuse a script or Docker check this agent's settings do not allow (DefinitionError)."""
+    refuse_exec_check(defn, local=local, enable_script_checks=cfg.enable_script_checks,
+                      enable_local_script_checks=cfg.enable_local_script_checks)
+
+
+def docker_socket(cfg: AgentConfig) -> str:
+    """The engine socket for Docker checks and the container watcher ('' = the default)."""
+    sock = str(cfg.docker.get("socket", "default"))
+    if sock == "default":
+        return ""
+    return sock.removeprefix("unix://")
+
+
 def prepare_registry(cfg: AgentConfig) -> PreparedRegistry:
-    sdefs, cdefs = parse_definitions(cfg.services, cfg.checks)
+    sdefs, cdefs = parse_definitions(cfg.services, cfg.checks, cfg)
     acl = ACLConfig.from_dict(cfg.acl)
     return PreparedRegistry(tuple(sdefs), tuple(cdefs), acl)
 
@@ -85,6 +110,8 @@ class Registry:
             tagged_addresses={"lan": addr, "lan_ipv4": addr, "wan": addr, "wan_ipv4": addr},
         )
         self.local = LocalState(self.catalog, self.info, datadir)
+        self.local.refuse_check = lambda c: exec_gate(cfg, c, local=True)
+        self.local.manager.docker_socket = docker_socket(cfg)
         self.acl = Authorizer(prepared.acl)
         self.replicator: Replicator | None = None
         self._member_status: dict[str, str] = {}
@@ -187,7 +214,7 @@ class Registry:
                                  checks: Sequence[Mapping[str, Any]]) -> None:
         """SIGHUP: make the config-defined services/checks these; a bad set changes nothing."""
         try:
-            sdefs, cdefs = parse_definitions(services, checks)
+            sdefs, cdefs = parse_definitions(services, checks, self.config)
         except ConfigError as e:
             log.error("reload refused, keeping the current definitions: %s", e)
             return

@@ -7,13 +7,14 @@ persisted to the data dir before the answer, and replicated to every other agent
 from __future__ import annotations
 
 import hashlib
-from collections.abc import Callable
+import ipaddress
+from collections.abc import Callable, Iterable
 from typing import Any
 
 from aiohttp import web
 
 from ..catalog import CRITICAL, PASSING, WARNING, worst
-from ..definitions import normalize_keys, parse_check, parse_service
+from ..definitions import CheckDef, normalize_keys, parse_check, parse_service
 from ..errors import NotFound, RequestError
 from .base import bool_param, read_json
 from .bexpr import compile_filter
@@ -106,11 +107,33 @@ async def agent_service(request: web.Request) -> web.Response:
     return respond(body, index, extra={"X-Consul-ContentHash": h})
 
 
+def _caller_is_local(request: web.Request) -> bool:
+    """A caller on this host (loopback, or a unix socket): what enable_local_script_checks
+    trusts besides config files."""
+    peer = request.remote
+    if not peer or peer.startswith("/"):
+        return True
+    try:
+        return ipaddress.ip_address(peer.split("%")[0]).is_loopback
+    except ValueError:
+        return False
+
+
+def _gate(request: web.Request, checks: Iterable[CheckDef]) -> None:
+    from ..service import exec_gate
+
+    reg = registry_of(request)
+    for c in checks:
+        if c.runs_commands:
+            exec_gate(reg.config, c, local=_caller_is_local(request))
+
+
 @routes.put("/v1/agent/service/register")
 async def service_register(request: web.Request) -> web.Response:
     reg = registry_of(request)
     body = await read_json(request)
     sdef = parse_service(body)
+    _gate(request, sdef.checks)
     replace = bool_param(request, "replace-existing-checks")
     await reg.local.register_service(sdef, replace_existing_checks=replace)
     return web.Response(status=200)
@@ -147,6 +170,7 @@ async def check_register(request: web.Request) -> web.Response:
     reg = registry_of(request)
     body = await read_json(request)
     defn = parse_check(body)
+    _gate(request, [defn])
     await reg.local.register_check(defn)
     return web.Response(status=200)
 

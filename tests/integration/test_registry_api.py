@@ -172,7 +172,7 @@ async def test_headers_and_index_always_at_least_one(agent: Agent) -> None:
     ("PUT", "/v1/agent/service/register", b'{"Name": "web", "Tags": "a"}', 400, "Tags"),
     ("PUT", "/v1/agent/service/register", b'[1, 2]', 400, "object"),
     ("PUT", "/v1/agent/service/register",
-     b'{"Name": "web", "Check": {"Args": ["/bin/true"], "Interval": "10s"}}', 400, "not supported"),
+     b'{"Name": "web", "Check": {"Args": ["/bin/true"], "Interval": "10s"}}', 400, "enable_local_script_checks"),
     ("PUT", "/v1/agent/service/register",
      b'{"Name": "web", "Check": {"Interval": "10s"}}', 400, "Must provide"),
     ("PUT", "/v1/agent/service/register",

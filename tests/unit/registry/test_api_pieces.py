@@ -80,7 +80,19 @@ def test_service_defaults_and_check_ids() -> None:
     ({"Name": "web", "Check": {"HTTP": "http://x/", "TTL": "5s", "Interval": "1s"}}, "one kind"),
     ({"Name": "web", "Check": {"TCP": "nohost", "Interval": "1s"}}, "host:port"),
     ({"Name": "web", "Check": {"TTL": "5s", "Status": "great"}}, "not a check status"),
-    ({"Name": "web", "Check": {"GRPC": "x:1", "Interval": "1s"}}, "not supported"),
+    ({"Name": "web", "Check": {"GRPC": "x:1"}}, "Interval: must be > 0 for grpc"),
+    ({"Name": "web", "Check": {"GRPC": "x/svc", "Interval": "1s"}}, "host:port"),
+    ({"Name": "web", "Check": {"UDP": "x:0", "Interval": "1s"}}, "host:port"),
+    ({"Name": "web", "Check": {"H2PING": "x", "Interval": "1s"}}, "host:port"),
+    ({"Name": "web", "Check": {"Args": "ls -l", "Interval": "1s"}}, "list of strings"),
+    ({"Name": "web", "Check": {"Script": "ls -l", "Interval": "1s"}}, "Args"),
+    ({"Name": "web", "Check": {"OSService": "w3svc", "Interval": "1s"}}, "Windows"),
+    ({"Name": "web", "Check": {"DockerContainerID": "c1", "Interval": "1s"}}, "needs Args"),
+    ({"Name": "web", "Check": {"DockerContainerID": "a b", "Args": ["x"], "Interval": "1s"}},
+     "container ID"),
+    ({"Name": "web", "Check": {"Args": ["x"], "UDP": "a:1", "Interval": "1s"}}, "one kind"),
+    ({"Name": "web", "Check": {"TTL": "1s", "OutputMaxSize": 0 - 1}}, "OutputMaxSize"),
+    ({"Name": "web", "Check": {"TTL": "1s", "FailuresBeforeWarning": -1}}, ">= 0"),
     ({"Name": "web", "Checks": [{"TTL": "1s", "ID": "a"}, {"TTL": "1s", "ID": "a"}]}, "duplicate"),
     ({"Name": "web", "Checks": {"TTL": "1s"}}, "list"),
 ])
@@ -88,6 +100,40 @@ def test_service_refusals(body: dict[str, Any], needle: str) -> None:
     with pytest.raises(DefinitionError) as e:
         parse_service(body)
     assert needle in e.value.message
+
+
+@pytest.mark.parametrize("check,kind", [
+    ({"Args": ["/bin/check", "-q"], "Interval": "5s"}, "script"),
+    ({"ScriptArgs": ["/bin/check"], "Interval": "5s", "Timeout": "2s"}, "script"),
+    ({"GRPC": "127.0.0.1:50051/orders", "GRPCUseTLS": True, "TLSSkipVerify": True,
+      "Interval": "5s"}, "grpc"),
+    ({"H2PING": "127.0.0.1:443", "H2PingUseTLS": True, "Interval": "5s"}, "h2ping"),
+    ({"UDP": "127.0.0.1:53", "Interval": "5s"}, "udp"),
+    ({"AliasService": "db1", "AliasNode": "n2"}, "alias"),
+    ({"AliasNode": "n2"}, "alias"),
+    ({"DockerContainerID": "web", "Args": ["/bin/check"], "Shell": "/bin/sh",
+      "Interval": "5s"}, "docker"),
+    ({"HTTP": "http://a/", "Interval": "5s", "DisableRedirects": True, "OutputMaxSize": 100,
+      "SuccessBeforePassing": 2, "FailuresBeforeWarning": 1, "FailuresBeforeCritical": 3},
+     "http"),
+])
+def test_every_check_kind_parses_and_round_trips(check: dict[str, Any], kind: str) -> None:
+    c = parse_check({"Name": "c", **check})
+    assert c.kind == kind
+    assert parse_check(c.to_json()) == c
+    assert c.runs_commands == (kind in ("script", "docker"))
+    assert c.record(status="passing", output="").type == kind
+    if kind == "script":
+        assert c.timeout == (2.0 if "Timeout" in check else 30.0)  # Consul's script default
+        assert c.args[0] == "/bin/check"
+    if kind == "http":
+        assert (c.disable_redirects, c.output_max_size, c.failures_before_warning) == \
+            (True, 100, 1)
+
+
+def test_failures_before_warning_defaults_to_critical() -> None:
+    c = parse_check({"Name": "c", "TCP": "a:1", "Interval": "1s", "FailuresBeforeCritical": 3})
+    assert c.failures_before_warning == 3
 
 
 def test_config_errors_name_the_setting() -> None:
