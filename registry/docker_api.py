@@ -99,8 +99,8 @@ class Engine:
         return out if isinstance(out, dict) else None
 
     async def events(self) -> AsyncIterator[dict[str, Any]]:
-        """Container events as they happen; ends (or raises EngineError) when the stream is
-        lost."""
+        """Container events as they happen, after a first ``{"Type": "_connected"}`` once the
+        engine accepted the request; ends (or raises EngineError) when the stream is lost."""
         params = {"filters": json.dumps({"type": ["container"]})}
         try:
             async with self._http().get(
@@ -108,6 +108,7 @@ class Engine:
                     timeout=aiohttp.ClientTimeout(total=None, sock_read=None)) as resp:
                 if resp.status >= 400:
                     raise EngineError(f"GET /events: {resp.status}")
+                yield {"Type": "_connected"}  # from here on no event is missed
                 buf = b""
                 async for chunk in resp.content.iter_any():
                     buf += chunk

@@ -20,6 +20,7 @@ from .acl import ACLConfig, Authorizer
 from .catalog import Catalog, NodeInfo
 from .checks import refuse_exec_check
 from .config import AgentConfig
+from .containers import ContainerWatcher
 from .datadir import DataDir
 from .definitions import CheckDef, ServiceDef, parse_check, parse_service
 from .errors import ConfigError, RequestError
@@ -113,6 +114,7 @@ class Registry:
         self.local.refuse_check = lambda c: exec_gate(cfg, c, local=True)
         self.local.manager.docker_socket = docker_socket(cfg)
         self.acl = Authorizer(prepared.acl)
+        self.containers: ContainerWatcher | None = None
         self.replicator: Replicator | None = None
         self._member_status: dict[str, str] = {}
         self._live_peers: set[str] = set()
@@ -196,6 +198,18 @@ class Registry:
         await self.local.apply_parsed_config(list(self.prepared.services),
                                              list(self.prepared.checks))
         await self.local.start()
+        if self.config.docker:
+            from .docker_api import Engine, default_socket
+
+            engine = Engine(docker_socket(self.config) or default_socket())
+            self.containers = ContainerWatcher(
+                self.local, engine, default_address=str(self.config.docker.get("address", "host")))
+            self.containers.start()
+        else:
+            # containers published before the watcher was turned off are gone with it
+            for sid, s in list(self.local.services.items()):
+                if s.source == "docker":
+                    await self.local.deregister_service(sid)
         if self.gossip is not None and self.replicator is not None:
             for m in self.gossip.members():
                 self._member_status[m.name.lower()] = m.status
@@ -208,6 +222,8 @@ class Registry:
             self.local.republish_info()
 
     async def stop(self) -> None:
+        if self.containers is not None:
+            await self.containers.stop()
         await self.local.stop()
 
     async def reload_definitions(self, services: Sequence[Mapping[str, Any]],
@@ -228,4 +244,6 @@ class Registry:
         out["acl_denied"] = self.acl.denied
         if self.replicator is not None:
             out.update({f"repl_{k}": v for k, v in self.replicator.stats().items()})
+        if self.containers is not None:
+            out.update({f"containers_{k}": v for k, v in self.containers.counters.items()})
         return out

@@ -28,6 +28,14 @@ check cc gcc          # builds the optional C extension (gossip/_lzwc.c) at inst
 python3 -c 'import ensurepip' >/dev/null 2>&1 || need+=(python3-venv)
 PY_INCLUDE=$(python3 -c 'import sysconfig; print(sysconfig.get_paths()["include"])')
 [ -f "$PY_INCLUDE/Python.h" ] || need+=(python3-dev)
+# containers that publish themselves (tests/integration/test_containers.py, examples/containers):
+# Podman with the runc runtime (crun refuses these VMs' hybrid cgroup layout), its network
+# stack, and a static busybox to build the test image from (no registry is reachable)
+check podman podman
+check runc runc
+dpkg -s netavark >/dev/null 2>&1 || need+=(netavark)
+check nsenter util-linux
+dpkg -s busybox-static >/dev/null 2>&1 || need+=(busybox-static)
 
 if [ ${#need[@]} -eq 0 ]; then
   exit 0

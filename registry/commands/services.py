@@ -144,7 +144,9 @@ def run_list(args: argparse.Namespace) -> int:
         statuses = [c["Status"] for c in checks.values() if c.get("ServiceID") == sid]
         health = ("critical" if "critical" in statuses else "warning" if "warning" in statuses
                   else "passing")
+        # containers registered by the agent's watcher carry meta source=docker
+        source = (s.get("Meta") or {}).get("source") or "-"
         rows.append((sid, s["Service"], s.get("Address") or "-", s.get("Port") or "-",
-                     ",".join(s.get("Tags") or []) or "-", health))
-    print_table(rows, ("ID", "Service", "Address", "Port", "Tags", "Health"))
+                     ",".join(s.get("Tags") or []) or "-", health, source))
+    print_table(rows, ("ID", "Service", "Address", "Port", "Tags", "Health", "Source"))
     return 0

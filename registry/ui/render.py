@@ -63,6 +63,15 @@ def maint_badge() -> str:
     return '<span class="badge maint" title="in maintenance mode">maintenance</span>'
 
 
+def source_badge(meta: Mapping[str, str]) -> str:
+    """Instances the container watcher registered say so (meta ``source=docker``)."""
+    if meta.get("source") != "docker":
+        return ""
+    name = meta.get("container", "")
+    return (f'<span class="badge src" data-source="docker" '
+            f'title="registered from the running container {e(name)}">container</span>')
+
+
 def chips(tags: Iterable[str]) -> str:
     items = "".join(f'<li class="chip">{e(t)}</li>' for t in tags)
     return f'<ul class="chips">{items}</ul>' if items else ""
@@ -160,7 +169,7 @@ def instance_block(i: UIInstance, *, show_service: bool = False) -> str:
         f'<li class="card h-{e(i.health)}" data-key="inst:{e(i.node)}/{e(i.service_id)}" '
         f'data-health="{e(i.health)}"{" data-maintenance" if i.maintenance else ""}>'
         f'<div class="row"><span class="name">{title}</span>{badge(i.health)}'
-        f'{maint_badge() if i.maintenance else ""}</div>'
+        f'{maint_badge() if i.maintenance else ""}{source_badge(i.meta)}</div>'
         f'<div class="addr">{e(_addr(i.address, i.port))}</div>'
         + chips(i.tags) + kv_chips(i.meta)
         + checks_list(i.checks, f"checks:{i.node}/{i.service_id}", show_service=False)

@@ -166,7 +166,7 @@ async def test_failure_and_success_counters(local: LocalState, tmp_path: Path) -
                      what="passing")
     statuses = [s for s, _ in seen]
     assert statuses == ["passing", "warning", "critical", "passing"], seen
-    runs_at = dict((s, n) for s, n in seen[1:])
+    runs_at = {s: n for s, n in seen[1:]}
     assert runs_at["warning"] >= 2 and runs_at["critical"] >= 4
     assert runs_at["passing"] >= runs_at["critical"] + 3
 
