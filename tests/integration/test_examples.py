@@ -53,3 +53,27 @@ def test_three_hosts_example_check_mode() -> None:
     after_ns = _example_namespaces()
     assert after_ns <= before_ns, f"namespaces left behind: {after_ns - before_ns}"
     assert not _ours(), f"processes left behind: {_ours()}"
+
+
+@pytest.mark.netns
+def test_containers_example_check_mode() -> None:
+    """Two labelled containers on Podman, in DNS and behind a listener; no skip when Podman is
+    missing (setup-system.sh installs it): the script fails and says what to install."""
+    reason = netns.available()
+    if reason:
+        pytest.skip(reason)
+    before_ns = set(netns.run("ip", "netns", "list").stdout.split())
+    bindir = str(Path(sys.executable).parent)
+    env = {**os.environ, "PATH": bindir + os.pathsep + os.environ.get("PATH", "")}
+    p = subprocess.run(["bash", str(ROOT / "examples/containers/containers.sh"), "--check"],
+                       check=False, capture_output=True, text=True, timeout=240, cwd=ROOT,
+                       env=env)
+    assert p.returncode == 0, p.stdout[-3000:] + p.stderr[-2000:]
+    assert "all good" in p.stdout and "web1 left DNS and the listener" in p.stdout
+    assert "hello from container web1" in p.stdout and "hello from container web2" in p.stdout
+    after_ns = set(netns.run("ip", "netns", "list").stdout.split())
+    assert after_ns <= before_ns, f"namespaces left behind: {after_ns - before_ns}"
+    out = subprocess.run(["ps", "-eo", "pid=,args="], check=True, capture_output=True,
+                         text=True).stdout
+    left = [line for line in out.splitlines() if "rumor-containers." in line]
+    assert not left, f"processes left behind: {left}"
