@@ -13,7 +13,9 @@ Docker Engine API (Podman serves the same one) on a unix socket:
    and apply the result; exec events (Docker checks run one every interval) are ignored.
 3. When the stream is lost (engine restarted, socket gone) the watcher waits (1 s doubling to
    30 s) and starts again at step 1, so nothing stale stays and nothing is registered twice
-   (service IDs are derived from container names and ports, the same every time).
+   (service IDs are derived from container names and ports, the same every time). Until
+   the engine answers, the services restored from the data dir stay as they were: the watcher
+   cannot tell a stopped container from an engine that is slow to start.
 
 What a container publishes is a pure function of its inspect document,
 :func:`services_for`: a running container that publishes ports or carries Rumor's labels

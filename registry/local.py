@@ -433,7 +433,7 @@ class LocalState:
         if status not in STATUSES:
             raise RequestError(f'Invalid check status: "{status}"', 400)
         self.manager.ttl_touch(cid)
-        self._set_result(cid, status, cut_output(output))
+        self._set_result(cid, status, cut_output(output, c.defn.output_max_size))
         self._flush_soon()
 
     def set_result(self, cid: str, status: str, output: str) -> None:
