@@ -475,3 +475,39 @@ def test_alias_mirrors_a_remote_service(tmp_path: Path) -> None:
         a.stop()
         b.stop()
 
+
+
+@pytest.mark.netns
+def test_local_script_setting_refuses_callers_on_other_hosts(tmp_path: Path) -> None:
+    """enable_local_script_checks trusts only this host; enable_script_checks trusts anyone
+    who reaches the API (two hosts in network namespaces)."""
+    from tests.harness import netns
+
+    reason = netns.available()
+    if reason:
+        pytest.skip(reason)
+    body = '{"Name": "cron", "Check": {"Args": ["/bin/true"], "Interval": "1s"}}'
+
+    def register_from(host: netns.Host, agent: AgentProcess) -> tuple[int, str]:
+        p = host.run("curl", "-sS", "-o", "/dev/stdout", "-w", "\n%{http_code}", "-X", "PUT",
+                     "--max-time", "5", "--data-binary", body,
+                     f"http://{agent.http_addr}/v1/agent/service/register", check=False)
+        text, _, code = p.stdout.rpartition("\n")
+        return int(code or 0), text
+
+    with netns.Lab(2) as lab:
+        server, client = lab.hosts
+        local_only = AgentProcess("h0", tmp_path, host=server,
+                                  extra_args=["-enable-local-script-checks"]).start()
+        try:
+            code, text = register_from(client, local_only)
+            assert code == 400 and "enable_script_checks to true" in text, (code, text)
+        finally:
+            local_only.stop()
+        anyone = AgentProcess("h0b", tmp_path, host=server,
+                              extra_args=["-enable-script-checks"]).start()
+        try:
+            code, text = register_from(client, anyone)
+            assert code == 200, (code, text)
+        finally:
+            anyone.stop()
