@@ -328,11 +328,17 @@ async def test_h2ping_against_hypercorn(local: LocalState, certs: tuple[Path, Pa
             "Interval": "100ms"}})
         await register(local, {"Name": "h1", "Check": {
             "H2PING": f"127.0.0.1:{h1_port}", "Interval": "100ms", "Status": "passing"}})
+        # a gRPC check of a server that speaks only HTTP/1.1
+        await register(local, {"Name": "notgrpc", "Check": {
+            "GRPC": f"127.0.0.1:{h1_port}/x", "Interval": "100ms", "Status": "passing"}})
         await eventually(lambda: status_of(local, "service:h2c") == "passing", what="h2c ping")
         await eventually(lambda: status_of(local, "service:h2tls") == "passing", what="TLS ping")
         assert "successful" in output_of(local, "service:h2tls")
         await eventually(lambda: status_of(local, "service:h1") == "critical",
                          what="HTTP/1.1-only server")
+        await eventually(lambda: status_of(local, "service:notgrpc") == "critical",
+                         what="not a gRPC server")
+        assert output_of(local, "service:notgrpc").startswith(f"gRPC check 127.0.0.1:{h1_port}/x: ")
         stop1.set()
         await t1
         await eventually(lambda: status_of(local, "service:h2c") == "critical", what="stopped")
