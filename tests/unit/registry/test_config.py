@@ -111,3 +111,35 @@ def test_decode_key_sizes() -> None:
 
     for n in (16, 24, 32):
         assert len(decode_key(base64.b64encode(b"k" * n).decode())) == n
+
+
+def test_docker_and_script_settings(tmp_path: Path) -> None:
+    from registry.service import docker_socket
+
+    assert parse_args_settings(["-dev"]).docker == {}
+    cfg = parse_args_settings(["-dev", "-docker"])
+    assert cfg.docker == {"socket": "default"} and docker_socket(cfg) == ""
+    cfg = parse_args_settings(["-dev", "-docker", "/run/podman/podman.sock",
+                               "-enable-local-script-checks"])
+    assert docker_socket(cfg) == "/run/podman/podman.sock"
+    assert cfg.enable_local_script_checks and not cfg.enable_script_checks
+    f = tmp_path / "a.toml"
+    f.write_text('enable_script_checks = true\n[docker]\nsocket = "unix:///var/run/docker.sock"\n'
+                 'address = "container"\n')
+    cfg = parse_args_settings(["-dev", "-config-file", str(f)])
+    assert docker_socket(cfg) == "/var/run/docker.sock" and cfg.docker["address"] == "container"
+    assert cfg.enable_script_checks
+
+
+@pytest.mark.parametrize("docker,needle", [
+    ({"socket": "tcp://10.0.0.1:2375"}, "only unix sockets"),
+    ({"socket": ""}, "docker.socket"),
+    ({"address": "bridge"}, "docker.address"),
+    ({"sock": "/x"}, "docker.sock: unknown setting"),
+    ([1], "docker: must be an object"),
+])
+def test_bad_docker_settings(docker: object, needle: str) -> None:
+    with pytest.raises(ConfigError, match=needle):
+        build({"dev": True, "docker": docker})
+    with pytest.raises(ConfigError, match="enable_script_checks"):
+        build({"dev": True, "enable_script_checks": "yes"})
