@@ -48,7 +48,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any
 
-from .catalog import CRITICAL, PASSING, ServiceRecord
+from .catalog import CRITICAL, PASSING, SERVICE_MAINT_PREFIX, ServiceRecord
 from .definitions import CheckDef, ServiceDef
 from .docker_api import Engine, EngineError
 from .errors import RequestError
@@ -356,7 +356,8 @@ class ContainerWatcher:
                         f"a service with this ID came from {cur.source}")
             return
         check_ids = {c.check_id for c in w.sdef.checks}
-        have = {cid for cid, c in self.local.checks.items() if c.defn.service_id == rec.id}
+        have = {cid for cid, c in self.local.checks.items() if c.defn.service_id == rec.id
+                and not cid.startswith(SERVICE_MAINT_PREFIX)}  # maintenance is the operator's
         if cur is None or cur.record != rec or have != check_ids:
             await self.local.register_service(w.sdef, source=SOURCE,
                                               replace_existing_checks=True)
