@@ -105,8 +105,16 @@ def test_containers_register_follow_health_and_reconcile(podman: Podman, tmp_pat
         agent.http("PUT", "/v1/agent/check/register", {
             "Name": "index present", "CheckID": "api-index", "DockerContainerID": api,
             "Args": ["sh", "-c", "test -f /www/index.html || exit 2"], "Interval": "300ms"})
+        agent.http("PUT", "/v1/agent/check/register", {
+            "Name": "through a shell", "CheckID": "api-shell", "DockerContainerID": api,
+            "Shell": "/bin/sh", "Args": ["echo", "$((40+2))", ";", "exit", "1"],
+            "Interval": "300ms"})
         wait_for(lambda: checks(agent)["api-index"]["Status"] == "passing", 15,
                  what="docker check passing")
+        wait_for(lambda: checks(agent)["api-shell"]["Status"] == "warning", 15,
+                 what="docker check through a shell: exit 1 is warning")
+        assert checks(agent)["api-shell"]["Output"].strip() == "42"
+        agent.http("PUT", "/v1/agent/check/deregister/api-shell")
 
         # the container's healthcheck fails: critical, and DNS stops answering
         podman.run("exec", web, "rm", "/www/index.html")
