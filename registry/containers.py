@@ -86,8 +86,15 @@ def _clean_name(name: str) -> str:
     return _NAME_OK.sub("-", name.strip().lstrip("/")).strip("-.") or "container"
 
 
+MAX_TAGS = 64
+MAX_TAG = 255
+MAX_META = 64
+
+
 def _tags(text: str) -> tuple[str, ...]:
-    return tuple(t.strip() for t in text.split(",") if t.strip())
+    """Comma-separated tags, at most 64 of at most 255 characters (labels are not checked by
+    the engine; a registration must stay small enough to gossip)."""
+    return tuple(t.strip()[:MAX_TAG] for t in text.split(",") if t.strip())[:MAX_TAGS]
 
 
 def _container_ip(inspect: Mapping[str, Any]) -> str:
@@ -168,7 +175,7 @@ def services_for(inspect: Mapping[str, Any], *, default_address: str = "host") -
         if k.startswith(LABEL + "meta."):
             mk = k[len(LABEL + "meta."):]
             if _META_KEY.match(mk) and not mk.startswith(("consul-", "rumor-")) \
-                    and mk not in meta:
+                    and mk not in meta and len(meta) < MAX_META:
                 meta[mk] = str(v)[:512]
     mode = pick("address", "SERVICE_ADDRESS") or default_address
     if mode not in ("host", "container"):

@@ -117,3 +117,12 @@ def test_no_healthcheck_no_check() -> None:
 ])
 def test_odd_documents_do_not_crash(junk: dict[str, Any]) -> None:
     services_for(junk)
+
+
+def test_labels_cannot_make_a_registration_too_large() -> None:
+    labels = {"rumor.service.tags": ",".join(["t" * 1000] * 500)}
+    labels.update({f"rumor.service.meta.k{i}": "v" * 2000 for i in range(200)})
+    [w] = services_for(doc(labels=labels, ports={"80/tcp": pub(8080)}))
+    r = w.sdef.record
+    assert len(r.tags) == 64 and all(len(t) == 255 for t in r.tags)
+    assert len(r.meta) == 64 and all(len(v) <= 512 for v in r.meta.values())
