@@ -52,6 +52,7 @@ def run_web(podman: Podman, name: str, port: int, *extra: str) -> None:
     podman.run("run", "-d", "--name", name, "-p", f"127.0.0.1:{port}:80", *extra, podman.image)
 
 
+@pytest.mark.netns  # Podman runs in a namespace of its own; root is needed (CI runs as root)
 def test_containers_register_follow_health_and_reconcile(podman: Podman, tmp_path: Path) -> None:
     web, api, quiet, later = (podman.name(n) for n in ("web", "api", "quiet", "later"))
     svc = f"{podman.prefix}-shop"
