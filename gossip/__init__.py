@@ -2,13 +2,29 @@
 
 Other packages import only from here. The entry point is :class:`Gossip` (``gossip.service``):
 memberlist core + sockets + the Serf layer + the application channel + keyring + snapshot +
-event handlers. The sans-I/O cores (:class:`Memberlist`, :class:`Serf`) and the codec are
-exported for tests, benches and tools.
+event handlers. The sans-I/O cores (:class:`Memberlist`, :class:`Serf`) and the codec's entry
+points (the :mod:`gossip.codec` package) are exported for tests, benches and tools.
 """
 
 from __future__ import annotations
 
+from . import codec
 from .broadcast import Broadcast, TransmitLimitedQueue, retransmit_limit
+from .codec import (
+    CodecLimits,
+    DecodedPacket,
+    StreamReader,
+    decode_coordinate,
+    decode_message,
+    decode_packet,
+    decode_serf,
+    decode_stream,
+    encode_coordinate,
+    encode_message,
+    encode_packet,
+    encode_serf,
+    encode_stream,
+)
 from .config import MemberlistConfig
 from .delegate import (
     ConflictDelegate,
@@ -59,8 +75,10 @@ __all__ = [
     "STATUS_CODES",
     "AppDelegate",
     "Broadcast",
+    "CodecLimits",
     "ConfigError",
     "ConflictDelegate",
+    "DecodedPacket",
     "DecryptionFailed",
     "Delegate",
     "EncodeError",
@@ -103,11 +121,23 @@ __all__ = [
     "SerfDelegate",
     "SerfError",
     "Snapshot",
+    "StreamReader",
     "TransmitLimitedQueue",
     "UserEventReceived",
+    "codec",
+    "decode_coordinate",
     "decode_key",
+    "decode_message",
+    "decode_packet",
+    "decode_serf",
+    "decode_stream",
     "decode_tags",
+    "encode_coordinate",
     "encode_key",
+    "encode_message",
+    "encode_packet",
+    "encode_serf",
+    "encode_stream",
     "encode_tags",
     "generate_key",
     "load_keyring_file",

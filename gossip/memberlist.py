@@ -44,6 +44,7 @@ import random
 from collections import deque
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass
+from functools import partial
 from typing import Any
 
 from . import codec
@@ -75,6 +76,7 @@ from .messages import (
     Suspect,
     UserMsg,
 )
+from .recent import RecentMessages
 from .security import ENCRYPTION_OVERHEAD, Keyring
 from .state import Node, NodeState, NodeStatus
 from .suspicion import Suspicion, suspicion_confirmations, suspicion_timeouts
@@ -312,7 +314,7 @@ class Memberlist:
         self._eager_pending = False
         self._last_eager = float("-inf")
         self._resync_pending = False
-        self._recent = codec.RecentMessages(max(1.0, 10 * config.gossip_interval))
+        self._recent = RecentMessages(max(1.0, 10 * config.gossip_interval))
         """Broadcast copies to skip undecoded (a rumour's copies arrive within a few
         rounds of each other)."""
         self._streams: dict[int, _Stream] = {}
@@ -602,8 +604,7 @@ class Memberlist:
                 self.keyring,
                 limits=self.limits,
                 verify_incoming=self.config.gossip_verify_incoming,
-                recent=self._recent,
-                now=now,
+                known=partial(self._recent.known, now=now),
             )
         except MalformedPacket as exc:
             self._drop(exc.reason, addr, exc.detail)

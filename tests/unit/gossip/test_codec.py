@@ -7,6 +7,7 @@ with a machine reason (never another exception).
 from __future__ import annotations
 
 import struct
+from functools import partial
 from typing import Any
 
 import msgpack  # type: ignore[import-untyped]
@@ -30,6 +31,7 @@ from gossip.messages import (
     Suspect,
     UserMsg,
 )
+from gossip.recent import RecentMessages
 from gossip.security import Keyring, encrypt_payload
 from gossip.serf_messages import (
     APP_STATE_KEY,
@@ -786,46 +788,23 @@ def test_failed_stream_reader_stays_failed() -> None:
     assert reason_of(reader.feed_eof) == "bad_msgpack"
 
 
-# --- copies of recent broadcasts ------------------------------------------------------------
-
-def test_recent_messages_window_and_bound() -> None:
-    r = codec.RecentMessages(window=2.0, max_entries=3)
-
-    def seen(message: bytes | memoryview, now: float) -> bool:
-        """``known``, then for a new message ``remember``, as receive_packet does."""
-        h = r.known(message, now)
-        if h is not None:
-            r.remember((h,), now)
-        return h is None
-
-    assert not seen(b"\x02a", 0.0)
-    assert seen(b"\x02a", 0.5)
-    assert seen(memoryview(b"\x02a"), 1.0)      # same bytes, whatever the buffer type
-    assert not seen(b"\x02b", 1.0)
-    assert seen(b"\x02a", 2.5)                   # previous generation still counts
-    assert not seen(b"\x02a", 6.0)               # two windows later: forgotten
-    for i in range(3):
-        assert not seen(bytes([8, i]), 6.0)
-    # the current generation is full: a new one starts, the full one is still consulted
-    assert not seen(b"\x08z", 6.0)
-    assert seen(bytes([8, 0]), 6.0) and seen(b"\x08z", 6.0)
-
+# --- copies of recent broadcasts (the cache is the core's: test_recent.py) ----------------
 
 def test_decode_packet_skips_copies_of_broadcasts_only() -> None:
     alive = Alive(3, "n1", "127.0.0.1", 7946, b"\xff\x80")
-    r = codec.RecentMessages(window=10.0)
+    r = RecentMessages(window=10.0)
     wire = codec.encode_packet([alive, Ping(1, "n"), UserMsg(b"\x05x"), Dead(2, "n2", "n3")])
-    first = codec.decode_packet(wire, recent=r, now=0.0)
+    first = codec.decode_packet(wire, known=partial(r.known, now=0.0))
     assert first.messages == (alive, Ping(1, "n"), UserMsg(b"\x05x"), Dead(2, "n2", "n3"))
     assert first.duplicates == 0 and len(first.fresh) == 3
     # not remembered yet (its handling could still fail): a copy is read again
-    assert codec.decode_packet(wire, recent=r, now=0.5).duplicates == 0
+    assert codec.decode_packet(wire, known=partial(r.known, now=0.5)).duplicates == 0
     r.remember(first.fresh, 0.5)
-    again = codec.decode_packet(wire, recent=r, now=1.0)
+    again = codec.decode_packet(wire, known=partial(r.known, now=1.0))
     assert again.messages == (Ping(1, "n"),)       # a ping is not a broadcast: always read
     assert again.duplicates == 3
     # a newer incarnation is different bytes, so it is read
     newer = codec.encode_packet([Alive(4, "n1", "127.0.0.1", 7946, b"\xff\x80")])
-    assert codec.decode_packet(newer, recent=r, now=1.0).messages[0].incarnation == 4
+    assert codec.decode_packet(newer, known=partial(r.known, now=1.0)).messages[0].incarnation == 4
     # without a filter nothing is skipped
     assert codec.decode_packet(wire).duplicates == 0

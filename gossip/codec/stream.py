@@ -1,0 +1,356 @@
+"""TCP streams (§5): one message per stream, plain, compressed or in an encrypted frame.
+
+Plain streams carry no length, so :class:`StreamReader` parses incrementally: feed it bytes as
+they arrive and it returns the message once complete (§5.6), every size capped by
+``CodecLimits``."""
+
+from __future__ import annotations
+
+import struct
+from typing import Any
+
+import msgpack  # type: ignore[import-untyped]
+
+from ..errors import (
+    REASON_BAD_MSGPACK,
+    REASON_BAD_TYPE,
+    REASON_NOT_ENCRYPTED,
+    REASON_TOO_LARGE,
+    REASON_TRUNCATED,
+    MalformedPacket,
+)
+from ..messages import (
+    MessageType,
+    PushNodeState,
+    PushPull,
+    PushPullHeader,
+    StreamMessage,
+    UserMsg,
+)
+from ..security import ENCRYPTION_OVERHEAD, Keyring
+from .gomsgpack import (
+    _bad,
+    _fields,
+    _int,
+)
+from .limits import (
+    DEFAULT_LIMITS,
+    STREAM_FRAME_HEADER_SIZE,
+    CodecLimits,
+)
+from .messages import (
+    _TYPE_NAMES,
+    _dec_ack,
+    _dec_compress,
+    _dec_err,
+    _dec_header,
+    _dec_ping,
+    _dec_state,
+    encode_message,
+    encode_user_msg_stream,
+)
+from .packet import (
+    _inflate,
+    compress_message,
+)
+
+
+def encode_stream(
+    msg: StreamMessage | bytes,
+    *,
+    compress: bool = False,
+    keyring: Keyring | None = None,
+) -> bytes:
+    """Everything one side writes on a stream for ``msg`` (§5.1).
+
+    ``msg`` is a message object or an encoded plain message. With ``compress`` the message is
+    always LZW-wrapped (Go does so even when it grows); with a non-empty ``keyring`` it goes in
+    an encrypted frame whose 5-byte header is the GCM AAD.
+    """
+    if isinstance(msg, (bytes, bytearray)):
+        out = bytes(msg)
+    elif isinstance(msg, UserMsg):
+        out = encode_user_msg_stream(msg.payload)
+    else:
+        out = encode_message(msg)
+    if compress:
+        out = compress_message(out)
+    if keyring:
+        frame_len = ENCRYPTION_OVERHEAD + len(out)
+        header = struct.pack(">BI", MessageType.ENCRYPT, frame_len)
+        out = header + keyring.encrypt(out, aad=header)
+    return out
+
+
+_STREAM_PLAIN_TYPES = frozenset(
+    {
+        MessageType.PING,
+        MessageType.ACK_RESP,
+        MessageType.PUSH_PULL,
+        MessageType.USER,
+        MessageType.ERR,
+    }
+)
+
+
+class _PlainStreamParser:
+    """Incremental parser of one plain stream message (after its type byte), per §5.6."""
+
+    __slots__ = (
+        "_header",
+        "_limits",
+        "_max_decompressed",
+        "_states",
+        "_type",
+        "_unpacker",
+        "_user",
+        "_user_len",
+    )
+
+    def __init__(self, msg_type: int, limits: CodecLimits, max_decompressed: int) -> None:
+        if msg_type not in _STREAM_PLAIN_TYPES and msg_type != MessageType.COMPRESS:
+            name = _TYPE_NAMES.get(msg_type, "unknown")
+            raise MalformedPacket(REASON_BAD_TYPE, f"message type {msg_type} ({name}) on a stream")
+        self._type = msg_type
+        self._limits = limits
+        self._max_decompressed = max_decompressed
+        container = limits.max_container_len
+        self._unpacker = msgpack.Unpacker(
+            raw=False,
+            unicode_errors="surrogateescape",
+            strict_map_key=True,
+            max_buffer_size=max(limits.max_stream_size, 1),
+            max_array_len=container,
+            max_map_len=container,
+        )
+        self._header: PushPullHeader | None = None
+        self._states: list[PushNodeState] = []
+        self._user = bytearray()
+        self._user_len = -1
+
+    def feed(self, data: bytes) -> StreamMessage | None:
+        if data:
+            try:
+                self._unpacker.feed(data)
+            except msgpack.BufferFull:
+                raise MalformedPacket(REASON_TOO_LARGE, "stream exceeds the size cap") from None
+        return self._advance()
+
+    def _next(self) -> Any:
+        """The next msgpack object, or raise _Incomplete."""
+        try:
+            return self._unpacker.unpack()
+        except msgpack.OutOfData:
+            raise _Incomplete from None
+        except ValueError as exc:
+            raise MalformedPacket(REASON_BAD_MSGPACK, f"msgpack: {exc}") from None
+        except Exception as exc:  # noqa: BLE001 - hostile input, msgpack raises assorted types
+            raise MalformedPacket(REASON_BAD_MSGPACK, f"msgpack: {type(exc).__name__}") from None
+
+    def _advance(self) -> StreamMessage | None:
+        try:
+            return self._step()
+        except _Incomplete:
+            return None
+
+    def _step(self) -> StreamMessage:
+        t = self._type
+        if t == MessageType.PING:
+            return _dec_ping(_fields(self._next(), "ping"))
+        if t == MessageType.ACK_RESP:
+            return _dec_ack(_fields(self._next(), "ackResp"))
+        if t == MessageType.ERR:
+            return _dec_err(_fields(self._next(), "err"))
+        if t == MessageType.COMPRESS:
+            c = _dec_compress(_fields(self._next(), "compress"))
+            inner = _inflate(c, self._max_decompressed)
+            if inner[0] == MessageType.COMPRESS:
+                raise MalformedPacket(REASON_BAD_TYPE, "compress inside compress on a stream")
+            return _parse_complete_stream(inner, self._limits, self._max_decompressed)
+        if t == MessageType.USER:
+            if self._user_len < 0:
+                f = _fields(self._next(), "userMsgHeader")
+                n = _int(f.get("UserMsgLen"), "UserMsgLen")
+                if n < 0 or n > self._limits.max_stream_size:
+                    raise _bad("UserMsgLen", n, "a length within the stream cap")
+                self._user_len = n
+            self._read_raw()
+            return UserMsg(bytes(self._user))
+        # push/pull: header, N states, L raw bytes
+        if self._header is None:
+            header = _dec_header(_fields(self._next(), "pushPullHeader"))
+            if not 0 <= header.nodes <= self._limits.max_push_pull_nodes:
+                raise _bad("Nodes", header.nodes, "a node count within the cap")
+            if not 0 <= header.user_state_len <= self._limits.max_stream_size:
+                raise _bad("UserStateLen", header.user_state_len, "a length within the cap")
+            self._header = header
+            self._user_len = header.user_state_len
+        while len(self._states) < self._header.nodes:
+            self._states.append(_dec_state(_fields(self._next(), "pushNodeState")))
+        self._read_raw()
+        return PushPull(
+            join=self._header.join, states=tuple(self._states), user_state=bytes(self._user)
+        )
+
+    def _read_raw(self) -> None:
+        missing = self._user_len - len(self._user)
+        if missing > 0:
+            self._user += self._unpacker.read_bytes(missing)
+            if len(self._user) < self._user_len:
+                raise _Incomplete
+
+
+class _Incomplete(Exception):
+    """Internal: the stream needs more bytes."""
+
+
+def _parse_complete_stream(buf: bytes, limits: CodecLimits, max_decompressed: int) -> StreamMessage:
+    if not buf:
+        raise MalformedPacket(REASON_TRUNCATED, "empty stream message")
+    parser = _PlainStreamParser(buf[0], limits, max_decompressed)
+    msg = parser.feed(buf[1:])
+    if msg is None:
+        raise MalformedPacket(REASON_TRUNCATED, "stream message cut short")
+    return msg
+
+
+class StreamReader:
+    """Incremental reader of one inbound TCP stream message (plain, compressed or encrypted).
+
+    ``feed(data)`` returns the message once it is complete and ``None`` while more bytes are
+    needed; it raises ``MalformedPacket`` on bad input (``not_encrypted`` when a keyring is set,
+    ``require_encryption`` holds and the stream is plain). ``feed_eof()`` raises ``truncated``
+    if the peer closed before the message was complete. Bytes after the message are ignored.
+    Never blocks: call it from an asyncio reader loop.
+    """
+
+    __slots__ = (
+        "_error",
+        "_frame",
+        "_keyring",
+        "_limits",
+        "_plain",
+        "_received",
+        "_require_encryption",
+        "_result",
+        "compressed",
+        "encrypted",
+        "message_type",
+    )
+
+    def __init__(
+        self,
+        keyring: Keyring | None = None,
+        *,
+        limits: CodecLimits = DEFAULT_LIMITS,
+        verify_incoming: bool = True,
+    ) -> None:
+        self._keyring = keyring
+        self._limits = limits
+        self._require_encryption = bool(keyring) and verify_incoming
+        self._frame: bytearray | None = None
+        self._plain: _PlainStreamParser | None = None
+        self._received = 0
+        self._result: StreamMessage | None = None
+        self._error: MalformedPacket | None = None
+        self.encrypted = False
+        self.compressed = False
+        self.message_type: int | None = None
+
+    @property
+    def done(self) -> bool:
+        """True once a complete message has been read."""
+        return self._result is not None
+
+    @property
+    def result(self) -> StreamMessage | None:
+        return self._result
+
+    def feed(self, data: bytes | bytearray | memoryview) -> StreamMessage | None:
+        if self._result is not None:
+            return self._result
+        if self._error is not None:
+            raise self._error  # a failed stream stays failed
+        try:
+            return self._feed(bytes(data))
+        except MalformedPacket as exc:
+            self._error = exc
+            raise
+
+    def _feed(self, data: bytes) -> StreamMessage | None:
+        if not data:
+            return None
+        self._received += len(data)
+        if self._received > self._limits.max_stream_size + STREAM_FRAME_HEADER_SIZE:
+            raise MalformedPacket(REASON_TOO_LARGE, f"stream over {self._limits.max_stream_size}")
+        if self._frame is None and self._plain is None:
+            first = data[0]
+            self.message_type = first
+            if first == MessageType.ENCRYPT:
+                if not self._keyring:
+                    raise MalformedPacket(
+                        REASON_NOT_ENCRYPTED,
+                        "Remote state is encrypted and encryption is not configured",
+                    )
+                self._frame = bytearray()
+                self.encrypted = True
+            else:
+                if self._require_encryption:
+                    raise MalformedPacket(
+                        REASON_NOT_ENCRYPTED,
+                        "Encryption is configured but remote state is not encrypted",
+                    )
+                if first == MessageType.COMPRESS:
+                    self.compressed = True
+                self._plain = _PlainStreamParser(
+                    first, self._limits, self._limits.max_stream_decompressed
+                )
+                data = data[1:]
+        if self._frame is not None:
+            self._frame += data
+            self._result = self._try_frame()
+        else:
+            assert self._plain is not None
+            self._result = self._plain.feed(data)
+        return self._result
+
+    def _try_frame(self) -> StreamMessage | None:
+        frame = self._frame
+        assert frame is not None and self._keyring is not None
+        if len(frame) < STREAM_FRAME_HEADER_SIZE:
+            return None
+        (size,) = struct.unpack_from(">I", frame, 1)
+        if size > self._limits.max_stream_size:
+            raise MalformedPacket(REASON_TOO_LARGE, f"encrypted frame of {size} bytes")
+        if len(frame) < STREAM_FRAME_HEADER_SIZE + size:
+            return None
+        header = bytes(frame[:STREAM_FRAME_HEADER_SIZE])
+        sealed = bytes(frame[STREAM_FRAME_HEADER_SIZE : STREAM_FRAME_HEADER_SIZE + size])
+        plain = self._keyring.decrypt(sealed, aad=header)
+        if not plain:
+            raise MalformedPacket(REASON_TRUNCATED, "empty encrypted stream")
+        if plain[0] == MessageType.COMPRESS:
+            self.compressed = True
+        self.message_type = plain[0]
+        return _parse_complete_stream(plain, self._limits, self._limits.max_stream_decompressed)
+
+    def feed_eof(self) -> StreamMessage:
+        """The peer closed: return the message, or raise ``MalformedPacket("truncated")``."""
+        if self._error is not None:
+            raise self._error
+        if self._result is None:
+            raise MalformedPacket(REASON_TRUNCATED, f"stream closed after {self._received} bytes")
+        return self._result
+
+
+def decode_stream(
+    data: bytes,
+    keyring: Keyring | None = None,
+    *,
+    limits: CodecLimits = DEFAULT_LIMITS,
+    verify_incoming: bool = True,
+) -> StreamMessage:
+    """Decode a whole captured stream (everything one side wrote) in one call."""
+    reader = StreamReader(keyring, limits=limits, verify_incoming=verify_incoming)
+    reader.feed(data)
+    return reader.feed_eof()
