@@ -304,7 +304,6 @@ class Memberlist:
         self._join_id = 0
         self._left = False
         self._leave_done = False
-        self._leave_broadcast: Broadcast | None = None
 
         self.broadcasts = TransmitLimitedQueue(config.retransmit_mult, self._num_nodes)
         self._suspicions: dict[str, Suspicion] = {}
@@ -1231,7 +1230,6 @@ class Memberlist:
                 self._warn("refute", "refuting a dead message from=%s", d.from_node)
                 return
             b = self._encode_and_broadcast(d.node, codec.encode_message(d))
-            self._leave_broadcast = b
             b.on_done = self._leave_sent
         else:
             self._encode_and_broadcast(d.node, codec.encode_message(d))

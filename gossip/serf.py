@@ -16,15 +16,17 @@ statuses and adds cluster-wide messages ordered by three Lamport clocks
   re-gossiped even when their filters exclude us; acks and responses go straight back by UDP,
   and through ``relay_factor`` random Rumor/Serf peers (PMax >= 5) when asked.
 
-Member status transitions (§7.9), all in :meth:`Serf._transition`::
+Member status transitions (§7.9), with the method that makes each one::
 
     memberlist join ............ none/failed/left/leaving/alive -> alive   (MemberJoined)
-    leave intent (newer) ....... alive   -> leaving
-    memberlist dead/left ....... leaving -> left                           (MemberLeft)
-    memberlist dead/left ....... alive   -> failed                         (MemberFailed)
-    leave intent (force-leave) . failed  -> left                           (MemberLeft)
-    join intent (newer) ........ leaving -> alive
-    reap (timeouts) / prune .... failed/left -> removed                    (MemberReaped)
+                                                                  node_joined
+    leave intent (newer) ....... alive   -> leaving                handle_leave_intent
+    memberlist dead/left ....... leaving -> left    (MemberLeft)   node_left
+    memberlist dead/left ....... alive   -> failed  (MemberFailed) node_left
+    leave intent (force-leave) . failed  -> left    (MemberLeft)   handle_leave_intent
+    join intent (newer) ........ leaving -> alive                  handle_join_intent
+    reap (timeouts) / prune .... failed/left -> removed            _reap, handle_leave_intent,
+                                             (MemberReaped)        node_left (via _erase)
 
 The core never touches a socket or a clock: the driver (``gossip.service``) feeds it memberlist's
 callbacks and user messages with ``now``, calls :meth:`handle_timer`, and drains
