@@ -56,7 +56,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import random
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Callable, Coroutine, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Protocol, Self
@@ -95,6 +95,7 @@ from .serf import (
 )
 from .serf_config import SerfConfig
 from .snapshot import Snapshot
+from .tasks import TaskOwner
 from .transport import MemberlistTransport, resolve_addr
 
 log = logging.getLogger(__name__)
@@ -156,7 +157,9 @@ class Gossip:
         self.transport: MemberlistTransport | None = None
         self._pump_scheduled = False
         self._kick_scheduled = False
-        self._tasks: set[asyncio.Task[Any]] = set()
+        self._tasks = TaskOwner("gossip")
+        self._shutdown_task: asyncio.Task[None] | None = None
+        """A shutdown the service started itself (a lost name-conflict vote)."""
         self._pumping = False
         self.snapshot: Snapshot | None = None
         self.handlers: EventHandlers | None = None
@@ -180,6 +183,7 @@ class Gossip:
             return
         self._started = True
         loop = asyncio.get_running_loop()
+        await self._tasks.open()
         if self._clock is None:
             self._clock = loop.time
         now = self._now()
@@ -241,14 +245,14 @@ class Gossip:
             log.error("name conflict vote lost node=%s votes=%d/%d; shutting gossip down",
                       me.name, matching, total)
             self.serf.counters["serf.name_conflict_lost"] += 1
-            asyncio.get_running_loop().create_task(self.shutdown())
+            # not a child of our task group: shutting down cancels the group's children
+            self._shutdown_task = asyncio.get_running_loop().create_task(
+                self.shutdown(), name="gossip-conflict-shutdown")
         finally:
             self._resolving_conflict = False
 
-    def _spawn(self, coro: Any, name: str) -> None:
-        t = asyncio.get_running_loop().create_task(coro, name=f"gossip-{name}")
-        self._tasks.add(t)
-        t.add_done_callback(self._tasks.discard)
+    def _spawn(self, coro: Coroutine[Any, Any, None], name: str) -> None:
+        self._tasks.spawn(coro, name)
 
     async def _rejoin(self, previous: list[tuple[str, str]]) -> None:
         """Serf's snapshot rejoin: try the members we knew, one at a time, until one answers."""
@@ -301,10 +305,7 @@ class Gossip:
             return
         self._stopped = True
         self.serf.state = "shutdown" if self.serf.state != "left" else "left"
-        for t in list(self._tasks):
-            t.cancel()
-        if self._tasks:
-            await asyncio.gather(*self._tasks, return_exceptions=True)
+        await self._tasks.close()
         if self.transport is not None:
             await self.transport.close()
         if self.handlers is not None:
@@ -580,13 +581,7 @@ class Gossip:
             except OSError as e:
                 log.error("cannot save the keyring path=%s error=%s", path, e)
 
-        try:
-            loop = asyncio.get_running_loop()
-        except RuntimeError:
-            return
-        t = loop.create_task(save())
-        self._tasks.add(t)
-        t.add_done_callback(self._tasks.discard)
+        self._spawn(save(), "save-keyring")
 
     # -- application channel -------------------------------------------------------------------
     def set_app_delegate(self, d: AppDelegate | None) -> None:

@@ -36,6 +36,7 @@ from .delegate import ConflictDelegate, Delegate, EventDelegate, MemberlistEvent
 from .errors import GossipError, MalformedPacket
 from .memberlist import JoinCompleted, Memberlist, StreamRequest
 from .security import Keyring
+from .tasks import TaskOwner
 
 __all__ = ["MemberlistTransport", "TransportError"]
 
@@ -99,7 +100,8 @@ class MemberlistTransport:
         self._listener: socket.socket | None = None
         self._timer: asyncio.TimerHandle | None = None
         self._timer_at: float | None = None
-        self._tasks: set[asyncio.Task[None]] = set()
+        self._tasks = TaskOwner("memberlist")
+        """Owns every stream exchange (outbound push/pulls and pings, inbound connections)."""
         self._listeners: list[Listener] = []
         self._joins: dict[int, asyncio.Future[JoinCompleted]] = {}
         self._leave_event: asyncio.Event | None = None
@@ -127,7 +129,6 @@ class MemberlistTransport:
     async def start(self) -> None:
         """Bind UDP and TCP on the same port (port 0: find a number free for both)."""
         loop = asyncio.get_running_loop()
-        self._loop = loop
         cfg = self.config
         if not cfg.advertise_addr and ipaddr_unspecified(cfg.bind_addr):
             raise TransportError(
@@ -137,6 +138,8 @@ class MemberlistTransport:
         udp_sock, tcp_sock = self._bind_pair(family, cfg.bind_addr, cfg.bind_port)
         port = udp_sock.getsockname()[1]
         self.port = port
+        self._loop = loop
+        await self._tasks.open()
         transport, _ = await loop.create_datagram_endpoint(lambda: _UDP(self), sock=udp_sock)
         self._udp = transport  # a DatagramTransport (uvloop's class does not inherit from it)
         self._listener = tcp_sock
@@ -195,11 +198,7 @@ class MemberlistTransport:
         if self._udp is not None:
             self._udp.close()
         self._stop_listening()
-        tasks = list(self._tasks)
-        for t in tasks:
-            t.cancel()
-        if tasks:
-            await asyncio.gather(*tasks, return_exceptions=True)
+        await self._tasks.close()
         for fut in self._joins.values():
             if not fut.done():
                 fut.cancel()
@@ -286,7 +285,7 @@ class MemberlistTransport:
             except (OSError, ValueError) as exc:
                 core.count_drop("send_error", addr, str(exc))
         for req in core.streams_to_open():
-            self._spawn(self._outbound(req))
+            self._tasks.spawn(self._outbound(req), req.kind)
         while True:
             ev = core.next_event()
             if ev is None:
@@ -325,11 +324,6 @@ class MemberlistTransport:
             now = due
         self._core.handle_timer(now)
         self.flush()
-
-    def _spawn(self, coro: Any) -> None:
-        task = asyncio.ensure_future(coro)
-        self._tasks.add(task)
-        task.add_done_callback(self._tasks.discard)
 
     def _on_datagram(self, data: bytes, addr: Any) -> None:
         core = self._core
@@ -420,7 +414,8 @@ class MemberlistTransport:
                 self._loop.call_later(_ACCEPT_BACKOFF, self._resume_accepting, sock)
                 return
             conn.setblocking(False)
-            self._spawn(self._serve_accepted(conn))
+            if self._tasks.spawn(self._serve_accepted(conn), "inbound") is None:
+                conn.close()
 
     def _resume_accepting(self, sock: socket.socket) -> None:
         if self._listener is sock and self._loop is not None and not self._closed:
