@@ -1,9 +1,11 @@
 """Membership by gossip: SWIM with the Lifeguard refinements, wire-compatible with memberlist/Serf.
 
 Other packages import only from here. The entry point is :class:`Gossip` (``gossip.service``):
-memberlist core + sockets + the Serf layer + the application channel + keyring + snapshot +
-event handlers. The sans-I/O cores (:class:`Memberlist`, :class:`Serf`) and the codec's entry
-points (the :mod:`gossip.codec` package) are exported for tests, benches and tools.
+one sans-I/O :class:`GossipCore` (memberlist + the Serf layer + the application channel, every
+entry point taking ``now``, one ``next_deadline()``) on real sockets, plus keyring, snapshot and
+event handlers. The cores (:class:`GossipCore`, and its parts :class:`Memberlist` and
+:class:`Serf`), the simulator (``gossip.sim``) and the codec's entry points (the
+:mod:`gossip.codec` package) are exported for tests, benches and tools.
 """
 
 from __future__ import annotations
@@ -26,6 +28,7 @@ from .codec import (
     encode_stream,
 )
 from .config import MemberlistConfig
+from .core import AppDelegate, CoreEvent, GossipCore, NameConflictDetected
 from .delegate import (
     ConflictDelegate,
     Delegate,
@@ -65,7 +68,7 @@ from .memberlist import JoinCompleted, Memberlist, MemberlistCounters
 from .security import Keyring, decode_key, encode_key, generate_key
 from .serf import LamportClock, QueryParams, Serf, SerfDelegate, SerfError, decode_tags, encode_tags
 from .serf_config import RUMOR_TAG, RUMOR_VERSION, SerfConfig, parse_handler_spec
-from .service import AppDelegate, Gossip, JoinError, QueryResult
+from .service import Gossip, JoinError, QueryResult
 from .snapshot import Snapshot
 from .state import Node, NodeStatus
 
@@ -78,6 +81,7 @@ __all__ = [
     "CodecLimits",
     "ConfigError",
     "ConflictDelegate",
+    "CoreEvent",
     "DecodedPacket",
     "DecryptionFailed",
     "Delegate",
@@ -85,6 +89,7 @@ __all__ = [
     "EncryptionError",
     "EventDelegate",
     "Gossip",
+    "GossipCore",
     "GossipError",
     "GossipEvent",
     "JoinCompleted",
@@ -104,6 +109,7 @@ __all__ = [
     "Memberlist",
     "MemberlistConfig",
     "MemberlistCounters",
+    "NameConflictDetected",
     "Node",
     "NodeConflict",
     "NodeJoined",

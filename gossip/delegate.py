@@ -2,9 +2,11 @@
 
 Modelled on memberlist's ``Delegate``, ``EventDelegate``, ``PingDelegate`` and
 ``ConflictDelegate``. All callbacks are plain synchronous calls made by the sans-I/O core from
-inside ``receive_packet`` / ``handle_stream`` / ``handle_timer`` / ``stream_result``; they must
-not block and must not call back into the core re-entrantly except through the methods marked
-safe below (``Memberlist.queue_broadcast``, ``Memberlist.update_node`` and read-only getters).
+inside ``receive_packet`` / ``handle_stream`` / ``handle_timer`` / ``stream_result``; the ones
+that report something that happened take the ``now`` of the call that caused it, so the layer
+above reads no clock of its own. They must not block and must not call back into the core
+re-entrantly except through the methods marked safe below (``Memberlist.queue_broadcast``,
+``Memberlist.update_node`` and read-only getters).
 
 Rumor-only payloads
 -------------------
@@ -59,8 +61,8 @@ class Delegate(Protocol):
         refused (the core raises ``ValueError`` locally)."""
         ...
 
-    def notify_user_msg(self, buf: bytes) -> None:
-        """A user message (type 8) arrived; ``buf`` is its body without the 0x08 byte."""
+    def notify_user_msg(self, buf: bytes, now: float) -> None:
+        """A user message (type 8) arrived at ``now``; ``buf`` is its body without the 0x08 byte."""
         ...
 
     def get_broadcasts(self, overhead: int, limit: int, dest: Node | None) -> list[bytes]:
@@ -82,8 +84,8 @@ class Delegate(Protocol):
         """Delegate state to send in a push/pull (Serf: ``0x02 + msgpack``); ``b""`` for none."""
         ...
 
-    def merge_remote_state(self, buf: bytes, join: bool) -> None:
-        """Merge the delegate state of a remote push/pull (not called when it is empty)."""
+    def merge_remote_state(self, buf: bytes, join: bool, now: float) -> None:
+        """Merge (at ``now``) the delegate state of a remote push/pull (not called when it is empty)."""
         ...
 
 
@@ -91,16 +93,16 @@ class Delegate(Protocol):
 class EventDelegate(Protocol):
     """Member changes, in order (memberlist ``EventDelegate``)."""
 
-    def notify_join(self, node: Node) -> None:
-        """A node became alive: new, or back from dead/left."""
+    def notify_join(self, node: Node, now: float) -> None:
+        """At ``now`` a node became alive: new, or back from dead/left."""
         ...
 
-    def notify_leave(self, node: Node) -> None:
-        """A node was declared dead (``node.status`` DEAD) or left (LEFT)."""
+    def notify_leave(self, node: Node, now: float) -> None:
+        """At ``now`` a node was declared dead (``node.status`` DEAD) or left (LEFT)."""
         ...
 
-    def notify_update(self, node: Node) -> None:
-        """An alive node changed its Meta, address or versions."""
+    def notify_update(self, node: Node, now: float) -> None:
+        """At ``now`` an alive node changed its Meta, address or versions."""
         ...
 
 
@@ -112,8 +114,8 @@ class PingDelegate(Protocol):
         """Payload to put in every UDP ack we send (Serf: ``0x01 + msgpack(coordinate)``)."""
         ...
 
-    def notify_ping_complete(self, node: Node, rtt: float, payload: bytes) -> None:
-        """Our direct probe of ``node`` was acked after ``rtt`` seconds carrying ``payload``."""
+    def notify_ping_complete(self, node: Node, rtt: float, payload: bytes, now: float) -> None:
+        """At ``now`` our direct probe of ``node`` was acked after ``rtt`` seconds carrying ``payload``."""
         ...
 
 
@@ -121,8 +123,8 @@ class PingDelegate(Protocol):
 class ConflictDelegate(Protocol):
     """Told when an alive claims a known name from another address (memberlist's)."""
 
-    def notify_conflict(self, existing: Node, other: Node) -> None:
-        """``other`` (from the network) conflicts with ``existing``; the alive was rejected."""
+    def notify_conflict(self, existing: Node, other: Node, now: float) -> None:
+        """At ``now``, ``other`` (from the network) conflicts with ``existing``; the alive was rejected."""
         ...
 
 
@@ -141,7 +143,7 @@ class NullDelegate:
     def node_meta(self, limit: int) -> bytes:
         return b""
 
-    def notify_user_msg(self, buf: bytes) -> None:
+    def notify_user_msg(self, buf: bytes, now: float) -> None:
         return None
 
     def get_broadcasts(self, overhead: int, limit: int, dest: Node | None) -> list[bytes]:
@@ -150,25 +152,25 @@ class NullDelegate:
     def local_state(self, join: bool) -> bytes:
         return b""
 
-    def merge_remote_state(self, buf: bytes, join: bool) -> None:
+    def merge_remote_state(self, buf: bytes, join: bool, now: float) -> None:
         return None
 
-    def notify_join(self, node: Node) -> None:
+    def notify_join(self, node: Node, now: float) -> None:
         return None
 
-    def notify_leave(self, node: Node) -> None:
+    def notify_leave(self, node: Node, now: float) -> None:
         return None
 
-    def notify_update(self, node: Node) -> None:
+    def notify_update(self, node: Node, now: float) -> None:
         return None
 
     def ack_payload(self) -> bytes:
         return b""
 
-    def notify_ping_complete(self, node: Node, rtt: float, payload: bytes) -> None:
+    def notify_ping_complete(self, node: Node, rtt: float, payload: bytes, now: float) -> None:
         return None
 
-    def notify_conflict(self, existing: Node, other: Node) -> None:
+    def notify_conflict(self, existing: Node, other: Node, now: float) -> None:
         return None
 
     def is_rumor_peer(self, node: Node) -> bool:

@@ -685,13 +685,13 @@ class Memberlist:
             elif t is Dead:
                 self._dead_node(msg, now)  # type: ignore[arg-type]
             else:
-                self._user_msg(msg.payload)  # type: ignore[union-attr]
+                self._user_msg(msg.payload, now)  # type: ignore[union-attr]
 
-    def _user_msg(self, payload: bytes) -> None:
+    def _user_msg(self, payload: bytes, now: float) -> None:
         d = self.delegate
         if d is not None and payload:
             try:
-                d.notify_user_msg(payload)
+                d.notify_user_msg(payload, now)
             except Exception:
                 log.exception("delegate notify_user_msg failed node=%s", self.name)
 
@@ -764,7 +764,7 @@ class Memberlist:
         if probe.stage == 0 and self.ping_delegate is not None:
             try:
                 self.ping_delegate.notify_ping_complete(
-                    probe.target.node, now - probe.sent, ack.payload or b""
+                    probe.target.node, now - probe.sent, ack.payload or b"", now
                 )
             except Exception:
                 log.exception("ping delegate notify_ping_complete failed")
@@ -1050,16 +1050,16 @@ class Memberlist:
         )
         self._alive_node(a, now, bootstrap=True)
 
-    def _notify(self, kind: str, node: Node) -> None:
+    def _notify(self, kind: str, node: Node, now: float) -> None:
         ev = self.events
         if ev is not None:
             try:
                 if kind == "join":
-                    ev.notify_join(node)
+                    ev.notify_join(node, now)
                 elif kind == "leave":
-                    ev.notify_leave(node)
+                    ev.notify_leave(node, now)
                 else:
-                    ev.notify_update(node)
+                    ev.notify_update(node, now)
             except Exception:
                 log.exception("event delegate %s failed node=%s", kind, node.name)
         if kind == "join":
@@ -1119,7 +1119,7 @@ class Memberlist:
                            f"node={name} mine={s.node.addr}:{s.node.port}")
                 if self.conflict is not None:
                     try:
-                        self.conflict.notify_conflict(s.node, other)
+                        self.conflict.notify_conflict(s.node, other, now)
                     except Exception:
                         log.exception("conflict delegate failed")
                 self._emit(NodeConflict(s.node, other))
@@ -1155,9 +1155,9 @@ class Memberlist:
             if old.status != NodeStatus.ALIVE:
                 s.state_change = now
         if old.status in (NodeStatus.DEAD, NodeStatus.LEFT):
-            self._notify("join", s.node)
+            self._notify("join", s.node, now)
         elif old.meta != s.node.meta:
-            self._notify("update", s.node)
+            self._notify("update", s.node, now)
 
     def _refute(self, s: NodeState, accused: int, now: float) -> None:
         inc = self._next_incarnation()
@@ -1238,7 +1238,7 @@ class Memberlist:
         s.set(Node(old.name, old.addr, old.port, old.meta, old.vsn, d.incarnation, status))
         s.state_change = now
         self.counters.deaths += 1
-        self._notify("leave", s.node)
+        self._notify("leave", s.node, now)
 
     def _leave_sent(self, sent: bool) -> None:
         self._leave_done = True
@@ -1483,7 +1483,7 @@ class Memberlist:
                 self._drop("bad_node_state", r.name, f"state={st}")
         if pp.user_state and self.delegate is not None:
             try:
-                self.delegate.merge_remote_state(pp.user_state, join)
+                self.delegate.merge_remote_state(pp.user_state, join, now)
             except Exception:
                 log.exception("delegate merge_remote_state failed node=%s", self.name)
 
@@ -1549,7 +1549,7 @@ class Memberlist:
             return self._encode_stream(AckResp(msg.seq_no, None))
         if isinstance(msg, UserMsg):
             self._count_in("user")
-            self._user_msg(msg.payload)
+            self._user_msg(msg.payload, now)
             return None
         self._drop("stream_unexpected_type", addr, type(msg).__name__)
         return None

@@ -28,8 +28,10 @@ Member status transitions (§7.9), with the method that makes each one::
     reap (timeouts) / prune .... failed/left -> removed            _reap, handle_leave_intent,
                                              (MemberReaped)        node_left (via _erase)
 
-The core never touches a socket or a clock: the driver (``gossip.service``) feeds it memberlist's
-callbacks and user messages with ``now``, calls :meth:`handle_timer`, and drains
+The layer never touches a socket or a clock. It is one half of :class:`gossip.core.GossipCore`:
+memberlist's callbacks reach it through :class:`SerfDelegate`, each with the ``now`` of the call
+that caused it; the core calls :meth:`handle_timer` when :meth:`next_deadline` is due (its one
+timer covers both layers) and moves on what accumulates here after every entry point:
 :meth:`next_event`, :meth:`packets_to_send` (direct UDP user messages: query acks, responses and
 relays) and :meth:`next_action` (memberlist work: reconnect joins). Broadcasts are pulled by
 memberlist through :meth:`get_broadcasts`.
@@ -272,7 +274,6 @@ class Serf:
         self._next_reap = now + config.reap_interval
         self._next_reconnect = now + config.reconnect_interval
         self._next_queue_check = now + config.queue_check_interval
-        self._now = now
         self._warned: set[str] = set()
 
     # -- small helpers -------------------------------------------------------------------------
@@ -289,7 +290,6 @@ class Serf:
         self._next_reap = now + self.config.reap_interval
         self._next_reconnect = now + self.config.reconnect_interval
         self._next_queue_check = now + self.config.queue_check_interval
-        self._now = now
 
     def set_local_address(self, addr: str, port: int) -> None:
         self.local_addr, self.local_port = addr, port
@@ -385,7 +385,6 @@ class Serf:
     def node_joined(self, name: str, addr: str, port: int, meta: bytes, vsn: Sequence[int],
                     now: float) -> None:
         """memberlist NotifyJoin: the node became alive (new, or back from dead/left)."""
-        self._now = now
         tags = decode_tags(meta)
         m = self._members.get(name)
         if m is None:
@@ -409,7 +408,6 @@ class Serf:
 
     def node_left(self, name: str, now: float) -> None:
         """memberlist NotifyLeave: the node was declared dead, or left (§7.9)."""
-        self._now = now
         m = self._members.get(name)
         if m is None:
             return
@@ -430,7 +428,6 @@ class Serf:
     def node_updated(self, name: str, addr: str, port: int, meta: bytes, vsn: Sequence[int],
                      now: float) -> None:
         """memberlist NotifyUpdate: Meta, address or versions of an alive node changed."""
-        self._now = now
         m = self._members.get(name)
         if m is None:
             return
@@ -768,7 +765,6 @@ class Serf:
     # -- receive path ------------------------------------------------------------------------------
     def receive(self, buf: bytes, now: float) -> None:
         """A memberlist user message body (Serf type byte + msgpack). Never raises."""
-        self._now = now
         if not buf:
             self._drop("empty")
             return
@@ -913,7 +909,6 @@ class Serf:
     # -- timers ------------------------------------------------------------------------------------
     def handle_timer(self, now: float) -> None:
         """Reap, reconnect, expire intents and queries whose time has come."""
-        self._now = now
         if now >= self._next_reap:
             self._next_reap = now + self.config.reap_interval
             self._reap(now)
@@ -982,32 +977,24 @@ class SerfDelegate:
     """Plugs a :class:`Serf` core into a memberlist core (Delegate, EventDelegate, PingDelegate,
     ConflictDelegate and PeerClassifier of :mod:`gossip.delegate`).
 
-    ``now`` gives the clock time for callbacks; ``on_activity`` is called after anything that
-    may have produced Serf output (the driver then drains packets, events and actions);
-    ``on_self_conflict(other_addr, other_port)`` when another node claims our name (the driver
-    then runs Serf's ``_serf_conflict`` vote, see :func:`conflict_vote`).
+    Every callback carries the ``now`` of the memberlist call that caused it, which is handed
+    on to Serf: the layer reads no clock. ``on_self_conflict(other_addr, other_port)`` is called
+    when another node claims our name (the core then asks its driver to run Serf's
+    ``_serf_conflict`` vote, see :func:`conflict_vote`).
     """
 
-    def __init__(self, serf: Serf, now: Callable[[], float],
-                 on_activity: Callable[[], None] | None = None,
+    def __init__(self, serf: Serf,
                  on_self_conflict: Callable[[str, int], None] | None = None) -> None:
         self.serf = serf
-        self.now = now
-        self.on_activity = on_activity
         self.on_self_conflict = on_self_conflict
         self.conflicts = 0
-
-    def _kick(self) -> None:
-        if self.on_activity is not None:
-            self.on_activity()
 
     # Delegate
     def node_meta(self, limit: int) -> bytes:
         return self.serf.node_meta(limit)
 
-    def notify_user_msg(self, buf: bytes) -> None:
-        self.serf.receive(buf, self.now())
-        self._kick()
+    def notify_user_msg(self, buf: bytes, now: float) -> None:
+        self.serf.receive(buf, now)
 
     def pending_broadcasts(self) -> int:
         """Queued Serf broadcasts (lets memberlist skip an idle gossip round cheaply)."""
@@ -1027,32 +1014,28 @@ class SerfDelegate:
     def local_state(self, join: bool) -> bytes:
         return self.serf.local_state(join)
 
-    def merge_remote_state(self, buf: bytes, join: bool) -> None:
-        self.serf.merge_remote_state(buf, join, self.now())
-        self._kick()
+    def merge_remote_state(self, buf: bytes, join: bool, now: float) -> None:
+        self.serf.merge_remote_state(buf, join, now)
 
     # EventDelegate
-    def notify_join(self, node: Any) -> None:
-        self.serf.node_joined(node.name, node.addr, node.port, node.meta, node.vsn, self.now())
-        self._kick()
+    def notify_join(self, node: Any, now: float) -> None:
+        self.serf.node_joined(node.name, node.addr, node.port, node.meta, node.vsn, now)
 
-    def notify_leave(self, node: Any) -> None:
-        self.serf.node_left(node.name, self.now())
-        self._kick()
+    def notify_leave(self, node: Any, now: float) -> None:
+        self.serf.node_left(node.name, now)
 
-    def notify_update(self, node: Any) -> None:
-        self.serf.node_updated(node.name, node.addr, node.port, node.meta, node.vsn, self.now())
-        self._kick()
+    def notify_update(self, node: Any, now: float) -> None:
+        self.serf.node_updated(node.name, node.addr, node.port, node.meta, node.vsn, now)
 
     # PingDelegate: no Vivaldi coordinates; Serf ignores an empty ack payload (§7.10).
     def ack_payload(self) -> bytes:
         return b""
 
-    def notify_ping_complete(self, node: Any, rtt: float, payload: bytes) -> None:
+    def notify_ping_complete(self, node: Any, rtt: float, payload: bytes, now: float) -> None:
         return None
 
     # ConflictDelegate
-    def notify_conflict(self, existing: Any, other: Any) -> None:
+    def notify_conflict(self, existing: Any, other: Any, now: float) -> None:
         self.conflicts += 1
         self.serf.counters["serf.name_conflicts"] += 1
         if existing.name != self.serf.config.node_name:
@@ -1067,7 +1050,6 @@ class SerfDelegate:
     # PeerClassifier
     def is_rumor_peer(self, node: Any) -> bool:
         return self.serf.is_rumor_peer(node.name)
-
 
 
 def conflict_vote(responses: Mapping[str, bytes], addr: str, port: int) -> tuple[int, int]:

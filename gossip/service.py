@@ -1,13 +1,17 @@
-"""The asyncio ``Gossip`` service: memberlist core + transport + Serf + app channel + keyring.
+"""The asyncio ``Gossip`` service: one gossip core on real sockets, plus keyring, snapshot and
+event handlers.
 
-This is the one object the agent and the registry use. Everything else in ``gossip/`` is either
-a sans-I/O core (``memberlist.Memberlist``, ``serf.Serf``) or a helper it composes.
+This is the one object the agent and the registry use. The protocol is one sans-I/O core,
+:class:`~gossip.core.GossipCore` (memberlist + Serf + the application channel), driven by
+:class:`~gossip.transport.MemberlistTransport` with one clock and one ``call_at`` timer. This
+module adds what needs I/O or waiting: resolving join addresses, waiting for query answers and
+for a leave to go out, the snapshot file, event handler scripts and keyring saves.
 
 API (the agent and the registry use exactly this)::
 
     g = Gossip(memberlist_config, serf_config, keyring=None, app=None, clock=None, rng=None,
-               keyring_path=None)    # clock: the Serf layer's time source (default loop.time,
-                                     # which the transport also uses); rng: every random choice
+               keyring_path=None)    # clock: the one clock of the core and its driver
+                                     # (default loop.time); rng: every random choice
     await g.start()                  # binds UDP+TCP; rejoins the snapshot's members if any
     g.bound_port                     # the gossip port actually bound
     n = await g.join(["10.0.0.5", "10.0.0.6:7946"], replay=False)   # members joined (0: none)
@@ -46,8 +50,8 @@ message is over its size limit. Key operations never raise for remote failures: 
 ``KeyResponse`` says how many nodes answered and failed (``.ok``, ``.error_text()``), as Serf's
 KeyManager does.
 
-Shutdown order: leave (if asked) -> stop timers -> close sockets -> stop handlers -> flush the
-snapshot. If another node claims our name and wins Serf's ``_serf_conflict`` vote, the service
+Shutdown order: leave (if asked) -> stop background tasks (one TaskGroup) -> stop the timer
+and close sockets -> stop handlers -> flush the snapshot. If another node claims our name and wins Serf's ``_serf_conflict`` vote, the service
 shuts itself down (as Serf does) and logs an error.
 """
 
@@ -59,9 +63,10 @@ import random
 from collections.abc import Callable, Coroutine, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Protocol, Self
+from typing import Any, Self
 
 from .config import MemberlistConfig
+from .core import AppDelegate, GossipCore, NameConflictDetected
 from .errors import GossipError
 from .events import (
     GossipEvent,
@@ -81,18 +86,10 @@ from .keymanager import (
     save_keyring_file,
     summarize,
 )
-from .memberlist import JoinCompleted, Memberlist
+from .memberlist import JoinCompleted
 from .memory import release_free_memory
 from .security import Keyring
-from .serf import (
-    INTERNAL_QUERY_PREFIX,
-    PendingQuery,
-    QueryParams,
-    ReconnectRequested,
-    Serf,
-    SerfDelegate,
-    conflict_vote,
-)
+from .serf import INTERNAL_QUERY_PREFIX, PendingQuery, QueryParams, Serf, conflict_vote
 from .serf_config import SerfConfig
 from .snapshot import Snapshot
 from .tasks import TaskOwner
@@ -101,16 +98,6 @@ from .transport import MemberlistTransport, resolve_addr
 log = logging.getLogger(__name__)
 
 DEFAULT_PORT = 7946
-
-
-class AppDelegate(Protocol):
-    """What the registry plugs into the application channel."""
-
-    def local_app_state(self, join: bool) -> bytes: ...
-
-    def merge_app_state(self, buf: bytes, join: bool) -> None: ...
-
-    def notify_app_message(self, buf: bytes) -> None: ...
 
 
 class JoinError(GossipError):
@@ -150,17 +137,13 @@ class Gossip:
                          retransmit_mult=memberlist_config.retransmit_mult, now=0.0)
         install_key_handlers(self.serf, lambda: self.keyring, self._keyring_changed)
         self._listeners: list[Callable[[GossipEvent], None]] = []
-        self._app: AppDelegate | None = None
         if app is not None:
             self.set_app_delegate(app)
-        self.memberlist: Memberlist | None = None
+        self.core: GossipCore | None = None
         self.transport: MemberlistTransport | None = None
-        self._pump_scheduled = False
-        self._kick_scheduled = False
         self._tasks = TaskOwner("gossip")
         self._shutdown_task: asyncio.Task[None] | None = None
         """A shutdown the service started itself (a lost name-conflict vote)."""
-        self._pumping = False
         self.snapshot: Snapshot | None = None
         self.handlers: EventHandlers | None = None
         self._started = False
@@ -186,8 +169,6 @@ class Gossip:
         await self._tasks.open()
         if self._clock is None:
             self._clock = loop.time
-        now = self._now()
-        self.serf.reset_timers(now)
         previous: list[tuple[str, str]] = []
         if self.serf_config.snapshot_path:
             self.snapshot = Snapshot(self.serf_config.snapshot_path,
@@ -206,19 +187,15 @@ class Gossip:
             quiescent_period=self.serf_config.quiescent_period,
             user_coalesce_period=self.serf_config.user_coalesce_period,
             user_quiescent_period=self.serf_config.user_quiescent_period)
-        d = SerfDelegate(self.serf, self._now, self._schedule_pump, self._self_conflict)
         self.transport = MemberlistTransport(
-            self.memberlist_config, delegate=d, events=d, ping_delegate=d, conflict=d,
-            keyring=self.keyring, rng=random.Random(self.rng.random()))
+            self.memberlist_config, core_factory=self._make_core, clock=self._clock)
+        self.transport.add_listener(self._on_core_event)
         await self.transport.start()  # raises TransportError (an OSError) if it cannot bind
         self.handlers.start()
-        self.memberlist = self.transport.core
-        self.memberlist_config = self.memberlist.config
+        assert self.core is not None
+        self.memberlist_config = self.core.config
         self.bound_port = self.transport.port
-        adv_addr, adv_port = self.transport.address
-        self.serf.set_local_address(adv_addr, adv_port)
-        self._pump()
-        self._spawn(self._serf_timer(), "serf-timer")
+        adv_addr, adv_port = self.core.advertise
         if self.snapshot is not None:
             self._spawn(self._snapshot_loop(), "snapshot")
         log.info("gossip started node=%s addr=%s:%s encrypted=%s", self.serf_config.node_name,
@@ -227,10 +204,20 @@ class Gossip:
             self._spawn(self._rejoin(previous), "rejoin")
         release_free_memory()
 
-    def _self_conflict(self, other_addr: str, other_port: int) -> None:
-        if not self._resolving_conflict and not self._stopped:
-            self._resolving_conflict = True
-            self._spawn(self._resolve_conflict(), "name-conflict")
+    def _make_core(self, config: MemberlistConfig, now: float) -> GossipCore:
+        """The transport's core factory: our Serf layer on a memberlist bound to its port."""
+        self.core = GossipCore(config, self.serf_config, now=now, keyring=self.keyring,
+                               rng=self.rng, serf=self.serf)
+        return self.core
+
+    def _on_core_event(self, ev: object) -> None:
+        """Every event of the core, in order (the transport delivers them)."""
+        if isinstance(ev, NameConflictDetected):
+            if not self._resolving_conflict and not self._stopped:
+                self._resolving_conflict = True
+                self._spawn(self._resolve_conflict(), "name-conflict")
+        elif not isinstance(ev, JoinCompleted):
+            self._deliver(ev)  # type: ignore[arg-type]
 
     async def _resolve_conflict(self) -> None:
         """Serf's resolveNodeConflict: ask everyone who has our name; leave if we lose."""
@@ -250,6 +237,8 @@ class Gossip:
                 self.shutdown(), name="gossip-conflict-shutdown")
         finally:
             self._resolving_conflict = False
+            if self.core is not None:
+                self.core.conflict_resolved()
 
     def _spawn(self, coro: Coroutine[Any, Any, None], name: str) -> None:
         self._tasks.spawn(coro, name)
@@ -273,14 +262,16 @@ class Gossip:
 
     async def leave(self, timeout: float | None = None) -> None:
         """Graceful leave: Serf leave intent, memberlist dead-about-self, propagation delay."""
-        if self.memberlist is None or self.serf.state != "alive":
+        core = self.core
+        if core is None or self.serf.state != "alive":
             return
         budget = timeout if timeout is not None else (
             self.serf_config.broadcast_timeout * 2 + self.serf_config.leave_propagate_delay)
         deadline = self._now() + budget
         sent = asyncio.Event()
-        if self.serf.start_leave(self._now(), on_sent=lambda ok: sent.set()):
-            self._kick()
+        started = core.start_leave(self._now(), on_sent=lambda ok: sent.set())
+        self._flush()
+        if started:
             wait = min(self.serf_config.broadcast_timeout, max(0.0, deadline - self._now()))
             try:
                 async with asyncio.timeout(wait):
@@ -293,7 +284,7 @@ class Gossip:
         delay = min(self.serf_config.leave_propagate_delay, max(0.0, deadline - self._now()))
         if delay > 0:
             await asyncio.sleep(delay)
-        self.serf.finish_leave()
+        core.finish_leave()
         if self.snapshot is not None:
             self.snapshot.leave()
             await asyncio.to_thread(self.snapshot.flush)
@@ -322,47 +313,10 @@ class Gossip:
     async def __aexit__(self, *exc: object) -> None:
         await self.shutdown()
 
-    # -- pumping Serf output -------------------------------------------------------------------
-    def _kick(self) -> None:
-        """After changing a core from outside the driver: drain Serf, send, re-arm timers.
-        Whatever was queued for broadcast goes out in an eager gossip round (``eager_gossip``)."""
-        if self.memberlist is not None:
-            self.memberlist.request_gossip()
-        self._pump()
-        if self.transport is not None:
-            self.transport.flush()
-
-    def _schedule_pump(self) -> None:
-        # Called from inside memberlist callbacks (never re-enter the core there).
-        if not self._pump_scheduled and not self._stopped:
-            self._pump_scheduled = True
-            asyncio.get_running_loop().call_soon(self._pump)
-
-    def _pump(self) -> None:
-        """Drain the Serf core: direct packets (query answers, relays, leave notices), events
-        and reconnect requests; then let the transport send and re-arm its timer."""
-        self._pump_scheduled = False
-        if self._pumping:
-            return
-        self._pumping = True
-        try:
-            core = self.memberlist
-            work = False
-            for body, addr in self.serf.packets_to_send():
-                if core is not None and not self._stopped:
-                    core.send_user_msg(addr, body)
-                    work = True
-            while (ev := self.serf.next_event()) is not None:
-                self._deliver(ev)
-            while (act := self.serf.next_action()) is not None:
-                if isinstance(act, ReconnectRequested) and core is not None and not self._stopped:
-                    log.info("attempting reconnect to node=%s addr=%s:%s", act.name, act.addr,
-                             act.port)
-                    core.join([(act.addr, act.port)], self._now())
-                    work = True
-        finally:
-            self._pumping = False
-        if work and self.transport is not None and not self._stopped:
+    # -- driving the core ----------------------------------------------------------------------
+    def _flush(self) -> None:
+        """After a command changed the core: send, deliver events, re-arm the one timer."""
+        if self.transport is not None and not self._stopped:
             self.transport.flush()
 
     def _deliver(self, ev: GossipEvent) -> None:
@@ -387,14 +341,6 @@ class Gossip:
             except Exception:
                 log.exception("gossip listener failed event=%s", type(ev).__name__)
 
-    async def _serf_timer(self) -> None:
-        while True:
-            now = self._now()
-            wait = min(0.5, max(0.01, self.serf.next_deadline() - now))
-            await asyncio.sleep(wait)
-            self.serf.handle_timer(self._now())
-            self._kick()
-
     async def _snapshot_loop(self) -> None:
         snap = self.snapshot
         assert snap is not None
@@ -410,7 +356,8 @@ class Gossip:
                    raise_if_none: bool = False) -> int:
         """Push/pull with each address (host[:port], default port 7946); returns how many
         answered. Without ``replay`` user events older than the join are not delivered."""
-        if self.memberlist is None:
+        core = self.core
+        if core is None:
             raise GossipError("start() the gossip service before joining")
         targets: list[tuple[str, int]] = []
         errors: list[str] = []
@@ -427,24 +374,20 @@ class Gossip:
                 raise JoinError("; ".join(errors) or "no address to join")
             return 0
         assert self.transport is not None
-        self.serf.join_ignore_events = not replay
+        # the core gossips our join intent once a push/pull succeeded
+        jid = core.join(targets, self._now(), replay=replay)
         result: JoinCompleted | None
         try:
             async with asyncio.timeout(self.memberlist_config.tcp_timeout * 2 + 1.0):
-                result = await self.transport.join(targets)
+                result = await self.transport.join_result(jid)
         except TimeoutError:
             result = None
-        finally:
-            self.serf.join_ignore_events = False
         n = result.num_joined if result is not None else 0
         if result is not None and result.errors:
             errors.extend(result.errors)
-        if n > 0:
-            self.serf.broadcast_join_intent(self.serf.clock.time(), self._now())
-            self._kick()
-        elif raise_if_none:
+        if n == 0 and raise_if_none:
             raise JoinError("; ".join(errors) or "no agent answered")
-        else:
+        if n == 0:
             log.warning("join failed: %s", "; ".join(errors) or "no agent answered")
         return n
 
@@ -460,21 +403,26 @@ class Gossip:
 
     async def set_tags(self, tags: Mapping[str, str]) -> None:
         """Replace our tags (the reserved ``rumor`` tag stays) and gossip them."""
-        self.serf.set_tags(tags)
-        if self.memberlist is not None:
-            self.memberlist.update_node(self._now())
-            self._kick()
+        if self.core is None:
+            self.serf.set_tags(tags)
+            return
+        self.core.set_tags(tags, self._now())
+        self._flush()
 
     async def force_leave(self, node: str, prune: bool = False) -> bool:
-        ok = self.serf.force_leave(node, self._now(), prune=prune)
-        self._kick()
+        if self.core is None:
+            return self.serf.force_leave(node, self._now(), prune=prune)
+        ok = self.core.force_leave(node, self._now(), prune=prune)
+        self._flush()
         return ok
 
     # -- events and queries --------------------------------------------------------------------
     async def user_event(self, name: str, payload: bytes, coalesce: bool = True) -> UserEventReceived:
         """Fire a Serf user event (raises ValueError when over the size limit)."""
-        ev = self.serf.user_event(name, payload, coalesce, self._now())
-        self._kick()
+        if self.core is None:
+            return self.serf.user_event(name, payload, coalesce, self._now())
+        ev = self.core.user_event(name, payload, coalesce, self._now())
+        self._flush()
         return ev
 
     async def query(self, name: str, payload: bytes = b"", *, filter_nodes: Sequence[str] = (),
@@ -489,8 +437,10 @@ class Gossip:
         return QueryResult(name=name, acks=tuple(pq.acks), responses=dict(pq.responses))
 
     def _start_query(self, name: str, payload: bytes, params: QueryParams) -> PendingQuery:
-        pq = self.serf.query(name, payload, params, self._now())
-        self._kick()
+        if self.core is None:
+            raise GossipError("start() the gossip service before querying")
+        pq = self.core.query(name, payload, params, self._now())
+        self._flush()
         return pq
 
     async def _wait_query(self, pq: PendingQuery, expect: int | None) -> None:
@@ -515,8 +465,11 @@ class Gossip:
 
     def respond(self, ev: QueryReceived, payload: bytes) -> None:
         """Answer a QueryReceived (once, before its deadline)."""
-        self.serf.respond(ev, payload, self._now())
-        self._kick()
+        if self.core is None:
+            self.serf.respond(ev, payload, self._now())
+            return
+        self.core.respond(ev, payload, self._now())
+        self._flush()
 
     def add_listener(self, callback: Callable[[GossipEvent], None]) -> None:
         self._listeners.append(callback)
@@ -548,10 +501,10 @@ class Gossip:
 
     # -- keyring -------------------------------------------------------------------------------
     async def _key_op(self, op: str, key_b64: str | None) -> KeyResponse:
-        if self.memberlist is None:
+        if self.core is None:
             raise GossipError("start() the gossip service first")
         payload = request_payload(key_b64)
-        expected = self.memberlist.num_members()
+        expected = self.core.memberlist.num_members()
         pq = self._start_query(INTERNAL_QUERY_PREFIX + op, payload, QueryParams())
         await self._wait_query(pq, expected)
         return summarize(op, pq.responses, expected)
@@ -585,23 +538,20 @@ class Gossip:
 
     # -- application channel -------------------------------------------------------------------
     def set_app_delegate(self, d: AppDelegate | None) -> None:
-        self._app = d
-        self.serf.app_delegate_message = d.notify_app_message if d else None
-        self.serf.app_delegate_state = d.local_app_state if d else None
-        self.serf.app_delegate_merge = d.merge_app_state if d else None
+        s = self.serf
+        s.app_delegate_message = d.notify_app_message if d else None
+        s.app_delegate_state = d.local_app_state if d else None
+        s.app_delegate_merge = d.merge_app_state if d else None
 
     def broadcast_app(self, key: str, payload: bytes) -> None:
         """Queue an app message for Rumor peers (newest per key wins; raises ValueError if big).
-        It leaves in an eager gossip round, from the loop (never inside the caller)."""
-        self.serf.broadcast_app(key, payload)
-        if self.memberlist is not None and not self._stopped and not self._kick_scheduled:
-            self._kick_scheduled = True
-            asyncio.get_running_loop().call_soon(self._scheduled_kick)
-
-    def _scheduled_kick(self) -> None:
-        self._kick_scheduled = False
-        if not self._stopped:
-            self._kick()
+        It leaves in an eager gossip round, which the core's timer runs from the loop (never
+        inside the caller)."""
+        if self.core is None:
+            self.serf.broadcast_app(key, payload)
+            return
+        self.core.broadcast_app(key, payload, self._now())
+        self._flush()
 
     def is_rumor_peer(self, name: str) -> bool:
         return self.serf.is_rumor_peer(name)
@@ -609,13 +559,8 @@ class Gossip:
     # -- metrics -------------------------------------------------------------------------------
     @property
     def counters(self) -> dict[str, int]:
-        out: dict[str, int] = {}
-        if self.memberlist is not None:
-            for k, v in self.memberlist.counters.snapshot().items():
-                out[f"memberlist.{k}"] = v
-            out["memberlist.health_score"] = self.memberlist.health_score()
-            out["memberlist.num_members"] = self.memberlist.num_members()
-        out.update(self.serf.counters)
+        out: dict[str, int] = (self.core.counters() if self.core is not None
+                               else dict(self.serf.counters))
         if self.handlers is not None:
             out.update(self.handlers.counters)
         if self.snapshot is not None:

@@ -1,4 +1,10 @@
-"""In-process simulator: many memberlist cores on a fake network with a virtual clock.
+"""In-process simulator: many gossip nodes on a fake network with a virtual clock.
+
+A node is either a bare memberlist core (:meth:`Simulator.add_node`) or a whole node
+(:meth:`Simulator.add_gossip_node`): the :class:`~gossip.core.GossipCore` the agent runs
+(memberlist + Serf + an application channel), the same object the asyncio driver drives, with
+the same single ``next_deadline``. :class:`ReplicatedMap` is an application channel shaped like
+the registry's (full state in push/pull, changes as Rumor-only broadcasts, newest version wins).
 
 Nothing here sleeps or touches a socket. A single event heap orders packet deliveries, stream
 exchanges and every core's timers; the virtual clock jumps from event to event, so a simulated
@@ -13,18 +19,21 @@ The network is a routing hook (in the spirit of trio's ``FakeNet.route_packet`` 
 from __future__ import annotations
 
 import heapq
+import json
 import random
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 from typing import Any
 
 from .config import MemberlistConfig
+from .core import GossipCore
 from .delegate import NullDelegate
 from .memberlist import JoinCompleted, Memberlist
 from .messages import Alive
+from .serf_config import SerfConfig
 from .state import Node
 
-__all__ = ["ManualClock", "Route", "SimNode", "Simulator", "default_route"]
+__all__ = ["ManualClock", "ReplicatedMap", "Route", "SimNode", "Simulator", "default_route"]
 
 Addr = tuple[str, int]
 Route = Callable[[Addr, Addr, str, float], "float | None"]
@@ -68,7 +77,7 @@ class _Recorder(NullDelegate):
     def node_meta(self, limit: int) -> bytes:
         return self.meta
 
-    def notify_user_msg(self, buf: bytes) -> None:
+    def notify_user_msg(self, buf: bytes, now: float) -> None:
         self.user_msgs.append(buf)
         hook = self.sim.on_user_msg
         if hook is not None:
@@ -93,18 +102,63 @@ class _Recorder(NullDelegate):
         return out
 
 
+class ReplicatedMap:
+    """A toy application channel shaped like the registry's: ``key -> (version, value)``, the
+    whole map in every push/pull, each change as a Rumor-only broadcast; the higher version
+    wins, so every node ends with the same map whatever order the news arrives in."""
+
+    def __init__(self) -> None:
+        self.entries: dict[str, tuple[int, str]] = {}
+        self.merges = 0
+
+    def put(self, core: GossipCore, key: str, value: str, now: float) -> None:
+        version = self.entries.get(key, (0, ""))[0] + 1
+        self.entries[key] = (version, value)
+        core.broadcast_app(key, json.dumps([key, version, value]).encode(), now)
+
+    def _merge(self, key: str, version: int, value: str) -> None:
+        if version > self.entries.get(key, (0, ""))[0]:
+            self.entries[key] = (version, value)
+
+    # AppDelegate
+    def local_app_state(self, join: bool) -> bytes:
+        return json.dumps(self.entries, sort_keys=True).encode()
+
+    def merge_app_state(self, buf: bytes, join: bool) -> None:
+        self.merges += 1
+        for key, (version, value) in json.loads(buf).items():
+            self._merge(key, version, value)
+
+    def notify_app_message(self, buf: bytes) -> None:
+        key, version, value = json.loads(buf)
+        self._merge(key, version, value)
+
+
 @dataclass(slots=True, eq=False)
 class SimNode:
     """One simulated member: its core, address and whether it is running."""
 
     name: str
     addr: Addr
-    core: Memberlist
+    core: Memberlist | GossipCore
     delegate: Any
     running: bool = True
     paused: bool = False
     events: list[Any] = field(default_factory=list)
     timer_at: float | None = None
+
+    @property
+    def memberlist(self) -> Memberlist:
+        """The node's memberlist layer (the core itself for a bare memberlist node)."""
+        core = self.core
+        return core if isinstance(core, Memberlist) else core.memberlist
+
+    @property
+    def gossip(self) -> GossipCore:
+        """The whole-node core (only for nodes made by ``add_gossip_node``)."""
+        if not isinstance(self.core, GossipCore):
+            raise TypeError(f"{self.name} is a bare memberlist node")
+        return self.core
 
 
 class Simulator:
@@ -171,6 +225,47 @@ class Simulator:
         self._flush(node)
         return node
 
+    def add_gossip_node(
+        self,
+        name: str,
+        serf_config: SerfConfig | None = None,
+        config: MemberlistConfig | None = None,
+        *,
+        app: Any = None,
+        ip: str = "10.0.0.1",
+        **overrides: Any,
+    ) -> SimNode:
+        """A whole node: memberlist + Serf (+ ``app``, an AppDelegate) in one GossipCore."""
+        port = self._next_port
+        self._next_port += 1
+        if config is None:
+            config = MemberlistConfig.local(name=name)
+        config = config.replace(name=name, bind_addr=ip, bind_port=port, advertise_addr="",
+                                advertise_port=0, **overrides)
+        if serf_config is None:
+            serf_config = SerfConfig.local(name)
+        core = GossipCore(config, serf_config, now=self.now,
+                          rng=random.Random(self.rng.random()))
+        if app is not None:
+            core.set_app_delegate(app)
+        node = SimNode(name, (ip, port), core, app)
+        self.nodes[name] = node
+        self.by_addr[node.addr] = node
+        self._flush(node)
+        return node
+
+    def command(self, name: str, fn: Callable[[GossipCore, float], Any]) -> Any:
+        """Run ``fn(core, now)`` on a whole node (a user event, a query, a tag change...), then
+        send what it produced, as the service does after each call."""
+        node = self.nodes[name]
+        result = fn(node.gossip, self.now)
+        self._flush(node)
+        return result
+
+    def at(self, when: float, fn: Callable[[], Any]) -> None:
+        """Call ``fn()`` at virtual time ``when`` (a scripted step: a leave, a crash...)."""
+        self._push(when, 4, fn)
+
     def seed_membership(self, names: Iterable[str] | None = None) -> None:
         """Make every running node know every other as alive, without network traffic.
 
@@ -179,19 +274,22 @@ class Simulator:
         the resulting broadcast queues are then emptied."""
         chosen = [self.nodes[n] for n in (names if names is not None else list(self.nodes))]
         alives = [
-            Alive(incarnation=n.core.incarnation, node=n.name, addr=n.addr[0], port=n.addr[1],
-                  meta=n.core.local_node.meta, vsn=n.core.config.vsn)
+            Alive(incarnation=n.memberlist.incarnation, node=n.name, addr=n.addr[0],
+                  port=n.addr[1], meta=n.memberlist.local_node.meta, vsn=n.memberlist.config.vsn)
             for n in chosen
         ]
         now = self.now
         for n in chosen:
-            core = n.core
+            core = n.memberlist
             for a in alives:
                 if a.node != n.name:
                     core._alive_node(a, now)
             core.broadcasts.reset()
             while core.next_event() is not None:
                 pass
+            if isinstance(n.core, GossipCore):
+                while n.core.next_event() is not None:
+                    pass
             self._flush(n)
 
     # -- control -----------------------------------------------------------------------------
@@ -216,9 +314,23 @@ class Simulator:
         self._flush(n)
 
     def leave(self, name: str) -> None:
+        """memberlist's graceful leave (a dead message about ourselves)."""
         n = self.nodes[name]
         n.core.leave(self.now)
         self._flush(n)
+
+    def leave_gracefully(self, name: str, *, intent_time: float = 1.0,
+                         propagate: float = 1.0) -> None:
+        """A whole node's leave as the service does it: Serf's leave intent, ``intent_time``
+        later memberlist's leave, ``propagate`` after that the process stops."""
+        self.command(name, lambda core, now: core.start_leave(now))
+        t = self.now + intent_time
+        self.at(t, lambda: self.leave(name))
+        self.at(t + propagate, lambda: self._finish_leave(name))
+
+    def _finish_leave(self, name: str) -> None:
+        self.nodes[name].gossip.finish_leave()
+        self.stop(name)
 
     def broadcast_user(self, name: str, body: bytes) -> None:
         """Have ``name``'s delegate offer ``body`` once (the memberlist layer disseminates it
@@ -228,7 +340,7 @@ class Simulator:
     def queue_user_broadcast(self, name: str, body: bytes, key: str) -> None:
         """Queue a user message (0x08 + body) in ``name``'s memberlist broadcast queue."""
         n = self.nodes[name]
-        n.core.queue_broadcast(b"\x08" + body, key)
+        n.memberlist.queue_broadcast(b"\x08" + body, key)
 
     # -- the event loop ----------------------------------------------------------------------
     def _push(self, when: float, kind: int, payload: Any) -> None:
@@ -335,6 +447,8 @@ class Simulator:
                     continue
                 node.core.stream_result(sid, answer, error, now)
                 self._flush(node)
+            elif kind == 4:  # a scripted step
+                payload()
             if stop is not None and clock.now >= next_check:
                 if stop():
                     return True
@@ -350,7 +464,7 @@ class Simulator:
     # -- observations --------------------------------------------------------------------------
     def view(self, name: str) -> dict[str, str]:
         """``name``'s view: member name -> status name (lower case)."""
-        return {n.name: n.status.name.lower() for n in self.nodes[name].core.all_nodes()}
+        return {n.name: n.status.name.lower() for n in self.nodes[name].memberlist.all_nodes()}
 
     def converged(self, names: Iterable[str] | None = None, expect: dict[str, str] | None = None
                   ) -> bool:
@@ -360,7 +474,7 @@ class Simulator:
         if expect is None:
             expect = {n.name: "alive" for n in running}
         for n in running:
-            view = {m.name: m.status.name.lower() for m in n.core.all_nodes()}
+            view = {m.name: m.status.name.lower() for m in n.memberlist.all_nodes()}
             for k, v in expect.items():
                 if view.get(k) != v:
                     return False
@@ -416,8 +530,8 @@ def measure_dissemination(
     def sent() -> tuple[int, int]:
         p = b = 0
         for node in sim.nodes.values():
-            p += node.core.counters.packets_out
-            b += node.core.counters.bytes_out
+            p += node.memberlist.counters.packets_out
+            b += node.memberlist.counters.bytes_out
         return p, b
 
     p0, b0 = sent()
@@ -429,11 +543,11 @@ def measure_dissemination(
     origin = sim.nodes[names[0]]
     origin.delegate.meta = b"\xff\x81\xa1v\xa12"
     t0 = sim.now
-    origin.core.update_node(t0)
+    origin.memberlist.update_node(t0)
     sim._flush(origin)
-    target_inc = origin.core.incarnation
-    cores = [node.core for node in sim.nodes.values()]
-    remaining = {id(c) for c in cores if c is not origin.core}
+    target_inc = origin.memberlist.incarnation
+    cores = [node.memberlist for node in sim.nodes.values()]
+    remaining = {id(c) for c in cores if c is not origin.memberlist}
 
     def everyone_has_it() -> bool:
         if remaining:
@@ -454,7 +568,7 @@ def measure_dissemination(
         victim = names[-1]
         sim.stop(victim)
         t1 = sim.now
-        others = [sim.nodes[x].core for x in names[:-1]]
+        others = [sim.nodes[x].memberlist for x in names[:-1]]
         pending = {id(c) for c in others}
 
         def all_dead() -> bool:

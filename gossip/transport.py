@@ -1,10 +1,12 @@
-"""The asyncio driver of the memberlist core: one UDP and one TCP socket on the same port.
+"""The asyncio driver of a gossip core: one UDP and one TCP socket on the same port.
 
-It owns no protocol logic. It hands every datagram and TCP exchange to the sans-I/O
-:class:`~gossip.memberlist.Memberlist`, sends what the core queued, performs the outbound
-streams it asks for (push/pull, TCP fallback pings) with their deadlines, and re-arms a single
-``loop.call_at`` timer from ``core.next_deadline()`` after every interaction (aioquic's
-``QuicConnectionProtocol`` is the model). Nothing here blocks the loop.
+It owns no protocol logic. It hands every datagram and TCP exchange to a sans-I/O core (a bare
+:class:`~gossip.memberlist.Memberlist`, or the whole node, :class:`~gossip.core.GossipCore`,
+made by ``core_factory``), sends what the core queued, performs the outbound streams it asks
+for (push/pull, TCP fallback pings) with their deadlines, and re-arms a single ``loop.call_at``
+timer from ``core.next_deadline()`` after every interaction (aioquic's
+``QuicConnectionProtocol`` is the model). Every ``now`` it passes comes from one clock
+(``clock``, default ``loop.time``). Nothing here blocks the loop.
 
 Usage::
 
@@ -16,8 +18,10 @@ Usage::
     await t.close()
 
 Code that changes the core from outside the driver (``core.update_node``,
-``core.queue_broadcast``) must call :meth:`MemberlistTransport.flush` afterwards so that new
-packets go out and the timer follows.
+``core.queue_broadcast``, a GossipCore command) must call :meth:`MemberlistTransport.flush`
+afterwards so that new packets go out, events are delivered and the timer follows. Events are
+delivered in order: a listener that calls ``flush`` again (through a command) does not deliver
+the later events from inside itself; the outer delivery loop does.
 """
 
 from __future__ import annotations
@@ -28,22 +32,24 @@ import logging
 import random
 import socket
 from collections.abc import Callable, Iterable
-from typing import Any, Self
+from typing import Any, Protocol, Self
 
 from . import codec
+from .codec import CodecLimits
 from .config import MemberlistConfig
-from .delegate import ConflictDelegate, Delegate, EventDelegate, MemberlistEvent, PingDelegate
+from .delegate import ConflictDelegate, Delegate, EventDelegate, PingDelegate
 from .errors import GossipError, MalformedPacket
 from .memberlist import JoinCompleted, Memberlist, StreamRequest
 from .security import Keyring
 from .tasks import TaskOwner
 
-__all__ = ["MemberlistTransport", "TransportError"]
+__all__ = ["DrivenCore", "MemberlistTransport", "TransportError"]
 
 log = logging.getLogger(__name__)
 
 Addr = tuple[str, int]
-Listener = Callable[[MemberlistEvent | JoinCompleted], None]
+Listener = Callable[[Any], None]
+"""Called with every event the core gives (memberlist's, or GossipCore's)."""
 
 _READ_CHUNK = 65536
 _BIND_ATTEMPTS = 20
@@ -52,6 +58,51 @@ _ACCEPT_BATCH = 128
 _ACCEPT_BACKOFF = 1.0
 """Seconds to stop accepting after running out of file descriptors or memory."""
 _ACCEPT_EXHAUSTED = frozenset((errno.EMFILE, errno.ENFILE, errno.ENOBUFS, errno.ENOMEM))
+
+
+class DrivenCore(Protocol):
+    """What the driver needs of a core: memberlist's I/O seams (Memberlist and GossipCore)."""
+
+    @property
+    def advertise(self) -> Addr: ...
+
+    @property
+    def keyring(self) -> Keyring | None: ...
+
+    @property
+    def limits(self) -> CodecLimits: ...
+
+    @property
+    def leave_broadcast_done(self) -> bool: ...
+
+    def receive_packet(self, data: bytes, addr: Addr, now: float) -> None: ...
+
+    def handle_stream(self, request: bytes | object, addr: Addr, now: float) -> bytes | None: ...
+
+    def stream_error(self, exc: MalformedPacket, addr: Addr) -> bytes | None: ...
+
+    def stream_result(self, stream_id: int, response: bytes | object | None, error: str | None,
+                      now: float) -> None: ...
+
+    def handle_timer(self, now: float) -> None: ...
+
+    def next_deadline(self) -> float | None: ...
+
+    def packets_to_send(self) -> list[tuple[bytes, Addr]]: ...
+
+    def streams_to_open(self) -> list[StreamRequest]: ...
+
+    def next_event(self) -> object | None: ...
+
+    def count_drop(self, reason: str, addr: Any, detail: str = "") -> None: ...
+
+    def join(self, addrs: Iterable[Addr], now: float) -> int: ...
+
+    def leave(self, now: float) -> None: ...
+
+
+CoreFactory = Callable[[MemberlistConfig, float], DrivenCore]
+"""``factory(config_with_bound_port, now) -> core``."""
 
 
 class TransportError(GossipError, OSError):
@@ -83,8 +134,12 @@ class MemberlistTransport:
         conflict: ConflictDelegate | None = None,
         keyring: Keyring | None = None,
         rng: random.Random | None = None,
+        core_factory: CoreFactory | None = None,
+        clock: Callable[[], float] | None = None,
     ) -> None:
         config.validate()
+        self._core_factory = core_factory
+        self._clock = clock
         self.config = config
         self._delegates: dict[str, Any] = {
             "delegate": delegate,
@@ -94,7 +149,7 @@ class MemberlistTransport:
         }
         self._keyring = keyring
         self._rng = rng
-        self._core: Memberlist | None = None
+        self._core: DrivenCore | None = None
         self._loop: asyncio.AbstractEventLoop | None = None
         self._udp: asyncio.DatagramTransport | None = None
         self._listener: socket.socket | None = None
@@ -107,11 +162,14 @@ class MemberlistTransport:
         self._leave_event: asyncio.Event | None = None
         self._active_streams = 0
         self._closed = False
+        self._delivering = False
         self.port = 0
+        self.wakeups = 0
+        """Times the one timer fired (each runs the core's due work; nothing else polls)."""
 
     # -- properties -----------------------------------------------------------------------------
     @property
-    def core(self) -> Memberlist:
+    def core(self) -> DrivenCore:
         if self._core is None:
             raise TransportError("transport not started")
         return self._core
@@ -148,13 +206,18 @@ class MemberlistTransport:
         core_cfg = cfg.replace(
             bind_port=port, advertise_addr=advertise, advertise_port=cfg.advertise_port or port
         )
-        self._core = Memberlist(
-            core_cfg,
-            now=loop.time(),
-            keyring=self._keyring,
-            rng=self._rng,
-            **self._delegates,
-        )
+        if self._clock is None:
+            self._clock = loop.time
+        if self._core_factory is not None:
+            self._core = self._core_factory(core_cfg, self._clock())
+        else:
+            self._core = Memberlist(
+                core_cfg,
+                now=self._clock(),
+                keyring=self._keyring,
+                rng=self._rng,
+                **self._delegates,
+            )
         log.info("memberlist listening node=%s addr=%s:%s", cfg.name, cfg.bind_addr, port)
         self.flush()
 
@@ -216,7 +279,7 @@ class MemberlistTransport:
 
         Addresses are ``(ip, port)`` tuples or ``"host[:port]"`` strings (default port 7946,
         names resolved without blocking the loop; IPv6 as ``[::1]:7946``)."""
-        loop = self._loop_or_raise()
+        self._loop_or_raise()
         resolved: list[Addr] = []
         errors: list[str] = []
         for spec in addrs:
@@ -227,30 +290,48 @@ class MemberlistTransport:
                 resolved.extend(await resolve_addr(spec))
             except (OSError, ValueError) as exc:
                 errors.append(f"{spec}: {exc}")
-        jid = self.core.join(resolved, loop.time())
-        fut: asyncio.Future[JoinCompleted] = loop.create_future()
-        self._joins[jid] = fut
-        self.flush()
-        try:
-            result = await fut
-        finally:
-            self._joins.pop(jid, None)
+        jid = self.core.join(resolved, self.now())
+        result = await self.join_result(jid)
         if errors:
             result = JoinCompleted(result.join_id, result.num_joined, tuple(errors) + result.errors)
         return result
 
+    async def join_result(self, jid: int) -> JoinCompleted:
+        """Wait for the :class:`JoinCompleted` of a join the core started (id ``jid``)."""
+        fut: asyncio.Future[JoinCompleted] = self._loop_or_raise().create_future()
+        self._joins[jid] = fut
+        self.flush()
+        try:
+            return await fut
+        finally:
+            self._joins.pop(jid, None)
+
+    @property
+    def timer_deadline(self) -> float | None:
+        """When the one timer fires (the core's ``next_deadline()`` as of the last flush)."""
+        return self._timer_at
+
+    def now(self) -> float:
+        """The driver's clock (every ``now`` given to the core comes from it)."""
+        if self._clock is None:
+            raise TransportError("transport not started")
+        return self._clock()
+
     def send_user_msg(self, addr: Addr, body: bytes) -> None:
         """Send a user message (0x08 + body) to ``addr`` by UDP now (Serf query answers)."""
-        self.core.send_user_msg(addr, body)
+        core = self.core
+        if not isinstance(core, Memberlist):
+            raise TransportError("send_user_msg needs a bare memberlist core")
+        core.send_user_msg(addr, body)
         self.flush()
 
     async def leave(self, timeout: float | None = None) -> bool:
         """Gossip our graceful leave and wait until it went out (or ``timeout``, default
         ``config.leave_timeout``). Returns False on timeout."""
-        loop = self._loop_or_raise()
+        self._loop_or_raise()
         core = self.core
         self._leave_event = asyncio.Event()
-        core.leave(loop.time())
+        core.leave(self.now())
         self.flush()
         if core.leave_broadcast_done:
             return True
@@ -286,10 +367,18 @@ class MemberlistTransport:
                 core.count_drop("send_error", addr, str(exc))
         for req in core.streams_to_open():
             self._tasks.spawn(self._outbound(req), req.kind)
-        while True:
-            ev = core.next_event()
-            if ev is None:
-                break
+        if not self._delivering:
+            self._delivering = True
+            try:
+                self._deliver_events(core)
+            finally:
+                self._delivering = False
+        if self._leave_event is not None and core.leave_broadcast_done:
+            self._leave_event.set()
+        self._arm_timer(loop, core)
+
+    def _deliver_events(self, core: DrivenCore) -> None:
+        while (ev := core.next_event()) is not None:
             if isinstance(ev, JoinCompleted):
                 fut = self._joins.get(ev.join_id)
                 if fut is not None and not fut.done():
@@ -298,9 +387,10 @@ class MemberlistTransport:
                 try:
                     fn(ev)
                 except Exception:
-                    log.exception("memberlist listener failed")
-        if self._leave_event is not None and core.leave_broadcast_done:
-            self._leave_event.set()
+                    log.exception("gossip listener failed event=%s", type(ev).__name__)
+
+    def _arm_timer(self, loop: asyncio.AbstractEventLoop, core: DrivenCore) -> None:
+        """One ``call_at`` for the core's next deadline (the clock's time, as loop time)."""
         deadline = core.next_deadline()
         if deadline != self._timer_at:
             if self._timer is not None:
@@ -308,15 +398,18 @@ class MemberlistTransport:
                 self._timer = None
             self._timer_at = deadline
             if deadline is not None:
-                self._timer = loop.call_at(deadline, self._on_timer)
+                clock = self._clock
+                offset = 0.0 if clock is None or clock == loop.time else loop.time() - clock()
+                self._timer = loop.call_at(deadline + offset, self._on_timer)
 
     def _on_timer(self) -> None:
         due = self._timer_at
+        self.wakeups += 1
         self._timer = None
         self._timer_at = None
         if self._closed or self._core is None or self._loop is None:
             return
-        now = self._loop.time()
+        now = self.now()
         # uvloop's timers have millisecond resolution and may fire up to 1 ms before the
         # deadline; running the core "at" the deadline then avoids re-arming the same timer
         # again and again until the clock catches up (that spin was most of the idle CPU).
@@ -329,7 +422,7 @@ class MemberlistTransport:
         core = self._core
         if core is None or self._loop is None or self._closed:
             return
-        core.receive_packet(data, (addr[0], addr[1]), self._loop.time())
+        core.receive_packet(data, (addr[0], addr[1]), self.now())
         self.flush()
 
     # -- streams ----------------------------------------------------------------------------------
@@ -340,14 +433,14 @@ class MemberlistTransport:
         )
 
     async def _outbound(self, req: StreamRequest) -> None:
-        loop = self._loop_or_raise()
+        self._loop_or_raise()
         core = self.core
         answer: object = None
         error: str | None = None
         writer: asyncio.StreamWriter | None = None
         buf = bytearray()
         try:
-            timeout = max(0.0, req.deadline - loop.time())
+            timeout = max(0.0, req.deadline - self.now())
             async with asyncio.timeout(timeout):
                 reader, writer = await asyncio.open_connection(req.addr[0], req.addr[1])
                 writer.write(req.data)
@@ -379,7 +472,7 @@ class MemberlistTransport:
                 writer.close()
         if self._closed:
             return
-        core.stream_result(req.id, answer, error, loop.time())
+        core.stream_result(req.id, answer, error, self.now())
         self.flush()
 
     def _stop_listening(self) -> None:
@@ -457,7 +550,7 @@ class MemberlistTransport:
                             msg = sr.feed_eof()
                             break
                         msg = sr.feed(chunk)
-                    answer = core.handle_stream(msg, addr, loop.time())
+                    answer = core.handle_stream(msg, addr, self.now())
                     if answer:
                         writer.write(answer)
                         await writer.drain()

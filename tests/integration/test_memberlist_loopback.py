@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import base64
 import json
+import random
 import shutil
 import signal
 import socket
@@ -402,3 +403,35 @@ async def test_out_of_file_descriptors_pauses_accepting() -> None:
     finally:
         client.close()
         await a.close()
+
+
+async def test_gossip_service_runs_one_timer_and_no_poll() -> None:
+    """The service drives its one core (memberlist + Serf) with one ``call_at``, armed at the
+    core's next protocol deadline: with long protocol periods an idle agent wakes up a handful
+    of times in three seconds (Serf's timer used to be polled every 0.5 s on top)."""
+    from gossip.serf_config import SerfConfig
+    from gossip.service import Gossip
+
+    ml = MemberlistConfig.lan(name="solo", bind_addr="127.0.0.1", bind_port=0,
+                              probe_interval=40.0, gossip_interval=20.0,
+                              push_pull_interval=60.0)
+    serf = SerfConfig(node_name="solo", reap_interval=15.0, reconnect_interval=30.0,
+                      queue_check_interval=30.0)
+    g = Gossip(ml, serf, rng=random.Random(3))
+    await g.start()
+    try:
+        t, core = g.transport, g.core
+        assert t is not None and core is not None
+        loop = asyncio.get_running_loop()
+        await wait_for(lambda: (t.timer_deadline or 0.0) > loop.time(), 2.0)  # start-up round
+        start = t.wakeups
+        await asyncio.sleep(3.0)  # measuring idleness itself: nothing to wait for
+        assert t.timer_deadline == core.next_deadline()
+        ml_due = core.memberlist.next_deadline()
+        assert ml_due is not None
+        assert t.timer_deadline == min(ml_due, core.serf.next_deadline())
+        # seeded staggers: at most the probe/gossip/push-pull ticks that fall in the window
+        assert t.wakeups - start <= 3, t.wakeups - start
+        assert not [task for task in asyncio.all_tasks() if "timer" in task.get_name()]
+    finally:
+        await g.shutdown()

@@ -261,7 +261,7 @@ def test_update_node_meta_propagates() -> None:
         def node_meta(self, limit: int) -> bytes:
             return self.meta
 
-        def notify_update(self, node: Node) -> None:
+        def notify_update(self, node: Node, now: float) -> None:
             self.updates.append(node)
 
     net = FakeNet(seed=14)

@@ -1,7 +1,11 @@
-"""Serf cores on real memberlist cores in the in-process simulator (virtual clock, fake network).
+"""Whole nodes (memberlist + Serf + an application channel, one GossipCore each) in the simulator.
 
-Checks the §7.9 outcomes end to end without sockets: a graceful leave shows 'left' everywhere, a
-crash shows 'failed', tags and user events spread, and intents order statuses.
+Virtual clock, fake network, no sockets and no driver: the simulator calls the same entry points
+the asyncio transport calls, each with ``now``, and re-arms one timer per node from
+``core.next_deadline()``. So Serf's own timers (reap, reconnect, query deadlines) and its
+reconnect joins run here exactly as in the agent, with nothing polled. Checks the §7.9 outcomes
+end to end: join intents, tags, user events, a graceful leave ('left'), a crash ('failed'), a
+healed partition, and the application channel's state converging.
 """
 
 from __future__ import annotations
@@ -9,103 +13,145 @@ from __future__ import annotations
 import random
 
 from gossip.config import MemberlistConfig
-from gossip.events import UserEventReceived
-from gossip.serf import Serf, SerfDelegate
+from gossip.core import GossipCore
+from gossip.events import MemberJoined, MemberLeft, QueryReceived, UserEventReceived
+from gossip.memberlist import JoinCompleted
+from gossip.serf import QueryParams
 from gossip.serf_config import RUMOR_TAG, SerfConfig
-from gossip.sim import Simulator
+from gossip.sim import ReplicatedMap, Simulator
 
 
-def build(n: int, seed: int = 3) -> tuple[Simulator, dict[str, Serf]]:
+def build(n: int, seed: int = 3, *, join: bool = True) -> tuple[Simulator, dict[str, GossipCore]]:
     sim = Simulator(seed=seed)
-    serfs: dict[str, Serf] = {}
+    cores: dict[str, GossipCore] = {}
     for i in range(n):
         name = f"n{i}"
-        s = Serf(SerfConfig.local(name, tags={"idx": str(i)}), rng=random.Random(i),
-                 gossip_interval=0.1, retransmit_mult=4, now=sim.now)
-        d = SerfDelegate(s, lambda: sim.now)
-        node = sim.add_node(name, MemberlistConfig.local(name=name, delegate_protocol_version=5,
-                                                         retransmit_mult=4),
-                            delegate=d)
-        s.set_local_address(*node.addr)
-        serfs[name] = s
-    for name in list(serfs)[1:]:
-        sim.join(name, ["n0"])
-    sim.run_for(1.0)
-    for s in serfs.values():
-        s.broadcast_join_intent(s.clock.time(), sim.now)
-    return sim, serfs
+        node = sim.add_gossip_node(
+            name, SerfConfig.local(name, tags={"idx": str(i)}),
+            MemberlistConfig.local(name=name, delegate_protocol_version=5, retransmit_mult=4),
+            app=ReplicatedMap())
+        cores[name] = node.gossip
+    if join:
+        for name in list(cores)[1:]:
+            sim.join(name, ["n0"])
+    return sim, cores
 
 
-def statuses(s: Serf) -> dict[str, str]:
-    return {m.name: m.status for m in s.members()}
+def statuses(c: GossipCore) -> dict[str, str]:
+    return {m.name: m.status for m in c.members()}
 
 
-def test_join_tags_and_statuses_converge() -> None:
-    sim, serfs = build(5)
-    ok = sim.run_for(10.0, stop=lambda: all(
-        statuses(s) == {f"n{i}": "alive" for i in range(5)} for s in serfs.values()))
-    assert ok, {n: statuses(s) for n, s in serfs.items()}
-    sim.run_for(3.0)
-    m = serfs["n4"].member("n2")
+def events(sim: Simulator, name: str, kind: type) -> list:
+    return [ev for _, ev in sim.nodes[name].events if isinstance(ev, kind)]
+
+
+def app(sim: Simulator, name: str) -> ReplicatedMap:
+    m = sim.nodes[name].delegate
+    assert isinstance(m, ReplicatedMap)
+    return m
+
+
+def test_join_intents_tags_and_statuses_converge() -> None:
+    sim, cores = build(5)
+    want = {f"n{i}": "alive" for i in range(5)}
+    ok = sim.run_for(10.0, stop=lambda: all(statuses(c) == want for c in cores.values()))
+    assert ok, {n: statuses(c) for n, c in cores.items()}
+    # each join completed, and the core gossiped that node's join intent by itself: everyone
+    # holds the same member-clock LTime for every joiner
+    for name in list(cores)[1:]:
+        assert [j.num_joined for j in events(sim, name, JoinCompleted)] == [1]
+        ltime = cores[name].serf.status_ltime(name)
+        assert ltime is not None and ltime > 0
+        assert sim.run_for(5.0, stop=lambda n=name, lt=ltime: all(
+            c.serf.status_ltime(n) == lt for c in cores.values()))
+    m = cores["n4"].member("n2")
     assert m is not None and m.tags["idx"] == "2" and RUMOR_TAG in m.tags
     assert m.delegate_cur == 5 and m.protocol_max == 5
-    # everyone has everyone's join intent LTime
-    assert all(s.status_ltime("n3") == serfs["n3"].status_ltime("n3") for s in serfs.values())
+    # the Serf events reached the driver's side in order: everyone saw everyone join
+    for name in cores:
+        assert {e.member.name for e in events(sim, name, MemberJoined)} == set(want)
 
 
 def test_graceful_leave_is_left_and_crash_is_failed() -> None:
-    sim, serfs = build(4)
+    sim, cores = build(4)
     sim.run_for(5.0)
-    leaver = serfs["n3"]
-    assert leaver.start_leave(sim.now)
-    sim.run_for(1.0)
-    sim.leave("n3")
-    sim.run_for(1.0)
-    sim.stop("n3")
-    ok = sim.run_for(5.0, stop=lambda: all(statuses(serfs[n]).get("n3") == "left" for n in ("n0", "n1", "n2")))
-    assert ok, {n: statuses(serfs[n]) for n in ("n0", "n1", "n2")}
+    sim.leave_gracefully("n3")
+    rest = ("n0", "n1", "n2")
+    ok = sim.run_for(6.0, stop=lambda: all(statuses(cores[n]).get("n3") == "left" for n in rest))
+    assert ok, {n: statuses(cores[n]) for n in rest}
+    sim.run_for(2.0)
+    assert not sim.nodes["n3"].running  # the scripted stop after the propagation delay ran
+    assert all(any(e.member.name == "n3" for e in events(sim, n, MemberLeft)) for n in rest)
     sim.stop("n2")  # crash: no intent
-    ok = sim.run_for(60.0, stop=lambda: all(statuses(serfs[n]).get("n2") == "failed" for n in ("n0", "n1")))
-    assert ok, {n: statuses(serfs[n]) for n in ("n0", "n1")}
-    assert statuses(serfs["n0"])["n3"] == "left"
+    ok = sim.run_for(60.0, stop=lambda: all(statuses(cores[n]).get("n2") == "failed"
+                                             for n in ("n0", "n1")))
+    assert ok, {n: statuses(cores[n]) for n in ("n0", "n1")}
+    assert statuses(cores["n0"])["n3"] == "left"
 
 
 def test_user_event_reaches_everyone_once() -> None:
-    sim, serfs = build(5)
+    sim, cores = build(5)
     sim.run_for(3.0)
-    for s in serfs.values():
-        while s.next_event() is not None:
-            pass
-    serfs["n1"].user_event("deploy", b"v42", True, sim.now)
+    sim.command("n1", lambda core, now: core.user_event("deploy", b"v42", True, now))
 
     def delivered() -> bool:
-        return all(any(e.name == "deploy" for e in s.recent_events()) for s in serfs.values())
+        return all(any(e.name == "deploy" for e in events(sim, n, UserEventReceived))
+                   for n in cores)
 
     assert sim.run_for(5.0, stop=delivered)
     sim.run_for(5.0)
-    for name, s in serfs.items():
-        evs = []
-        while (e := s.next_event()) is not None:
-            if isinstance(e, UserEventReceived):
-                evs.append(e)
-        assert [(e.name, e.payload) for e in evs] == [("deploy", b"v42")], name
+    for name in cores:
+        got = [(e.name, e.payload) for e in events(sim, name, UserEventReceived)]
+        assert got == [("deploy", b"v42")], name
 
 
 def test_tag_update_spreads() -> None:
-    sim, serfs = build(3)
+    sim, cores = build(3)
     sim.run_for(3.0)
-    serfs["n0"].set_tags({"role": "db"})
-    sim.nodes["n0"].core.update_node(sim.now)
-    sim._flush(sim.nodes["n0"])
+    sim.command("n0", lambda core, now: core.set_tags({"role": "db"}, now))
     ok = sim.run_for(5.0, stop=lambda: all(
-        (m := s.member("n0")) is not None and m.tags.get("role") == "db" for s in serfs.values()))
+        (m := c.member("n0")) is not None and m.tags.get("role") == "db" for c in cores.values()))
     assert ok
+
+
+def test_query_is_answered_within_its_deadline() -> None:
+    sim, cores = build(4)
+    sim.run_for(3.0)
+
+    # every node that receives the query answers it (the application's job), sender included
+    def answer(name: str, ev: object, now: float) -> None:
+        if isinstance(ev, QueryReceived):
+            sim.at(now, lambda: sim.command(name, lambda c, t: c.respond(ev, name.encode(), t)))
+
+    sim.on_event = answer
+    pq = sim.command("n0", lambda core, now: core.query("ping", b"", QueryParams(
+        request_ack=True, timeout=2.0), now))
+    assert sim.run_for(3.0, stop=lambda: len(pq.responses) == 4 and len(pq.acks) == 4)
+    assert pq.responses == {n: n.encode() for n in cores}
+    sim.run_for(3.0)
+    assert pq.closed  # Serf's timer closed it at its deadline: the core's own timer ran it
+
+
+def test_app_channel_converges_and_reaches_a_late_joiner() -> None:
+    sim, cores = build(4)
+    sim.run_for(3.0)
+    sim.command("n1", lambda core, now: app(sim, "n1").put(core, "web", "10.0.0.7", now))
+    sim.command("n2", lambda core, now: app(sim, "n2").put(core, "db", "10.0.0.9", now))
+    sim.command("n1", lambda core, now: app(sim, "n1").put(core, "web", "10.0.0.8", now))
+    want = {"web": (2, "10.0.0.8"), "db": (1, "10.0.0.9")}
+    assert sim.run_for(5.0, stop=lambda: all(app(sim, n).entries == want for n in cores))
+    # a node joining later gets the whole map from the join push/pull, not from broadcasts
+    sim.add_gossip_node("late", app=ReplicatedMap())
+    sim.join("late", ["n3"])
+    assert sim.run_for(5.0, stop=lambda: app(sim, "late").entries == want)
+    assert app(sim, "late").merges >= 1
 
 
 def test_partition_heals_through_serf_reconnect() -> None:
     """Both sides declare each other failed; only Serf's reconnect (a push/pull join to a failed
-    member) brings them back, since memberlist stops probing dead nodes."""
-    sim, serfs = build(4)
+    member, which the core starts by itself from its own timer) brings them back, since
+    memberlist stops probing dead nodes."""
+    sim, cores = build(4)
     sim.run_for(3.0)
     cut = {"n3"}
     base = sim.route
@@ -119,33 +165,54 @@ def test_partition_heals_through_serf_reconnect() -> None:
 
     sim.route = route
 
-    def step(dt: float) -> None:
-        # the driver's job: Serf timers, and reconnect requests turned into memberlist joins
-        end = sim.now + dt
-        while sim.now < end:
-            sim.run_for(0.5)
-            for name, s in serfs.items():
-                s.handle_timer(sim.now)
-                while (act := s.next_action()) is not None:
-                    sim.nodes[name].core.join([(act.addr, act.port)], sim.now)
-                    sim._flush(sim.nodes[name])
+    def split() -> bool:
+        return (all(statuses(cores[n]).get("n3") == "failed" for n in ("n0", "n1", "n2"))
+                and list(statuses(cores["n3"]).values()).count("failed") == 3)
 
-    def all_status(names: list[str], node: str, status: str) -> bool:
-        return all(statuses(serfs[n]).get(node) == status for n in names)
-
-    for _ in range(120):
-        step(1.0)
-        if all_status(["n0", "n1", "n2"], "n3", "failed") and \
-                list(statuses(serfs["n3"]).values()).count("failed") == 3:
-            break
-    assert all_status(["n0", "n1", "n2"], "n3", "failed")
-    assert list(statuses(serfs["n3"]).values()).count("failed") == 3
-    attempts_before = sum(s.counters["serf.reconnect.attempts"] for s in serfs.values())
+    assert sim.run_for(120.0, stop=split), {n: statuses(c) for n, c in cores.items()}
+    attempts = sum(c.serf.counters["serf.reconnect.attempts"] for c in cores.values())
     sim.route = base
-    for _ in range(60):
-        step(1.0)
-        if all(set(statuses(s).values()) == {"alive"} for s in serfs.values()):
-            break
-    assert all(set(statuses(s).values()) == {"alive"} for s in serfs.values()), \
-        {n: statuses(s) for n, s in serfs.items()}
-    assert sum(s.counters["serf.reconnect.attempts"] for s in serfs.values()) > attempts_before
+    ok = sim.run_for(60.0, stop=lambda: all(set(statuses(c).values()) == {"alive"}
+                                             for c in cores.values()))
+    assert ok, {n: statuses(c) for n, c in cores.items()}
+    assert sum(c.serf.counters["serf.reconnect.attempts"] for c in cores.values()) > attempts
+
+
+def test_whole_node_runs_are_deterministic() -> None:
+    def trace(seed: int) -> list[tuple[float, str, str]]:
+        sim, _ = build(4, seed=seed)
+        sim.run_for(3.0)
+        sim.command("n2", lambda core, now: core.user_event("e", b"x", False, now))
+        sim.leave_gracefully("n3")
+        sim.run_for(10.0)
+        return [(round(t, 9), name, repr(ev)) for name, node in sim.nodes.items()
+                for t, ev in node.events]
+
+    assert trace(7) == trace(7)
+    assert trace(7) != trace(8)
+
+
+def test_an_idle_core_sleeps_until_its_next_protocol_deadline() -> None:
+    """No polling: with long protocol periods, an idle node's one deadline is the earliest
+    real timer of memberlist or Serf (here Serf's reap, 15 s away), never a short poll."""
+    ml = MemberlistConfig.lan(name="a", bind_addr="10.0.0.1", bind_port=7946, probe_interval=40.0,
+                              gossip_interval=20.0, push_pull_interval=60.0)
+    serf = SerfConfig(node_name="a", reap_interval=15.0, reconnect_interval=30.0,
+                      queue_check_interval=30.0)
+    core = GossipCore(ml, serf, now=100.0, rng=random.Random(5))
+    core.handle_timer(100.0)  # the start-up eager round (our own alive) is due at once
+    deadline = core.next_deadline()
+    ml_due, serf_due = core.memberlist.next_deadline(), core.serf.next_deadline()
+    assert ml_due is not None and deadline == min(ml_due, serf_due)
+    assert serf_due == 115.0  # the reap, reap_interval after start
+    wakeups = 0
+    now = 100.0
+    while now < 200.0:
+        d = core.next_deadline()
+        assert d is not None and d > now  # each wake-up ran what was due; nothing spins
+        now = d
+        core.handle_timer(now)
+        wakeups += 1
+    # over 100 s: ~2.5 probes, 5 gossip ticks, ~2 push/pulls (none has a peer), 6-7 reaps,
+    # 3 reconnects, 3 queue checks (some coincide); a 0.5 s poll alone would be 200
+    assert wakeups <= 25, wakeups
