@@ -216,8 +216,8 @@ class Gossip:
             if not self._resolving_conflict and not self._stopped:
                 self._resolving_conflict = True
                 self._spawn(self._resolve_conflict(), "name-conflict")
-        elif not isinstance(ev, JoinCompleted):
-            self._deliver(ev)  # type: ignore[arg-type]
+        elif isinstance(ev, GossipEvent):  # JoinCompleted: the transport resolved the join
+            self._deliver(ev)
 
     async def _resolve_conflict(self) -> None:
         """Serf's resolveNodeConflict: ask everyone who has our name; leave if we lose."""
