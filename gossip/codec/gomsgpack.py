@@ -2,7 +2,9 @@
 
 Encoders pack with the old raw type (strings and byte slices alike); decoders read with
 ``surrogateescape`` so str-family and bin stay apart, and every typed read raises
-``MalformedPacket("bad_field")`` for a value the Go field could not hold."""
+``MalformedPacket("bad_field")`` for a value the Go field could not hold.
+
+Used by the other codec modules only; everything else imports from :mod:`gossip.codec`."""
 
 from __future__ import annotations
 
@@ -22,14 +24,14 @@ from ..errors import (
 )
 
 
-def _pack(obj: Any) -> bytes:
+def go_pack(obj: Any) -> bytes:
     try:
         return msgpack.packb(obj, use_bin_type=False)  # type: ignore[no-any-return]
     except (TypeError, ValueError, OverflowError) as exc:
         raise EncodeError(f"cannot encode {obj!r}: {exc}") from None
 
 
-def _unpack_prefix(buf: bytes | memoryview, pos: int = 0) -> tuple[Any, int]:
+def go_unpack_prefix(buf: bytes | memoryview, pos: int = 0) -> tuple[Any, int]:
     """Decode the first msgpack object of ``buf[pos:]``; return it and the offset after it.
 
     Trailing bytes are allowed, as Go's decoder reads one object and stops.
@@ -55,113 +57,113 @@ def _unpack_prefix(buf: bytes | memoryview, pos: int = 0) -> tuple[Any, int]:
         raise MalformedPacket(REASON_BAD_MSGPACK, f"msgpack: {type(exc).__name__}") from None
 
 
-def _bad(field: str, value: Any, want: str) -> MalformedPacket:
+def bad_value(field: str, value: Any, want: str) -> MalformedPacket:
     shown = repr(value)
     if len(shown) > 40:
         shown = shown[:37] + "..."
     return MalformedPacket(REASON_BAD_FIELD, f"{field}: want {want}, got {shown}")
 
 
-def _fields(obj: Any, what: str) -> dict[str, Any]:
+def as_struct(obj: Any, what: str) -> dict[str, Any]:
     """A decoded struct map (nil = empty struct); keys must be strings."""
     if obj is None:
         return {}
     if type(obj) is not dict:
-        raise _bad(what, obj, "a map")
+        raise bad_value(what, obj, "a map")
     for key in obj:
         if type(key) is not str:
-            raise _bad(what, key, "string map keys")
+            raise bad_value(what, key, "string map keys")
     return obj
 
 
-def _str(value: Any, field: str) -> str:
+def as_str(value: Any, field: str) -> str:
     if value is None:
         return ""
     if type(value) is not str:
-        raise _bad(field, value, "a string")
+        raise bad_value(field, value, "a string")
     if not value.isascii():
         try:
             value.encode("utf-8")
         except UnicodeEncodeError:
-            raise _bad(field, value, "valid UTF-8") from None
+            raise bad_value(field, value, "valid UTF-8") from None
     return value
 
 
-def _bytes_or_none(value: Any, field: str) -> bytes | None:
+def as_bytes_or_none(value: Any, field: str) -> bytes | None:
     if value is None:
         return None
     if type(value) is bytes:
         return value
     if type(value) is str:
         return value.encode("utf-8", "surrogateescape")
-    raise _bad(field, value, "bytes")
+    raise bad_value(field, value, "bytes")
 
 
-def _bytes(value: Any, field: str) -> bytes:
-    out = _bytes_or_none(value, field)
+def as_bytes(value: Any, field: str) -> bytes:
+    out = as_bytes_or_none(value, field)
     return b"" if out is None else out
 
 
-def _uint(value: Any, field: str, bits: int) -> int:
+def as_uint(value: Any, field: str, bits: int) -> int:
     if value is None:
         return 0
     if type(value) is not int or value < 0 or value >> bits:
-        raise _bad(field, value, f"a uint{bits}")
+        raise bad_value(field, value, f"a uint{bits}")
     return value
 
 
-def _int(value: Any, field: str, bits: int = 64) -> int:
+def as_int(value: Any, field: str, bits: int = 64) -> int:
     if value is None:
         return 0
     limit = 1 << (bits - 1)
     if type(value) is not int or not -limit <= value < limit:
-        raise _bad(field, value, f"an int{bits}")
+        raise bad_value(field, value, f"an int{bits}")
     return value
 
 
-def _bool(value: Any, field: str) -> bool:
+def as_bool(value: Any, field: str) -> bool:
     if value is None:
         return False
     if type(value) is not bool:
-        raise _bad(field, value, "a bool")
+        raise bad_value(field, value, "a bool")
     return value
 
 
-def _float(value: Any, field: str) -> float:
+def as_float(value: Any, field: str) -> float:
     if value is None:
         return 0.0
     if type(value) is float:
         return value
     if type(value) is int:
         return float(value)
-    raise _bad(field, value, "a float")
+    raise bad_value(field, value, "a float")
 
 
-def _str_list(value: Any, field: str) -> tuple[str, ...]:
+def as_str_list(value: Any, field: str) -> tuple[str, ...]:
     if value is None:
         return ()
     if type(value) is not list:
-        raise _bad(field, value, "an array of strings")
-    return tuple(_str(v, field) for v in value)
+        raise bad_value(field, value, "an array of strings")
+    return tuple(as_str(v, field) for v in value)
 
 
-def _str_map(value: Any, field: str) -> dict[str, str]:
+def as_str_map(value: Any, field: str) -> dict[str, str]:
     if value is None:
         return {}
     if type(value) is not dict:
-        raise _bad(field, value, "a map of strings")
-    return {_str(k, field): _str(v, field) for k, v in value.items()}
+        raise bad_value(field, value, "a map of strings")
+    return {as_str(k, field): as_str(v, field) for k, v in value.items()}
 
 
-def _u64_map(value: Any, field: str) -> dict[str, int]:
+def as_u64_map(value: Any, field: str) -> dict[str, int]:
     if value is None:
         return {}
     if type(value) is not dict:
-        raise _bad(field, value, "a map of integers")
-    return {_str(k, field): _uint(v, field, 64) for k, v in value.items()}
+        raise bad_value(field, value, "a map of integers")
+    return {as_str(k, field): as_uint(v, field, 64) for k, v in value.items()}
 
 
-def _vsn(value: Any, field: str = "Vsn") -> tuple[int, ...]:
+def as_vsn(value: Any, field: str = "Vsn") -> tuple[int, ...]:
     if value is None:
         return ()
     if type(value) is bytes:
@@ -169,15 +171,15 @@ def _vsn(value: Any, field: str = "Vsn") -> tuple[int, ...]:
     if type(value) is str:
         return tuple(value.encode("utf-8", "surrogateescape"))
     if type(value) is list:
-        return tuple(_uint(v, field, 8) for v in value)
-    raise _bad(field, value, "bytes or an array of uint8")
+        return tuple(as_uint(v, field, 8) for v in value)
+    raise bad_value(field, value, "bytes or an array of uint8")
 
 
 _V4_MAPPED_PREFIX = b"\x00" * 10 + b"\xff\xff"
 
 
-def _ip(value: Any, field: str) -> str:
-    raw = _bytes(value, field)
+def as_ip(value: Any, field: str) -> str:
+    raw = as_bytes(value, field)
     n = len(raw)
     if n == 0:
         return ""
@@ -187,7 +189,7 @@ def _ip(value: Any, field: str) -> str:
         if raw[:12] == _V4_MAPPED_PREFIX:
             return socket.inet_ntop(socket.AF_INET, raw[12:])
         return socket.inet_ntop(socket.AF_INET6, raw)
-    raise _bad(field, raw, "a 4- or 16-byte IP address")
+    raise bad_value(field, raw, "a 4- or 16-byte IP address")
 
 
 @lru_cache(maxsize=4096)
@@ -208,23 +210,23 @@ def ip_to_bytes(addr: str) -> bytes | None:
 
 def ip_from_bytes(raw: bytes) -> str:
     """Text form of a wire address (4 or 16 bytes; IPv4-mapped IPv6 gives dotted IPv4)."""
-    return _ip(raw, "ip")
+    return as_ip(raw, "ip")
 
 
-def _check_uint(value: int, field: str, bits: int) -> int:
+def check_uint(value: int, field: str, bits: int) -> int:
     if type(value) is bool or not isinstance(value, int) or value < 0 or value >> bits:
         raise EncodeError(f"{field}: {value!r} is not a uint{bits}")
     return int(value)
 
 
-def _check_int(value: int, field: str, bits: int = 64) -> int:
+def check_int(value: int, field: str, bits: int = 64) -> int:
     limit = 1 << (bits - 1)
     if type(value) is bool or not isinstance(value, int) or not -limit <= value < limit:
         raise EncodeError(f"{field}: {value!r} is not an int{bits}")
     return int(value)
 
 
-def _vsn_out(vsn: Sequence[int]) -> bytes | None:
+def vsn_out(vsn: Sequence[int]) -> bytes | None:
     if not vsn:
         return None
     try:

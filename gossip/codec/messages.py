@@ -31,33 +31,33 @@ from ..messages import (
     UserMsg,
 )
 from .gomsgpack import (
-    _bool,
-    _bytes,
-    _bytes_or_none,
-    _check_int,
-    _check_uint,
-    _fields,
-    _int,
-    _ip,
-    _pack,
-    _str,
-    _uint,
-    _unpack_prefix,
-    _vsn,
-    _vsn_out,
+    as_bool,
+    as_bytes,
+    as_bytes_or_none,
+    as_int,
+    as_ip,
+    as_str,
+    as_struct,
+    as_uint,
+    as_vsn,
+    check_int,
+    check_uint,
+    go_pack,
+    go_unpack_prefix,
     ip_to_bytes,
+    vsn_out,
 )
 
 
 def _ping_body(m: Ping) -> dict[str, Any]:
-    body: dict[str, Any] = {"Node": m.node, "SeqNo": _check_uint(m.seq_no, "SeqNo", 32)}
+    body: dict[str, Any] = {"Node": m.node, "SeqNo": check_uint(m.seq_no, "SeqNo", 32)}
     addr = ip_to_bytes(m.source_addr)
     if addr:
         body["SourceAddr"] = addr
     if m.source_node:
         body["SourceNode"] = m.source_node
     if m.source_port:
-        body["SourcePort"] = _check_uint(m.source_port, "SourcePort", 16)
+        body["SourcePort"] = check_uint(m.source_port, "SourcePort", 16)
     return body
 
 
@@ -65,8 +65,8 @@ def _indirect_body(m: IndirectPingReq) -> dict[str, Any]:
     body: dict[str, Any] = {
         "Nack": bool(m.nack),
         "Node": m.node,
-        "Port": _check_uint(m.port, "Port", 16),
-        "SeqNo": _check_uint(m.seq_no, "SeqNo", 32),
+        "Port": check_uint(m.port, "Port", 16),
+        "SeqNo": check_uint(m.seq_no, "SeqNo", 32),
     }
     addr = ip_to_bytes(m.source_addr)
     if addr:
@@ -74,7 +74,7 @@ def _indirect_body(m: IndirectPingReq) -> dict[str, Any]:
     if m.source_node:
         body["SourceNode"] = m.source_node
     if m.source_port:
-        body["SourcePort"] = _check_uint(m.source_port, "SourcePort", 16)
+        body["SourcePort"] = check_uint(m.source_port, "SourcePort", 16)
     body["Target"] = ip_to_bytes(m.target)
     return body
 
@@ -82,23 +82,23 @@ def _indirect_body(m: IndirectPingReq) -> dict[str, Any]:
 def _alive_body(m: Alive) -> dict[str, Any]:
     return {
         "Addr": ip_to_bytes(m.addr),
-        "Incarnation": _check_uint(m.incarnation, "Incarnation", 32),
+        "Incarnation": check_uint(m.incarnation, "Incarnation", 32),
         "Meta": bytes(m.meta) if m.meta else None,
         "Node": m.node,
-        "Port": _check_uint(m.port, "Port", 16),
-        "Vsn": _vsn_out(m.vsn),
+        "Port": check_uint(m.port, "Port", 16),
+        "Vsn": vsn_out(m.vsn),
     }
 
 
 def _state_body(s: PushNodeState) -> dict[str, Any]:
     return {
         "Addr": ip_to_bytes(s.addr),
-        "Incarnation": _check_uint(s.incarnation, "Incarnation", 32),
+        "Incarnation": check_uint(s.incarnation, "Incarnation", 32),
         "Meta": bytes(s.meta) if s.meta else None,
         "Name": s.name,
-        "Port": _check_uint(s.port, "Port", 16),
-        "State": _check_int(int(s.state), "State"),
-        "Vsn": _vsn_out(s.vsn),
+        "Port": check_uint(s.port, "Port", 16),
+        "State": check_int(int(s.state), "State"),
+        "Vsn": vsn_out(s.vsn),
     }
 
 
@@ -106,9 +106,9 @@ def _push_pull_bytes(m: PushPull) -> bytes:
     user_state = bytes(m.user_state)
     parts = [
         bytes((MessageType.PUSH_PULL,)),
-        _pack({"Join": bool(m.join), "Nodes": len(m.states), "UserStateLen": len(user_state)}),
+        go_pack({"Join": bool(m.join), "Nodes": len(m.states), "UserStateLen": len(user_state)}),
     ]
-    parts.extend(_pack(_state_body(s)) for s in m.states)
+    parts.extend(go_pack(_state_body(s)) for s in m.states)
     parts.append(user_state)
     return b"".join(parts)
 
@@ -116,27 +116,27 @@ def _push_pull_bytes(m: PushPull) -> bytes:
 def encode_message(msg: Message) -> bytes:
     """Type byte + body of one memberlist message (PushPull gives the whole stream message)."""
     if isinstance(msg, Ping):
-        return b"\x00" + _pack(_ping_body(msg))
+        return b"\x00" + go_pack(_ping_body(msg))
     if isinstance(msg, IndirectPingReq):
-        return b"\x01" + _pack(_indirect_body(msg))
+        return b"\x01" + go_pack(_indirect_body(msg))
     if isinstance(msg, AckResp):
         payload = None if msg.payload is None else bytes(msg.payload)
-        return b"\x02" + _pack({"Payload": payload, "SeqNo": _check_uint(msg.seq_no, "SeqNo", 32)})
+        return b"\x02" + go_pack({"Payload": payload, "SeqNo": check_uint(msg.seq_no, "SeqNo", 32)})
     if isinstance(msg, Suspect):
-        return b"\x03" + _pack(
+        return b"\x03" + go_pack(
             {
                 "From": msg.from_node,
-                "Incarnation": _check_uint(msg.incarnation, "Incarnation", 32),
+                "Incarnation": check_uint(msg.incarnation, "Incarnation", 32),
                 "Node": msg.node,
             }
         )
     if isinstance(msg, Alive):
-        return b"\x04" + _pack(_alive_body(msg))
+        return b"\x04" + go_pack(_alive_body(msg))
     if isinstance(msg, Dead):
-        return b"\x05" + _pack(
+        return b"\x05" + go_pack(
             {
                 "From": msg.from_node,
-                "Incarnation": _check_uint(msg.incarnation, "Incarnation", 32),
+                "Incarnation": check_uint(msg.incarnation, "Incarnation", 32),
                 "Node": msg.node,
             }
         )
@@ -145,125 +145,125 @@ def encode_message(msg: Message) -> bytes:
     if isinstance(msg, UserMsg):
         return b"\x08" + bytes(msg.payload)
     if isinstance(msg, Compress):
-        return b"\x09" + _pack({"Algo": _check_uint(msg.algo, "Algo", 8), "Buf": bytes(msg.buf)})
+        return b"\x09" + go_pack({"Algo": check_uint(msg.algo, "Algo", 8), "Buf": bytes(msg.buf)})
     if isinstance(msg, NackResp):
-        return b"\x0b" + _pack({"SeqNo": _check_uint(msg.seq_no, "SeqNo", 32)})
+        return b"\x0b" + go_pack({"SeqNo": check_uint(msg.seq_no, "SeqNo", 32)})
     if isinstance(msg, ErrResp):
-        return b"\x0d" + _pack({"Error": msg.error})
+        return b"\x0d" + go_pack({"Error": msg.error})
     raise EncodeError(f"not a memberlist message: {type(msg).__name__}")
 
 
 def encode_user_msg_stream(payload: bytes) -> bytes:
     """A user message as sent on a TCP stream: ``08 {UserMsgLen} payload`` (§5.4)."""
-    return b"\x08" + _pack({"UserMsgLen": len(payload)}) + bytes(payload)
+    return b"\x08" + go_pack({"UserMsgLen": len(payload)}) + bytes(payload)
 
 
-def _dec_ping(f: dict[str, Any]) -> Ping:
+def decode_ping_body(f: dict[str, Any]) -> Ping:
     return Ping(
-        seq_no=_uint(f.get("SeqNo"), "SeqNo", 32),
-        node=_str(f.get("Node"), "Node"),
-        source_addr=_ip(f.get("SourceAddr"), "SourceAddr"),
-        source_port=_uint(f.get("SourcePort"), "SourcePort", 16),
-        source_node=_str(f.get("SourceNode"), "SourceNode"),
+        seq_no=as_uint(f.get("SeqNo"), "SeqNo", 32),
+        node=as_str(f.get("Node"), "Node"),
+        source_addr=as_ip(f.get("SourceAddr"), "SourceAddr"),
+        source_port=as_uint(f.get("SourcePort"), "SourcePort", 16),
+        source_node=as_str(f.get("SourceNode"), "SourceNode"),
     )
 
 
 def _dec_indirect(f: dict[str, Any]) -> IndirectPingReq:
     return IndirectPingReq(
-        seq_no=_uint(f.get("SeqNo"), "SeqNo", 32),
-        target=_ip(f.get("Target"), "Target"),
-        port=_uint(f.get("Port"), "Port", 16),
-        node=_str(f.get("Node"), "Node"),
-        nack=_bool(f.get("Nack"), "Nack"),
-        source_addr=_ip(f.get("SourceAddr"), "SourceAddr"),
-        source_port=_uint(f.get("SourcePort"), "SourcePort", 16),
-        source_node=_str(f.get("SourceNode"), "SourceNode"),
+        seq_no=as_uint(f.get("SeqNo"), "SeqNo", 32),
+        target=as_ip(f.get("Target"), "Target"),
+        port=as_uint(f.get("Port"), "Port", 16),
+        node=as_str(f.get("Node"), "Node"),
+        nack=as_bool(f.get("Nack"), "Nack"),
+        source_addr=as_ip(f.get("SourceAddr"), "SourceAddr"),
+        source_port=as_uint(f.get("SourcePort"), "SourcePort", 16),
+        source_node=as_str(f.get("SourceNode"), "SourceNode"),
     )
 
 
-def _dec_ack(f: dict[str, Any]) -> AckResp:
+def decode_ack_body(f: dict[str, Any]) -> AckResp:
     return AckResp(
-        seq_no=_uint(f.get("SeqNo"), "SeqNo", 32),
-        payload=_bytes_or_none(f.get("Payload"), "Payload"),
+        seq_no=as_uint(f.get("SeqNo"), "SeqNo", 32),
+        payload=as_bytes_or_none(f.get("Payload"), "Payload"),
     )
 
 
 def _dec_nack(f: dict[str, Any]) -> NackResp:
-    return NackResp(seq_no=_uint(f.get("SeqNo"), "SeqNo", 32))
+    return NackResp(seq_no=as_uint(f.get("SeqNo"), "SeqNo", 32))
 
 
 def _dec_suspect(f: dict[str, Any]) -> Suspect:
     return Suspect(
-        incarnation=_uint(f.get("Incarnation"), "Incarnation", 32),
-        node=_str(f.get("Node"), "Node"),
-        from_node=_str(f.get("From"), "From"),
+        incarnation=as_uint(f.get("Incarnation"), "Incarnation", 32),
+        node=as_str(f.get("Node"), "Node"),
+        from_node=as_str(f.get("From"), "From"),
     )
 
 
 def _dec_dead(f: dict[str, Any]) -> Dead:
     return Dead(
-        incarnation=_uint(f.get("Incarnation"), "Incarnation", 32),
-        node=_str(f.get("Node"), "Node"),
-        from_node=_str(f.get("From"), "From"),
+        incarnation=as_uint(f.get("Incarnation"), "Incarnation", 32),
+        node=as_str(f.get("Node"), "Node"),
+        from_node=as_str(f.get("From"), "From"),
     )
 
 
 def _dec_alive(f: dict[str, Any]) -> Alive:
     return Alive(
-        incarnation=_uint(f.get("Incarnation"), "Incarnation", 32),
-        node=_str(f.get("Node"), "Node"),
-        addr=_ip(f.get("Addr"), "Addr"),
-        port=_uint(f.get("Port"), "Port", 16),
-        meta=_bytes(f.get("Meta"), "Meta"),
-        vsn=_vsn(f.get("Vsn")),
+        incarnation=as_uint(f.get("Incarnation"), "Incarnation", 32),
+        node=as_str(f.get("Node"), "Node"),
+        addr=as_ip(f.get("Addr"), "Addr"),
+        port=as_uint(f.get("Port"), "Port", 16),
+        meta=as_bytes(f.get("Meta"), "Meta"),
+        vsn=as_vsn(f.get("Vsn")),
     )
 
 
-def _dec_err(f: dict[str, Any]) -> ErrResp:
-    return ErrResp(error=_str(f.get("Error"), "Error"))
+def decode_err_body(f: dict[str, Any]) -> ErrResp:
+    return ErrResp(error=as_str(f.get("Error"), "Error"))
 
 
-def _dec_compress(f: dict[str, Any]) -> Compress:
-    return Compress(algo=_uint(f.get("Algo"), "Algo", 8), buf=_bytes(f.get("Buf"), "Buf"))
+def decode_compress_body(f: dict[str, Any]) -> Compress:
+    return Compress(algo=as_uint(f.get("Algo"), "Algo", 8), buf=as_bytes(f.get("Buf"), "Buf"))
 
 
-def _dec_state(f: dict[str, Any]) -> PushNodeState:
-    state = _int(f.get("State"), "State")
+def decode_node_state(f: dict[str, Any]) -> PushNodeState:
+    state = as_int(f.get("State"), "State")
     return PushNodeState(
-        name=_str(f.get("Name"), "Name"),
-        addr=_ip(f.get("Addr"), "Addr"),
-        port=_uint(f.get("Port"), "Port", 16),
-        meta=_bytes(f.get("Meta"), "Meta"),
-        incarnation=_uint(f.get("Incarnation"), "Incarnation", 32),
+        name=as_str(f.get("Name"), "Name"),
+        addr=as_ip(f.get("Addr"), "Addr"),
+        port=as_uint(f.get("Port"), "Port", 16),
+        meta=as_bytes(f.get("Meta"), "Meta"),
+        incarnation=as_uint(f.get("Incarnation"), "Incarnation", 32),
         state=NodeStateWire(state) if 0 <= state <= 3 else state,
-        vsn=_vsn(f.get("Vsn")),
+        vsn=as_vsn(f.get("Vsn")),
     )
 
 
-def _dec_header(f: dict[str, Any]) -> PushPullHeader:
+def decode_push_pull_header(f: dict[str, Any]) -> PushPullHeader:
     return PushPullHeader(
-        nodes=_int(f.get("Nodes"), "Nodes"),
-        user_state_len=_int(f.get("UserStateLen"), "UserStateLen"),
-        join=_bool(f.get("Join"), "Join"),
+        nodes=as_int(f.get("Nodes"), "Nodes"),
+        user_state_len=as_int(f.get("UserStateLen"), "UserStateLen"),
+        join=as_bool(f.get("Join"), "Join"),
     )
 
 
-_BODY_DECODERS: dict[int, Callable[[dict[str, Any]], PacketMessage]] = {
-    MessageType.PING: _dec_ping,
+BODY_DECODERS: dict[int, Callable[[dict[str, Any]], PacketMessage]] = {
+    MessageType.PING: decode_ping_body,
     MessageType.INDIRECT_PING: _dec_indirect,
-    MessageType.ACK_RESP: _dec_ack,
+    MessageType.ACK_RESP: decode_ack_body,
     MessageType.SUSPECT: _dec_suspect,
     MessageType.ALIVE: _dec_alive,
     MessageType.DEAD: _dec_dead,
     MessageType.NACK_RESP: _dec_nack,
 }
 
-_TYPE_NAMES = {int(t): t.name.lower() for t in MessageType}
+TYPE_NAMES = {int(t): t.name.lower() for t in MessageType}
 
 
-def _decode_simple(msg_type: int, buf: bytes | memoryview, pos: int) -> PacketMessage:
-    obj, _ = _unpack_prefix(buf, pos)
-    return _BODY_DECODERS[msg_type](_fields(obj, _TYPE_NAMES[msg_type]))
+def decode_simple(msg_type: int, buf: bytes | memoryview, pos: int) -> PacketMessage:
+    obj, _ = go_unpack_prefix(buf, pos)
+    return BODY_DECODERS[msg_type](as_struct(obj, TYPE_NAMES[msg_type]))
 
 
 def decode_message(buf: bytes) -> PacketMessage | ErrResp:
@@ -275,12 +275,12 @@ def decode_message(buf: bytes) -> PacketMessage | ErrResp:
     if not buf:
         raise MalformedPacket(REASON_TRUNCATED, "empty message")
     msg_type = buf[0]
-    if msg_type in _BODY_DECODERS:
-        return _decode_simple(msg_type, buf, 1)
+    if msg_type in BODY_DECODERS:
+        return decode_simple(msg_type, buf, 1)
     if msg_type == MessageType.USER:
         return UserMsg(bytes(buf[1:]))
     if msg_type == MessageType.ERR:
-        obj, _ = _unpack_prefix(buf, 1)
-        return _dec_err(_fields(obj, "err"))
+        obj, _ = go_unpack_prefix(buf, 1)
+        return decode_err_body(as_struct(obj, "err"))
     raise MalformedPacket(REASON_BAD_TYPE, f"message type {msg_type} is not a plain message")
 

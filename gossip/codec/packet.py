@@ -31,9 +31,9 @@ from ..messages import (
 )
 from ..security import Keyring
 from .gomsgpack import (
-    _fields,
-    _pack,
-    _unpack_prefix,
+    as_struct,
+    go_pack,
+    go_unpack_prefix,
 )
 from .limits import (
     CRC_OVERHEAD,
@@ -42,10 +42,10 @@ from .limits import (
     CodecLimits,
 )
 from .messages import (
-    _BODY_DECODERS,
-    _TYPE_NAMES,
-    _dec_compress,
-    _decode_simple,
+    BODY_DECODERS,
+    TYPE_NAMES,
+    decode_compress_body,
+    decode_simple,
     encode_message,
 )
 
@@ -103,18 +103,18 @@ def strip_crc(buf: bytes) -> bytes:
 
 def compress_message(buf: bytes) -> bytes:
     """``09 msgpack{Algo: 0, Buf: LZW(buf)}``."""
-    return b"\x09" + _pack({"Algo": COMPRESSION_LZW, "Buf": lzw.compress(buf)})
+    return b"\x09" + go_pack({"Algo": COMPRESSION_LZW, "Buf": lzw.compress(buf)})
 
 
 def decompress_message(buf: bytes | memoryview, max_size: int) -> bytes:
     """Unwrap a compress message (starting with 0x09); the result is at most ``max_size``."""
     if not len(buf) or buf[0] != MessageType.COMPRESS:
         raise MalformedPacket(REASON_BAD_TYPE, "not a compress message")
-    obj, _ = _unpack_prefix(buf, 1)
-    return _inflate(_dec_compress(_fields(obj, "compress")), max_size)
+    obj, _ = go_unpack_prefix(buf, 1)
+    return inflate(decode_compress_body(as_struct(obj, "compress")), max_size)
 
 
-def _inflate(c: Compress, max_size: int) -> bytes:
+def inflate(c: Compress, max_size: int) -> bytes:
     if c.algo != COMPRESSION_LZW:
         raise MalformedPacket(REASON_BAD_COMPRESSION, f"unknown compression algorithm {c.algo}")
     try:
@@ -218,8 +218,8 @@ class _PacketWalk:
             if h is None:
                 self.duplicates += 1
                 return
-        if msg_type in _BODY_DECODERS or msg_type == MessageType.USER:
-            self._add(_decode_simple(msg_type, buf, 1) if msg_type in _BODY_DECODERS
+        if msg_type in BODY_DECODERS or msg_type == MessageType.USER:
+            self._add(decode_simple(msg_type, buf, 1) if msg_type in BODY_DECODERS
                       else UserMsg(bytes(buf[1:])))
             if h is not None:
                 self.fresh.append(h)
@@ -247,7 +247,7 @@ class _PacketWalk:
             self.compressed = True
             self.dispatch(decompress_message(buf, self.limits.max_packet_decompressed), depth + 1)
         else:
-            name = _TYPE_NAMES.get(msg_type, "unknown")
+            name = TYPE_NAMES.get(msg_type, "unknown")
             raise MalformedPacket(REASON_BAD_TYPE, f"message type {msg_type} ({name}) on UDP")
 
     def _add(self, msg: PacketMessage) -> None:

@@ -45,32 +45,32 @@ from ..serf_messages import (
     UserEvents,
 )
 from .gomsgpack import (
-    _bad,
-    _bool,
-    _bytes,
-    _bytes_or_none,
-    _check_int,
-    _check_uint,
-    _fields,
-    _float,
-    _int,
-    _ip,
-    _pack,
-    _str,
-    _str_list,
-    _str_map,
-    _u64_map,
-    _uint,
-    _unpack_prefix,
+    as_bool,
+    as_bytes,
+    as_bytes_or_none,
+    as_float,
+    as_int,
+    as_ip,
+    as_str,
+    as_str_list,
+    as_str_map,
+    as_struct,
+    as_u64_map,
+    as_uint,
+    bad_value,
+    check_int,
+    check_uint,
+    go_pack,
+    go_unpack_prefix,
     ip_to_bytes,
 )
 
 
 def _filter_bytes(f: QueryFilter) -> bytes:
     if isinstance(f, NodeFilter):
-        return bytes((FilterType.NODE,)) + _pack(list(f.nodes))
+        return bytes((FilterType.NODE,)) + go_pack(list(f.nodes))
     if isinstance(f, TagFilter):
-        return bytes((FilterType.TAG,)) + _pack({"Expr": f.expr, "Tag": f.tag})
+        return bytes((FilterType.TAG,)) + go_pack({"Expr": f.expr, "Tag": f.tag})
     if isinstance(f, UnknownFilter):
         return bytes(f.raw)
     raise EncodeError(f"not a query filter: {type(f).__name__}")
@@ -82,12 +82,12 @@ def _dec_filter(raw: bytes) -> QueryFilter:
         return UnknownFilter(raw)
     try:
         if raw[0] == FilterType.NODE:
-            obj, _ = _unpack_prefix(raw, 1)
-            return NodeFilter(_str_list(obj, "filterNode"))
+            obj, _ = go_unpack_prefix(raw, 1)
+            return NodeFilter(as_str_list(obj, "filterNode"))
         if raw[0] == FilterType.TAG:
-            obj, _ = _unpack_prefix(raw, 1)
-            f = _fields(obj, "filterTag")
-            return TagFilter(tag=_str(f.get("Tag"), "Tag"), expr=_str(f.get("Expr"), "Expr"))
+            obj, _ = go_unpack_prefix(raw, 1)
+            f = as_struct(obj, "filterTag")
+            return TagFilter(tag=as_str(f.get("Tag"), "Tag"), expr=as_str(f.get("Expr"), "Expr"))
     except MalformedPacket:
         pass
     return UnknownFilter(raw)
@@ -101,22 +101,22 @@ def _user_events_body(e: UserEvents | None) -> dict[str, Any] | None:
             {"Name": ev.name, "Payload": None if ev.payload is None else bytes(ev.payload)}
             for ev in e.events
         ],
-        "LTime": _check_uint(e.ltime, "LTime", 64),
+        "LTime": check_uint(e.ltime, "LTime", 64),
     }
 
 
 def _serf_push_pull_body(m: SerfPushPull) -> dict[str, Any]:
     body: dict[str, Any] = {
-        "EventLTime": _check_uint(m.event_ltime, "EventLTime", 64),
+        "EventLTime": check_uint(m.event_ltime, "EventLTime", 64),
         "Events": [_user_events_body(e) for e in m.events],
-        "LTime": _check_uint(m.ltime, "LTime", 64),
+        "LTime": check_uint(m.ltime, "LTime", 64),
         "LeftMembers": list(m.left_members),
-        "QueryLTime": _check_uint(m.query_ltime, "QueryLTime", 64),
+        "QueryLTime": check_uint(m.query_ltime, "QueryLTime", 64),
     }
     if m.app_state is not None:
         body[APP_STATE_KEY] = bytes(m.app_state)
     body["StatusLTimes"] = {
-        k: _check_uint(v, "StatusLTimes", 64) for k, v in m.status_ltimes.items()
+        k: check_uint(v, "StatusLTimes", 64) for k, v in m.status_ltimes.items()
     }
     return body
 
@@ -124,21 +124,21 @@ def _serf_push_pull_body(m: SerfPushPull) -> dict[str, Any]:
 def _timeout_ns(seconds: float) -> int:
     if not isinstance(seconds, (int, float)) or not math.isfinite(seconds):
         raise EncodeError(f"Timeout: {seconds!r} is not a finite duration")
-    return _check_int(round(seconds * 1e9), "Timeout")
+    return check_int(round(seconds * 1e9), "Timeout")
 
 
 def _member_body(m: Member) -> dict[str, Any]:
     return {
         "Addr": ip_to_bytes(m.addr),
-        "DelegateCur": _check_uint(m.delegate_cur, "DelegateCur", 8),
-        "DelegateMax": _check_uint(m.delegate_max, "DelegateMax", 8),
-        "DelegateMin": _check_uint(m.delegate_min, "DelegateMin", 8),
+        "DelegateCur": check_uint(m.delegate_cur, "DelegateCur", 8),
+        "DelegateMax": check_uint(m.delegate_max, "DelegateMax", 8),
+        "DelegateMin": check_uint(m.delegate_min, "DelegateMin", 8),
         "Name": m.name,
-        "Port": _check_uint(m.port, "Port", 16),
-        "ProtocolCur": _check_uint(m.protocol_cur, "ProtocolCur", 8),
-        "ProtocolMax": _check_uint(m.protocol_max, "ProtocolMax", 8),
-        "ProtocolMin": _check_uint(m.protocol_min, "ProtocolMin", 8),
-        "Status": _check_int(int(m.status), "Status"),
+        "Port": check_uint(m.port, "Port", 16),
+        "ProtocolCur": check_uint(m.protocol_cur, "ProtocolCur", 8),
+        "ProtocolMax": check_uint(m.protocol_max, "ProtocolMax", 8),
+        "ProtocolMin": check_uint(m.protocol_min, "ProtocolMin", 8),
+        "Status": check_int(int(m.status), "Status"),
         "Tags": dict(m.tags),
     }
 
@@ -147,51 +147,51 @@ def encode_serf(msg: SerfMessage) -> bytes:
     """Serf type byte + msgpack body (the payload of a memberlist user message)."""
     if isinstance(msg, LeaveIntent):
         body: dict[str, Any] = {
-            "LTime": _check_uint(msg.ltime, "LTime", 64),
+            "LTime": check_uint(msg.ltime, "LTime", 64),
             "Node": msg.node,
             "Prune": bool(msg.prune),
         }
-        return b"\x00" + _pack(body)
+        return b"\x00" + go_pack(body)
     if isinstance(msg, JoinIntent):
-        return b"\x01" + _pack({"LTime": _check_uint(msg.ltime, "LTime", 64), "Node": msg.node})
+        return b"\x01" + go_pack({"LTime": check_uint(msg.ltime, "LTime", 64), "Node": msg.node})
     if isinstance(msg, SerfPushPull):
-        return b"\x02" + _pack(_serf_push_pull_body(msg))
+        return b"\x02" + go_pack(_serf_push_pull_body(msg))
     if isinstance(msg, UserEvent):
         body = {
             "CC": bool(msg.cc),
-            "LTime": _check_uint(msg.ltime, "LTime", 64),
+            "LTime": check_uint(msg.ltime, "LTime", 64),
             "Name": msg.name,
             "Payload": None if msg.payload is None else bytes(msg.payload),
         }
-        return b"\x03" + _pack(body)
+        return b"\x03" + go_pack(body)
     if isinstance(msg, Query):
         body = {
             "Addr": ip_to_bytes(msg.addr),
             "Filters": [_filter_bytes(f) for f in msg.filters] if msg.filters else None,
-            "Flags": _check_uint(msg.flags, "Flags", 32),
-            "ID": _check_uint(msg.id, "ID", 32),
-            "LTime": _check_uint(msg.ltime, "LTime", 64),
+            "Flags": check_uint(msg.flags, "Flags", 32),
+            "ID": check_uint(msg.id, "ID", 32),
+            "LTime": check_uint(msg.ltime, "LTime", 64),
             "Name": msg.name,
             "Payload": None if msg.payload is None else bytes(msg.payload),
-            "Port": _check_uint(msg.port, "Port", 16),
-            "RelayFactor": _check_uint(msg.relay_factor, "RelayFactor", 8),
+            "Port": check_uint(msg.port, "Port", 16),
+            "RelayFactor": check_uint(msg.relay_factor, "RelayFactor", 8),
             "SourceNode": msg.source_node,
             "Timeout": _timeout_ns(msg.timeout),
         }
-        return b"\x04" + _pack(body)
+        return b"\x04" + go_pack(body)
     if isinstance(msg, QueryResponse):
         body = {
-            "Flags": _check_uint(msg.flags, "Flags", 32),
+            "Flags": check_uint(msg.flags, "Flags", 32),
             "From": msg.from_node,
-            "ID": _check_uint(msg.id, "ID", 32),
-            "LTime": _check_uint(msg.ltime, "LTime", 64),
+            "ID": check_uint(msg.id, "ID", 32),
+            "LTime": check_uint(msg.ltime, "LTime", 64),
             "Payload": None if msg.payload is None else bytes(msg.payload),
         }
-        return b"\x05" + _pack(body)
+        return b"\x05" + go_pack(body)
     if isinstance(msg, ConflictResponse):
-        return b"\x06" + _pack(_member_body(msg.member))
+        return b"\x06" + go_pack(_member_body(msg.member))
     if isinstance(msg, KeyRequest):
-        return b"\x07" + _pack({"Key": None if msg.key is None else bytes(msg.key)})
+        return b"\x07" + go_pack({"Key": None if msg.key is None else bytes(msg.key)})
     if isinstance(msg, KeyResponse):
         body = {
             "Keys": list(msg.keys) if msg.keys else None,  # Go leaves it nil unless listing
@@ -199,17 +199,17 @@ def encode_serf(msg: SerfMessage) -> bytes:
             "PrimaryKey": msg.primary_key,
             "Result": bool(msg.result),
         }
-        return b"\x08" + _pack(body)
+        return b"\x08" + go_pack(body)
     if isinstance(msg, Relay):
         header = {
             "DestAddr": {
                 "IP": ip_to_bytes(msg.dest_addr),
-                "Port": _check_int(msg.dest_port, "Port"),
+                "Port": check_int(msg.dest_port, "Port"),
                 "Zone": msg.dest_zone,
             },
             "DestName": msg.dest_name,
         }
-        return b"\x09" + _pack(header) + bytes(msg.inner)
+        return b"\x09" + go_pack(header) + bytes(msg.inner)
     if isinstance(msg, AppMessage):
         return bytes((SerfMessageType.RUMOR_APP,)) + bytes(msg.payload)
     raise EncodeError(f"not a Serf message: {type(msg).__name__}")
@@ -223,22 +223,22 @@ def encode_serf_user_msg(msg: SerfMessage) -> bytes:
 def _dec_user_events(obj: Any) -> UserEvents | None:
     if obj is None:
         return None
-    f = _fields(obj, "userEvents")
+    f = as_struct(obj, "userEvents")
     raw_events = f.get("Events")
     if raw_events is None:
         raw_events = []
     if type(raw_events) is not list:
-        raise _bad("Events", raw_events, "an array")
+        raise bad_value("Events", raw_events, "an array")
     events = []
     for ev in raw_events:
-        ef = _fields(ev, "userEvent")
+        ef = as_struct(ev, "userEvent")
         events.append(
             UserEventData(
-                name=_str(ef.get("Name"), "Name"),
-                payload=_bytes_or_none(ef.get("Payload"), "Payload"),
+                name=as_str(ef.get("Name"), "Name"),
+                payload=as_bytes_or_none(ef.get("Payload"), "Payload"),
             )
         )
-    return UserEvents(ltime=_uint(f.get("LTime"), "LTime", 64), events=tuple(events))
+    return UserEvents(ltime=as_uint(f.get("LTime"), "LTime", 64), events=tuple(events))
 
 
 def _dec_serf_push_pull(f: dict[str, Any]) -> SerfPushPull:
@@ -246,16 +246,16 @@ def _dec_serf_push_pull(f: dict[str, Any]) -> SerfPushPull:
     if ring is None:
         ring = []
     if type(ring) is not list:
-        raise _bad("Events", ring, "an array")
+        raise bad_value("Events", ring, "an array")
     app = f.get(APP_STATE_KEY)
     return SerfPushPull(
-        ltime=_uint(f.get("LTime"), "LTime", 64),
-        status_ltimes=_u64_map(f.get("StatusLTimes"), "StatusLTimes"),
-        left_members=_str_list(f.get("LeftMembers"), "LeftMembers"),
-        event_ltime=_uint(f.get("EventLTime"), "EventLTime", 64),
+        ltime=as_uint(f.get("LTime"), "LTime", 64),
+        status_ltimes=as_u64_map(f.get("StatusLTimes"), "StatusLTimes"),
+        left_members=as_str_list(f.get("LeftMembers"), "LeftMembers"),
+        event_ltime=as_uint(f.get("EventLTime"), "EventLTime", 64),
         events=tuple(_dec_user_events(e) for e in ring),
-        query_ltime=_uint(f.get("QueryLTime"), "QueryLTime", 64),
-        app_state=None if app is None else _bytes(app, APP_STATE_KEY),
+        query_ltime=as_uint(f.get("QueryLTime"), "QueryLTime", 64),
+        app_state=None if app is None else as_bytes(app, APP_STATE_KEY),
     )
 
 
@@ -264,48 +264,48 @@ def _dec_query(f: dict[str, Any]) -> Query:
     if raw_filters is None:
         raw_filters = []
     if type(raw_filters) is not list:
-        raise _bad("Filters", raw_filters, "an array of bytes")
+        raise bad_value("Filters", raw_filters, "an array of bytes")
     return Query(
-        ltime=_uint(f.get("LTime"), "LTime", 64),
-        id=_uint(f.get("ID"), "ID", 32),
-        addr=_ip(f.get("Addr"), "Addr"),
-        port=_uint(f.get("Port"), "Port", 16),
-        source_node=_str(f.get("SourceNode"), "SourceNode"),
-        name=_str(f.get("Name"), "Name"),
-        payload=_bytes_or_none(f.get("Payload"), "Payload"),
-        filters=tuple(_dec_filter(_bytes(r, "Filters")) for r in raw_filters),
-        flags=_uint(f.get("Flags"), "Flags", 32),
-        relay_factor=_uint(f.get("RelayFactor"), "RelayFactor", 8),
-        timeout=_int(f.get("Timeout"), "Timeout") / 1e9,
+        ltime=as_uint(f.get("LTime"), "LTime", 64),
+        id=as_uint(f.get("ID"), "ID", 32),
+        addr=as_ip(f.get("Addr"), "Addr"),
+        port=as_uint(f.get("Port"), "Port", 16),
+        source_node=as_str(f.get("SourceNode"), "SourceNode"),
+        name=as_str(f.get("Name"), "Name"),
+        payload=as_bytes_or_none(f.get("Payload"), "Payload"),
+        filters=tuple(_dec_filter(as_bytes(r, "Filters")) for r in raw_filters),
+        flags=as_uint(f.get("Flags"), "Flags", 32),
+        relay_factor=as_uint(f.get("RelayFactor"), "RelayFactor", 8),
+        timeout=as_int(f.get("Timeout"), "Timeout") / 1e9,
     )
 
 
 def _dec_member(f: dict[str, Any]) -> Member:
     return Member(
-        name=_str(f.get("Name"), "Name"),
-        addr=_ip(f.get("Addr"), "Addr"),
-        port=_uint(f.get("Port"), "Port", 16),
-        tags=_str_map(f.get("Tags"), "Tags"),
-        status=_int(f.get("Status"), "Status"),
-        protocol_min=_uint(f.get("ProtocolMin"), "ProtocolMin", 8),
-        protocol_max=_uint(f.get("ProtocolMax"), "ProtocolMax", 8),
-        protocol_cur=_uint(f.get("ProtocolCur"), "ProtocolCur", 8),
-        delegate_min=_uint(f.get("DelegateMin"), "DelegateMin", 8),
-        delegate_max=_uint(f.get("DelegateMax"), "DelegateMax", 8),
-        delegate_cur=_uint(f.get("DelegateCur"), "DelegateCur", 8),
+        name=as_str(f.get("Name"), "Name"),
+        addr=as_ip(f.get("Addr"), "Addr"),
+        port=as_uint(f.get("Port"), "Port", 16),
+        tags=as_str_map(f.get("Tags"), "Tags"),
+        status=as_int(f.get("Status"), "Status"),
+        protocol_min=as_uint(f.get("ProtocolMin"), "ProtocolMin", 8),
+        protocol_max=as_uint(f.get("ProtocolMax"), "ProtocolMax", 8),
+        protocol_cur=as_uint(f.get("ProtocolCur"), "ProtocolCur", 8),
+        delegate_min=as_uint(f.get("DelegateMin"), "DelegateMin", 8),
+        delegate_max=as_uint(f.get("DelegateMax"), "DelegateMax", 8),
+        delegate_cur=as_uint(f.get("DelegateCur"), "DelegateCur", 8),
     )
 
 
 def _dec_relay(buf: bytes) -> Relay:
-    obj, end = _unpack_prefix(buf, 1)
-    f = _fields(obj, "relayHeader")
-    dest = _fields(f.get("DestAddr"), "DestAddr")
+    obj, end = go_unpack_prefix(buf, 1)
+    f = as_struct(obj, "relayHeader")
+    dest = as_struct(f.get("DestAddr"), "DestAddr")
     return Relay(
-        dest_addr=_ip(dest.get("IP"), "IP"),
-        dest_port=_int(dest.get("Port"), "Port"),
-        dest_name=_str(f.get("DestName"), "DestName"),
+        dest_addr=as_ip(dest.get("IP"), "IP"),
+        dest_port=as_int(dest.get("Port"), "Port"),
+        dest_name=as_str(f.get("DestName"), "DestName"),
         inner=bytes(buf[end:]),
-        dest_zone=_str(dest.get("Zone"), "Zone"),
+        dest_zone=as_str(dest.get("Zone"), "Zone"),
     )
 
 
@@ -321,48 +321,48 @@ def decode_serf(buf: bytes | bytearray | memoryview) -> SerfMessage:
         return _dec_relay(data)
     if t > SerfMessageType.RELAY:
         raise MalformedPacket(REASON_BAD_TYPE, f"unknown Serf message type {t}")
-    obj, _ = _unpack_prefix(data, 1)
+    obj, _ = go_unpack_prefix(data, 1)
     if t == SerfMessageType.KEY_REQUEST:
-        f = _fields(obj, "keyRequest")
-        return KeyRequest(key=_bytes_or_none(f.get("Key"), "Key"))
-    f = _fields(obj, SerfMessageType(t).name.lower())
+        f = as_struct(obj, "keyRequest")
+        return KeyRequest(key=as_bytes_or_none(f.get("Key"), "Key"))
+    f = as_struct(obj, SerfMessageType(t).name.lower())
     if t == SerfMessageType.LEAVE:
         return LeaveIntent(
-            ltime=_uint(f.get("LTime"), "LTime", 64),
-            node=_str(f.get("Node"), "Node"),
-            prune=_bool(f.get("Prune"), "Prune"),
+            ltime=as_uint(f.get("LTime"), "LTime", 64),
+            node=as_str(f.get("Node"), "Node"),
+            prune=as_bool(f.get("Prune"), "Prune"),
         )
     if t == SerfMessageType.JOIN:
         return JoinIntent(
-            ltime=_uint(f.get("LTime"), "LTime", 64), node=_str(f.get("Node"), "Node")
+            ltime=as_uint(f.get("LTime"), "LTime", 64), node=as_str(f.get("Node"), "Node")
         )
     if t == SerfMessageType.PUSH_PULL:
         return _dec_serf_push_pull(f)
     if t == SerfMessageType.USER_EVENT:
         return UserEvent(
-            ltime=_uint(f.get("LTime"), "LTime", 64),
-            name=_str(f.get("Name"), "Name"),
-            payload=_bytes_or_none(f.get("Payload"), "Payload"),
-            cc=_bool(f.get("CC"), "CC"),
+            ltime=as_uint(f.get("LTime"), "LTime", 64),
+            name=as_str(f.get("Name"), "Name"),
+            payload=as_bytes_or_none(f.get("Payload"), "Payload"),
+            cc=as_bool(f.get("CC"), "CC"),
         )
     if t == SerfMessageType.QUERY:
         return _dec_query(f)
     if t == SerfMessageType.QUERY_RESPONSE:
         return QueryResponse(
-            ltime=_uint(f.get("LTime"), "LTime", 64),
-            id=_uint(f.get("ID"), "ID", 32),
-            from_node=_str(f.get("From"), "From"),
-            flags=_uint(f.get("Flags"), "Flags", 32),
-            payload=_bytes_or_none(f.get("Payload"), "Payload"),
+            ltime=as_uint(f.get("LTime"), "LTime", 64),
+            id=as_uint(f.get("ID"), "ID", 32),
+            from_node=as_str(f.get("From"), "From"),
+            flags=as_uint(f.get("Flags"), "Flags", 32),
+            payload=as_bytes_or_none(f.get("Payload"), "Payload"),
         )
     if t == SerfMessageType.CONFLICT_RESPONSE:
         return ConflictResponse(_dec_member(f))
     # KEY_RESPONSE
     return KeyResponse(
-        result=_bool(f.get("Result"), "Result"),
-        message=_str(f.get("Message"), "Message"),
-        keys=_str_list(f.get("Keys"), "Keys"),
-        primary_key=_str(f.get("PrimaryKey"), "PrimaryKey"),
+        result=as_bool(f.get("Result"), "Result"),
+        message=as_str(f.get("Message"), "Message"),
+        keys=as_str_list(f.get("Keys"), "Keys"),
+        primary_key=as_str(f.get("PrimaryKey"), "PrimaryKey"),
     )
 
 
@@ -375,7 +375,7 @@ def encode_tags(tags: Mapping[str, str]) -> bytes:
     for k, v in tags.items():
         if not isinstance(k, str) or not isinstance(v, str):
             raise EncodeError(f"tags must map str to str, got {k!r}: {v!r}")
-    return bytes((_TAGS_MAGIC,)) + _pack(dict(tags))
+    return bytes((_TAGS_MAGIC,)) + go_pack(dict(tags))
 
 
 def decode_tags(meta: bytes) -> dict[str, str]:
@@ -386,8 +386,8 @@ def decode_tags(meta: bytes) -> dict[str, str]:
         except UnicodeDecodeError:
             raise MalformedPacket(REASON_BAD_FIELD, "legacy role tag is not UTF-8") from None
         return {"role": role}
-    obj, _ = _unpack_prefix(meta, 1)
-    return _str_map(obj, "tags")
+    obj, _ = go_unpack_prefix(meta, 1)
+    return as_str_map(obj, "tags")
 
 
 def encode_coordinate(coord: Coordinate) -> bytes:
@@ -398,7 +398,7 @@ def encode_coordinate(coord: Coordinate) -> bytes:
         "Height": float(coord.height),
         "Vec": [float(x) for x in coord.vec],
     }
-    return bytes((COORDINATE_PAYLOAD_VERSION,)) + _pack(body)
+    return bytes((COORDINATE_PAYLOAD_VERSION,)) + go_pack(body)
 
 
 def decode_coordinate(payload: bytes) -> Coordinate:
@@ -407,18 +407,18 @@ def decode_coordinate(payload: bytes) -> Coordinate:
         raise MalformedPacket(REASON_TRUNCATED, "empty coordinate payload")
     if payload[0] != COORDINATE_PAYLOAD_VERSION:
         raise MalformedPacket(REASON_BAD_TYPE, f"unsupported ping payload version {payload[0]}")
-    obj, _ = _unpack_prefix(payload, 1)
-    f = _fields(obj, "coordinate")
+    obj, _ = go_unpack_prefix(payload, 1)
+    f = as_struct(obj, "coordinate")
     raw_vec = f.get("Vec")
     if raw_vec is None:
         raw_vec = []
     if type(raw_vec) is not list:
-        raise _bad("Vec", raw_vec, "an array of floats")
+        raise bad_value("Vec", raw_vec, "an array of floats")
     return Coordinate(
-        vec=tuple(_float(x, "Vec") for x in raw_vec),
-        error=_float(f.get("Error"), "Error"),
-        adjustment=_float(f.get("Adjustment"), "Adjustment"),
-        height=_float(f.get("Height"), "Height"),
+        vec=tuple(as_float(x, "Vec") for x in raw_vec),
+        error=as_float(f.get("Error"), "Error"),
+        adjustment=as_float(f.get("Adjustment"), "Adjustment"),
+        height=as_float(f.get("Height"), "Height"),
     )
 
 

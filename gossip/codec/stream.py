@@ -29,9 +29,9 @@ from ..messages import (
 )
 from ..security import ENCRYPTION_OVERHEAD, Keyring
 from .gomsgpack import (
-    _bad,
-    _fields,
-    _int,
+    as_int,
+    as_struct,
+    bad_value,
 )
 from .limits import (
     DEFAULT_LIMITS,
@@ -39,19 +39,19 @@ from .limits import (
     CodecLimits,
 )
 from .messages import (
-    _TYPE_NAMES,
-    _dec_ack,
-    _dec_compress,
-    _dec_err,
-    _dec_header,
-    _dec_ping,
-    _dec_state,
+    TYPE_NAMES,
+    decode_ack_body,
+    decode_compress_body,
+    decode_err_body,
+    decode_node_state,
+    decode_ping_body,
+    decode_push_pull_header,
     encode_message,
     encode_user_msg_stream,
 )
 from .packet import (
-    _inflate,
     compress_message,
+    inflate,
 )
 
 
@@ -109,7 +109,7 @@ class _PlainStreamParser:
 
     def __init__(self, msg_type: int, limits: CodecLimits, max_decompressed: int) -> None:
         if msg_type not in _STREAM_PLAIN_TYPES and msg_type != MessageType.COMPRESS:
-            name = _TYPE_NAMES.get(msg_type, "unknown")
+            name = TYPE_NAMES.get(msg_type, "unknown")
             raise MalformedPacket(REASON_BAD_TYPE, f"message type {msg_type} ({name}) on a stream")
         self._type = msg_type
         self._limits = limits
@@ -156,37 +156,37 @@ class _PlainStreamParser:
     def _step(self) -> StreamMessage:
         t = self._type
         if t == MessageType.PING:
-            return _dec_ping(_fields(self._next(), "ping"))
+            return decode_ping_body(as_struct(self._next(), "ping"))
         if t == MessageType.ACK_RESP:
-            return _dec_ack(_fields(self._next(), "ackResp"))
+            return decode_ack_body(as_struct(self._next(), "ackResp"))
         if t == MessageType.ERR:
-            return _dec_err(_fields(self._next(), "err"))
+            return decode_err_body(as_struct(self._next(), "err"))
         if t == MessageType.COMPRESS:
-            c = _dec_compress(_fields(self._next(), "compress"))
-            inner = _inflate(c, self._max_decompressed)
+            c = decode_compress_body(as_struct(self._next(), "compress"))
+            inner = inflate(c, self._max_decompressed)
             if inner[0] == MessageType.COMPRESS:
                 raise MalformedPacket(REASON_BAD_TYPE, "compress inside compress on a stream")
             return _parse_complete_stream(inner, self._limits, self._max_decompressed)
         if t == MessageType.USER:
             if self._user_len < 0:
-                f = _fields(self._next(), "userMsgHeader")
-                n = _int(f.get("UserMsgLen"), "UserMsgLen")
+                f = as_struct(self._next(), "userMsgHeader")
+                n = as_int(f.get("UserMsgLen"), "UserMsgLen")
                 if n < 0 or n > self._limits.max_stream_size:
-                    raise _bad("UserMsgLen", n, "a length within the stream cap")
+                    raise bad_value("UserMsgLen", n, "a length within the stream cap")
                 self._user_len = n
             self._read_raw()
             return UserMsg(bytes(self._user))
         # push/pull: header, N states, L raw bytes
         if self._header is None:
-            header = _dec_header(_fields(self._next(), "pushPullHeader"))
+            header = decode_push_pull_header(as_struct(self._next(), "pushPullHeader"))
             if not 0 <= header.nodes <= self._limits.max_push_pull_nodes:
-                raise _bad("Nodes", header.nodes, "a node count within the cap")
+                raise bad_value("Nodes", header.nodes, "a node count within the cap")
             if not 0 <= header.user_state_len <= self._limits.max_stream_size:
-                raise _bad("UserStateLen", header.user_state_len, "a length within the cap")
+                raise bad_value("UserStateLen", header.user_state_len, "a length within the cap")
             self._header = header
             self._user_len = header.user_state_len
         while len(self._states) < self._header.nodes:
-            self._states.append(_dec_state(_fields(self._next(), "pushNodeState")))
+            self._states.append(decode_node_state(as_struct(self._next(), "pushNodeState")))
         self._read_raw()
         return PushPull(
             join=self._header.join, states=tuple(self._states), user_state=bytes(self._user)
