@@ -41,7 +41,8 @@ from __future__ import annotations
 import logging
 import random
 from collections import deque
-from collections.abc import Callable, Iterable, Mapping
+from collections.abc import Callable, Iterable, Iterator, Mapping
+from contextlib import contextmanager
 from dataclasses import dataclass
 from typing import Protocol
 
@@ -111,6 +112,8 @@ class GossipCore:
         self._quiet_joins: set[int] = set()
         """Joins without replay: while one runs, push/pulls raise Serf's event_min_time."""
         self._conflict_reported = False
+        self._depth = 0
+        """How many memberlist calls are running (nested: a command from a callback)."""
 
     # -- what the driver needs (memberlist's seams) --------------------------------------------
     @property
@@ -133,12 +136,29 @@ class GossipCore:
     def leave_broadcast_done(self) -> bool:
         return self.memberlist.leave_broadcast_done
 
+    @contextmanager
+    def _inside(self) -> Iterator[None]:
+        """Around every call into memberlist (whose callbacks may reach the application)."""
+        self._depth += 1
+        try:
+            yield
+        finally:
+            self._depth -= 1
+
+    @property
+    def busy(self) -> bool:
+        """True while memberlist is running (so a command now comes from inside a callback:
+        the entry point that is running settles it, and the driver flushes after it)."""
+        return self._depth > 0
+
     def receive_packet(self, data: bytes, addr: Addr, now: float) -> None:
-        self.memberlist.receive_packet(data, addr, now)
+        with self._inside():
+            self.memberlist.receive_packet(data, addr, now)
         self._settle(now)
 
     def handle_stream(self, request: bytes | object, addr: Addr, now: float) -> bytes | None:
-        answer = self.memberlist.handle_stream(request, addr, now)
+        with self._inside():
+            answer = self.memberlist.handle_stream(request, addr, now)
         self._settle(now)
         return answer
 
@@ -147,16 +167,18 @@ class GossipCore:
 
     def stream_result(self, stream_id: int, response: bytes | object | None,
                       error: str | None, now: float) -> None:
-        self.memberlist.stream_result(stream_id, response, error, now)
+        with self._inside():
+            self.memberlist.stream_result(stream_id, response, error, now)
         self._settle(now)
 
     def handle_timer(self, now: float) -> None:
         ml = self.memberlist
-        due = ml.next_deadline()
-        if due is not None and due <= now:
-            ml.handle_timer(now)
-        if self.serf.next_deadline() <= now:
-            self.serf.handle_timer(now)
+        with self._inside():
+            due = ml.next_deadline()
+            if due is not None and due <= now:
+                ml.handle_timer(now)
+            if self.serf.next_deadline() <= now:
+                self.serf.handle_timer(now)
         self._settle(now)
 
     def next_deadline(self) -> float | None:
@@ -189,7 +211,14 @@ class GossipCore:
 
     def _settle(self, now: float) -> None:
         """After an entry point: Serf's direct messages, reconnects and events move on, and
-        memberlist's join results are handled, until nothing is left to move."""
+        memberlist's join results are handled, until nothing is left to move.
+
+        Not while memberlist runs: a command that the application issues from inside one of
+        its callbacks (the registry re-broadcasts news it learns in ``notify_app_message``)
+        only queues its work, and the running entry point settles it when memberlist returns;
+        so memberlist is never re-entered from its own callbacks."""
+        if self._depth:
+            return
         ml, serf = self.memberlist, self.serf
         moved = True
         while moved:
@@ -234,7 +263,8 @@ class GossipCore:
         """Push/pull with every address; a :class:`JoinCompleted` with the returned id follows.
         On success our join intent is gossiped. Without ``replay`` user events older than the
         join are not delivered (§7.4)."""
-        jid = self.memberlist.join(addrs, now)
+        with self._inside():
+            jid = self.memberlist.join(addrs, now)
         self._user_joins.add(jid)
         if not replay:
             self._quiet_joins.add(jid)
@@ -250,7 +280,8 @@ class GossipCore:
 
     def leave(self, now: float) -> None:
         """memberlist's graceful leave (dead about ourselves); poll :attr:`leave_broadcast_done`."""
-        self.memberlist.leave(now)
+        with self._inside():
+            self.memberlist.leave(now)
         self._settle(now)
 
     def finish_leave(self) -> None:
@@ -259,7 +290,8 @@ class GossipCore:
     def set_tags(self, tags: Mapping[str, str], now: float) -> None:
         """Replace our tags (the reserved ``rumor`` tag stays) and gossip them."""
         self.serf.set_tags(tags)
-        self.memberlist.update_node(now)
+        with self._inside():
+            self.memberlist.update_node(now)
         self._command_done(now)
 
     def force_leave(self, node: str, now: float, *, prune: bool = False) -> bool:
@@ -285,10 +317,13 @@ class GossipCore:
         self.serf.respond(ev, payload, now)
         self._command_done(now)
 
-    def broadcast_app(self, key: str, payload: bytes, now: float) -> None:
-        """Queue an app message for Rumor peers (newest per key wins; ValueError if too big)."""
+    def broadcast_app(self, key: str, payload: bytes) -> None:
+        """Queue an app message for Rumor peers (newest per key wins; ValueError if too big).
+
+        Timeless (it only queues: an eager gossip round sends it from the timer), so the
+        application may call it from inside its own callbacks, which carry no ``now``."""
         self.serf.broadcast_app(key, payload)
-        self._command_done(now)
+        self.memberlist.request_gossip()
 
     def set_app_delegate(self, d: AppDelegate | None) -> None:
         s = self.serf

@@ -315,8 +315,11 @@ class Gossip:
 
     # -- driving the core ----------------------------------------------------------------------
     def _flush(self) -> None:
-        """After a command changed the core: send, deliver events, re-arm the one timer."""
-        if self.transport is not None and not self._stopped:
+        """After a command changed the core: send, deliver events, re-arm the one timer. Not
+        for a command issued from inside the core (an app delegate callback): the transport
+        flushes when the core's entry point returns."""
+        if self.transport is not None and not self._stopped and not (
+                self.core is not None and self.core.busy):
             self.transport.flush()
 
     def _deliver(self, ev: GossipEvent) -> None:
@@ -550,7 +553,7 @@ class Gossip:
         if self.core is None:
             self.serf.broadcast_app(key, payload)
             return
-        self.core.broadcast_app(key, payload, self._now())
+        self.core.broadcast_app(key, payload)
         self._flush()
 
     def is_rumor_peer(self, name: str) -> bool:

@@ -107,18 +107,30 @@ class ReplicatedMap:
     whole map in every push/pull, each change as a Rumor-only broadcast; the higher version
     wins, so every node ends with the same map whatever order the news arrives in."""
 
-    def __init__(self) -> None:
+    def __init__(self, *, rebroadcast: bool = False) -> None:
         self.entries: dict[str, tuple[int, str]] = {}
         self.merges = 0
+        self.rebroadcast = rebroadcast
+        """Re-broadcast news from inside ``notify_app_message``, as the registry does."""
+        self.core: GossipCore | None = None
 
-    def put(self, core: GossipCore, key: str, value: str, now: float) -> None:
+    def attach(self, core: GossipCore) -> None:
+        self.core = core
+
+    def put(self, key: str, value: str) -> None:
         version = self.entries.get(key, (0, ""))[0] + 1
         self.entries[key] = (version, value)
-        core.broadcast_app(key, json.dumps([key, version, value]).encode(), now)
+        self._send(key, version, value)
 
-    def _merge(self, key: str, version: int, value: str) -> None:
+    def _send(self, key: str, version: int, value: str) -> None:
+        if self.core is not None:
+            self.core.broadcast_app(key, json.dumps([key, version, value]).encode())
+
+    def _merge(self, key: str, version: int, value: str) -> bool:
         if version > self.entries.get(key, (0, ""))[0]:
             self.entries[key] = (version, value)
+            return True
+        return False
 
     # AppDelegate
     def local_app_state(self, join: bool) -> bytes:
@@ -131,7 +143,8 @@ class ReplicatedMap:
 
     def notify_app_message(self, buf: bytes) -> None:
         key, version, value = json.loads(buf)
-        self._merge(key, version, value)
+        if self._merge(key, version, value) and self.rebroadcast:
+            self._send(key, version, value)  # from inside the core's receive path
 
 
 @dataclass(slots=True, eq=False)
@@ -248,6 +261,9 @@ class Simulator:
                           rng=random.Random(self.rng.random()))
         if app is not None:
             core.set_app_delegate(app)
+            attach = getattr(app, "attach", None)
+            if attach is not None:
+                attach(core)
         node = SimNode(name, (ip, port), core, app)
         self.nodes[name] = node
         self.by_addr[node.addr] = node

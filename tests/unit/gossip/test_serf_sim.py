@@ -10,6 +10,7 @@ healed partition, and the application channel's state converging.
 
 from __future__ import annotations
 
+import json
 import random
 
 from gossip.config import MemberlistConfig
@@ -21,7 +22,8 @@ from gossip.serf_config import RUMOR_TAG, SerfConfig
 from gossip.sim import ReplicatedMap, Simulator
 
 
-def build(n: int, seed: int = 3, *, join: bool = True) -> tuple[Simulator, dict[str, GossipCore]]:
+def build(n: int, seed: int = 3, *, join: bool = True,
+          rebroadcast: bool = False) -> tuple[Simulator, dict[str, GossipCore]]:
     sim = Simulator(seed=seed)
     cores: dict[str, GossipCore] = {}
     for i in range(n):
@@ -29,7 +31,7 @@ def build(n: int, seed: int = 3, *, join: bool = True) -> tuple[Simulator, dict[
         node = sim.add_gossip_node(
             name, SerfConfig.local(name, tags={"idx": str(i)}),
             MemberlistConfig.local(name=name, delegate_protocol_version=5, retransmit_mult=4),
-            app=ReplicatedMap())
+            app=ReplicatedMap(rebroadcast=rebroadcast))
         cores[name] = node.gossip
     if join:
         for name in list(cores)[1:]:
@@ -135,9 +137,9 @@ def test_query_is_answered_within_its_deadline() -> None:
 def test_app_channel_converges_and_reaches_a_late_joiner() -> None:
     sim, cores = build(4)
     sim.run_for(3.0)
-    sim.command("n1", lambda core, now: app(sim, "n1").put(core, "web", "10.0.0.7", now))
-    sim.command("n2", lambda core, now: app(sim, "n2").put(core, "db", "10.0.0.9", now))
-    sim.command("n1", lambda core, now: app(sim, "n1").put(core, "web", "10.0.0.8", now))
+    sim.command("n1", lambda core, now: app(sim, "n1").put("web", "10.0.0.7"))
+    sim.command("n2", lambda core, now: app(sim, "n2").put("db", "10.0.0.9"))
+    sim.command("n1", lambda core, now: app(sim, "n1").put("web", "10.0.0.8"))
     want = {"web": (2, "10.0.0.8"), "db": (1, "10.0.0.9")}
     assert sim.run_for(5.0, stop=lambda: all(app(sim, n).entries == want for n in cores))
     # a node joining later gets the whole map from the join push/pull, not from broadcasts
@@ -145,6 +147,58 @@ def test_app_channel_converges_and_reaches_a_late_joiner() -> None:
     sim.join("late", ["n3"])
     assert sim.run_for(5.0, stop=lambda: app(sim, "late").entries == want)
     assert app(sim, "late").merges >= 1
+
+
+class CallbackCommands(ReplicatedMap):
+    """An app that issues commands from inside the core's callbacks (the registry re-broadcasts
+    news it learns in notify_app_message): they must take effect, settled by the entry point
+    that is running, without re-entering memberlist."""
+
+    def __init__(self) -> None:
+        super().__init__(rebroadcast=True)
+        self.busy_calls = 0
+
+    def notify_app_message(self, buf: bytes) -> None:
+        core = self.core
+        assert core is not None
+        if core.busy:
+            self.busy_calls += 1
+        fresh = json.loads(buf)[0] not in self.entries
+        super().notify_app_message(buf)
+        if fresh:  # a user event fired from inside the receive path, with the packet's time
+            core.user_event("learned", core.serf.config.node_name.encode(), False, self.clock())
+
+
+def test_commands_from_inside_callbacks_take_effect() -> None:
+    sim = Simulator(seed=11)
+    cores: dict[str, GossipCore] = {}
+    for i in range(4):
+        name = f"n{i}"
+        a = CallbackCommands()
+        a.clock = lambda: sim.now  # type: ignore[attr-defined]
+        cores[name] = sim.add_gossip_node(name, SerfConfig.local(name), app=a).gossip
+    for name in list(cores)[1:]:
+        sim.join(name, ["n0"])
+    sim.run_for(3.0)
+    sim.command("n0", lambda core, now: app(sim, "n0").put("web", "v1"))
+    assert sim.run_for(5.0, stop=lambda: all(
+        app(sim, n).entries.get("web") == (1, "v1") for n in cores))
+    # each receiver fired a user event from inside its callback; the core settled it after
+    # memberlist returned and gossip carried it everywhere
+    assert sim.run_for(5.0, stop=lambda: all(
+        sum(1 for e in events(sim, n, UserEventReceived) if e.name == "learned") == 3
+        for n in cores))
+    assert all(isinstance(app(sim, n), CallbackCommands) and app(sim, n).busy_calls > 0
+               for n in ("n1", "n2", "n3"))
+
+
+def test_app_news_rebroadcast_from_callbacks_converges() -> None:
+    sim, cores = build(6, rebroadcast=True)
+    sim.run_for(3.0)
+    for i in range(5):
+        sim.command(f"n{i}", lambda core, now, i=i: app(sim, f"n{i}").put(f"k{i}", str(i)))
+    want = {f"k{i}": (1, str(i)) for i in range(5)}
+    assert sim.run_for(5.0, stop=lambda: all(app(sim, n).entries == want for n in cores))
 
 
 def test_partition_heals_through_serf_reconnect() -> None:
