@@ -190,7 +190,11 @@ class Gossip:
         self.transport = MemberlistTransport(
             self.memberlist_config, core_factory=self._make_core, clock=self._clock)
         self.transport.add_listener(self._on_core_event)
-        await self.transport.start()  # raises TransportError (an OSError) if it cannot bind
+        try:
+            await self.transport.start()  # raises TransportError (an OSError) if it cannot bind
+        except BaseException:
+            await self._tasks.close()  # nothing of ours outlives a failed start
+            raise
         self.handlers.start()
         assert self.core is not None
         self.memberlist_config = self.core.config

@@ -435,3 +435,23 @@ async def test_gossip_service_runs_one_timer_and_no_poll() -> None:
         assert not [task for task in asyncio.all_tasks() if "timer" in task.get_name()]
     finally:
         await g.shutdown()
+
+
+async def test_failed_gossip_start_leaves_no_task_behind() -> None:
+    from gossip.serf_config import SerfConfig
+    from gossip.service import Gossip
+    from gossip.transport import TransportError
+
+    taken = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+    taken.bind(("127.0.0.1", 0))
+    try:
+        port = taken.getsockname()[1]
+        g = Gossip(MemberlistConfig.lan(name="late", bind_addr="127.0.0.1", bind_port=port),
+                   SerfConfig(node_name="late"))
+        with pytest.raises(TransportError):
+            await g.start()
+        await asyncio.sleep(0)
+        assert not [t for t in asyncio.all_tasks() if t.get_name().startswith("gossip")]
+        await g.shutdown()
+    finally:
+        taken.close()
