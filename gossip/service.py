@@ -186,7 +186,7 @@ class Gossip:
             coalesce_period=self.serf_config.coalesce_period,
             quiescent_period=self.serf_config.quiescent_period,
             user_coalesce_period=self.serf_config.user_coalesce_period,
-            user_quiescent_period=self.serf_config.user_quiescent_period)
+            user_quiescent_period=self.serf_config.user_quiescent_period, clock=self._clock)
         self.transport = MemberlistTransport(
             self.memberlist_config, core_factory=self._make_core, clock=self._clock)
         self.transport.add_listener(self._on_core_event)
