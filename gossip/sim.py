@@ -28,12 +28,14 @@ from typing import Any
 from .config import MemberlistConfig
 from .core import GossipCore
 from .delegate import NullDelegate
+from .events import Member
 from .memberlist import JoinCompleted, Memberlist
 from .messages import Alive
 from .serf_config import SerfConfig
 from .state import Node
 
-__all__ = ["ManualClock", "ReplicatedMap", "Route", "SimNode", "Simulator", "default_route"]
+__all__ = ["ManualClock", "ReplicatedMap", "Route", "SimGossip", "SimNode", "Simulator",
+           "default_route"]
 
 Addr = tuple[str, int]
 Route = Callable[[Addr, Addr, str, float], "float | None"]
@@ -147,6 +149,47 @@ class ReplicatedMap:
             self._send(key, version, value)  # from inside the core's receive path
 
 
+class SimGossip:
+    """What the registry uses of the :class:`~gossip.service.Gossip` service (members, member
+    lookups, listeners, the application channel), on a whole simulated node: the registry's
+    own replication runs over real gossip cores on the virtual clock."""
+
+    def __init__(self, sim: Simulator, node: SimNode) -> None:
+        self._sim = sim
+        self._node = node
+
+    @property
+    def _core(self) -> GossipCore:
+        return self._node.gossip
+
+    def members(self) -> list[Member]:
+        return self._core.members()
+
+    def member(self, name: str) -> Member | None:
+        return self._core.member(name)
+
+    def local_member(self) -> Member:
+        return self._core.local_member()
+
+    def is_rumor_peer(self, name: str) -> bool:
+        return self._core.is_rumor_peer(name)
+
+    def add_listener(self, callback: Callable[[Any], None]) -> None:
+        self._node.listeners.append(callback)
+
+    def remove_listener(self, callback: Callable[[Any], None]) -> None:
+        if callback in self._node.listeners:
+            self._node.listeners.remove(callback)
+
+    def set_app_delegate(self, d: Any) -> None:
+        self._core.set_app_delegate(d)
+
+    def broadcast_app(self, key: str, payload: bytes) -> None:
+        self._core.broadcast_app(key, payload)
+        if not self._core.busy:  # from a callback: the running entry point's flush follows
+            self._sim._flush(self._node)
+
+
 @dataclass(slots=True, eq=False)
 class SimNode:
     """One simulated member: its core, address and whether it is running."""
@@ -159,6 +202,8 @@ class SimNode:
     paused: bool = False
     events: list[Any] = field(default_factory=list)
     timer_at: float | None = None
+    listeners: list[Callable[[Any], None]] = field(default_factory=list)
+    delivering: bool = False
 
     @property
     def memberlist(self) -> Memberlist:
@@ -269,6 +314,10 @@ class Simulator:
         self.by_addr[node.addr] = node
         self._flush(node)
         return node
+
+    def facade(self, name: str) -> SimGossip:
+        """The registry-facing API of the whole node ``name`` (see :class:`SimGossip`)."""
+        return SimGossip(self, self.nodes[name])
 
     def command(self, name: str, fn: Callable[[GossipCore, float], Any]) -> Any:
         """Run ``fn(core, now)`` on a whole node (a user event, a query, a tag change...), then
@@ -386,14 +435,20 @@ class Simulator:
                 self._push(max(now, req.deadline), 2, (node, req.id, None, "i/o timeout"))
                 continue
             self._push(now + delay, 1, (node, req))
-        while True:
-            ev = core.next_event()
-            if ev is None:
-                break
-            if self.record_events:
-                node.events.append((now, ev))
-            if self.on_event is not None:
-                self.on_event(node.name, ev, now)
+        if not node.delivering:
+            # in order: a listener whose command flushes again does not deliver later events
+            # from inside itself (as the asyncio transport)
+            node.delivering = True
+            try:
+                while (ev := core.next_event()) is not None:
+                    if self.record_events:
+                        node.events.append((now, ev))
+                    if self.on_event is not None:
+                        self.on_event(node.name, ev, now)
+                    for listener in list(node.listeners):
+                        listener(ev)
+            finally:
+                node.delivering = False
         deadline = core.next_deadline()
         if deadline is not None:
             # a deadline already past (an eager gossip round asks for "at once") fires now,

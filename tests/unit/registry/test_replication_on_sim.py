@@ -1,0 +1,87 @@
+"""The registry's replication over real gossip cores: whole simulated nodes (memberlist + Serf +
+the registry's application channel) on a virtual clock, through ``gossip.sim.SimGossip``.
+
+Unlike ``fakebus`` (a model of the gossip facade), the deltas here ride memberlist's
+piggy-backing and Serf's Rumor-only queue, and the full exchanges ride real push/pulls, with
+suspicion, failure, Serf's reconnect and the digest exchange as the agent runs them.
+"""
+
+from __future__ import annotations
+
+from gossip.sim import Simulator
+from registry.config import build
+from registry.definitions import parse_service
+from registry.service import Registry, prepare_registry
+
+
+async def cluster(names: list[str], seed: int = 5) -> tuple[Simulator, dict[str, Registry]]:
+    sim = Simulator(seed=seed)
+    regs: dict[str, Registry] = {}
+    for n in names:
+        sim.add_gossip_node(n)
+        cfg = build({"dev": True, "node_name": n, "bind_addr": "127.0.0.1"})
+        reg = Registry(cfg, None, sim.facade(n), prepare_registry(cfg))
+        await reg.start()
+        regs[n] = reg
+    for n in names[1:]:
+        sim.join(n, [names[0]])
+    assert sim.run_for(10.0, stop=lambda: all(
+        len([m for m in sim.facade(n).members() if m.status == "alive"]) == len(names)
+        for n in names))
+    return sim, regs
+
+
+def converged(regs: dict[str, Registry], names: list[str] | None = None) -> bool:
+    chosen = [regs[n] for n in (names or list(regs))]
+    return len({r.catalog.digest() for r in chosen}) == 1
+
+
+async def register(reg: Registry, name: str, sid: str, port: int) -> None:
+    await reg.local.register_service(parse_service({"Name": name, "ID": sid, "Port": port}))
+
+
+async def test_registrations_spread_over_real_gossip() -> None:
+    sim, regs = await cluster(["a", "b", "c", "d", "e"])
+    await register(regs["a"], "web", "web1", 8080)
+    await register(regs["c"], "db", "db1", 5432)
+
+    def everywhere() -> bool:
+        return all([i.service_id for i in r.catalog.instances("web")] == ["web1"]
+                   and [i.service_id for i in r.catalog.instances("db")] == ["db1"]
+                   for r in regs.values())
+
+    assert sim.run_for(5.0, stop=everywhere)
+    assert converged(regs)
+    for r in regs.values():
+        await r.stop()
+
+
+async def test_catalogs_equal_after_a_partition_with_writes_on_both_sides() -> None:
+    names = ["a", "b", "c", "d", "e"]
+    sim, regs = await cluster(names)
+    sim.run_for(3.0)
+    left, right = {"a", "b"}, {"c", "d", "e"}
+    base = sim.route
+
+    def route(src: tuple[str, int], dst: tuple[str, int], kind: str, now: float) -> float | None:
+        x, y = sim.by_addr[src].name, sim.by_addr[dst].name
+        if (x in left) != (y in left):
+            return None
+        return base(src, dst, kind, now)
+
+    sim.route = route
+    # each side declares the other failed
+    assert sim.run_for(60.0, stop=lambda: all(
+        m.status == "failed" for m in sim.facade("a").members() if m.name in right))
+    await register(regs["a"], "web", "web-a", 1)
+    await register(regs["d"], "web", "web-d", 2)
+    assert sim.run_for(10.0, stop=lambda: converged(regs, ["a", "b"])
+                       and converged(regs, ["c", "d", "e"]))
+    assert not converged(regs)
+    sim.route = base
+    assert sim.run_for(120.0, stop=lambda: converged(regs)), \
+        {n: sorted(i.service_id for i in r.catalog.instances("web")) for n, r in regs.items()}
+    for r in regs.values():
+        assert sorted(i.service_id for i in r.catalog.instances("web")) == ["web-a", "web-d"]
+    for r in regs.values():
+        await r.stop()
