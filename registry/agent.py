@@ -148,7 +148,7 @@ class Agent:
         # DNS and the LB are made (not started) before the HTTP API, which is handed them
         view = self.registry.view
         if self._dns_config is not None:
-            self.dns = DNSServer(self._dns_config, view)
+            self.dns = DNSServer(self._dns_config, self.registry.dns_view)
         store: ListenerStore | None = None
         if self._lb_config is not None:
             self.lb = LoadBalancer(self._lb_config, view)
@@ -202,7 +202,7 @@ class Agent:
         assert self.registry is not None
         app = make_app(cfg, self.registry, gossip=self.gossip, dns=self.dns, lb=self.lb,
                        listener_store=listener_store, ports=self, started_at=self.started_at,
-                       request_stop=self.request_stop)
+                       request_stop=self.request_stop, reload=self.reload)
         self._runner = web.AppRunner(app, access_log=None, handle_signals=False,
                                      shutdown_timeout=1.0)
         await self._runner.setup()
@@ -259,37 +259,53 @@ class Agent:
         if self._background is None:
             self._reload_pending = True   # still starting: reload once the agent serves
         else:
-            self._spawn(self.reload, "reload")
+            self._spawn(self._reload_job, "reload")
+
+    async def _reload_job(self) -> None:
+        await self.reload()
 
     # --- running and stopping ---------------------------------------------------------------
 
     def request_stop(self) -> None:
         self._stop.set()
 
-    async def reload(self) -> None:
-        """SIGHUP: re-read config files and re-apply service and check definitions."""
+    async def reload(self) -> list[str]:
+        """SIGHUP and ``PUT /v1/agent/reload``: re-read the config files (a ``-config-dir`` is
+        listed again, so a file added there counts) and re-apply service and check definitions,
+        TLS certificates and the ACL section. Returns the problems (each also logged); a part
+        that is wrong keeps running as it was."""
         from .config import build, merge, read_file
 
         settings: dict[str, Any] = {}
+        paths = _config_paths(self.config)
         try:
-            for f in self.config.config_files:
-                settings = merge(settings, read_file(Path(f)))
+            for f in paths:
+                settings = merge(settings, read_file(f))
             fresh = build({**_settings_of(self.config), **{
                 k: settings[k] for k in ("services", "checks") if k in settings}})
         except ConfigError as e:
             log.error("reload refused, keeping the running config: %s", e)
-            return
+            return [str(e)]
+        problems: list[str] = []
         if self._tls is not None:
             from .tls import tls_files_from
 
             try:
-                self._tls.reload(tls_files_from(_tls_settings(self.config.config_files)))
+                tls = settings.get("tls") or {}
+                self._tls.reload(tls_files_from(dict(tls) if isinstance(tls, dict) else {}))
                 log.info("tls certificates reloaded cert_file=%s", self._tls.files.cert_file)
             except ConfigError as e:
                 log.error("tls reload refused, keeping the running certificates: %s", e)
+                problems.append(str(e))
         if self.registry is not None:
             await self.registry.reload_definitions(fresh.services, fresh.checks)
+            if paths:       # the ACLs come from the files (an agent built in-process has none)
+                acl = settings.get("acl") or {}
+                why = self.registry.reload_acl(acl if isinstance(acl, dict) else {})
+                if why is not None:
+                    problems.append(why)
         log.info("reloaded services=%d checks=%d", len(fresh.services), len(fresh.checks))
+        return problems
 
     async def run(self) -> int:
         loop = asyncio.get_running_loop()
@@ -304,7 +320,7 @@ class Agent:
                     if self.config.retry_join:
                         self._spawn(self._retry_join, "retry_join")
                     if self._reload_pending:
-                        self._spawn(self.reload, "reload")
+                        self._spawn(self._reload_job, "reload")
                     await self._stop.wait()
                     log.info("shutting down")
                     raise _Stopping  # leaving the group cancels the jobs still running
@@ -350,15 +366,20 @@ async def _bounded(aw: Any, timeout: float, what: str) -> None:
         log.exception("shutdown step failed step=%s", what)
 
 
-def _tls_settings(config_files: tuple[str, ...]) -> dict[str, Any]:
-    """The ``tls`` block as the config files say it now (flags carry no TLS settings)."""
-    from .config import merge, read_file
+def _config_paths(cfg: AgentConfig) -> list[Path]:
+    """The config files to read now: each ``-config-dir`` listed again, then the
+    ``-config-file`` files, in the order the agent read them at start."""
+    from .config import files_in_dir
 
-    settings: dict[str, Any] = {}
-    for f in config_files:
-        settings = merge(settings, read_file(Path(f)))
-    tls = settings.get("tls") or {}
-    return dict(tls) if isinstance(tls, dict) else {}
+    dirs = [Path(d) for d in cfg.config_dirs]
+    paths: list[Path] = []
+    for d in dirs:
+        try:
+            paths.extend(files_in_dir(d))
+        except ConfigError as e:
+            log.error("reload: %s", e)
+    paths.extend(Path(f) for f in cfg.config_files if Path(f).parent not in dirs)
+    return paths
 
 
 class _Stopping(Exception):

@@ -129,6 +129,8 @@ class AgentConfig:
     the container's own IP and port). Empty: off (the default)."""
     config_files: tuple[str, ...] = ()
     """The files this config was read from, for SIGHUP reloads."""
+    config_dirs: tuple[str, ...] = ()
+    """The ``-config-dir`` directories, listed again on reload (a file added there counts)."""
 
     @property
     def gossip_address(self) -> str:
@@ -206,7 +208,7 @@ def normalize(data: Mapping[str, Any], *, source: str) -> dict[str, Any]:
         if k == "check":
             out["checks"] = list(out.get("checks", [])) + [value]
             continue
-        if k not in _FIELD_NAMES or k == "config_files":
+        if k not in _FIELD_NAMES or k in ("config_files", "config_dirs"):
             raise ConfigError(f"{source}: unknown setting {key!r}; see docs/configuration.md")
         out[k] = value
     if legacy_tls:
@@ -235,7 +237,25 @@ def merge(base: dict[str, Any], extra: Mapping[str, Any]) -> dict[str, Any]:
     for k, v in extra.items():
         if k in ("services", "checks") and k in out:
             out[k] = list(out[k]) + list(v)
+        elif k == "acl" and isinstance(v, dict) and isinstance(out.get(k), dict):
+            out[k] = _merge_acl(out[k], v)
         elif isinstance(v, dict) and isinstance(out.get(k), dict):
+            out[k] = {**out[k], **v}
+        else:
+            out[k] = v
+    return out
+
+
+def _merge_acl(base: Mapping[str, Any], extra: Mapping[str, Any]) -> dict[str, Any]:
+    """``acl`` from several files: ``policies`` and ``token_list`` accumulate (so a
+    ``-config-dir`` may hold an ``acl.json`` written by ``rumor acl`` beside the main file),
+    ``tokens`` merge by name, the rest is overridden."""
+    out = dict(base)
+    for k, v in extra.items():
+        if k in ("policies", "token_list") and isinstance(v, list) \
+                and isinstance(out.get(k), list):
+            out[k] = list(out[k]) + list(v)
+        elif k == "tokens" and isinstance(v, dict) and isinstance(out.get(k), dict):
             out[k] = {**out[k], **v}
         else:
             out[k] = v
@@ -349,6 +369,7 @@ def load(ns: argparse.Namespace) -> AgentConfig:
         settings = merge(settings, read_file(path))
     settings = merge(settings, flags_to_settings(ns))
     settings["config_files"] = [str(p) for p in paths]
+    settings["config_dirs"] = [str(d) for d in ns.config_dir or []]
     return build(settings)
 
 
@@ -377,7 +398,7 @@ def build(settings: Mapping[str, Any]) -> AgentConfig:
 
 def _coerce(name: str, value: Any) -> Any:
     """Turn one raw value into the field's type, or raise a ConfigError naming the setting."""
-    if name in _TUPLE_KEYS or name == "config_files":
+    if name in _TUPLE_KEYS or name in ("config_files", "config_dirs"):
         if isinstance(value, (str, dict)):
             value = [value]
         if not isinstance(value, (list, tuple)):

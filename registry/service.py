@@ -16,7 +16,8 @@ from typing import Any
 
 from gossip import Gossip, MemberFailed, MemberJoined, MemberLeft, MemberReaped, MemberUpdated
 
-from .acl import ACLConfig, Authorizer
+from .acl import ACL, ACLConfig
+from .acl_view import ACLView
 from .catalog import Catalog, NodeInfo
 from .checks import refuse_exec_check
 from .config import AgentConfig
@@ -113,7 +114,10 @@ class Registry:
         self.local = LocalState(self.catalog, self.info, datadir)
         self.local.refuse_check = lambda c: exec_gate(cfg, c, local=True)
         self.local.manager.docker_socket = docker_socket(cfg)
-        self.acl = Authorizer(prepared.acl)
+        self.acl = ACL(prepared.acl)
+        self.dns_view = ACLView(self.catalog, self.acl)
+        """What DNS answers from: the catalog as the DNS token sees it (all of it when ACLs
+        are off)."""
         self.containers: ContainerWatcher | None = None
         self.replicator: Replicator | None = None
         self._member_status: dict[str, str] = {}
@@ -235,6 +239,19 @@ class Registry:
             log.error("reload refused, keeping the current definitions: %s", e)
             return
         await self.local.apply_parsed_config(sdefs, cdefs)
+
+    def reload_acl(self, raw: Mapping[str, Any]) -> str | None:
+        """SIGHUP: the ``acl`` section as the files say it now; a bad one changes nothing and
+        the reason is returned."""
+        try:
+            cfg = ACLConfig.from_dict(raw)
+        except ConfigError as e:
+            log.error("acl reload refused, keeping the running ACLs: %s", e)
+            return str(e)
+        self.acl.reload(cfg)
+        log.info("acl reloaded enabled=%s policies=%d tokens=%d", cfg.enabled,
+                 len(cfg.policies), len(cfg.token_list))
+        return None
 
     def stats(self) -> dict[str, Any]:
         out: dict[str, Any] = dict(self.catalog.stats())

@@ -189,7 +189,7 @@ def agent_section() -> str:
         "|---|---|---|---|---|",
     ]
     for f in dataclasses.fields(AgentConfig):
-        if f.name == "config_files":
+        if f.name in ("config_files", "config_dirs"):
             continue
         key = AGENT_KEYS.get(f.name, f.name)
         flag = ", ".join(flags.get(f.name, [])) or "—"

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import importlib
 import logging
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable
 from typing import Any
 
 from aiohttp import web
@@ -36,6 +36,7 @@ ROUTE_MODULES = (
     "catalog_routes",
     "health_routes",
     "acl_routes",
+    "reload_routes",
     "kv_routes",
     "lb_routes",
     "metrics_routes",
@@ -49,7 +50,8 @@ def make_app(config: AgentConfig, registry: Registry, *, gossip: Gossip | None,
              dns: DNSServer | None, lb: LoadBalancer | None,
              listener_store: ListenerStore | None, ports: keys.BoundPorts, started_at: float,
              request_stop: Callable[[], None],
-             client_max_size: int | None = None) -> web.Application:
+             client_max_size: int | None = None,
+             reload: Callable[[], Awaitable[list[str]]] | None = None) -> web.Application:
     """The API over these subsystems (None for one that is off); see :mod:`.keys`."""
     app = web.Application(
         middlewares=[error_middleware],
@@ -67,6 +69,8 @@ def make_app(config: AgentConfig, registry: Registry, *, gossip: Gossip | None,
     app[keys.PORTS] = ports
     app[keys.STARTED_AT] = started_at
     app[keys.REQUEST_STOP] = request_stop
+    if reload is not None:
+        app[keys.RELOAD] = reload
     for name in ROUTE_MODULES:
         module = _load(name)
         if module is not None:

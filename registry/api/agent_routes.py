@@ -13,9 +13,11 @@ from typing import Any
 
 from aiohttp import web
 
+from ..acl import READ, WRITE
 from ..catalog import CRITICAL, PASSING, WARNING, worst
 from ..definitions import CheckDef, normalize_keys, parse_check, parse_service
 from ..errors import NotFound, RequestError
+from .acl_routes import authorize, keep, sees_local_check
 from .base import bool_param, read_json
 from .bexpr import compile_filter
 from .blocking import blocking_params, encode, respond, wait_for
@@ -74,7 +76,10 @@ async def agent_services(request: web.Request) -> web.Response:
 
     def build() -> Any:
         out = {}
-        for sid in reg.local.service_ids():
+        sids = keep(request, reg.local.service_ids(),
+                    lambda who, sid: who.allowed("service", reg.local.services[sid].record.service,
+                                                 READ))
+        for sid in sids:
             j = agent_service_json(reg.local.services[sid].record, cat.datacenter)
             if pred is None or pred(j):
                 out[sid] = j
@@ -88,6 +93,8 @@ async def agent_service(request: web.Request) -> web.Response:
     sid = request.match_info["id"]
     if sid == "register" and sid not in reg.local.services:
         raise RequestError(f"method {request.method} not allowed", 405)
+    if sid in reg.local.services:
+        authorize(request, "service", reg.local.services[sid].record.service, READ)
 
     def build() -> Any:
         s = reg.local.services.get(sid)
@@ -133,6 +140,7 @@ async def service_register(request: web.Request) -> web.Response:
     reg = registry_of(request)
     body = await read_json(request)
     sdef = parse_service(body)
+    authorize(request, "service", sdef.record.service, WRITE)
     _gate(request, sdef.checks)
     replace = bool_param(request, "replace-existing-checks")
     await reg.local.register_service(sdef, replace_existing_checks=replace)
@@ -142,6 +150,7 @@ async def service_register(request: web.Request) -> web.Response:
 @routes.put("/v1/agent/service/deregister/{id}")
 async def service_deregister(request: web.Request) -> web.Response:
     reg = registry_of(request)
+    _may_write_service(request, request.match_info["id"])
     await reg.local.deregister_service(request.match_info["id"])
     return web.Response(status=200)
 
@@ -155,7 +164,7 @@ async def agent_checks(request: web.Request) -> web.Response:
 
     def build() -> Any:
         out = {}
-        for c in cat.node_checks(reg.local.info.name):
+        for c in keep(request, cat.node_checks(reg.local.info.name), sees_local_check):
             if c.record.check_id == "serfHealth":
                 continue  # a Consul client agent lists only its own checks here
             j = check_json(c)
@@ -170,6 +179,10 @@ async def check_register(request: web.Request) -> web.Response:
     reg = registry_of(request)
     body = await read_json(request)
     defn = parse_check(body)
+    if defn.service_id:
+        _may_write_service(request, defn.service_id)
+    else:
+        authorize(request, "node", reg.local.info.name, WRITE)
     _gate(request, [defn])
     await reg.local.register_check(defn)
     return web.Response(status=200)
@@ -178,12 +191,14 @@ async def check_register(request: web.Request) -> web.Response:
 @routes.put("/v1/agent/check/deregister/{id}")
 async def check_deregister(request: web.Request) -> web.Response:
     reg = registry_of(request)
+    _may_write_check(request, request.match_info["id"])
     await reg.local.deregister_check(request.match_info["id"])
     return web.Response(status=200)
 
 
 async def _ttl(request: web.Request, status: str) -> web.Response:
     reg = registry_of(request)
+    _may_write_check(request, request.match_info["id"])
     reg.local.update_ttl(request.match_info["id"], status, request.query.get("note", ""))
     return web.Response(status=200)
 
@@ -206,6 +221,7 @@ async def check_fail(request: web.Request) -> web.Response:
 @routes.put("/v1/agent/check/update/{id}")
 async def check_update(request: web.Request) -> web.Response:
     reg = registry_of(request)
+    _may_write_check(request, request.match_info["id"])
     body = normalize_keys(await read_json(request), {"status": "Status", "output": "Output"},
                           "body")
     status = body.get("Status")
@@ -239,6 +255,7 @@ async def node_maintenance(request: web.Request) -> web.Response:
 async def service_maintenance(request: web.Request) -> web.Response:
     reg = registry_of(request)
     enable = _enable(request)
+    _may_write_service(request, request.match_info["id"])
     await reg.local.set_service_maintenance(request.match_info["id"], enable,
                                             request.query.get("reason", ""))
     return web.Response(status=200)
@@ -261,6 +278,7 @@ def _agent_health(request: web.Request, instances: list[Any], what: str) -> web.
 async def agent_health_by_name(request: web.Request) -> web.Response:
     reg = registry_of(request)
     name = request.match_info["name"]
+    authorize(request, "service", name, READ)
     insts = [i for i in reg.catalog.entries(name)
              if i.node.lower() == reg.local.info.name.lower()]
     return _agent_health(request, insts, name)
@@ -271,7 +289,34 @@ async def agent_health_by_id(request: web.Request) -> web.Response:
     reg = registry_of(request)
     sid = request.match_info["id"]
     s = reg.local.services.get(sid)
+    if s is not None:
+        authorize(request, "service", s.record.service, READ)
     insts = [] if s is None else [i for i in reg.catalog.entries(s.record.service)
                                   if i.node.lower() == reg.local.info.name.lower()
                                   and i.service_id == sid]
     return _agent_health(request, insts, sid)
+
+
+# --- ACLs: what a write to a local service or check needs ---------------------------------------
+
+
+def _may_write_service(request: web.Request, sid: str) -> None:
+    """service:write on the service's name (an unknown ID is left to the handler's 404)."""
+    s = registry_of(request).local.services.get(sid)
+    if s is not None:
+        authorize(request, "service", s.record.service, WRITE)
+
+
+def _may_write_check(request: web.Request, cid: str) -> None:
+    """service:write for a service's check, node:write on this node for a node check."""
+    reg = registry_of(request)
+    c = reg.local.checks.get(cid)
+    if c is None:
+        return
+    if c.defn.service_id:
+        s = reg.local.services.get(c.defn.service_id)
+        if s is not None:
+            authorize(request, "service", s.record.service, WRITE)
+            return
+    authorize(request, "node", reg.local.info.name, WRITE)
+

@@ -77,25 +77,31 @@ async def wait_for(request: web.Request, catalog: Catalog, keys: Sequence[str]) 
 
 
 class ResponseCache:
-    """Encoded JSON bodies keyed by request and resource index."""
+    """Encoded JSON bodies keyed by request, resource index and, with ACLs on, the token (a
+    body filtered for one token is never served to another; whether it was filtered is kept
+    with it, for ``X-Consul-Results-Filtered-By-ACLs``)."""
 
     def __init__(self) -> None:
-        self._store: dict[tuple[str, tuple[tuple[str, str], ...]], tuple[int, bytes]] = {}
+        self._store: dict[tuple[str, tuple[tuple[str, str], ...], str],
+                          tuple[int, bytes, bool]] = {}
         self.hits = 0
         self.misses = 0
 
     def get(self, request: web.Request, index: int, build: Callable[[], Any]) -> bytes:
         q = tuple(sorted((k, v) for k, v in request.query.items() if k not in _IGNORED_PARAMS))
-        key = (request.path, q)
+        ident = request.get("rumor.acl.identity")
+        key = (request.path, q, getattr(ident, "cache_key", ""))
         hit = self._store.get(key)
         if hit is not None and hit[0] == index:
             self.hits += 1
+            if hit[2]:
+                request["rumor.acl.filtered"] = True
             return hit[1]
         self.misses += 1
         body = encode(build())
         if len(self._store) >= CACHE_MAX:
             self._store.clear()
-        self._store[key] = (index, body)
+        self._store[key] = (index, body, bool(request.get("rumor.acl.filtered")))
         return body
 
 

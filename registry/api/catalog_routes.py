@@ -14,8 +14,10 @@ from typing import Any
 
 from aiohttp import web
 
+from ..acl import READ, WRITE
 from ..definitions import normalize_keys, parse_service
 from ..errors import PermissionDenied, RequestError
+from .acl_routes import authorize, can, keep, mark_filtered, sees_instance
 from .base import read_json
 from .bexpr import filter_items
 from .blocking import respond, wait_for
@@ -47,10 +49,13 @@ async def services(request: web.Request) -> web.Response:
     index = await wait_for(request, cat, ["services", "nodes"] if pairs else ["services"])
 
     def build() -> Any:
+        names = keep(request, cat.services(),
+                     lambda who, name: who.allowed("service", name, READ))
         if not pairs:
-            return {name: sorted(tags) for name, tags in cat.services().items()}
+            svcs = cat.services()
+            return {name: sorted(svcs[name]) for name in names}
         out: dict[str, set[str]] = {}
-        for name in cat.services():
+        for name in names:
             for inst in cat.entries(name):
                 if meta_matches(inst.node_obj.meta, pairs):
                     out.setdefault(inst.service, set()).update(inst.tags)
@@ -68,7 +73,7 @@ async def service(request: web.Request) -> web.Response:
 
     def build() -> Any:
         out = []
-        for inst in cat.entries(name):
+        for inst in keep(request, cat.entries(name), sees_instance):
             lt = {t.lower() for t in inst.tags}
             if any(t not in lt for t in tags) or not meta_matches(inst.node_obj.meta, pairs):
                 continue
@@ -84,7 +89,8 @@ async def nodes(request: web.Request) -> web.Response:
     pairs = node_meta_filter(request)
 
     def build() -> Any:
-        return filter_items(request.query.get("filter"), [node_json(n) for n in cat.nodes()
+        nodes = keep(request, cat.nodes(), lambda who, n: who.allowed("node", n.name, READ))
+        return filter_items(request.query.get("filter"), [node_json(n) for n in nodes
                                  if meta_matches(n.meta, pairs)])
     return respond(response_cache_of(request).get(request, max(index, cat.index), build), index)
 
@@ -99,7 +105,12 @@ async def node(request: web.Request) -> web.Response:
         n = cat.node(name)
         if n is None:
             return None
-        svcs = {r.id: service_json(r, c, m) for r, c, m in cat.node_service_items(name)}
+        if not can(request, "node", n.name, READ):
+            mark_filtered(request)
+            return None
+        items = keep(request, cat.node_service_items(name),
+                     lambda who, item: who.allowed("service", item[0].service, READ))
+        svcs = {r.id: service_json(r, c, m) for r, c, m in items}
         return {"Node": node_json(n), "Services": svcs}
     return respond(response_cache_of(request).get(request, index, build), index)
 
@@ -110,11 +121,16 @@ async def node_services(request: web.Request) -> web.Response:
     name = request.match_info["node"]
     index = await wait_for(request, cat, [f"node:{name.lower()}"])
     n = cat.node(name)
+    if n is not None and not can(request, "node", n.name, READ):
+        mark_filtered(request)
+        n = None
     if n is None:
         raise RequestError(f'Node "{name}" not found', 404)
     from .blocking import encode
 
-    svcs = [service_json(r, c, m) for r, c, m in cat.node_service_items(name)]
+    items = keep(request, cat.node_service_items(name),
+                 lambda who, item: who.allowed("service", item[0].service, READ))
+    svcs = [service_json(r, c, m) for r, c, m in items]
     services = filter_items(request.query.get("filter"), svcs)
     return respond(encode({"Node": node_json(n), "Services": services}), index)
 
@@ -137,6 +153,7 @@ async def catalog_register(request: web.Request) -> web.Response:
     body = normalize_keys(raw, {k.lower(): k for k in (
         "Node", "ID", "Address", "Datacenter", "TaggedAddresses", "NodeMeta", "Service",
         "Check", "Checks", "SkipNodeUpdate", "Token")}, "body")
+    authorize(request, "node", str(body.get("Node") or ""), WRITE)
     _local_node_only(request, body)
     if body.get("Check") or body.get("Checks"):
         raise RequestError("checks cannot be registered through the catalog in Rumor; "
@@ -144,6 +161,7 @@ async def catalog_register(request: web.Request) -> web.Response:
     reg = registry_of(request)
     if body.get("Service") is not None:
         sdef = parse_service(body["Service"], where="Service.")
+        authorize(request, "service", sdef.record.service, WRITE)
         await reg.local.register_service(sdef)
     return web.json_response(True)
 
@@ -156,6 +174,7 @@ async def catalog_deregister(request: web.Request) -> web.Response:
     _local_node_only(request, body)
     reg = registry_of(request)
     sid, cid = body.get("ServiceID"), body.get("CheckID")
+    _may_deregister(request, sid, cid)
     if not sid and not cid:
         raise RequestError("deregistering a whole node is not possible: an agent's node leaves "
                            "with `rumor leave`; pass ServiceID or CheckID")
@@ -164,3 +183,17 @@ async def catalog_deregister(request: web.Request) -> web.Response:
     if isinstance(cid, str) and cid:
         await reg.local.deregister_check(cid)
     return web.json_response(True)
+
+
+def _may_deregister(request: web.Request, sid: Any, cid: Any) -> None:
+    """Consul's catalog deregistration: service:write for a service (or its check), node:write
+    for a node check."""
+    local = registry_of(request).local
+    if isinstance(sid, str) and sid in local.services:
+        authorize(request, "service", local.services[sid].record.service, WRITE)
+    if isinstance(cid, str) and cid in local.checks:
+        svc = local.services.get(local.checks[cid].defn.service_id)
+        if svc is not None:
+            authorize(request, "service", svc.record.service, WRITE)
+        else:
+            authorize(request, "node", local.info.name, WRITE)

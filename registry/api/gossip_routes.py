@@ -28,8 +28,10 @@ from aiohttp import web
 
 from gossip import Gossip
 
+from ..acl import READ
 from ..config import split_hostport
 from ..errors import ConfigError, RequestError
+from .acl_routes import keep
 from .base import json_response, read_json
 from .blocking import blocking_params
 from .keys import GOSSIP, REQUEST_STOP
@@ -91,7 +93,9 @@ def _gossip(request: web.Request) -> Gossip:
 
 @routes.get("/v1/agent/members")
 async def members(request: web.Request) -> web.Response:
-    return json_response([member_json(m) for m in _gossip(request).members()])
+    seen = keep(request, _gossip(request).members(),
+                lambda who, m: who.allowed("node", m.name, READ))
+    return json_response([member_json(m) for m in seen])
 
 
 @routes.put("/v1/agent/join/{addr}")
@@ -173,7 +177,8 @@ async def list_events(request: web.Request) -> web.Response:
         index, wait = params
         if index <= g.events_index:
             await g.wait_events(index, wait)
-    evs = [e for e in g.recent_events() if not name or e.name == name]
+    evs = keep(request, [e for e in g.recent_events() if not name or e.name == name],
+               lambda who, e: who.allowed("event", e.name, READ))
     return json_response([event_json(e) for e in evs], index=g.events_index)
 
 

@@ -8,6 +8,7 @@ from aiohttp import web
 
 from ..catalog import CRITICAL, PASSING, STATUSES
 from ..errors import RequestError
+from .acl_routes import keep, sees_check, sees_instance
 from .base import bool_param
 from .bexpr import compile_filter, filter_items
 from .blocking import respond, wait_for
@@ -36,7 +37,7 @@ async def health_service(request: web.Request) -> web.Response:
 
     def build() -> Any:
         out = []
-        for inst in cat.entries(name):
+        for inst in keep(request, cat.entries(name), sees_instance):
             if passing and inst.health != PASSING:
                 continue
             lt = {t.lower() for t in inst.tags}
@@ -54,7 +55,7 @@ async def health_checks(request: web.Request) -> web.Response:
     index = await wait_for(request, cat, [f"svc:{name.lower()}"])
 
     def build() -> Any:
-        checks = [check_json(c) for c in cat.service_checks(name)
+        checks = [check_json(c) for c in keep(request, cat.service_checks(name), sees_check)
                   if c.record.service_name.lower() == name.lower() or not c.record.service_name]
         return filter_items(request.query.get("filter"), checks)
     return respond(response_cache_of(request).get(request, index, build), index)
@@ -67,7 +68,7 @@ async def health_node(request: web.Request) -> web.Response:
     index = await wait_for(request, cat, [f"node:{name.lower()}"])
 
     def build() -> Any:
-        checks = [check_json(c) for c in cat.node_checks(name)]
+        checks = [check_json(c) for c in keep(request, cat.node_checks(name), sees_check)]
         return filter_items(request.query.get("filter"), checks)
     return respond(response_cache_of(request).get(request, index, build), index)
 
@@ -83,7 +84,7 @@ async def health_state(request: web.Request) -> web.Response:
 
     def build() -> Any:
         out = []
-        for c in cat.all_checks():
+        for c in keep(request, cat.all_checks(), sees_check):
             if state != "any" and c.record.status != state:
                 continue
             if pairs:

@@ -7,7 +7,7 @@ the agent. A subsystem that is switched off (gossip in a test, DNS, the LB) is s
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable
 from typing import Protocol
 
 from aiohttp import web
@@ -53,4 +53,6 @@ STARTED_AT: web.AppKey[float] = web.AppKey("started_at")
 """Wall-clock seconds when the agent started (``Stats.agent.uptime_s``)."""
 REQUEST_STOP: web.AppKey[Callable[[], None]] = web.AppKey("request_stop")
 """Asks the agent to shut down (``PUT /v1/agent/leave``)."""
-
+RELOAD: web.AppKey[Callable[[], Awaitable[list[str]]]] = web.AppKey("reload")
+"""Re-reads the config files (``PUT /v1/agent/reload``, SIGHUP); returns the problems found
+(empty when everything was applied). Absent when the app was made without an agent."""

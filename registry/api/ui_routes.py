@@ -5,8 +5,9 @@ paint is complete without any script; the static files (CSS, the script, an icon
 package under ``registry/ui/static`` and are served from memory. No build step, no CDN.
 ``enable_ui = false`` turns every route here into a 404.
 
-ACLs: the pages show catalog data, so with ACLs enabled they need a token with read rights, like
-the JSON API. A browser cannot add ``X-Consul-Token`` to a page load, so besides that header and
+ACLs: the pages show what the request's token may read, as the JSON API does (services the token
+cannot read, nodes it cannot read and the instances on them, LB listeners without
+``operator:read`` are left out); an unknown token gets the token form. A browser cannot add ``X-Consul-Token`` to a page load, so besides that header and
 ``?token=`` the pages accept the ``rumor_token`` cookie, which the token form (``POST
 /ui/token``) sets. The cookie is ``SameSite=Strict`` and is only ever read for *read* rights: no
 write goes through the UI, so a cross-site request cannot use it to change anything. ``rumor.js``
@@ -28,6 +29,8 @@ from aiohttp import web
 from gossip import Gossip
 from lb import LoadBalancer
 
+from ..acl import READ, Identity
+from ..acl_view import ACLView
 from ..config import AgentConfig
 from ..errors import RequestError
 from ..service import Registry
@@ -110,18 +113,53 @@ def _token(request: web.Request) -> str:
     return tok or unquote(request.cookies.get(COOKIE, "")).strip()
 
 
-def _refusal(request: web.Request) -> str | None:
-    """None when the request may read the catalog, else why not (ACLs enabled)."""
+def _refusal(request: web.Request) -> tuple[str | None, Identity | None]:
+    """(None, identity) when the request's token is known, else (why not, None)."""
     acl = request.app[REGISTRY].acl
-    if not acl.cfg.enabled:
-        return None
-    from ..acl import READ
-
+    token = _token(request)
     try:
-        acl.require(_token(request), READ)
+        who = acl.resolve(token)
     except RequestError as e:
-        return e.message
-    return None
+        return e.message, None
+    if not token and who.token is not None and not who.token.policies \
+            and acl.cfg.default_policy == "deny":
+        # no token, and the anonymous one may read nothing: ask for one instead of an empty UI
+        return "No token given, and requests without one may read nothing", None
+    return None, who
+
+
+@dataclass(frozen=True)
+class _SeenRegistry:
+    catalog: ACLView
+
+
+class _SeenGossip:
+    """Members the token may read (node:read)."""
+
+    def __init__(self, gossip: Gossip, who: Identity) -> None:
+        self.gossip, self.who = gossip, who
+
+    def members(self) -> list[Any]:
+        return [m for m in self.gossip.members() if self.who.allowed("node", m.name, READ)]
+
+
+class _NoListeners:
+    def listeners(self) -> list[Any]:
+        return []
+
+
+def _seen_by(sources: _Sources, who: Identity) -> Any:
+    """What the pages may show to ``who``: the same read surface, filtered."""
+    if who.token is None:           # ACLs off
+        return sources
+    reg = sources.registry
+    view = ACLView(reg.catalog, reg.acl, who=lambda: who)
+    return _Sources(
+        config=sources.config, registry=_SeenRegistry(view),  # type: ignore[arg-type]
+        gossip=_SeenGossip(sources.gossip, who) if sources.gossip is not None else None,  # type: ignore[arg-type]
+        lb=(sources.lb if who.allowed("operator", "", READ) or sources.lb is None
+            else _NoListeners()),  # type: ignore[arg-type]
+        gossip_address=sources.gossip_address, gossip_port=sources.gossip_port)
 
 
 def _html(state: model.UIState, page: render.Page) -> web.Response:
@@ -135,10 +173,10 @@ def _page(request: web.Request, build: Any, *args: Any) -> web.Response:
     if not _enabled(request):
         return _not_found()
     sources = _sources(request.app)
-    why = _refusal(request)
-    if why is not None:
-        return _html(model.empty_state(sources), render.token_page(why, request.path_qs))
-    state = model.collect(sources)
+    why, who = _refusal(request)
+    if why is not None or who is None:
+        return _html(model.empty_state(sources), render.token_page(why or "", request.path_qs))
+    state = model.collect(_seen_by(sources, who))
     return _html(state, build(state, *args))
 
 

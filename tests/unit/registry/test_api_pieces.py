@@ -6,7 +6,7 @@ from typing import Any
 
 import pytest
 
-from registry.acl import ACLConfig, Authorizer, token_of
+from registry.acl import ACL, ANONYMOUS_ACCESSOR, ACLConfig, token_of
 from registry.api.bexpr import FilterError, compile_filter
 from registry.definitions import DefinitionError, parse_check, parse_service
 from registry.errors import ConfigError, PermissionDenied
@@ -146,24 +146,57 @@ def test_config_errors_name_the_setting() -> None:
 
 
 def test_acl_config_and_decisions() -> None:
+    """The older two-level form: secrets mapped to read/write become global-read/global-write
+    tokens; initial_management may do everything; the default token serves tokenless requests."""
     cfg = ACLConfig.from_dict({"enabled": True, "default_policy": "deny",
                                "tokens": {"w": "write", "r": "read", "initial_management": "root",
                                           "default": "r"}})
-    a = Authorizer(cfg)
-    a.require("", "read")  # the default token reads
-    with pytest.raises(PermissionDenied):
-        a.require("", "write")
-    a.require("root", "write")
-    a.require("w", "write")
+    a = ACL(cfg)
+    a.resolve("").require("service", "web", "read")  # the default token reads
+    with pytest.raises(PermissionDenied, match="lacks permission 'service:write' on \"web\""):
+        a.resolve("").require("service", "web", "write")
+    a.resolve("root").require("operator", "", "write")
+    a.resolve("w").require("key", "x", "write")
     with pytest.raises(PermissionDenied, match="ACL not found"):
-        a.require("zzz", "read")
-    assert Authorizer(ACLConfig()).rights("anything") == "write"  # disabled: everything allowed
+        a.resolve("zzz")
+    assert ACL(ACLConfig()).resolve("anything").allowed("acl", "", "write")  # disabled: all
     lst = ACLConfig.from_dict({"enabled": True, "tokens": [{"token": "t", "policy": "read"}]})
-    assert lst.tokens == {"t": "read"}
+    assert [(t.secret_id, t.policies) for t in lst.token_list] == [("t", ("global-read",))]
     for bad in ({"default_policy": "maybe"}, {"tokens": {"x": ""}}, {"tokens": "x"},
-                {"tokens": [{"policy": "read"}]}, {"bogus": 1}, {"enabled": "yes"}):
+                {"tokens": [{"policy": "read"}]}, {"bogus": 1}, {"enabled": "yes"},
+                {"tokens": {"default": "nobody"}},
+                {"token_list": [{"secret_id": "s", "policies": ["nope"]}]},
+                {"token_list": [{"policies": []}]},
+                {"policies": [{"rules": ""}]},
+                {"policies": [{"name": "a"}, {"name": "a"}]}):
         with pytest.raises(ConfigError):
             ACLConfig.from_dict(bad)
+
+
+def test_acl_policies_tokens_and_the_anonymous_token() -> None:
+    cfg = ACLConfig.from_dict({
+        "enabled": True, "default_policy": "deny",
+        "policies": [{"name": "web", "rules": 'service_prefix "web" { policy = "write" }'},
+                     {"name": "pub", "rules": {"service": {"www": {"policy": "read"}}}}],
+        "token_list": [{"secret_id": "s-web", "accessor_id": "acc-web", "policies": ["web"]},
+                       {"AccessorID": ANONYMOUS_ACCESSOR, "Policies": [{"Name": "pub"}]}],
+    })
+    a = ACL(cfg)
+    web = a.resolve("s-web")
+    assert web.allowed("service", "web-1", "write") and not web.allowed("service", "db", "read")
+    with pytest.raises(PermissionDenied) as e:
+        web.require("service", "db", "write")
+    assert e.value.message == ("Permission denied: token with AccessorID 'acc-web' lacks "
+                               "permission 'service:write' on \"db\"")
+    anon = a.resolve("")
+    assert anon.accessor_id == ANONYMOUS_ACCESSOR
+    assert anon.allowed("service", "www", "read") and not anon.allowed("service", "web", "read")
+    assert a.dns_identity() is anon
+    gen = a.generation
+    a.reload(ACLConfig.from_dict({"enabled": True, "default_policy": "allow"}))
+    assert a.generation > gen and a.resolve("").allowed("service", "db", "write")
+    with pytest.raises(ConfigError, match=r"acl.policies\[0\]: policy 'bad': line 2"):
+        ACLConfig.from_dict({"policies": [{"name": "bad", "rules": 'service "a" {}\nnode x'}]})
 
 
 def test_token_sources() -> None:

@@ -235,14 +235,14 @@ def test_a_subsystem_that_fails_while_read_does_not_break_the_page() -> None:
 
 
 async def _client(agent: Any) -> TestClient:
-    from registry.acl import ACLConfig, Authorizer
+    from registry.acl import ACL, ACLConfig
     from registry.api import ui_routes
     from registry.api.base import error_middleware
 
     app = web.Application(middlewares=[error_middleware])
     reg = agent.registry
     if not hasattr(reg, "acl"):
-        reg.acl = Authorizer(ACLConfig.from_dict({}))
+        reg.acl = ACL(ACLConfig.from_dict({}))
     reg.info = SimpleNamespace(address=agent.gossip_address)
     app[CONFIG] = agent.config
     app[REGISTRY] = reg
@@ -306,10 +306,10 @@ def test_static_files_ship_in_the_package(name: str) -> None:
 
 
 async def test_with_acls_pages_need_a_read_token_and_the_form_sets_a_cookie() -> None:
-    from registry.acl import ACLConfig, Authorizer
+    from registry.acl import ACL, ACLConfig
 
     agent = make_agent(make_catalog())
-    agent.registry.acl = Authorizer(ACLConfig.from_dict({
+    agent.registry.acl = ACL(ACLConfig.from_dict({
         "enabled": True, "default_policy": "deny",
         "tokens": {"tok-read": "read", "tok;write=": "write"}}))
     client = await _client(agent)
