@@ -34,6 +34,7 @@ COMMAND_MODULES = (
     "dns",
     "watch",
     "monitor",
+    "acl",
 )
 
 

@@ -300,6 +300,34 @@ def lb_section() -> str:
     ])
 
 
+def acl_section() -> str:
+    from registry.acl import ACLConfig, ACLTokens, PolicyEntry, TokenEntry
+
+    return "\n".join([
+        "## ACLs (`acl` section)",
+        "",
+        ("Consul's ACL model, kept in the config files: policies (Consul's rules language) and "
+         "tokens that carry them. Re-read on SIGHUP and `PUT /v1/agent/reload`; "
+         "`rumor acl policy create` and `rumor acl token create` write them into `acl.json` of a "
+         "`-config-dir`. Lists of `policies` and `token_list` from several files accumulate. "
+         "See [security.md](security.md) for what each endpoint needs."),
+        "",
+        table(rows_for(ACLConfig, key=lambda n: None if n in ("tokens",) else f"`acl.{n}`")),
+        "",
+        "### Special tokens (`acl.tokens`)",
+        "",
+        table(rows_for(ACLTokens, key=lambda n: f"`acl.tokens.{n}`")),
+        "",
+        "### Policies (`acl.policies[]`)",
+        "",
+        table(rows_for(PolicyEntry), first="Key"),
+        "",
+        "### Tokens (`acl.token_list[]`)",
+        "",
+        table(rows_for(TokenEntry, skip={"management"}), first="Key"),
+    ])
+
+
 HEADER = """\
 # Configuration reference
 
@@ -332,7 +360,8 @@ strings (`"250ms"`, `"10s"`, `"1m30s"`).
 
 
 def generate() -> str:
-    parts = [HEADER, agent_section(), gossip_section(), dns_section(), lb_section()]
+    parts = [HEADER, agent_section(), acl_section(), gossip_section(), dns_section(),
+             lb_section()]
     return "\n\n".join(p.rstrip("\n") for p in parts) + "\n"
 
 

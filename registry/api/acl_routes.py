@@ -28,15 +28,15 @@ from aiohttp import web
 from ..acl import OPEN as OPEN_IDENTITY
 from ..acl import READ, WRITE, Identity, policy_json, token_json, token_of
 from ..errors import NotFound, RequestError
-from .base import Handler, json_response
+from .base import ACL_FILTERED, ACL_IDENTITY, Handler, json_response
 from .keys import REGISTRY
 
 log = logging.getLogger(__name__)
 
 routes = web.RouteTableDef()
 
-IDENTITY = "rumor.acl.identity"
-FILTERED = "rumor.acl.filtered"
+IDENTITY = ACL_IDENTITY
+FILTERED = ACL_FILTERED
 FILTERED_HEADER = "X-Consul-Results-Filtered-By-ACLs"
 NODE = "<this node>"
 """A rule's name: the agent's own node name."""

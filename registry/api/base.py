@@ -17,6 +17,18 @@ log = logging.getLogger(__name__)
 Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
 
 
+def _request_key(name: str) -> Any:
+    """A typed request key where aiohttp has them (3.14+), else the plain string."""
+    maker = getattr(web, "RequestKey", None)
+    return maker(name, object) if maker is not None else name
+
+
+ACL_IDENTITY = _request_key("rumor_acl_identity")
+"""The request's ACL identity, set by the ACL middleware (``registry.api.acl_routes``)."""
+ACL_FILTERED = _request_key("rumor_acl_filtered")
+"""Set when a read dropped something the token may not see."""
+
+
 def text_error(status: int, message: str) -> web.Response:
     """Consul answers errors as plain text with the reason, ending in a newline."""
     return web.Response(status=status, text=message.rstrip("\n") + "\n",

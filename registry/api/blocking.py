@@ -22,6 +22,7 @@ from aiohttp import web
 from ..catalog import Catalog
 from ..durations import parse_duration
 from ..errors import RequestError
+from .base import ACL_FILTERED, ACL_IDENTITY
 
 DEFAULT_WAIT = 300.0
 MAX_WAIT = 600.0
@@ -89,19 +90,19 @@ class ResponseCache:
 
     def get(self, request: web.Request, index: int, build: Callable[[], Any]) -> bytes:
         q = tuple(sorted((k, v) for k, v in request.query.items() if k not in _IGNORED_PARAMS))
-        ident = request.get("rumor.acl.identity")
+        ident = request.get(ACL_IDENTITY)
         key = (request.path, q, getattr(ident, "cache_key", ""))
         hit = self._store.get(key)
         if hit is not None and hit[0] == index:
             self.hits += 1
             if hit[2]:
-                request["rumor.acl.filtered"] = True
+                request[ACL_FILTERED] = True
             return hit[1]
         self.misses += 1
         body = encode(build())
         if len(self._store) >= CACHE_MAX:
             self._store.clear()
-        self._store[key] = (index, body, bool(request.get("rumor.acl.filtered")))
+        self._store[key] = (index, body, bool(request.get(ACL_FILTERED)))
         return body
 
 

@@ -349,7 +349,10 @@ async def test_acl_tokens(tmp_path: Path) -> None:
            "tokens": {"ops": "write", "prom": "read", "initial_management": "root"}}
     async for a in agent_fixture(tmp_path, acl=acl):
         body = {"Name": "web"}
-        assert (await http(a, "GET", "/v1/catalog/services"))[0] == 403
+        # no token under default deny: Consul's answer, an empty list said to be filtered
+        status, headers, seen = await http(a, "GET", "/v1/catalog/services")
+        assert status == 200 and seen == {}
+        assert (await http(a, "PUT", "/v1/agent/service/register", json=body))[0] == 403
         assert (await http(a, "GET", "/v1/catalog/services",
                            headers={"X-Consul-Token": "prom"}))[0] == 200
         assert (await http(a, "GET", "/v1/catalog/services?token=prom"))[0] == 200
@@ -359,7 +362,7 @@ async def test_acl_tokens(tmp_path: Path) -> None:
                                      headers={"X-Consul-Token": "nope"})
         assert status == 403 and "ACL not found" in text
         # a stray Basic header is ignored (so it falls to the default policy: deny)
-        assert (await http(a, "GET", "/v1/catalog/services",
+        assert (await http(a, "PUT", "/v1/agent/service/register", json=body,
                            headers={"Authorization": "Basic dXNlcjpwdw=="}))[0] == 403
         assert (await http(a, "PUT", "/v1/agent/service/register", json=body,
                            headers={"X-Consul-Token": "prom"}))[0] == 403
