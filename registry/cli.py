@@ -35,6 +35,7 @@ COMMAND_MODULES = (
     "watch",
     "monitor",
     "acl",
+    "reload_cmd",
 )
 
 
