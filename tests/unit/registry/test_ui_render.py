@@ -392,3 +392,28 @@ def test_lb_byte_counters_say_which_side_of_the_proxy_they_count() -> None:
     tcp = [dict(listeners[0], Mode="tcp")]
     st = collect(make_agent(make_catalog(), listeners=tcp))
     assert not parse(render.document(st, render.lb_page(st))).with_attr("data-key", "bytes-note")
+
+
+async def test_with_acls_the_pages_show_only_what_the_token_may_read() -> None:
+    from registry.acl import ACL, ACLConfig
+
+    agent = make_agent(make_catalog())
+    agent.registry.acl = ACL(ACLConfig.from_dict({
+        "enabled": True, "default_policy": "deny",
+        "policies": [{"name": "web-n1", "rules": 'service "web" { policy = "read" }\n'
+                                                  'node "n1" { policy = "read" }'}],
+        "token_list": [{"secret_id": "tok-web", "policies": ["web-n1"]}]}))
+    client = await _client(agent)
+    try:
+        r = await client.get("/ui/", headers={"X-Consul-Token": "tok-web"})
+        text = await r.text()
+        assert r.status == 200 and 'data-key="svc:web"' in text
+        assert 'data-key="svc:db"' not in text               # no service:read on db
+        r = await client.get("/ui/services/web", headers={"X-Consul-Token": "tok-web"})
+        text = await r.text()
+        assert "web1" in text and "web2" not in text         # web2 is on n2: no node:read
+        r = await client.get("/ui/checks", headers={"X-Consul-Token": "tok-web"})
+        text = await r.text()
+        assert "web ttl" in text and "db tcp" not in text and "web http" not in text
+    finally:
+        await client.close()
