@@ -250,3 +250,33 @@ async def test_default_deny_without_a_token_sees_nothing(tmp_path: Path) -> None
         status, headers, body = await http(a, "GET", "/v1/catalog/services",
                                            headers={"X-Consul-Token": ROOT})
         assert body == {"web": []} and FILTERED not in headers
+
+
+def test_sighup_reloads_acls_and_a_bad_reload_keeps_the_running_ones(agent: AgentProcess) -> None:
+    import os
+    import signal as sig
+
+    conf = agent.conf_dir  # type: ignore[attr-defined]
+    extra = conf / "extra.json"
+    extra.write_text(json.dumps({"acl": {
+        "policies": [{"name": "events", "rules": 'event_prefix "deploy" { policy = "write" }'}],
+        "token_list": [{"secret_id": "events-secret", "policies": ["events"]}]}}))
+    try:
+        assert agent.proc is not None
+        os.kill(agent.proc.pid, sig.SIGHUP)
+        wait_for(lambda: call(agent, "GET", "/v1/acl/token/self", "events-secret")[0] == 200, 15,
+                 what="the SIGHUP reload to add the token")
+        status, _, ev = call(agent, "PUT", "/v1/event/fire/deploy-web", "events-secret")
+        assert status == 200 and ev["Name"] == "deploy-web"
+        status, _, text = call(agent, "PUT", "/v1/event/fire/other", "events-secret")
+        assert status == 403 and "'event:write' on \"other\"" in text
+        # a broken policy: the reload says which and where; the running ACLs stay
+        extra.write_text(json.dumps({"acl": {"policies": [
+            {"name": "broken", "rules": 'event_prefix "x" {\n  policy = \n}'}]}}))
+        status, _, text = call(agent, "PUT", "/v1/agent/reload", ROOT)
+        assert status == 500 and "policy 'broken'" in text and "line 3" in text, text
+        assert call(agent, "GET", "/v1/acl/token/self", "events-secret")[0] == 200
+    finally:
+        extra.unlink(missing_ok=True)
+        call(agent, "PUT", "/v1/agent/reload", ROOT)
+    assert call(agent, "GET", "/v1/acl/token/self", "events-secret")[0] == 403
