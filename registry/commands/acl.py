@@ -207,6 +207,13 @@ def _apply(args: argparse.Namespace, change: Any) -> int:
         print(f"Error: the agent refused the change ({e.text}); {path} is back as it was",
               file=sys.stderr)
         return 1
+    if isinstance(result, dict) and "AccessorID" in result:
+        try:        # the agent's view of the new token (policy IDs), if this token may read it
+            shown = client.get(f"/v1/acl/token/{result['AccessorID']}")
+            if isinstance(shown, dict) and shown.get("SecretID") == result["SecretID"]:
+                result = shown
+        except APIError:
+            pass
     if args.json:
         print_json(result)
     elif isinstance(result, dict) and "SecretID" in result:
