@@ -247,6 +247,8 @@ async def test_default_deny_without_a_token_sees_nothing(tmp_path: Path) -> None
         assert status == 200 and body == []
         status, _, text = await http(a, "GET", "/v1/agent/self")
         assert status == 403 and "'agent:read'" in text
+        status, headers, body = await http(a, "GET", "/v1/agent/members")
+        assert status == 200 and body == [] and headers.get(FILTERED) == "true"
         status, headers, body = await http(a, "GET", "/v1/catalog/services",
                                            headers={"X-Consul-Token": ROOT})
         assert body == {"web": []} and FILTERED not in headers
@@ -280,3 +282,32 @@ def test_sighup_reloads_acls_and_a_bad_reload_keeps_the_running_ones(agent: Agen
         extra.unlink(missing_ok=True)
         call(agent, "PUT", "/v1/agent/reload", ROOT)
     assert call(agent, "GET", "/v1/acl/token/self", "events-secret")[0] == 403
+
+
+def test_checks_catalog_writes_and_members_follow_the_rules(agent: AgentProcess) -> None:
+    # a check of a web service: service:write on web; a node check: node:write (web has not)
+    assert call(agent, "PUT", "/v1/agent/service/register", WEB,
+                {"Name": "web-3", "ID": "web-3", "Port": 1,
+                 "Check": {"CheckID": "web-3-ttl", "TTL": "60s"}})[0] == 200
+    assert call(agent, "PUT", "/v1/agent/check/pass/web-3-ttl", WEB)[0] == 200
+    status, _, text = call(agent, "PUT", "/v1/agent/check/register", WEB,
+                           {"Name": "disk", "CheckID": "disk", "TTL": "60s"})
+    assert status == 403 and "'node:write' on \"aclnode\"" in text
+    assert call(agent, "PUT", "/v1/agent/check/register", ROOT,
+                {"Name": "db-ttl", "CheckID": "db-ttl", "TTL": "60s", "ServiceID": "db"})[0] == 200
+    status, _, text = call(agent, "PUT", "/v1/agent/check/fail/db-ttl", WEB)
+    assert status == 403 and "'service:write' on \"db\"" in text
+    checks = call(agent, "GET", "/v1/agent/checks", WEB)
+    assert "web-3-ttl" in checks[2] and "db-ttl" not in checks[2]
+    assert checks[1].get(FILTERED) == "true"
+    # the catalog endpoints: node:write and service:write
+    status, _, text = call(agent, "PUT", "/v1/catalog/register", WEB,
+                           {"Node": "aclnode", "Service": {"Service": "web-4", "Port": 2}})
+    assert status == 403 and "'node:write' on \"aclnode\"" in text
+    assert call(agent, "PUT", "/v1/catalog/register", ROOT,
+                {"Node": "aclnode", "Service": {"Service": "web-4", "Port": 2}})[0] == 200
+    status, _, text = call(agent, "PUT", "/v1/catalog/deregister", WEB,
+                           {"Node": "aclnode", "ServiceID": "db"})
+    assert status == 403 and "'service:write' on \"db\"" in text
+    # members: node:read (the web token has it; see the default-deny test for one without)
+    assert [m["Name"] for m in call(agent, "GET", "/v1/agent/members", WEB)[2]] == ["aclnode"]
