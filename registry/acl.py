@@ -43,7 +43,7 @@ from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
-from .acl_policy import ALLOW_ALL, KINDS, SCALARS, Authorizer, Policy, PolicyError
+from .acl_policy import ALLOW_ALL, KINDS, Authorizer, Policy, PolicyError
 from .errors import ConfigError, PermissionDenied
 
 READ = "read"
@@ -499,6 +499,6 @@ def token_json(acl: ACL, t: TokenEntry, *, show_secret: bool) -> dict[str, Any]:
     }
 
 
-__all__ = ["ACL", "ANONYMOUS_ACCESSOR", "ANONYMOUS_SECRET", "OPEN", "READ", "SCALARS", "WRITE",
+__all__ = ["ACL", "ANONYMOUS_ACCESSOR", "ANONYMOUS_SECRET", "OPEN", "READ", "WRITE",
            "ACLConfig", "ACLTokens", "Identity", "PolicyEntry", "TokenEntry", "policy_json",
            "token_json", "token_of"]
