@@ -24,10 +24,11 @@ def _ours() -> set[str]:
             if "rumor-three-hosts" in line or ("http.server 8080" in line and "10.251." in line)}
 
 
-def _example_namespaces() -> set[str]:
+def _example_namespaces(pattern: str = r"rx[0-9a-f]{4}(sw|h[0-9]+)") -> set[str]:
+    """Namespaces an example made (its names match ``pattern``); others' are not our business."""
     names = (line.split()[0] for line in netns.run("ip", "netns", "list").stdout.splitlines()
              if line.strip())
-    return {n for n in names if re.fullmatch(r"rx[0-9a-z]+(sw|h[0-9]+)", n)}
+    return {n for n in names if re.fullmatch(pattern, n)}
 
 
 @pytest.mark.netns
@@ -55,6 +56,9 @@ def test_three_hosts_example_check_mode() -> None:
     assert not _ours(), f"processes left behind: {_ours()}"
 
 
+CONTAINERS_NS = r"rumor-containers-[0-9a-f]{4}"
+
+
 @pytest.mark.netns
 def test_containers_example_check_mode() -> None:
     """Two labelled containers on Podman, in DNS and behind a listener; no skip when Podman is
@@ -62,7 +66,7 @@ def test_containers_example_check_mode() -> None:
     reason = netns.available()
     if reason:
         pytest.skip(reason)
-    before_ns = set(netns.run("ip", "netns", "list").stdout.split())
+    before_ns = _example_namespaces(CONTAINERS_NS)
     bindir = str(Path(sys.executable).parent)
     env = {**os.environ, "PATH": bindir + os.pathsep + os.environ.get("PATH", "")}
     p = subprocess.run(["bash", str(ROOT / "examples/containers/containers.sh"), "--check"],
@@ -71,7 +75,7 @@ def test_containers_example_check_mode() -> None:
     assert p.returncode == 0, p.stdout[-3000:] + p.stderr[-2000:]
     assert "all good" in p.stdout and "web1 left DNS and the listener" in p.stdout
     assert "hello from container web1" in p.stdout and "hello from container web2" in p.stdout
-    after_ns = set(netns.run("ip", "netns", "list").stdout.split())
+    after_ns = _example_namespaces(CONTAINERS_NS)
     assert after_ns <= before_ns, f"namespaces left behind: {after_ns - before_ns}"
     out = subprocess.run(["ps", "-eo", "pid=,args="], check=True, capture_output=True,
                          text=True).stdout
