@@ -6,7 +6,9 @@ Runs a real agent in this process (HTTP API on a free loopback port, gossip on a
 no peers) and fills its catalog the way replication does: 199 remote node records, each with
 ``per-node`` instances and one check per instance, merged from full push-pull states
 (``Replicator.merge_app_state``), plus this node's own ``per-node`` registrations. Reports:
-RSS growth, the size of the full state this agent would send on push-pull, merge time,
+RSS growth (and per instance), ``max_loop_stall_ms``: the longest single loop callback while
+the state of every remote node is merged (sent as one answer, as a seed answers a joiner),
+the size and time of this agent's answer to a joiner, the size of its digest, merge time,
 latency of ``/v1/health/service/<name>`` (100 instances) fresh after a change and cached,
 ``/v1/catalog/services``, and the wake-up latency of a blocking query: from a check status
 change arriving as a gossip delta to the blocked client holding the answer.
@@ -60,18 +62,18 @@ async def main() -> None:
     await agent.start()
     reg = agent.registry
     rep = reg.replicator
+    assert rep is not None
     base = f"http://127.0.0.1:{agent.http_port}"
     rss0 = rss_mib()
     version = int(time.time() * 1e6)
     # gossip would report these members alive; there are no real peers in this bench
     for n in range(1, args.nodes):
         reg._member_status[f"n{n:03d}"] = "alive"  # noqa: SLF001
-    # the remote nodes, as full push-pull states (a few nodes per state, like real peers)
-    t0 = time.perf_counter()
+    # the remote nodes, as the one push-pull answer a joiner gets from its seed (MSG_FULL)
     n_inst = 0
-    for chunk in range(1, args.nodes, 20):
-        records = []
-        for n in range(chunk, min(chunk + 20, args.nodes)):
+    records = []
+    if True:
+        for n in range(1, args.nodes):
             name = f"n{n:03d}"
             info = NodeInfo(name=name, node_id=f"00000000-0000-0000-0000-{n:012d}",
                             address=f"10.{n // 250}.{n % 250}.1", datacenter="dc1",
@@ -90,10 +92,20 @@ async def main() -> None:
                     timeout="1s"))])
                 n_inst += 1
             records.append([name, version, [version, enc_info(info)], svcs, chks, []])
-        import zlib
-        raw = msgpack.packb([2, records])
-        rep.merge_app_state(b"\x01" + zlib.compress(raw, 6))
+    import zlib
+    state = b"\x01" + zlib.compress(msgpack.packb([2, records]), 6)
+    del records
+    await asyncio.sleep(0)  # building the state above is not the agent's work
+    stalls.clear()
+    cpu_stalls.clear()
+    t0 = time.perf_counter()
+    rep.merge_app_state(state)  # as the gossip stream handler calls it: one callback
+    await asyncio.sleep(0)
+    await rep.idle()
     merge_s = time.perf_counter() - t0
+    max_stall = max(stalls, default=0.0)
+    max_cpu_stall = max(cpu_stalls, default=0.0)
+    print("gc", sorted(gc_pauses, key=lambda x: -x[1])[:5], file=sys.stderr)
     # the local node's own registrations, through the real path
     from registry.definitions import parse_service
 
@@ -111,9 +123,18 @@ async def main() -> None:
     t_m = time.perf_counter()
     rep.merge_app_state(full)  # a peer sending back the same knowledge: versions only
     remerge_s = time.perf_counter() - t_m
+    answer_s = time.perf_counter()
+    rep.merge_app_state(_joiner_digest())  # a joiner's digest: the answer is everything
+    joiner_answer = rep.local_app_state()
+    answer_s = time.perf_counter() - answer_s
     out: dict[str, object] = {
         "nodes": args.nodes, "instances": n_inst, "services": len(reg.catalog.services()),
+        "max_loop_stall_ms": round(max_stall * 1e3, 1),
+        "max_loop_stall_cpu_ms": round(max_cpu_stall * 1e3, 1),
         "rss_growth_mib": round(rss1 - rss0, 1), "rss_total_mib": round(rss1, 1),
+        "rss_per_instance_bytes": round((rss1 - rss0) * 2**20 / n_inst),
+        "answer_to_joiner_bytes": len(joiner_answer),
+        "answer_to_joiner_s": round(answer_s, 3),
         "full_state_bytes_compressed": len(full), "full_state_encode_s": round(enc_s, 3),
         "merge_s": round(merge_s, 3), "remerge_identical_s": round(remerge_s, 3),
     }
@@ -180,6 +201,10 @@ async def main() -> None:
     print(json.dumps(out, indent=1))
 
 
+def _joiner_digest() -> bytes:
+    return b"\x00" + msgpack.packb([3, [["joiner", 1, 0]], []])
+
+
 def _check_delta(node: str, sid: str, svc: str, status: str, v: int) -> bytes:
     rec = CheckRecord(check_id=f"service:{sid}", name="http", status=status, output="x",
                       service_id=sid, service_name=svc, type="http", interval="10s", timeout="1s")
@@ -191,11 +216,43 @@ def _service_delta(node: str, sid: str, v: int) -> bytes:
     return msgpack.packb([MSG_DELTA, node, "S", sid, v, v - 1, enc_service(rec)])
 
 
-if __name__ == "__main__":
-    try:
-        import uvloop
+stalls: list[float] = []
+"""Duration of every loop callback (task steps included) since the last clear()."""
+gc_pauses: list[tuple[int, float]] = []
+cpu_stalls: list[float] = []
+"""The same, in CPU time of the loop's thread (on a loaded machine the wall time of a
+callback includes the time the process waited for a core)."""
 
-        uvloop.install()
-    except ImportError:
-        pass
+
+def _time_callbacks() -> None:
+    """Time each callback the stdlib loop runs (``Handle._run``): the longest one is the
+    longest stall any timer, probe or HTTP answer could have waited behind. uvloop runs its
+    callbacks in C with no such hook, so this bench runs on the stdlib loop."""
+    run = asyncio.events.Handle._run
+    clock, cpu = time.perf_counter, time.thread_time
+
+    def timed(self: asyncio.Handle) -> None:
+        t, c = clock(), cpu()
+        try:
+            run(self)
+        finally:
+            stalls.append(clock() - t)
+            cpu_stalls.append(cpu() - c)
+
+    asyncio.events.Handle._run = timed  # type: ignore[method-assign]
+    import gc
+
+    started = [0.0]
+
+    def gc_cb(phase: str, info: dict[str, int]) -> None:
+        if phase == "start":
+            started[0] = cpu()
+        else:
+            gc_pauses.append((info["generation"], cpu() - started[0]))
+
+    gc.callbacks.append(gc_cb)
+
+
+if __name__ == "__main__":
+    _time_callbacks()
     asyncio.run(main())

@@ -54,10 +54,27 @@ class AgentCollector:
         self.lb = lb
 
     def collect(self) -> Iterator[Metric]:
+        yield from self._runtime()
         yield from self._gossip()
         yield from self._registry()
         yield from self._dns()
         yield from self._lb()
+
+    # --- runtime ------------------------------------------------------------------------------
+
+    def _runtime(self) -> Iterator[Metric]:
+        lag = self.registry.loop_lag if self.registry is not None else None
+        if lag is None:
+            return
+        yield HistogramMetricFamily(
+            "rumor_runtime_loop_lag_seconds",
+            "How late the event loop ran a timer due every "
+            f"{lag.interval:g} s (a callback that runs long delays it).",
+            buckets=[("+Inf" if upper == float("inf") else repr(upper), n)
+                     for upper, n in lag.buckets()],
+            sum_value=lag.sum)
+        yield GaugeMetricFamily("rumor_runtime_loop_lag_max_seconds",
+                                "Longest loop lag seen since the agent started.", value=lag.max)
 
     # --- gossip -------------------------------------------------------------------------------
 

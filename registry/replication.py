@@ -38,8 +38,12 @@ Every decode error drops the input, counts it by reason and logs WARNING once pe
 
 from __future__ import annotations
 
+import asyncio
+import contextlib
 import logging
+import time
 import zlib
+from collections import deque
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from typing import Any
@@ -59,6 +63,11 @@ DELTA_LIMIT = 900
 FULL_MAX_BYTES = 64 * 1024 * 1024
 """Bytes: cap on a decompressed full state from a peer."""
 _COMPRESS_OVER = 128
+SLICE_SECONDS = 0.005
+"""Seconds of merge or encode work per turn of the event loop (the budget of a callback is
+20 ms; a slice leaves room for the gossip, DNS and HTTP work around it)."""
+MERGE_QUEUE_MAX = 8
+"""States waiting to be merged; more are dropped (the next push-pull brings them again)."""
 
 
 RawRecord = tuple[str, int, tuple[int, Any], dict[str, tuple[int, Any]],
@@ -133,6 +142,156 @@ _DEC: dict[ItemType, Callable[[Any], Any]] = {
     ItemType.SERVICE: dec_service, ItemType.CHECK: dec_check, ItemType.NODE: dec_info}
 
 
+# --- reading a state in slices -----------------------------------------------------------------
+
+_INFLATE_CHUNK = 256 * 1024
+"""Bytes of decompressed state produced per step (~1 ms of zlib)."""
+
+
+class _StateReader:
+    """A push-pull state read incrementally: decompressed a chunk at a time and unpacked one
+    node record at a time (``msgpack.Unpacker``), so that a 100,000-instance state never costs
+    one long callback. ``read_header`` returns the digest of a ``MSG_DIGEST``."""
+
+    def __init__(self, buf: bytes, max_bytes: int) -> None:
+        if not buf:
+            raise Malformed("empty")
+        if buf[0] not in (0, 1):
+            raise Malformed("unknown full-state encoding")
+        self._src = memoryview(buf)[1:]
+        self._inflate = zlib.decompressobj() if buf[0] == 1 else None
+        self._max = max_bytes
+        self._out = 0
+        self._unpacker = msgpack.Unpacker(strict_map_key=True, max_buffer_size=max_bytes)
+        self.remaining = 0
+
+    def _feed(self) -> None:
+        """Give the unpacker the next chunk; Malformed when the input is exhausted."""
+        if self._inflate is None:
+            chunk = bytes(self._src[:_INFLATE_CHUNK])
+            self._src = self._src[_INFLATE_CHUNK:]
+        else:
+            while True:
+                chunk = self._inflate.decompress(self._src, _INFLATE_CHUNK)
+                self._src = memoryview(self._inflate.unconsumed_tail)
+                if chunk:
+                    break
+                if not self._src:
+                    chunk = self._inflate.flush()
+                    break
+        if not chunk:
+            raise Malformed("truncated state")
+        self._out += len(chunk)
+        if self._out > self._max:
+            raise Malformed("full state over the size cap")
+        self._unpacker.feed(chunk)
+
+    def _next(self, read: Callable[[], Any]) -> Any:
+        while True:
+            try:
+                return read()
+            except msgpack.OutOfData:
+                self._feed()
+
+    def read_header(self) -> dict[str, tuple[int, int]] | None:
+        u = self._unpacker
+        try:
+            n = self._next(u.read_array_header)
+        except msgpack.UnpackValueError as e:  # not an array
+            raise Malformed("not a full state or digest") from e
+        tag = self._next(u.unpack) if n else None
+        digest: dict[str, tuple[int, int]] | None = None
+        if n == 3 and tag == MSG_DIGEST:
+            entries = self._next(u.unpack)
+            if not isinstance(entries, list):
+                raise Malformed("digest")
+            digest = {}
+            for d in entries:
+                if not (isinstance(d, list) and len(d) == 3 and isinstance(d[0], str)
+                        and isinstance(d[1], int) and isinstance(d[2], int) and d[2] >= 0):
+                    raise Malformed("digest entry")
+                digest[d[0].lower()] = (d[1], d[1] + d[2])
+        elif not (n == 2 and tag == MSG_FULL):
+            raise Malformed("not a full state or digest")
+        try:
+            self.remaining = self._next(u.read_array_header)
+        except msgpack.UnpackValueError as e:
+            raise Malformed("records are not a list") from e
+        return digest
+
+    def next_record(self) -> Any:
+        """The next raw node record, or None after the last."""
+        if self.remaining <= 0:
+            return None
+        self.remaining -= 1
+        return self._next(self._unpacker.unpack)
+
+
+def _decode_record(r: Any) -> RawRecord:
+    """Check one node record's framing and versions; the items stay raw until they win."""
+    if not isinstance(r, list) or len(r) != 6 or not isinstance(r[0], str) \
+            or not isinstance(r[1], int):
+        raise Malformed("node record")
+    name, complete, info, svcs, chks, tombs = r
+    if not isinstance(info, list) or len(info) != 2 or not isinstance(info[0], int):
+        raise Malformed("node info entry")
+    if not isinstance(svcs, list) or not isinstance(chks, list) \
+            or not isinstance(tombs, list):
+        raise Malformed("node record lists")
+    services: dict[str, tuple[int, Any]] = {}
+    for e in svcs:
+        if not isinstance(e, list) or len(e) != 2 or not isinstance(e[0], int) \
+                or not isinstance(e[1], list) or not e[1] or not isinstance(e[1][0], str):
+            raise Malformed("service entry")
+        services[e[1][0]] = (e[0], e[1])
+    checks: dict[str, tuple[int, Any]] = {}
+    for e in chks:
+        if not isinstance(e, list) or len(e) != 2 or not isinstance(e[0], int) \
+                or not isinstance(e[1], list) or not e[1] or not isinstance(e[1][0], str):
+            raise Malformed("check entry")
+        checks[e[1][0]] = (e[0], e[1])
+    tomb: dict[tuple[str, str], int] = {}
+    for t in tombs:
+        if not isinstance(t, list) or len(t) != 3 or t[0] not in ("s", "c") \
+                or not isinstance(t[1], str) or not isinstance(t[2], int):
+            raise Malformed("tombstone")
+        tomb[(t[0], t[1])] = t[2]
+    return name, complete, (info[0], info[1]), services, checks, tomb
+
+
+# --- writing a state from cached pieces --------------------------------------------------------
+
+def _deflate_piece(raw: bytes) -> tuple[bytes, int, int]:
+    """``raw`` as raw-deflate blocks that end byte-aligned and not final (a full flush), with
+    its Adler-32 and length: pieces made apart concatenate into one valid deflate stream
+    (back-references of a piece never reach before its own start)."""
+    c = zlib.compressobj(6, zlib.DEFLATED, -15)
+    return c.compress(raw) + c.flush(zlib.Z_FULL_FLUSH), zlib.adler32(raw), len(raw)
+
+
+_ADLER_MOD = 65521
+
+
+def adler32_combine(a1: int, a2: int, len2: int) -> int:
+    """Adler-32 of ``x + y`` from that of ``x`` (a1), of ``y`` (a2) and ``len(y)`` (zlib's
+    ``adler32_combine``, which Python does not expose)."""
+    s1a, s2a = a1 & 0xFFFF, a1 >> 16
+    s1b, s2b = a2 & 0xFFFF, a2 >> 16
+    s1 = (s1a + s1b - 1) % _ADLER_MOD
+    s2 = (s2a + s2b + len2 * (s1a - 1)) % _ADLER_MOD
+    return (s2 << 16) | s1
+
+
+def _zlib_of_pieces(pieces: list[tuple[bytes, int, int]]) -> bytes:
+    """A zlib stream (RFC 1950) of the concatenated raw data of ``pieces``."""
+    adler = 1
+    for _, a, n in pieces:
+        adler = adler32_combine(adler, a, n)
+    # 78 9c: deflate, 32 KiB window, default level; 03 00: an empty final block
+    return b"".join([b"\x78\x9c", *(p for p, _, _ in pieces), b"\x03\x00",
+                     adler.to_bytes(4, "big")])
+
+
 # --- per-node knowledge ------------------------------------------------------------------------
 
 @dataclass(slots=True)
@@ -142,6 +301,15 @@ class Knowledge:
     complete: int = 0
     items: dict[tuple[str, str], int] = field(default_factory=dict)
     tombs: dict[tuple[str, str], int] = field(default_factory=dict)
+    top: int = 0
+    """The newest version known (kept by :meth:`changed`; a digest reads it for every node)."""
+    gen: int = 0
+    """Rises on every change: the encoded record cached for push-pull answers is of one gen."""
+
+    def changed(self) -> None:
+        """Call after mutating: refresh ``top`` and invalidate the encoded record."""
+        self.top = max([self.complete, *self.items.values(), *self.tombs.values()])
+        self.gen += 1
 
     def version_of(self, key: tuple[str, str]) -> tuple[int, bool]:
         """(version, present) of the newest fact about ``key``."""
@@ -154,7 +322,7 @@ class Knowledge:
         return self.complete, False
 
     def max_version(self) -> int:
-        return max([self.complete, *self.items.values(), *self.tombs.values()])
+        return self.top
 
     def prune(self) -> None:
         for k in [k for k, v in self.tombs.items() if v <= self.complete]:
@@ -184,14 +352,24 @@ class Replicator:
         self.counters: dict[str, int] = {
             "deltas_sent": 0, "deltas_received": 0, "deltas_applied": 0, "deltas_stale": 0,
             "deltas_rebroadcast": 0, "delta_oversize": 0, "full_sent": 0, "full_merged": 0,
-            "full_bytes_sent": 0, "full_bytes_received": 0,
+            "full_bytes_sent": 0, "full_bytes_received": 0, "merge_slices": 0,
+            "answers_partial": 0,
         }
         self.dropped: dict[str, int] = {}
         self._warned: set[str] = set()
-        self._full_cache: tuple[tuple[int, int], bytes] | None = None
         self._digest_cache: tuple[tuple[int, int], bytes] | None = None
         self._reply: bytes | None = None
         """The answer to the digest merged just now; consumed by the next local_app_state."""
+        self.slice_seconds = SLICE_SECONDS
+        self.after_merge: Callable[[], None] = lambda: None
+        """Called after a slice of a push-pull merge changed the catalog (the agent freezes
+        the heap there, see ``Agent``: a full garbage collection over a large catalog is the
+        other long stall)."""
+        self._queue: deque[_StateReader] = deque()
+        self._worker: asyncio.Task[None] | None = None
+        self._pieces: dict[str, tuple[int, tuple[bytes, int, int]]] = {}
+        """lowercase node -> (Knowledge.gen, its record encoded for answers, see _piece)"""
+        self._local_piece: tuple[tuple[int, int], tuple[bytes, int, int]] | None = None
         local.listeners.append(self.on_local_changes)
 
     # --- drops ----------------------------------------------------------------------------------
@@ -271,12 +449,8 @@ class Replicator:
         return out
 
     def full_state(self) -> bytes:
-        """Every record this agent knows (``MSG_FULL``), cached per catalog index (at 10,000
-        instances an encode takes ~0.15 s of loop time)."""
-        key = (self.catalog.index, self.local.version)
-        if self._full_cache is None or self._full_cache[0] != key:
-            self._full_cache = (key, self._pack([MSG_FULL, self._records(None)]))
-        return self._full_cache[1]
+        """Every record this agent knows (``MSG_FULL``), from the cached encoded records."""
+        return self._assemble(None, None)
 
     def _digest(self) -> list[list[Any]]:
         """[name, complete, newest version - complete] for this agent and every node it knows
@@ -285,7 +459,7 @@ class Replicator:
         for key, k in self.known.items():
             info = self.catalog.node_info(key)
             if info is not None:
-                out.append([info.name, k.complete, k.max_version() - k.complete])
+                out.append([info.name, k.complete, k.top - k.complete])
         return out
 
     def _answer(self, digest: Mapping[str, tuple[int, int]]) -> bytes:
@@ -297,9 +471,9 @@ class Replicator:
             wanted.add(me)
         for key, k in self.known.items():
             theirs = digest.get(key)
-            if theirs is None or k.complete > theirs[0] or k.max_version() > theirs[1]:
+            if theirs is None or k.complete > theirs[0] or k.top > theirs[1]:
                 wanted.add(key)
-        return self._pack([MSG_FULL, self._records(wanted)])
+        return self._assemble(wanted, time.perf_counter() + self.slice_seconds)
 
     @staticmethod
     def _pack(msg: list[Any]) -> bytes:
@@ -308,35 +482,106 @@ class Replicator:
             return b"\x01" + zlib.compress(raw, 6)
         return b"\x00" + raw
 
-    def _records(self, names: set[str] | None) -> list[Any]:
-        """Node records (own and remote) whose lowercase names are in ``names`` (None: all)."""
-        records: list[Any] = []
-        loc = self.local
-        if names is None or loc.info.name.lower() in names:
-            records.append([
-                loc.info.name, loc.version, [loc.item_versions.get(("n", ""), loc.version),
-                                             enc_info(loc.info)],
-                [[loc.item_versions.get(("s", sid), loc.version), enc_service(s.record)]
-                 for sid, s in loc.services.items()],
-                [[loc.item_versions.get(("c", cid), loc.version), enc_check(rec)]
-                 for cid in loc.checks if (rec := loc.check_record(cid)) is not None],
-                [],
-            ])
+    # An answer is a MSG_FULL whose records come from per-node pieces, each encoded and
+    # deflated once per change of that node (its Knowledge.gen): answering a joiner with
+    # 100,000 instances is then a join of bytes, not 2 s of msgpack and zlib on the loop.
+
+    def _assemble(self, names: set[str] | None, deadline: float | None) -> bytes:
+        """``MSG_FULL`` of the records in ``names`` (None: all). Records whose piece is stale
+        are re-encoded until ``deadline`` and left out after it (counted in
+        ``answers_partial``; the encoder warms them up in the background and the next
+        push-pull carries them)."""
+        pieces: list[tuple[bytes, int, int]] = []
+        me = self.local.info.name.lower()
+        if names is None or me in names:
+            pieces.append(self._piece_local())
+        left_out = 0
         for key, k in self.known.items():
             if names is not None and key not in names:
                 continue
-            info = self.catalog.node_info(key)
-            if info is None:
+            cached = self._pieces.get(key)
+            if cached is not None and cached[0] == k.gen:
+                pieces.append(cached[1])
+            elif deadline is None or time.perf_counter() < deadline:
+                p = self._piece(key, k)
+                if p is not None:
+                    pieces.append(p)
+            else:
+                left_out += 1
+        if left_out:
+            self.counters["answers_partial"] += 1
+            self._start_worker()
+        if not pieces:
+            return self._pack([MSG_FULL, []])
+        header = msgpack.Packer()
+        head = header.pack_array_header(2) + header.pack(MSG_FULL) + \
+            header.pack_array_header(len(pieces))
+        return b"\x01" + _zlib_of_pieces([_deflate_piece(head), *pieces])
+
+    def _piece(self, key: str, k: Knowledge) -> tuple[bytes, int, int] | None:
+        rec = self._remote_record(key, k)
+        if rec is None:
+            return None
+        p = _deflate_piece(msgpack.packb(rec))
+        self._pieces[key] = (k.gen, p)
+        return p
+
+    def _piece_local(self) -> tuple[bytes, int, int]:
+        key = (self.local.version, self.catalog.key_index(f"node:{self.local.info.name.lower()}"))
+        if self._local_piece is None or self._local_piece[0] != key:
+            self._local_piece = (key, _deflate_piece(msgpack.packb(self._local_record())))
+        return self._local_piece[1]
+
+    def _stale(self) -> bool:
+        return any((c := self._pieces.get(key)) is None or c[0] != k.gen
+                   for key, k in self.known.items())
+
+    def _warm(self, deadline: float | None) -> None:
+        """Re-encode stale pieces until ``deadline`` (None: all of them)."""
+        for key, k in list(self.known.items()):
+            c = self._pieces.get(key)
+            if c is None or c[0] != k.gen:
+                self._piece(key, k)
+                if deadline is not None and time.perf_counter() >= deadline:
+                    return
+
+    def _records(self, names: set[str] | None) -> list[Any]:
+        """Node records (own and remote) whose lowercase names are in ``names`` (None: all)."""
+        records: list[Any] = []
+        if names is None or self.local.info.name.lower() in names:
+            records.append(self._local_record())
+        for key, k in self.known.items():
+            if names is not None and key not in names:
                 continue
-            services = self.catalog.node_services(key)
-            checks = self.catalog.node_check_records(key)
-            records.append([
-                info.name, k.complete, [k.items.get(("n", ""), 0), enc_info(info)],
-                [[k.items.get(("s", sid), 0), enc_service(r)] for sid, r in services.items()],
-                [[k.items.get(("c", cid), 0), enc_check(r)] for cid, r in checks.items()],
-                [[kk[0], kk[1], v] for kk, v in k.tombs.items()],
-            ])
+            rec = self._remote_record(key, k)
+            if rec is not None:
+                records.append(rec)
         return records
+
+    def _local_record(self) -> list[Any]:
+        loc = self.local
+        return [
+            loc.info.name, loc.version, [loc.item_versions.get(("n", ""), loc.version),
+                                         enc_info(loc.info)],
+            [[loc.item_versions.get(("s", sid), loc.version), enc_service(s.record)]
+             for sid, s in loc.services.items()],
+            [[loc.item_versions.get(("c", cid), loc.version), enc_check(rec)]
+             for cid in loc.checks if (rec := loc.check_record(cid)) is not None],
+            [],
+        ]
+
+    def _remote_record(self, key: str, k: Knowledge) -> list[Any] | None:
+        info = self.catalog.node_info(key)
+        if info is None:
+            return None
+        services = self.catalog.node_services(key)
+        checks = self.catalog.node_check_records(key)
+        return [
+            info.name, k.complete, [k.items.get(("n", ""), 0), enc_info(info)],
+            [[k.items.get(("s", sid), 0), enc_service(r)] for sid, r in services.items()],
+            [[k.items.get(("c", cid), 0), enc_check(r)] for cid, r in checks.items()],
+            [[kk[0], kk[1], v] for kk, v in k.tombs.items()],
+        ]
 
     # --- incoming -------------------------------------------------------------------------------
 
@@ -406,6 +651,7 @@ class Replicator:
         if v <= cur:
             if contiguous and v > k.complete:
                 k.complete = v
+                k.changed()
             return False
         with self.catalog.batch():
             self._ensure_node(node)
@@ -429,6 +675,7 @@ class Replicator:
             if contiguous:
                 k.complete = v
                 k.prune()
+            k.changed()
         return True
 
     def _ensure_node(self, node: str) -> None:
@@ -448,88 +695,97 @@ class Replicator:
 
     def merge_app_state(self, buf: bytes, join: bool = False) -> None:
         """A peer's push-pull state: records to merge, and for a digest, the answer to give
-        (see the module docstring). Never raises."""
+        (see the module docstring). Never raises.
+
+        The header (and a digest) is read at once, so that the answer is ready for the
+        ``local_app_state`` that follows; records are merged for at most ``slice_seconds``
+        here and the rest in later turns of the loop (see :class:`_StateReader`)."""
         self.counters["full_bytes_received"] += len(buf)
         self._reply = None
+        if len(self._queue) >= MERGE_QUEUE_MAX:
+            self._drop("merge_queue_full", f"{len(self._queue)} states waiting")
+            return
         try:
-            digest, records = self._decode_state(buf)
+            job = _StateReader(buf, self.full_max_bytes)
+            digest = job.read_header()
         except Exception as e:  # noqa: BLE001 - msgpack and zlib raise several types; none may escape
             self._drop("bad_full_state", repr(e)[:200])
             return
         if digest is not None:
             self._reply = self._answer(digest)
+        if self._queue or not self._merge_slice(job):
+            self._queue.append(job)
+            self._start_worker()
+
+    def _merge_slice(self, job: _StateReader) -> bool:
+        """Merge records of ``job`` for up to ``slice_seconds``; True once it is finished
+        (merged, or dropped as malformed)."""
+        deadline = time.perf_counter() + self.slice_seconds
+        index = self.catalog.index
         try:
             with self.catalog.batch():
-                for r in records:
-                    self._merge_record(*r)
-        except Exception as e:  # noqa: BLE001
-            self._drop("full_apply_error", repr(e)[:200])
-            return
+                while True:
+                    raw = job.next_record()
+                    if raw is None:
+                        break
+                    self._merge_record(*_decode_record(raw))
+                    if time.perf_counter() >= deadline:
+                        self.counters["merge_slices"] += 1
+                        return False
+        except Exception as e:  # noqa: BLE001 - a bad record stops this state; the rest stands
+            self._drop("bad_full_state" if isinstance(e, (Malformed, ValueError))
+                       else "full_apply_error", repr(e)[:200])
+            return True
+        finally:
+            if self.catalog.index != index:
+                self.after_merge()
         self.counters["full_merged"] += 1
+        return True
 
     def _decode_state(self, buf: bytes) -> tuple[dict[str, tuple[int, int]] | None,
                                                   list[RawRecord]]:
-        """Check the framing and the versions; records stay raw until one wins a merge (a
-        peer mostly sends what we already have, and decoding 10,000 records costs ~0.4 s).
-        Returns the digest (for ``MSG_DIGEST``; None for ``MSG_FULL``) and the records."""
-        if not buf:
-            raise Malformed("empty")
-        if buf[0] == 1:
-            d = zlib.decompressobj()
-            raw = d.decompress(buf[1:], self.full_max_bytes)
-            if d.unconsumed_tail:
-                raise Malformed("full state over the size cap")
-        elif buf[0] == 0:
-            raw = buf[1:]
-        else:
-            raise Malformed("unknown full-state encoding")
-        msg = msgpack.unpackb(raw, strict_map_key=True)
-        digest: dict[str, tuple[int, int]] | None = None
-        if isinstance(msg, list) and len(msg) == 3 and msg[0] == MSG_DIGEST \
-                and isinstance(msg[1], list) and isinstance(msg[2], list):
-            digest = {}
-            for d in msg[1]:
-                if not (isinstance(d, list) and len(d) == 3 and isinstance(d[0], str)
-                        and isinstance(d[1], int) and isinstance(d[2], int) and d[2] >= 0):
-                    raise Malformed("digest entry")
-                digest[d[0].lower()] = (d[1], d[1] + d[2])
-            raw_records = msg[2]
-        elif isinstance(msg, list) and len(msg) == 2 and msg[0] == MSG_FULL \
-                and isinstance(msg[1], list):
-            raw_records = msg[1]
-        else:
-            raise Malformed("not a full state or digest")
-        out: list[RawRecord] = []
-        for r in raw_records:
-            if not isinstance(r, list) or len(r) != 6 or not isinstance(r[0], str) \
-                    or not isinstance(r[1], int):
-                raise Malformed("node record")
-            name, complete, info, svcs, chks, tombs = r
-            if not isinstance(info, list) or len(info) != 2 or not isinstance(info[0], int):
-                raise Malformed("node info entry")
-            if not isinstance(svcs, list) or not isinstance(chks, list) \
-                    or not isinstance(tombs, list):
-                raise Malformed("node record lists")
-            services: dict[str, tuple[int, Any]] = {}
-            for e in svcs:
-                if not isinstance(e, list) or len(e) != 2 or not isinstance(e[0], int) \
-                        or not isinstance(e[1], list) or not e[1] or not isinstance(e[1][0], str):
-                    raise Malformed("service entry")
-                services[e[1][0]] = (e[0], e[1])
-            checks: dict[str, tuple[int, Any]] = {}
-            for e in chks:
-                if not isinstance(e, list) or len(e) != 2 or not isinstance(e[0], int) \
-                        or not isinstance(e[1], list) or not e[1] or not isinstance(e[1][0], str):
-                    raise Malformed("check entry")
-                checks[e[1][0]] = (e[0], e[1])
-            tomb: dict[tuple[str, str], int] = {}
-            for t in tombs:
-                if not isinstance(t, list) or len(t) != 3 or t[0] not in ("s", "c") \
-                        or not isinstance(t[1], str) or not isinstance(t[2], int):
-                    raise Malformed("tombstone")
-                tomb[(t[0], t[1])] = t[2]
-            out.append((name, complete, (info[0], info[1]), services, checks, tomb))
-        return digest, out
+        """A whole state decoded at once: its digest (None for ``MSG_FULL``) and its records."""
+        job = _StateReader(buf, self.full_max_bytes)
+        digest = job.read_header()
+        records: list[RawRecord] = []
+        while (raw := job.next_record()) is not None:
+            records.append(_decode_record(raw))
+        return digest, records
+
+    def _start_worker(self) -> None:
+        if self._worker is not None and not self._worker.done():
+            return
+        try:
+            loop = asyncio.get_running_loop()
+        except RuntimeError:  # no loop (a synchronous caller): finish here
+            while self._queue:
+                if self._merge_slice(self._queue[0]):
+                    self._queue.popleft()
+            self._warm(None)
+            return
+        self._worker = loop.create_task(self._work(), name="replication-merge")
+
+    async def _work(self) -> None:
+        """Merge queued states slice by slice, then re-encode stale records for answers."""
+        while self._queue or self._stale():
+            await asyncio.sleep(0)
+            if self._queue:
+                if self._merge_slice(self._queue[0]):
+                    self._queue.popleft()
+            else:
+                self._warm(time.perf_counter() + self.slice_seconds)
+
+    async def idle(self) -> None:
+        """Wait until every queued state is merged (tests and benchmarks)."""
+        while self._worker is not None and not self._worker.done():
+            await asyncio.shield(self._worker)
+
+    async def close(self) -> None:
+        if self._worker is not None:
+            self._worker.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await self._worker
+        self._queue.clear()
 
     def _merge_record(self, name: str, complete: int, info: tuple[int, Any],
                       services: Mapping[str, tuple[int, Any]],
@@ -600,6 +856,7 @@ class Replicator:
                         k.tombs[ikey] = their_v
             k.complete = new_complete
             k.prune()
+            k.changed()
 
     # --- membership -----------------------------------------------------------------------------
 
@@ -621,6 +878,7 @@ class Replicator:
         """The node left or was reaped: its records disappear everywhere."""
         key = name.lower()
         k = self.known.pop(key, None)
+        self._pieces.pop(key, None)
         last = k.max_version() if k is not None else 0
         self.departed[key] = max(self.departed.get(key, 0), last)
         if self.catalog.remove_node(name):

@@ -26,6 +26,7 @@ from .datadir import DataDir
 from .definitions import CheckDef, ServiceDef, parse_check, parse_service
 from .errors import ConfigError, RequestError
 from .local import LocalState
+from .looplag import LoopLag
 from .netaddr import advertise_address
 from .replication import Replicator
 
@@ -120,6 +121,8 @@ class Registry:
         are off)."""
         self.containers: ContainerWatcher | None = None
         self.replicator: Replicator | None = None
+        self.loop_lag: LoopLag | None = None
+        """The agent's measure of loop stalls (``registry.looplag``), read by the API."""
         self._member_status: dict[str, str] = {}
         self._live_peers: set[str] = set()
         """Alive peers as told by member events only (the status cache above may learn of a

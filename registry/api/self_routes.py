@@ -40,6 +40,9 @@ def _stats(app: web.Application) -> dict[str, Any]:
             "encrypted": str(bool(app[CONFIG].encrypt)).lower(),
         }
     out["registry"] = {k: str(v) for k, v in app[REGISTRY].stats().items()}
+    lag = app[REGISTRY].loop_lag
+    if lag is not None:
+        out["runtime"] = lag.stats()
     return out
 
 

@@ -11,7 +11,7 @@ from pathlib import Path
 from prometheus_client.parser import text_string_to_metric_families
 
 from tests.conftest import need
-from tests.harness.agents import Cluster, free_port, wait_for
+from tests.harness.agents import PYTHON, Cluster, free_port, wait_for
 
 
 def scrape(addr: str) -> dict[str, dict[tuple[tuple[str, str], ...], float]]:
@@ -86,11 +86,22 @@ def test_every_family_has_live_values(cluster: Cluster, tmp_path: Path) -> None:
         assert total(m["rumor_lb_bytes_total"], direction="out") > 0
         assert m["process_cpu_seconds_total"][()] > 0
         assert m["process_resident_memory_bytes"][()] > 1e6
+        # the loop's lag: a timer every 50 ms, so an agent up for seconds has samples, each
+        # in the +Inf bucket and in the cumulative buckets below it
+        lag = m["rumor_runtime_loop_lag_seconds_bucket"]
+        assert lag[(("le", "+Inf"),)] == m["rumor_runtime_loop_lag_seconds_count"][()] >= 10
+        assert lag[(("le", "0.001"),)] <= lag[(("le", "0.02"),)] <= lag[(("le", "+Inf"),)]
+        assert 0 <= m["rumor_runtime_loop_lag_max_seconds"][()] < 5
 
         js = a.http("GET", "/v1/agent/metrics")
         assert {"Timestamp", "Gauges", "Counters", "Points", "Samples"} <= js.keys()
         assert any(g["Name"] == "rumor.registry.instances" and g["Value"] == 1
                    for g in js["Gauges"])
+        assert any(c["Name"] == "rumor.runtime.loop.lag.seconds.count" and c["Count"] >= 10
+                   for c in js["Counters"])
+        info = subprocess.run([PYTHON, "-m", "registry.cli", "info", "-http-addr", a.http_addr],
+                              check=True, capture_output=True, text=True, timeout=20).stdout
+        assert "runtime:" in info and "loop_lag_max_ms = " in info and "slow_callbacks" in info
     finally:
         backend.shutdown()
 
