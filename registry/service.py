@@ -231,6 +231,8 @@ class Registry:
     async def stop(self) -> None:
         if self.containers is not None:
             await self.containers.stop()
+        if self.replicator is not None:
+            await self.replicator.close()
         await self.local.stop()
 
     async def reload_definitions(self, services: Sequence[Mapping[str, Any]],
