@@ -36,7 +36,7 @@ async def test_a_blocking_callback_is_seen_on_a_running_loop() -> None:
         await asyncio.sleep(0.05)
         assert lag.count >= 1
         quiet_slow = lag.slow
-        time.sleep(0.12)  # a callback that hogs the loop
+        time.sleep(0.12)  # noqa: ASYNC251 - a callback that hogs the loop, on purpose
         await asyncio.sleep(0.03)
         assert lag.max >= 0.12 - 0.01 - 0.002
         assert lag.slow > quiet_slow
