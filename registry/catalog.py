@@ -32,9 +32,12 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import dataclasses
 from collections.abc import Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
+
+from .compact import SHARED
 
 PASSING = "passing"
 WARNING = "warning"
@@ -177,7 +180,7 @@ class Instance:
 # --- the catalog -------------------------------------------------------------------------------
 
 
-@dataclass(slots=True)
+@dataclass(slots=True, eq=False)
 class _Item:
     value: Any
     create_index: int
@@ -205,6 +208,7 @@ class Catalog:
         self.local_node = local_node
         self._nodes: dict[str, _NodeEntry] = {}  # keyed by lowercase name
         self._index = 1
+        self._next_index = 2
         self._keys: dict[str, int] = {}
         self._batch_depth = 0
         self._pending: set[str] = set()
@@ -213,7 +217,7 @@ class Catalog:
         self._svc_cache: dict[str, tuple[int, tuple[Instance, ...]]] = {}
         self._services_cache: tuple[int, dict[str, frozenset[str]]] | None = None
         self._nodes_cache: tuple[int, tuple[Node, ...]] | None = None
-        self._by_service: dict[str, dict[tuple[str, str], None]] = {}  # lc name -> {(node, id)}
+        self._by_service: dict[str, dict[_Item, str]] = {}  # lc name -> {item: lc node name}
         self.counters: dict[str, int] = {"changes": 0, "wakeups": 0}
 
     # --- indexes ----------------------------------------------------------------------------
@@ -238,7 +242,11 @@ class Catalog:
     def _touch(self, *keys: str) -> int:
         """Mark resources changed in the current batch; returns the index they will get."""
         self._pending.update(keys)
-        return self._index + 1
+        nxt = self._next_index
+        if nxt != self._index + 1:
+            # one int object per batch, shared by every item it stamps (not one per item)
+            nxt = self._next_index = self._index + 1
+        return nxt
 
     @contextlib.contextmanager
     def batch(self) -> Iterator[None]:
@@ -360,8 +368,8 @@ class Catalog:
             self._touch("nodes", "checks", *self._entry_keys(e))
             if e.services:
                 self._touch("services")
-            for sid, it in e.services.items():
-                self._unindex_service(it.value.service, e.info.name, sid)
+            for it in e.services.values():
+                self._unindex_service(it)
             del self._nodes[key]
         return True
 
@@ -374,14 +382,15 @@ class Catalog:
             keys = [f"node:{node.lower()}", f"svc:{rec.service.lower()}", "services"]
             if it is not None and it.value.service.lower() != rec.service.lower():
                 keys.append(f"svc:{it.value.service.lower()}")
-                self._unindex_service(it.value.service, e.info.name, rec.id)
+                self._unindex_service(it)
             idx = self._touch(*keys)
             if it is None:
-                e.services[rec.id] = _Item(rec, idx, idx)
+                it = e.services[rec.id] = _Item(rec, idx, idx)
             else:
                 it.value = rec
                 it.modify_index = idx
-            self._by_service.setdefault(rec.service.lower(), {})[(e.info.name.lower(), rec.id)] = None
+            # keyed by the item itself: no (node, id) tuple per instance
+            self._by_service.setdefault(rec.service.lower(), {})[it] = SHARED.value(node.lower())
 
     def remove_service(self, node: str, service_id: str) -> bool:
         e = self._nodes.get(node.lower())
@@ -390,18 +399,23 @@ class Catalog:
         with self.batch():
             it = e.services.pop(service_id)
             self._touch(f"node:{node.lower()}", f"svc:{it.value.service.lower()}", "services")
-            self._unindex_service(it.value.service, e.info.name, service_id)
+            self._unindex_service(it)
         return True
 
-    def _unindex_service(self, service: str, node: str, sid: str) -> None:
-        m = self._by_service.get(service.lower())
+    def _unindex_service(self, it: _Item) -> None:
+        service = it.value.service.lower()
+        m = self._by_service.get(service)
         if m is not None:
-            m.pop((node.lower(), sid), None)
+            m.pop(it, None)
             if not m:
-                del self._by_service[service.lower()]
+                del self._by_service[service]
 
     def put_check(self, node: str, rec: CheckRecord) -> None:
         e = self._nodes[node.lower()]
+        svc = e.services.get(rec.service_id) if rec.service_id else None
+        if svc is not None and svc.value.id is not rec.service_id:
+            # one string for the ID the service and its check both name (100,000 of them)
+            rec = dataclasses.replace(rec, service_id=svc.value.id)
         it = e.checks.get(rec.check_id)
         if it is not None and it.value == rec:
             return
@@ -520,11 +534,11 @@ class Catalog:
         if cached is not None and cached[0] == idx:
             return cached[1]
         out: list[Instance] = []
-        for node_key, sid in self._by_service.get(key, {}):
+        for it, node_key in self._by_service.get(key, {}).items():
             e = self._nodes.get(node_key)
-            if e is None or sid not in e.services:
+            if e is None or e.services.get(it.value.id) is not it:
                 continue
-            out.append(self._instance(e, e.services[sid]))
+            out.append(self._instance(e, it))
         out.sort(key=lambda i: (i.node, i.service_id))
         result = tuple(out)
         if len(self._svc_cache) > 4096:
