@@ -1305,6 +1305,11 @@ class Memberlist:
             self.counters.push_pulls += 1
         return st
 
+    def push_pull_with(self, addr: Addr, now: float) -> bool:
+        """Start one push/pull with ``addr`` now, besides the periodic ones (the layer above
+        asks for it when a member comes back, to reconcile at once). False if refused."""
+        return self._start_push_pull(addr, False, now) is not None
+
     def _push_pull_tick(self, _: Any, now: float) -> None:
         cfg = self.config
         self._schedule(

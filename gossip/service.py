@@ -563,6 +563,18 @@ class Gossip:
     def is_rumor_peer(self, name: str) -> bool:
         return self.serf.is_rumor_peer(name)
 
+    def push_pull(self, name: str) -> bool:
+        """Start a push/pull with the alive member ``name`` now (the registry reconciles its
+        catalog with a member that came back). False if it is not alive or was refused."""
+        m = self.member(name)
+        core = self.memberlist
+        if m is None or m.status != "alive" or core is None or self._stopped:
+            return False
+        started = core.push_pull_with((m.addr, m.port), self._now())
+        if started and self.transport is not None:
+            self.transport.flush()
+        return started
+
     # -- metrics -------------------------------------------------------------------------------
     @property
     def counters(self) -> dict[str, int]:

@@ -67,6 +67,13 @@ _COMPRESS_OVER = 128
 SLICE_SECONDS = 0.005
 """Seconds of merge or encode work per turn of the event loop (the budget of a callback is
 20 ms; a slice leaves room for the gossip, DNS and HTTP work around it)."""
+SLICE_MIN_RECORDS = 16
+"""Node records merged per slice whatever the clock says (~0.3 ms each): a small state, the
+common case, is merged at once even on a machine so loaded that 5 ms pass in a few records."""
+HEAL_BURST = 3
+"""Push-pulls with members that came back, per burst (one reaches a whole healed side)."""
+HEAL_SPACING = 1.0
+"""Seconds between the push-pulls of one burst."""
 MERGE_QUEUE_MAX = 8
 """States waiting to be merged; more are dropped (the next push-pull brings them again)."""
 
@@ -397,7 +404,8 @@ class Replicator:
     def __init__(self, catalog: Catalog, local: LocalState, *, broadcast: Broadcast,
                  member_status: MemberStatus,
                  member_addr: Callable[[str], str] = lambda name: "", delta_limit: int = DELTA_LIMIT,
-                 full_max_bytes: int = FULL_MAX_BYTES) -> None:
+                 full_max_bytes: int = FULL_MAX_BYTES,
+                 push_pull: Callable[[str], bool] | None = None) -> None:
         self.catalog = catalog
         self.local = local
         self.broadcast = broadcast
@@ -411,7 +419,7 @@ class Replicator:
             "deltas_sent": 0, "deltas_received": 0, "deltas_applied": 0, "deltas_stale": 0,
             "deltas_rebroadcast": 0, "delta_oversize": 0, "full_sent": 0, "full_merged": 0,
             "full_bytes_sent": 0, "full_bytes_received": 0, "merge_slices": 0,
-            "answers_partial": 0,
+            "answers_partial": 0, "heal_push_pulls": 0,
         }
         self.dropped: dict[str, int] = {}
         self._warned: set[str] = set()
@@ -419,6 +427,13 @@ class Replicator:
         self._reply: bytes | None = None
         """The answer to the digest merged just now; consumed by the next local_app_state."""
         self.slice_seconds = SLICE_SECONDS
+        self.slice_min_records = SLICE_MIN_RECORDS
+        self.push_pull = push_pull
+        """Starts a push-pull with a member now (gossip's ``push_pull``); None: no fast heal."""
+        self._returned: list[str] = []
+        self._failed: set[str] = set()
+        """Members whose last event was MemberFailed (lowercase): back when they join."""
+        self._heal_handle: asyncio.Handle | None = None
         self.after_merge: Callable[[], None] = lambda: None
         """Called after a slice of a push-pull merge changed the catalog (the agent freezes
         the heap there, see ``Agent``: a full garbage collection over a large catalog is the
@@ -780,6 +795,7 @@ class Replicator:
         (merged, or dropped as malformed)."""
         deadline = time.perf_counter() + self.slice_seconds
         index = self.catalog.index
+        n = 0
         try:
             with self.catalog.batch():
                 while True:
@@ -787,7 +803,8 @@ class Replicator:
                     if raw is None:
                         break
                     self._merge_record(*_decode_record(raw))
-                    if time.perf_counter() >= deadline:
+                    n += 1
+                    if n >= self.slice_min_records and time.perf_counter() >= deadline:
                         self.counters["merge_slices"] += 1
                         return False
         except Exception as e:  # noqa: BLE001 - a bad record stops this state; the rest stands
@@ -839,6 +856,9 @@ class Replicator:
             await asyncio.shield(self._worker)
 
     async def close(self) -> None:
+        if self._heal_handle is not None:
+            self._heal_handle.cancel()
+            self._heal_handle = None
         if self._worker is not None:
             self._worker.cancel()
             with contextlib.suppress(asyncio.CancelledError):
@@ -926,18 +946,67 @@ class Replicator:
             if status is None or status == "left":
                 self.forget(name)
                 return
+            key = name.lower()
+            if status == "failed":
+                self._failed.add(key)
+            came_back = joined and (key in self._failed or key in self.departed)
             if joined:
+                self._failed.discard(key)
                 # back after a leave: its record may come again (it restamps it on rejoin)
-                self.departed.pop(name.lower(), None)
+                self.departed.pop(key, None)
             self.catalog.set_status(name, status)
+            if came_back:
+                self._came_back(name)
         except Exception:
             log.exception("member status handling failed node=%s status=%s", name, status)
+
+    # --- fast heal -------------------------------------------------------------------------
+
+    def _came_back(self, name: str) -> None:
+        """A member is back after a failure (partition heal, restart) or a leave: while it
+        was away, both sides may have written records the other missed, and deltas sent then
+        are gone. Reconcile now with a push-pull (each side does it for the other, so each
+        pulls what it lacks) instead of waiting for the periodic one. A heal brings back many
+        members at once and one exchange with any of them fetches their side's catalog: at
+        most ``HEAL_BURST`` exchanges per burst, ``HEAL_SPACING`` apart."""
+        if self.push_pull is None or len(self._returned) >= HEAL_BURST:
+            return
+        if name not in self._returned:
+            self._returned.append(name)
+        if self._heal_handle is None:
+            try:
+                loop = asyncio.get_running_loop()
+            except RuntimeError:
+                self._heal()
+                return
+            # not from inside the gossip event being delivered: on the next turn of the loop
+            self._heal_handle = loop.call_soon(self._heal)
+
+    def _heal(self) -> None:
+        self._heal_handle = None
+        if not self._returned or self.push_pull is None:
+            return
+        name = self._returned.pop(0)
+        try:
+            if self.push_pull(name):
+                self.counters["heal_push_pulls"] += 1
+                log.info("reconciling with a member that came back node=%s", name)
+        except Exception:  # never out of a loop callback
+            log.exception("heal push-pull failed node=%s", name)
+        if self._returned:
+            with contextlib.suppress(RuntimeError):
+                self._heal_handle = asyncio.get_running_loop().call_later(HEAL_SPACING,
+                                                                          self._heal)
+        else:
+            # the burst is over: the next member to come back starts a new one
+            self._returned = []
 
     def forget(self, name: str) -> None:
         """The node left or was reaped: its records disappear everywhere."""
         key = name.lower()
         k = self.known.pop(key, None)
         self._pieces.pop(key, None)
+        self._failed.discard(key)
         last = k.max_version() if k is not None else 0
         self.departed[key] = max(self.departed.get(key, 0), last)
         if self.catalog.remove_node(name):

@@ -130,7 +130,8 @@ class Registry:
         if gossip is not None:
             self.replicator = Replicator(self.catalog, self.local, broadcast=self._broadcast,
                                          member_status=self._status_of,
-                                         member_addr=self._addr_of)
+                                         member_addr=self._addr_of,
+                                         push_pull=getattr(gossip, "push_pull", None))
 
     # --- gossip glue ------------------------------------------------------------------------
 

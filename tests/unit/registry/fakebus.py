@@ -26,6 +26,7 @@ class FakeGossip:
         self.queue: dict[str, tuple[bytes, int]] = {}  # key -> (payload, transmits left)
         self.view: dict[str, Member] = {}  # what this node believes about members
         self.sent = 0
+        self.pushed_pulled: list[str] = []
 
     def members(self) -> list[Member]:
         return list(self.view.values())
@@ -43,6 +44,14 @@ class FakeGossip:
         if len(payload) > 1199:
             raise ValueError("app message too large")
         self.queue[key] = (payload, self.bus.retransmits())
+
+    def push_pull(self, name: str) -> bool:
+        """Gossip's on-demand push-pull with a member (the bus runs it at once)."""
+        if name not in self.bus.nodes or self.bus.nodes[name].delegate is None:
+            return False
+        self.pushed_pulled.append(name)
+        self.bus.push_pull(self.name, name)
+        return True
 
     def emit(self, event: Any) -> None:
         m = event.member

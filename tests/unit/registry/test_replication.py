@@ -7,6 +7,7 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
+from gossip.events import Member, MemberFailed, MemberJoined
 from registry.config import build
 from registry.definitions import parse_check, parse_service
 from registry.replication import Replicator
@@ -387,4 +388,45 @@ async def test_a_node_that_missed_every_broadcast_catches_up_by_pulling() -> Non
     assert regs["d"].catalog.digest() == regs["c"].catalog.digest()
     bus.anti_entropy(4)               # random pulls spread the rest: every catalog the same
     assert len(digests(regs)) == 1
+    await stop(regs)
+
+
+async def test_members_coming_back_reconcile_at_once_without_periodic_push_pull() -> None:
+    import asyncio
+
+    names = ["a", "b", "c", "d", "e"]
+    bus, regs = await cluster(names, seed=11)
+    bus.partition({"a", "b"}, {"c", "d", "e"})
+    for n in ("c", "d", "e"):
+        for side in ("a", "b"):
+            bus.nodes[side].emit(MemberFailed(Member(name=n, addr="127.0.0.1", port=7946,
+                                                     status="failed")))
+            bus.nodes[n].emit(MemberFailed(Member(name=side, addr="127.0.0.1", port=7946,
+                                                  status="failed")))
+    # writes on both sides during the cut, spread by gossip within each side only
+    await register(regs["a"], {"Name": "web", "ID": "w-a"})
+    await register(regs["d"], {"Name": "db", "ID": "db-d"})
+    await regs["e"].local.register_service(parse_service({"Name": "web", "ID": "w-e"}))
+    bus.run()
+    assert len(digests(regs)) > 1
+    bus.heal()
+    # membership heals: every member sees the other side alive again
+    for g in bus.nodes.values():
+        for other in names:
+            if other != g.name and g.view[other].status == "failed":
+                g.emit(MemberJoined(Member(name=other, addr="127.0.0.1", port=7946)))
+    for _ in range(3):
+        await asyncio.sleep(0)  # the heal push-pulls run on the next turn of the loop
+    assert len(digests(regs)) == 1  # no anti_entropy() call: the heal did it
+    assert {i.service_id for i in regs["b"].catalog.instances("web")} == {"w-a", "w-e"}
+    assert [i.service_id for i in regs["a"].catalog.instances("db")] == ["db-d"]
+    for n in names:
+        r = regs[n].replicator
+        assert r is not None and r.counters["heal_push_pulls"] >= 1, n
+        assert 1 <= len(bus.nodes[n].pushed_pulled) <= 3  # a burst is bounded
+    # a member that merely updates (no return from failure) starts no exchange
+    before = len(bus.nodes["a"].pushed_pulled)
+    bus.nodes["a"].emit(MemberJoined(Member(name="b", addr="127.0.0.1", port=7946)))
+    await asyncio.sleep(0)
+    assert len(bus.nodes["a"].pushed_pulled) == before
     await stop(regs)

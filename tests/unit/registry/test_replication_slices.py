@@ -78,6 +78,7 @@ async def test_a_big_state_is_merged_across_loop_turns() -> None:
     rep = reg.replicator
     assert rep is not None
     rep.slice_seconds = 0.0  # one record per slice
+    rep.slice_min_records = 1
     ticks = 0
     rep.merge_app_state(state([record(n) for n in range(300)]))
     partial = len(reg.catalog.node_names())
