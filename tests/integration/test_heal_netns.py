@@ -1,5 +1,5 @@
 """Fast heal (issue 13): five agents in network namespaces, a partition with writes on both
-sides, then the heal: every agent's catalog equals the others' within 30 s of the membership
+sides, then the heal: every agent's catalog equals the others' within 10 s of the membership
 heal (the two sides push-pull as soon as they see each other back, not at the next periodic
 push-pull, which at the LAN profile came 59-72 s after the heal). The same with one agent
 killed (-9) and restarted during the cut."""
@@ -15,12 +15,15 @@ from tests.harness import netns
 from tests.harness.agents import Cluster, wait_for
 from tests.integration.test_registry_cluster import catalog_digest, passing, register
 
-HEAL_BUDGET = 30.0
+HEAL_BUDGET = 10.0
+"""Seconds from the membership heal to equal catalogs. The issue asks for <= 30 s; with the
+heal push-pulls it takes ~0.5 s here, and without them (the periodic push-pull only) it took
+24 s in one run of this test and 59-72 s in the issue's runs, so 10 s tells them apart."""
 
 
 @pytest.mark.netns
 @pytest.mark.parametrize("restart", [False, True], ids=["cut", "cut+kill-9-restart"])
-def test_catalogs_equal_within_30_s_of_the_heal(cluster: Cluster,
+def test_catalogs_equal_within_10_s_of_the_heal(cluster: Cluster,
                                                 netns_lab: Callable[[int], netns.Lab],
                                                 restart: bool) -> None:
     lab = netns_lab(5)
