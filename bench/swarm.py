@@ -158,8 +158,10 @@ class Pool:
             return b"\x00" + head
         return b"\x01" + _zlib_of_pieces([_deflate_piece(head), *(self.pieces[i] for i in want)])
 
-    def serf_state(self, app: bytes | None) -> bytes:
-        return codec.encode_serf(SerfPushPull(ltime=2, status_ltimes=self._serf_ltimes,
+    def serf_state(self, app: bytes | None, nodes: range | None = None) -> bytes:
+        """Serf's push/pull state: status times of ``nodes`` (None: every swarm node)."""
+        ltimes = self._serf_ltimes if nodes is None else {self.names[i]: 1 for i in nodes}
+        return codec.encode_serf(SerfPushPull(ltime=2, status_ltimes=ltimes,
                                               event_ltime=1, query_ltime=1, app_state=app))
 
 
@@ -284,7 +286,7 @@ class Swarm:
         for first in range(0, n, batch):
             nodes = range(first, min(n, first + batch))
             msg = PushPull(join=True, states=tuple(self.pool.state(i) for i in nodes),
-                           user_state=self.pool.serf_state(self.pool.app_state(nodes)))
+                           user_state=self.pool.serf_state(self.pool.app_state(nodes), nodes))
             data = codec.encode_stream(msg)
             for attempt in range(5):
                 try:

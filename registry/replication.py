@@ -443,6 +443,8 @@ class Replicator:
         self._pieces: dict[str, tuple[int, tuple[bytes, int, int]]] = {}
         """lowercase node -> (Knowledge.gen, its record encoded for answers, see _piece)"""
         self._local_piece: tuple[tuple[int, int], tuple[bytes, int, int]] | None = None
+        self._dirty: set[str] = set()
+        """Nodes whose knowledge changed since their piece was encoded (the warm-up's list)."""
         local.listeners.append(self.on_local_changes)
 
     # --- drops ----------------------------------------------------------------------------------
@@ -581,6 +583,7 @@ class Replicator:
                     pieces.append(p)
             else:
                 left_out += 1
+                self._dirty.add(key)
         if left_out:
             self.counters["answers_partial"] += 1
             self._start_worker()
@@ -606,14 +609,15 @@ class Replicator:
         return self._local_piece[1]
 
     def _stale(self) -> bool:
-        return any((c := self._pieces.get(key)) is None or c[0] != k.gen
-                   for key, k in self.known.items())
+        return bool(self._dirty)
 
     def _warm(self, deadline: float | None) -> None:
-        """Re-encode stale pieces until ``deadline`` (None: all of them)."""
-        for key, k in list(self.known.items()):
+        """Re-encode the pieces of changed nodes until ``deadline`` (None: all of them)."""
+        while self._dirty:
+            key = self._dirty.pop()
+            k = self.known.get(key)
             c = self._pieces.get(key)
-            if c is None or c[0] != k.gen:
+            if k is not None and (c is None or c[0] != k.gen):
                 self._piece(key, k)
                 if deadline is not None and time.perf_counter() >= deadline:
                     return
@@ -725,6 +729,7 @@ class Replicator:
             if contiguous and v > k.complete:
                 k.complete = v
                 k.changed()
+                self._dirty.add(key)
             return False
         with self.catalog.batch():
             self._ensure_node(node)
@@ -749,6 +754,7 @@ class Replicator:
                 k.complete = v
                 k.prune()
             k.changed()
+            self._dirty.add(key)
         return True
 
     def _ensure_node(self, node: str) -> None:
@@ -936,6 +942,7 @@ class Replicator:
             k.complete = new_complete
             k.prune()
             k.changed()
+            self._dirty.add(key)
 
     # --- membership -----------------------------------------------------------------------------
 
@@ -1006,6 +1013,7 @@ class Replicator:
         key = name.lower()
         k = self.known.pop(key, None)
         self._pieces.pop(key, None)
+        self._dirty.discard(key)
         self._failed.discard(key)
         last = k.max_version() if k is not None else 0
         self.departed[key] = max(self.departed.get(key, 0), last)
