@@ -74,8 +74,10 @@ HEAL_BURST = 3
 """Push-pulls with members that came back, per burst (one reaches a whole healed side)."""
 HEAL_SPACING = 1.0
 """Seconds between the push-pulls of one burst."""
-MERGE_QUEUE_MAX = 8
-"""States waiting to be merged; more are dropped (the next push-pull brings them again)."""
+MERGE_QUEUE_MAX_BYTES = 64 * 1024 * 1024
+"""Bytes of received states waiting to be merged (as received, most are compressed); a state
+arriving over it is dropped (counted as ``merge_queue_full``; the next push-pull brings it
+again). A join burst queues dozens of states, and each dropped one costs a push-pull period."""
 
 
 RawRecord = tuple[str, int, tuple[int, Any], dict[str, tuple[int, Any]],
@@ -169,6 +171,7 @@ class _StateReader:
             raise Malformed("empty")
         if buf[0] not in (0, 1):
             raise Malformed("unknown full-state encoding")
+        self.size = len(buf)
         self._src = memoryview(buf)[1:]
         self._inflate = zlib.decompressobj() if buf[0] == 1 else None
         self._max = max_bytes
@@ -439,6 +442,8 @@ class Replicator:
         the heap there, see ``Agent``: a full garbage collection over a large catalog is the
         other long stall)."""
         self._queue: deque[_StateReader] = deque()
+        self._queued_bytes = 0
+        self.merge_queue_max_bytes = MERGE_QUEUE_MAX_BYTES
         self._worker: asyncio.Task[None] | None = None
         self._pieces: dict[str, tuple[int, tuple[bytes, int, int]]] = {}
         """lowercase node -> (Knowledge.gen, its record encoded for answers, see _piece)"""
@@ -781,7 +786,7 @@ class Replicator:
         here and the rest in later turns of the loop (see :class:`_StateReader`)."""
         self.counters["full_bytes_received"] += len(buf)
         self._reply = None
-        if len(self._queue) >= MERGE_QUEUE_MAX:
+        if self._queued_bytes + len(buf) > self.merge_queue_max_bytes:
             self._drop("merge_queue_full", f"{len(self._queue)} states waiting")
             return
         try:
@@ -794,6 +799,7 @@ class Replicator:
             self._reply = self._answer(digest)
         if self._queue or not self._merge_slice(job):
             self._queue.append(job)
+            self._queued_bytes += job.size
             self._start_worker()
 
     def _merge_slice(self, job: _StateReader) -> bool:
@@ -841,7 +847,7 @@ class Replicator:
         except RuntimeError:  # no loop (a synchronous caller): finish here
             while self._queue:
                 if self._merge_slice(self._queue[0]):
-                    self._queue.popleft()
+                    self._queued_bytes -= self._queue.popleft().size
             self._warm(None)
             return
         self._worker = loop.create_task(self._work(), name="replication-merge")
@@ -852,7 +858,7 @@ class Replicator:
             await asyncio.sleep(0)
             if self._queue:
                 if self._merge_slice(self._queue[0]):
-                    self._queue.popleft()
+                    self._queued_bytes -= self._queue.popleft().size
             else:
                 self._warm(time.perf_counter() + self.slice_seconds)
 
@@ -870,6 +876,7 @@ class Replicator:
             with contextlib.suppress(asyncio.CancelledError):
                 await self._worker
         self._queue.clear()
+        self._queued_bytes = 0
 
     def _merge_record(self, name: str, complete: int, info: tuple[int, Any],
                       services: Mapping[str, tuple[int, Any]],

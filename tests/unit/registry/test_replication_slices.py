@@ -172,3 +172,23 @@ async def test_answer_to_a_joiner_comes_from_cached_pieces_and_a_cold_cache_is_p
     assert sorted(fresh) == sorted(cached)
     await rep.close()
     await reg.stop()
+
+
+async def test_states_beyond_the_queue_cap_are_dropped_and_counted() -> None:
+    reg = await registry()
+    rep = reg.replicator
+    assert rep is not None
+    rep.slice_seconds = 0.0
+    rep.slice_min_records = 1
+    first = state([record(n) for n in range(0, 100)])
+    rep.merge_app_state(first)  # one record merged, the rest queued
+    rep.merge_app_state(state([record(n) for n in range(100, 200)]))  # queued behind it
+    rep.merge_queue_max_bytes = rep._queued_bytes + 10  # now nearly full
+    rep.merge_app_state(state([record(n) for n in range(200, 300)]))
+    assert rep.dropped["merge_queue_full"] == 1
+    await rep.idle()
+    assert rep._queued_bytes == 0
+    names = set(reg.catalog.node_names())
+    assert len(names) == 201 and "r0250" not in names  # the dropped one comes at a later pull
+    await rep.close()
+    await reg.stop()
