@@ -78,7 +78,7 @@ async def test_a_big_state_is_merged_across_loop_turns() -> None:
     rep = reg.replicator
     assert rep is not None
     rep.slice_seconds = 0.0  # one record per slice
-    rep.slice_min_records = 1
+    rep.slice_min_items = 1
     ticks = 0
     rep.merge_app_state(state([record(n) for n in range(300)]))
     partial = len(reg.catalog.node_names())
@@ -179,7 +179,7 @@ async def test_states_beyond_the_queue_cap_are_dropped_and_counted() -> None:
     rep = reg.replicator
     assert rep is not None
     rep.slice_seconds = 0.0
-    rep.slice_min_records = 1
+    rep.slice_min_items = 1
     first = state([record(n) for n in range(0, 100)])
     rep.merge_app_state(first)  # one record merged, the rest queued
     rep.merge_app_state(state([record(n) for n in range(100, 200)]))  # queued behind it
