@@ -25,13 +25,27 @@ the digest says (for a joiner, everything). So a quiet cluster exchanges a few b
 instead of every record twice, and each push-pull is still a pull that fetches whatever the
 initiator misses, which is how a node that missed broadcasts or sat on the other side of a
 partition converges. (The answering side merges before it answers; memberlist's wire allows
-either order.) A full state (``MSG_FULL``, every record) is still accepted from any peer. A delta must fit one UDP packet: check output is cut to fit, and a record still too
-large is left to push-pull (counted as ``delta_oversize``).
+either order.) A full state (``MSG_FULL``, every record) is still accepted from any peer. A
+delta must fit one UDP packet: check output is cut to fit, and a record still too large is left
+to push-pull (counted as ``delta_oversize``).
+
+Work proportional to the cluster's size never runs as one long callback (issue 13). A received
+state is read as a stream (zlib a chunk at a time, ``msgpack.Unpacker`` one node record at a
+time): its header and digest at once, so that the answer is ready when gossip asks for it, then
+records for ``slice_seconds`` (5 ms) per turn of the loop, the rest by a worker task
+(``_StateReader``, ``_merge_slice``, ``_work``). An answer is assembled from per-node *pieces*:
+each remote record msgpack-encoded and deflated once per change of that node (raw deflate ending
+in a full flush, so pieces made apart concatenate into one zlib stream whose Adler-32 is combined
+arithmetically); answering a joiner with 100,000 instances is then a join of bytes. Pieces that
+are stale when an answer is due are re-encoded within the same budget and the rest are left for
+the next push-pull while the worker re-encodes them.
 
 Gossip status is local knowledge, never replicated: ``MemberFailed`` marks X failed in this
 agent's catalog (its instances turn critical through serfHealth at once), ``MemberLeft`` and
 ``MemberReaped`` remove X's record and remember the last version seen, so a stale copy arriving
 later from a slower peer cannot bring it back; a node that comes back publishes newer versions.
+A member that comes back after a failure or a leave (a partition heals, an agent restarts) is
+reconciled with at once: a push-pull with it, besides the periodic ones (``_came_back``).
 
 Every decode error drops the input, counts it by reason and logs WARNING once per reason.
 """
