@@ -272,6 +272,14 @@ class GossipCore:
         self._settle(now)
         return jid
 
+    def push_pull_with(self, addr: Addr, now: float) -> bool:
+        """One push/pull with ``addr`` now, besides the periodic ones (the registry asks for it
+        when a member comes back, to reconcile at once). False if refused."""
+        with self._inside():
+            started = self.memberlist.push_pull_with(addr, now)
+        self._settle(now)
+        return started
+
     def start_leave(self, now: float, on_sent: Callable[[bool], None] | None = None) -> bool:
         """Gossip our Serf leave intent (see :meth:`Serf.start_leave`)."""
         sent = self.serf.start_leave(now, on_sent)

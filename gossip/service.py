@@ -567,12 +567,11 @@ class Gossip:
         """Start a push/pull with the alive member ``name`` now (the registry reconciles its
         catalog with a member that came back). False if it is not alive or was refused."""
         m = self.member(name)
-        core = self.memberlist
+        core = self.core
         if m is None or m.status != "alive" or core is None or self._stopped:
             return False
         started = core.push_pull_with((m.addr, m.port), self._now())
-        if started and self.transport is not None:
-            self.transport.flush()
+        self._flush()
         return started
 
     # -- metrics -------------------------------------------------------------------------------
