@@ -86,9 +86,12 @@ SLICE_MIN_ITEMS = 64
 says: a small state, the common case, is merged at once even on a machine so loaded that 5 ms
 of wall time pass in a few records; a big one still yields every couple of records."""
 HEAL_BURST = 3
-"""Push-pulls with members that came back, per burst (one reaches a whole healed side)."""
+"""Push-pulls with members that came back, at most per ``HEAL_WINDOW`` (one exchange reaches a
+whole healed side)."""
+HEAL_WINDOW = 30.0
+"""Seconds over which ``HEAL_BURST`` counts."""
 HEAL_SPACING = 1.0
-"""Seconds between the push-pulls of one burst."""
+"""Seconds between two such push-pulls."""
 MERGE_QUEUE_MAX_BYTES = 64 * 1024 * 1024
 """Bytes of received states waiting to be merged (as received, most are compressed); a state
 arriving over it is dropped (counted as ``merge_queue_full``; the next push-pull brings it
@@ -449,6 +452,9 @@ class Replicator:
         self.push_pull = push_pull
         """Starts a push-pull with a member now (gossip's ``push_pull``); None: no fast heal."""
         self._returned: list[str] = []
+        self._heal_times: deque[float] = deque()
+        """When the recent heal push-pulls started (monotonic seconds)."""
+        self.heal_burst, self.heal_window, self.heal_spacing = HEAL_BURST, HEAL_WINDOW, HEAL_SPACING
         self._failed: set[str] = set()
         """Members whose last event was MemberFailed (lowercase): back when they join."""
         self._heal_handle: asyncio.Handle | None = None
@@ -997,11 +1003,12 @@ class Replicator:
         was away, both sides may have written records the other missed, and deltas sent then
         are gone. Reconcile now with a push-pull (each side does it for the other, so each
         pulls what it lacks) instead of waiting for the periodic one. A heal brings back many
-        members at once and one exchange with any of them fetches their side's catalog: at
-        most ``HEAL_BURST`` exchanges per burst, ``HEAL_SPACING`` apart."""
-        if self.push_pull is None or len(self._returned) >= HEAL_BURST:
+        members within seconds and one exchange with any of them fetches their side's catalog:
+        at most ``HEAL_BURST`` such push-pulls per ``HEAL_WINDOW``, ``HEAL_SPACING`` apart;
+        members coming back beyond that are left to the periodic push-pull."""
+        if self.push_pull is None:
             return
-        if name not in self._returned:
+        if name not in self._returned and len(self._returned) < self.heal_burst:
             self._returned.append(name)
         if self._heal_handle is None:
             try:
@@ -1009,27 +1016,34 @@ class Replicator:
             except RuntimeError:
                 self._heal()
                 return
-            # not from inside the gossip event being delivered: on the next turn of the loop
-            self._heal_handle = loop.call_soon(self._heal)
+            wait = 0.0
+            if self._heal_times:
+                wait = max(0.0, self._heal_times[-1] + self.heal_spacing - time.monotonic())
+            # not from inside the gossip event being delivered: on a later turn of the loop
+            self._heal_handle = loop.call_later(wait, self._heal)
 
     def _heal(self) -> None:
         self._heal_handle = None
+        now = time.monotonic()
+        while self._heal_times and self._heal_times[0] <= now - self.heal_window:
+            self._heal_times.popleft()
+        if len(self._heal_times) >= self.heal_burst:
+            self._returned.clear()  # the budget is spent: the periodic push-pull covers them
+            return
         if not self._returned or self.push_pull is None:
             return
         name = self._returned.pop(0)
         try:
             if self.push_pull(name):
+                self._heal_times.append(now)
                 self.counters["heal_push_pulls"] += 1
                 log.info("reconciling with a member that came back node=%s", name)
         except Exception:  # never out of a loop callback
             log.exception("heal push-pull failed node=%s", name)
         if self._returned:
             with contextlib.suppress(RuntimeError):
-                self._heal_handle = asyncio.get_running_loop().call_later(HEAL_SPACING,
+                self._heal_handle = asyncio.get_running_loop().call_later(self.heal_spacing,
                                                                           self._heal)
-        else:
-            # the burst is over: the next member to come back starts a new one
-            self._returned = []
 
     def forget(self, name: str) -> None:
         """The node left or was reaped: its records disappear everywhere."""

@@ -430,3 +430,35 @@ async def test_members_coming_back_reconcile_at_once_without_periodic_push_pull(
     await asyncio.sleep(0)
     assert len(bus.nodes["a"].pushed_pulled) == before
     await stop(regs)
+
+
+async def test_heal_push_pulls_are_spaced_and_bounded_when_many_come_back() -> None:
+    import asyncio
+    import time
+
+    names = [f"n{i}" for i in range(10)]
+    bus, regs = await cluster(names, seed=5)
+    rep = regs["n0"].replicator
+    assert rep is not None
+    rep.heal_spacing, rep.heal_window = 0.05, 5.0
+    g = bus.nodes["n0"]
+    for n in names[1:]:
+        g.emit(MemberFailed(Member(name=n, addr="127.0.0.1", port=7946, status="failed")))
+    started = time.monotonic()
+    times: list[float] = []
+    real = g.push_pull
+
+    def timed(name: str) -> bool:
+        times.append(time.monotonic() - started)
+        return real(name)
+
+    rep.push_pull = timed
+    # they come back one by one, a few milliseconds apart (as a heal looks from one node)
+    for n in names[1:]:
+        g.emit(MemberJoined(Member(name=n, addr="127.0.0.1", port=7946)))
+        await asyncio.sleep(0.01)
+    await asyncio.sleep(0.3)
+    assert len(times) == 3  # the window's budget, not one per member
+    assert all(b - a >= 0.04 for a, b in zip(times, times[1:], strict=False)), times
+    assert rep.counters["heal_push_pulls"] == 3
+    await stop(regs)
