@@ -30,7 +30,16 @@ Weights.Warning by health). :class:`MemoryView` is a working in-memory catalog v
 
 from __future__ import annotations
 
-from .config import STRATEGIES, LBConfig, ListenerSpec, Route
+from .config import (
+    STRATEGIES,
+    BackendTLSSpec,
+    CertificateSpec,
+    LBConfig,
+    ListenerSpec,
+    RedirectSpec,
+    Route,
+    TLSSpec,
+)
 from .counters import LBCounters, ListenerStats
 from .errors import ConfigError, LBError, ListenerError
 from .loadbalancer import LoadBalancer, listeners_from_config
@@ -38,11 +47,49 @@ from .memview import MemInstance, MemoryView
 from .pool import Pool
 from .routes import RouteTable, urlprefix_routes
 from .strategy import Backend, LeastConn, Random, RoundRobin, WeightedRoundRobin, make_strategy
+from .tls import (
+    HANDSHAKE_FAILURE_REASONS,
+    CertificateLoader,
+    DefaultCertificateLoader,
+    LoadedCertificate,
+    certificate_names,
+    prepare_listener_tls,
+)
 from .view import CatalogView, Instance
 
 __all__ = [
-    "STRATEGIES", "Backend", "CatalogView", "ConfigError", "Instance", "LBConfig", "LBCounters",
-    "LBError", "LeastConn", "ListenerError", "ListenerSpec", "ListenerStats", "LoadBalancer",
-    "MemInstance", "MemoryView", "Pool", "Random", "RoundRobin", "Route", "RouteTable",
-    "WeightedRoundRobin", "listeners_from_config", "make_strategy", "urlprefix_routes",
+    "HANDSHAKE_FAILURE_REASONS",
+    "STRATEGIES",
+    "Backend",
+    "BackendTLSSpec",
+    "CatalogView",
+    "CertificateLoader",
+    "CertificateSpec",
+    "ConfigError",
+    "DefaultCertificateLoader",
+    "Instance",
+    "LBConfig",
+    "LBCounters",
+    "LBError",
+    "LeastConn",
+    "ListenerError",
+    "ListenerSpec",
+    "ListenerStats",
+    "LoadBalancer",
+    "LoadedCertificate",
+    "MemInstance",
+    "MemoryView",
+    "Pool",
+    "Random",
+    "RedirectSpec",
+    "RoundRobin",
+    "Route",
+    "RouteTable",
+    "TLSSpec",
+    "WeightedRoundRobin",
+    "certificate_names",
+    "listeners_from_config",
+    "make_strategy",
+    "prepare_listener_tls",
+    "urlprefix_routes",
 ]

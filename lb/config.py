@@ -16,7 +16,8 @@ from typing import Any
 
 from .errors import ConfigError
 
-__all__ = ["STRATEGIES", "LBConfig", "ListenerSpec", "Route", "parse_bind", "parse_duration"]
+__all__ = ["STRATEGIES", "BackendTLSSpec", "CertificateSpec", "LBConfig", "ListenerSpec",
+           "RedirectSpec", "Route", "TLSSpec", "parse_bind", "parse_duration"]
 
 STRATEGIES = ("round_robin", "least_conn", "random", "weighted_round_robin")
 _STRATEGY_ALIASES = {
@@ -154,6 +155,9 @@ class LBConfig:
     """Seconds between sweeps that enforce idle, header and response timeouts."""
     watch_timeout: float = 30.0
     """Seconds one blocking wait on the catalog view lasts before it is renewed."""
+    tls_handshake_timeout: float = 10.0
+    """TLS listeners: seconds a client has to complete its handshake; counted as ``timeout``
+    in the handshake failures when it does not."""
 
     def validate(self) -> LBConfig:
         for f in fields(self):
@@ -162,7 +166,8 @@ class LBConfig:
                 continue
             if isinstance(v, (int, float)) and v < 0:
                 raise ConfigError(f"lb.{f.name}: {v} is negative; use a value >= 0")
-        for name in ("connect_timeout", "sweep_interval", "watch_timeout"):
+        for name in ("connect_timeout", "sweep_interval", "watch_timeout",
+                     "tls_handshake_timeout"):
             if getattr(self, name) <= 0:
                 raise ConfigError(f"lb.{name}: must be > 0 seconds")
         for name in ("connect_attempts", "max_connections", "eject_after", "max_request_line",
@@ -256,6 +261,165 @@ def split_urlprefix(text: str) -> tuple[str, str]:
     return text[:slash].lower(), text[slash:]
 
 
+TLS_VERSIONS = {"tlsv1.2": "TLSv1.2", "tlsv1_2": "TLSv1.2", "tls12": "TLSv1.2", "1.2": "TLSv1.2",
+                "tlsv1.3": "TLSv1.3", "tlsv1_3": "TLSv1.3", "tls13": "TLSv1.3", "1.3": "TLSv1.3"}
+_TOO_OLD_TLS = {"tlsv1", "tlsv1.0", "tlsv1_0", "tls10", "1.0", "tlsv1.1", "tlsv1_1", "tls11", "1.1",
+                "sslv3"}
+
+
+def _mapping(value: object, what: str, example: str) -> dict[str, Any]:
+    if not isinstance(value, Mapping):
+        raise ConfigError(f"{what}: must be an object like {example}")
+    return {_norm(str(k)): v for k, v in value.items()}
+
+
+def _check_keys(d: Mapping[str, Any], known: dict[str, str], what: str) -> None:
+    for k in d:
+        if k not in known:
+            raise ConfigError(f"{what}: unknown key {k!r}; known keys are "
+                              + ", ".join(known.values()))
+
+
+def _opt_file(d: Mapping[str, Any], key: str, what: str) -> str:
+    v = d.get(key) or ""
+    if not isinstance(v, str):
+        raise ConfigError(f"{what}: {v!r} must be a file path (a string)")
+    return v
+
+
+@dataclass(frozen=True, slots=True)
+class CertificateSpec:
+    """One certificate of a TLS listener: PEM certificate (chain) and its PEM private key."""
+
+    cert_file: str
+    key_file: str
+
+    def to_dict(self) -> dict[str, Any]:
+        return {"CertFile": self.cert_file, "KeyFile": self.key_file}
+
+
+@dataclass(frozen=True, slots=True)
+class TLSSpec:
+    """``TLS``: the listener terminates TLS. The certificate is chosen by the client's SNI
+    name (exact names first, then ``*.example.com`` wildcards, which cover one label); the
+    first certificate is the default (no SNI, or no certificate for the name)."""
+
+    certificates: tuple[CertificateSpec, ...]
+    """``Certificates``: ``[{"CertFile": ..., "KeyFile": ...}, ...]``, at least one."""
+    min_version: str = "TLSv1.2"
+    """``MinVersion``: ``TLSv1.2`` (default) or ``TLSv1.3``; older versions are refused."""
+
+    @classmethod
+    def from_value(cls, value: object, what: str) -> TLSSpec:
+        example = '{"Certificates": [{"CertFile": "web.pem", "KeyFile": "web-key.pem"}]}'
+        d = _mapping(value, what, example)
+        _check_keys(d, {"certificates": "Certificates", "minversion": "MinVersion",
+                        "reloads": "Reloads"}, what)
+        raw = d.get("certificates")
+        if isinstance(raw, Mapping):
+            raw = [raw]
+        if not isinstance(raw, (list, tuple)) or not raw:
+            raise ConfigError(f"{what}.Certificates: required, a list like "
+                              '[{"CertFile": "web.pem", "KeyFile": "web-key.pem"}]')
+        certs = []
+        for i, item in enumerate(raw):
+            w = f"{what}.Certificates[{i}]"
+            c = _mapping(item, w, '{"CertFile": "web.pem", "KeyFile": "web-key.pem"}')
+            _check_keys(c, {"certfile": "CertFile", "keyfile": "KeyFile", "names": "Names"}, w)
+            cert = _opt_file(c, "certfile", f"{w}.CertFile")
+            key = _opt_file(c, "keyfile", f"{w}.KeyFile")
+            if not cert or not key:
+                raise ConfigError(f"{w}: CertFile and KeyFile are both required")
+            certs.append(CertificateSpec(cert, key))
+        mv = d.get("minversion") or "TLSv1.2"
+        if not isinstance(mv, str):
+            raise ConfigError(f"{what}.MinVersion: {mv!r} must be a string like \"TLSv1.2\"")
+        if mv.lower() in _TOO_OLD_TLS:
+            raise ConfigError(f"{what}.MinVersion: {mv!r} is too old; use TLSv1.2 or TLSv1.3")
+        if mv.lower() not in TLS_VERSIONS:
+            raise ConfigError(f"{what}.MinVersion: {mv!r} is not a TLS version; use TLSv1.2 or "
+                              "TLSv1.3")
+        return cls(certificates=tuple(certs), min_version=TLS_VERSIONS[mv.lower()])
+
+    def to_dict(self) -> dict[str, Any]:
+        return {"Certificates": [c.to_dict() for c in self.certificates],
+                "MinVersion": self.min_version}
+
+
+@dataclass(frozen=True, slots=True)
+class BackendTLSSpec:
+    """``BackendTLS``: the listener speaks TLS to its backends (every backend, or with
+    ``TaggedOnly`` only instances registered with the ``tls`` tag)."""
+
+    ca_file: str = ""
+    """``CAFile``: PEM CA(s) that sign the backends' certificates. Default: the system's."""
+    server_name: str = ""
+    """``ServerName``: the name sent as SNI and checked in the backend's certificate.
+    Default: the instance's address."""
+    skip_verify: bool = False
+    """``SkipVerify``: do not verify the backend's certificate (encryption without
+    authentication; for testing)."""
+    tagged_only: bool = False
+    """``TaggedOnly``: TLS only to instances carrying the ``tls`` tag, plain TCP to others."""
+
+    @classmethod
+    def from_value(cls, value: object, what: str) -> BackendTLSSpec | None:
+        if value is None or value is False:
+            return None
+        if value is True:
+            return cls()
+        d = _mapping(value, what, '{"CAFile": "ca.pem", "ServerName": "api.internal"}')
+        _check_keys(d, {"cafile": "CAFile", "servername": "ServerName",
+                        "skipverify": "SkipVerify", "taggedonly": "TaggedOnly"}, what)
+        name = d.get("servername") or ""
+        if not isinstance(name, str):
+            raise ConfigError(f"{what}.ServerName: {name!r} must be a string")
+        return cls(ca_file=_opt_file(d, "cafile", f"{what}.CAFile"), server_name=name,
+                   skip_verify=_to_bool(d.get("skipverify", False), f"{what}.SkipVerify"),
+                   tagged_only=_to_bool(d.get("taggedonly", False), f"{what}.TaggedOnly"))
+
+    def to_dict(self) -> dict[str, Any]:
+        return {"CAFile": self.ca_file, "ServerName": self.server_name,
+                "SkipVerify": self.skip_verify, "TaggedOnly": self.tagged_only}
+
+
+REDIRECT_CODES = (301, 302, 303, 307, 308)
+
+
+@dataclass(frozen=True, slots=True)
+class RedirectSpec:
+    """``RedirectHTTPS`` (a plain http listener): every request is answered with a redirect
+    to ``https://<Host without port>[:Port]<path>?<query>`` and is not proxied, as HAProxy's
+    ``http-request redirect scheme https code 308`` does."""
+
+    port: int = 443
+    """``Port``: the HTTPS port to send clients to; 443 is left out of the URL."""
+    code: int = 308
+    """``Code``: 308 (default; permanent, method kept), 301, 302, 303 or 307."""
+
+    @classmethod
+    def from_value(cls, value: object, what: str) -> RedirectSpec | None:
+        if value is None or value is False:
+            return None
+        if value is True:
+            return cls()
+        if isinstance(value, int) and not isinstance(value, bool):
+            value = {"Port": value}
+        d = _mapping(value, what, '{"Port": 443, "Code": 308}')
+        _check_keys(d, {"port": "Port", "code": "Code"}, what)
+        port = _to_int(d.get("port", 443), f"{what}.Port", 1)
+        if port > 65535:
+            raise ConfigError(f"{what}.Port: {port} is not a port; use 1-65535")
+        code = _to_int(d.get("code", 308), f"{what}.Code")
+        if code not in REDIRECT_CODES:
+            raise ConfigError(f"{what}.Code: {code} is not a redirect; use 308 (default), 301, "
+                              "302, 303 or 307")
+        return cls(port=port, code=code)
+
+    def to_dict(self) -> dict[str, Any]:
+        return {"Port": self.port, "Code": self.code}
+
+
 @dataclass(frozen=True, slots=True)
 class ListenerSpec:
     """One listener: where it binds, how it proxies, and which catalog service it serves."""
@@ -291,6 +455,14 @@ class ListenerSpec:
     max_connections: int | None = None
     """``MaxConnections``: client connections open at once; more wait in the accept queue.
     Default: the LB config's."""
+    tls: TLSSpec | None = None
+    """``TLS``: terminate TLS on this listener (:class:`TLSSpec`). Default: plain."""
+    backend_tls: BackendTLSSpec | None = None
+    """``BackendTLS``: speak TLS to backends (:class:`BackendTLSSpec`). Default: plain, except
+    to instances registered with the ``tls`` tag (verified against the system's CAs)."""
+    redirect_https: RedirectSpec | None = None
+    """``RedirectHTTPS`` (http mode, no TLS): answer every request with a redirect to HTTPS
+    (:class:`RedirectSpec`) instead of proxying it."""
 
     def validate(self) -> ListenerSpec:
         if not self.name or not re.fullmatch(r"[A-Za-z0-9_.\-]+", self.name):
@@ -308,7 +480,14 @@ class ListenerSpec:
                               "unknown; use v1, v2 or leave it empty")
         if self.mode == "tcp" and (self.routes or self.urlprefix):
             raise ConfigError(f"listener {self.name}: Routes and URLPrefix need Mode http")
-        if not self.service and not self.routes and not self.urlprefix:
+        if self.redirect_https is not None:
+            if self.mode != "http" or self.tls is not None:
+                raise ConfigError(f"listener {self.name}: RedirectHTTPS needs Mode http and no "
+                                  "TLS (it is the plain listener that sends clients to HTTPS)")
+            if self.service or self.routes or self.urlprefix:
+                raise ConfigError(f"listener {self.name}: RedirectHTTPS answers every request "
+                                  "itself; leave Service, Routes and URLPrefix empty")
+        elif not self.service and not self.routes and not self.urlprefix:
             raise ConfigError(f"listener {self.name}: Service is required (or, in http mode, "
                               "Routes or URLPrefix)")
         if self.max_connections is not None and self.max_connections < 1:
@@ -329,12 +508,13 @@ class ListenerSpec:
             d[_norm(str(key))] = value
         known = {"name", "bind", "mode", "service", "tag", "strategy", "proxyprotocol", "routes",
                  "urlprefix", "passingonly", "connecttimeout", "idletimeout", "maxconnections",
-                 "counters", "backends"}
+                 "counters", "backends", "tls", "backendtls", "redirecthttps"}
         unknown = [k for k in data if _norm(str(k)) not in known]
         if unknown:
             raise ConfigError(f"listener: unknown key {unknown[0]!r}; known keys are Name, Bind, "
                               "Mode, Service, Tag, Strategy, ProxyProtocol, Routes, URLPrefix, "
-                              "PassingOnly, ConnectTimeout, IdleTimeout, MaxConnections")
+                              "PassingOnly, ConnectTimeout, IdleTimeout, MaxConnections, TLS, "
+                              "BackendTLS, RedirectHTTPS")
         name = d.get("name")
         if not isinstance(name, str) or not name:
             raise ConfigError("listener Name: required, a unique name for the listener")
@@ -373,6 +553,12 @@ class ListenerSpec:
                 d["idletimeout"], f"listener {name}: IdleTimeout")),
             max_connections=(None if d.get("maxconnections") is None else _to_int(
                 d["maxconnections"], f"listener {name}: MaxConnections", 1)),
+            tls=(None if d.get("tls") is None else TLSSpec.from_value(
+                d["tls"], f"listener {name}: TLS")),
+            backend_tls=BackendTLSSpec.from_value(d.get("backendtls"),
+                                                  f"listener {name}: BackendTLS"),
+            redirect_https=RedirectSpec.from_value(d.get("redirecthttps"),
+                                                   f"listener {name}: RedirectHTTPS"),
         )
         return spec.validate()
 
@@ -383,6 +569,9 @@ class ListenerSpec:
             "Routes": [r.to_dict() for r in self.routes], "URLPrefix": self.urlprefix,
             "PassingOnly": self.passing_only, "ConnectTimeout": self.connect_timeout,
             "IdleTimeout": self.idle_timeout, "MaxConnections": self.max_connections,
+            "TLS": self.tls.to_dict() if self.tls else None,
+            "BackendTLS": self.backend_tls.to_dict() if self.backend_tls else None,
+            "RedirectHTTPS": self.redirect_https.to_dict() if self.redirect_https else None,
         }
 
     def with_bind(self, bind: str) -> ListenerSpec:

@@ -49,6 +49,8 @@ class ListenerStats:
         "reasons",
         "rejected",
         "requests",
+        "tls_failures",
+        "tls_handshakes",
     )
 
     def __init__(self) -> None:
@@ -61,6 +63,8 @@ class ListenerStats:
         self.rejected = 0      # connections refused by the max_connections cap
         self.reasons: Counter[str] = Counter()   # errors by reason
         self.events: Counter[str] = Counter()    # other notable endings (timeouts, retries)
+        self.tls_handshakes = 0                  # TLS listeners: handshakes completed
+        self.tls_failures: Counter[str] = Counter()   # ... and failed, by reason
 
     def error(self, reason: str) -> None:
         self.errors += 1
@@ -70,4 +74,6 @@ class ListenerStats:
         return {"Connections": self.connections, "Active": self.active,
                 "Requests": self.requests, "BytesIn": self.bytes_in,
                 "BytesOut": self.bytes_out, "Errors": self.errors, "Rejected": self.rejected,
-                "ErrorReasons": dict(self.reasons), "Events": dict(self.events)}
+                "ErrorReasons": dict(self.reasons), "Events": dict(self.events),
+                "TLSHandshakes": self.tls_handshakes,
+                "TLSHandshakeFailures": dict(self.tls_failures)}

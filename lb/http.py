@@ -43,6 +43,8 @@ from __future__ import annotations
 import asyncio
 import errno
 import logging
+import socket
+import ssl
 import sys
 from collections import deque
 from http import HTTPStatus
@@ -57,7 +59,13 @@ try:
 except (ImportError, AttributeError):   # not Linux/Unix: no unacknowledged-bytes probe
     _TIOCOUTQ = None
 
-from .httphead import ForwardingFields, Rejection, forwarding_fields, rewrite_request_head
+from .httphead import (
+    ForwardingFields,
+    Rejection,
+    forwarding_fields,
+    redirect_response,
+    rewrite_request_head,
+)
 from .listener import Listener
 from .proxyproto import proxy_header
 
@@ -117,6 +125,7 @@ class Exchange:
         "idempotent",
         "is_head",
         "keep_alive",
+        "local",
         "pending",
         "pending_bytes",
         "pool",
@@ -155,6 +164,7 @@ class Exchange:
         self.error: tuple[int, str, str] | None = None
         self.idempotent = False
         self.retries = 0
+        self.local: bytes | None = None     # an answer of our own (a redirect): not proxied
 
 
 class HttpListener(Listener):
@@ -168,17 +178,25 @@ class HttpListener(Listener):
         return (f"[{h}]:{p}" if ":" in h else f"{h}:{p}").encode()
 
     async def start(self) -> None:
-        self.sock.setblocking(False)
-        self.server = await self.loop.create_server(lambda: ClientConn(self), sock=self.sock,
-                                                    backlog=1024)
-        self.accepting = True
+        if self.terminates_tls:
+            # accept ourselves so that a failed handshake reaches us and is counted
+            self.watch_accept()
+        else:
+            self.sock.setblocking(False)
+            self.server = await self.loop.create_server(lambda: ClientConn(self),
+                                                        sock=self.sock, backlog=1024)
+            self.accepting = True
         self.start_sweeper()
 
     def stop_accepting(self) -> None:
-        if self.accepting:
+        if self.server is None:
+            self.unwatch_accept()
+        elif self.accepting:
             self.accepting = False
-            if self.server is not None:
-                self.server.close()
+            self.server.close()
+
+    def _accepted(self, csock: socket.socket, caddr: Any) -> None:
+        self.spawn_handshake(self.tls_accept(lambda: ClientConn(self), csock))
 
     def refresh(self, view: Any) -> None:
         pools = list(self.pools.values())
@@ -271,7 +289,7 @@ class ClientConn(asyncio.Protocol):
         st.active += 1
         peer = transport.get_extra_info("peername")
         self.client_ip = peer[0] if peer else ""
-        self.fields = forwarding_fields(self.client_ip, listener.host_header)
+        self.fields = forwarding_fields(self.client_ip, listener.host_header, listener.proto)
         self.last_active = self.loop.time()
 
     def connection_lost(self, exc: Exception | None) -> None:
@@ -326,8 +344,8 @@ class ClientConn(asyncio.Protocol):
             if t.can_write_eof():
                 t.write_eof()
             return not self.tunnel.eof
-        # answer what is in flight, then close
-        return bool(self.exchanges) and not self.dead
+        # answer what is in flight, then close (an SSL transport closes on EOF regardless)
+        return bool(self.exchanges) and not self.dead and not self.listener.terminates_tls
 
     def data_received(self, data: bytes) -> None:
         listener = self.listener
@@ -348,6 +366,12 @@ class ClientConn(asyncio.Protocol):
         except httptools.HttpParserUpgrade as e:
             off = e.args[0] if e.args else len(data)
             ex = self.cur
+            if ex is not None and ex.local is not None:
+                # an upgrade asked of a redirecting listener: answer, then close
+                ex.req_done = True
+                self.dead = self.abnormal = True
+                self._answer_locals()
+                return
             if ex is not None and off < len(data):
                 self._hold(ex, data[off:])
             self.abnormal = True
@@ -368,6 +392,8 @@ class ClientConn(asyncio.Protocol):
             log.exception("lb http data_received failed")
             self._refuse(500, f"internal proxy error ({type(e).__name__})", "internal_error")
         else:
+            if self.listener.redirect is not None and self.exchanges:
+                self._answer_locals()
             if self.in_head:
                 # still inside a head: count what it has taken so far (an upper bound when
                 # this read also held the end of the previous message)
@@ -381,6 +407,18 @@ class ClientConn(asyncio.Protocol):
         if len(self.exchanges) > 1:
             self._pause(_P_PIPELINE)
         self.flush_all()
+
+    def _answer_locals(self) -> None:
+        """Answer the requests at the head of the queue that we answer ourselves."""
+        while self.exchanges and not self.closed:
+            ex = self.exchanges[0]
+            if ex.local is None or not ex.req_done or ex.error is not None:
+                return
+            self.out.append(ex.local)
+            ex.resp_done = True
+            ex.close_after = not ex.keep_alive
+            self.exchange_done(ex)
+            self.flush()
 
     def flush_all(self) -> None:
         """Write what this connection's current exchange queued, both directions."""
@@ -430,6 +468,19 @@ class ClientConn(asyncio.Protocol):
         ex.idempotent = method in (b"GET", b"HEAD", b"OPTIONS")
         ex.http10 = parser.get_http_version() == "1.0"
         ex.keep_alive = parser.should_keep_alive()
+        redirect = self.listener.redirect
+        if redirect is not None:
+            host = None
+            for name, value in self.headers:
+                if name.lower() == b"host":
+                    host = value
+            if parser.should_upgrade():
+                ex.keep_alive = False
+            # raises Rejection (400) for a Host that cannot go into a URL
+            ex.local = redirect_response(redirect.code, host, self.url, redirect.port,
+                                         self.listener.local_addr[0].encode(), ex.keep_alive,
+                                         ex.http10)
+            return
         # raises Rejection, which stops the parser and is answered in data_received
         ex.head, host, url, ex.upgrade, ex.chunked, ex.has_body = rewrite_request_head(
             method, self.url, self.headers, parser.should_upgrade(), self.fields, self.config,
@@ -448,6 +499,8 @@ class ClientConn(asyncio.Protocol):
     def on_body(self, data: bytes) -> None:
         ex = self.cur
         assert ex is not None
+        if ex.local is not None:
+            return      # the body of a request we answer ourselves is read and dropped
         if ex.chunked:
             ex.body_seen += len(data)
             if self.config.max_body and ex.body_seen > self.config.max_body:
@@ -524,11 +577,15 @@ class ClientConn(asyncio.Protocol):
         try:
             async with asyncio.timeout(listener.connect_timeout):
                 _, up = await self.loop.create_connection(
-                    lambda: UpstreamConn(listener, b), b.host, b.port)
+                    lambda: UpstreamConn(listener, b), b.host, b.port,
+                    **listener.tls.backend_ssl(listener.spec, b, listener.connect_timeout))
         except asyncio.CancelledError:
             raise
         except (OSError, TimeoutError) as e:
             ex.connecting = None
+            if isinstance(e, ssl.SSLError):
+                listener.counters.problem("backend_tls_failed", "listener=%s backend=%s:%d "
+                                          "err=%s", listener.spec.name, b.host, b.port, e)
             if getattr(e, "errno", None) in _LOCAL_ERRNOS:
                 # our own shortage (descriptors, memory), not the backend's fault
                 listener.counters.problem("local_resources", "listener=%s err=%s",

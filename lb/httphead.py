@@ -34,7 +34,7 @@ from __future__ import annotations
 from typing import NamedTuple, Protocol
 
 __all__ = ["ForwardingFields", "Rejection", "RequestHead", "forwarding_fields",
-           "rewrite_request_head"]
+           "redirect_response", "rewrite_request_head"]
 
 # how each special request field is treated (the lookup key is the lower-cased name)
 _SKIP, _HOST, _XFF, _FWD, _XFP, _XFH, _CLEN, _TE, _CONN, _UPG = range(10)
@@ -74,15 +74,19 @@ class ForwardingFields(NamedTuple):
     """The lines of the common case (no forwarding fields yet), up to Forwarded's host."""
     listener_host: bytes
     """The Host given to a request that has none (HTTP/1.0): the listener's address."""
+    proto: bytes = b"http"
+    """The scheme the client spoke to us: ``https`` on a listener that terminates TLS."""
 
 
-def forwarding_fields(client_ip: str, listener_host: bytes) -> ForwardingFields:
-    """Format the forwarding fields for a client at ``client_ip`` (IPv6 quoted, RFC 7239 6)."""
+def forwarding_fields(client_ip: str, listener_host: bytes,
+                      proto: bytes = b"http") -> ForwardingFields:
+    """Format the forwarding fields for a client at ``client_ip`` (IPv6 quoted, RFC 7239 6)
+    that spoke ``proto`` (``http`` or ``https``) to the listener."""
     ip = client_ip.encode()
-    fwd_for = b"for=" + (b'"[' + ip + b']"' if b":" in ip else ip) + b";proto=http"
-    common = (b"X-Forwarded-For: " + ip + b"\r\nX-Forwarded-Proto: http\r\n"
+    fwd_for = b"for=" + (b'"[' + ip + b']"' if b":" in ip else ip) + b";proto=" + proto
+    common = (b"X-Forwarded-For: " + ip + b"\r\nX-Forwarded-Proto: " + proto + b"\r\n"
               b"Forwarded: " + fwd_for + b';host="')
-    return ForwardingFields(ip, fwd_for, common, listener_host)
+    return ForwardingFields(ip, fwd_for, common, listener_host, proto)
 
 
 RequestHead = tuple[bytes, bytes | None, bytes, bool, bool, bool]
@@ -204,7 +208,7 @@ def rewrite_request_head(method: bytes, target: bytes, headers: list[tuple[bytes
             out += (b"Host: ", fields.listener_host, b"\r\n")
         out += (b"X-Forwarded-For: ", (xff + b", " + ip) if xff else ip, b"\r\n")
         if not xfp:
-            out.append(b"X-Forwarded-Proto: http\r\n")
+            out += (b"X-Forwarded-Proto: ", fields.proto, b"\r\n")
         if host is not None and not xfh:
             out += (b"X-Forwarded-Host: ", host, b"\r\n")
         this = fields.forwarded_for
@@ -225,3 +229,56 @@ def rewrite_request_head(method: bytes, target: bytes, headers: list[tuple[bytes
                              f"{limits.max_body}", "body_too_large")
     out.append(b"\r\n")
     return b"".join(out), host, url, is_upgrade, te, has_body
+
+
+# a host as it may appear in a URL: a registered name or IPv4 (RFC 3986 3.2.2), or [IPv6]
+_HOST_BYTES = frozenset(b"abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789.-_~%")
+_V6_BYTES = frozenset(b"0123456789abcdefABCDEF:.")
+_REDIRECT_PHRASES = {301: b"Moved Permanently", 302: b"Found", 303: b"See Other",
+                     307: b"Temporary Redirect", 308: b"Permanent Redirect"}
+
+
+def redirect_response(code: int, host: bytes | None, target: bytes, port: int,
+                      fallback_host: bytes, keep_alive: bool = True,
+                      http10: bool = False) -> bytes:
+    """The whole answer of an HTTP -> HTTPS redirecting listener to one request.
+
+    ``Location`` is ``https://`` + the request's Host without its port (``fallback_host``,
+    the listener's address, when the request has none) + ``:port`` unless 443 + the target
+    in origin form (path and query as sent; an absolute-form target gives its authority and
+    path). A Host that cannot be put in a URL raises :class:`Rejection` (400), so nothing the
+    client sent can split the answer's head.
+    """
+    url = target
+    if url[:1] != b"/" and url[:4].lower() == b"http":
+        _, sep, rest = url.partition(b"://")
+        if sep:
+            authority, slash, path = rest.partition(b"/")
+            host = authority
+            url = b"/" + path if slash else b"/"
+    if url[:1] != b"/":
+        url = b"/" + url if url != b"*" else b"/"
+    name = host if host else fallback_host
+    if name[:1] == b"[":
+        end = name.find(b"]")
+        if end < 0 or not set(name[1:end]) <= _V6_BYTES:
+            raise Rejection(400, "invalid Host for the HTTPS redirect", "bad_request")
+        name = name[:end + 1]
+    else:
+        if name.count(b":") > 1 and set(name) <= _V6_BYTES:
+            name = b"[" + name + b"]"       # a bare IPv6 listener address
+        else:
+            h, colon, p = name.rpartition(b":")
+            if colon and p.isdigit():
+                name = h
+            if not name or not set(name) <= _HOST_BYTES:
+                raise Rejection(400, "invalid Host for the HTTPS redirect", "bad_request")
+    location = b"https://" + name + (b":%d" % port if port != 443 else b"") + url
+    head = [b"HTTP/1.1 %d %s\r\nLocation: " % (code, _REDIRECT_PHRASES.get(code, b"Redirect")),
+            location, b"\r\nContent-Length: 0\r\n"]
+    if not keep_alive:
+        head.append(b"Connection: close\r\n")
+    elif http10:
+        head.append(b"Connection: keep-alive\r\n")
+    head.append(b"\r\n")
+    return b"".join(head)

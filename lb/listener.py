@@ -14,12 +14,15 @@ from .config import LBConfig, ListenerSpec, Route
 from .counters import LBCounters, ListenerStats
 from .pool import Pool
 from .routes import RouteTable, urlprefix_routes
+from .tls import ListenerTLS, handshake_failure_reason
 from .view import CatalogView
 
 if TYPE_CHECKING:
     from .strategy import Backend
 
 log = logging.getLogger(__name__)
+
+_ACCEPT_RETRY = 0.2     # seconds to stop accepting after running out of descriptors
 
 PoolKey = tuple[str, "str | None"]
 
@@ -34,8 +37,15 @@ class Listener:
     """Base of :class:`lb.tcp.TcpListener` and :class:`lb.http.HttpListener`."""
 
     def __init__(self, spec: ListenerSpec, config: LBConfig, sock: socket.socket,
-                 counters: LBCounters, rng: random.Random | None = None) -> None:
+                 counters: LBCounters, rng: random.Random | None = None,
+                 tls: ListenerTLS | None = None) -> None:
         self.spec = spec
+        self.tls = tls or ListenerTLS()
+        self.terminates_tls = self.tls.server is not None
+        self.proto = b"https" if self.terminates_tls else b"http"
+        self.redirect = spec.redirect_https
+        self.handshaking = 0     # accepted sockets still in their TLS handshake
+        self._handshakes: set[asyncio.Task[Any]] = set()
         self.config = config
         self.sock = sock
         self.counters = counters
@@ -109,6 +119,87 @@ class Listener:
             yield from pool.backends
             yield from pool.draining.values()
 
+    # -- accepting ourselves (TLS listeners, and TCP) ----------------------------------------
+    def watch_accept(self) -> None:
+        self.sock.setblocking(False)
+        self.loop.add_reader(self.sock.fileno(), self._on_accept)
+        self.accepting = True
+
+    def unwatch_accept(self) -> None:
+        if self.accepting:
+            self.accepting = False
+            try:
+                self.loop.remove_reader(self.sock.fileno())
+            except (ValueError, OSError):
+                pass
+            self.sock.close()
+
+    def _resume_accepting(self) -> None:
+        if self.accepting:
+            self.loop.add_reader(self.sock.fileno(), self._on_accept)
+
+    def _on_accept(self) -> None:
+        for _ in range(64):
+            try:
+                csock, caddr = self.sock.accept()
+            except (BlockingIOError, InterruptedError):
+                return
+            except OSError as e:
+                # EMFILE/ENFILE/ENOBUFS/ENOMEM: out of resources. The listening socket stays
+                # readable, so stop watching it for a moment instead of spinning on it.
+                self.counters.problem("accept_error", "listener=%s err=%s", self.spec.name, e)
+                if self.accepting:
+                    self.loop.remove_reader(self.sock.fileno())
+                    self.loop.call_later(_ACCEPT_RETRY, self._resume_accepting)
+                return
+            if len(self.conns) + self.handshaking >= self.max_connections:
+                self.stats.rejected += 1
+                self.counters.problem("max_connections", "listener=%s limit=%d",
+                                      self.spec.name, self.max_connections)
+                csock.close()
+                continue
+            try:
+                csock.setblocking(False)
+                csock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+                self._accepted(csock, caddr)
+            except Exception:
+                log.exception("lb accept failed listener=%s", self.spec.name)
+                csock.close()
+
+    def _accepted(self, csock: socket.socket, caddr: Any) -> None:
+        raise NotImplementedError
+
+    def spawn_handshake(self, coro: Any) -> None:
+        """Run a connection's TLS handshake (and what follows) as a task the listener owns."""
+        task = self.loop.create_task(coro)
+        self._handshakes.add(task)
+        task.add_done_callback(self._handshakes.discard)
+
+    async def tls_accept(self, factory: Any, csock: socket.socket) -> asyncio.BaseTransport | None:
+        """Handshake with an accepted client; the transport, or None after counting why the
+        handshake failed (``TLSHandshakeFailures`` by reason)."""
+        server = self.tls.server
+        assert server is not None
+        self.handshaking += 1
+        try:
+            transport, _ = await self.loop.connect_accepted_socket(
+                factory, csock, ssl=server.outer,
+                ssl_handshake_timeout=self.config.tls_handshake_timeout)
+        except asyncio.CancelledError:
+            csock.close()
+            raise
+        except Exception as e:  # noqa: BLE001 - a client's failure never escapes: count it
+            reason = handshake_failure_reason(e)
+            self.stats.tls_failures[reason] += 1
+            self.counters.problem("tls_handshake_" + reason, "listener=%s err=%s",
+                                  self.spec.name, e)
+            csock.close()
+            return None
+        finally:
+            self.handshaking -= 1
+        self.stats.tls_handshakes += 1
+        return transport
+
     # -- lifecycle --------------------------------------------------------------------------
     def start_sweeper(self) -> None:
         self._sweeper = self.loop.call_later(self.config.sweep_interval, self._sweep)
@@ -135,6 +226,8 @@ class Listener:
     def begin_close(self, drain_timeout: float) -> None:
         """Stop accepting; open connections finish (idle HTTP ones close) within the timeout."""
         self.stop_accepting()
+        for task in list(self._handshakes):
+            task.cancel()
         self.closing = True
         self.drain_deadline = self.loop.time() + drain_timeout
         for c in list(self.conns):
@@ -159,6 +252,11 @@ class Listener:
         h, p = self.local_addr
         d["Address"] = f"[{h}]:{p}" if ":" in h else f"{h}:{p}"
         d["Counters"] = self.stats.to_dict()
+        server = self.tls.server
+        if server is not None and d.get("TLS"):
+            for cert, names in zip(d["TLS"]["Certificates"], server.names, strict=False):
+                cert["Names"] = list(names)
+            d["TLS"]["Reloads"] = server.reloads
         d["Backends"] = [dict(b.stats(now), Service=pool.service, Tag=pool.tag)
                          for pool in self.pools.values() for b in pool.backends]
         d["Backends"].extend(dict(b.stats(now), Service=pool.service, Tag=pool.tag)

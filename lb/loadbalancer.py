@@ -15,6 +15,7 @@ from .errors import ConfigError, ListenerError
 from .http import HttpListener
 from .listener import Listener
 from .tcp import TcpListener
+from .tls import CertificateLoader, DefaultCertificateLoader, prepare_listener_tls
 from .view import CatalogView
 
 log = logging.getLogger(__name__)
@@ -69,8 +70,10 @@ class LoadBalancer:
     """
 
     def __init__(self, config: LBConfig | None, view: CatalogView, *,
-                 counters: LBCounters | None = None, rng: random.Random | None = None) -> None:
+                 counters: LBCounters | None = None, rng: random.Random | None = None,
+                 cert_loader: CertificateLoader | None = None) -> None:
         self.config = (config or LBConfig()).validate()
+        self.cert_loader: CertificateLoader = cert_loader or DefaultCertificateLoader()
         self.view = view
         self.counters = counters or LBCounters()
         self.rng = rng or random.Random()
@@ -120,6 +123,8 @@ class LoadBalancer:
         if not isinstance(spec, ListenerSpec):
             spec = ListenerSpec.from_dict(spec)
         spec.validate()
+        # certificates and CAs first, off the loop: a bad file leaves the old listener as it is
+        tls = await asyncio.to_thread(prepare_listener_tls, spec, self.cert_loader)
         async with self._lock:
             old = self._listeners.get(spec.name)
             if old is not None and old.spec == spec and old.accepting:
@@ -132,7 +137,7 @@ class LoadBalancer:
             else:
                 sock = _bind(spec)
             cls = HttpListener if spec.mode == "http" else TcpListener
-            listener = cls(spec, self.config, sock, self.counters, self.rng)
+            listener = cls(spec, self.config, sock, self.counters, self.rng, tls)
             try:
                 listener.refresh(self.view)
                 await listener.start()
@@ -146,6 +151,25 @@ class LoadBalancer:
             log.info("lb listener up name=%s bind=%s mode=%s service=%s", spec.name,
                      listener.local_addr, spec.mode, spec.service)
             return listener.info()
+
+    async def reload_tls(self) -> dict[str, str]:
+        """Read every listener's certificate and CA files again (SIGHUP). New handshakes get
+        the new certificates; open connections keep theirs. Returns {listener: error} for the
+        listeners whose files were refused (they keep the old ones)."""
+        errors: dict[str, str] = {}
+        for name, listener in list(self._listeners.items()):
+            spec = listener.spec
+            if spec.tls is None and spec.backend_tls is None:
+                continue
+            try:
+                await asyncio.to_thread(listener.tls.reload, spec, self.cert_loader)
+            except ConfigError as e:
+                errors[name] = str(e)
+                log.error("lb tls reload refused, keeping the old files listener=%s error=%s",
+                          name, e)
+            else:
+                log.info("lb tls reloaded listener=%s", name)
+        return errors
 
     async def remove_listener(self, name: str) -> None:
         """Stop accepting on ``name``; its open connections drain (``drain_timeout``)."""

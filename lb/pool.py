@@ -92,6 +92,10 @@ class Pool:
             elif b.weight != weight:
                 b.weight = weight
                 changed = True
+            tls = any(t.lower() == "tls" for t in inst.tags)
+            if b.tls != tls:
+                b.tls = tls
+                changed = True
             seen[key] = b
             new.append(b)
         for key, b in self._by_key.items():

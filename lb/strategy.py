@@ -50,6 +50,7 @@ class Backend:
         "requests",
         "service_id",
         "sockaddr",
+        "tls",
         "weight",
     )
 
@@ -78,6 +79,7 @@ class Backend:
         self.conns: set[object] = set()   # open connection objects (have .abort())
         self._credit = 0
         self.idle: list[Any] = []         # HTTP: idle keep-alive connections to it
+        self.tls = False                  # registered with the ``tls`` tag: speak TLS to it
 
     def __repr__(self) -> str:
         return f"Backend({self.host}:{self.port} node={self.node} id={self.service_id})"

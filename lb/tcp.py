@@ -25,6 +25,7 @@ import errno
 import logging
 import os
 import socket
+import ssl
 from typing import TYPE_CHECKING, Any
 
 from .listener import Listener
@@ -41,7 +42,6 @@ __all__ = ["HAVE_SPLICE", "PumpSide", "SpliceConn", "TcpListener"]
 HAVE_SPLICE = hasattr(os, "splice") and hasattr(os, "SPLICE_F_NONBLOCK")
 _SPLICE_FLAGS = (os.SPLICE_F_MOVE | os.SPLICE_F_NONBLOCK) if HAVE_SPLICE else 0
 _F_SETPIPE_SZ = 1031
-_ACCEPT_RETRY = 0.2     # seconds to stop accepting after running out of descriptors
 
 
 def _make_pipe(size: int) -> tuple[int, int]:
@@ -59,57 +59,24 @@ class TcpListener(Listener):
     """Accepts clients and proxies each to one backend of the listener's service."""
 
     async def start(self) -> None:
-        self.use_splice = HAVE_SPLICE and self.config.splice
-        self.sock.setblocking(False)
-        self.loop.add_reader(self.sock.fileno(), self._on_accept)
-        self.accepting = True
+        # TLS on either side needs the asyncio pump: splice moves bytes it cannot decrypt
+        tls = self.tls
+        self.use_splice = (HAVE_SPLICE and self.config.splice and tls.server is None
+                           and self.spec.backend_tls is None)
+        self.watch_accept()
         self.start_sweeper()
 
     def stop_accepting(self) -> None:
-        if self.accepting:
-            self.accepting = False
-            try:
-                self.loop.remove_reader(self.sock.fileno())
-            except (ValueError, OSError):
-                pass
-            self.sock.close()
+        self.unwatch_accept()
 
-    def _resume_accepting(self) -> None:
-        if self.accepting:
-            self.loop.add_reader(self.sock.fileno(), self._on_accept)
-
-    def _on_accept(self) -> None:
-        for _ in range(64):
-            try:
-                csock, caddr = self.sock.accept()
-            except (BlockingIOError, InterruptedError):
-                return
-            except OSError as e:
-                # EMFILE/ENFILE/ENOBUFS/ENOMEM: out of resources. The listening socket stays
-                # readable, so stop watching it for a moment instead of spinning on it.
-                self.counters.problem("accept_error", "listener=%s err=%s", self.spec.name, e)
-                if self.accepting:
-                    self.loop.remove_reader(self.sock.fileno())
-                    self.loop.call_later(_ACCEPT_RETRY, self._resume_accepting)
-                return
-            stats = self.stats
-            if len(self.conns) >= self.max_connections:
-                stats.rejected += 1
-                self.counters.problem("max_connections", "listener=%s limit=%d",
-                                      self.spec.name, self.max_connections)
-                csock.close()
-                continue
-            stats.connections += 1
-            try:
-                csock.setblocking(False)
-                csock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
-                if self.use_splice:
-                    SpliceConn(self, csock, caddr).start()
-                else:
-                    self.loop.create_task(_pump_connection(self, csock, caddr))
-            except Exception:
-                log.exception("lb tcp accept failed listener=%s", self.spec.name)
-                csock.close()
+    def _accepted(self, csock: socket.socket, caddr: Any) -> None:
+        self.stats.connections += 1
+        if self.use_splice:
+            SpliceConn(self, csock, caddr).start()
+        elif self.terminates_tls:
+            self.spawn_handshake(_pump_connection(self, csock, caddr))
+        else:
+            self.loop.create_task(_pump_connection(self, csock, caddr))
 
 
 class _SpliceFlow:
@@ -483,6 +450,7 @@ class PumpSide(asyncio.Protocol):
         self.transport: asyncio.Transport | None = None
         self.eof = False
         self.lost = False
+        self.tls = False    # an SSL transport: asyncio closes it on EOF whatever we answer
         self._pending: list[bytes] = []     # data that arrived before the peer was connected
 
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
@@ -516,7 +484,7 @@ class PumpSide(asyncio.Protocol):
         self.eof = True
         peer = self.peer
         if peer is None or peer.transport is None:
-            return True
+            return not self.tls
         pt = peer.transport
         if peer.lost:
             return False
@@ -528,7 +496,7 @@ class PumpSide(asyncio.Protocol):
             # both directions ended: close both (close() flushes what is buffered)
             pt.close()
             return False
-        return True
+        return not self.tls     # (an SSL transport cannot stay half-open in asyncio)
 
     def pause_writing(self) -> None:
         if self.peer is not None and self.peer.transport is not None and not self.peer.lost:
@@ -615,14 +583,23 @@ class _PumpConn:
 async def _pump_connection(listener: TcpListener, csock: socket.socket, caddr: Any) -> None:
     loop = listener.loop
     conn = _PumpConn(listener)
-    listener.conns.add(conn)
-    listener.stats.active += 1
-    try:
-        ctrans, _ = await loop.connect_accepted_socket(lambda: conn.client, csock)
-    except OSError:
-        conn._done()
-        csock.close()
-        return
+    if listener.terminates_tls:
+        conn.client.tls = True
+        tls_trans = await listener.tls_accept(lambda: conn.client, csock)
+        if tls_trans is None:
+            return
+        ctrans: Any = tls_trans
+        listener.conns.add(conn)
+        listener.stats.active += 1
+    else:
+        listener.conns.add(conn)
+        listener.stats.active += 1
+        try:
+            ctrans, _ = await loop.connect_accepted_socket(lambda: conn.client, csock)
+        except OSError:
+            conn._done()
+            csock.close()
+            return
     ctrans.pause_reading()
     pool = listener.default_pool
     tried: list[Backend] = []
@@ -637,8 +614,13 @@ async def _pump_connection(listener: TcpListener, csock: socket.socket, caddr: A
         b.connections += 1
         try:
             async with asyncio.timeout(listener.connect_timeout):
-                await loop.create_connection(lambda: conn.server, b.host, b.port)
+                await loop.create_connection(
+                    lambda: conn.server, b.host, b.port,
+                    **listener.tls.backend_ssl(listener.spec, b, listener.connect_timeout))
         except (OSError, TimeoutError) as e:
+            if isinstance(e, ssl.SSLError):
+                listener.counters.problem("backend_tls_failed", "listener=%s backend=%s:%d "
+                                          "err=%s", listener.spec.name, b.host, b.port, e)
             log.debug("lb connect failed backend=%s:%d err=%s", b.host, b.port, e)
             assert pool is not None
             pool.report_failure(b, loop.time())

@@ -12,6 +12,7 @@ from __future__ import annotations
 import asyncio
 import hashlib
 import json
+import ssl
 import sys
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -122,11 +123,13 @@ def _app(backend_ref: list[HttpBackend]) -> web.Application:
     return app
 
 
-async def start_http_backend(name: str, host: str = "127.0.0.1", port: int = 0) -> HttpBackend:
+async def start_http_backend(name: str, host: str = "127.0.0.1", port: int = 0,
+                             ssl_context: ssl.SSLContext | None = None) -> HttpBackend:
+    """The backend on ``host:port`` (0: a free port); HTTPS when ``ssl_context`` is given."""
     ref: list[HttpBackend] = []
     runner = web.AppRunner(_app(ref), access_log=None)
     await runner.setup()
-    site = web.TCPSite(runner, host, port)
+    site = web.TCPSite(runner, host, port, ssl_context=ssl_context)
     await site.start()
     server: Any = site._server
     real_port = server.sockets[0].getsockname()[1]

@@ -9,7 +9,8 @@ Background work (retry_join, SIGHUP reloads) runs in an ``asyncio.TaskGroup`` th
 owns: leaving it at shutdown cancels whatever is still running, and a job that fails is logged.
 Shutdown runs the other way and is bounded: leave the cluster (so peers see ``left``, not
 ``failed``), close listeners (LB, DNS, HTTP), stop checks and flush the local state to disk.
-SIGINT/SIGTERM stop the agent with exit code 0; SIGHUP reloads service definitions.
+SIGINT/SIGTERM stop the agent with exit code 0; SIGHUP reloads service definitions and the
+certificates of the HTTPS API and of the load balancer's TLS listeners.
 """
 
 from __future__ import annotations
@@ -32,7 +33,14 @@ from aiohttp import web
 from dnsserver import DNSConfig, DNSServer
 from gossip import Gossip
 from gossip.memory import release_free_memory
-from lb import LBConfig, LBError, ListenerSpec, LoadBalancer, listeners_from_config
+from lb import (
+    LBConfig,
+    LBError,
+    ListenerSpec,
+    LoadBalancer,
+    listeners_from_config,
+    prepare_listener_tls,
+)
 
 from . import __version__
 from .config import AgentConfig, split_hostport
@@ -44,7 +52,7 @@ from .membership import prepare_gossip, start_gossip
 from .netaddr import advertise_address
 from .preflight import check_listen_addresses
 from .service import Registry, prepare_registry
-from .tls import ReloadableServerContext, tls_files_from
+from .tls import LBCertificateLoader, ReloadableServerContext, tls_files_from
 
 log = logging.getLogger(__name__)
 
@@ -119,6 +127,9 @@ class Agent:
             try:
                 self._lb_config = LBConfig.from_dict(opts)
                 self._lb_listeners = listeners_from_config(cfg.lb)
+                for spec in self._lb_listeners:     # certificate files checked before start
+                    if spec.tls is not None or spec.backend_tls is not None:
+                        prepare_listener_tls(spec, LBCertificateLoader())
             except (ValueError, TypeError) as e:
                 msg = str(e)
                 raise ConfigError(msg if msg.startswith("lb") else f"lb: {msg}") from None
@@ -159,7 +170,7 @@ class Agent:
             self.dns = DNSServer(self._dns_config, self.registry.dns_view)
         store: ListenerStore | None = None
         if self._lb_config is not None:
-            self.lb = LoadBalancer(self._lb_config, view)
+            self.lb = LoadBalancer(self._lb_config, view, cert_loader=LBCertificateLoader())
             store = ListenerStore(self.lb, self.datadir)
 
         await self._start_http(store)
@@ -305,6 +316,9 @@ class Agent:
             except ConfigError as e:
                 log.error("tls reload refused, keeping the running certificates: %s", e)
                 problems.append(str(e))
+        if self.lb is not None:
+            # errors are logged; those listeners keep their last good certificates
+            problems.extend((await self.lb.reload_tls()).values())
         if self.registry is not None:
             await self.registry.reload_definitions(fresh.services, fresh.checks)
             if paths:       # the ACLs come from the files (an agent built in-process has none)

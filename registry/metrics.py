@@ -231,12 +231,24 @@ class AgentCollector:
         lerrors = CounterMetricFamily("rumor_lb_listener_errors",
                                       "Error answers and failed proxies, per listener and reason.",
                                       labels=["listener", "reason"])
+        tls_ok = CounterMetricFamily("rumor_lb_tls_handshakes",
+                                     "TLS handshakes completed, per listener.",
+                                     labels=["listener"])
+        tls_failed = CounterMetricFamily("rumor_lb_tls_handshake_failures",
+                                         "TLS handshakes failed, per listener and reason "
+                                         "(timeout, http_request, unsupported_protocol, "
+                                         "no_shared_cipher, unknown_ca, bad_certificate, eof, "
+                                         "other).", labels=["listener", "reason"])
         for info in lb.listeners():
             name = info["Name"]
             cnt = info.get("Counters", {})
             lconns.add_metric([name], cnt.get("Connections", 0))
             for reason, n in (cnt.get("ErrorReasons") or {}).items():
                 lerrors.add_metric([name, reason], n)
+            if info.get("TLS"):
+                tls_ok.add_metric([name], cnt.get("TLSHandshakes", 0))
+                for reason, n in (cnt.get("TLSHandshakeFailures") or {}).items():
+                    tls_failed.add_metric([name, reason], n)
             for b in info.get("Backends", []):
                 backend = f"{b['Node']}/{b['ServiceID']}"
                 fams["connections"].add_metric([name, backend], b.get("Connections", 0))
@@ -250,6 +262,8 @@ class AgentCollector:
         yield nbytes
         yield lconns
         yield lerrors
+        yield tls_ok
+        yield tls_failed
 
 
 def registry_for(*, gossip: Gossip | None, registry: Registry | None, dns: DNSServer | None,

@@ -30,6 +30,7 @@ log = logging.getLogger(__name__)
 
 __all__ = [
     "LEGACY_TLS_KEYS",
+    "LBCertificateLoader",
     "ReloadableServerContext",
     "TLSFiles",
     "client_context",
@@ -238,3 +239,29 @@ def client_context(*, ca_file: str = "", client_cert: str = "", client_key: str 
     if client_cert:
         ctx.load_cert_chain(client_cert, client_key or None)
     return ctx
+
+
+class LBCertificateLoader:
+    """The load balancer's certificates, checked here like the API's (``lb.CertificateLoader``,
+    injected by the agent): file not found, not PEM, expired or not yet valid, key not
+    matching, each named with its file. The listener's policy (versions, ciphers, ALPN, SNI)
+    is ``lb``'s to set on the contexts handed back."""
+
+    def load_certificate(self, cert_file: str, key_file: str) -> tuple[ssl.SSLContext,
+                                                                       tuple[str, ...]]:
+        from lb import certificate_names
+
+        cert = _check_certificate(cert_file, "CertFile")
+        _check_key_matches(cert, key_file, cert_file, "KeyFile")
+        ctx = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
+        try:
+            ctx.load_cert_chain(cert_file, key_file)
+        except ssl.SSLError as e:
+            raise ConfigError(f"CertFile: {cert_file}: OpenSSL refused the certificate and key "
+                              f"({e.reason or e})") from None
+        return ctx, certificate_names(cert)
+
+    def trust_context(self, ca_file: str) -> ssl.SSLContext:
+        if ca_file:
+            _check_certificate(ca_file, "CAFile")
+        return ssl.create_default_context(cafile=ca_file or None)

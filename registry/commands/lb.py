@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import sys
 from typing import Any
 
 from ..cli import client_of, client_parser, flag, print_json, print_table
@@ -22,7 +23,13 @@ def register(sub: Any) -> None:
         "  rumor lb add -name web -bind 127.0.0.1:9000 -mode http -service web\n"
         "  rumor lb add -name db -bind 127.0.0.1:5433 -service postgres -strategy least_conn\n"
         "  rumor lb add -name edge -bind 127.0.0.1:8080 -mode http -urlprefix "
-        "-route /api=api -route shop.example.com/=shop")
+        "-route /api=api -route shop.example.com/=shop\n"
+        "  rumor lb add -name web-tls -bind 127.0.0.1:8443 -mode http -service web "
+        "-tls-cert web.pem -tls-key web-key.pem -tls-cert api.pem -tls-key api-key.pem\n"
+        "  rumor lb add -name web-redirect -bind 127.0.0.1:8080 -mode http "
+        "-redirect-https 8443\n"
+        "  rumor lb add -name api -bind 127.0.0.1:9001 -mode http -service api "
+        "-backend-tls -backend-ca-file ca.pem -backend-server-name api.internal")
     flag(a, "name", required=True, help="unique listener name")
     flag(a, "bind", required=True, metavar="IP:PORT", help="address to listen on")
     flag(a, "mode", default="tcp", choices=("tcp", "http"), help="tcp (default) or http")
@@ -42,6 +49,24 @@ def register(sub: Any) -> None:
     flag(a, "idle-timeout", default=None, metavar="DURATION", help='tcp idle timeout ("5m")')
     flag(a, "connect-timeout", default=None, metavar="DURATION",
          help='backend connect timeout ("2s")')
+    flag(a, "tls-cert", action="append", default=[], metavar="FILE",
+         help="terminate TLS with this PEM certificate (repeatable, paired in order with "
+              "-tls-key; chosen by SNI, the first is the default)")
+    flag(a, "tls-key", action="append", default=[], metavar="FILE",
+         help="the PEM private key of the -tls-cert at the same position")
+    flag(a, "tls-min-version", default=None, choices=("TLSv1.2", "TLSv1.3"),
+         help="oldest TLS version accepted (default TLSv1.2)")
+    flag(a, "backend-tls", action="store_true", help="speak TLS to the backends")
+    flag(a, "backend-ca-file", default=None, metavar="FILE",
+         help="CA that signs the backends' certificates (default: the system's)")
+    flag(a, "backend-server-name", default=None, metavar="NAME",
+         help="name to send as SNI and check in the backends' certificates")
+    flag(a, "backend-skip-verify", action="store_true",
+         help="do not verify the backends' certificates")
+    flag(a, "backend-tls-tagged-only", action="store_true",
+         help="TLS only to instances registered with the 'tls' tag")
+    flag(a, "redirect-https", type=int, default=None, metavar="PORT",
+         help="http mode: answer every request with a 308 redirect to https on PORT")
     a.set_defaults(func=add)
 
     r = client_parser(lsub, "remove", "remove a listener (open connections drain)",
@@ -76,12 +101,38 @@ def add(args: argparse.Namespace) -> int:
         spec["IdleTimeout"] = args.idle_timeout
     if args.connect_timeout:
         spec["ConnectTimeout"] = args.connect_timeout
+    if args.tls_cert or args.tls_key:
+        if len(args.tls_cert) != len(args.tls_key):
+            print("error: give one -tls-key for each -tls-cert, in the same order",
+                  file=sys.stderr)
+            return 1
+        spec["TLS"] = {"Certificates": [{"CertFile": c, "KeyFile": k}
+                                        for c, k in zip(args.tls_cert, args.tls_key,
+                                                        strict=True)]}
+        if args.tls_min_version:
+            spec["TLS"]["MinVersion"] = args.tls_min_version
+    backend_opts = (args.backend_ca_file, args.backend_server_name, args.backend_skip_verify,
+                    args.backend_tls_tagged_only)
+    if args.backend_tls or any(backend_opts):
+        spec["BackendTLS"] = {"CAFile": args.backend_ca_file or "",
+                              "ServerName": args.backend_server_name or "",
+                              "SkipVerify": args.backend_skip_verify,
+                              "TaggedOnly": args.backend_tls_tagged_only}
+    if args.redirect_https is not None:
+        spec["RedirectHTTPS"] = {"Port": args.redirect_https}
+        if spec.get("Service") == "":
+            del spec["Service"]
     info = client_of(args).put("/v1/lb/listener", spec)
     if args.json:
         print_json(info)
     else:
-        print(f"listener {info['Name']} on {info['Address']} ({info['Mode']}) -> "
-              f"{info['Service'] or 'routes'}: {len(info['Backends'])} backend(s)")
+        scheme = "https" if info.get("TLS") else info["Mode"]
+        if info.get("RedirectHTTPS"):
+            print(f"listener {info['Name']} on {info['Address']} (http) redirects to https "
+                  f"port {info['RedirectHTTPS']['Port']}")
+        else:
+            print(f"listener {info['Name']} on {info['Address']} ({scheme}) -> "
+                  f"{info['Service'] or 'routes'}: {len(info['Backends'])} backend(s)")
     return 0
 
 

@@ -3,7 +3,6 @@ mutual TLS, reload on SIGHUP without dropping a keep-alive connection, bad files
 
 from __future__ import annotations
 
-import datetime
 import http.client
 import json
 import os
@@ -17,72 +16,12 @@ from pathlib import Path
 import consul
 import pytest
 from cryptography import x509
-from cryptography.hazmat.primitives import hashes, serialization
-from cryptography.hazmat.primitives.asymmetric import ec
-from cryptography.x509.oid import NameOID
 
 from tests.conftest import need
 from tests.harness.agents import PYTHON, free_port, wait_for
+from tests.harness.pki import PKI, make_pki
 
 ROOT = Path(__file__).resolve().parents[2]
-
-
-# --- a small PKI ---------------------------------------------------------------------------------
-
-def _name(cn: str) -> x509.Name:
-    return x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, cn)])
-
-
-def _write_key(key: ec.EllipticCurvePrivateKey, path: Path) -> None:
-    path.write_bytes(key.private_bytes(serialization.Encoding.PEM,
-                                       serialization.PrivateFormat.PKCS8,
-                                       serialization.NoEncryption()))
-
-
-@dataclass
-class PKI:
-    dir: Path
-    ca_key: ec.EllipticCurvePrivateKey
-    ca_cert: x509.Certificate
-
-    @property
-    def ca(self) -> str:
-        return str(self.dir / "ca.pem")
-
-    def issue(self, name: str, *, server: bool = True, days: int = 30,
-              not_before_days: int = -1) -> tuple[str, str, int]:
-        """Write ``name``.pem and ``name``-key.pem signed by the CA; (cert, key, serial)."""
-        key = ec.generate_private_key(ec.SECP256R1())
-        now = datetime.datetime.now(datetime.UTC)
-        serial = x509.random_serial_number()
-        b = (x509.CertificateBuilder().subject_name(_name(name)).issuer_name(self.ca_cert.subject)
-             .public_key(key.public_key()).serial_number(serial)
-             .not_valid_before(now + datetime.timedelta(days=not_before_days))
-             .not_valid_after(now + datetime.timedelta(days=days)))
-        if server:
-            b = b.add_extension(x509.SubjectAlternativeName(
-                [x509.DNSName("localhost"),
-                 x509.IPAddress(__import__("ipaddress").ip_address("127.0.0.1"))]),
-                critical=False)
-        cert = b.sign(self.ca_key, hashes.SHA256())
-        cp, kp = self.dir / f"{name}.pem", self.dir / f"{name}-key.pem"
-        cp.write_bytes(cert.public_bytes(serialization.Encoding.PEM))
-        _write_key(key, kp)
-        return str(cp), str(kp), serial
-
-
-def make_pki(d: Path) -> PKI:
-    key = ec.generate_private_key(ec.SECP256R1())
-    now = datetime.datetime.now(datetime.UTC)
-    cert = (x509.CertificateBuilder().subject_name(_name("Rumor test CA"))
-            .issuer_name(_name("Rumor test CA")).public_key(key.public_key())
-            .serial_number(x509.random_serial_number())
-            .not_valid_before(now - datetime.timedelta(days=1))
-            .not_valid_after(now + datetime.timedelta(days=30))
-            .add_extension(x509.BasicConstraints(ca=True, path_length=None), critical=True)
-            .sign(key, hashes.SHA256()))
-    (d / "ca.pem").write_bytes(cert.public_bytes(serialization.Encoding.PEM))
-    return PKI(d, key, cert)
 
 
 # --- an agent serving HTTPS ------------------------------------------------------------------
