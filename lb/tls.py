@@ -3,15 +3,16 @@ client contexts used towards backends, and why a client's handshake failed.
 
 Theory of operation
 -------------------
-A TLS listener keeps one *outer* ``SSLContext`` for its whole life; every accepted socket is
-wrapped with it. Its SNI callback, which OpenSSL calls on every handshake (also when the
-client sends no name), points the connection at the context of the certificate for the
-client's server name: an exact name first, then a ``*.parent`` wildcard (which covers exactly
-one label, RFC 6125 6.4.3), else the default, the first certificate listed. That table is a
-:class:`CertificateTable`, built from the files in one go. :meth:`ServerTLS.reload` builds a
-fresh table and swaps it in: handshakes after the swap present the new certificates, and
-connections already open keep the session they have. A table that fails to build (a missing
-file, a key that does not match) raises :class:`lb.ConfigError` and the old one stays.
+A TLS listener accepts its sockets itself and wraps each with the current *outer* context,
+the one of its first (default) certificate. With several certificates, that context's SNI
+callback, which OpenSSL calls on every handshake (also when the client sends no name), points
+the connection at the context of the certificate for the client's server name: an exact name
+first, then a ``*.parent`` wildcard (which covers exactly one label, RFC 6125 6.4.3), else
+the default. That table is a :class:`CertificateTable`, built from the files in one go.
+:meth:`ServerTLS.reload` builds fresh contexts and swaps them in: sockets accepted after the
+swap present the new certificates, and connections already open keep the session they have.
+Contexts that fail to build (a missing file, a key that does not match) raise
+:class:`lb.ConfigError` and the old ones stay.
 
 Every context gets the same policy: TLS 1.2 or later (``MinVersion``), ECDHE key exchange with
 AES-GCM or ChaCha20-Poly1305 for TLS 1.2 (TLS 1.3 suites are all AEAD), no renegotiation, no
@@ -173,8 +174,9 @@ def _policy(ctx: ssl.SSLContext, min_version: str, alpn: Sequence[str]) -> ssl.S
 
 
 class ServerTLS:
-    """A listener's certificates: the outer context for the socket, SNI over a table that
-    :meth:`reload` swaps. Built (and reloaded) off the event loop: it reads files."""
+    """A listener's certificates: the context each accepted socket is wrapped with
+    (:attr:`outer`), choosing by SNI among several. Built (and reloaded) off the event loop:
+    it reads files."""
 
     def __init__(self, spec: TLSSpec, loader: CertificateLoader, *, alpn: Sequence[str],
                  what: str) -> None:
@@ -182,12 +184,8 @@ class ServerTLS:
         self.loader = loader
         self.alpn = tuple(alpn)
         self.what = what
-        self.table, self.names = self._build()
-        first = spec.certificates[0]
-        self.outer = _policy(self._load(0, first.cert_file, first.key_file)[0], spec.min_version,
-                             self.alpn)
-        self.outer.sni_callback = self._pick
         self.reloads = 0
+        self.outer, self.table, self.names = self._build()
 
     def _load(self, i: int, cert_file: str, key_file: str) -> LoadedCertificate:
         try:
@@ -195,19 +193,29 @@ class ServerTLS:
         except (ValueError, OSError) as e:
             raise ConfigError(f"{self.what}.Certificates[{i}]: {e}") from None
 
-    def _build(self) -> tuple[CertificateTable[ssl.SSLContext], list[tuple[str, ...]]]:
+    def _build(self) -> tuple[ssl.SSLContext, CertificateTable[ssl.SSLContext],
+                              list[tuple[str, ...]]]:
         entries = []
         for i, c in enumerate(self.spec.certificates):
             ctx, names = self._load(i, c.cert_file, c.key_file)
             entries.append((_policy(ctx, self.spec.min_version, self.alpn), names))
-        return CertificateTable(entries), [n for _, n in entries]
-
-    def _pick(self, conn: ssl.SSLObject, server_name: str | None, _: ssl.SSLContext) -> None:
-        conn.context = self.table.pick(server_name)
+        table = CertificateTable(entries)
+        outer = table.default
+        if len(entries) > 1:
+            # OpenSSL calls this on every handshake, with or without a server name; one
+            # certificate needs no callback (a Python call per handshake saved)
+            def pick(conn: ssl.SSLObject, server_name: str | None, _: ssl.SSLContext) -> None:
+                ctx = table.pick(server_name)
+                if ctx is not outer:
+                    conn.context = ctx
+            outer.sni_callback = pick
+        return outer, table, [n for _, n in entries]
 
     def reload(self) -> None:
-        """Read the files again and swap the table; ConfigError (old table kept) on a bad one."""
-        self.table, self.names = self._build()
+        """Read the files again and swap the contexts: sockets accepted from now on are
+        wrapped with the new ones, open connections keep theirs. ConfigError (old contexts
+        kept) on a bad file."""
+        self.outer, self.table, self.names = self._build()
         self.reloads += 1
 
 
@@ -242,7 +250,7 @@ class ListenerTLS:
         built = self.server._build() if self.server is not None else None
         fresh = prepare_listener_tls(replace(spec, tls=None), loader)
         if self.server is not None and built is not None:
-            self.server.table, self.server.names = built
+            self.server.outer, self.server.table, self.server.names = built
             self.server.reloads += 1
         self.backend, self.tagged = fresh.backend, fresh.tagged
 
