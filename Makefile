@@ -2,15 +2,15 @@
 #   make dev    start a single-node dev agent (sets everything up on first use)
 #   make test   run the test suite (installs what the tests need on first use)
 # and the benchmarks (as root, on a quiet machine; see bench/RESULTS.md):
-#   make bench        the three comparisons (DNS, LB, gossip), raw rounds under
-#                     bench/results/<date>/, then the RESULTS.md tables regenerated (~80 min)
+#   make bench        the four comparisons (DNS, LB, TLS, gossip), raw rounds under
+#                     bench/results/<date>/, then the RESULTS.md tables regenerated (~85 min)
 #   make bench-quick  each comparison once, short (a smoke run, ~3 min; no figures kept)
 PYTHON ?= python3
 VENV   := .venv
 BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.installed
 
-.PHONY: dev test unit integration bench bench-dns bench-lb bench-gossip bench-report \
+.PHONY: dev test unit integration bench bench-dns bench-lb bench-tls bench-gossip bench-report \
 	bench-quick lint clean
 
 $(STAMP): pyproject.toml setup.py gossip/_lzwc.c
@@ -36,6 +36,7 @@ integration: $(STAMP)
 bench: $(STAMP)
 	$(MAKE) bench-dns
 	$(MAKE) bench-lb
+	$(MAKE) bench-tls
 	$(MAKE) bench-gossip
 	$(MAKE) bench-report
 
@@ -46,6 +47,10 @@ bench-dns: $(STAMP)
 bench-lb: $(STAMP)
 	./scripts/setup-system.sh
 	$(BIN)/python bench/lb_vs_haproxy.py --rounds 5
+
+bench-tls: $(STAMP)
+	./scripts/setup-system.sh
+	$(BIN)/python bench/tls_vs_haproxy.py --rounds 5
 
 bench-gossip: $(STAMP)
 	./scripts/setup-system.sh
@@ -58,6 +63,7 @@ bench-quick: $(STAMP)
 	./scripts/setup-system.sh
 	$(BIN)/python bench/dns_vs_dnsmasq.py --rumor agent --quick
 	$(BIN)/python bench/lb_vs_haproxy.py --quick
+	$(BIN)/python bench/tls_vs_haproxy.py --quick
 	$(BIN)/python bench/gossip_vs_serf.py --quick
 	$(BIN)/python bench/report.py --results bench/out/quick --quick
 

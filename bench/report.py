@@ -65,6 +65,18 @@ LB = Bench("lb_vs_haproxy", "Load balancer (lb/) vs HAProxy", "haproxy", (
     Metric("tcp-idle", "kib_per_conn", "TCP mode, idle connection: KiB", "{:.1f}", "", False),
 ), "python bench/lb_vs_haproxy.py")
 
+TLS = Bench("tls_vs_haproxy", "TLS listener (lb/) vs HAProxy, same ECDSA P-256 certificate",
+            "haproxy", (
+    Metric("tls-handshakes", "handshakes_per_s", "new TLS handshakes/s (openssl s_time -new)",
+           target=">= 0.8x"),
+    Metric("tls-handshakes", "cpu_us_per_handshake", "CPU per handshake (us)", "{:.0f}", "",
+           False),
+    Metric("tls-keepalive", "rps", "keep-alive over TLS, 100 B: req/s", target=">= 0.6x"),
+    Metric("tls-keepalive", "p99_ms", "keep-alive over TLS: p99 (ms)", "{:.2f}", "", False),
+    Metric("tls-keepalive", "cpu_us_per_req", "keep-alive over TLS: CPU per request (us)",
+           "{:.1f}", "", False),
+), "python bench/tls_vs_haproxy.py")
+
 DNS = Bench("dns_vs_dnsmasq-agent", "DNS (dnsserver/, real agent) vs dnsmasq", "dnsmasq", (
     Metric("dns", "A_qps", "peak A q/s", target=">= 1.0x"),
     Metric("dns", "SRV_qps", "peak SRV q/s", target=">= 1.0x"),
@@ -210,7 +222,8 @@ def render(bench: Bench, run_dir: Path | None) -> str:
 
 def benches(results: Path, quick: bool) -> list[tuple[Bench, Path | None]]:
     out: list[tuple[Bench, Path | None]] = [
-        (DNS, latest_run(results, DNS.name, quick)), (LB, latest_run(results, LB.name, quick))]
+        (DNS, latest_run(results, DNS.name, quick)), (LB, latest_run(results, LB.name, quick)),
+        (TLS, latest_run(results, TLS.name, quick))]
     g = latest_run(results, "gossip_vs_serf", quick)
     sizes = [10, 30, 50]
     if g is not None:

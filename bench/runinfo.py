@@ -33,7 +33,7 @@ QUICK = ROOT / "bench" / "out" / "quick"
 # how to ask each tool its version (first line of the answer is kept)
 _VERSION_ARGS = {
     "haproxy": ["-v"], "nginx": ["-v"], "wrk": ["-v"], "dnsmasq": ["--version"],
-    "serf": ["version"], "dnsperf": None, "taskset": ["--version"],
+    "serf": ["version"], "dnsperf": None, "taskset": ["--version"], "openssl": ["version"],
 }
 
 

@@ -43,7 +43,8 @@ def test_table_is_median_min_max_of_the_latest_complete_run(tmp_path: Path) -> N
     md.write_text("before\n<!-- report:lb_vs_haproxy:begin -->\nold\n"
                   "<!-- report:lb_vs_haproxy:end -->\nafter\n"
                   "<!-- report:dns_vs_dnsmasq-agent:begin --><!-- report:dns_vs_dnsmasq-agent:end -->"
-                  "\n<!-- report:gossip_vs_serf:begin --><!-- report:gossip_vs_serf:end -->\n")
+                  "\n<!-- report:gossip_vs_serf:begin --><!-- report:gossip_vs_serf:end -->\n"
+                  "<!-- report:tls_vs_haproxy:begin --><!-- report:tls_vs_haproxy:end -->\n")
     assert report.main(["--results", str(results), "--write", "--md", str(md)]) == 0
     text = md.read_text()
     assert text.startswith("before\n") and "\nafter\n" in text and "\nold\n" not in text
@@ -53,4 +54,4 @@ def test_table_is_median_min_max_of_the_latest_complete_run(tmp_path: Path) -> N
     assert "Test CPU, 2 cores, kernel 6.1" in text and "0.10 0.20 0.30 before" in text
     assert "median of 5 interleaved rounds" in text
     # no run of the other two yet: said so, with the command that makes one
-    assert text.count("No complete `make bench` run") == 2
+    assert text.count("No complete `make bench` run") == 3   # DNS, gossip, TLS
