@@ -18,10 +18,15 @@ name. ``lb.counters`` is the :class:`LBCounters` (events by reason).
 
 ``listeners()`` gives, per listener, the spec (Consul-style keys: Name, Bind, Mode, Service,
 Tag, Strategy, ProxyProtocol, Routes, URLPrefix, PassingOnly, ConnectTimeout, IdleTimeout,
-MaxConnections), the bound ``Address``, ``Counters`` (Connections, Active, Requests, BytesIn,
-BytesOut, Errors, Rejected, ErrorReasons{reason: n}, Events{reason: n}) and ``Backends``
+MaxConnections, TLS, BackendTLS, RedirectHTTPS), the bound ``Address``, ``Counters``
+(Connections, Active, Requests, BytesIn, BytesOut, Errors, Rejected, ErrorReasons{reason: n},
+Events{reason: n}, TLSHandshakes, TLSHandshakeFailures{reason: n}) and ``Backends``
 (Node, ServiceID, Address, Port, Weight, Active, Connections, Requests, BytesIn, BytesOut,
 Errors, Ejections, Ejected, Draining, Service, Tag).
+
+TLS (:mod:`lb.tls`): ``LoadBalancer(..., cert_loader=...)`` takes a :class:`CertificateLoader`
+(the agent's checks the files; :class:`DefaultCertificateLoader` otherwise);
+``await lb.reload_tls()`` reads every listener's certificate files again (SIGHUP).
 
 Strategies: ``round_robin`` (default; per connection in TCP, per request in HTTP),
 ``least_conn``, ``random``, ``weighted_round_robin`` (the instances' Weights.Passing /

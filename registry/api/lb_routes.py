@@ -1,7 +1,8 @@
 """``/v1/lb/*``: the agent's load-balancer listeners.
 
     PUT    /v1/lb/listener          body: a listener spec (Name, Bind, Mode, Service, Tag,
-                                    Strategy, ProxyProtocol, Routes, URLPrefix, ...);
+                                    Strategy, ProxyProtocol, Routes, URLPrefix, TLS,
+                                    BackendTLS, RedirectHTTPS, ...);
                                     creates or replaces by Name; answers the listener's info
     GET    /v1/lb/listeners         every listener: spec, bound Address, Counters, Backends
     GET    /v1/lb/listener/{name}   one listener (404 when unknown)
