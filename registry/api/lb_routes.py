@@ -9,7 +9,9 @@
     DELETE /v1/lb/listener/{name}   stop accepting; open connections drain; answers true
 
 A bad spec or an address that cannot be bound is a 400 whose text says why ("bind
-127.0.0.1:9000: address already in use").
+127.0.0.1:9000: address already in use"); so is a certificate file that cannot be used
+("listener web: TLS.Certificates[0]: CertFile: /etc/web.pem: file not found"), checked before
+anything changes, so the running listener of that name stays as it was.
 """
 
 from __future__ import annotations
