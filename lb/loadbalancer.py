@@ -117,18 +117,23 @@ class LoadBalancer:
         """Create the listener, or replace the one with the same name; returns its info.
 
         The same spec again (a deploy script or config management re-applying it) changes
-        nothing: the running listener keeps its socket, connections and counters. Raises :class:`ConfigError` for a bad spec and :class:`ListenerError` when the address
-        cannot be bound (the previous listener of that name, if any, is then left running).
+        nothing: the running listener keeps its socket, connections and counters; only its
+        certificate and CA files, if any, are read again (a PUT renews certificates).
+        Raises :class:`ConfigError` for a bad spec or certificate file and
+        :class:`ListenerError` when the address cannot be bound; in both cases the previous
+        listener of that name, if any, is left running as it was.
         """
         if not isinstance(spec, ListenerSpec):
             spec = ListenerSpec.from_dict(spec)
         spec.validate()
-        # certificates and CAs first, off the loop: a bad file leaves the old listener as it is
-        tls = await asyncio.to_thread(prepare_listener_tls, spec, self.cert_loader)
         async with self._lock:
             old = self._listeners.get(spec.name)
             if old is not None and old.spec == spec and old.accepting:
+                if spec.tls is not None or spec.backend_tls is not None:
+                    await asyncio.to_thread(old.tls.reload, spec, self.cert_loader)
                 return old.info()
+            # certificates and CAs first, off the loop: a bad file leaves the old listener
+            tls = await asyncio.to_thread(prepare_listener_tls, spec, self.cert_loader)
             host, port = spec.address
             if old is not None and port != 0 and old.accepting and (
                     old.spec.address == (host, port) or old.local_addr == (host, port)):

@@ -197,13 +197,23 @@ async def test_tls_listener_put_bad_certificate_reload_and_metrics(
     assert st == 200, info
     assert await asyncio.to_thread(_serial, port, pki.ca, "other.example.com") != serial1
 
+    # the same spec again: nothing changes but the files are read anew (renewed certificate)
+    _, _, serial_put = pki.issue("web", dns=("web.example.com",))
+    st, again = await call(agent, "PUT", "/v1/lb/listener",
+                           {**spec, "Bind": info["Address"], "TLS": {"Certificates": [
+                               {"CertFile": cert, "KeyFile": key},
+                               {"CertFile": other_cert, "KeyFile": other_key}]}})
+    assert st == 200 and again["TLS"]["Reloads"] == 1, again     # the same listener, reloaded
+    assert await asyncio.to_thread(_serial, port, pki.ca) == serial_put != serial1
+    serial1 = serial_put
+
     # SIGHUP's reload: new handshakes present the renewed certificate
     _, _, serial2 = pki.issue("web", dns=("web.example.com",))
     await agent.reload()
     assert await asyncio.to_thread(_serial, port, pki.ca) == serial2 != serial1
 
     # the listener persists with its TLS section
-    saved = json.loads((Path(agent.data_dir_path) / "lb-listeners.json").read_text())
+    saved = json.loads(agent.datadir.file("lb-listeners.json").read_text())
     assert saved[0]["TLS"]["Certificates"][1]["CertFile"] == other_cert
 
     # plain HTTP to the TLS port: counted, and in the metrics
