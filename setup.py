@@ -1,10 +1,15 @@
-"""Build hook for the one C extension (gossip/_lzwc.c, LZW); everything else is in pyproject.toml.
+"""Build hook for the C extensions; everything else is in pyproject.toml.
 
-The extension is optional: without a C compiler the install still succeeds and gossip.lzw runs
-its pure-Python code.
+- gossip/_lzwc.c: LZW (gossip.lzw runs its pure-Python code without it);
+- dnsserver/_udpc.c: recvmmsg/sendmmsg for the DNS server's UDP socket (without it the server
+  answers through the asyncio transport, the reference path).
+
+Both are optional: without a C compiler the install still succeeds.
 """
 
 from setuptools import Extension, setup
 
 setup(ext_modules=[Extension("gossip._lzwc", ["gossip/_lzwc.c"], optional=True,
+                             extra_compile_args=["-O2"]),
+                   Extension("dnsserver._udpc", ["dnsserver/_udpc.c"], optional=True,
                              extra_compile_args=["-O2"])])

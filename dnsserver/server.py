@@ -18,6 +18,7 @@ import asyncio
 import bisect
 import errno
 import logging
+import os
 import socket
 import time
 from collections.abc import Callable, Coroutine
@@ -38,6 +39,25 @@ log = logging.getLogger(__name__)
 
 _BUCKETS_NS = tuple(b * 1000 for b in LATENCY_BUCKETS_US)
 _SAMPLE_MASK = LATENCY_SAMPLE - 1
+_SAMPLE_SHIFT = LATENCY_SAMPLE.bit_length() - 1
+_BATCH = 64           # datagrams per recvmmsg at most (what is queued now; never waited for)
+
+
+def _load_udpc() -> Any:
+    """The C extension (dnsserver/_udpc.c: recvmmsg/sendmmsg), or None: not built here, or
+    ``RUMOR_PURE_PYTHON`` is set (the asyncio transport path, the reference, is used then)."""
+    if os.environ.get("RUMOR_PURE_PYTHON"):
+        return None
+    try:
+        from . import _udpc  # type: ignore[attr-defined]
+    except ImportError:
+        return None
+    return _udpc
+
+
+_udpc = _load_udpc()
+HAVE_BATCH = _udpc is not None
+"""Whether the batched UDP path (recvmmsg/sendmmsg) is available to :class:`DNSServer`."""
 
 
 class _UDP(asyncio.DatagramProtocol):
@@ -88,6 +108,66 @@ class _UDP(asyncio.DatagramProtocol):
 
     def error_received(self, exc: Exception) -> None:
         log.debug("udp socket error err=%r", exc)
+
+
+class _BatchUDP:
+    """The batched UDP path: on each wake-up, one ``recvmmsg`` takes every datagram queued (up
+    to ``_BATCH``; it never waits for more, so at low rates a batch is one query and no latency
+    is added), each is answered as in :class:`_UDP`, and one ``sendmmsg`` sends the answers.
+    Peers stay raw sockaddr bytes from the kernel to the send (no (host, port) tuple is built).
+    Answers are byte-for-byte those of :class:`_UDP` (tests/unit/dnsserver/test_udp_batch.py)."""
+
+    def __init__(self, server: DNSServer, sock: socket.socket) -> None:
+        assert _udpc is not None
+        self.server = server
+        self.sock = sock
+        self.fd = sock.fileno()
+        self.handle = server.resolver.handle
+        self.counters = server.counters
+        self.lat = server.counters.latency
+        self.size = server.config.max_query_size
+        self.turn = 0
+        self.recv = _udpc.recv
+        self.send = _udpc.send
+
+    def readable(self) -> None:
+        try:
+            pkts = self.recv(self.fd, _BATCH, self.size)
+        except OSError as exc:       # e.g. ECONNREFUSED left by an ICMP error: read again later
+            log.debug("udp receive failed err=%r", exc)
+            return
+        if not pkts:
+            return
+        # One query in LATENCY_SAMPLE is timed; here the batch it is in (answers + send), which
+        # is what its last query waited: an upper bound for the others.
+        turn = self.turn
+        self.turn = turn + len(pkts)
+        timed = (self.turn >> _SAMPLE_SHIFT) - (turn >> _SAMPLE_SHIFT)
+        t0 = _now() if timed else 0
+        handle = self.handle
+        outs = []
+        for pkt in pkts:
+            out = handle(pkt[0], False)
+            if out.__class__ is bytes:
+                outs.append((out, pkt[1]))
+            elif out is not None:
+                self.server._forward_udp(out, pkt[1])  # type: ignore[arg-type]
+        if outs:
+            try:
+                self.send(self.fd, outs)
+            except Exception as exc:  # noqa: BLE001 - never out of a reader callback
+                log.debug("udp send failed err=%r", exc)
+        if timed:
+            dt = _now() - t0
+            self.counters.latency_sum_ns += dt * LATENCY_SAMPLE * timed
+            self.lat[bisect.bisect_left(_BUCKETS_NS, dt)] += LATENCY_SAMPLE * timed
+
+    def sendto(self, data: bytes, addr: bytes) -> None:
+        """Send one answer (a forwarded query's) to a raw sockaddr."""
+        try:
+            self.send(self.fd, [(data, addr)])
+        except Exception as exc:  # noqa: BLE001
+            log.debug("udp send failed err=%r", exc)
 
 
 class _UDPLimited(_UDP):
@@ -269,13 +349,14 @@ class DNSServer:
     """UDP + TCP DNS server answering from ``view``; ``await start()``, ``await stop()``."""
 
     def __init__(self, config: DNSConfig, view: View, *,
-                 counters: DNSCounters | None = None) -> None:
+                 counters: DNSCounters | None = None, udp_batch: bool | None = None) -> None:
         self.config = config.validate()
         self.view = view
         self.counters = counters if counters is not None else DNSCounters()
         self.resolver = Resolver(config, view, counters=self.counters)
         self.forwarder = Forwarder(config, self.counters) if config.recursors else None
         self._udp: asyncio.DatagramTransport | None = None
+        self._batch: _BatchUDP | None = None
         self._tcp: asyncio.base_events.Server | None = None
         self._tasks: asyncio.TaskGroup | None = None   # forwards in flight; see the docstring
         self._tasks_owner: asyncio.Task[None] | None = None
@@ -283,6 +364,15 @@ class DNSServer:
         self._inflight_udp = 0
         self.limiter = RateLimiter(config.rate_limit) if config.rate_limit.enabled else None
         """The response-rate limiter of UDP answers (None when rate limiting is off)."""
+        if udp_batch is None:
+            udp_batch = HAVE_BATCH and self.limiter is None
+        elif udp_batch and not HAVE_BATCH:
+            raise RuntimeError("udp_batch=True needs the C extension dnsserver/_udpc.c")
+        elif udp_batch and self.limiter is not None:
+            raise ValueError("udp_batch=True does not rate-limit: use the default path")
+        self.udp_batch = udp_batch
+        """UDP through recvmmsg/sendmmsg (:class:`_BatchUDP`) rather than an asyncio transport;
+        by default when the C extension is built and rate limiting is off."""
         self.udp_port = 0
         """The bound UDP port (after start)."""
         self.tcp_port = 0
@@ -299,24 +389,42 @@ class DNSServer:
             return _UDP(self) if limiter is None else _UDPLimited(self, limiter)
 
         for attempt in range(20):
-            tr, _ = await loop.create_datagram_endpoint(
-                protocol, local_addr=(host, self.config.port), family=fam)
-            port = tr.get_extra_info("sockname")[1]
+            if self.udp_batch:
+                sock = socket.socket(fam, socket.SOCK_DGRAM)
+                try:
+                    sock.setblocking(False)
+                    sock.bind((host, self.config.port))
+                except OSError:
+                    sock.close()
+                    raise
+                port = sock.getsockname()[1]
+                tr = None
+            else:
+                tr, _ = await loop.create_datagram_endpoint(
+                    protocol, local_addr=(host, self.config.port), family=fam)
+                port = tr.get_extra_info("sockname")[1]
+                sock = tr.get_extra_info("socket")
             try:
                 self._tcp = await loop.create_server(
                     lambda: _TCP(self), host=host, port=port, family=fam, reuse_address=True,
                     backlog=1024)
             except OSError as exc:
-                tr.close()
+                if tr is not None:
+                    tr.close()
+                else:
+                    sock.close()
                 if exc.errno == errno.EADDRINUSE and self.config.port == 0 and attempt < 19:
                     continue              # the UDP port we got is taken over TCP: try another
                 raise
-            self._udp = tr
             try:
-                tr.get_extra_info("socket").setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF,
-                                                       4 << 20)
+                sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 4 << 20)
             except OSError:
                 pass
+            if tr is None:
+                self._batch = _BatchUDP(self, sock)
+                loop.add_reader(sock.fileno(), self._batch.readable)
+            else:
+                self._udp = tr
             self.udp_port = self.tcp_port = port
             break
         if self.forwarder is not None:
@@ -333,6 +441,10 @@ class DNSServer:
         if self._udp is not None:
             self._udp.close()
             self._udp = None
+        if self._batch is not None:
+            asyncio.get_running_loop().remove_reader(self._batch.fd)
+            self._batch.sock.close()
+            self._batch = None
         if self._tcp is not None:
             self._tcp.close()
             for conn in list(self._conns):
@@ -406,8 +518,11 @@ class DNSServer:
     async def _forward_udp_task(self, fwd: Forward, addr: Any) -> None:
         try:
             out = await self._resolve_forward(fwd)
-            if out is not None and self._udp is not None:
-                self._udp.sendto(out, addr)
+            if out is not None:
+                if self._udp is not None:
+                    self._udp.sendto(out, addr)
+                elif self._batch is not None:
+                    self._batch.sendto(out, addr)     # addr: the raw sockaddr of the batch path
         finally:
             self._inflight_udp -= 1
 

@@ -1,0 +1,242 @@
+"""The batched UDP path (dnsserver/_udpc.c: recvmmsg/sendmmsg) against the reference path
+(the asyncio datagram transport), on real loopback sockets.
+
+Both paths must give byte-for-byte the same answers to the same queries in the same order
+(rotation included), the batched one must answer what is queued without waiting for a batch to
+fill, and its cache must follow every catalog change (no stale answer in a burst either)."""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import random
+import shutil
+import socket
+import struct
+import sysconfig
+from pathlib import Path
+
+import dns.message
+import dns.rcode
+import pytest
+
+from dnsserver import DNSConfig, DNSServer, MemoryView
+from dnsserver import server as server_mod
+from tests.harness.ci_skips import in_ci
+
+from .conftest import addrs, populated_view
+
+NOT_BUILT = ("the C extension dnsserver/_udpc.c is not built here: it needs gcc and Python's "
+             "headers (python3-dev) at install; scripts/setup-system.sh installs both")
+
+
+@pytest.fixture(scope="module")
+def udpc() -> object:
+    """The C module; in CI its absence is a failure, elsewhere the C-only tests skip."""
+    mod = server_mod._udpc
+    if mod is None:
+        if in_ci() and not os.environ.get("RUMOR_PURE_PYTHON"):
+            pytest.fail(NOT_BUILT)
+        pytest.skip(NOT_BUILT)
+    return mod
+
+
+def test_the_c_extension_is_built_where_a_compiler_is() -> None:
+    """The batched path must not silently go missing: with a compiler and Python's headers
+    (as on CI) the install builds it, and the server uses it by default."""
+    if os.environ.get("RUMOR_PURE_PYTHON"):
+        pytest.skip("pure Python forced by RUMOR_PURE_PYTHON")
+    headers = Path(sysconfig.get_paths()["include"], "Python.h").exists()
+    if not in_ci() and not (shutil.which("cc") and headers):
+        pytest.skip("no C compiler or Python headers here")
+    assert server_mod.HAVE_BATCH, NOT_BUILT
+    assert DNSServer(DNSConfig(), MemoryView("dc1")).udp_batch
+
+
+# -- the two functions on raw sockets --------------------------------------------------------------
+def _pair() -> tuple[socket.socket, socket.socket]:
+    srv = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+    srv.bind(("127.0.0.1", 0))
+    srv.setblocking(False)
+    cli = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+    cli.bind(("127.0.0.1", 0))
+    cli.settimeout(2)
+    return srv, cli
+
+
+def test_recv_takes_what_is_queued_and_never_waits(udpc: object) -> None:
+    srv, cli = _pair()
+    try:
+        assert udpc.recv(srv.fileno(), 64, 4096) == []          # type: ignore[attr-defined]
+        sent = [bytes([i]) * (i + 1) for i in range(10)]
+        for d in sent:
+            cli.sendto(d, srv.getsockname())
+        got: list[tuple[bytes, bytes]] = []
+        for _ in range(200):                       # loopback delivery is immediate, but poll
+            got += udpc.recv(srv.fileno(), 4, 4096)  # type: ignore[attr-defined]
+            if len(got) == len(sent):
+                break
+        assert [d for d, _ in got] == sent
+        # The peer is the raw sockaddr_in of the client: family, port, address.
+        fam, port = struct.unpack_from("=HH", got[0][1])
+        assert fam == socket.AF_INET
+        assert socket.ntohs(port) == cli.getsockname()[1]
+        assert socket.inet_ntoa(got[0][1][4:8]) == "127.0.0.1"
+        # send() answers to those raw addresses, as sendto() would.
+        n = udpc.send(srv.fileno(), [(b"re:" + d, a) for d, a in got])  # type: ignore[attr-defined]
+        assert n == len(got)
+        assert [cli.recv(100) for _ in got] == [b"re:" + d for d in sent]
+    finally:
+        srv.close()
+        cli.close()
+
+
+def test_recv_cuts_an_oversized_datagram_so_it_stays_oversized(udpc: object) -> None:
+    srv, cli = _pair()
+    try:
+        cli.sendto(b"x" * 3000, srv.getsockname())
+        cli.sendto(b"y" * 100, srv.getsockname())
+        got: list[tuple[bytes, bytes]] = []
+        for _ in range(200):
+            got += udpc.recv(srv.fileno(), 64, 512)  # type: ignore[attr-defined]
+            if len(got) == 2:
+                break
+        assert [len(d) for d, _ in got] == [513, 100]
+    finally:
+        srv.close()
+        cli.close()
+
+
+def test_send_rejects_what_is_not_bytes_pairs(udpc: object) -> None:
+    srv, _cli = _pair()
+    try:
+        with pytest.raises(TypeError):
+            udpc.send(srv.fileno(), [("text", b"")])  # type: ignore[attr-defined]
+        with pytest.raises(ValueError):
+            udpc.send(srv.fileno(), [(b"x", b"a" * 1000)])  # type: ignore[attr-defined]
+        assert udpc.send(srv.fileno(), []) == 0  # type: ignore[attr-defined]
+    finally:
+        srv.close()
+        _cli.close()
+
+
+# -- the server, both paths ---------------------------------------------------------------------
+def _queries() -> list[bytes]:
+    """Queries of every kind the hot and slow paths see, with fixed IDs."""
+    rng = random.Random(7)
+    out = []
+    names = [("web.service.rumor", "A"), ("_web._tcp.service.rumor", "SRV"),
+             ("big.service.rumor", "A"), ("n1.node.rumor", "TXT"), ("nope.service.rumor", "A"),
+             ("WeB.SeRvIcE.rumor", "A"), ("api6.service.rumor", "AAAA"), ("rumor", "SOA"),
+             ("example.org", "A"), ("0a000001.addr.dc1.rumor", "A")]
+    for i in range(4):
+        for name, rd in names:
+            q = dns.message.make_query(name, rd, use_edns=i % 2 == 1)
+            q.id = rng.randrange(65536)
+            out.append(q.to_wire())
+    out.append(b"\x12\x34garbage")                       # malformed: dropped
+    out.append(b"\x12\x34" + b"\x01\x00" + b"\x00" * 8)    # no question: FORMERR
+    out.append(b"x" * 5000)                              # oversized: dropped
+    return out
+
+
+async def _ask_all(port: int, queries: list[bytes], burst: bool) -> list[bytes | None]:
+    """Send the queries (one at a time, or all at once as a burst) and collect the answers,
+    matched to the queries by ID and question (None when the server dropped one)."""
+    loop = asyncio.get_running_loop()
+    sock = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+    sock.setblocking(False)
+    sock.connect(("127.0.0.1", port))
+    answers: list[bytes | None] = []
+    try:
+        if burst:
+            for q in queries:
+                sock.send(q)
+            got: list[bytes] = []
+            want = sum(1 for q in queries if _answerable(q))
+            try:
+                async with asyncio.timeout(3):
+                    while len(got) < want:
+                        got.append(await loop.sock_recv(sock, 65535))
+            except TimeoutError:
+                pass
+            return sorted(got)       # type: ignore[return-value]
+        for q in queries:
+            sock.send(q)
+            try:
+                async with asyncio.timeout(0.3 if not _answerable(q) else 3):
+                    answers.append(await loop.sock_recv(sock, 65535))
+            except TimeoutError:
+                answers.append(None)
+    finally:
+        sock.close()
+    return answers
+
+
+def _answerable(q: bytes) -> bool:
+    return len(q) >= 12 and len(q) <= 4096 and not q.endswith(b"garbage")
+
+
+async def _serve(view: MemoryView, batch: bool) -> DNSServer:
+    srv = DNSServer(DNSConfig(port=0, bind_addr="127.0.0.1"), view, udp_batch=batch)
+    await srv.start()
+    return srv
+
+
+async def test_both_paths_give_the_same_answers(udpc: object) -> None:
+    results = {}
+    for batch in (False, True):
+        srv = await _serve(populated_view(), batch)
+        try:
+            assert srv.udp_batch is batch
+            results[batch] = await _ask_all(srv.udp_port, _queries(), burst=False)
+            snap = srv.counters.snapshot()
+            results[(batch, "counters")] = {k: snap[k] for k in ("queries", "cache_hits")}
+        finally:
+            await srv.stop()
+    assert results[True] == results[False]
+    assert results[(True, "counters")] == results[(False, "counters")]
+    assert results[True][-1] is None and results[True][-3] is None      # dropped by both
+    assert dns.message.from_wire(results[True][-2]).rcode() == dns.rcode.FORMERR  # type: ignore[arg-type]
+
+
+async def test_a_burst_is_answered_whole_and_the_same_by_both(udpc: object) -> None:
+    results = {}
+    queries = [q for q in _queries() if _answerable(q)] * 5
+    for batch in (False, True):
+        srv = await _serve(populated_view(), batch)
+        try:
+            results[batch] = await _ask_all(srv.udp_port, queries, burst=True)
+        finally:
+            await srv.stop()
+    assert len(results[True]) == len(queries)
+    assert results[True] == results[False]
+
+
+async def test_the_batched_cache_follows_every_catalog_change(udpc: object) -> None:
+    """A burst, a change, a burst: every answer of the second burst sees the change."""
+    view = populated_view()
+    srv = await _serve(view, True)
+    q = dns.message.make_query("web.service.rumor", "A", use_edns=False).to_wire()
+    try:
+        for step in range(5):
+            got = await _ask_all(srv.udp_port, [q] * 20, burst=True)
+            assert len(got) == 20
+            want = {"10.0.0.1", "10.1.1.2", "10.0.0.3"} | {f"10.9.0.{i + 1}" for i in range(step)}
+            for wire in got:
+                assert set(addrs(dns.message.from_wire(wire))) == want   # type: ignore[arg-type]
+            view.add_node(f"new{step}", f"10.9.0.{step + 1}")
+            view.register(f"new{step}", "web", port=80)
+    finally:
+        await srv.stop()
+
+
+async def test_rate_limiting_keeps_the_reference_path() -> None:
+    from dnsserver import RateLimitConfig
+
+    cfg = DNSConfig(port=0, bind_addr="127.0.0.1",
+                    rate_limit=RateLimitConfig(responses_per_second=1000))
+    assert DNSServer(cfg, MemoryView("dc1")).udp_batch is False
+    if server_mod.HAVE_BATCH:
+        with pytest.raises(ValueError):
+            DNSServer(cfg, MemoryView("dc1"), udp_batch=True)
