@@ -111,56 +111,67 @@ class _UDP(asyncio.DatagramProtocol):
 
 
 class _BatchUDP:
-    """The batched UDP path: on each wake-up, one ``recvmmsg`` takes every datagram queued (up
-    to ``_BATCH``; it never waits for more, so at low rates a batch is one query and no latency
-    is added), each is answered as in :class:`_UDP`, and one ``sendmmsg`` sends the answers.
-    Peers stay raw sockaddr bytes from the kernel to the send (no (host, port) tuple is built).
-    Answers are byte-for-byte those of :class:`_UDP` (tests/unit/dnsserver/test_udp_batch.py)."""
+    """The batched UDP path. On each wake-up one C call (``_udpc.serve``) takes every datagram
+    queued (one ``recvmmsg``, up to ``_BATCH``; it never waits for more, so at low rates a batch
+    is one query and no latency is added), answers those whose exact bytes the resolver's
+    level-1 index already holds (as :meth:`Resolver.handle` does: the client's ID + the cached
+    packet of the entry's turn, ``hits`` counted on the entry), hands every other datagram to
+    :meth:`miss` (the resolver's full path), and sends all the answers with one ``sendmmsg``.
+    The catalog index is checked (and the cache flushed when it moved) before each batch, so
+    no answer is staler than the catalog. Peers stay raw sockaddr bytes from the kernel to the
+    send. Answers are byte-for-byte those of :class:`_UDP`, the reference path
+    (tests/unit/dnsserver/test_udp_batch.py)."""
 
     def __init__(self, server: DNSServer, sock: socket.socket) -> None:
         assert _udpc is not None
         self.server = server
         self.sock = sock
         self.fd = sock.fileno()
-        self.handle = server.resolver.handle
+        res = server.resolver
+        self.resolver = res
+        self.view = res.view
+        self.exact = res._exact
+        self.handle = res.handle
         self.counters = server.counters
         self.lat = server.counters.latency
         self.size = server.config.max_query_size
         self.turn = 0
-        self.recv = _udpc.recv
+        self.serve = _udpc.serve
         self.send = _udpc.send
 
     def readable(self) -> None:
+        res = self.resolver
+        idx = self.view.index
+        if idx != res._index:
+            res._flush(idx)
+        t0 = _now()
         try:
-            pkts = self.recv(self.fd, _BATCH, self.size)
+            n = self.serve(self.fd, _BATCH, self.size, self.exact, self.miss)
         except OSError as exc:       # e.g. ECONNREFUSED left by an ICMP error: read again later
             log.debug("udp receive failed err=%r", exc)
             return
-        if not pkts:
+        if not n:
             return
-        # One query in LATENCY_SAMPLE is timed; here the batch it is in (answers + send), which
-        # is what its last query waited: an upper bound for the others.
+        # One query in LATENCY_SAMPLE is timed: here the batch it is in (answers + send), which
+        # is what the batch's last query waited: an upper bound for the others.
         turn = self.turn
-        self.turn = turn + len(pkts)
+        self.turn = turn + n
         timed = (self.turn >> _SAMPLE_SHIFT) - (turn >> _SAMPLE_SHIFT)
-        t0 = _now() if timed else 0
-        handle = self.handle
-        outs = []
-        for pkt in pkts:
-            out = handle(pkt[0], False)
-            if out.__class__ is bytes:
-                outs.append((out, pkt[1]))
-            elif out is not None:
-                self.server._forward_udp(out, pkt[1])  # type: ignore[arg-type]
-        if outs:
-            try:
-                self.send(self.fd, outs)
-            except Exception as exc:  # noqa: BLE001 - never out of a reader callback
-                log.debug("udp send failed err=%r", exc)
         if timed:
             dt = _now() - t0
             self.counters.latency_sum_ns += dt * LATENCY_SAMPLE * timed
             self.lat[bisect.bisect_left(_BUCKETS_NS, dt)] += LATENCY_SAMPLE * timed
+
+    def miss(self, data: bytes, addr: bytes) -> bytes | None:
+        """A datagram the C side did not answer: the resolver's full path (never raises)."""
+        try:
+            out = self.handle(data, False)
+            if out.__class__ is bytes or out is None:
+                return out
+            self.server._forward_udp(out, addr)  # type: ignore[arg-type]
+        except Exception:  # never out of the C loop
+            log.exception("dns udp miss failed")
+        return None
 
     def sendto(self, data: bytes, addr: bytes) -> None:
         """Send one answer (a forwarded query's) to a raw sockaddr."""

@@ -200,6 +200,30 @@ async def test_both_paths_give_the_same_answers(udpc: object) -> None:
     assert dns.message.from_wire(results[True][-2]).rcode() == dns.rcode.FORMERR  # type: ignore[arg-type]
 
 
+async def test_repeated_queries_rotate_the_same_on_both(udpc: object) -> None:
+    """The same bytes again and again: answered by the C side's level-1 hits on the batched
+    path, by Resolver.handle on the reference path; the round-robin turns must be the same."""
+    results = {}
+    for batch in (False, True):
+        srv = await _serve(populated_view(), batch)
+        try:
+            qs = []
+            for name in ("web.service.rumor", "big.service.rumor", "_web._tcp.service.rumor"):
+                rd = "SRV" if name.startswith("_") else "A"
+                q = dns.message.make_query(name, rd, use_edns=False)
+                q.id = 4242
+                qs += [q.to_wire()] * 7
+            results[batch] = await _ask_all(srv.udp_port, qs, burst=False)
+            snap = srv.counters.snapshot()
+            results[(batch, "hits")] = snap["cache_hits"]
+        finally:
+            await srv.stop()
+    assert results[True] == results[False]
+    assert results[(True, "hits")] == results[(False, "hits")] == 18
+    firsts = [dns.message.from_wire(w).answer[0][0].to_text() for w in results[True][:7]]  # type: ignore[arg-type]
+    assert len(set(firsts)) == 3                    # the three web instances take turns
+
+
 async def test_a_burst_is_answered_whole_and_the_same_by_both(udpc: object) -> None:
     results = {}
     queries = [q for q in _queries() if _answerable(q)] * 5
