@@ -204,6 +204,8 @@ class Resolver:
             if not tcp:
                 # Level 1: the exact bytes after the ID were answered before (no EDNS cookie,
                 # same case): the response is that packet with this ID.
+                # dnsserver/_udpc.c (serve) does this very step in C for the batched UDP
+                # path, reading _exact and each entry's n, hits and tails: keep them in step.
                 e = self._exact.get(data[2:])
                 if e is not None:
                     e.hits += 1

@@ -1,8 +1,17 @@
 """The asyncio driver: UDP and TCP listeners around the sans-I/O :class:`Resolver`.
 
 Runs on whatever loop is running (uvloop when the agent installed it, asyncio otherwise).
-UDP: one datagram in, at most one out, answered inline in ``datagram_received`` (no task per
-query). TCP (RFC 7766): length-prefixed frames, pipelined queries answered as they come (those
+UDP, two paths giving the same answers byte for byte:
+
+* batched (the default when the C extension ``dnsserver/_udpc.c`` is built and rate limiting is
+  off): on each wake-up one ``recvmmsg`` takes what is queued (never waiting for more), cache
+  hits on the exact query bytes are answered in C, the rest by the resolver, and one
+  ``sendmmsg`` sends the answers (:class:`_BatchUDP`);
+* the reference (without the extension, with ``RUMOR_PURE_PYTHON`` set, or with rate
+  limiting): an asyncio datagram transport, one datagram in, at most one out, answered inline
+  in ``datagram_received`` (no task per query).
+
+TCP (RFC 7766): length-prefixed frames, pipelined queries answered as they come (those
 forwarded upstream may finish out of order, which the RFC allows), an idle timeout, a cap on
 connections and on the frame size. Nothing a peer sends can raise out of a receive callback.
 
@@ -129,8 +138,6 @@ class _BatchUDP:
         self.fd = sock.fileno()
         res = server.resolver
         self.resolver = res
-        self.view = res.view
-        self.exact = res._exact
         self.handle = res.handle
         self.counters = server.counters
         self.lat = server.counters.latency
@@ -141,12 +148,12 @@ class _BatchUDP:
 
     def readable(self) -> None:
         res = self.resolver
-        idx = self.view.index
+        idx = res.view.index
         if idx != res._index:
             res._flush(idx)
         t0 = _now()
         try:
-            n = self.serve(self.fd, _BATCH, self.size, self.exact, self.miss)
+            n = self.serve(self.fd, _BATCH, self.size, res._exact, self.miss)
         except OSError as exc:       # e.g. ECONNREFUSED left by an ICMP error: read again later
             log.debug("udp receive failed err=%r", exc)
             return
