@@ -264,3 +264,51 @@ async def test_rate_limiting_keeps_the_reference_path() -> None:
     if server_mod.HAVE_BATCH:
         with pytest.raises(ValueError):
             DNSServer(cfg, MemoryView("dc1"), udp_batch=True)
+
+
+async def test_one_queued_query_is_answered_at_once_not_held_for_a_batch(udpc: object) -> None:
+    """At low rates a wake-up finds one datagram: it is answered and sent within that call
+    (the answer is in the client's queue when readable() returns), never held for more."""
+    import select
+
+    srv = await _serve(populated_view(), True)
+    batch = srv._batch
+    assert batch is not None
+    asyncio.get_running_loop().remove_reader(batch.fd)     # drive it by hand
+    cli = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+    try:
+        cli.connect(("127.0.0.1", srv.udp_port))
+        for _ in range(3):                                # a miss, then level-1 hits
+            q = dns.message.make_query("web.service.rumor", "A", use_edns=False)
+            cli.send(q.to_wire())
+            assert select.select([batch.fd], [], [], 2)[0]   # queued on the server socket
+            batch.readable()
+            assert select.select([cli], [], [], 0)[0], "not answered within the call"
+            assert dns.message.from_wire(cli.recv(512)).id == q.id
+        batch.readable()                                  # nothing queued: returns at once
+        assert not select.select([cli], [], [], 0)[0]
+    finally:
+        cli.close()
+        await srv.stop()
+
+
+async def test_the_batched_path_serves_ipv6(udpc: object) -> None:
+    try:
+        probe = socket.socket(socket.AF_INET6, socket.SOCK_DGRAM)
+        probe.bind(("::1", 0))
+        probe.close()
+    except OSError:
+        pytest.fail("no IPv6 loopback here: the batched path's sockaddr_in6 goes untested")
+    srv = DNSServer(DNSConfig(port=0, bind_addr="::1"), populated_view(), udp_batch=True)
+    await srv.start()
+    cli = socket.socket(socket.AF_INET6, socket.SOCK_DGRAM)
+    cli.settimeout(3)
+    try:
+        q = dns.message.make_query("web.service.rumor", "A", use_edns=False)
+        for _ in range(2):
+            cli.sendto(q.to_wire(), ("::1", srv.udp_port))
+            m = dns.message.from_wire(await asyncio.to_thread(cli.recv, 512))
+            assert m.id == q.id and len(addrs(m)) == 3
+    finally:
+        cli.close()
+        await srv.stop()
