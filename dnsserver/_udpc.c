@@ -197,6 +197,8 @@ udpc_send(PyObject *self, PyObject *args)
  *
  *   serve(fd, max, size, exact, miss) -> int   datagrams received (0 when none was queued)
  */
+#define SERVE_MAX 256           /* datagrams per serve() call at most (its arrays are on the stack) */
+
 static PyObject *str_n, *str_hits, *str_tails;
 
 static PyObject *
@@ -206,13 +208,15 @@ udpc_serve(PyObject *self, PyObject *args)
     PyObject *exact, *miss;
     if (!PyArg_ParseTuple(args, "iiiO!O:serve", &fd, &max, &size, &PyDict_Type, &exact, &miss))
         return NULL;
+    if (max > SERVE_MAX)
+        max = SERVE_MAX;
     PyObject *pkts = udpc_recv_impl(fd, max, size);
     if (pkts == NULL)
         return NULL;
     Py_ssize_t n = PyList_GET_SIZE(pkts);
-    struct mmsghdr msgs[MAX_BATCH];
-    struct iovec iov[MAX_BATCH][2];
-    PyObject *keep[MAX_BATCH];          /* the answer bytes each message points into */
+    struct mmsghdr msgs[SERVE_MAX];
+    struct iovec iov[SERVE_MAX][2];
+    PyObject *keep[SERVE_MAX];          /* the answer bytes each message points into */
     int k = 0;
     for (Py_ssize_t i = 0; i < n; i++) {
         PyObject *pair = PyList_GET_ITEM(pkts, i);
