@@ -4,7 +4,9 @@ Start-up order (each step only once the previous one succeeded; a failure undoes
   1. validate every subsystem's configuration (nothing binds before the whole config is good),
   1b. try every listen address at once (registry/preflight.py), so that nothing half-starts,
   2. data dir (node ID, lock), 3. gossip, 4. registry (catalog, local services, checks),
-  5. HTTP API, 6. DNS, 7. load balancer, 8. join (start_join; retry_join runs in the background).
+  5. HTTP API, 6. DNS, 7. load balancer, 8. join (start_join; retry_join runs in the background),
+  9. on a WAN member: the WAN pool (registry/wan.py), its LAN tags, and start_join_wan
+     (retry_join_wan runs in the background).
 Background work (retry_join, SIGHUP reloads) runs in an ``asyncio.TaskGroup`` that :meth:`run`
 owns: leaving it at shutdown cancels whatever is still running, and a job that fails is logged.
 Shutdown runs the other way and is bounded: leave the cluster (so peers see ``left``, not
@@ -46,6 +48,7 @@ from . import __version__
 from .config import AgentConfig, split_hostport
 from .datadir import DataDir
 from .errors import ConfigError
+from .federation import Federation
 from .listeners import ListenerStore
 from .looplag import LoopLag
 from .membership import prepare_gossip, start_gossip
@@ -53,6 +56,7 @@ from .netaddr import advertise_address
 from .preflight import check_listen_addresses
 from .service import Registry, prepare_registry
 from .tls import LBCertificateLoader, ReloadableServerContext, tls_files_from
+from .wan import http_address, lan_tags, prepare_wan, start_wan, with_wan_port
 
 log = logging.getLogger(__name__)
 
@@ -75,6 +79,9 @@ class Agent:
         self.datadir: DataDir | None = None
         self._tmp_data_dir: str | None = None
         self.gossip: Gossip | None = None
+        self.wan: Gossip | None = None
+        """The WAN pool's gossip service on a WAN member, else None."""
+        self.federation: Federation | None = None
         self.registry: Registry | None = None
         self.dns: DNSServer | None = None
         self.lb: LoadBalancer | None = None
@@ -109,6 +116,7 @@ class Agent:
         cfg = self.config
         self._gossip_prep = prepare_gossip(cfg)
         self._registry_prep = prepare_registry(cfg)
+        self._wan_prep = prepare_wan(cfg, self._gossip_prep)
         if cfg.https_port >= 0:
             if cfg.https_port == cfg.http_port and cfg.http_port > 0:
                 raise ConfigError(f"ports.https: {cfg.https_port} is also ports.http; give "
@@ -157,6 +165,7 @@ class Agent:
 
         self.gossip = await start_gossip(cfg, self.datadir, self._gossip_prep)
         self.gossip_port = self.gossip.bound_port
+        self.federation = Federation(cfg.datacenter, self.gossip)
 
         self.registry = Registry(cfg, self.datadir, self.gossip, self._registry_prep)
         self.registry.loop_lag = self.loop_lag
@@ -200,6 +209,8 @@ class Agent:
                     "start_join: could not join any of " + ", ".join(cfg.start_join)
                     + "; check the addresses or use -retry-join"
                 )
+        if self._wan_prep is not None:
+            await self._start_wan()
         release_free_memory()   # start-up garbage back to the OS (gossip/memory.py)
         log.info(
             "agent started node=%s datacenter=%s http=%s:%s https=%s dns=%s gossip=%s:%s "
@@ -221,7 +232,8 @@ class Agent:
         assert self.registry is not None
         app = make_app(cfg, self.registry, gossip=self.gossip, dns=self.dns, lb=self.lb,
                        listener_store=listener_store, ports=self, started_at=self.started_at,
-                       request_stop=self.request_stop, reload=self.reload)
+                       request_stop=self.request_stop, reload=self.reload,
+                       federation=self.federation)
         self._runner = web.AppRunner(app, access_log=None, handle_signals=False,
                                      shutdown_timeout=1.0)
         await self._runner.setup()
@@ -250,24 +262,52 @@ class Agent:
             ) from None
         return int(sock.getsockname()[1])
 
-    async def _retry_join(self) -> None:
+    async def _start_wan(self) -> None:
+        """Join the WAN pool: start it, tell the LAN which of us carries other datacenters'
+        requests (registry/wan.py), and join the start_join_wan addresses."""
         cfg = self.config
-        assert self.gossip is not None
+        assert self._wan_prep is not None and self.gossip is not None
+        if self.http_port <= 0:
+            raise ConfigError("ports.http: a WAN member needs the HTTP API (other datacenters "
+                              "send their requests to it); do not set -http-port -1")
+        http = http_address(cfg, self.http_port)
+        self.wan = await start_wan(cfg, self.datadir, self._wan_prep, http)
+        if self.federation is not None:
+            self.federation.wan = self.wan
+        await self.gossip.set_tags(lan_tags(cfg, self.wan, http))
+        if cfg.start_join_wan:
+            joined = await self.wan.join([with_wan_port(a) for a in cfg.start_join_wan])
+            if joined == 0:
+                raise ConfigError(
+                    "start_join_wan: could not join any of " + ", ".join(cfg.start_join_wan)
+                    + "; check the addresses or use -retry-join-wan")
+        log.info("wan pool started name=%s wan=%s:%s http=%s", self._wan_prep.memberlist.name,
+                 self.gossip_address, self.wan.bound_port, http)
+
+    async def _retry_join(self, wan: bool = False) -> None:
+        cfg = self.config
+        pool = self.wan if wan else self.gossip
+        what = "retry_join_wan" if wan else "retry_join"
+        addrs = [with_wan_port(a) for a in cfg.retry_join_wan] if wan else list(cfg.retry_join)
+        assert pool is not None
         attempt = 0
         while True:
             attempt += 1
             try:
-                joined = await self.gossip.join(list(cfg.retry_join))
+                joined = await pool.join(addrs)
             except Exception as e:  # noqa: BLE001 - any failure is logged and retried
-                log.warning("retry_join failed attempt=%d error=%s", attempt, e)
+                log.warning("%s failed attempt=%d error=%s", what, attempt, e)
                 joined = 0
             if joined:
-                log.info("retry_join succeeded joined=%d attempt=%d", joined, attempt)
+                log.info("%s succeeded joined=%d attempt=%d", what, joined, attempt)
                 return
             if cfg.retry_max and attempt >= cfg.retry_max:
-                log.error("retry_join gave up attempts=%d", attempt)
+                log.error("%s gave up attempts=%d", what, attempt)
                 return
             await asyncio.sleep(cfg.retry_interval)
+
+    async def _retry_join_wan(self) -> None:
+        await self._retry_join(wan=True)
 
     def _spawn(self, job: Callable[[], Coroutine[Any, Any, None]], what: str) -> None:
         """Run ``job()`` in run()'s task group (only while the agent serves)."""
@@ -341,6 +381,8 @@ class Agent:
                     self._background = background
                     if self.config.retry_join:
                         self._spawn(self._retry_join, "retry_join")
+                    if self.config.retry_join_wan and self.wan is not None:
+                        self._spawn(self._retry_join_wan, "retry_join_wan")
                     if self._reload_pending:
                         self._spawn(self._reload_job, "reload")
                     await self._stop.wait()
@@ -364,6 +406,8 @@ class Agent:
 
         if self.loop_lag is not None:
             self.loop_lag.stop()
+        if leave and self.wan is not None:
+            await _bounded(self.wan.leave(min(1.0, left())), left(), "wan leave")
         if leave and self.gossip is not None:
             await _bounded(self.gossip.leave(min(2.5, left())), left(), "gossip leave")
         if self.lb is not None:
@@ -374,6 +418,10 @@ class Agent:
             await _bounded(self._runner.cleanup(), min(1.0, left()), "http stop")
         if self.registry is not None:
             await _bounded(self.registry.stop(), min(1.0, left()), "registry stop")
+        if self.federation is not None:
+            await _bounded(self.federation.close(), min(0.5, left()), "federation close")
+        if self.wan is not None:
+            await _bounded(self.wan.shutdown(), min(0.5, left()), "wan shutdown")
         if self.gossip is not None:
             await _bounded(self.gossip.shutdown(), min(0.5, left()), "gossip shutdown")
         if self._tmp_data_dir:

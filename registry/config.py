@@ -31,6 +31,7 @@ from .tls import LEGACY_TLS_KEYS
 DEFAULT_HTTP_PORT = 8500
 DEFAULT_DNS_PORT = 8600
 DEFAULT_SERF_LAN_PORT = 7946
+DEFAULT_SERF_WAN_PORT = 8302
 DEFAULT_HTTPS_PORT = 8501
 """Consul's conventional HTTPS port; HTTPS is off unless ``ports.https`` is set."""
 
@@ -65,6 +66,15 @@ class AgentConfig:
     """Addresses (host[:port]) to join at start; start-up fails if none answers."""
     retry_join: tuple[str, ...] = ()
     """Addresses to join at start, retried every ``retry_interval`` until one answers."""
+    start_join_wan: tuple[str, ...] = ()
+    """WAN pool addresses (host[:port], port 8302) to join at start (``-join-wan``); makes this
+    agent a WAN member. Start-up fails if none answers."""
+    retry_join_wan: tuple[str, ...] = ()
+    """WAN pool addresses to join, retried every ``retry_interval`` (``-retry-join-wan``)."""
+    serf_wan_port: int = -1
+    """WAN gossip port (``ports.serf_wan``, ``-serf-wan-port``). -1 (default): this agent is a
+    WAN member only if it joins the WAN pool (then on 8302); 0 or a port: it is a WAN member,
+    on that port (0 = any free port)."""
     retry_interval: float = 30.0
     """Seconds between retry_join attempts. Default 30 s."""
     retry_max: int = 0
@@ -137,6 +147,16 @@ class AgentConfig:
         return self.advertise_addr or self.bind_addr
 
     @property
+    def wan_member(self) -> bool:
+        """Whether this agent is also a member of the WAN pool (joins it, or has a WAN port)."""
+        return bool(self.serf_wan_port >= 0 or self.start_join_wan or self.retry_join_wan)
+
+    @property
+    def wan_port(self) -> int:
+        """The WAN gossip port to bind (8302 unless set)."""
+        return self.serf_wan_port if self.serf_wan_port >= 0 else DEFAULT_SERF_WAN_PORT
+
+    @property
     def http_max_body(self) -> int:
         return int(self.limits.get("http_max_body", 4 * 1024 * 1024))
 
@@ -144,8 +164,8 @@ class AgentConfig:
 # --- reading files -------------------------------------------------------------------------
 
 _PORT_KEYS = {"http": "http_port", "https": "https_port", "dns": "dns_port",
-              "serf_lan": "serf_lan_port"}
-_TUPLE_KEYS = {"start_join", "retry_join", "recursors", "event_handlers", "services", "checks"}
+              "serf_lan": "serf_lan_port", "serf_wan": "serf_wan_port"}
+_TUPLE_KEYS = {"start_join", "retry_join", "start_join_wan", "retry_join_wan", "recursors", "event_handlers", "services", "checks"}
 _FIELD_NAMES = {f.name for f in fields(AgentConfig)}
 _ALIASES = {
     "node": "node_name",
@@ -153,6 +173,7 @@ _ALIASES = {
     "advertise": "advertise_addr",
     "client": "client_addr",
     "join": "start_join",
+    "join_wan": "start_join_wan",
     "event_handler": "event_handlers",
     "recursor": "recursors",
 }
@@ -282,6 +303,9 @@ def add_agent_flags(p: argparse.ArgumentParser) -> None:
     _flag(p, "https-port", type=str, metavar="PORT", help="HTTPS API port (default off; Consul uses 8501; needs tls cert_file/key_file)")
     _flag(p, "dns-port", type=str, metavar="PORT", help="DNS port (default 8600)")
     _flag(p, "serf-lan-port", type=str, metavar="PORT", help="gossip port (default 7946)")
+    _flag(p, "serf-wan-port", type=str, metavar="PORT", help="WAN gossip port (default 8302 on a WAN member; setting it makes this agent one)")
+    _flag(p, "join-wan", action="append", default=[], metavar="ADDR", help="join this WAN member at start (repeatable; makes this agent a WAN member)")
+    _flag(p, "retry-join-wan", action="append", default=[], metavar="ADDR", help="join this WAN member, retrying (repeatable)")
     _flag(p, "data-dir", metavar="DIR", help="data directory")
     _flag(p, "join", action="append", default=[], metavar="ADDR", help="join this agent at start (repeatable)")
     _flag(p, "retry-join", action="append", default=[], metavar="ADDR", help="join this agent, retrying (repeatable)")
@@ -324,11 +348,12 @@ def flags_to_settings(ns: argparse.Namespace) -> dict[str, Any]:
             out[key] = v
     for attr, key in (("http_port", "http_port"), ("https_port", "https_port"),
                       ("dns_port", "dns_port"),
-                      ("serf_lan_port", "serf_lan_port")):
+                      ("serf_lan_port", "serf_lan_port"), ("serf_wan_port", "serf_wan_port")):
         v = getattr(ns, attr, None)
         if v is not None:
             out[key] = _port(v, attr.replace("_", "-"))
     for attr, key in (("join", "start_join"), ("retry_join", "retry_join"),
+                      ("join_wan", "start_join_wan"), ("retry_join_wan", "retry_join_wan"),
                       ("recursor", "recursors"), ("event_handler", "event_handlers")):
         v = getattr(ns, attr, None)
         if v:
@@ -410,7 +435,8 @@ def _coerce(name: str, value: Any) -> Any:
         elif not all(isinstance(v, str) for v in value):
             raise ConfigError(f"{name}: must be a list of strings")
         return tuple(value)
-    if name in ("http_port", "https_port", "dns_port", "serf_lan_port", "retry_max"):
+    if name in ("http_port", "https_port", "dns_port", "serf_lan_port", "serf_wan_port",
+                "retry_max"):
         if isinstance(value, bool) or not isinstance(value, int):
             if isinstance(value, str) and value.lstrip("-").isdigit():
                 return int(value)
@@ -447,7 +473,7 @@ def _coerce(name: str, value: Any) -> Any:
 
 def _port_setting(name: str) -> str:
     return {"http_port": "ports.http", "https_port": "ports.https", "dns_port": "ports.dns",
-            "serf_lan_port": "ports.serf_lan"}.get(name, name)
+            "serf_lan_port": "ports.serf_lan", "serf_wan_port": "ports.serf_wan"}.get(name, name)
 
 
 _LOG_LEVELS = {"TRACE", "DEBUG", "INFO", "WARN", "WARNING", "ERR", "ERROR"}
@@ -469,8 +495,12 @@ def validate(cfg: AgentConfig) -> None:
         _check_ip(name, getattr(cfg, name))
     if cfg.advertise_addr:
         _check_ip("advertise_addr", cfg.advertise_addr)
+    if not -1 <= cfg.serf_wan_port <= 65535:
+        raise ConfigError(f"ports.serf_wan: {cfg.serf_wan_port} is not a port; use 1-65535 (0 = any free port, -1 = not a WAN member)")
     for addr in cfg.start_join + cfg.retry_join:
         _check_hostport("join", addr)
+    for addr in cfg.start_join_wan + cfg.retry_join_wan:
+        _check_hostport("join_wan", addr)
     for addr in cfg.recursors:
         _check_hostport("recursors", addr, need_ip=True)
     if cfg.encrypt:

@@ -25,6 +25,7 @@ if TYPE_CHECKING:
     from gossip import Gossip
     from lb import LoadBalancer
 
+    from .federation import Federation
     from .service import Registry
 
 _GOSSIP_EVENTS = {
@@ -267,9 +268,14 @@ class AgentCollector:
 
 
 def registry_for(*, gossip: Gossip | None, registry: Registry | None, dns: DNSServer | None,
-                 lb: LoadBalancer | None) -> CollectorRegistry:
+                 lb: LoadBalancer | None, federation: Federation | None = None
+                 ) -> CollectorRegistry:
     reg = CollectorRegistry()
     reg.register(AgentCollector(gossip=gossip, registry=registry, dns=dns, lb=lb))
+    if federation is not None:
+        from .federation import FederationCollector
+
+        reg.register(FederationCollector(federation))
     ProcessCollector(registry=reg)
     return reg
 

@@ -70,6 +70,9 @@ def listen_addresses(cfg: AgentConfig, lb_listeners: Sequence[ListenerSpec] = ()
     """Every address the agent will listen on with this configuration, in start-up order."""
     out = [ListenAddress("gossip", "-serf-lan-port", "-bind", cfg.bind_addr, cfg.serf_lan_port,
                          (UDP, TCP))]
+    if cfg.wan_member:
+        out.append(ListenAddress("WAN gossip", "-serf-wan-port", "-bind", cfg.bind_addr,
+                                 cfg.wan_port, (UDP, TCP)))
     if cfg.http_port >= 0:
         out.append(ListenAddress("HTTP API", "-http-port", "-client", cfg.client_addr,
                                  cfg.http_port, (TCP,)))

@@ -19,6 +19,7 @@ from gossip import Gossip
 from lb import LoadBalancer
 
 from ..config import AgentConfig
+from ..federation import Federation
 from ..listeners import ListenerStore
 from ..service import Registry
 from . import keys
@@ -41,6 +42,7 @@ ROUTE_MODULES = (
     "lb_routes",
     "metrics_routes",
     "ui_routes",
+    "dc_routes",
 )
 
 __all__ = ["ROUTE_MODULES", "make_app"]
@@ -51,7 +53,8 @@ def make_app(config: AgentConfig, registry: Registry, *, gossip: Gossip | None,
              listener_store: ListenerStore | None, ports: keys.BoundPorts, started_at: float,
              request_stop: Callable[[], None],
              client_max_size: int | None = None,
-             reload: Callable[[], Awaitable[list[str]]] | None = None) -> web.Application:
+             reload: Callable[[], Awaitable[list[str]]] | None = None,
+             federation: Federation | None = None) -> web.Application:
     """The API over these subsystems (None for one that is off); see :mod:`.keys`."""
     app = web.Application(
         middlewares=[error_middleware],
@@ -71,6 +74,7 @@ def make_app(config: AgentConfig, registry: Registry, *, gossip: Gossip | None,
     app[keys.REQUEST_STOP] = request_stop
     if reload is not None:
         app[keys.RELOAD] = reload
+    app[keys.FEDERATION] = federation
     for name in ROUTE_MODULES:
         module = _load(name)
         if module is not None:

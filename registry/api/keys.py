@@ -18,6 +18,7 @@ from lb import LoadBalancer
 
 from ..catalog import Catalog
 from ..config import AgentConfig
+from ..federation import Federation
 from ..listeners import ListenerStore
 from ..service import Registry
 from .blocking import ResponseCache
@@ -56,3 +57,5 @@ REQUEST_STOP: web.AppKey[Callable[[], None]] = web.AppKey("request_stop")
 RELOAD: web.AppKey[Callable[[], Awaitable[list[str]]]] = web.AppKey("reload")
 """Re-reads the config files (``PUT /v1/agent/reload``, SIGHUP); returns the problems found
 (empty when everything was applied). Absent when the app was made without an agent."""
+FEDERATION: web.AppKey[Federation | None] = web.AppKey("federation")
+"""Routes reads for other datacenters (registry/federation.py); None without gossip."""

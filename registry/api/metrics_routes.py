@@ -5,7 +5,7 @@ from __future__ import annotations
 from aiohttp import web
 
 from .base import json_response
-from .keys import DNS, GOSSIP, LB, REGISTRY
+from .keys import DNS, FEDERATION, GOSSIP, LB, REGISTRY
 
 routes = web.RouteTableDef()
 
@@ -19,7 +19,8 @@ async def metrics(request: web.Request) -> web.Response:
     from ..metrics import consul_json, registry_for
 
     app = request.app
-    reg = registry_for(gossip=app[GOSSIP], registry=app[REGISTRY], dns=app[DNS], lb=app[LB])
+    reg = registry_for(gossip=app[GOSSIP], registry=app[REGISTRY], dns=app[DNS], lb=app[LB],
+                       federation=app[FEDERATION])
     if request.query.get("format") == "prometheus":
         body = generate_latest(reg)
         return web.Response(body=body, headers={"Content-Type": CONTENT_TYPE_LATEST})

@@ -19,15 +19,18 @@ def register(sub: Any) -> None:
     top.set_defaults(func=lambda a: (top.print_help(), 1)[1])
     p = client_parser(cs, "services", "list service names",
                       "examples:\n  rumor catalog services\n  rumor catalog services -tags")
+    _dc_flag(p)
     flag(p, "tags", action="store_true", help="show each service's tags")
     flag(p, "node", metavar="NODE", help="only services on this node")
     p.set_defaults(func=services)
     p = client_parser(cs, "nodes", "list nodes",
                       "examples:\n  rumor catalog nodes\n  rumor catalog nodes -service web")
+    _dc_flag(p)
     flag(p, "service", metavar="NAME", help="only nodes that run this service")
     p.set_defaults(func=nodes)
     p = client_parser(cs, "service", "list a service's instances",
                       "examples:\n  rumor catalog service web\n  rumor catalog service web -tag v1")
+    _dc_flag(p)
     p.add_argument("name")
     flag(p, "tag", action="append", default=[], help="only instances with this tag")
     p.set_defaults(func=service)
@@ -40,16 +43,25 @@ def register(sub: Any) -> None:
     top.set_defaults(func=lambda a: (top.print_help(), 1)[1])
     p = client_parser(hs, "service", "a service's instances with their health",
                       "examples:\n  rumor health service web\n  rumor health service web -passing")
+    _dc_flag(p)
     p.add_argument("name")
     flag(p, "passing", action="store_true", help="only passing instances")
     flag(p, "tag", action="append", default=[], help="only instances with this tag")
     p.set_defaults(func=health_service)
 
 
+def _dc_flag(p: argparse.ArgumentParser) -> None:
+    flag(p, "datacenter", metavar="DC", help="read this datacenter's catalog (default: the agent's)")
+
+
+def _dc(args: argparse.Namespace) -> dict[str, str]:
+    return {"dc": args.datacenter} if getattr(args, "datacenter", None) else {}
+
+
 def services(args: argparse.Namespace) -> int:
     client = client_of(args)
     if args.node:
-        data = client.get(f"/v1/catalog/node/{args.node}")
+        data = client.get(f"/v1/catalog/node/{args.node}", params=_dc(args))
         if data is None:
             print(f"Error: no node named {args.node!r}")
             return 1
@@ -58,7 +70,7 @@ def services(args: argparse.Namespace) -> int:
             svc.setdefault(s["Service"], []).extend(s["Tags"])
         data = {k: sorted(set(v)) for k, v in svc.items()}
     else:
-        data = client.get("/v1/catalog/services")
+        data = client.get("/v1/catalog/services", params=_dc(args))
     if args.json:
         print_json(data)
         return 0
@@ -70,11 +82,11 @@ def services(args: argparse.Namespace) -> int:
 def nodes(args: argparse.Namespace) -> int:
     client = client_of(args)
     if args.service:
-        entries = client.get(f"/v1/catalog/service/{args.service}")
+        entries = client.get(f"/v1/catalog/service/{args.service}", params=_dc(args))
         names = {e["Node"] for e in entries}
-        data = [n for n in client.get("/v1/catalog/nodes") if n["Node"] in names]
+        data = [n for n in client.get("/v1/catalog/nodes", params=_dc(args)) if n["Node"] in names]
     else:
-        data = client.get("/v1/catalog/nodes")
+        data = client.get("/v1/catalog/nodes", params=_dc(args))
     if args.json:
         print_json(data)
         return 0
@@ -84,7 +96,8 @@ def nodes(args: argparse.Namespace) -> int:
 
 
 def service(args: argparse.Namespace) -> int:
-    data = client_of(args).get(f"/v1/catalog/service/{args.name}", params={"tag": args.tag or None})
+    data = client_of(args).get(f"/v1/catalog/service/{args.name}", params={"tag": args.tag or None,
+                                                                                  **_dc(args)})
     if args.json:
         print_json(data)
         return 0
@@ -95,7 +108,7 @@ def service(args: argparse.Namespace) -> int:
 
 
 def health_service(args: argparse.Namespace) -> int:
-    params: dict[str, Any] = {"tag": args.tag or None}
+    params: dict[str, Any] = {"tag": args.tag or None, **_dc(args)}
     if args.passing:
         params["passing"] = "1"
     data = client_of(args).get(f"/v1/health/service/{args.name}", params=params)

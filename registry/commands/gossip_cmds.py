@@ -44,6 +44,7 @@ def register(sub: Any) -> None:
     p = client_parser(sub, "keyring", "manage the gossip encryption keys of the whole cluster",
                       "examples:\n  rumor keyring -list\n  rumor keyring -install KEY\n"
                       "  rumor keyring -use KEY\n  rumor keyring -remove KEY")
+    flag(p, "wan", action="store_true", help="the WAN pool's keyring (on a WAN member)")
     g = p.add_mutually_exclusive_group(required=True)
     g.add_argument("-list", "--list", action="store_true", help="list installed keys and how many nodes have each")
     g.add_argument("-install", "--install", metavar="KEY", help="install a key on every node")
@@ -95,15 +96,17 @@ def keygen(args: argparse.Namespace) -> int:
 
 def keyring(args: argparse.Namespace) -> int:
     c = client_of(args)
+    wan = {"wan": "1"} if args.wan else None
     if args.list:
-        data = c.get("/v1/operator/keyring") or []
+        data = c.get("/v1/operator/keyring", params=wan) or []
         if args.json:
             print_json(data)
             return 0
         print("Gathering installed encryption keys...")
         for pool in data:
             n = pool.get("NumNodes", 0)
-            print(f"\nLAN keyring ({pool.get('NumResp', 0)}/{n} nodes answered):")
+            pool_name = "WAN" if pool.get("WAN") else "LAN"
+            print(f"\n{pool_name} keyring ({pool.get('NumResp', 0)}/{n} nodes answered):")
             primaries = pool.get("PrimaryKeys") or {}
             for key, count in sorted((pool.get("Keys") or {}).items()):
                 mark = "  [primary]" if key in primaries else ""
@@ -116,12 +119,12 @@ def keyring(args: argparse.Namespace) -> int:
         return 0
     if args.install:
         print("Installing new gossip encryption key...")
-        c.request("POST", "/v1/operator/keyring", body={"Key": args.install}, timeout=30.0)
+        c.request("POST", "/v1/operator/keyring", params=wan, body={"Key": args.install}, timeout=30.0)
     elif args.use:
         print("Changing primary gossip encryption key...")
-        c.request("PUT", "/v1/operator/keyring", body={"Key": args.use}, timeout=30.0)
+        c.request("PUT", "/v1/operator/keyring", params=wan, body={"Key": args.use}, timeout=30.0)
     else:
         print("Removing gossip encryption key...")
-        c.request("DELETE", "/v1/operator/keyring", body={"Key": args.remove}, timeout=30.0)
+        c.request("DELETE", "/v1/operator/keyring", params=wan, body={"Key": args.remove}, timeout=30.0)
     print("Success!")
     return 0

@@ -14,12 +14,14 @@ STATUS_NAMES = {0: "none", 1: "alive", 2: "leaving", 3: "left", 4: "failed"}
 def register(sub: Any) -> None:
     p = client_parser(
         sub, "members", "list the gossip members (name, address, status, tags)",
-        "examples:\n  rumor members\n  rumor members -status failed\n  rumor members -json",
+        "examples:\n  rumor members\n  rumor members -status failed\n  rumor members -json\n"
+        "  rumor members -wan",
     )
     flag(p, "status", metavar="REGEXP", help="only members whose status matches (alive|leaving|left|failed)")
     flag(p, "name", metavar="REGEXP", help="only members whose name matches")
     flag(p, "tag", action="append", default=[], metavar="KEY=REGEXP", help="only members whose tag matches")
     flag(p, "detailed", action="store_true", help="also show protocol versions")
+    flag(p, "wan", action="store_true", help="the WAN pool's members (named node.dc) instead")
     p.set_defaults(func=members)
 
 
@@ -30,7 +32,8 @@ def _matches(pattern: str | None, value: str) -> bool:
 
 
 def members(args: argparse.Namespace) -> int:
-    data = client_of(args).get("/v1/agent/members") or []
+    params = {"wan": "1"} if args.wan else None
+    data = client_of(args).get("/v1/agent/members", params=params) or []
     tag_filters: list[tuple[str, str]] = []
     for t in args.tag:
         k, sep, v = t.partition("=")

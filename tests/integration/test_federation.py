@@ -1,0 +1,192 @@
+"""Two datacenters on loopback: the WAN pool, ``?dc=`` reads forwarded through WAN members,
+blocking reads across the hop, failover to a second WAN member, and the errors.
+
+In-process agents (real sockets, real aiohttp clients): dc1 has one WAN member (a1) and a
+LAN-only agent (l1); dc2 has two WAN members (b1, b2) and a LAN-only agent (bl) that runs
+``web``. Every read below is made from l1, the LAN-only agent of dc1, so it crosses two hops
+(l1 -> a1 over the LAN, a1 -> b1/b2 over the WAN).
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import json
+import subprocess
+import sys
+import time
+from pathlib import Path
+from typing import Any
+
+import aiohttp
+import pytest
+
+from registry.agent import Agent
+from registry.config import build, flags_to_settings, normalize
+from registry.errors import ConfigError
+from tests.integration.registry_fixtures import eventually, start_agent, stop_agent
+
+LOCAL = {"gossip": {"profile": "local"}, "retry_interval": 0.2}
+
+
+async def _get(s: aiohttp.ClientSession, a: Agent, path: str,
+               timeout: float = 30.0) -> tuple[int, Any, dict[str, str]]:
+    async with s.get(f"http://127.0.0.1:{a.http_port}{path}",
+                     timeout=aiohttp.ClientTimeout(total=timeout)) as r:
+        text = await r.text()
+        body = json.loads(text) if r.content_type == "application/json" else text
+        return r.status, body, dict(r.headers)
+
+
+def _cli(a: Agent, *argv: str) -> subprocess.CompletedProcess[str]:
+    return subprocess.run([sys.executable, "-m", "registry.cli", *argv,
+                           "-http-addr", f"127.0.0.1:{a.http_port}"],
+                          check=False, capture_output=True, text=True, timeout=30)
+
+
+async def test_two_datacenters(tmp_path: Path) -> None:
+    agents: list[Agent] = []
+
+    async def start(name: str, dc: str, **kw: Any) -> Agent:
+        a = await start_agent(tmp_path, name, datacenter=dc, **LOCAL, **kw)
+        agents.append(a)
+        return a
+
+    try:
+        a1 = await start("a1", "dc1", serf_wan_port=0)
+        assert a1.wan is not None
+        wan1 = f"127.0.0.1:{a1.wan.bound_port}"
+        l1 = await start("l1", "dc1", start_join=[f"127.0.0.1:{a1.gossip_port}"])
+        b1 = await start("b1", "dc2", serf_wan_port=0, start_join_wan=[wan1])
+        b2 = await start("b2", "dc2", serf_wan_port=0, start_join_wan=[wan1],
+                         start_join=[f"127.0.0.1:{b1.gossip_port}"])
+        bl = await start("bl", "dc2", start_join=[f"127.0.0.1:{b1.gossip_port}"])
+        assert l1.wan is None and bl.wan is None
+        assert b1.config.wan_member and b1.wan is not None
+
+        async with aiohttp.ClientSession() as s:
+            # --- the WAN pool: members named node.dc, in Consul's shape ---------------------
+            async def wan_names() -> list[str]:
+                _, body, _ = await _get(s, a1, "/v1/agent/members?wan=1")
+                return sorted(m["Name"] for m in body if m["Status"] == 1)
+
+            await eventually(lambda: _eq(wan_names(), ["a1.dc1", "b1.dc2", "b2.dc2"]),
+                             timeout=15, what="the WAN pool of three")
+            _, body, _ = await _get(s, a1, "/v1/agent/members?wan=1")
+            b1m = next(m for m in body if m["Name"] == "b1.dc2")
+            assert b1m["Tags"]["dc"] == "dc2"
+            assert b1m["Tags"]["rumor_http"] == f"127.0.0.1:{b1.http_port}"
+            # a LAN-only agent has no WAN members (as a Consul client answers)
+            assert (await _get(s, l1, "/v1/agent/members?wan=1"))[1] == []
+            # the LAN pool tells l1 which peer is a WAN member
+            _, lan, _ = await _get(s, l1, "/v1/agent/members")
+            a1lan = next(m for m in lan if m["Name"] == "a1")
+            assert a1lan["Tags"]["rumor_wan_http"] == f"127.0.0.1:{a1.http_port}"
+            assert a1lan["Tags"]["rumor_wan"] == wan1
+
+            # --- datacenters, from the LAN-only agent -----------------------------------------
+            async def dcs() -> Any:
+                return (await _get(s, l1, "/v1/catalog/datacenters"))[1]
+
+            await eventually(lambda: _eq(dcs(), ["dc1", "dc2"]), timeout=10,
+                             what="l1 to see both datacenters")
+
+            # --- ?dc=dc2 reads, answered from dc2's replica ------------------------------------
+            async with s.put(f"http://127.0.0.1:{bl.http_port}/v1/agent/service/register",
+                             json={"Name": "web", "Port": 8080, "Tags": ["v1"]}) as r:
+                assert r.status == 200
+
+            async def dc2_web() -> Any:
+                st, body, _ = await _get(s, l1, "/v1/health/service/web?dc=dc2&passing")
+                return st == 200 and [e["Node"]["Node"] for e in body]
+
+            assert await eventually(dc2_web, timeout=10, what="web in dc2 from l1") == ["bl"]
+            _, local_web, _ = await _get(s, l1, "/v1/health/service/web")
+            assert local_web == []   # dc1 has no web: the read above did cross
+            st, nodes, hdr = await _get(s, l1, "/v1/catalog/nodes?dc=dc2")
+            assert st == 200 and sorted(n["Node"] for n in nodes) == ["b1", "b2", "bl"]
+            assert {n["Datacenter"] for n in nodes} == {"dc2"}
+            assert int(hdr["X-Consul-Index"]) > 0
+
+            # --- a blocking read across the hop, woken by a change in dc2 --------------------
+            st, _, hdr = await _get(s, l1, "/v1/catalog/service/web?dc=dc2")
+            index = int(hdr["X-Consul-Index"])
+            started = time.monotonic()
+            blocked = asyncio.create_task(
+                _get(s, l1, f"/v1/catalog/service/web?dc=dc2&index={index}&wait=20s"))
+            await asyncio.sleep(0.5)
+            assert not blocked.done(), "the blocking read returned before any change"
+            async with s.put(f"http://127.0.0.1:{bl.http_port}/v1/agent/service/register",
+                             json={"Name": "web", "ID": "web2", "Port": 8081}) as r:
+                assert r.status == 200
+            st, body, hdr = await asyncio.wait_for(blocked, 15)
+            assert st == 200 and sorted(e["ServiceID"] for e in body) == ["web", "web2"]
+            assert int(hdr["X-Consul-Index"]) > index
+            assert time.monotonic() - started < 15
+
+            # --- the CLI --------------------------------------------------------------------
+            out = await asyncio.to_thread(_cli, l1, "catalog", "services", "-datacenter", "dc2")
+            assert out.returncode == 0, out.stderr
+            assert "web" in out.stdout.split()
+            out = await asyncio.to_thread(_cli, a1, "members", "-wan")
+            assert out.returncode == 0, out.stderr
+            assert "b2.dc2" in out.stdout and "a1.dc1" in out.stdout
+
+            # --- an unknown datacenter: Consul's 500 ----------------------------------------
+            st, text, _ = await _get(s, l1, "/v1/catalog/nodes?dc=dc9")
+            assert (st, text) == (500, "No path to datacenter\n")
+
+            # --- kill dc2's first WAN member: reads keep working through the second ---------
+            await stop_agent(b1)
+            agents.remove(b1)
+            for _ in range(5):   # at once (b1 refuses connections), and after gossip's verdict
+                st, body, _ = await _get(s, l1, "/v1/health/service/web?dc=dc2")
+                assert st == 200, body
+                assert {e["Node"]["Node"] for e in body} == {"bl"}
+
+            # --- the metrics count the hops -------------------------------------------------
+            _, prom, _ = await _get(s, a1, "/v1/agent/metrics?format=prometheus")
+            assert 'rumor_federation_requests_total{dc="dc2"}' in prom
+            assert 'rumor_federation_errors_total{dc="dc2"}' in prom
+
+            # --- dc2's WAN members all down: a clear error, no hang -------------------------
+            await stop_agent(b2)
+            agents.remove(b2)
+            started = time.monotonic()
+            st, text, _ = await _get(s, l1, "/v1/catalog/nodes?dc=dc2&index=1&wait=5s")
+            assert st == 500 and text.startswith("No path to datacenter dc2"), text
+            assert time.monotonic() - started < 5 + 10 + 2   # wait + the forwarding slack
+
+            async def all_down_known() -> bool:
+                st, text, _ = await _get(s, l1, "/v1/catalog/nodes?dc=dc2")
+                return st == 500 and "are all down" in text
+
+            # With a lone survivor Lifeguard stretches the probe interval (no one to confirm),
+            # so gossip's verdict takes up to ~20 s here; the error above did not wait for it.
+            await eventually(all_down_known, timeout=60, interval=0.5,
+                             what="gossip to declare dc2's WAN members down")
+    finally:
+        for a in agents:
+            await stop_agent(a)
+
+
+async def _eq(aw: Any, want: Any) -> bool:
+    return bool(await aw == want)
+
+
+def test_wan_config() -> None:
+    base = {"node_name": "n", "data_dir": "/tmp/x"}
+    assert not build(base).wan_member
+    cfg = build({**base, "retry_join_wan": ["10.0.0.1"]})
+    assert cfg.wan_member and cfg.wan_port == 8302
+    cfg = build(normalize({**base, "ports": {"serf_wan": 9302}}, source="t"))
+    assert cfg.wan_member and cfg.wan_port == 9302
+    with pytest.raises(ConfigError, match="ports.serf_wan"):
+        build(normalize({**base, "ports": {"serf_wan": 70000}}, source="t"))
+    with pytest.raises(ConfigError, match="join_wan"):
+        build({**base, "start_join_wan": ["10.0.0.1:99999"]})
+    ns = argparse.Namespace(join_wan=["10.0.0.2"], retry_join_wan=["10.0.0.3:8302"],
+                            serf_wan_port="8402")
+    out = flags_to_settings(ns)
+    assert (out["start_join_wan"], out["retry_join_wan"], out["serf_wan_port"]) == (
+        ["10.0.0.2"], ["10.0.0.3:8302"], 8402)
