@@ -32,7 +32,10 @@ Weights.Passing/Warning, targets ``<node>.node.<dc>.<domain>`` or ``<hexip>.addr
 with glue, node meta as TXT, NXDOMAIN for a service without healthy instances, a CNAME for an
 instance whose address is a host name. Differences: ``udp_answer_limit`` defaults to 0 (fit
 what fits and set TC) and ``enable_truncate`` to True; other datacenters and prepared queries
-(``.query.``) are NXDOMAIN; node lookups answer for nodes that are not ``left`` (as Consul, a
+(``.query.``) are NXDOMAIN
+unless the embedder hands ``DNSServer(..., remote=RemoteViews)``: then ``<svc>.service.<dc>``,
+``<node>.node.<dc>`` (and Consul's ``<svc>.service.<dc>.dc``) are answered from the view it
+returns for that datacenter, off the hot path, like a recursor's answer; node lookups answer for nodes that are not ``left`` (as Consul, a
 failed node's own name still resolves; its services do not).
 """
 
@@ -45,7 +48,7 @@ from .memview import MemInstance, MemNode, MemoryView
 from .resolver import Forward, Resolver, answer
 from .rrl import RateLimitConfig, RateLimiter, Verdict
 from .server import DNSServer
-from .view import Instance, Node, View
+from .view import Instance, Node, RemoteViews, View
 
 __all__ = [
     "LATENCY_BUCKETS_US",
@@ -63,6 +66,7 @@ __all__ = [
     "Node",
     "RateLimitConfig",
     "RateLimiter",
+    "RemoteViews",
     "Resolver",
     "SOAConfig",
     "Verdict",

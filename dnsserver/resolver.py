@@ -92,10 +92,13 @@ _SIZE_CLASSES = (512, 1232, 1432, 2048, 4096, 8192, 16384, 32768, 65535)
 
 @dataclass(frozen=True, slots=True)
 class Forward:
-    """The query must go to a recursor; ``data`` is the query as received."""
+    """The query must go elsewhere; ``data`` is the query as received. With ``datacenter``
+    empty it goes to a recursor; otherwise the name belongs to that other datacenter and the
+    server answers it from that datacenter's view (:class:`dnsserver.view.RemoteViews`)."""
 
     data: bytes
     tcp: bool
+    datacenter: str = ""
 
 
 class _Answer:
@@ -131,6 +134,7 @@ class _Entry:
         "qlen",
         "qtype",
         "rcode",
+        "remote",
         "size",
         "tails",
         "tc",
@@ -151,6 +155,7 @@ class _Entry:
         self.count = 0
         self.opt = b""
         self.forward = False
+        self.remote = ""        # the other datacenter that answers it (forward is True)
 
 
 def _ip(text: str) -> ipaddress.IPv4Address | ipaddress.IPv6Address | None:
@@ -168,11 +173,14 @@ class Resolver:
     """Answers DNS queries from a catalog view; owns the encoded-answer cache.
 
     ``forwarding`` (default: whether ``config.recursors`` is non-empty) decides whether names
-    outside the domain yield :class:`Forward` (the server forwards) or REFUSED.
+    outside the domain yield :class:`Forward` (the server forwards) or REFUSED. ``remote``
+    decides whether names of another datacenter yield ``Forward(datacenter=...)`` (the server
+    answers them from that datacenter's view) or NXDOMAIN.
     """
 
     def __init__(self, config: DNSConfig, view: View, *, counters: DNSCounters | None = None,
-                 forwarding: bool | None = None) -> None:
+                 forwarding: bool | None = None, remote: bool = False) -> None:
+        self.remote = remote
         self.config = config
         self.view = view
         self.counters = counters if counters is not None else DNSCounters()
@@ -217,7 +225,7 @@ class Resolver:
                         tails = e.tails
                         t = tails[r] if r < len(tails) else None
                         return data[:2] + (t if t is not None else self._variant(e, r))
-                    return Forward(data, False)
+                    return Forward(data, False, e.remote)
             # Level 2: scan the header and the question by hand; key on the question.
             n = len(data)
             if n < 17 or n > (self._max_tcp if tcp else self._max_q) or data[2] & 0xF8:
@@ -259,7 +267,7 @@ class Resolver:
                 return self._slow(data, tcp)
             e.hits += 1
             if e.forward:
-                return Forward(data, tcp)
+                return Forward(data, tcp, e.remote)
             r = e.hits % e.n if e.n > 1 else 0
             t = e.tails[r] if r < len(e.tails) else None
             if t is None:
@@ -398,7 +406,7 @@ class Resolver:
                 if e.tc:
                     c.truncated += 1
         if e.forward:
-            return Forward(data, tcp)
+            return Forward(data, tcp, e.remote)
         t = e.tails[r] if r < len(e.tails) else None
         if t is None:
             t = self._variant(e, r)
@@ -409,8 +417,9 @@ class Resolver:
         e = _Entry()
         e.qtype = q.qtype
         ans = self._resolve(q)
-        if ans is None:
+        if ans is None or isinstance(ans, str):
             e.forward = True
+            e.remote = ans or ""
             e.n = 0
             return e
         e.ans = ans
@@ -498,8 +507,9 @@ class Resolver:
         return b"".join([head, question, *out_an, *out_ns, *out_ad, e.opt]), truncated
 
     # -- name grammar and records -------------------------------------------------------------
-    def _resolve(self, q: ParsedQuery) -> _Answer | None:
-        """The answer to a well-formed question, or None when it must be forwarded."""
+    def _resolve(self, q: ParsedQuery) -> _Answer | str | None:
+        """The answer to a well-formed question, None when it must be forwarded, or the name
+        of the other datacenter whose view answers it."""
         qtype = q.qtype
         if q.qclass not in (1, 255):
             return _Answer(REFUSED)
@@ -535,8 +545,10 @@ class Resolver:
         return _Answer(rcode, authority=[self._soa(dom, comp)])
 
     def _in_domain(self, rest: list[str], qtype: int, dom: tuple[bytes, ...],
-                   comp: Compressor) -> _Answer:
+                   comp: Compressor) -> _Answer | str:
         view = self.view
+        if len(rest) >= 4 and rest[-1] == "dc" and rest[-3] in _KEYWORDS:
+            rest = rest[:-1]             # Consul's explicit form: <name>.<kind>.<dc>.dc
         if not rest:
             return self._apex(qtype, dom, comp)
         if rest == ["ns"]:
@@ -556,7 +568,9 @@ class Resolver:
         if not kind or not parts:
             return self._negative(NXDOMAIN, dom, comp)
         if dc is not None and dc != view.datacenter.lower():
-            return self._negative(NXDOMAIN, dom, comp)   # no WAN federation (yet)
+            if self.remote and kind in ("service", "node"):
+                return dc                 # the server answers it from that datacenter's view
+            return self._negative(NXDOMAIN, dom, comp)
         if kind == "service":
             return self._service(parts, qtype, dom, comp)
         if kind == "node":

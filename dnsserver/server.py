@@ -39,8 +39,8 @@ from .errors import MalformedQuery
 from .forward import Forwarder
 from .resolver import Forward, Resolver
 from .rrl import RateLimiter, Verdict
-from .view import View
-from .wire import NOERROR, SERVFAIL, header_only, parse_query
+from .view import RemoteViews, View
+from .wire import NOERROR, NXDOMAIN, SERVFAIL, header_only, parse_query
 
 __all__ = ["DNSServer"]
 
@@ -367,11 +367,16 @@ class DNSServer:
     """UDP + TCP DNS server answering from ``view``; ``await start()``, ``await stop()``."""
 
     def __init__(self, config: DNSConfig, view: View, *,
-                 counters: DNSCounters | None = None, udp_batch: bool | None = None) -> None:
+                 counters: DNSCounters | None = None, udp_batch: bool | None = None,
+                 remote: RemoteViews | None = None) -> None:
         self.config = config.validate()
         self.view = view
         self.counters = counters if counters is not None else DNSCounters()
-        self.resolver = Resolver(config, view, counters=self.counters)
+        self.remote = remote
+        """Other datacenters' views (None: their names are NXDOMAIN)."""
+        self.resolver = Resolver(config, view, counters=self.counters,
+                                 remote=remote is not None)
+        self._remote_resolvers: dict[str, Resolver] = {}
         self.forwarder = Forwarder(config, self.counters) if config.recursors else None
         self._udp: asyncio.DatagramTransport | None = None
         self._batch: _BatchUDP | None = None
@@ -519,6 +524,30 @@ class DNSServer:
             else:
                 log.debug("dns forward failed", exc_info=True)
 
+    async def _resolve_remote(self, fwd: Forward, question: bytes) -> bytes | None:
+        """Answer a name of another datacenter from that datacenter's view: NXDOMAIN when it
+        is unknown or unreachable (Consul's answer for an unknown datacenter)."""
+        view = None
+        if self.remote is not None:
+            try:
+                view = await self.remote.view_of(fwd.datacenter)
+            except Exception as exc:  # noqa: BLE001 - whatever the embedder raised
+                log.warning("remote view failed dc=%s err=%r", fwd.datacenter, exc)
+        if view is None or view.datacenter.lower() != fwd.datacenter:
+            self.counters.rcodes[NXDOMAIN] += 1
+            out = header_only(fwd.data, NXDOMAIN, question)
+            return None if out is None else out[:2] + bytes([out[2] | 0x04]) + out[3:]  # AA
+        res = self._remote_resolvers.get(fwd.datacenter)
+        if res is None or res.view is not view:
+            # A resolver per remote view: its own answer cache, flushed by that view's index.
+            res = self._remote_resolvers[fwd.datacenter] = Resolver(
+                self.config, view, counters=DNSCounters(), forwarding=False)
+        ans = res.handle(fwd.data, fwd.tcp)
+        if not isinstance(ans, bytes):
+            return None
+        self.counters.rcodes[ans[3] & 0xF] += 1
+        return ans
+
     @property
     def forwards_in_flight(self) -> int:
         """Queries waiting for a recursor's answer, over UDP and TCP."""
@@ -550,6 +579,8 @@ class DNSServer:
             q = parse_query(fwd.data, max_size=65535)
         except MalformedQuery:      # cannot happen: the resolver parsed it already
             return None
+        if fwd.datacenter:
+            return await self._resolve_remote(fwd, q.question)
         out = None
         if self.forwarder is not None:
             out = await self.forwarder.forward(fwd.data, fwd.tcp, q.question)

@@ -83,3 +83,14 @@ class View(Protocol):
     async def wait(self, index: int, timeout: float) -> int:
         """Return as soon as ``self.index > index``, or after ``timeout``; returns the index."""
         ...
+
+
+class RemoteViews(Protocol):
+    """Other datacenters' catalogs, for ``<name>.service.<dc>`` and ``<name>.node.<dc>``.
+
+    Whoever embeds the server supplies it (Rumor's registry does, reaching the other
+    datacenter through its WAN members); the DNS server only reads the view it hands back."""
+
+    async def view_of(self, datacenter: str) -> View | None:
+        """That datacenter's view, or None when it is unknown or cannot be reached."""
+        ...

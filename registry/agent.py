@@ -54,6 +54,7 @@ from .looplag import LoopLag
 from .membership import prepare_gossip, start_gossip
 from .netaddr import advertise_address
 from .preflight import check_listen_addresses
+from .remote_view import RemoteViews
 from .service import Registry, prepare_registry
 from .tls import LBCertificateLoader, ReloadableServerContext, tls_files_from
 from .wan import http_address, lan_tags, prepare_wan, start_wan, with_wan_port
@@ -82,6 +83,8 @@ class Agent:
         self.wan: Gossip | None = None
         """The WAN pool's gossip service on a WAN member, else None."""
         self.federation: Federation | None = None
+        self.remote_views: RemoteViews | None = None
+        """Other datacenters' views for DNS (registry/remote_view.py)."""
         self.registry: Registry | None = None
         self.dns: DNSServer | None = None
         self.lb: LoadBalancer | None = None
@@ -176,7 +179,9 @@ class Agent:
         # DNS and the LB are made (not started) before the HTTP API, which is handed them
         view = self.registry.view
         if self._dns_config is not None:
-            self.dns = DNSServer(self._dns_config, self.registry.dns_view)
+            self.remote_views = RemoteViews(self.federation)
+            self.dns = DNSServer(self._dns_config, self.registry.dns_view,
+                                 remote=self.remote_views)
         store: ListenerStore | None = None
         if self._lb_config is not None:
             self.lb = LoadBalancer(self._lb_config, view, cert_loader=LBCertificateLoader())
@@ -418,6 +423,8 @@ class Agent:
             await _bounded(self._runner.cleanup(), min(1.0, left()), "http stop")
         if self.registry is not None:
             await _bounded(self.registry.stop(), min(1.0, left()), "registry stop")
+        if self.remote_views is not None:
+            await _bounded(self.remote_views.close(), min(0.5, left()), "remote views close")
         if self.federation is not None:
             await _bounded(self.federation.close(), min(0.5, left()), "federation close")
         if self.wan is not None:

@@ -8,6 +8,8 @@
 * ``GET /v1/agent/members?wan=1``: the WAN pool's members in Consul's shape (names ``node.dc``);
   an empty list on an agent that is not a WAN member, as a Consul client answers.
 * ``/v1/operator/keyring?wan=1`` (``rumor keyring -wan``): the WAN pool's keyring.
+* ``GET /v1/internal/rumor/view``: this datacenter's catalog as one document, which other
+  datacenters' agents keep a copy of for DNS (:mod:`registry.remote_view`).
 
 These are handled by one middleware (mounted inside the error middleware, so refusals are the
 usual plain-text answers) rather than by routes, because they share paths with the local routes.
@@ -19,14 +21,24 @@ from aiohttp import web
 
 from ..errors import RequestError
 from ..federation import FORWARDED_HEADER, Federation
+from ..remote_view import VIEW_PATH, view_document
 from .base import Handler, bool_param, json_response
-from .blocking import blocking_params
+from .blocking import blocking_params, encode, respond, wait_for
 from .gossip_routes import _key_from_body, _key_result, member_json
-from .keys import FEDERATION
+from .keys import CATALOG, FEDERATION
 
 routes = web.RouteTableDef()
 
-FORWARDED_PREFIXES = ("/v1/catalog/", "/v1/health/")
+FORWARDED_PREFIXES = ("/v1/catalog/", "/v1/health/", "/v1/internal/rumor/")
+
+
+@routes.get(VIEW_PATH)
+async def dc_view(request: web.Request) -> web.Response:
+    """This datacenter's nodes and healthy instances in one document, for other datacenters'
+    DNS (registry/remote_view.py); blocking with ``?index=&wait=``."""
+    cat = request.app[CATALOG]
+    index = await wait_for(request, cat, ("*",))
+    return respond(encode(view_document(cat)), index)
 
 
 def setup(app: web.Application) -> None:

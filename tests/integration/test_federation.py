@@ -56,7 +56,8 @@ async def test_two_datacenters(tmp_path: Path) -> None:
         a1 = await start("a1", "dc1", serf_wan_port=0)
         assert a1.wan is not None
         wan1 = f"127.0.0.1:{a1.wan.bound_port}"
-        l1 = await start("l1", "dc1", start_join=[f"127.0.0.1:{a1.gossip_port}"])
+        l1 = await start("l1", "dc1", start_join=[f"127.0.0.1:{a1.gossip_port}"],
+                         enable_dns=True, dns_port=0)
         b1 = await start("b1", "dc2", serf_wan_port=0, start_join_wan=[wan1])
         b2 = await start("b2", "dc2", serf_wan_port=0, start_join_wan=[wan1],
                          start_join=[f"127.0.0.1:{b1.gossip_port}"])
@@ -123,6 +124,32 @@ async def test_two_datacenters(tmp_path: Path) -> None:
             assert st == 200 and sorted(e["ServiceID"] for e in body) == ["web", "web2"]
             assert int(hdr["X-Consul-Index"]) > index
             assert time.monotonic() - started < 15
+
+            # --- DNS for dc2 from the LAN-only agent of dc1 (dig, a real client) ------------
+            def dig(name: str, rdtype: str = "A") -> str:
+                out = subprocess.run(["dig", "@127.0.0.1", "-p", str(l1.dns_port), name, rdtype,
+                                      "+tries=1", "+time=5"], check=False,
+                                     capture_output=True, text=True, timeout=20)
+                return out.stdout
+
+            srv = await asyncio.to_thread(dig, "web.service.dc2.rumor", "SRV")
+            assert "status: NOERROR" in srv and "bl.node.dc2.rumor." in srv, srv
+            assert " 8080 " in srv and " 8081 " in srv, srv
+            a = await asyncio.to_thread(dig, "web.service.dc2.dc.rumor")
+            assert "status: NOERROR" in a and "127.0.0.1" in a, a
+            a = await asyncio.to_thread(dig, "bl.node.dc2.rumor")
+            assert "status: NOERROR" in a, a
+            assert "NXDOMAIN" in await asyncio.to_thread(dig, "web.service.dc9.rumor")
+            assert "NXDOMAIN" in await asyncio.to_thread(dig, "web.service.rumor")   # dc1: none
+            # the copy follows dc2 (a blocking read across the hop keeps it fresh)
+            async with s.put(f"http://127.0.0.1:{bl.http_port}/v1/agent/service/register",
+                             json={"Name": "web", "ID": "web3", "Port": 8083}) as r:
+                assert r.status == 200
+
+            async def three() -> bool:
+                return " 8083 " in await asyncio.to_thread(dig, "web.service.dc2.rumor", "SRV")
+
+            await eventually(three, timeout=10, what="the DNS copy of dc2 to follow")
 
             # --- the CLI --------------------------------------------------------------------
             out = await asyncio.to_thread(_cli, l1, "catalog", "services", "-datacenter", "dc2")

@@ -1,0 +1,199 @@
+"""Other datacenters' catalogs as DNS views: a cached copy per datacenter, kept fresh by a
+blocking read across the WAN hop.
+
+Why this design. ``dnsserver`` answers from a view and imports nothing of ours
+(shared/DESIGN.md), and its answers are pure functions of (question, view) cached by the
+view's index. So a name of another datacenter (``web.service.dc2.rumor``) is answered the same
+way, from a *view of dc2*: the resolver hands the query back as ``Forward(datacenter="dc2")``
+(as it does for a recursor), the server awaits :meth:`RemoteViews.view_of` and answers from the
+view it gets, with its own answer cache.
+
+The view is a ``dnsserver.MemoryView`` built from one compact document that a WAN member of
+dc2 serves from its replica (``GET /v1/internal/rumor/view?dc=dc2``, forwarded like any
+``?dc=`` read, so it takes the same path, failover and metrics). The first question about a
+datacenter waits for that document (bounded by :data:`FIRST_TIMEOUT`, so a DNS client is
+answered before it gives up); after that a watcher keeps the copy fresh with a blocking read of
+the same document (``index=``), so answers follow changes in dc2 within one hop, and questions
+cost nothing across the WAN. A datacenter nobody asked about for :data:`IDLE` seconds is
+dropped, watcher and all. An unknown or unreachable datacenter gives None: NXDOMAIN, as Consul.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import logging
+import time
+from collections.abc import Mapping
+from dataclasses import dataclass
+from typing import Any
+
+from dnsserver import MemoryView
+
+from .errors import RequestError
+from .federation import Federation
+
+log = logging.getLogger(__name__)
+
+VIEW_PATH = "/v1/internal/rumor/view"
+FIRST_TIMEOUT = 3.0
+"""Seconds the first question about a datacenter waits for its view."""
+IDLE = 300.0
+"""Seconds without a question after which a datacenter's copy and watcher are dropped."""
+WAIT = 60.0
+"""Seconds each blocking read of the watcher waits on the remote index."""
+RETRY = 2.0
+"""Seconds between the watcher's attempts while the datacenter cannot be reached."""
+STALE = 30.0
+"""Seconds a copy is still served while its datacenter cannot be reached; then dropped, and
+the datacenter's names are NXDOMAIN until it answers again."""
+NEGATIVE = 5.0
+"""Seconds an unknown or unreachable datacenter is remembered as such (no fetch per question)."""
+
+
+def view_document(view: Any) -> dict[str, Any]:
+    """What a WAN member serves at :data:`VIEW_PATH`: its datacenter's nodes and healthy
+    instances (the View protocol, as plain JSON)."""
+    nodes = [{"Node": n.name, "Address": n.address, "Meta": dict(n.meta), "Status": n.status}
+             for n in view.nodes()]
+    instances = []
+    for name in sorted(view.services()):
+        for i in view.instances(name, passing_only=False):
+            instances.append({
+                "Node": i.node, "ID": i.service_id, "Service": i.service, "Tags": list(i.tags),
+                "Address": i.address, "Port": i.port, "Meta": dict(i.meta),
+                "Weights": [i.weight_passing, i.weight_warning], "Health": i.health})
+    return {"Datacenter": view.datacenter, "Nodes": nodes, "Instances": instances}
+
+
+def view_from_document(dc: str, doc: Mapping[str, Any]) -> MemoryView:
+    """A MemoryView of ``dc`` from :func:`view_document`'s output (bad entries are skipped)."""
+    v = MemoryView(dc)
+    for n in doc.get("Nodes") or ():
+        try:
+            v.add_node(str(n["Node"]), str(n["Address"]), meta=dict(n.get("Meta") or {}),
+                       status=str(n.get("Status") or "alive"))
+        except (KeyError, TypeError, ValueError):
+            continue
+    for i in doc.get("Instances") or ():
+        try:
+            wp, ww = i.get("Weights") or (1, 1)
+            v.register(str(i["Node"]), str(i["Service"]), service_id=str(i["ID"]),
+                       port=int(i.get("Port") or 0), address=str(i.get("Address") or ""),
+                       tags=tuple(str(t) for t in i.get("Tags") or ()),
+                       meta=dict(i.get("Meta") or {}), weight_passing=int(wp),
+                       weight_warning=int(ww), status=str(i.get("Health") or "passing"))
+        except (KeyError, TypeError, ValueError):
+            continue
+    return v
+
+
+@dataclass
+class _Copy:
+    view: MemoryView
+    index: int
+    used: float
+    task: asyncio.Task[None] | None = None
+
+
+class RemoteViews:
+    """``dnsserver.RemoteViews`` over the federation (see the module docstring)."""
+
+    def __init__(self, federation: Federation) -> None:
+        self.federation = federation
+        self._copies: dict[str, _Copy] = {}
+        self._pending: dict[str, asyncio.Future[_Copy | None]] = {}
+        self._failed: dict[str, float] = {}
+        self.fetches = 0
+        self.failures = 0
+
+    async def view_of(self, datacenter: str) -> MemoryView | None:
+        dc = datacenter.lower()
+        if dc == self.federation.datacenter.lower():
+            return None   # ours is answered from the local view, never here
+        c = self._copies.get(dc)
+        if c is not None:
+            c.used = time.monotonic()
+            return c.view
+        if time.monotonic() - self._failed.get(dc, -NEGATIVE) < NEGATIVE:
+            return None
+        fut = self._pending.get(dc)
+        if fut is None:
+            fut = asyncio.ensure_future(self._first(dc))
+            self._pending[dc] = fut
+            fut.add_done_callback(lambda _f: self._pending.pop(dc, None))
+        try:
+            c = await asyncio.wait_for(asyncio.shield(fut), FIRST_TIMEOUT)
+        except TimeoutError:
+            return None
+        return c.view if c is not None else None
+
+    async def _fetch(self, dc: str, index: int, wait: float | None,
+                     timeout: float | None) -> tuple[dict[str, Any], int] | None:
+        path = f"{VIEW_PATH}?dc={dc}"
+        if wait is not None:
+            path += f"&index={index}&wait={int(wait)}s"
+        self.fetches += 1
+        try:
+            coro = self.federation.forward(dc, "GET", path, {}, b"", forwarded=False, wait=wait)
+            reply = await (asyncio.wait_for(coro, timeout) if timeout else coro)
+        except (RequestError, TimeoutError) as e:
+            self.failures += 1
+            log.debug("remote view not fetched dc=%s error=%s", dc, e)
+            return None
+        if reply.status != 200:
+            self.failures += 1
+            return None
+        try:
+            doc = json.loads(reply.body)
+            new_index = int(reply.headers.get("X-Consul-Index", "0"))
+        except ValueError:
+            self.failures += 1
+            return None
+        return (doc, new_index) if isinstance(doc, dict) else None
+
+    async def _first(self, dc: str) -> _Copy | None:
+        got = await self._fetch(dc, 0, None, FIRST_TIMEOUT)
+        if got is None:
+            self._failed[dc] = time.monotonic()
+            return None
+        self._failed.pop(dc, None)
+        doc, index = got
+        c = _Copy(view_from_document(dc, doc), index, time.monotonic())
+        self._copies[dc] = c
+        c.task = asyncio.get_running_loop().create_task(self._watch(dc, c),
+                                                        name=f"remote-view-{dc}")
+        return c
+
+    async def _watch(self, dc: str, c: _Copy) -> None:
+        """Keep the copy fresh with blocking reads until nobody asks about ``dc``."""
+        last_ok = time.monotonic()
+        try:
+            while time.monotonic() - c.used < IDLE:
+                got = await self._fetch(dc, c.index, WAIT, None)
+                if got is None:
+                    if time.monotonic() - last_ok > STALE:
+                        self._failed[dc] = time.monotonic()
+                        return
+                    await asyncio.sleep(RETRY)
+                    continue
+                last_ok = time.monotonic()
+                doc, index = got
+                if index != c.index:
+                    c.view = view_from_document(dc, doc)
+                    c.index = index
+        finally:
+            if self._copies.get(dc) is c:
+                del self._copies[dc]
+
+    async def close(self) -> None:
+        tasks = [c.task for c in self._copies.values() if c.task is not None]
+        for t in tasks:
+            t.cancel()
+        for t in tasks:
+            try:
+                await t
+            except (asyncio.CancelledError, Exception) as e:  # noqa: BLE001 - stopping
+                log.debug("remote view watcher stopped error=%r", e)
+        for f in list(self._pending.values()):
+            f.cancel()
