@@ -463,6 +463,11 @@ class ListenerSpec:
     redirect_https: RedirectSpec | None = None
     """``RedirectHTTPS`` (http mode, no TLS): answer every request with a redirect to HTTPS
     (:class:`RedirectSpec`) instead of proxying it."""
+    failover: tuple[str, ...] = ()
+    """``Failover: {"Datacenters": ["dc2", "dc3"]}``: when no instance of the service is
+    healthy here, the backends are those of the nearest listed datacenter that has one (read
+    through the view's ``failover_instances``, :class:`lb.view.FailoverView`); traffic comes
+    back when local instances recover. Default: none."""
 
     def validate(self) -> ListenerSpec:
         if not self.name or not re.fullmatch(r"[A-Za-z0-9_.\-]+", self.name):
@@ -508,13 +513,14 @@ class ListenerSpec:
             d[_norm(str(key))] = value
         known = {"name", "bind", "mode", "service", "tag", "strategy", "proxyprotocol", "routes",
                  "urlprefix", "passingonly", "connecttimeout", "idletimeout", "maxconnections",
-                 "counters", "backends", "tls", "backendtls", "redirecthttps"}
+                 "counters", "backends", "tls", "backendtls", "redirecthttps",
+                 "failover"}
         unknown = [k for k in data if _norm(str(k)) not in known]
         if unknown:
             raise ConfigError(f"listener: unknown key {unknown[0]!r}; known keys are Name, Bind, "
                               "Mode, Service, Tag, Strategy, ProxyProtocol, Routes, URLPrefix, "
                               "PassingOnly, ConnectTimeout, IdleTimeout, MaxConnections, TLS, "
-                              "BackendTLS, RedirectHTTPS")
+                              "BackendTLS, RedirectHTTPS, Failover")
         name = d.get("name")
         if not isinstance(name, str) or not name:
             raise ConfigError("listener Name: required, a unique name for the listener")
@@ -559,6 +565,7 @@ class ListenerSpec:
                                                   f"listener {name}: BackendTLS"),
             redirect_https=RedirectSpec.from_value(d.get("redirecthttps"),
                                                    f"listener {name}: RedirectHTTPS"),
+            failover=_failover(d.get("failover"), name),
         )
         return spec.validate()
 
@@ -572,9 +579,27 @@ class ListenerSpec:
             "TLS": self.tls.to_dict() if self.tls else None,
             "BackendTLS": self.backend_tls.to_dict() if self.backend_tls else None,
             "RedirectHTTPS": self.redirect_https.to_dict() if self.redirect_https else None,
+            **({"Failover": {"Datacenters": list(self.failover)}} if self.failover else {}),
         }
 
     def with_bind(self, bind: str) -> ListenerSpec:
         return replace(self, bind=bind)
 
 
+
+
+def _failover(value: Any, name: str) -> tuple[str, ...]:
+    """``{"Datacenters": ["dc2", ...]}`` -> ("dc2", ...)."""
+    if value is None:
+        return ()
+    where = f'listener {name}: Failover must be like {{"Datacenters": ["dc2"]}}'
+    if not isinstance(value, Mapping):
+        raise ConfigError(where)
+    extra = [k for k in value if _norm(str(k)) != "datacenters"]
+    if extra:
+        raise ConfigError(f"{where}; unknown key {extra[0]!r}")
+    dcs: Any = next((v for k, v in value.items() if _norm(str(k)) == "datacenters"), [])
+    if isinstance(dcs, (str, bytes)) or not isinstance(dcs, (list, tuple)) or not all(
+            isinstance(x, str) and x and re.fullmatch(r"[A-Za-z0-9_\-]+", x) for x in dcs):
+        raise ConfigError(f"{where}: Datacenters is a list of datacenter names")
+    return tuple(x.lower() for x in dcs)

@@ -92,6 +92,11 @@ class Listener:
             if pool is None:
                 pool = self.pools[key] = self._new_pool(*key)
             insts = view.instances(key[0], key[1], passing_only=spec.passing_only)
+            if spec.failover and key == (spec.service, spec.tag):
+                failover = getattr(view, "failover_instances", None)
+                if failover is not None:   # a lb.view.FailoverView
+                    insts = failover(key[0], key[1], spec.failover,
+                                     passing_only=spec.passing_only, local=insts)
             pool.update(insts, now)
         for key in list(self.pools):
             if key not in wanted:

@@ -52,3 +52,14 @@ class CatalogView(Protocol):
                   passing_only: bool = False) -> Sequence[Instance]: ...
 
     async def wait(self, index: int, timeout: float) -> int: ...
+
+
+class FailoverView(CatalogView, Protocol):
+    """A view that can also read other datacenters, for listeners with ``Failover``."""
+
+    def failover_instances(self, service: str, tag: str | None, datacenters: Sequence[str], *,
+                           passing_only: bool, local: Sequence[Instance]) -> Sequence[Instance]:
+        """``local`` when it is not empty, else the instances of the nearest of
+        ``datacenters`` that has some (empty when none has). A change in those datacenters
+        raises the view's ``index`` like a local one."""
+        ...

@@ -54,7 +54,7 @@ from .looplag import LoopLag
 from .membership import prepare_gossip, start_gossip
 from .netaddr import advertise_address
 from .preflight import check_listen_addresses
-from .remote_view import RemoteViews
+from .remote_view import FederatedView, RemoteViews
 from .service import Registry, prepare_registry
 from .tls import LBCertificateLoader, ReloadableServerContext, tls_files_from
 from .wan import http_address, lan_tags, prepare_wan, start_wan, with_wan_port
@@ -178,13 +178,15 @@ class Agent:
 
         # DNS and the LB are made (not started) before the HTTP API, which is handed them
         view = self.registry.view
+        self.remote_views = RemoteViews(self.federation)
         if self._dns_config is not None:
-            self.remote_views = RemoteViews(self.federation)
             self.dns = DNSServer(self._dns_config, self.registry.dns_view,
                                  remote=self.remote_views)
         store: ListenerStore | None = None
         if self._lb_config is not None:
-            self.lb = LoadBalancer(self._lb_config, view, cert_loader=LBCertificateLoader())
+            # the LB reads other datacenters too, for listeners with Failover
+            self.lb = LoadBalancer(self._lb_config, FederatedView(view, self.remote_views),
+                                   cert_loader=LBCertificateLoader())
             store = ListenerStore(self.lb, self.datadir)
 
         await self._start_http(store)

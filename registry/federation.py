@@ -127,6 +127,29 @@ class Federation:
         """Known datacenters, nearest first (ours first), then by name."""
         return sorted(self.known_datacenters(), key=lambda dc: (self.rtt(dc), dc))
 
+    def stats(self) -> dict[str, dict[str, str]]:
+        """``/v1/agent/self`` Stats sections (``rumor info``): ``serf_wan`` on a WAN member
+        (members by status and each one), and ``federation`` (datacenters, this datacenter's
+        WAN members, the hops)."""
+        out: dict[str, dict[str, str]] = {}
+        if self.wan is not None:
+            members = self.wan.members()
+            out["serf_wan"] = {
+                "members": str(len(members)),
+                "alive": str(sum(1 for m in members if m.status == "alive")),
+                "failed": str(sum(1 for m in members if m.status == "failed")),
+                "member_list": " ".join(f"{m.name}={m.status}" for m in
+                                        sorted(members, key=lambda m: m.name)),
+            }
+        hops = " ".join(f"{dc}:{h.requests}/{h.errors}" for dc, h in sorted(self.hops.items()))
+        out["federation"] = {
+            "wan_member": str(self.wan is not None).lower(),
+            "datacenters": ",".join(self.datacenters()),
+            "local_wan_members": ",".join(m.name for m in self.local_wan_members()) or "-",
+            "hops_requests_errors": hops or "-",
+        }
+        return out
+
     def candidates(self, dc: str, *, forwarded: bool) -> tuple[list[str], str]:
         """HTTP addresses to try for ``dc`` in order, and what they are (for errors).
 

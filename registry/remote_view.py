@@ -24,7 +24,7 @@ import asyncio
 import json
 import logging
 import time
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -104,8 +104,39 @@ class RemoteViews:
         self._copies: dict[str, _Copy] = {}
         self._pending: dict[str, asyncio.Future[_Copy | None]] = {}
         self._failed: dict[str, float] = {}
+        self._pinned: set[str] = set()
+        self.on_change: Callable[[], None] | None = None
+        """Called whenever a copy appears, changes or is dropped (the LB's view follows)."""
         self.fetches = 0
         self.failures = 0
+
+    def cached(self, datacenter: str) -> MemoryView | None:
+        """The copy of ``datacenter`` if there is one (no fetch)."""
+        c = self._copies.get(datacenter.lower())
+        return c.view if c is not None else None
+
+    def pin(self, datacenter: str) -> None:
+        """Keep a copy of ``datacenter`` fresh for good (LB failover chains): fetch it now if
+        need be, and never drop it for being idle."""
+        dc = datacenter.lower()
+        if dc in self._pinned or dc == self.federation.datacenter.lower():
+            return
+        self._pinned.add(dc)
+        asyncio.get_running_loop().create_task(self._keep(dc), name=f"remote-view-pin-{dc}")
+
+    async def _keep(self, dc: str) -> None:
+        while dc in self._pinned:
+            c = self._copies.get(dc)
+            if c is not None and c.task is not None and not c.task.done():
+                await asyncio.wait([c.task])   # returns when the copy is dropped
+                continue
+            self._failed.pop(dc, None)
+            if await self.view_of(dc) is None:
+                await asyncio.sleep(RETRY)
+
+    def _changed(self) -> None:
+        if self.on_change is not None:
+            self.on_change()
 
     async def view_of(self, datacenter: str) -> MemoryView | None:
         dc = datacenter.lower()
@@ -163,13 +194,14 @@ class RemoteViews:
         self._copies[dc] = c
         c.task = asyncio.get_running_loop().create_task(self._watch(dc, c),
                                                         name=f"remote-view-{dc}")
+        self._changed()
         return c
 
     async def _watch(self, dc: str, c: _Copy) -> None:
         """Keep the copy fresh with blocking reads until nobody asks about ``dc``."""
         last_ok = time.monotonic()
         try:
-            while time.monotonic() - c.used < IDLE:
+            while dc in self._pinned or time.monotonic() - c.used < IDLE:
                 got = await self._fetch(dc, c.index, WAIT, None)
                 if got is None:
                     if time.monotonic() - last_ok > STALE:
@@ -182,11 +214,15 @@ class RemoteViews:
                 if index != c.index:
                     c.view = view_from_document(dc, doc)
                     c.index = index
+                    self._changed()
         finally:
             if self._copies.get(dc) is c:
                 del self._copies[dc]
+                self._changed()
 
     async def close(self) -> None:
+        self._pinned.clear()
+        self.on_change = None
         tasks = [c.task for c in self._copies.values() if c.task is not None]
         for t in tasks:
             t.cancel()
@@ -197,3 +233,70 @@ class RemoteViews:
                 log.debug("remote view watcher stopped error=%r", e)
         for f in list(self._pending.values()):
             f.cancel()
+
+
+class FederatedView:
+    """The view the load balancer reads: the local catalog, plus other datacenters' instances
+    for listeners with ``Failover`` (``lb.view.FailoverView``).
+
+    ``failover_instances`` pins the listed datacenters in :class:`RemoteViews` (so their copies
+    are kept fresh by blocking reads from then on) and, when the local datacenter has no
+    instance, answers from the nearest listed one that has some (nearest by the federation's
+    RTT estimate, then the listed order). Its ``index`` rises with the local catalog's and with
+    every change of a remote copy, so LB pools follow both, and switch back as soon as a
+    local instance is healthy again.
+    """
+
+    def __init__(self, local: Any, remote: RemoteViews) -> None:
+        self.local = local
+        self.remote = remote
+        self.datacenter: str = local.datacenter
+        self._remote_changes = 0
+        self._changed = asyncio.Event()
+        remote.on_change = self._on_remote_change
+
+    def _on_remote_change(self) -> None:
+        self._remote_changes += 1
+        self._changed.set()
+
+    @property
+    def index(self) -> int:
+        return int(self.local.index) + self._remote_changes
+
+    def services(self) -> Mapping[str, frozenset[str]]:
+        return self.local.services()   # type: ignore[no-any-return]
+
+    def instances(self, service: str, tag: str | None = None, *,
+                  passing_only: bool = False) -> Sequence[Any]:
+        return self.local.instances(service, tag, passing_only=passing_only)  # type: ignore[no-any-return]
+
+    def failover_instances(self, service: str, tag: str | None, datacenters: Sequence[str], *,
+                           passing_only: bool, local: Sequence[Any]) -> Sequence[Any]:
+        for dc in datacenters:
+            self.remote.pin(dc)
+        if local:
+            return local
+        fed = self.remote.federation
+        order = sorted(enumerate(datacenters), key=lambda p: (fed.rtt(p[1]), p[0]))
+        for _, dc in order:
+            view = self.remote.cached(dc)
+            if view is None:
+                continue
+            found = view.instances(service, tag, passing_only=passing_only)
+            if found:
+                return found
+        return ()
+
+    async def wait(self, index: int, timeout: float) -> int:
+        if self.index > index:
+            return self.index
+        self._changed.clear()
+        local = asyncio.ensure_future(self.local.wait(self.local.index, timeout))
+        remote = asyncio.ensure_future(self._changed.wait())
+        try:
+            await asyncio.wait([local, remote], timeout=timeout,
+                               return_when=asyncio.FIRST_COMPLETED)
+        finally:
+            for t in (local, remote):
+                t.cancel()
+        return self.index

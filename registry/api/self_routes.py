@@ -11,7 +11,7 @@ from aiohttp import web
 from .. import __version__
 from .base import json_response
 from .gossip_routes import member_json
-from .keys import CONFIG, GOSSIP, PORTS, REGISTRY, STARTED_AT
+from .keys import CONFIG, FEDERATION, GOSSIP, PORTS, REGISTRY, STARTED_AT
 
 routes = web.RouteTableDef()
 
@@ -39,6 +39,9 @@ def _stats(app: web.Application) -> dict[str, Any]:
             "left": str(sum(1 for m in members if m.status == "left")),
             "encrypted": str(bool(app[CONFIG].encrypt)).lower(),
         }
+    fed = app[FEDERATION]
+    if fed is not None:
+        out.update(fed.stats())
     out["registry"] = {k: str(v) for k, v in app[REGISTRY].stats().items()}
     lag = app[REGISTRY].loop_lag
     if lag is not None:

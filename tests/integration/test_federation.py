@@ -158,6 +158,10 @@ async def test_two_datacenters(tmp_path: Path) -> None:
             out = await asyncio.to_thread(_cli, a1, "members", "-wan")
             assert out.returncode == 0, out.stderr
             assert "b2.dc2" in out.stdout and "a1.dc1" in out.stdout
+            out = await asyncio.to_thread(_cli, a1, "info")
+            assert "serf_wan:" in out.stdout and "b2.dc2=alive" in out.stdout, out.stdout
+            out = await asyncio.to_thread(_cli, l1, "info")
+            assert "local_wan_members = a1" in out.stdout, out.stdout
 
             # --- an unknown datacenter: Consul's 500 ----------------------------------------
             st, text, _ = await _get(s, l1, "/v1/catalog/nodes?dc=dc9")
@@ -217,3 +221,80 @@ def test_wan_config() -> None:
     out = flags_to_settings(ns)
     assert (out["start_join_wan"], out["retry_join_wan"], out["serf_wan_port"]) == (
         ["10.0.0.2"], ["10.0.0.3:8302"], 8402)
+
+
+async def test_lb_failover_to_another_datacenter(tmp_path: Path) -> None:
+    """An HTTP listener in dc1 with ``Failover`` to dc2: dc1's instance goes (maintenance) ->
+    requests keep succeeding, served by dc2, with no failure after the switch; it comes back ->
+    traffic returns to dc1."""
+    from lb.testing import start_http_backend
+
+    agents: list[Agent] = []
+    back1 = await start_http_backend("in-dc1")
+    back2 = await start_http_backend("in-dc2")
+    try:
+        a1 = await start_agent(tmp_path, "a1", datacenter="dc1", serf_wan_port=0,
+                               enable_lb=True, **LOCAL)
+        agents.append(a1)
+        assert a1.wan is not None
+        b1 = await start_agent(tmp_path, "b1", datacenter="dc2", serf_wan_port=0,
+                               start_join_wan=[f"127.0.0.1:{a1.wan.bound_port}"], **LOCAL)
+        agents.append(b1)
+        async with aiohttp.ClientSession() as s:
+            async def call(a: Agent, method: str, path: str, body: Any = None) -> Any:
+                async with s.request(method, f"http://127.0.0.1:{a.http_port}{path}",
+                                     json=body) as r:
+                    text = await r.text()
+                    assert r.status == 200, text
+                    return json.loads(text) if text else None
+
+            await call(a1, "PUT", "/v1/agent/service/register",
+                       {"Name": "web", "Port": back1.port, "Address": "127.0.0.1"})
+            await call(b1, "PUT", "/v1/agent/service/register",
+                       {"Name": "web", "Port": back2.port, "Address": "127.0.0.1"})
+            info = await call(a1, "PUT", "/v1/lb/listener", {
+                "Name": "web", "Bind": "127.0.0.1:0", "Mode": "http", "Service": "web",
+                "Failover": {"Datacenters": ["dc2"]}})
+            assert info["Failover"] == {"Datacenters": ["dc2"]}
+            addr = info["Address"]
+
+            async def served_by() -> str:
+                async with s.get(f"http://{addr}/", timeout=aiohttp.ClientTimeout(total=5)) as r:
+                    return f"{r.status} {await r.text()}"
+
+            await eventually(lambda: _eq(served_by(), "200 in-dc1"), timeout=10,
+                             what="dc1 to serve")
+            # dc2's copy is kept warm from the first refresh on
+            await eventually(lambda: a1.remote_views is not None
+                             and a1.remote_views.cached("dc2") is not None, timeout=10,
+                             what="the copy of dc2")
+
+            async def hammer(until: str) -> tuple[list[str], float]:
+                """Requests in a row until ``until`` serves; what each got and when it switched."""
+                seen: list[str] = []
+                started = time.monotonic()
+                while time.monotonic() - started < 15:
+                    seen.append(await served_by())
+                    if seen[-1] == f"200 {until}":
+                        return seen, time.monotonic() - started
+                raise AssertionError(f"never switched to {until}: {seen[-5:]}")
+
+            await call(a1, "PUT", "/v1/agent/service/maintenance/web?enable=true")
+            seen, took = await hammer("in-dc2")
+            assert all(x == "200 in-dc1" for x in seen[:-1]), seen   # no failed request
+            print(f"failover switch time {took:.3f}s")
+            after = [await served_by() for _ in range(20)]
+            assert after == ["200 in-dc2"] * 20      # zero failed requests after the switch
+            await call(a1, "PUT", "/v1/agent/service/maintenance/web?enable=false")
+            seen, took = await hammer("in-dc1")
+            assert all(x == "200 in-dc2" for x in seen[:-1]), seen
+            print(f"failback switch time {took:.3f}s")
+            assert [await served_by() for _ in range(10)] == ["200 in-dc1"] * 10
+            # one backend: the local one (the remote one is not mixed in)
+            lst = await call(a1, "GET", "/v1/lb/listener/web")
+            assert len(lst["Backends"]) == 1
+    finally:
+        for a in agents:
+            await stop_agent(a)
+        await back1.close()
+        await back2.close()
