@@ -99,6 +99,17 @@ class Forward:
     data: bytes
     tcp: bool
     datacenter: str = ""
+    query: str = ""
+    """A prepared query's name (``<name>.query.<domain>``): the server answers from the view
+    of its results (:meth:`dnsserver.view.RemoteViews.query_view`)."""
+
+
+@dataclass(frozen=True, slots=True)
+class _Elsewhere:
+    """Answered by another view: another datacenter's, or a prepared query's results."""
+
+    datacenter: str = ""
+    query: str = ""
 
 
 class _Answer:
@@ -155,7 +166,7 @@ class _Entry:
         self.count = 0
         self.opt = b""
         self.forward = False
-        self.remote = ""        # the other datacenter that answers it (forward is True)
+        self.remote: _Elsewhere | None = None   # the view that answers it (forward is True)
 
 
 def _ip(text: str) -> ipaddress.IPv4Address | ipaddress.IPv6Address | None:
@@ -179,8 +190,10 @@ class Resolver:
     """
 
     def __init__(self, config: DNSConfig, view: View, *, counters: DNSCounters | None = None,
-                 forwarding: bool | None = None, remote: bool = False) -> None:
+                 forwarding: bool | None = None, remote: bool = False,
+                 query_view: bool = False) -> None:
         self.remote = remote
+        self.query_view = query_view   # this view holds a prepared query's results
         self.config = config
         self.view = view
         self.counters = counters if counters is not None else DNSCounters()
@@ -225,7 +238,7 @@ class Resolver:
                         tails = e.tails
                         t = tails[r] if r < len(tails) else None
                         return data[:2] + (t if t is not None else self._variant(e, r))
-                    return Forward(data, False, e.remote)
+                    return self._forward(data, False, e.remote)
             # Level 2: scan the header and the question by hand; key on the question.
             n = len(data)
             if n < 17 or n > (self._max_tcp if tcp else self._max_q) or data[2] & 0xF8:
@@ -267,7 +280,7 @@ class Resolver:
                 return self._slow(data, tcp)
             e.hits += 1
             if e.forward:
-                return Forward(data, tcp, e.remote)
+                return self._forward(data, tcp, e.remote)
             r = e.hits % e.n if e.n > 1 else 0
             t = e.tails[r] if r < len(e.tails) else None
             if t is None:
@@ -406,7 +419,7 @@ class Resolver:
                 if e.tc:
                     c.truncated += 1
         if e.forward:
-            return Forward(data, tcp, e.remote)
+            return self._forward(data, tcp, e.remote)
         t = e.tails[r] if r < len(e.tails) else None
         if t is None:
             t = self._variant(e, r)
@@ -417,9 +430,9 @@ class Resolver:
         e = _Entry()
         e.qtype = q.qtype
         ans = self._resolve(q)
-        if ans is None or isinstance(ans, str):
+        if ans is None or isinstance(ans, _Elsewhere):
             e.forward = True
-            e.remote = ans or ""
+            e.remote = ans
             e.n = 0
             return e
         e.ans = ans
@@ -507,7 +520,13 @@ class Resolver:
         return b"".join([head, question, *out_an, *out_ns, *out_ad, e.opt]), truncated
 
     # -- name grammar and records -------------------------------------------------------------
-    def _resolve(self, q: ParsedQuery) -> _Answer | str | None:
+    @staticmethod
+    def _forward(data: bytes, tcp: bool, where: _Elsewhere | None) -> Forward:
+        if where is None:
+            return Forward(data, tcp)
+        return Forward(data, tcp, where.datacenter, where.query)
+
+    def _resolve(self, q: ParsedQuery) -> _Answer | _Elsewhere | None:
         """The answer to a well-formed question, None when it must be forwarded, or the name
         of the other datacenter whose view answers it."""
         qtype = q.qtype
@@ -545,7 +564,7 @@ class Resolver:
         return _Answer(rcode, authority=[self._soa(dom, comp)])
 
     def _in_domain(self, rest: list[str], qtype: int, dom: tuple[bytes, ...],
-                   comp: Compressor) -> _Answer | str:
+                   comp: Compressor) -> _Answer | _Elsewhere:
         view = self.view
         if len(rest) >= 4 and rest[-1] == "dc" and rest[-3] in _KEYWORDS:
             rest = rest[:-1]             # Consul's explicit form: <name>.<kind>.<dc>.dc
@@ -569,7 +588,7 @@ class Resolver:
             return self._negative(NXDOMAIN, dom, comp)
         if dc is not None and dc != view.datacenter.lower():
             if self.remote and kind in ("service", "node"):
-                return dc                 # the server answers it from that datacenter's view
+                return _Elsewhere(datacenter=dc)   # answered from that datacenter's view
             return self._negative(NXDOMAIN, dom, comp)
         if kind == "service":
             return self._service(parts, qtype, dom, comp)
@@ -577,7 +596,12 @@ class Resolver:
             return self._node(".".join(parts), qtype, dom, comp)
         if kind == "addr":
             return self._addr(parts, qtype, dom, comp)
-        return self._negative(NXDOMAIN, dom, comp)       # prepared queries, connect: not served
+        if kind == "query" and len(parts) == 1:
+            if self.query_view:            # the results are registered under the query's name
+                return self._service(parts, qtype, dom, comp)
+            if self.remote:
+                return _Elsewhere(query=parts[0])
+        return self._negative(NXDOMAIN, dom, comp)       # connect, ingress: not served
 
     def _apex(self, qtype: int, dom: tuple[bytes, ...], comp: Compressor) -> _Answer:
         answers: list[bytes] = []

@@ -530,18 +530,24 @@ class DNSServer:
         view = None
         if self.remote is not None:
             try:
-                view = await self.remote.view_of(fwd.datacenter)
+                if fwd.query:
+                    view = await self.remote.query_view(fwd.query)
+                else:
+                    view = await self.remote.view_of(fwd.datacenter)
             except Exception as exc:  # noqa: BLE001 - whatever the embedder raised
-                log.warning("remote view failed dc=%s err=%r", fwd.datacenter, exc)
-        if view is None or view.datacenter.lower() != fwd.datacenter:
+                log.warning("remote view failed dc=%s query=%s err=%r", fwd.datacenter,
+                            fwd.query, exc)
+        if view is None or (not fwd.query and view.datacenter.lower() != fwd.datacenter):
             self.counters.rcodes[NXDOMAIN] += 1
             out = header_only(fwd.data, NXDOMAIN, question)
             return None if out is None else out[:2] + bytes([out[2] | 0x04]) + out[3:]  # AA
-        res = self._remote_resolvers.get(fwd.datacenter)
+        key = f"?{fwd.query}" if fwd.query else fwd.datacenter
+        res = self._remote_resolvers.get(key)
         if res is None or res.view is not view:
             # A resolver per remote view: its own answer cache, flushed by that view's index.
-            res = self._remote_resolvers[fwd.datacenter] = Resolver(
-                self.config, view, counters=DNSCounters(), forwarding=False)
+            res = self._remote_resolvers[key] = Resolver(
+                self.config, view, counters=DNSCounters(), forwarding=False,
+                query_view=bool(fwd.query))
         ans = res.handle(fwd.data, fwd.tcp)
         if not isinstance(ans, bytes):
             return None
@@ -579,7 +585,7 @@ class DNSServer:
             q = parse_query(fwd.data, max_size=65535)
         except MalformedQuery:      # cannot happen: the resolver parsed it already
             return None
-        if fwd.datacenter:
+        if fwd.datacenter or fwd.query:
             return await self._resolve_remote(fwd, q.question)
         out = None
         if self.forwarder is not None:

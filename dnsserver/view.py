@@ -94,3 +94,8 @@ class RemoteViews(Protocol):
     async def view_of(self, datacenter: str) -> View | None:
         """That datacenter's view, or None when it is unknown or cannot be reached."""
         ...
+
+    async def query_view(self, name: str) -> View | None:
+        """The results of the prepared query ``name`` as a view in which they are the
+        instances of a service called ``name``; None when there is no such query."""
+        ...

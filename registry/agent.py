@@ -244,6 +244,10 @@ class Agent:
         self._runner = web.AppRunner(app, access_log=None, handle_signals=False,
                                      shutdown_timeout=1.0)
         await self._runner.setup()
+        if self.remote_views is not None:   # DNS <name>.query.<domain> runs the HTTP API's query
+            from .api.query_routes import run_query
+
+            self.remote_views.query_runner = lambda name: run_query(app, name)
         if cfg.http_port >= 0:
             self.http_port = await self._listen(cfg.http_port, "ports.http", "-http-port")
         if cfg.https_port >= 0:
@@ -417,6 +421,11 @@ class Agent:
             await _bounded(self.wan.leave(min(1.0, left())), left(), "wan leave")
         if leave and self.gossip is not None:
             await _bounded(self.gossip.leave(min(2.5, left())), left(), "gossip leave")
+        # requests to other datacenters first: their blocking reads would hold HTTP handlers
+        if self.remote_views is not None:
+            await _bounded(self.remote_views.close(), min(0.5, left()), "remote views close")
+        if self.federation is not None:
+            await _bounded(self.federation.close(), min(0.5, left()), "federation close")
         if self.lb is not None:
             await _bounded(self.lb.stop(), min(1.0, left()), "lb stop")
         if self.dns is not None:
@@ -425,10 +434,6 @@ class Agent:
             await _bounded(self._runner.cleanup(), min(1.0, left()), "http stop")
         if self.registry is not None:
             await _bounded(self.registry.stop(), min(1.0, left()), "registry stop")
-        if self.remote_views is not None:
-            await _bounded(self.remote_views.close(), min(0.5, left()), "remote views close")
-        if self.federation is not None:
-            await _bounded(self.federation.close(), min(0.5, left()), "federation close")
         if self.wan is not None:
             await _bounded(self.wan.shutdown(), min(0.5, left()), "wan shutdown")
         if self.gossip is not None:

@@ -24,6 +24,7 @@ Each datacenter hop is counted (requests, errors, latency) for the metrics.
 
 from __future__ import annotations
 
+import json
 import logging
 import math
 import time
@@ -208,12 +209,28 @@ class Federation:
                     return Reply(resp.status,
                                  {k: v for k, v in resp.headers.items() if k in _PASS_RESPONSE},
                                  data)
+            except RuntimeError as e:   # the session was closed: the agent is stopping
+                raise RequestError(f"{NO_PATH} {dc}: the agent is stopping ({e})", 503) from None
             except (TimeoutError, aiohttp.ClientError, OSError) as e:
                 stats.errors += 1
                 self._rtt[addr] = math.inf
                 last = f"{addr}: {type(e).__name__} {e}".strip()
                 log.warning("datacenter hop failed dc=%s to=%s error=%s", dc, addr, last)
         raise RequestError(f"{NO_PATH} {dc}: none of {what} answered in time ({last})", 500)
+
+    async def all_datacenters(self) -> list[str]:
+        """Known datacenters, nearest first; a LAN-only agent asks one of its WAN members."""
+        if self.wan is not None or not self.local_wan_members():
+            return self.datacenters()
+        try:
+            reply = await self.forward(self.datacenter, "GET", "/v1/catalog/datacenters", {},
+                                       b"", forwarded=False, wait=None)
+            got = json.loads(reply.body) if reply.status == 200 else None
+        except (RequestError, ValueError):
+            got = None
+        if isinstance(got, list) and all(isinstance(x, str) for x in got):
+            return got
+        return [self.datacenter]
 
     def _client(self) -> aiohttp.ClientSession:
         if self._session is None or self._session.closed:

@@ -24,7 +24,7 @@ import asyncio
 import json
 import logging
 import time
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Awaitable, Callable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -47,6 +47,8 @@ RETRY = 2.0
 STALE = 30.0
 """Seconds a copy is still served while its datacenter cannot be reached; then dropped, and
 the datacenter's names are NXDOMAIN until it answers again."""
+QUERY_TTL = 1.0
+"""Seconds a prepared query's results are reused for DNS answers."""
 NEGATIVE = 5.0
 """Seconds an unknown or unreachable datacenter is remembered as such (no fetch per question)."""
 
@@ -88,6 +90,28 @@ def view_from_document(dc: str, doc: Mapping[str, Any]) -> MemoryView:
     return v
 
 
+def results_view(name: str, result: Mapping[str, Any]) -> MemoryView:
+    """A prepared query's execution result (health entries) as a view where they are the
+    instances of a service called ``name``."""
+    v = MemoryView(str(result.get("Datacenter") or ""))
+    for e in result.get("Nodes") or ():
+        try:
+            n, s = e["Node"], e["Service"]
+            if v.node(n["Node"]) is None:
+                v.add_node(str(n["Node"]), str(n["Address"]), meta=dict(n.get("Meta") or {}))
+            statuses = [c.get("Status") for c in e.get("Checks") or ()]
+            w = s.get("Weights") or {}
+            v.register(str(n["Node"]), name, service_id=str(s["ID"]),
+                       port=int(s.get("Port") or 0), address=str(s.get("Address") or ""),
+                       tags=tuple(s.get("Tags") or ()), meta=dict(s.get("Meta") or {}),
+                       weight_passing=int(w.get("Passing", 1)),
+                       weight_warning=int(w.get("Warning", 1)),
+                       status="warning" if "warning" in statuses else "passing")
+        except (KeyError, TypeError, ValueError):
+            continue
+    return v
+
+
 @dataclass
 class _Copy:
     view: MemoryView
@@ -107,8 +131,33 @@ class RemoteViews:
         self._pinned: set[str] = set()
         self.on_change: Callable[[], None] | None = None
         """Called whenever a copy appears, changes or is dropped (the LB's view follows)."""
+        self.query_runner: Callable[[str], Awaitable[dict[str, Any] | None]] | None = None
+        """Executes a prepared query by name (set by the agent once the HTTP API exists)."""
+        self._query_cache: dict[str, tuple[float, MemoryView]] = {}
         self.fetches = 0
         self.failures = 0
+
+    async def query_view(self, name: str) -> MemoryView | None:
+        """The results of prepared query ``name`` as a view (its instances under the service
+        name ``name``, in the datacenter that answered); kept for :data:`QUERY_TTL`."""
+        key = name.lower()
+        hit = self._query_cache.get(key)
+        now = time.monotonic()
+        if hit is not None and now - hit[0] < QUERY_TTL:
+            return hit[1]
+        if self.query_runner is None:
+            return None
+        try:
+            result = await asyncio.wait_for(self.query_runner(name), FIRST_TIMEOUT)
+        except (RequestError, TimeoutError):
+            result = None
+        if result is None:
+            return None
+        view = results_view(name, result)
+        if len(self._query_cache) > 1024:
+            self._query_cache.clear()
+        self._query_cache[key] = (now, view)
+        return view
 
     def cached(self, datacenter: str) -> MemoryView | None:
         """The copy of ``datacenter`` if there is one (no fetch)."""

@@ -43,6 +43,7 @@ ROUTE_MODULES = (
     "metrics_routes",
     "ui_routes",
     "dc_routes",
+    "query_routes",
 )
 
 __all__ = ["ROUTE_MODULES", "make_app"]

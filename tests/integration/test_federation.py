@@ -151,6 +151,41 @@ async def test_two_datacenters(tmp_path: Path) -> None:
 
             await eventually(three, timeout=10, what="the DNS copy of dc2 to follow")
 
+            # --- prepared queries with failover (HTTP and DNS), from l1 --------------------
+            async def query(method: str, path: str, body: Any = None) -> tuple[int, Any]:
+                async with s.request(method, f"http://127.0.0.1:{l1.http_port}{path}",
+                                     json=body) as r:
+                    text = await r.text()
+                    return r.status, (json.loads(text) if r.content_type == "application/json"
+                                      else text)
+
+            st, made = await query("POST", "/v1/query", {
+                "Name": "webq", "Service": {"Service": "web", "OnlyPassing": True,
+                                            "Failover": {"Datacenters": ["dc2"]}}})
+            assert st == 200 and made["ID"]
+            st, res = await query("GET", "/v1/query/webq/execute")
+            assert st == 200, res
+            assert (res["Datacenter"], res["Failovers"]) == ("dc2", 1)
+            assert sorted(e["Service"]["ID"] for e in res["Nodes"]) == ["web", "web2", "web3"]
+            # Tags: only web carries v1; NearestN instead of a list
+            st, made2 = await query("POST", "/v1/query", {
+                "Name": "webv1", "Service": {"Service": "web", "Tags": ["v1"],
+                                             "Failover": {"NearestN": 1}}})
+            st, res = await query("GET", f"/v1/query/{made2['ID']}/execute")
+            assert [e["Service"]["ID"] for e in res["Nodes"]] == ["web"], res
+            st, res = await query("POST", "/v1/query", {"Name": "nolocal",
+                                                        "Service": {"Service": "web"}})
+            st, res = await query("GET", "/v1/query/nolocal/execute")
+            assert (res["Nodes"], res["Datacenter"]) == ([], "dc1")   # no failover: local only
+            st, listed = await query("GET", "/v1/query")
+            assert sorted(q["Name"] for q in listed) == ["nolocal", "webq", "webv1"]
+            assert (await query("POST", "/v1/query", {"Name": "x"}))[0] == 400
+            assert (await query("GET", "/v1/query/nope/execute"))[0] == 404
+            a = await asyncio.to_thread(dig, "webq.query.rumor", "SRV")
+            assert "status: NOERROR" in a and "bl.node.dc2.rumor." in a, a
+            assert "NXDOMAIN" in await asyncio.to_thread(dig, "nolocal.query.rumor")
+            assert "NXDOMAIN" in await asyncio.to_thread(dig, "nope.query.rumor")
+
             # --- the CLI --------------------------------------------------------------------
             out = await asyncio.to_thread(_cli, l1, "catalog", "services", "-datacenter", "dc2")
             assert out.returncode == 0, out.stderr

@@ -42,10 +42,26 @@ def test_without_remote_views_other_datacenters_are_nxdomain(view: MemoryView) -
         "10.0.0.1"]
 
 
+def test_prepared_query_is_handed_back(view: MemoryView) -> None:
+    res = Resolver(DNSConfig(), view, remote=True)
+    q = dns.message.make_query("webq.query.rumor.", "SRV").to_wire()
+    out = res.handle(q)
+    assert isinstance(out, Forward) and (out.query, out.datacenter) == ("webq", "")
+    assert ask(Resolver(DNSConfig(), view), "webq.query.rumor.").rcode() == dns.rcode.NXDOMAIN
+
+
 class _Views:
     def __init__(self) -> None:
         self.views = {"dc2": _dc2()}
         self.asked: list[str] = []
+
+    async def query_view(self, name: str) -> MemoryView | None:
+        if name != "webq":
+            return None
+        v = MemoryView("dc2")
+        v.add_node("b1", "10.9.0.1")
+        v.register("b1", "webq", service_id="web", port=80)
+        return v
 
     async def view_of(self, datacenter: str) -> MemoryView | None:
         self.asked.append(datacenter)
@@ -80,5 +96,9 @@ async def test_server_answers_from_the_remote_view(view: MemoryView) -> None:
         r = await asyncio.to_thread(q, "web.service.dc2.rumor.")
         assert sorted(addrs(r)) == ["10.9.0.1", "10.9.9.9"]
         assert "dc9" in remote.asked and "dc2" in remote.asked
+        r = await asyncio.to_thread(q, "webq.query.rumor.", "SRV")
+        assert "b1.node.dc2.rumor." in r.to_text() and " 80 " in r.to_text()
+        r = await asyncio.to_thread(q, "nope.query.rumor.")
+        assert r.rcode() == dns.rcode.NXDOMAIN
     finally:
         await server.stop()
