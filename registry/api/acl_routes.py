@@ -115,6 +115,16 @@ RULES: dict[tuple[str, str], Rule | str] = {
     ("GET", "/v1/acl/tokens"): _ACL_R,
     ("GET", "/v1/acl/token/{accessor}"): _ACL_R,
     # KV (when the store is part of this build): the key itself; a recursive read filters
+    # federation (registry/api/dc_routes.py, query_routes.py): the whole catalog of this
+    # datacenter for other datacenters' DNS copies; prepared queries by ID (Consul checks
+    # the query's name and then filters the results; an approximation until refined)
+    ("GET", "/v1/internal/rumor/view"): _OP_R,
+    ("POST", "/v1/query"): Rule("query", "", WRITE),
+    ("GET", "/v1/query"): Rule("query", "", READ),
+    ("GET", "/v1/query/{id}"): Rule("query", "{id}", READ),
+    ("PUT", "/v1/query/{id}"): Rule("query", "{id}", WRITE),
+    ("DELETE", "/v1/query/{id}"): Rule("query", "{id}", WRITE),
+    ("GET", "/v1/query/{id}/execute"): Rule("query", "{id}", READ),
     ("GET", "/v1/kv/{key}"): Rule("key", "{key}", READ),
     ("PUT", "/v1/kv/{key}"): Rule("key", "{key}", WRITE),
     ("DELETE", "/v1/kv/{key}"): Rule("key", "{key}", WRITE),
