@@ -81,3 +81,27 @@ def test_containers_example_check_mode() -> None:
                          text=True).stdout
     left = [line for line in out.splitlines() if "rumor-containers." in line]
     assert not left, f"processes left behind: {left}"
+
+
+@pytest.mark.netns
+def test_two_datacenters_example_check_mode() -> None:
+    reason = netns.available()
+    if reason:
+        pytest.skip(reason)
+    need("dig")
+    need("curl")
+    pattern = r"rd[0-9a-f]{4}(sw|h[0-9]+)"
+    before_ns = _example_namespaces(pattern)
+    bindir = str(Path(sys.executable).parent)
+    env = {**os.environ, "PATH": bindir + os.pathsep + os.environ.get("PATH", "")}
+    p = subprocess.run(["bash", str(ROOT / "examples/two-datacenters/two-datacenters.sh"),
+                        "--check"], check=False, capture_output=True, text=True, timeout=240,
+                       cwd=ROOT, env=env)
+    assert p.returncode == 0, p.stdout[-3000:] + p.stderr[-2000:]
+    assert "all good" in p.stdout
+    assert "failover and failback: ok" in p.stdout
+    assert "keep working through host4" in p.stdout
+    assert _example_namespaces(pattern) <= before_ns
+    left = subprocess.run(["ps", "-eo", "args="], check=True, capture_output=True,
+                          text=True).stdout
+    assert "rumor-two-datacenters" not in left, "processes left behind"
