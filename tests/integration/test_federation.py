@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import base64
 import json
 import subprocess
 import sys
@@ -267,12 +268,13 @@ async def test_lb_failover_to_another_datacenter(tmp_path: Path) -> None:
     agents: list[Agent] = []
     back1 = await start_http_backend("in-dc1")
     back2 = await start_http_backend("in-dc2")
+    key = base64.b64encode(bytes(range(32))).decode()   # the WAN pool is encrypted too
     try:
         a1 = await start_agent(tmp_path, "a1", datacenter="dc1", serf_wan_port=0,
-                               enable_lb=True, **LOCAL)
+                               enable_lb=True, encrypt=key, **LOCAL)
         agents.append(a1)
-        assert a1.wan is not None
-        b1 = await start_agent(tmp_path, "b1", datacenter="dc2", serf_wan_port=0,
+        assert a1.wan is not None and a1.wan.keyring is not None
+        b1 = await start_agent(tmp_path, "b1", datacenter="dc2", serf_wan_port=0, encrypt=key,
                                start_join_wan=[f"127.0.0.1:{a1.wan.bound_port}"], **LOCAL)
         agents.append(b1)
         async with aiohttp.ClientSession() as s:
@@ -299,6 +301,21 @@ async def test_lb_failover_to_another_datacenter(tmp_path: Path) -> None:
 
             await eventually(lambda: _eq(served_by(), "200 in-dc1"), timeout=10,
                              what="dc1 to serve")
+            wan_ring = await call(a1, "GET", "/v1/operator/keyring?wan=1")
+            assert wan_ring[0]["WAN"] is True and wan_ring[0]["Keys"] == {key: 2}, wan_ring
+            lan_ring = await call(a1, "GET", "/v1/operator/keyring")
+            assert lan_ring[0]["WAN"] is False and lan_ring[0]["Keys"] == {key: 1}, lan_ring
+            out = await asyncio.to_thread(_cli, a1, "keyring", "-wan", "-list")
+            assert "WAN keyring (2/2 nodes answered)" in out.stdout, out.stdout
+            # a key installed in the WAN pool stays there (its own keyring and file)
+            key2 = base64.b64encode(bytes(range(32, 64))).decode()
+            out = await asyncio.to_thread(_cli, a1, "keyring", "-wan", "-install", key2)
+            assert out.returncode == 0, out.stdout + out.stderr
+            wan_ring = await call(a1, "GET", "/v1/operator/keyring?wan=1")
+            assert wan_ring[0]["Keys"] == {key: 2, key2: 2}
+            assert (await call(a1, "GET", "/v1/operator/keyring"))[0]["Keys"] == {key: 1}
+            assert key2 in (tmp_path / "b1" / "serf" / "remote.keyring").read_text()
+            assert not (tmp_path / "b1" / "serf" / "local.keyring").exists()
             # dc2's copy is kept warm from the first refresh on
             await eventually(lambda: a1.remote_views is not None
                              and a1.remote_views.cached("dc2") is not None, timeout=10,
