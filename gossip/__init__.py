@@ -68,9 +68,11 @@ from .memberlist import JoinCompleted, Memberlist, MemberlistCounters
 from .security import Keyring, decode_key, encode_key, generate_key
 from .serf import LamportClock, QueryParams, Serf, SerfDelegate, SerfError, decode_tags, encode_tags
 from .serf_config import RUMOR_TAG, RUMOR_VERSION, SerfConfig, parse_handler_spec
+from .serf_messages import Coordinate
 from .service import Gossip, JoinError, QueryResult
 from .snapshot import Snapshot
 from .state import Node, NodeStatus
+from .vivaldi import VivaldiClient, VivaldiConfig, distance
 
 __all__ = [
     "RUMOR_TAG",
@@ -81,6 +83,7 @@ __all__ = [
     "CodecLimits",
     "ConfigError",
     "ConflictDelegate",
+    "Coordinate",
     "CoreEvent",
     "DecodedPacket",
     "DecryptionFailed",
@@ -130,6 +133,8 @@ __all__ = [
     "StreamReader",
     "TransmitLimitedQueue",
     "UserEventReceived",
+    "VivaldiClient",
+    "VivaldiConfig",
     "codec",
     "decode_coordinate",
     "decode_key",
@@ -138,6 +143,7 @@ __all__ = [
     "decode_serf",
     "decode_stream",
     "decode_tags",
+    "distance",
     "encode_coordinate",
     "encode_key",
     "encode_message",

@@ -68,6 +68,7 @@ from .serf_messages import (
     QUERY_FLAG_NO_BROADCAST,
     AppMessage,
     ConflictResponse,
+    Coordinate,
     JoinIntent,
     LeaveIntent,
     NodeFilter,
@@ -83,6 +84,7 @@ from .serf_messages import (
 )
 from .serf_messages import Member as WireMember
 from .serf_messages import MemberStatus as WireStatus
+from .vivaldi import VivaldiClient
 
 log = logging.getLogger(__name__)
 
@@ -233,6 +235,10 @@ class Serf:
                  gossip_interval: float = 0.2, retransmit_mult: int = 4, now: float = 0.0) -> None:
         self.config = config
         self.rng = rng or random.Random()
+        self.vivaldi = VivaldiClient(rng=self.rng)
+        """Our network coordinate, moved by every direct probe's RTT (Serf's coordinate client)."""
+        self.coordinates: dict[str, Coordinate] = {}
+        """The last coordinate each peer sent in an ack (Serf's coordinate cache)."""
         self.gossip_interval = gossip_interval
         self.retransmit_mult = retransmit_mult
         self.clock = LamportClock()
@@ -1023,16 +1029,30 @@ class SerfDelegate:
 
     def notify_leave(self, node: Any, now: float) -> None:
         self.serf.node_left(node.name, now)
+        self.serf.coordinates.pop(node.name, None)   # Serf forgets a gone node's coordinate
+        self.serf.vivaldi.forget(node.name)
 
     def notify_update(self, node: Any, now: float) -> None:
         self.serf.node_updated(node.name, node.addr, node.port, node.meta, node.vsn, now)
 
-    # PingDelegate: no Vivaldi coordinates; Serf ignores an empty ack payload (§7.10).
+    # PingDelegate: Vivaldi coordinates in acks, as Serf's pingDelegate (§7.10): our
+    # coordinate goes in every ack we send; the coordinate in the ack of our own direct probe,
+    # with its RTT, moves ours and is cached as that peer's.
     def ack_payload(self) -> bytes:
-        return b""
+        return codec.encode_coordinate(self.serf.vivaldi.coord)
 
     def notify_ping_complete(self, node: Any, rtt: float, payload: bytes, now: float) -> None:
-        return None
+        if not payload:
+            return   # a peer without coordinates (Serf with DisableCoordinates)
+        try:
+            other = codec.decode_coordinate(payload)
+            self.serf.vivaldi.update(node.name, other, rtt)
+        except (MalformedPacket, ValueError) as e:
+            self.serf.counters["serf.coordinate.rejected"] += 1
+            log.debug("coordinate refused from=%s error=%s", node.name, e)
+            return
+        self.serf.coordinates[node.name] = other
+        self.serf.counters["serf.coordinate.updates"] += 1
 
     # ConflictDelegate
     def notify_conflict(self, existing: Any, other: Any, now: float) -> None:

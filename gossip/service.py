@@ -19,6 +19,8 @@ API (the agent and the registry use exactly this)::
     await g.leave(timeout)           # Serf leave intent, then memberlist leave: others see 'left'
     await g.shutdown()               # stop everything (no leave: others will see 'failed')
     g.members() -> list[Member]      # Member(name, addr, port, tags, status, protocol_*/delegate_*)
+    g.coordinate() -> Coordinate     # our Vivaldi coordinate (Serf's, fed by every direct probe)
+    g.coordinates() -> {name: Coordinate}   # the last one each peer acked with, ours included
     g.local_member() -> Member       # status: 'alive' | 'leaving' | 'left' | 'failed'
     await g.set_tags({"role": "web"})
     ev = await g.user_event(name, payload, coalesce=True)   # -> UserEventReceived (with LTime)
@@ -91,6 +93,7 @@ from .memory import release_free_memory
 from .security import Keyring
 from .serf import INTERNAL_QUERY_PREFIX, PendingQuery, QueryParams, Serf, conflict_vote
 from .serf_config import SerfConfig
+from .serf_messages import Coordinate
 from .snapshot import Snapshot
 from .tasks import TaskOwner
 from .transport import MemberlistTransport, resolve_addr
@@ -407,6 +410,16 @@ class Gossip:
 
     def local_member(self) -> Member:
         return self.serf.local_member()
+
+    def coordinate(self) -> Coordinate:
+        """This node's Vivaldi network coordinate (Serf's), moved by every direct probe."""
+        return self.serf.vivaldi.coord
+
+    def coordinates(self) -> dict[str, Coordinate]:
+        """Every known node's last coordinate (from the acks of our probes), ours included."""
+        out = dict(self.serf.coordinates)
+        out[self.serf.config.node_name] = self.serf.vivaldi.coord
+        return out
 
     async def set_tags(self, tags: Mapping[str, str]) -> None:
         """Replace our tags (the reserved ``rumor`` tag stays) and gossip them."""

@@ -26,6 +26,7 @@ COMMAND_MODULES = (
     "agent_cmd",
     "info_cmds",
     "members",
+    "rtt",
     "gossip_cmds",
     "services",
     "catalog_cmds",

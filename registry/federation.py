@@ -34,7 +34,7 @@ from typing import Any
 
 import aiohttp
 
-from gossip import Gossip
+from gossip import Gossip, distance
 
 from .errors import RequestError
 from .wan import DC_TAG, HTTP_TAG, LAN_WAN_HTTP_TAG
@@ -114,15 +114,24 @@ class Federation:
         return out
 
     def rtt(self, dc: str) -> float:
-        """The estimated round trip to ``dc`` in seconds (0 for ours, inf when never measured):
-        the best smoothed latency of its WAN members."""
+        """The estimated round trip to ``dc`` in seconds (0 for ours, inf when unknown): the
+        nearest of its alive WAN members by the WAN pool's Vivaldi coordinates, or, before
+        there are any, the best smoothed latency of earlier requests to its WAN members."""
         if dc == self.datacenter:
             return 0.0
+        coords = self.wan.coordinates() if self.wan is not None else {}
+        me = coords.get(self.wan.local_member().name) if self.wan is not None else None
         best = math.inf
+        measured = math.inf
         for m in self.wan_members():
-            if m.tags.get(DC_TAG) == dc and HTTP_TAG in m.tags:
-                best = min(best, self._rtt.get(m.tags[HTTP_TAG], math.inf))
-        return best
+            if m.tags.get(DC_TAG) != dc or HTTP_TAG not in m.tags:
+                continue
+            c = coords.get(m.name)
+            if me is not None and c is not None and m.status == "alive":
+                best = min(best, distance(me, c))
+            measured = min(measured, self._rtt.get(m.tags[HTTP_TAG], math.inf))
+        # the WAN pool's network coordinates when there are some, else what requests measured
+        return best if best < math.inf else measured
 
     def datacenters(self) -> list[str]:
         """Known datacenters, nearest first (ours first), then by name."""

@@ -44,6 +44,7 @@ ROUTE_MODULES = (
     "ui_routes",
     "dc_routes",
     "query_routes",
+    "coordinate_routes",
 )
 
 __all__ = ["ROUTE_MODULES", "make_app"]

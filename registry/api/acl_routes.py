@@ -119,6 +119,9 @@ RULES: dict[tuple[str, str], Rule | str] = {
     # datacenter for other datacenters' DNS copies; prepared queries by ID (Consul checks
     # the query's name and then filters the results; an approximation until refined)
     ("GET", "/v1/internal/rumor/view"): _OP_R,
+    ("GET", "/v1/coordinate/nodes"): Rule("node", "", READ),
+    ("GET", "/v1/coordinate/node/{node}"): Rule("node", "{node}", READ),
+    ("GET", "/v1/coordinate/datacenters"): OPEN,
     ("POST", "/v1/query"): Rule("query", "", WRITE),
     ("GET", "/v1/query"): Rule("query", "", READ),
     ("GET", "/v1/query/{id}"): Rule("query", "{id}", READ),

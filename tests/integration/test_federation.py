@@ -199,6 +199,31 @@ async def test_two_datacenters(tmp_path: Path) -> None:
             out = await asyncio.to_thread(_cli, l1, "info")
             assert "local_wan_members = a1" in out.stdout, out.stdout
 
+            # --- ?near= sorts by LAN coordinates: each node is nearest to itself -------------
+            async def near_first(origin: str) -> Any:
+                st, body, _ = await _get(s, a1, f"/v1/catalog/nodes?near={origin}")
+                return st == 200 and body[0]["Node"]
+
+            await eventually(lambda: _eq(near_first("l1"), "l1"), timeout=30, interval=0.5,
+                             what="?near=l1 to put l1 first")
+            assert await near_first("a1") == "a1"
+            assert await near_first("_agent") == "a1"
+            st, body, _ = await _get(s, a1, "/v1/catalog/nodes?near=nobody")
+            assert st == 200 and {n["Node"] for n in body} == {"a1", "l1"}   # order unchanged
+
+            # --- WAN coordinates: per datacenter, from a LAN-only agent too; rumor rtt -wan ----
+            async def wan_coords() -> Any:
+                st, body, _ = await _get(s, l1, "/v1/coordinate/datacenters")
+                return st == 200 and {d["Datacenter"]: sorted(c["Node"] for c in d["Coordinates"])
+                                      for d in body}
+
+            await eventually(lambda: _eq(wan_coords(), {"dc1": ["a1.dc1"],
+                                                         "dc2": ["b1.dc2", "b2.dc2"]}),
+                             timeout=30, interval=0.5, what="WAN coordinates of both datacenters")
+            out = await asyncio.to_thread(_cli, l1, "rtt", "-wan", "a1.dc1", "b2.dc2")
+            assert out.returncode == 0 and "(using WAN coordinates)" in out.stdout, out.stdout
+            assert a1.federation is not None and a1.federation.rtt("dc2") < 1.0
+
             # --- an unknown datacenter: Consul's 500 ----------------------------------------
             st, text, _ = await _get(s, l1, "/v1/catalog/nodes?dc=dc9")
             assert (st, text) == (500, "No path to datacenter\n")

@@ -16,7 +16,7 @@ from registry.federation import NO_PATH, Federation
 
 
 class Pool:
-    """What Federation reads of a Gossip service: members() and local_member()."""
+    """What Federation reads of a Gossip service: members(), local_member(), coordinates()."""
 
     def __init__(self, me: str, members: list[Member]) -> None:
         self.me = me
@@ -27,6 +27,9 @@ class Pool:
 
     def local_member(self) -> Member:
         return next(m for m in self._members if m.name == self.me)
+
+    def coordinates(self) -> dict[str, Any]:
+        return {}      # none yet: the measured latencies order the datacenters
 
 
 def wan(name: str, dc: str, http: str, status: str = "alive") -> Member:
