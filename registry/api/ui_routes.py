@@ -36,7 +36,7 @@ from ..errors import RequestError
 from ..service import Registry
 from ..ui import model, render
 from .base import text_error
-from .keys import CONFIG, GOSSIP, LB, PORTS, REGISTRY
+from .keys import CONFIG, FEDERATION, GOSSIP, LB, PORTS, REGISTRY
 
 log = logging.getLogger(__name__)
 
@@ -87,12 +87,15 @@ class _Sources:
     lb: LoadBalancer | None
     gossip_address: str
     gossip_port: int
+    wan: Gossip | None = None
 
 
 def _sources(app: web.Application) -> _Sources:
     reg = app[REGISTRY]
+    fed = app.get(FEDERATION)   # absent from an app made without the agent (tests)
     return _Sources(config=app[CONFIG], registry=reg, gossip=app[GOSSIP], lb=app[LB],
-                    gossip_address=reg.info.address, gossip_port=app[PORTS].gossip_port)
+                    gossip_address=reg.info.address, gossip_port=app[PORTS].gossip_port,
+                    wan=fed.wan if fed is not None else None)
 
 
 def _enabled(request: web.Request) -> bool:
@@ -159,7 +162,8 @@ def _seen_by(sources: _Sources, who: Identity) -> Any:
         gossip=_SeenGossip(sources.gossip, who) if sources.gossip is not None else None,  # type: ignore[arg-type]
         lb=(sources.lb if who.allowed("operator", "", READ) or sources.lb is None
             else _NoListeners()),  # type: ignore[arg-type]
-        gossip_address=sources.gossip_address, gossip_port=sources.gossip_port)
+        gossip_address=sources.gossip_address, gossip_port=sources.gossip_port,
+        wan=sources.wan if who.allowed("operator", "", READ) else None)
 
 
 def _html(state: model.UIState, page: render.Page) -> web.Response:

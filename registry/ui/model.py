@@ -116,6 +116,9 @@ class UIState:
     checks: tuple[UICheck, ...]
     listeners: tuple[Mapping[str, Any], ...]
     missing: tuple[str, ...]          # subsystems absent from this agent ("registry", ...)
+    wan_members: tuple[UINode, ...] = ()
+    """The WAN pool's members (``node.dc``; ``datacenter`` from their ``dc`` tag) when this
+    agent is a WAN member; empty otherwise."""
 
     def service(self, name: str) -> UIService | None:
         low = name.lower()
@@ -303,13 +306,27 @@ def collect(agent: Any) -> UIState:
             log.exception("ui: reading lb listeners failed")
             missing.append("lb")
 
+    wan_members: list[UINode] = []
+    wan = getattr(agent, "wan", None)
+    if wan is not None:
+        try:
+            for m in wan.members():
+                tags = dict(getattr(m, "tags", {}) or {})
+                wan_members.append(UINode(
+                    name=_str(m.name), address=_str(m.addr), status=_str(m.status),
+                    datacenter=tags.get("dc", ""), port=int(getattr(m, "port", 0) or 0),
+                    tags=tags))
+        except Exception:
+            log.exception("ui: reading WAN members failed")
+    wan_members.sort(key=lambda n: (n.datacenter, n.name))
+
     from .. import __version__
 
     return UIState(
         node_name=cfg.node_name, datacenter=cfg.datacenter, version=__version__, index=index,
         services=tuple(services), nodes=nodes,
         checks=tuple(sorted(all_checks, key=lambda c: (c.node.lower(), c.check_id))),
-        listeners=tuple(listeners), missing=tuple(missing),
+        listeners=tuple(listeners), missing=tuple(missing), wan_members=tuple(wan_members),
     )
 
 

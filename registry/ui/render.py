@@ -258,6 +258,15 @@ def nodes_page(st: UIState) -> Page:
         )
     body = (_notice(st.missing, "gossip", "Gossip membership")
             + f'<ul class="cards" id="nodes" data-key="nodes">{"".join(rows)}</ul>')
+    if st.wan_members:
+        wan = [
+            f'<li class="card s-{e(n.status)}" data-key="wan:{e(n.name)}" '
+            f'data-status="{e(n.status)}"><div class="row"><span class="name">{e(n.name)}</span>'
+            f'{badge(n.status)}</div><div class="addr">{e(_addr(n.address, n.port))}'
+            f'{" · " + e(n.datacenter) if n.datacenter else ""}</div></li>'
+            for n in st.wan_members]
+        body += ('<h2>WAN members (other datacenters are reached through them)</h2>'
+                 f'<ul class="cards" id="wan" data-key="wan">{"".join(wan)}</ul>')
     # A member turning "suspect" (or back) is gossip's own state, not a catalog change that
     # wakes a blocking query, so the nodes page also refreshes every few seconds.
     return Page(200, "Nodes", "nodes", body, ("/v1/catalog/nodes", "/v1/health/state/any"),

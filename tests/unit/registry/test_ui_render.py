@@ -417,3 +417,16 @@ async def test_with_acls_the_pages_show_only_what_the_token_may_read() -> None:
         assert "web ttl" in text and "db tcp" not in text and "web http" not in text
     finally:
         await client.close()
+
+
+def test_nodes_page_lists_wan_members_by_datacenter() -> None:
+    agent = make_agent(make_catalog())
+    agent.wan = SimpleNamespace(members=lambda: [
+        Member(name="b1.dc2", addr="10.0.0.9", port=8302, tags={"dc": "dc2"}, status="failed"),
+        Member(name="n1.dc1", addr="10.0.0.1", port=8302, tags={"dc": "dc1"})])
+    t = parse(page_html(agent, render.nodes_page))
+    cards = t.with_attr("data-key", "wan:b1.dc2")
+    assert cards and cards[0]["data-status"] == "failed"
+    assert "WAN members" in "".join(t.text) and "10.0.0.9:8302 · dc2" in "".join(t.text)
+    html = page_html(make_agent(make_catalog()), render.nodes_page)   # not a WAN member
+    assert "WAN members" not in html
