@@ -579,7 +579,7 @@ class ListenerSpec:
             "TLS": self.tls.to_dict() if self.tls else None,
             "BackendTLS": self.backend_tls.to_dict() if self.backend_tls else None,
             "RedirectHTTPS": self.redirect_https.to_dict() if self.redirect_https else None,
-            **({"Failover": {"Datacenters": list(self.failover)}} if self.failover else {}),
+            "Failover": {"Datacenters": list(self.failover)} if self.failover else None,
         }
 
     def with_bind(self, bind: str) -> ListenerSpec:
