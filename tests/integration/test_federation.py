@@ -324,6 +324,12 @@ async def test_lb_failover_to_another_datacenter(tmp_path: Path) -> None:
                 async with s.get(f"http://{addr}/", timeout=aiohttp.ClientTimeout(total=5)) as r:
                     return f"{r.status} {await r.text()}"
 
+            async def served_by_or_error() -> str:
+                try:
+                    return await served_by()
+                except (aiohttp.ClientError, TimeoutError) as e:
+                    return f"error {type(e).__name__}"
+
             await eventually(lambda: _eq(served_by(), "200 in-dc1"), timeout=10,
                              what="dc1 to serve")
             wan_ring = await call(a1, "GET", "/v1/operator/keyring?wan=1")
@@ -370,6 +376,33 @@ async def test_lb_failover_to_another_datacenter(tmp_path: Path) -> None:
             # one backend: the local one (the remote one is not mixed in)
             lst = await call(a1, "GET", "/v1/lb/listener/web")
             assert len(lst["Backends"]) == 1
+
+            # --- the local instance really dies: its HTTP check goes critical --------------
+            await call(a1, "PUT", "/v1/agent/service/register", {
+                "Name": "web", "Port": back1.port, "Address": "127.0.0.1",
+                "Check": {"HTTP": f"http://127.0.0.1:{back1.port}/", "Interval": "0.3s",
+                          "Timeout": "0.5s"}})
+            await eventually(lambda: _eq(served_by_or_error(), "200 in-dc1"), timeout=10,
+                             what="dc1 to serve with its check")
+            port1 = back1.port
+            await back1.close()
+            killed = time.monotonic()
+            seen = []
+            while time.monotonic() - killed < 15:
+                seen.append(await served_by_or_error())
+                if seen[-1] == "200 in-dc2":
+                    break
+            assert seen[-1] == "200 in-dc2", seen[-5:]
+            print(f"switch after the kill: {time.monotonic() - killed:.2f}s, "
+                  f"{sum(x != '200 in-dc1' and x != '200 in-dc2' for x in seen)} failed "
+                  "requests before it")
+            after = [await served_by_or_error() for _ in range(30)]
+            assert after == ["200 in-dc2"] * 30        # zero failed requests after the switch
+            back1 = await start_http_backend("in-dc1", port=port1)   # it comes back
+            started = time.monotonic()
+            seen, took = await hammer("in-dc1")
+            assert all(x == "200 in-dc2" for x in seen[:-1]), seen
+            print(f"back to dc1 {time.monotonic() - started:.2f}s after the restart")
     finally:
         for a in agents:
             await stop_agent(a)
