@@ -71,13 +71,13 @@ def view_document(view: Any) -> dict[str, Any]:
 def view_from_document(dc: str, doc: Mapping[str, Any]) -> MemoryView:
     """A MemoryView of ``dc`` from :func:`view_document`'s output (bad entries are skipped)."""
     v = MemoryView(dc)
-    for n in doc.get("Nodes") or ():
+    for n in _items(doc, "Nodes"):
         try:
             v.add_node(str(n["Node"]), str(n["Address"]), meta=dict(n.get("Meta") or {}),
                        status=str(n.get("Status") or "alive"))
-        except (KeyError, TypeError, ValueError):
+        except (KeyError, TypeError, ValueError, AttributeError):
             continue
-    for i in doc.get("Instances") or ():
+    for i in _items(doc, "Instances"):
         try:
             wp, ww = i.get("Weights") or (1, 1)
             v.register(str(i["Node"]), str(i["Service"]), service_id=str(i["ID"]),
@@ -85,16 +85,22 @@ def view_from_document(dc: str, doc: Mapping[str, Any]) -> MemoryView:
                        tags=tuple(str(t) for t in i.get("Tags") or ()),
                        meta=dict(i.get("Meta") or {}), weight_passing=int(wp),
                        weight_warning=int(ww), status=str(i.get("Health") or "passing"))
-        except (KeyError, TypeError, ValueError):
+        except (KeyError, TypeError, ValueError, AttributeError):
             continue
     return v
+
+
+def _items(doc: Mapping[str, Any], key: str) -> list[Any]:
+    """``doc[key]`` when it is a list, else nothing (a peer's document is not trusted)."""
+    got = doc.get(key) if isinstance(doc, Mapping) else None
+    return got if isinstance(got, list) else []
 
 
 def results_view(name: str, result: Mapping[str, Any]) -> MemoryView:
     """A prepared query's execution result (health entries) as a view where they are the
     instances of a service called ``name``."""
     v = MemoryView(str(result.get("Datacenter") or ""))
-    for e in result.get("Nodes") or ():
+    for e in _items(result, "Nodes"):
         try:
             n, s = e["Node"], e["Service"]
             if v.node(n["Node"]) is None:
@@ -107,7 +113,7 @@ def results_view(name: str, result: Mapping[str, Any]) -> MemoryView:
                        weight_passing=int(w.get("Passing", 1)),
                        weight_warning=int(w.get("Warning", 1)),
                        status="warning" if "warning" in statuses else "passing")
-        except (KeyError, TypeError, ValueError):
+        except (KeyError, TypeError, ValueError, AttributeError):
             continue
     return v
 

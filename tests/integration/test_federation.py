@@ -227,6 +227,11 @@ async def test_two_datacenters(tmp_path: Path) -> None:
             # --- an unknown datacenter: Consul's 500 ----------------------------------------
             st, text, _ = await _get(s, l1, "/v1/catalog/nodes?dc=dc9")
             assert (st, text) == (500, "No path to datacenter\n")
+            for odd in ("x" * 3000, "..%2F..%2Fetc", "d%C3%A9", "dc2%00"):
+                st, text, _ = await _get(s, l1, f"/v1/catalog/nodes?dc={odd}")
+                assert st == 500 and text.startswith("No path to datacenter"), (odd, st, text)
+            st, text, _ = await _get(s, l1, "/v1/catalog/nodes?dc=dc2&index=abc")
+            assert st == 400 and "index" in text          # refused before the hop
 
             # --- kill dc2's first WAN member: reads keep working through the second ---------
             await stop_agent(b1)
