@@ -16,10 +16,12 @@ copies it into ``X-Consul-Token`` for its blocking queries.
 
 from __future__ import annotations
 
+import asyncio
 import hashlib
+import json
 import logging
 import mimetypes
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from importlib import resources
 from typing import Any
 from urllib.parse import quote, unquote, urlsplit
@@ -33,6 +35,7 @@ from ..acl import READ, Identity
 from ..acl_view import ACLView
 from ..config import AgentConfig
 from ..errors import RequestError
+from ..federation import Federation
 from ..service import Registry
 from ..ui import model, render
 from .base import text_error
@@ -166,14 +169,63 @@ def _seen_by(sources: _Sources, who: Identity) -> Any:
         wan=sources.wan if who.allowed("operator", "", READ) else None)
 
 
-def _html(state: model.UIState, page: render.Page) -> web.Response:
+def _html(state: model.UIState, page: render.Page, path: str = "/ui/") -> web.Response:
     return web.Response(
-        status=page.status, text=render.document(state, page), content_type="text/html",
+        status=page.status, text=render.document(state, page, path), content_type="text/html",
         charset="utf-8", headers={**SECURITY_HEADERS, "Cache-Control": "no-store"},
     )
 
 
-def _page(request: web.Request, build: Any, *args: Any) -> web.Response:
+async def _datacenters(fed: Federation | None, token: str) -> tuple[str, ...]:
+    """``/v1/catalog/datacenters`` as this agent answers it (a LAN-only agent asks one of its
+    WAN members); just ours when it cannot tell."""
+    if fed is None:
+        return ()
+    if fed.is_wan_member or not fed.local_wan_members():
+        return tuple(fed.datacenters())
+    try:
+        reply = await fed.forward(fed.datacenter, "GET", "/v1/catalog/datacenters",
+                                  _token_headers(token), b"", forwarded=False, wait=None)
+        got = json.loads(reply.body) if reply.status == 200 else None
+    except (RequestError, ValueError) as e:
+        log.debug("ui: datacenters not read error=%s", e)
+        got = None
+    if not isinstance(got, list):
+        return (fed.datacenter,)
+    return tuple(str(dc) for dc in got if isinstance(dc, str))
+
+
+def _token_headers(token: str) -> dict[str, str]:
+    return {"X-Consul-Token": token} if token else {}
+
+
+REMOTE_TIMEOUT = 10.0
+"""Seconds a page of another datacenter waits for its documents across the WAN hop."""
+
+
+async def _remote(fed: Federation, dc: str, token: str) -> model.RemoteCatalog:
+    """Datacenter ``dc``'s catalog, read with ``?dc=`` through the federation with the
+    request's token (so that datacenter's ACLs apply as for any forwarded read)."""
+    from ..remote_view import VIEW_PATH
+
+    async def get(path: str) -> tuple[Any, int]:
+        reply = await asyncio.wait_for(
+            fed.forward(dc, "GET", f"{path}dc={quote(dc, safe='')}", _token_headers(token), b"",
+                        forwarded=False, wait=None), REMOTE_TIMEOUT)
+        if reply.status != 200:
+            raise RequestError(f"datacenter {dc} answered {reply.status}: "
+                               f"{reply.body[:200].decode(errors='replace')}", 502)
+        try:
+            return json.loads(reply.body), int(reply.headers.get("X-Consul-Index", "0") or 0)
+        except ValueError as e:
+            raise RequestError(f"datacenter {dc} sent a bad document: {e}", 502) from e
+
+    (view, index), (checks, _) = await asyncio.gather(get(f"{VIEW_PATH}?all=1&"),
+                                                      get("/v1/health/state/any?"))
+    return model.RemoteCatalog(dc, view, checks, index)
+
+
+async def _page(request: web.Request, build: Any, *args: Any) -> web.Response:
     if not _enabled(request):
         return _not_found()
     sources = _sources(request.app)
@@ -181,7 +233,22 @@ def _page(request: web.Request, build: Any, *args: Any) -> web.Response:
     if why is not None or who is None:
         return _html(model.empty_state(sources), render.token_page(why or "", request.path_qs))
     state = model.collect(_seen_by(sources, who))
-    return _html(state, build(state, *args))
+    fed = request.app.get(FEDERATION)
+    token = _token(request)
+    dcs = await _datacenters(fed, token)
+    if dcs:
+        state = replace(state, datacenters=dcs)
+    dc = request.query.get("dc", "")
+    if dc and dc != state.agent_datacenter and build is not render.lb_page:
+        if fed is None:
+            return text_error(400, f"Unknown datacenter {dc!r}: this agent knows no other")
+        try:
+            state = model.remote_state(state, await _remote(fed, dc, token))
+        except RequestError as e:
+            return text_error(e.status, f"Datacenter {dc}: {e.message}")
+        except TimeoutError:
+            return text_error(504, f"Datacenter {dc}: no answer in {REMOTE_TIMEOUT:g} s")
+    return _html(state, build(state, *args), request.path)
 
 
 def _safe_next(value: str) -> str:
@@ -228,7 +295,7 @@ async def ui_slash(request: web.Request) -> web.StreamResponse:
 
 @routes.get("/ui/")
 async def ui_services(request: web.Request) -> web.Response:
-    return _page(request, render.services_page)
+    return await _page(request, render.services_page)
 
 
 @routes.get("/ui/services")
@@ -240,27 +307,27 @@ async def ui_services_alias(request: web.Request) -> web.StreamResponse:
 
 @routes.get("/ui/services/{name}")
 async def ui_service(request: web.Request) -> web.Response:
-    return _page(request, render.service_page, request.match_info["name"])
+    return await _page(request, render.service_page, request.match_info["name"])
 
 
 @routes.get("/ui/nodes")
 async def ui_nodes(request: web.Request) -> web.Response:
-    return _page(request, render.nodes_page)
+    return await _page(request, render.nodes_page)
 
 
 @routes.get("/ui/nodes/{name}")
 async def ui_node(request: web.Request) -> web.Response:
-    return _page(request, render.node_page, request.match_info["name"])
+    return await _page(request, render.node_page, request.match_info["name"])
 
 
 @routes.get("/ui/checks")
 async def ui_checks(request: web.Request) -> web.Response:
-    return _page(request, render.checks_page, request.query.get("state", "any"))
+    return await _page(request, render.checks_page, request.query.get("state", "any"))
 
 
 @routes.get("/ui/lb")
 async def ui_lb(request: web.Request) -> web.Response:
-    return _page(request, render.lb_page)
+    return await _page(request, render.lb_page)
 
 
 @routes.get("/ui/static/{file}")

@@ -18,7 +18,8 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Mapping
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
+from types import SimpleNamespace
 from typing import Any
 
 from ..catalog import CRITICAL, NODE_MAINT_CHECK_ID, PASSING, SERVICE_MAINT_PREFIX, worst
@@ -119,6 +120,14 @@ class UIState:
     wan_members: tuple[UINode, ...] = ()
     """The WAN pool's members (``node.dc``; ``datacenter`` from their ``dc`` tag) when this
     agent is a WAN member; empty otherwise."""
+    agent_datacenter: str = ""
+    """This agent's datacenter (``datacenter`` is the one shown, another one with ``?dc=``)."""
+    datacenters: tuple[str, ...] = ()
+    """The datacenters the page may switch to (``/v1/catalog/datacenters``), nearest first."""
+
+    @property
+    def remote(self) -> bool:
+        return bool(self.agent_datacenter) and self.datacenter != self.agent_datacenter
 
     def service(self, name: str) -> UIService | None:
         low = name.lower()
@@ -327,6 +336,7 @@ def collect(agent: Any) -> UIState:
         services=tuple(services), nodes=nodes,
         checks=tuple(sorted(all_checks, key=lambda c: (c.node.lower(), c.check_id))),
         listeners=tuple(listeners), missing=tuple(missing), wan_members=tuple(wan_members),
+        agent_datacenter=cfg.datacenter, datacenters=(cfg.datacenter,),
     )
 
 
@@ -336,4 +346,134 @@ def empty_state(agent: Any) -> UIState:
 
     cfg = agent.config
     return UIState(node_name=cfg.node_name, datacenter=cfg.datacenter, version=__version__,
-                   index=0, services=(), nodes=(), checks=(), listeners=(), missing=())
+                   index=0, services=(), nodes=(), checks=(), listeners=(), missing=(),
+                   agent_datacenter=cfg.datacenter, datacenters=(cfg.datacenter,))
+
+
+# --- another datacenter -----------------------------------------------------------------------
+
+
+@dataclass(frozen=True, slots=True)
+class _RemoteRecord:
+    check_id: str
+    name: str
+    status: str
+    output: str
+    notes: str
+    service_id: str
+    service_name: str
+    type: str
+
+
+@dataclass(frozen=True, slots=True)
+class _RemoteCheck:
+    node: str
+    record: _RemoteRecord
+
+
+@dataclass(frozen=True, slots=True)
+class _RemoteInstance:
+    node: str
+    service_id: str
+    service: str
+    address: str
+    port: int
+    tags: tuple[str, ...]
+    meta: Mapping[str, str]
+    health: str
+    checks: tuple[_RemoteCheck, ...]
+
+
+@dataclass(frozen=True, slots=True)
+class _RemoteNode:
+    name: str
+    address: str
+    status: str
+    datacenter: str
+    meta: Mapping[str, str]
+
+
+def _list(doc: Any, key: str | None = None) -> list[Any]:
+    got = doc.get(key) if key is not None and isinstance(doc, Mapping) else doc
+    return [x for x in got if isinstance(x, Mapping)] if isinstance(got, list) else []
+
+
+class RemoteCatalog:
+    """Another datacenter's catalog, for :func:`collect`, from two documents its agents serve
+    (fetched across the WAN hop with ``?dc=``): the datacenter view of
+    ``/v1/internal/rumor/view`` (nodes, every instance with its health) and
+    ``/v1/health/state/any`` (every check). A peer's documents are not trusted: entries of the
+    wrong shape are skipped one by one."""
+
+    def __init__(self, datacenter: str, view_doc: Any, checks_doc: Any, index: int = 0) -> None:
+        self.datacenter = datacenter
+        self.index = index
+        self._checks: list[_RemoteCheck] = []
+        for c in _list(checks_doc):
+            try:
+                self._checks.append(_RemoteCheck(_str(c["Node"]), _RemoteRecord(
+                    check_id=_str(c["CheckID"]), name=_str(c.get("Name")),
+                    status=_str(c.get("Status")) or CRITICAL, output=_str(c.get("Output")),
+                    notes=_str(c.get("Notes")), service_id=_str(c.get("ServiceID")),
+                    service_name=_str(c.get("ServiceName")), type=_str(c.get("Type")))))
+            except (KeyError, TypeError):
+                continue
+        by_instance: dict[tuple[str, str], list[_RemoteCheck]] = {}
+        for chk in self._checks:
+            if chk.record.service_id:
+                by_instance.setdefault((chk.node, chk.record.service_id), []).append(chk)
+        self._nodes: list[_RemoteNode] = []
+        for n in _list(view_doc, "Nodes"):
+            try:
+                meta = n.get("Meta") or {}
+                self._nodes.append(_RemoteNode(
+                    name=_str(n["Node"]), address=_str(n.get("Address")),
+                    status=_str(n.get("Status")) or "alive", datacenter=datacenter,
+                    meta={str(k): str(v) for k, v in meta.items()}))
+            except (KeyError, TypeError, AttributeError):
+                continue
+        self._instances: dict[str, list[_RemoteInstance]] = {}
+        for i in _list(view_doc, "Instances"):
+            try:
+                node, sid, name = _str(i["Node"]), _str(i["ID"]), _str(i["Service"])
+                meta = i.get("Meta") or {}
+                self._instances.setdefault(name, []).append(_RemoteInstance(
+                    node=node, service_id=sid, service=name, address=_str(i.get("Address")),
+                    port=int(i.get("Port") or 0),
+                    tags=tuple(str(t) for t in i.get("Tags") or ()),
+                    meta={str(k): str(v) for k, v in meta.items()},
+                    health=_str(i.get("Health")) or PASSING,
+                    checks=tuple(by_instance.get((node, sid), ()))))
+            except (KeyError, TypeError, ValueError, AttributeError):
+                continue
+
+    def services(self) -> dict[str, frozenset[str]]:
+        return {name: frozenset(t for i in insts for t in i.tags)
+                for name, insts in self._instances.items()}
+
+    def entries(self, name: str) -> list[_RemoteInstance]:
+        return sorted(self._instances.get(name, ()), key=lambda i: (i.node, i.service_id))
+
+    def nodes(self) -> list[_RemoteNode]:
+        return list(self._nodes)
+
+    def all_checks(self) -> list[_RemoteCheck]:
+        return list(self._checks)
+
+
+def remote_state(local: UIState, catalog: RemoteCatalog) -> UIState:
+    """What the pages show for another datacenter: its services, nodes and checks; the LB
+    listeners and the WAN members stay this agent's (they are not per datacenter)."""
+    cfg = SimpleNamespace(node_name=local.node_name, datacenter=catalog.datacenter,
+                          tags={}, node_meta={})
+    got = collect(SimpleNamespace(config=cfg, registry=SimpleNamespace(catalog=catalog),
+                                  gossip=_NoMembers(), lb=None, wan=None))
+    return replace(got, datacenter=catalog.datacenter, agent_datacenter=local.agent_datacenter,
+                   datacenters=local.datacenters, version=local.version,
+                   listeners=local.listeners, wan_members=local.wan_members,
+                   missing=tuple(m for m in got.missing if m not in ("gossip", "lb")))
+
+
+class _NoMembers:
+    def members(self) -> list[Any]:
+        return []

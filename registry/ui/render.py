@@ -13,6 +13,7 @@ through :func:`e` (HTML escaping, quotes included) or :func:`seg` (one URL path 
 from __future__ import annotations
 
 import html
+import re
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
@@ -436,13 +437,56 @@ def token_page(reason: str, next_path: str) -> Page:
 # --- the document around a page -----------------------------------------------------------------
 
 
-def document(st: UIState, page: Page) -> str:
+_UI_HREF = re.compile(r'href="(/ui/(?!lb\b|static/)[^"]*)"')
+
+
+def with_dc(url: str, dc: str, *, in_html: bool = False) -> str:
+    """``url`` asking for datacenter ``dc`` (``in_html``: already escaped for an attribute)."""
+    sep = ("&amp;" if in_html else "&") if "?" in url else "?"
+    return f"{url}{sep}dc={seg(dc)}"
+
+
+def _links_in(body: str, dc: str) -> str:
+    """Every link to a page of the UI in ``body`` keeps showing datacenter ``dc`` (the LB page
+    is this agent's own and is left as it is)."""
+    return _UI_HREF.sub(lambda m: f'href="{with_dc(m.group(1), dc, in_html=True)}"', body)
+
+
+def dc_selector(st: UIState, path: str) -> str:
+    """A form that reloads this page for another datacenter (plain GET, works without script;
+    rumor.js submits it on change)."""
+    if len(st.datacenters) <= 1 and not st.remote:
+        return (f'<span class="where" id="dc" data-dc="{e(st.datacenter)}">'
+                f"{e(st.datacenter)}</span>")
+    options = "".join(
+        f'<option value="{e(dc)}"{" selected" if dc == st.datacenter else ""}>'
+        f'{e(dc)}{" (this agent)" if dc == st.agent_datacenter else ""}</option>'
+        for dc in (st.datacenters if st.datacenter in st.datacenters
+                   else (*st.datacenters, st.datacenter)))
+    return (f'<form class="dcs" id="dc-form" method="get" action="{e(path)}" '
+            f'data-dc="{e(st.datacenter)}"><label for="dc">Datacenter</label> '
+            f'<select id="dc" name="dc">{options}</select> '
+            '<button type="submit">Show</button></form>')
+
+
+def document(st: UIState, page: Page, path: str = "/ui/") -> str:
     current = ' aria-current="page"'
     nav = "".join(
         f'<a href="{href}"{current if key == page.section else ""}>{label}</a>'
         for key, href, label in NAV
     )
     watch = " ".join(page.watch)
+    body = page.body
+    where = f'<span class="where">{e(st.datacenter)} · {e(st.node_name)}</span>'
+    if st.remote:
+        nav = _links_in(nav, st.datacenter)
+        body = _links_in(body, st.datacenter)
+        watch = " ".join(with_dc(u, st.datacenter) for u in page.watch)
+        body = (f'<p class="notice remote" data-key="remote-dc">Datacenter '
+                f'<b>{e(st.datacenter)}</b>, read through this agent ({e(st.node_name)} in '
+                f'{e(st.agent_datacenter)}) across the WAN.</p>' + body)
+        where = (f'<span class="where">datacenter {e(st.datacenter)} · via '
+                 f'{e(st.node_name)} ({e(st.agent_datacenter)})</span>')
     return (
         "<!doctype html>\n"
         '<html lang="en"><head><meta charset="utf-8">'
@@ -455,10 +499,10 @@ def document(st: UIState, page: Page) -> str:
         f'data-poll="{page.poll:g}" data-index="{st.index}"'
         f'{" data-static" if page.static else ""}>'
         '<header class="top"><a class="brand" href="/ui/">Rumor</a>'
-        f'<span class="where">{e(st.datacenter)} · {e(st.node_name)}</span>'
+        f"{where}{dc_selector(st, path)}"
         f'<span id="live" class="live" aria-live="polite" data-state="static">static</span>'
         f"<nav>{nav}</nav></header>"
-        f'<main id="main">{page.body}</main>'
+        f'<main id="main" data-dc="{e(st.datacenter)}">{body}</main>'
         f'<footer>Rumor {e(st.version)} · catalog index <span id="index">{st.index}</span>'
         "</footer>"
         '<script src="/ui/static/rumor.js" defer></script>'

@@ -413,3 +413,48 @@ async def test_lb_failover_to_another_datacenter(tmp_path: Path) -> None:
             await stop_agent(a)
         await back1.close()
         await back2.close()
+
+
+async def test_ui_shows_another_datacenter(tmp_path: Path) -> None:
+    """The web UI of a dc1 agent lists both datacenters in its selector; ``?dc=dc2`` shows
+    dc2's services (a critical instance included), nodes and checks, read across the WAN."""
+    agents: list[Agent] = []
+    try:
+        a1 = await start_agent(tmp_path, "a1", datacenter="dc1", serf_wan_port=0, **LOCAL)
+        agents.append(a1)
+        assert a1.wan is not None
+        b1 = await start_agent(tmp_path, "b1", datacenter="dc2", serf_wan_port=0,
+                               start_join_wan=[f"127.0.0.1:{a1.wan.bound_port}"], **LOCAL)
+        agents.append(b1)
+        async with aiohttp.ClientSession() as s:
+            async with s.put(f"http://127.0.0.1:{b1.http_port}/v1/agent/service/register",
+                             json={"Name": "pay", "ID": "pay1", "Port": 9,
+                                   "Check": {"TTL": "60s", "Status": "critical"}}) as r:
+                assert r.status == 200, await r.text()
+
+            async def page(path: str) -> str:
+                status, body, _ = await _get(s, a1, path)
+                return body if status == 200 else f"{status} {body}"
+
+            async def both_listed() -> bool:
+                html = await page("/ui/")
+                return '<option value="dc2"' in html and '<option value="dc1"' in html
+
+            await eventually(both_listed, timeout=10, what="dc2 in the selector")
+            local = await page("/ui/")
+            assert 'data-key="svc:pay"' not in local and 'main id="main" data-dc="dc1"' in local
+            html = await page("/ui/?dc=dc2")
+            assert 'main id="main" data-dc="dc2"' in html, html[:500]
+            assert '<option value="dc2" selected>' in html
+            assert 'data-key="svc:pay"' in html and 'href="/ui/services/pay?dc=dc2"' in html
+            html = await page("/ui/services/pay?dc=dc2")
+            assert 'data-key="inst:b1/pay1" data-health="critical"' in html, html
+            html = await page("/ui/nodes?dc=dc2")
+            assert 'data-key="node:b1"' in html and 'data-key="node:a1"' not in html
+            html = await page("/ui/checks?dc=dc2")
+            assert 'data-key="chk:b1/service:pay1"' in html
+            status, body, _ = await _get(s, a1, "/ui/?dc=nowhere")
+            assert status == 500 and "No path to datacenter" in body, (status, body)
+    finally:
+        for a in agents:
+            await stop_agent(a)

@@ -10,6 +10,11 @@
   "use strict";
   var body = document.body;
   var main = document.getElementById("main");
+  // The datacenter selector is a plain GET form; choosing a datacenter submits it at once.
+  var dcForm = document.getElementById("dc-form"), dcSelect = document.getElementById("dc");
+  if (dcForm && dcSelect && dcSelect.tagName === "SELECT") {
+    dcSelect.addEventListener("change", function () { dcForm.submit(); });
+  }
   if (!main || !window.fetch || !window.DOMParser || body.hasAttribute("data-static")) return;
 
   var WAIT = "30s", WAIT_MS = 30000;

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import json
+from dataclasses import replace
 from html.parser import HTMLParser
 from types import SimpleNamespace
 from typing import Any
@@ -430,3 +432,63 @@ def test_nodes_page_lists_wan_members_by_datacenter() -> None:
     assert "WAN members" in "".join(t.text) and "10.0.0.9:8302 · dc2" in "".join(t.text)
     html = page_html(make_agent(make_catalog()), render.nodes_page)   # not a WAN member
     assert "WAN members" not in html
+
+
+def _remote_html(page: Any, *args: Any, path: str = "/ui/") -> tuple[str, Any]:
+    """dc1's agent showing dc2: dc2's documents as its agents serve them (the view document of
+    /v1/internal/rumor/view and the checks of /v1/health/state/any, made from a real catalog)."""
+    from registry.api.shapes import check_json
+    from registry.remote_view import view_document
+    from registry.ui.model import RemoteCatalog, remote_state
+
+    dc2 = make_catalog()
+    view = view_document(dc2, every=True)
+    view["Instances"].append({"Node": 5})            # a hostile entry: skipped
+    checks = [check_json(c) for c in dc2.all_checks()] + ["junk", {"Node": "x"}]
+    local = replace(collect(make_agent(Catalog(datacenter="dc1", local_node="n1"))),
+                    datacenters=("dc1", "dc2"))
+    st = remote_state(local, RemoteCatalog("dc2", json.loads(json.dumps(view)),
+                                           json.loads(json.dumps(checks)), 42))
+    return render.document(st, page(st, *args), path), st
+
+
+def test_another_datacenter_is_shown_and_named() -> None:
+    html, st = _remote_html(render.services_page)
+    assert st.datacenter == "dc2" and st.agent_datacenter == "dc1" and st.remote
+    t = parse(html)
+    assert t.with_attr("data-key", "svc:web")[0]["data-health"] == "critical"
+    assert t.with_attr("data-key", "svc:db")[0]["data-health"] == "warning"
+    main = next(a for tag, a in t.tags if tag == "main")
+    assert main["data-dc"] == "dc2"
+    assert "Datacenter dc2, read through this agent (n1 in dc1)" in "".join(t.text)
+    # the selector lists both datacenters, dc2 chosen; every UI link and watch stays in dc2
+    opts = [a for tag, a in t.tags if tag == "option"]
+    assert [o["value"] for o in opts] == ["dc1", "dc2"]
+    assert "selected" in opts[1] and "selected" not in opts[0]
+    assert t.with_attr("href", "/ui/services/web?dc=dc2")
+    assert t.with_attr("href", "/ui/nodes?dc=dc2") and t.with_attr("href", "/ui/lb")
+    body = next(a for tag, a in t.tags if tag == "body")
+    assert body["data-watch"] == "/v1/catalog/services?dc=dc2 /v1/health/state/any?dc=dc2"
+
+
+def test_another_datacenters_service_nodes_and_checks() -> None:
+    html, _ = _remote_html(render.service_page, "web")
+    t = parse(html)
+    assert t.with_attr("data-key", "inst:n2/web2")[0]["data-health"] == "critical"
+    assert "connection refused" in "".join(t.text)
+    assert t.with_attr("href", "/ui/nodes/n2?dc=dc2")
+    html, _ = _remote_html(render.nodes_page, path="/ui/nodes")
+    t = parse(html)
+    assert t.with_attr("data-key", "node:n1") and t.with_attr("data-key", "node:n2")
+    assert "10.0.0.2 · dc2" in "".join(t.text)
+    html, _ = _remote_html(render.checks_page, "critical", path="/ui/checks")
+    t = parse(html)
+    assert [a["data-key"] for a in t.with_attr("data-health", "critical")] == [
+        "chk:n2/service:web2"]
+    assert t.with_attr("href", "/ui/checks?state=warning&dc=dc2")
+
+
+def test_one_datacenter_has_no_selector() -> None:
+    t = parse(page_html(make_agent(make_catalog()), render.services_page))
+    assert not [a for tag, a in t.tags if tag == "select"]
+    assert t.with_attr("id", "dc")[0]["data-dc"] == "dc1"
