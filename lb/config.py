@@ -467,7 +467,9 @@ class ListenerSpec:
     """``Failover: {"Datacenters": ["dc2", "dc3"]}``: when no instance of the service is
     healthy here, the backends are those of the nearest listed datacenter that has one (read
     through the view's ``failover_instances``, :class:`lb.view.FailoverView`); traffic comes
-    back when local instances recover. Default: none."""
+    back when local instances recover. Those instances also stand by for passive health: when
+    every local one is ejected, or a request failed to connect to each, it goes to them at
+    once, before any check notices. Default: none."""
 
     def validate(self) -> ListenerSpec:
         if not self.name or not re.fullmatch(r"[A-Za-z0-9_.\-]+", self.name):

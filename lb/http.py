@@ -199,10 +199,10 @@ class HttpListener(Listener):
         self.spawn_handshake(self.tls_accept(lambda: ClientConn(self), csock))
 
     def refresh(self, view: Any) -> None:
-        pools = list(self.pools.values())
+        pools = self.every_pool()
         super().refresh(view)
         # idle keep-alive connections to backends that left carry no request: close them now
-        for pool in {*pools, *self.pools.values()}:
+        for pool in {*pools, *self.every_pool()}:
             left, pool.left = pool.left, []
             for b in left:
                 self._close_idle(b)
@@ -222,7 +222,7 @@ class HttpListener(Listener):
     def _sweep(self) -> None:
         now = self.now = self.loop.time()
         limit = self.config.pool_idle_timeout
-        for pool in self.pools.values():
+        for pool in self.every_pool():
             for b in pool.backends:
                 if b.idle and now - b.idle[0].idle_since > limit:
                     keep = [u for u in b.idle if now - u.idle_since <= limit]

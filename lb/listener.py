@@ -7,7 +7,7 @@ import asyncio
 import logging
 import random
 import socket
-from collections.abc import Iterable
+from collections.abc import Iterable, Sequence
 from typing import TYPE_CHECKING, Any, Protocol
 
 from .config import LBConfig, ListenerSpec, Route
@@ -15,7 +15,7 @@ from .counters import LBCounters, ListenerStats
 from .pool import Pool
 from .routes import RouteTable, urlprefix_routes
 from .tls import ListenerTLS, handshake_failure_reason
-from .view import CatalogView
+from .view import CatalogView, Instance
 
 if TYPE_CHECKING:
     from .strategy import Backend
@@ -92,12 +92,21 @@ class Listener:
             if pool is None:
                 pool = self.pools[key] = self._new_pool(*key)
             insts = view.instances(key[0], key[1], passing_only=spec.passing_only)
+            standby: Sequence[Instance] = ()
             if spec.failover and key == (spec.service, spec.tag):
                 failover = getattr(view, "failover_instances", None)
                 if failover is not None:   # a lb.view.FailoverView
-                    insts = failover(key[0], key[1], spec.failover,
-                                     passing_only=spec.passing_only, local=insts)
+                    if insts:   # the failover datacenter stands by for passive health
+                        standby = failover(key[0], key[1], spec.failover,
+                                           passing_only=spec.passing_only, local=())
+                    else:
+                        insts = failover(key[0], key[1], spec.failover,
+                                         passing_only=spec.passing_only, local=insts)
             pool.update(insts, now)
+            if standby and pool.standby is None:
+                pool.standby = self._new_pool(*key)
+            if pool.standby is not None:
+                pool.standby.update(standby, now)
         for key in list(self.pools):
             if key not in wanted:
                 pool = self.pools[key]
@@ -110,7 +119,10 @@ class Listener:
 
     def _cut_overdue(self, now: float) -> None:
         for key, pool in list(self.pools.items()):
-            for b in pool.expire_drains(now):
+            overdue = pool.expire_drains(now)
+            if pool.standby is not None:
+                overdue += pool.standby.expire_drains(now)
+            for b in overdue:
                 log.info("drain timeout, cutting connections listener=%s addr=%s:%d n=%d",
                          self.spec.name, b.host, b.port, len(b.conns))
                 for c in list(b.conns):
@@ -119,8 +131,14 @@ class Listener:
                     and not pool.backends:
                 del self.pools[key]
 
+    def every_pool(self) -> list[Pool]:
+        """The pools, with their standby pools (a listener's ``Failover``)."""
+        out = list(self.pools.values())
+        out.extend(p.standby for p in self.pools.values() if p.standby is not None)
+        return out
+
     def all_backends(self) -> Iterable[Backend]:
-        for pool in self.pools.values():
+        for pool in self.every_pool():
             yield from pool.backends
             yield from pool.draining.values()
 

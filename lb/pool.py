@@ -15,6 +15,13 @@ eject the backend for ``eject_backoff`` seconds, doubling on every ejection in a
 ``eject_backoff_max``. A success resets the count. When every live backend is ejected the pool
 "panics" and picks among all of them, since refusing everything is worse than trying.
 
+Standby (a listener's ``Failover``): the pool may hold a second pool, :attr:`Pool.standby`, of
+another datacenter's instances. It is used as soon as passive health leaves no usable backend
+here (every live one ejected, or the request already failed on each of them), before any health
+check has noticed, and instead of panicking; a backend here whose back-off ends is tried again
+first, so traffic comes back by itself when a local instance answers. Failures on a standby
+backend are counted in the standby pool.
+
 Everything here is synchronous and takes ``now`` from the caller: unit tests drive it with
 plain numbers.
 """
@@ -46,6 +53,7 @@ class Pool:
         "eject_backoff_max",
         "left",
         "service",
+        "standby",
         "strategy",
         "tag",
     )
@@ -67,6 +75,7 @@ class Pool:
         self.drain_timeout = drain_timeout
         self.left: list[Backend] = []   # backends that left since the caller last looked
         self._ejected = 0   # how many live backends have ejected_until set (fast path when 0)
+        self.standby: Pool | None = None   # another datacenter's instances (Failover)
 
     # -- membership ----------------------------------------------------------------------
     def update(self, instances: Iterable[Instance], now: float) -> bool:
@@ -134,12 +143,12 @@ class Pool:
         """A backend for the next connection/request, or None when the pool has none left."""
         backends = self.backends
         if not backends:
-            return None
+            return self._from_standby(now, exclude)
         if not self._ejected and not exclude:
             return self.strategy.choose(backends)
         candidates = [b for b in backends if b not in exclude]
         if not candidates:
-            return None
+            return self._from_standby(now, exclude)
         if self._ejected:
             live = []
             for b in candidates:
@@ -152,11 +161,22 @@ class Pool:
                 live.append(b)
             if live:
                 candidates = live
+            else:   # every one ejected: the standby datacenter rather than a panic
+                other = self._from_standby(now, exclude)
+                if other is not None:
+                    return other
         return self.strategy.choose(candidates)
+
+    def _from_standby(self, now: float, exclude: Sequence[Backend]) -> Backend | None:
+        return self.standby.pick(now, exclude) if self.standby is not None else None
 
     # -- passive health ------------------------------------------------------------------
     def report_failure(self, b: Backend, now: float) -> bool:
         """Count one failure; returns True when it ejected the backend."""
+        if self.standby is not None and \
+                self._by_key.get((b.node, b.service_id, b.host, b.port)) is not b and \
+                b not in self.draining.values():
+            return self.standby.report_failure(b, now)
         b.errors += 1
         b.fails += 1
         if b.fails < self.eject_after or b.ejected_until > now:

@@ -133,3 +133,46 @@ def test_service_address_overrides_node_address() -> None:
     p.update([MemInstance("web", 80, address="", node_address="10.0.0.9", node="a"),
               MemInstance("web", 81, address="127.0.0.5", node="b")], 0.0)
     assert [b.host for b in p.backends] == ["10.0.0.9", "127.0.0.5"]
+
+
+def test_standby_takes_over_when_passive_health_leaves_nothing_and_gives_back() -> None:
+    """A Failover listener's pool: dc1's only backend dies. The first request that fails to
+    connect there goes on to the standby (dc2) at once; after eject_after failures dc1 is
+    ejected and dc2 serves without trying dc1; when the back-off ends dc1 is tried first
+    again (and kept when it answers)."""
+    p = Pool("web", None, "round_robin", eject_after=3, eject_backoff=5.0)
+    p.update([inst(1, datacenter="dc1")], 0.0)
+    p.standby = Pool("web", None, "round_robin", eject_after=3, eject_backoff=5.0)
+    p.standby.update([inst(8, node="b1", datacenter="dc2"), inst(9, node="b2")], 0.0)
+    local = p.pick(0.0)
+    assert local is not None and local.port == 1
+    # the request failed on dc1: its retry goes to the standby, not to a 503
+    assert not p.report_failure(local, 0.0)
+    retry = p.pick(0.0, [local])
+    assert retry is not None and retry.port in (8, 9)
+    # without that exclusion dc1 is still first (one failure does not eject)
+    assert p.pick(0.1) is local
+    assert not p.report_failure(local, 0.1)
+    assert p.report_failure(local, 0.2)                   # the third in a row: ejected
+    assert {p.pick(1.0).port for _ in range(4)} == {8, 9}  # type: ignore[union-attr]
+    # failures on a standby backend count there, not here
+    b8 = next(b for b in p.standby.backends if b.port == 8)
+    for t in (1.0, 1.1, 1.2):
+        p.report_failure(b8, t)
+    assert b8.ejected_until > 1.2 and local.ejected_until == 5.2
+    assert [p.pick(2.0).port for _ in range(3)] == [9, 9, 9]  # type: ignore[union-attr]
+    # the back-off is over: dc1 is admitted again, and stays once it answers
+    assert p.pick(5.3) is local
+    p.report_success(local)
+    assert [p.pick(6.0).port for _ in range(3)] == [1, 1, 1]  # type: ignore[union-attr]
+
+
+def test_standby_of_an_empty_pool_and_none_at_all() -> None:
+    p = Pool("web", None, "round_robin")
+    assert p.pick(0.0) is None
+    p.standby = Pool("web", None, "round_robin")
+    assert p.pick(0.0) is None
+    p.standby.update([inst(8)], 0.0)
+    got = p.pick(0.0)
+    assert got is not None and got.port == 8
+    assert p.pick(0.0, [got]) is None                     # tried everywhere: nothing left
