@@ -314,3 +314,56 @@ def test_with_acls_the_token_form_unlocks_the_ui_and_live_updates(tmp_path: Path
                  what="the change to show live under ACLs")
     finally:
         a.stop()
+
+
+def test_datacenter_selector_shows_another_datacenter_live(tmp_path: Path, browser: Any) -> None:
+    """Two agent processes in two datacenters (WAN members of each other). In dc1's UI the
+    selector lists dc2; choosing it shows dc2's services (the page says so), live across the
+    WAN hop: a check failing in dc2 turns its card red without a reload; links stay in dc2."""
+    from selenium.webdriver.support.ui import Select
+
+    from tests.harness.agents import free_port
+
+    wan1 = free_port()
+    a = AgentProcess("uidc1", tmp_path, extra_args=[
+        "-datacenter", "dc1", "-serf-wan-port", str(wan1), "-profile", "local"])
+    b = AgentProcess("uidc2", tmp_path, extra_args=[
+        "-datacenter", "dc2", "-serf-wan-port", str(free_port()), "-profile", "local",
+        "-join-wan", f"127.0.0.1:{wan1}"])
+    try:
+        a.start()
+        b.start()
+        wait_for(lambda: "dc2" in a.http("GET", "/v1/catalog/datacenters"), 20,
+                 what="dc1 to know dc2")
+        register(b, {"Name": "pay", "ID": "pay1", "Port": 9090,
+                     "Check": {"CheckID": "pay1-ttl", "TTL": "60s", "Status": "passing"}})
+        base = f"http://{a.http_addr}"
+        browser.get(base + "/ui/")
+        assert dom(browser, "return document.getElementById('main').dataset.dc") == "dc1"
+        assert card(browser, "svc:pay") is None
+        select = Select(browser.find_element("id", "dc"))
+        assert [o.get_attribute("value") for o in select.options] == ["dc1", "dc2"]
+        select.select_by_value("dc2")            # rumor.js submits the form on change
+        wait_for(lambda: dom(browser, "return document.getElementById('main').dataset.dc")
+                 == "dc2", 10, what="the page of dc2")
+        assert browser.current_url.endswith("/ui/?dc=dc2"), browser.current_url
+        assert "Datacenter dc2, read through this agent" in dom(
+            browser, "return document.querySelector('[data-key=remote-dc]').textContent")
+        got = card(browser, "svc:pay")
+        assert got is not None and got["health"] == "passing", got
+        wait_for(lambda: dom(browser, "return document.getElementById('live')"
+                                      ".getAttribute('data-state')") == "live",
+                 15, what="the page's blocking queries across the hop")
+        dom(browser, "window.__notReloaded = 11;")
+        b.http("PUT", "/v1/agent/check/fail/pay1-ttl?note=down")
+        wait_for(lambda: (c := card(browser, "svc:pay")) and c["health"] == "critical", 20,
+                 what="dc2's service to turn critical without a reload")
+        c = card(browser, "svc:pay")
+        assert c is not None and is_red(c["border"]), c
+        assert dom(browser, "return window.__notReloaded") == 11
+        browser.find_element("css selector", "a[href='/ui/services/pay?dc=dc2']").click()
+        inst = wait_for(lambda: card(browser, "inst:uidc2/pay1"), 10, what="dc2's instance")
+        assert inst["health"] == "critical" and "down" in inst["text"], inst
+    finally:
+        b.stop()
+        a.stop()
