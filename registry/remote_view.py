@@ -53,17 +53,14 @@ NEGATIVE = 5.0
 """Seconds an unknown or unreachable datacenter is remembered as such (no fetch per question)."""
 
 
-def view_document(view: Any, *, every: bool = False) -> dict[str, Any]:
+def view_document(view: Any) -> dict[str, Any]:
     """What a WAN member serves at :data:`VIEW_PATH`: its datacenter's nodes and healthy
-    instances (the View protocol, as plain JSON); ``every`` (``?all=1``, for the web UI of
-    another datacenter): the critical instances too."""
+    instances (the View protocol, as plain JSON)."""
     nodes = [{"Node": n.name, "Address": n.address, "Meta": dict(n.meta), "Status": n.status}
              for n in view.nodes()]
     instances = []
     for name in sorted(view.services()):
-        got = view.entries(name) if every and hasattr(view, "entries") else \
-            view.instances(name, passing_only=False)
-        for i in got:
+        for i in view.instances(name, passing_only=False):
             instances.append({
                 "Node": i.node, "ID": i.service_id, "Service": i.service, "Tags": list(i.tags),
                 "Address": i.address, "Port": i.port, "Meta": dict(i.meta),

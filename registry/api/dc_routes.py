@@ -35,12 +35,10 @@ FORWARDED_PREFIXES = ("/v1/catalog/", "/v1/health/", "/v1/internal/rumor/")
 @routes.get(VIEW_PATH)
 async def dc_view(request: web.Request) -> web.Response:
     """This datacenter's nodes and healthy instances in one document, for other datacenters'
-    DNS (registry/remote_view.py); blocking with ``?index=&wait=``; ``?all=1``: critical
-    instances too (the web UI showing this datacenter)."""
+    DNS (registry/remote_view.py); blocking with ``?index=&wait=``."""
     cat = request.app[CATALOG]
-    every = "all" in request.query and bool_param(request, "all")
     index = await wait_for(request, cat, ("*",))
-    return respond(encode(view_document(cat, every=every)), index)
+    return respond(encode(view_document(cat)), index)
 
 
 def setup(app: web.Application) -> None:

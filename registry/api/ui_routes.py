@@ -203,26 +203,41 @@ REMOTE_TIMEOUT = 10.0
 """Seconds a page of another datacenter waits for its documents across the WAN hop."""
 
 
+REMOTE_PARALLEL = 8
+"""Requests a page of another datacenter has in flight across the hop at once."""
+
+
 async def _remote(fed: Federation, dc: str, token: str) -> model.RemoteCatalog:
     """Datacenter ``dc``'s catalog, read with ``?dc=`` through the federation with the
-    request's token (so that datacenter's ACLs apply as for any forwarded read)."""
-    from ..remote_view import VIEW_PATH
+    request's token (so that datacenter's ACLs apply as for any forwarded read): its nodes,
+    its checks, and the health entries of each of its services."""
+    gate = asyncio.Semaphore(REMOTE_PARALLEL)
 
     async def get(path: str) -> tuple[Any, int]:
-        reply = await asyncio.wait_for(
-            fed.forward(dc, "GET", f"{path}dc={quote(dc, safe='')}", _token_headers(token), b"",
-                        forwarded=False, wait=None), REMOTE_TIMEOUT)
+        async with gate:
+            reply = await fed.forward(dc, "GET", f"{path}?dc={quote(dc, safe='')}",
+                                      _token_headers(token), b"", forwarded=False, wait=None)
         if reply.status != 200:
             raise RequestError(f"datacenter {dc} answered {reply.status}: "
-                               f"{reply.body[:200].decode(errors='replace')}", 502)
+                               f"{reply.body[:200].decode(errors='replace').strip()}",
+                               reply.status if 400 <= reply.status < 500 else 502)
         try:
             return json.loads(reply.body), int(reply.headers.get("X-Consul-Index", "0") or 0)
         except ValueError as e:
             raise RequestError(f"datacenter {dc} sent a bad document: {e}", 502) from e
 
-    (view, index), (checks, _) = await asyncio.gather(get(f"{VIEW_PATH}?all=1&"),
-                                                      get("/v1/health/state/any?"))
-    return model.RemoteCatalog(dc, view, checks, index)
+    async def read() -> model.RemoteCatalog:
+        (services, index), (nodes, _), (checks, _) = await asyncio.gather(
+            get("/v1/catalog/services"), get("/v1/catalog/nodes"),
+            get("/v1/health/state/any"))
+        names = [str(n) for n in services] if isinstance(services, dict) else []
+        found = await asyncio.gather(*(get(f"/v1/health/service/{quote(n, safe='')}")
+                                       for n in names))
+        return model.RemoteCatalog(dc, nodes, checks,
+                                   {n: doc for n, (doc, _) in zip(names, found, strict=True)},
+                                   index)
+
+    return await asyncio.wait_for(read(), REMOTE_TIMEOUT)
 
 
 async def _page(request: web.Request, build: Any, *args: Any) -> web.Response:

@@ -22,7 +22,14 @@ from dataclasses import dataclass, field, replace
 from types import SimpleNamespace
 from typing import Any
 
-from ..catalog import CRITICAL, NODE_MAINT_CHECK_ID, PASSING, SERVICE_MAINT_PREFIX, worst
+from ..catalog import (
+    CRITICAL,
+    NODE_MAINT_CHECK_ID,
+    PASSING,
+    SERF_CHECK_ID,
+    SERVICE_MAINT_PREFIX,
+    worst,
+)
 
 log = logging.getLogger(__name__)
 
@@ -393,59 +400,69 @@ class _RemoteNode:
     meta: Mapping[str, str]
 
 
+def _remote_check(c: Mapping[str, Any]) -> _RemoteCheck | None:
+    try:
+        return _RemoteCheck(_str(c["Node"]), _RemoteRecord(
+            check_id=_str(c["CheckID"]), name=_str(c.get("Name")),
+            status=_str(c.get("Status")) or CRITICAL, output=_str(c.get("Output")),
+            notes=_str(c.get("Notes")), service_id=_str(c.get("ServiceID")),
+            service_name=_str(c.get("ServiceName")), type=_str(c.get("Type"))))
+    except (KeyError, TypeError):
+        return None
+
+
 def _list(doc: Any, key: str | None = None) -> list[Any]:
     got = doc.get(key) if key is not None and isinstance(doc, Mapping) else doc
     return [x for x in got if isinstance(x, Mapping)] if isinstance(got, list) else []
 
 
 class RemoteCatalog:
-    """Another datacenter's catalog, for :func:`collect`, from two documents its agents serve
-    (fetched across the WAN hop with ``?dc=``): the datacenter view of
-    ``/v1/internal/rumor/view`` (nodes, every instance with its health) and
-    ``/v1/health/state/any`` (every check). A peer's documents are not trusted: entries of the
-    wrong shape are skipped one by one."""
+    """Another datacenter's catalog, for :func:`collect`, from the documents its agents serve
+    to any client (fetched across the WAN hop with ``?dc=`` and the page's token, so that
+    datacenter's ACLs filter them as for the JSON API): ``/v1/catalog/nodes``,
+    ``/v1/health/state/any`` (every check) and ``/v1/health/service/<name>`` of each service
+    (every instance, any health). A peer's documents are not trusted: entries of the wrong
+    shape are skipped one by one."""
 
-    def __init__(self, datacenter: str, view_doc: Any, checks_doc: Any, index: int = 0) -> None:
+    def __init__(self, datacenter: str, nodes_doc: Any, checks_doc: Any,
+                 entries: Mapping[str, Any], index: int = 0) -> None:
         self.datacenter = datacenter
         self.index = index
         self._checks: list[_RemoteCheck] = []
         for c in _list(checks_doc):
-            try:
-                self._checks.append(_RemoteCheck(_str(c["Node"]), _RemoteRecord(
-                    check_id=_str(c["CheckID"]), name=_str(c.get("Name")),
-                    status=_str(c.get("Status")) or CRITICAL, output=_str(c.get("Output")),
-                    notes=_str(c.get("Notes")), service_id=_str(c.get("ServiceID")),
-                    service_name=_str(c.get("ServiceName")), type=_str(c.get("Type")))))
-            except (KeyError, TypeError):
-                continue
-        by_instance: dict[tuple[str, str], list[_RemoteCheck]] = {}
-        for chk in self._checks:
-            if chk.record.service_id:
-                by_instance.setdefault((chk.node, chk.record.service_id), []).append(chk)
+            chk = _remote_check(c)
+            if chk is not None:
+                self._checks.append(chk)
+        serf = {c.node.lower(): c.record.status for c in self._checks
+                if c.record.check_id == SERF_CHECK_ID}
         self._nodes: list[_RemoteNode] = []
-        for n in _list(view_doc, "Nodes"):
+        for n in _list(nodes_doc):
             try:
-                meta = n.get("Meta") or {}
+                name, meta = _str(n["Node"]), n.get("Meta") or {}
                 self._nodes.append(_RemoteNode(
-                    name=_str(n["Node"]), address=_str(n.get("Address")),
-                    status=_str(n.get("Status")) or "alive", datacenter=datacenter,
-                    meta={str(k): str(v) for k, v in meta.items()}))
+                    name=name, address=_str(n.get("Address")),
+                    status="failed" if serf.get(name.lower()) == CRITICAL else "alive",
+                    datacenter=datacenter, meta={str(k): str(v) for k, v in meta.items()}))
             except (KeyError, TypeError, AttributeError):
                 continue
         self._instances: dict[str, list[_RemoteInstance]] = {}
-        for i in _list(view_doc, "Instances"):
-            try:
-                node, sid, name = _str(i["Node"]), _str(i["ID"]), _str(i["Service"])
-                meta = i.get("Meta") or {}
-                self._instances.setdefault(name, []).append(_RemoteInstance(
-                    node=node, service_id=sid, service=name, address=_str(i.get("Address")),
-                    port=int(i.get("Port") or 0),
-                    tags=tuple(str(t) for t in i.get("Tags") or ()),
-                    meta={str(k): str(v) for k, v in meta.items()},
-                    health=_str(i.get("Health")) or PASSING,
-                    checks=tuple(by_instance.get((node, sid), ()))))
-            except (KeyError, TypeError, ValueError, AttributeError):
-                continue
+        for name, doc in entries.items():
+            for e in _list(doc):
+                try:
+                    n, svc = e["Node"], e["Service"]
+                    checks = tuple(c for c in (_remote_check(x) for x in _list(e, "Checks"))
+                                   if c is not None)
+                    meta = svc.get("Meta") or {}
+                    self._instances.setdefault(name, []).append(_RemoteInstance(
+                        node=_str(n["Node"]), service_id=_str(svc["ID"]), service=name,
+                        address=_str(svc.get("Address")) or _str(n.get("Address")),
+                        port=int(svc.get("Port") or 0),
+                        tags=tuple(str(t) for t in svc.get("Tags") or ()),
+                        meta={str(k): str(v) for k, v in meta.items()},
+                        health=worst(c.record.status for c in checks) if checks else PASSING,
+                        checks=checks))
+                except (KeyError, TypeError, ValueError, AttributeError):
+                    continue
 
     def services(self) -> dict[str, frozenset[str]]:
         return {name: frozenset(t for i in insts for t in i.tags)

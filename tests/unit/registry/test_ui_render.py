@@ -435,20 +435,20 @@ def test_nodes_page_lists_wan_members_by_datacenter() -> None:
 
 
 def _remote_html(page: Any, *args: Any, path: str = "/ui/") -> tuple[str, Any]:
-    """dc1's agent showing dc2: dc2's documents as its agents serve them (the view document of
-    /v1/internal/rumor/view and the checks of /v1/health/state/any, made from a real catalog)."""
-    from registry.api.shapes import check_json
-    from registry.remote_view import view_document
+    """dc1's agent showing dc2: dc2's documents as its agents serve them (/v1/catalog/nodes,
+    /v1/health/state/any, /v1/health/service/<name>, made from a real catalog)."""
+    from registry.api.shapes import check_json, health_entry_json, node_json
     from registry.ui.model import RemoteCatalog, remote_state
 
     dc2 = make_catalog()
-    view = view_document(dc2, every=True)
-    view["Instances"].append({"Node": 5})            # a hostile entry: skipped
+    nodes = [node_json(n) for n in dc2.nodes()] + [{"Address": "no name"}]
     checks = [check_json(c) for c in dc2.all_checks()] + ["junk", {"Node": "x"}]
+    entries = {name: [health_entry_json(i) for i in dc2.entries(name)] + [{"Node": 5}]
+               for name in dc2.services()}
     local = replace(collect(make_agent(Catalog(datacenter="dc1", local_node="n1"))),
                     datacenters=("dc1", "dc2"))
-    st = remote_state(local, RemoteCatalog("dc2", json.loads(json.dumps(view)),
-                                           json.loads(json.dumps(checks)), 42))
+    st = remote_state(local, RemoteCatalog("dc2", *json.loads(json.dumps([nodes, checks])),
+                                           json.loads(json.dumps(entries)), 42))
     return render.document(st, page(st, *args), path), st
 
 
