@@ -18,6 +18,8 @@ What is held back, and why (traffic must stay on loopback, and the agent must st
 - ``PUT /v1/agent/leave`` stops the agent by design (test_registry_cli covers it);
 - ``PUT /v1/agent/join/{addr}`` only gets loopback addresses or strings that cannot be a host
   name, and a well-formed address that nobody answers on is Consul's 500 (documented);
+- ``?dc=`` naming another datacenter is Consul's 500 "No path to datacenter" (this agent has no
+  WAN member, so it reaches none);
 - body keys that make the agent open connections or bind ports (HTTP, TCP, GRPC, UDP, H2PING,
   Bind, ...) are never generated; test_registry_api fuzzes check definitions on their own;
 - a blocking read (``?index=N`` with a valid N) may wait its ``wait`` out: a client timeout is
@@ -297,6 +299,13 @@ def may_500(method: str, target: str) -> bool:
     return any(method == m and re.fullmatch(_VAR.sub("[^/]*", t), path) for m, t in MAY_500)
 
 
+def no_path_to_dc(target: str, body: bytes) -> bool:
+    """Consul's documented 500 for a ``?dc=`` naming a datacenter nobody can reach (issue 14);
+    this agent is dc1 and has no WAN member, so any other name gets it."""
+    dcs = urllib.parse.parse_qs(urllib.parse.urlsplit(target).query).get("dc", [])
+    return bool(dcs) and dcs[0] not in ("", "dc1") and body.startswith(b"No path to datacenter")
+
+
 def stays_here(method: str, target: str) -> bool:
     """False for a request that would stop the agent or make it contact another machine, as
     the server may see the path: escapes decoded, with and without dot segments resolved."""
@@ -368,7 +377,8 @@ class Target:
             self.timeouts.append(where)
             return
         if answer.status >= 500:
-            assert answer.status == 500 and may_500(method, target), (
+            assert answer.status == 500 and (may_500(method, target)
+                                              or no_path_to_dc(target, answer.body)), (
                 f"{answer.status} for {where}: {answer.body[:300]!r}\n{self.agent.log_tail(20)}")
         if 400 <= answer.status < 500 and method != "HEAD":
             assert answer.body.strip(), f"{answer.status} without a reason for {where}"
