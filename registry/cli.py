@@ -31,6 +31,7 @@ COMMAND_MODULES = (
     "services",
     "catalog_cmds",
     "maint",
+    "kv",
     "lb",
     "dns",
     "watch",

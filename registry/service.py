@@ -25,6 +25,7 @@ from .containers import ContainerWatcher
 from .datadir import DataDir
 from .definitions import CheckDef, ServiceDef, parse_check, parse_service
 from .errors import ConfigError, RequestError
+from .kv_service import KVService
 from .local import LocalState
 from .looplag import LoopLag
 from .netaddr import advertise_address
@@ -123,6 +124,7 @@ class Registry:
         self.replicator: Replicator | None = None
         self.loop_lag: LoopLag | None = None
         """The agent's measure of loop stalls (``registry.looplag``), read by the API."""
+        self.kv = KVService(self.info.node_id or cfg.node_name, datadir, self._broadcast)
         self._member_status: dict[str, str] = {}
         self._live_peers: set[str] = set()
         """Alive peers as told by member events only (the status cache above may learn of a
@@ -200,6 +202,10 @@ class Registry:
     # --- lifecycle --------------------------------------------------------------------------
 
     async def start(self) -> None:
+        keys = self.kv.load()
+        if keys:
+            log.info("restored the KV store from the data dir keys=%d", keys)
+        await self.kv.start()
         restored = self.local.load()
         if restored:
             log.info("restored local services from the data dir count=%d", restored)
@@ -223,7 +229,9 @@ class Registry:
                 self._member_status[m.name.lower()] = m.status
                 if m.status == "alive" and m.name.lower() != self.local.info.name.lower():
                     self._live_peers.add(m.name.lower())
-            self.gossip.set_app_delegate(self.replicator)
+            from .appchannel import AppChannel
+
+            self.gossip.set_app_delegate(AppChannel(self.replicator, self.kv.replicator))
             self.gossip.add_listener(self._on_gossip_event)
             # tell peers our node info now; the rest of our record follows as deltas and on
             # the push-pull of the join
@@ -235,6 +243,7 @@ class Registry:
         if self.replicator is not None:
             await self.replicator.close()
         await self.local.stop()
+        await self.kv.stop()
 
     async def reload_definitions(self, services: Sequence[Mapping[str, Any]],
                                  checks: Sequence[Mapping[str, Any]]) -> None:
@@ -269,4 +278,5 @@ class Registry:
             out.update({f"repl_{k}": v for k, v in self.replicator.stats().items()})
         if self.containers is not None:
             out.update({f"containers_{k}": v for k, v in self.containers.counters.items()})
+        out.update(self.kv.stats())
         return out

@@ -13,7 +13,7 @@ keeps the :class:`~registry.acl.Identity` on the request. What each endpoint nee
 
 A route missing from the table needs ``operator:read`` (GET) or ``operator:write``, and a unit
 test lists every route of the app against the table, so a new endpoint is a decision, not an
-accident. The KV store's routes call ``authorize(request, "key", key, need)``.
+accident. The KV store's routes call ``authorize(request, "key", key, need)`` and filter.
 """
 
 from __future__ import annotations
@@ -114,7 +114,6 @@ RULES: dict[tuple[str, str], Rule | str] = {
     ("GET", "/v1/acl/policy/name/{name}"): _ACL_R,
     ("GET", "/v1/acl/tokens"): _ACL_R,
     ("GET", "/v1/acl/token/{accessor}"): _ACL_R,
-    # KV (when the store is part of this build): the key itself; a recursive read filters
     # federation (registry/api/dc_routes.py, query_routes.py): the whole catalog of this
     # datacenter for other datacenters' DNS copies; prepared queries by ID (Consul checks
     # the query's name and then filters the results; an approximation until refined)
@@ -128,9 +127,18 @@ RULES: dict[tuple[str, str], Rule | str] = {
     ("PUT", "/v1/query/{id}"): Rule("query", "{id}", WRITE),
     ("DELETE", "/v1/query/{id}"): Rule("query", "{id}", WRITE),
     ("GET", "/v1/query/{id}/execute"): Rule("query", "{id}", READ),
-    ("GET", "/v1/kv/{key}"): Rule("key", "{key}", READ),
-    ("PUT", "/v1/kv/{key}"): Rule("key", "{key}", WRITE),
-    ("DELETE", "/v1/kv/{key}"): Rule("key", "{key}", WRITE),
+    # KV: the handler checks the key (key:read, key:write), filters a listing (?recurse,
+    # ?keys) to the keys the token may read, and checks every key a recursive delete removes
+    ("GET", "/v1/kv/{key}"): IN_HANDLER,
+    ("PUT", "/v1/kv/{key}"): IN_HANDLER,
+    ("DELETE", "/v1/kv/{key}"): IN_HANDLER,
+    # sessions and transactions are refused for everyone (they need consensus): nothing to guard
+    ("GET", "/v1/session/{key}"): OPEN,
+    ("PUT", "/v1/session/{key}"): OPEN,
+    ("DELETE", "/v1/session/{key}"): OPEN,
+    ("GET", "/v1/txn"): OPEN,
+    ("PUT", "/v1/txn"): OPEN,
+    ("DELETE", "/v1/txn"): OPEN,
 }
 
 _UI_PREFIXES = ("/ui",)

@@ -36,6 +36,7 @@ from ..acl_view import ACLView
 from ..config import AgentConfig
 from ..errors import RequestError
 from ..federation import Federation
+from ..kv import cut_keys
 from ..service import Registry
 from ..ui import model, render
 from .base import text_error
@@ -343,6 +344,36 @@ async def ui_checks(request: web.Request) -> web.Response:
 @routes.get("/ui/lb")
 async def ui_lb(request: web.Request) -> web.Response:
     return await _page(request, render.lb_page)
+
+
+@routes.get("/ui/kv")
+async def ui_kv_slash(request: web.Request) -> web.StreamResponse:
+    if not _enabled(request):
+        return _not_found()
+    raise web.HTTPFound("/ui/kv/")
+
+
+@routes.get("/ui/kv/{path:.*}")
+async def ui_kv(request: web.Request) -> web.Response:
+    """The KV store a folder (or a key) at a time, showing only the keys the token may read."""
+    path = request.match_info["path"]
+    store = request.app[REGISTRY].kv.store
+    _, who = _refusal(request)   # no identity: _page answers with the token form
+
+    def readable(key: str) -> bool:
+        return who is not None and who.allowed("key", key, READ)
+
+    entry = store.get(path) if path and not path.endswith("/") else None
+    if entry is not None and readable(entry.key):
+        view = render.KVView(path=path, value=entry.value or b"", flags=entry.flags,
+                             create_index=entry.create_index, modify_index=entry.modify_index)
+    else:
+        listed = cut_keys([e.key for e in store.under(path) if readable(e.key)], path, "/")
+        folders = tuple(k for k in listed if k.endswith("/") and k != path)
+        keys = tuple(k for k in listed if not k.endswith("/"))
+        view = render.KVView(path=path, folders=folders, keys=keys,
+                             found=bool(listed) or not path)
+    return await _page(request, render.kv_page, view)
 
 
 @routes.get("/ui/static/{file}")

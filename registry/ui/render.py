@@ -27,7 +27,8 @@ OUTPUT_SHOWN = 4096
 
 
 NAV = (("services", "/ui/", "Services"), ("nodes", "/ui/nodes", "Nodes"),
-       ("checks", "/ui/checks", "Health"), ("lb", "/ui/lb", "Load balancer"))
+       ("checks", "/ui/checks", "Health"), ("lb", "/ui/lb", "Load balancer"),
+       ("kv", "/ui/kv/", "Key/value"))
 
 
 def e(value: object) -> str:
@@ -418,6 +419,63 @@ def lb_page(st: UIState) -> Page:
         body += ('<p class="empty" data-key="listeners">No listeners. Add one with '
                  "<code>PUT /v1/lb/listener</code> or the <code>lb.listeners</code> setting.</p>")
     return Page(200, "Load balancer", "lb", body, (), poll=2.0)
+
+
+@dataclass(frozen=True, slots=True)
+class KVView:
+    """What the KV page shows: a folder (its keys one level down) or one key."""
+
+    path: str
+    folders: tuple[str, ...] = ()
+    keys: tuple[str, ...] = ()
+    value: bytes | None = None   # one key: its value
+    flags: int = 0
+    create_index: int = 0
+    modify_index: int = 0
+    found: bool = True
+
+
+def _kv_href(key: str) -> str:
+    return "/ui/kv/" + quote(key, safe="/")
+
+
+def _crumbs(path: str) -> str:
+    out = ['<a href="/ui/kv/">(root)</a>']
+    acc = ""
+    for part in [p for p in path.split("/") if p]:
+        acc += part + "/"
+        out.append(f'<a href="{e(_kv_href(acc))}">{e(part)}</a>')
+    return '<p class="crumbs">' + " / ".join(out) + "</p>"
+
+
+def kv_page(st: UIState, view: KVView) -> Page:
+    """The KV store, one folder or one key at a time (read-only: writes go through the API)."""
+    body = f"<h1>Key/value</h1>{_crumbs(view.path)}"
+    watch = "/v1/kv/" + quote(view.path, safe="/") + ("?keys&separator=/"
+                                                       if view.value is None else "")
+    if not view.found:
+        body += (f'<p class="empty" data-key="kv">No key or folder {e(view.path or "(root)")}. '
+                 "Write one with <code>rumor kv put</code> or <code>PUT /v1/kv/:key</code>.</p>")
+        return Page(404 if view.path else 200, "Key/value", "kv", body, (watch,))
+    if view.value is not None:
+        try:
+            text = view.value.decode()
+            shown = f"<pre>{e(text)}</pre>"
+        except UnicodeDecodeError:
+            shown = (f'<p class="notice">{len(view.value)} bytes of binary data '
+                     "(read it with <code>?raw</code>).</p>")
+        body += (f'<section data-key="kv"><h2>{e(view.path)}</h2>'
+                 f"<dl><dt>Flags</dt><dd>{view.flags}</dd>"
+                 f"<dt>CreateIndex</dt><dd>{view.create_index}</dd>"
+                 f"<dt>ModifyIndex</dt><dd>{view.modify_index}</dd>"
+                 f"<dt>Size</dt><dd>{len(view.value)} bytes</dd></dl>{shown}</section>")
+        return Page(200, f"{view.path} · Key/value", "kv", body, (watch,))
+    items = "".join(f'<li class="folder"><a href="{e(_kv_href(k))}">{e(k[len(view.path):])}</a></li>'
+                    for k in view.folders)
+    items += "".join(f'<li><a href="{e(_kv_href(k))}">{e(k[len(view.path):])}</a></li>'
+                     for k in view.keys)
+    body += f'<ul class="kv" id="kv" data-key="kv">{items}</ul>'
+    return Page(200, "Key/value", "kv", body, (watch,))
 
 
 def token_page(reason: str, next_path: str) -> Page:

@@ -304,16 +304,6 @@ async def test_tags_filter_and_passing(agent: Agent) -> None:
     assert len(near) == 3
 
 
-async def test_kv_is_absent_with_index(agent: Agent) -> None:
-    status, h, _ = await http(agent, "GET", "/v1/kv/some/key")
-    assert status == 404 and int(h["X-Consul-Index"]) >= 1
-    status, _, _ = await http(agent, "PUT", "/v1/kv/some/key", data=b"v")
-    assert status == 404
-    t = time.monotonic()
-    status, _, _ = await http(agent, "GET", "/v1/kv/some/key?index=1&wait=300ms")
-    assert status == 404 and time.monotonic() - t >= 0.25  # blocks instead of spinning
-
-
 async def test_catalog_register_local_node(agent: Agent) -> None:
     me = agent.config.node_name
     status, _, ok = await http(agent, "PUT", "/v1/catalog/register", json={

@@ -119,3 +119,37 @@ def test_watch_prints_a_table_per_change_with_check_output_cut(agent: AgentProce
     assert len(block[2]) < 150 and "{" not in "\n".join(block), block
     assert len(block) == 3
     assert after == [after[0]] and after[0].endswith(" web: no instances"), after
+
+
+def test_kv_put_get_delete_export_import(agent: AgentProcess, tmp_path: Path) -> None:
+    r = rumor(agent, "kv", "put", "app/config", '{"debug": true}')
+    assert r.returncode == 0 and "Success! Data written to: app/config" in r.stdout, r.stderr
+    (tmp_path / "cert.pem").write_bytes(b"-----CERT-----\n")
+    assert rumor(agent, "kv", "put", "-flags", "7", "app/cert", f"@{tmp_path / 'cert.pem'}").returncode == 0
+    r = rumor(agent, "kv", "get", "app/config")
+    assert r.stdout == '{"debug": true}\n'
+    r = rumor(agent, "kv", "get", "-detailed", "app/cert")
+    assert "Flags         7" in r.stdout and "Value         -----CERT-----" in r.stdout
+    r = rumor(agent, "kv", "get", "-recurse", "app/")
+    assert r.stdout.splitlines() == ["app/cert:-----CERT-----", "", 'app/config:{"debug": true}']
+    r = rumor(agent, "kv", "get", "-keys", "")
+    assert r.stdout.splitlines() == ["app/"]
+    r = rumor(agent, "kv", "get", "nope")
+    assert r.returncode == 1 and "No key exists at: nope" in r.stderr
+    r = rumor(agent, "kv", "put", "app/lock", "x", "-flags", "1")
+    assert r.returncode == 0
+    exported = rumor(agent, "kv", "export", "app/")
+    items = json.loads(exported.stdout)
+    assert [(i["key"], i["flags"]) for i in items] == [("app/cert", 7), ("app/config", 0),
+                                                       ("app/lock", 1)]
+    r = rumor(agent, "kv", "delete", "-recurse", "app/")
+    assert r.returncode == 0
+    assert rumor(agent, "kv", "get", "-recurse", "app/").stdout == ""
+    r = subprocess.run([sys.executable, "-m", "registry.cli", "kv", "import", "-prefix", "copy/",
+                        "-http-addr", agent.http_addr], input=exported.stdout,
+                       capture_output=True, text=True, timeout=20)
+    assert r.returncode == 0, r.stderr
+    assert rumor(agent, "kv", "get", "copy/app/cert").stdout == "-----CERT-----\n"
+    assert json.loads(rumor(agent, "kv", "export", "copy/").stdout)[0]["flags"] == 7
+    r = rumor(agent, "kv", "import", "[not json")
+    assert r.returncode == 1 and "cannot read the import data" in r.stderr

@@ -492,3 +492,23 @@ def test_one_datacenter_has_no_selector() -> None:
     t = parse(page_html(make_agent(make_catalog()), render.services_page))
     assert not [a for tag, a in t.tags if tag == "select"]
     assert t.with_attr("id", "dc")[0]["data-dc"] == "dc1"
+
+
+def test_kv_page_folders_keys_and_values_escaped() -> None:
+    agent = make_agent(make_catalog())
+    html = page_html(agent, render.kv_page, render.KVView(
+        path="app/", folders=("app/db/",), keys=("app/" + EVIL,)))
+    t = parse(html)
+    assert t.inline_scripts == 0 and EVIL in "".join(t.text)
+    hrefs = [a.get("href") for _, a in t.tags if _ == "a"]
+    assert "/ui/kv/app/db/" in hrefs and "/ui/kv/app/" in hrefs
+    assert t.with_attr("data-watch", "/v1/kv/app/?keys&separator=/")
+    html = page_html(agent, render.kv_page, render.KVView(
+        path="app/cfg", value=b'{"debug": ' + EVIL.encode() + b"}", flags=7, modify_index=9))
+    t = parse(html)
+    assert t.inline_scripts == 0 and '{"debug": ' + EVIL + "}" in "".join(t.text)
+    assert "9" in "".join(t.text)
+    html = page_html(agent, render.kv_page, render.KVView(path="bin", value=b"\xff\xfe"))
+    assert "2 bytes of binary data" in html
+    page = render.kv_page(collect(agent), render.KVView(path="nope", found=False))
+    assert page.status == 404
