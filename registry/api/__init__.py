@@ -25,6 +25,7 @@ from ..service import Registry
 from . import keys
 from .base import error_middleware
 from .blocking import ResponseCache
+from .strict import scope_middleware
 
 log = logging.getLogger(__name__)
 
@@ -59,7 +60,7 @@ def make_app(config: AgentConfig, registry: Registry, *, gossip: Gossip | None,
              federation: Federation | None = None) -> web.Application:
     """The API over these subsystems (None for one that is off); see :mod:`.keys`."""
     app = web.Application(
-        middlewares=[error_middleware],
+        middlewares=[error_middleware, scope_middleware],
         client_max_size=client_max_size or config.http_max_body,
         handler_args={"max_field_size": 16384, "max_line_size": 16384},
     )

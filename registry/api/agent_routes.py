@@ -17,6 +17,7 @@ from ..acl import READ, WRITE
 from ..catalog import CRITICAL, PASSING, WARNING, worst
 from ..definitions import CheckDef, normalize_keys, parse_check, parse_service
 from ..errors import NotFound, RequestError
+from . import strict
 from .acl_routes import authorize, keep, sees_local_check
 from .base import bool_param, read_json
 from .bexpr import compile_filter
@@ -139,6 +140,7 @@ def _gate(request: web.Request, checks: Iterable[CheckDef]) -> None:
 async def service_register(request: web.Request) -> web.Response:
     reg = registry_of(request)
     body = await read_json(request)
+    strict.check_body(body, strict.SERVICE)
     sdef = parse_service(body)
     authorize(request, "service", sdef.record.service, WRITE)
     _gate(request, sdef.checks)
@@ -178,6 +180,7 @@ async def agent_checks(request: web.Request) -> web.Response:
 async def check_register(request: web.Request) -> web.Response:
     reg = registry_of(request)
     body = await read_json(request)
+    strict.check_body(body, strict.CHECK)
     defn = parse_check(body)
     if defn.service_id:
         _may_write_service(request, defn.service_id)
@@ -222,8 +225,9 @@ async def check_fail(request: web.Request) -> web.Response:
 async def check_update(request: web.Request) -> web.Response:
     reg = registry_of(request)
     _may_write_check(request, request.match_info["id"])
-    body = normalize_keys(await read_json(request), {"status": "Status", "output": "Output"},
-                          "body")
+    raw = await read_json(request)
+    strict.check_body(raw, strict.CHECK_UPDATE)
+    body = normalize_keys(raw, {"status": "Status", "output": "Output"}, "body")
     status = body.get("Status")
     output = body.get("Output", "")
     if not isinstance(status, str) or not isinstance(output, str):

@@ -17,6 +17,7 @@ from aiohttp import web
 from ..acl import READ, WRITE
 from ..definitions import normalize_keys, parse_service
 from ..errors import PermissionDenied, RequestError
+from . import strict
 from .acl_routes import authorize, can, keep, mark_filtered, sees_instance
 from .base import read_json
 from .bexpr import filter_items
@@ -150,6 +151,7 @@ def _local_node_only(request: web.Request, body: dict[str, Any]) -> None:
 @routes.put("/v1/catalog/register")
 async def catalog_register(request: web.Request) -> web.Response:
     raw = await read_json(request)
+    strict.check_body(raw, strict.CATALOG_REGISTER)
     body = normalize_keys(raw, {k.lower(): k for k in (
         "Node", "ID", "Address", "Datacenter", "TaggedAddresses", "NodeMeta", "Service",
         "Check", "Checks", "SkipNodeUpdate", "Token")}, "body")
@@ -169,6 +171,7 @@ async def catalog_register(request: web.Request) -> web.Response:
 @routes.put("/v1/catalog/deregister")
 async def catalog_deregister(request: web.Request) -> web.Response:
     raw = await read_json(request)
+    strict.check_body(raw, strict.CATALOG_DEREGISTER)
     body = normalize_keys(raw, {k.lower(): k for k in (
         "Node", "Datacenter", "ServiceID", "CheckID", "Token")}, "body")
     _local_node_only(request, body)

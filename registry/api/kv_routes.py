@@ -44,16 +44,6 @@ def kv_of(request: web.Request) -> KVService:
     return kv
 
 
-def _scope(request: web.Request) -> None:
-    for name in ("ns", "partition"):
-        v = request.query.get(name)
-        if v and v != "default":
-            raise RequestError(f"?{name}={v}: namespaces and admin partitions are not supported "
-                               "by Rumor; only the default one exists", 400)
-    if request.query.get("peer"):
-        raise RequestError("?peer: cluster peering is not supported by Rumor", 400)
-
-
 def entry_json(e: Entry) -> dict[str, Any]:
     return {
         "LockIndex": 0, "Key": e.key, "Flags": e.flags,
@@ -73,7 +63,6 @@ def _key(request: web.Request) -> str:
 
 @routes.get("/v1/kv/{key:.*}")
 async def kv_get(request: web.Request) -> web.Response:
-    _scope(request)
     kv = kv_of(request)
     check_dc(request, registry_of(request).catalog)
     key = _key(request)
@@ -126,7 +115,6 @@ def _refuse_consensus(request: web.Request) -> None:
 
 @routes.put("/v1/kv/{key:.*}")
 async def kv_put(request: web.Request) -> web.Response:
-    _scope(request)
     check_dc(request, registry_of(request).catalog)
     _refuse_consensus(request)
     flags = _flags(request)
@@ -142,7 +130,6 @@ async def kv_put(request: web.Request) -> web.Response:
 
 @routes.delete("/v1/kv/{key:.*}")
 async def kv_delete(request: web.Request) -> web.Response:
-    _scope(request)
     check_dc(request, registry_of(request).catalog)
     _refuse_consensus(request)
     key = _key(request)
