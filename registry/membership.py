@@ -34,6 +34,14 @@ from .netaddr import advertise_address
 log = logging.getLogger(__name__)
 
 PROFILES = ("lan", "wan", "local")
+
+
+def _consul_tags() -> dict[str, str]:
+    """Consul's ``build`` member tag (``version:revision``; ``consul members`` shows the version
+    part as Build). A tag set in the config wins."""
+    from . import CONSUL_VERSION, __version__
+
+    return {"build": f"{CONSUL_VERSION}:rumor-{__version__}"}
 KEYRING_FILE = "serf/local.keyring"
 SNAPSHOT_FILE = "serf/local.snapshot"
 
@@ -101,7 +109,7 @@ def prepare_gossip(cfg: AgentConfig) -> PreparedGossip:
     try:
         base = SerfConfig.local(cfg.node_name) if profile == "local" else SerfConfig(node_name=cfg.node_name)
         serf = dataclasses.replace(
-            base, tags=dict(cfg.tags), event_handlers=tuple(cfg.event_handlers),
+            base, tags={**_consul_tags(), **cfg.tags}, event_handlers=tuple(cfg.event_handlers),
             snapshot_path=str(data_dir / SNAPSHOT_FILE) if data_dir else "", **serf_over)
         serf.validate()
     except GossipConfigError as e:

@@ -40,6 +40,7 @@ ROUTE_MODULES = (
     "acl_routes",
     "reload_routes",
     "kv_routes",
+    "compat_routes",
     "lb_routes",
     "metrics_routes",
     "ui_routes",

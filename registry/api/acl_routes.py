@@ -139,6 +139,8 @@ RULES: dict[tuple[str, str], Rule | str] = {
     ("GET", "/v1/txn"): OPEN,
     ("PUT", "/v1/txn"): OPEN,
     ("DELETE", "/v1/txn"): OPEN,
+    ("GET", "/v1/agent/version"): OPEN,          # Consul: no ACL required
+    ("GET", "/v1/agent/host"): _OP_R,            # Consul: operator:read
 }
 
 _UI_PREFIXES = ("/ui",)

@@ -20,7 +20,7 @@ from ..errors import PermissionDenied, RequestError
 from . import strict
 from .acl_routes import authorize, can, keep, mark_filtered, sees_instance
 from .base import read_json
-from .bexpr import filter_items
+from .bexpr import compile_filter, filter_items
 from .blocking import respond, wait_for
 from .shapes import (
     catalog_of,
@@ -49,16 +49,20 @@ async def services(request: web.Request) -> web.Response:
     # with node-meta the answer also depends on the nodes' metadata
     index = await wait_for(request, cat, ["services", "nodes"] if pairs else ["services"])
 
+    flt = request.query.get("filter")
+    pred = compile_filter(flt) if flt else None  # over each instance, as Consul's ServiceNode
+
     def build() -> Any:
         names = keep(request, cat.services(),
                      lambda who, name: who.allowed("service", name, READ))
-        if not pairs:
+        if not pairs and pred is None:
             svcs = cat.services()
             return {name: sorted(svcs[name]) for name in names}
         out: dict[str, set[str]] = {}
         for name in names:
             for inst in cat.entries(name):
-                if meta_matches(inst.node_obj.meta, pairs):
+                if meta_matches(inst.node_obj.meta, pairs) and (
+                        pred is None or pred(catalog_service_json(inst))):
                     out.setdefault(inst.service, set()).update(inst.tags)
         return {k: sorted(v) for k, v in sorted(out.items())}
     return respond(response_cache_of(request).get(request, index, build), index)

@@ -33,6 +33,7 @@ from ..config import split_hostport
 from ..errors import ConfigError, RequestError
 from .acl_routes import keep
 from .base import json_response, read_json
+from .bexpr import filter_items
 from .blocking import blocking_params
 from .keys import GOSSIP, REQUEST_STOP
 
@@ -93,9 +94,12 @@ def _gossip(request: web.Request) -> Gossip:
 
 @routes.get("/v1/agent/members")
 async def members(request: web.Request) -> web.Response:
+    if _flag(request, "wan"):
+        return json_response([])  # no WAN pool: this agent federates with no other datacenter
     seen = keep(request, _gossip(request).members(),
                 lambda who, m: who.allowed("node", m.name, READ))
-    return json_response([member_json(m) for m in seen])
+    return json_response(filter_items(request.query.get("filter"),
+                                      [member_json(m) for m in seen]))
 
 
 @routes.put("/v1/agent/join/{addr}")

@@ -8,7 +8,7 @@ from typing import Any
 
 from aiohttp import web
 
-from .. import __version__
+from .. import CONSUL_VERSION, __version__
 from .base import json_response
 from .gossip_routes import member_json
 from .keys import CONFIG, FEDERATION, GOSSIP, PORTS, REGISTRY, STARTED_AT
@@ -60,8 +60,9 @@ async def agent_self(request: web.Request) -> web.Response:
             "Datacenter": cfg.datacenter,
             "NodeName": cfg.node_name,
             "NodeID": reg.info.node_id,
-            "Version": __version__,
-            "Revision": "",
+            "Version": CONSUL_VERSION,
+            "Revision": f"rumor-{__version__}",
+            "RumorVersion": __version__,
             "Server": False,
             "Domain": cfg.domain,
         },
@@ -77,6 +78,12 @@ async def agent_self(request: web.Request) -> web.Response:
                 "SerfLan": ports.gossip_port,
             },
             "EncryptKey": bool(cfg.encrypt),
+            # Nomad reads these to decide on Connect tasks: no service mesh, no gRPC/xDS port.
+            "ConnectEnabled": False,
+            "GRPCPort": -1,
+            "GRPCTLSPort": -1,
+            "Revision": f"rumor-{__version__}",
+            "Version": CONSUL_VERSION,
         },
         "Member": _self_member(app),
         "Meta": dict(cfg.node_meta),

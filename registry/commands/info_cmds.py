@@ -39,7 +39,8 @@ def info(args: argparse.Namespace) -> int:
     print(f"\tnode = {cfg.get('NodeName')}")
     print(f"\tnode_id = {cfg.get('NodeID')}")
     print(f"\tdatacenter = {cfg.get('Datacenter')}")
-    print(f"\tversion = {cfg.get('Version')}")
+    print(f"\tversion = {cfg.get('RumorVersion') or cfg.get('Version')}")
+    print(f"\tconsul_api_version = {cfg.get('Version')}")
     for section, values in sorted((data.get("Stats") or {}).items()):
         if section == "agent":
             for k, v in sorted(values.items()):

@@ -23,6 +23,9 @@ from .conftest import addrs, ask, has_tc, populated_view, rcode
     ("WEB.Service.RUMOR.", {"10.0.0.1", "10.1.1.2", "10.0.0.3"}),
     ("v1.web.service.rumor.", {"10.0.0.1", "10.0.0.3"}),
     ("v2.web.service.dc1.rumor.", {"10.1.1.2"}),
+    ("web.service.dc1.dc.rumor.", {"10.0.0.1", "10.1.1.2", "10.0.0.3"}),   # Consul's .dc. label
+    ("v2.web.service.dc1.dc.rumor.", {"10.1.1.2"}),
+    ("n2.node.dc1.dc.rumor.", {"10.0.0.2"}),
     ("db.service.rumor.", {"10.0.0.1"}),
     ("n2.node.rumor.", {"10.0.0.2"}),
     ("n2.node.dc1.rumor.", {"10.0.0.2"}),
@@ -138,6 +141,7 @@ def test_reverse_ptr(resolver: Resolver) -> None:
     ("nope.service.rumor.", "A", "NXDOMAIN"),
     ("v9.web.service.rumor.", "A", "NXDOMAIN"),
     ("web.service.dc2.rumor.", "A", "NXDOMAIN"),
+    ("web.service.dc2.dc.rumor.", "A", "NXDOMAIN"),
     ("nope.node.rumor.", "A", "NXDOMAIN"),
     ("foo.rumor.", "A", "NXDOMAIN"),
     ("a.b.c.service.rumor.", "A", "NXDOMAIN"),

@@ -54,7 +54,8 @@ def test_prepare_gossip_profiles_and_overrides() -> None:
                                                            "reconnect_timeout": "1h"}))
     assert p.memberlist.probe_interval == 6.0 and p.memberlist.gossip_interval == 0.5
     assert p.memberlist.delegate_protocol_version == 5
-    assert p.serf.reconnect_timeout == 3600.0 and p.serf.tags == {"role": "web"}
+    assert p.serf.reconnect_timeout == 3600.0
+    assert p.serf.tags == {"role": "web", "build": "1.17.0:rumor-0.1.0"}  # Consul's build tag
     assert p.serf.snapshot_path.endswith("serf/local.snapshot")
     local = prepare_gossip(agent(gossip={"profile": "local"}))
     assert local.memberlist.probe_timeout == 0.2 and local.serf.reconnect_interval == 2.0
