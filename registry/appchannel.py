@@ -1,16 +1,18 @@
-"""One gossip application channel shared by the catalog replicator and the KV store.
+"""One gossip application channel shared by the catalog replicator and the LWW stores.
 
-Gossip has one application delegate; this one routes to both:
+Gossip has one application delegate; this one routes to the catalog's replicator and to each
+last-writer-wins store (the KV store, tag ``K``; external nodes, tag ``X``):
 
-- a message whose first byte is ``KV_TAG`` (``b"K"``) is a KV delta; anything else is a catalog
-  delta (those are msgpack arrays, whose first byte is never ``K``);
-- a push-pull state is the catalog's state, then the KV's, then the KV part's length (4 bytes,
-  big-endian) and the trailer ``RKV1``. A state without the trailer is a catalog state alone (an
-  older Rumor). An older Rumor reading ours ignores the trailing bytes after its compressed
-  catalog state; it drops KV deltas as undecodable (counted).
+- a message whose first byte is a store's tag is that store's delta; anything else is a catalog
+  delta (those are msgpack arrays, whose first byte is never an ASCII letter);
+- a push-pull state is the catalog's state, then each store's part followed by its length
+  (4 bytes, big-endian) and its 4-byte marker (``RKV1``, ``REX1``). Parts are read off the end
+  while a known marker is there; what remains is the catalog's state. An older Rumor reading ours
+  ignores the bytes after its compressed catalog state, and drops store deltas as undecodable
+  (counted).
 
 The answering side of a push-pull merges first and answers after; each part keeps its own
-answer, so both are answered in the same exchange.
+answer, so all are answered in the same exchange.
 """
 
 from __future__ import annotations
@@ -18,14 +20,12 @@ from __future__ import annotations
 import logging
 import struct
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from typing import Protocol
 
-from .kv import KV_TAG, KVReplicator
+from .kv import KVReplicator
 
 log = logging.getLogger(__name__)
-
-TRAILER = b"RKV1"
 
 
 class CatalogChannel(Protocol):
@@ -37,31 +37,44 @@ class CatalogChannel(Protocol):
 
 
 class AppChannel:
-    """The gossip app delegate: catalog replication + KV replication."""
+    """The gossip app delegate: catalog replication + the stores' replication."""
 
-    def __init__(self, catalog: CatalogChannel, kv: KVReplicator,
+    def __init__(self, catalog: CatalogChannel,
+                 parts: Sequence[tuple[bytes, KVReplicator]],
                  clock: Callable[[], float] = time.monotonic) -> None:
+        """``parts``: (4-byte state marker, replicator) for each store."""
         self.catalog = catalog
-        self.kv = kv
+        self.parts = list(parts)
+        self.by_tag = {rep.tag: rep for _, rep in self.parts}
+        self.by_marker = dict(self.parts)
         self.clock = clock
 
     def notify_app_message(self, buf: bytes) -> None:
-        if buf[:1] == KV_TAG:
-            self.kv.notify_message(buf)
+        rep = self.by_tag.get(buf[:1])
+        if rep is not None:
+            rep.notify_message(buf)
         else:
             self.catalog.notify_app_message(buf)
 
     def local_app_state(self, join: bool = False) -> bytes:
-        cat = self.catalog.local_app_state(join)
-        kv = self.kv.local_state(self.clock())
-        return cat + kv + struct.pack(">I", len(kv)) + TRAILER
+        out = [self.catalog.local_app_state(join)]
+        for marker, rep in self.parts:
+            part = rep.local_state(self.clock())
+            out += [part, struct.pack(">I", len(part)), marker]
+        return b"".join(out)
 
     def merge_app_state(self, buf: bytes, join: bool = False) -> None:
-        if len(buf) >= 8 and buf.endswith(TRAILER):
-            (n,) = struct.unpack(">I", buf[-8:-4])
-            if n <= len(buf) - 8:
-                cut = len(buf) - 8 - n
-                self.kv.merge_state(buf[cut:len(buf) - 8])
-                self.catalog.merge_app_state(buf[:cut], join)
-                return
-        self.catalog.merge_app_state(buf, join)
+        end = len(buf)
+        found: list[tuple[KVReplicator, bytes]] = []
+        while end >= 8:
+            rep = self.by_marker.get(buf[end - 4:end])
+            if rep is None:
+                break
+            (n,) = struct.unpack(">I", buf[end - 8:end - 4])
+            if n > end - 8:
+                break
+            found.append((rep, buf[end - 8 - n:end - 8]))
+            end -= 8 + n
+        for rep, part in found:
+            rep.merge_state(part)
+        self.catalog.merge_app_state(buf[:end], join)

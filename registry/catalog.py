@@ -52,6 +52,9 @@ SERVICE_MAINT_PREFIX = "_service_maintenance:"
 
 #: gossip statuses under which a node still counts as alive for health
 _LIVE = frozenset({"alive", "leaving"})
+EXTERNAL = "external"
+"""Status of an external node (registered through the catalog API for a host that runs no
+agent, see ``registry/external.py``): it has no serfHealth check; its health is its checks."""
 
 
 def health_rank(status: str) -> int:
@@ -548,7 +551,7 @@ class Catalog:
 
     def _instance(self, e: _NodeEntry, it: _Item) -> Instance:
         rec: ServiceRecord = it.value
-        checks = [self._serf_check(e)]
+        checks = [] if e.status == EXTERNAL else [self._serf_check(e)]
         node_name = e.info.name
         for cit in e.checks.values():
             c: CheckRecord = cit.value
@@ -604,7 +607,7 @@ class Catalog:
         e = self._nodes.get(name.lower())
         if e is None:
             return []
-        out = [self._serf_check(e)]
+        out = [] if e.status == EXTERNAL else [self._serf_check(e)]
         for cid, cit in sorted(e.checks.items()):
             out.append(Check(node=e.info.name, record=cit.value, create_index=cit.create_index,
                              modify_index=cit.modify_index))

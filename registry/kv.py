@@ -379,9 +379,12 @@ class KVReplicator:
 
     def __init__(self, store: KVStore, broadcast: Broadcast, *,
                  delta_limit: int = DELTA_LIMIT, answer_budget: int = ANSWER_BUDGET,
-                 state_max: int = 64 * 1024 * 1024) -> None:
+                 state_max: int = 64 * 1024 * 1024, tag: bytes = KV_TAG) -> None:
         self.store = store
         self.broadcast = broadcast
+        self.tag = tag
+        """First byte of this store's deltas on the shared channel (``KV_TAG`` for the KV store;
+        the external-node records use the same machinery under their own tag)."""
         self.delta_limit = delta_limit
         self.answer_budget = answer_budget
         self.state_max = state_max
@@ -406,14 +409,14 @@ class KVReplicator:
     def on_local_writes(self, entries: list[Entry], now: float) -> None:
         """Broadcast this agent's own writes (one delta each; too large: anti-entropy)."""
         for e in entries:
-            msg: bytes = KV_TAG + msgpack.packb([_DELTA, *e.wire()])
+            msg: bytes = self.tag + msgpack.packb([_DELTA, *e.wire()])
             if len(msg) > self.delta_limit:
                 self.counters["delta_oversize"] += 1
                 self._big[e.key] = (now, e)
                 continue
             self._big.pop(e.key, None)
             self.counters["deltas_sent"] += 1
-            self.broadcast("kv\x00" + e.key, msg)
+            self.broadcast(self.tag.decode() + "\x00" + e.key, msg)
 
     def local_state(self, now: float) -> bytes:
         """The answer to the digest just merged, or (initiating) a digest + big recent writes."""
@@ -431,7 +434,7 @@ class KVReplicator:
     # --- incoming -------------------------------------------------------------------------------
 
     def notify_message(self, buf: bytes) -> None:
-        """A delta from a peer (``buf`` starts with ``KV_TAG``). Never raises."""
+        """A delta from a peer (``buf`` starts with this replicator's tag). Never raises."""
         self.counters["deltas_received"] += 1
         try:
             msg = msgpack.unpackb(buf[1:], strict_map_key=True)
@@ -448,7 +451,7 @@ class KVReplicator:
             return
         if won:
             self.counters["deltas_applied"] += 1
-            self.broadcast("kv\x00" + e.key, bytes(buf))
+            self.broadcast(self.tag.decode() + "\x00" + e.key, bytes(buf))
         else:
             self.counters["deltas_stale"] += 1
 

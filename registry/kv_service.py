@@ -19,7 +19,7 @@ from typing import Any
 import msgpack  # type: ignore[import-untyped]
 
 from .datadir import DataDir, atomic_write
-from .kv import Entry, HybridClock, KVReplicator, KVStore, entry_from_wire
+from .kv import KV_TAG, Entry, HybridClock, KVReplicator, KVStore, entry_from_wire
 
 log = logging.getLogger(__name__)
 
@@ -34,10 +34,12 @@ _FORMAT = 1
 class KVService:
     def __init__(self, writer: str, datadir: DataDir | None,
                  broadcast: Callable[[str, bytes], None], *,
-                 wall: Callable[[], float] = time.time) -> None:
+                 wall: Callable[[], float] = time.time, state_file: str = STATE_FILE,
+                 tag: bytes = KV_TAG) -> None:
         self.datadir = datadir
+        self.state_file = state_file
         self.store = KVStore(writer, clock=HybridClock(wall))
-        self.replicator = KVReplicator(self.store, broadcast)
+        self.replicator = KVReplicator(self.store, broadcast, tag=tag)
         self.store.listeners.append(self._on_change)
         self._changed = asyncio.Event()
         self._generation = 0
@@ -94,7 +96,7 @@ class KVService:
         """Restore the keyspace from the data dir; returns how many keys came back."""
         if self.datadir is None:
             return 0
-        path = self.datadir.file(STATE_FILE)
+        path = self.datadir.file(self.state_file)
         try:
             raw = path.read_bytes()
         except FileNotFoundError:
@@ -133,7 +135,7 @@ class KVService:
                 return
             gen = self._generation
             snap = self._snapshot()
-            path = self.datadir.file(STATE_FILE)
+            path = self.datadir.file(self.state_file)
             await asyncio.to_thread(lambda: atomic_write(path, msgpack.packb(snap)))
             self._written = gen
             self.counters["persist_writes"] += 1

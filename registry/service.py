@@ -25,6 +25,7 @@ from .containers import ContainerWatcher
 from .datadir import DataDir
 from .definitions import CheckDef, ServiceDef, parse_check, parse_service
 from .errors import ConfigError, RequestError
+from .external import ExternalNodes
 from .kv_service import KVService
 from .local import LocalState
 from .looplag import LoopLag
@@ -125,6 +126,8 @@ class Registry:
         self.loop_lag: LoopLag | None = None
         """The agent's measure of loop stalls (``registry.looplag``), read by the API."""
         self.kv = KVService(self.info.node_id or cfg.node_name, datadir, self._broadcast)
+        self.external = ExternalNodes(self.catalog, self.info.node_id or cfg.node_name, datadir,
+                                      self._broadcast, writer_alive=self._writer_alive)
         self._member_status: dict[str, str] = {}
         self._live_peers: set[str] = set()
         """Alive peers as told by member events only (the status cache above may learn of a
@@ -153,6 +156,14 @@ class Registry:
             if m is not None:
                 s = self._member_status[name.lower()] = m.status
         return s
+
+    def _writer_alive(self, writer: str) -> bool:
+        """Is the agent with this node ID (or name, without a data dir) alive in the pool?"""
+        for n in self.catalog.nodes():
+            if writer in (n.node_id, n.name) and n.status != "external":
+                return self._status_of(n.name) in ("alive", "leaving") or (
+                    n.name.lower() == self.local.info.name.lower())
+        return False
 
     def _addr_of(self, name: str) -> str:
         if self.gossip is not None:
@@ -207,6 +218,9 @@ class Registry:
             log.info("restored the KV store from the data dir keys=%d", keys)
         await self.kv.start()
         restored = self.local.load()
+        ext = await self.external.start()
+        if ext:
+            log.info("restored external nodes from the data dir entries=%d", ext)
         if restored:
             log.info("restored local services from the data dir count=%d", restored)
         await self.local.apply_parsed_config(list(self.prepared.services),
@@ -230,8 +244,10 @@ class Registry:
                 if m.status == "alive" and m.name.lower() != self.local.info.name.lower():
                     self._live_peers.add(m.name.lower())
             from .appchannel import AppChannel
+            from .external import MARKER
 
-            self.gossip.set_app_delegate(AppChannel(self.replicator, self.kv.replicator))
+            self.gossip.set_app_delegate(AppChannel(self.replicator, [
+                (b"RKV1", self.kv.replicator), (MARKER, self.external.replicator)]))
             self.gossip.add_listener(self._on_gossip_event)
             # tell peers our node info now; the rest of our record follows as deltas and on
             # the push-pull of the join
@@ -244,6 +260,7 @@ class Registry:
             await self.replicator.close()
         await self.local.stop()
         await self.kv.stop()
+        await self.external.stop()
 
     async def reload_definitions(self, services: Sequence[Mapping[str, Any]],
                                  checks: Sequence[Mapping[str, Any]]) -> None:
@@ -279,4 +296,5 @@ class Registry:
         if self.containers is not None:
             out.update({f"containers_{k}": v for k, v in self.containers.counters.items()})
         out.update(self.kv.stats())
+        out.update(self.external.stats())
         return out

@@ -1,11 +1,13 @@
 """``/v1/catalog/*``: services, nodes and instances as Consul's catalog shows them.
 
-``PUT /v1/catalog/register`` and ``/v1/catalog/deregister`` exist in Consul for writing any node
-into the servers' catalog. In Rumor every agent is the only writer of its own node, so these
-accept requests for the local node only (they act like the agent endpoints: a ``Service`` is
-registered, ``ServiceID``/``CheckID`` deregistered) and refuse any other node with a 403 that
-says to register through that node's own agent. Checks in a catalog registration are refused
-(400): checks run on the agent, register them with ``/v1/agent/check/register``.
+``PUT /v1/catalog/register`` and ``/v1/catalog/deregister``:
+
+* for this agent's own node they act like the agent endpoints (a ``Service`` is registered,
+  ``ServiceID``/``CheckID`` deregistered; checks are refused, they run on the agent);
+* for another agent's node they answer 403 (each agent is the only writer of its node);
+* for any other name they write an *external node* (a host that runs no agent) with its
+  services and checks, in Consul's shapes; this agent becomes its writer and replicates it
+  (see ``registry/external.py``).
 """
 
 from __future__ import annotations
@@ -15,6 +17,7 @@ from typing import Any
 from aiohttp import web
 
 from ..acl import READ, WRITE
+from ..catalog import CRITICAL, EXTERNAL, STATUSES, CheckRecord, NodeInfo
 from ..definitions import normalize_keys, parse_service
 from ..errors import PermissionDenied, RequestError
 from . import strict
@@ -140,36 +143,123 @@ async def node_services(request: web.Request) -> web.Response:
     return respond(encode({"Node": node_json(n), "Services": services}), index)
 
 
-def _local_node_only(request: web.Request, body: dict[str, Any]) -> None:
-    reg = registry_of(request)
-    node = body.get("Node")
+def _is_local(request: web.Request, node: Any) -> bool:
     if not isinstance(node, str) or not node:
         raise RequestError("Must provide node")
-    if node.lower() != reg.local.info.name.lower():
+    reg = registry_of(request)
+    if node.lower() == reg.local.info.name.lower():
+        return True
+    status = reg.catalog.node_status(node)
+    if status is not None and status != EXTERNAL:
         raise PermissionDenied(
-            f"cannot write node {node!r} here: each Rumor agent is the only writer of its own "
-            f"node ({reg.local.info.name!r}); register through that node's agent with "
+            f"cannot write node {node!r} here: it is an agent's own node, and each Rumor agent "
+            "is the only writer of its node; register through that node's agent with "
             "/v1/agent/service/register")
+    return False
+
+
+_REGISTER_KEYS = {k.lower(): k for k in (
+    "Node", "ID", "Address", "Datacenter", "TaggedAddresses", "NodeMeta", "Service",
+    "Check", "Checks", "SkipNodeUpdate", "Token")}
 
 
 @routes.put("/v1/catalog/register")
 async def catalog_register(request: web.Request) -> web.Response:
     raw = await read_json(request)
     strict.check_body(raw, strict.CATALOG_REGISTER)
-    body = normalize_keys(raw, {k.lower(): k for k in (
-        "Node", "ID", "Address", "Datacenter", "TaggedAddresses", "NodeMeta", "Service",
-        "Check", "Checks", "SkipNodeUpdate", "Token")}, "body")
+    body = normalize_keys(raw, _REGISTER_KEYS, "body")
     authorize(request, "node", str(body.get("Node") or ""), WRITE)
-    _local_node_only(request, body)
-    if body.get("Check") or body.get("Checks"):
-        raise RequestError("checks cannot be registered through the catalog in Rumor; "
-                           "use /v1/agent/check/register on the node's agent")
     reg = registry_of(request)
+    dc = body.get("Datacenter")
+    if dc and dc != reg.catalog.datacenter:
+        raise RequestError(f"No path to datacenter {dc!r}; this agent serves "
+                           f"{reg.catalog.datacenter!r} only")
+    if not _is_local(request, body.get("Node")):
+        await _register_external(request, reg, body)
+        return web.json_response(True)
+    if body.get("Check") or body.get("Checks"):
+        raise RequestError("checks cannot be registered through the catalog for an agent's own "
+                           "node in Rumor; use /v1/agent/check/register on the node's agent")
     if body.get("Service") is not None:
         sdef = parse_service(body["Service"], where="Service.")
         authorize(request, "service", sdef.record.service, WRITE)
         await reg.local.register_service(sdef)
     return web.json_response(True)
+
+
+def _str_map(v: Any, what: str) -> dict[str, str]:
+    if v is None:
+        return {}
+    if not isinstance(v, dict) or not all(isinstance(x, str) for x in v.values()):
+        raise RequestError(f"{what}: must be an object of string values")
+    return dict(v)
+
+
+_HC_KEYS = {k.lower(): k for k in (
+    "Node", "CheckID", "Name", "Status", "Notes", "Output", "ServiceID", "ServiceName",
+    "ServiceTags", "Type", "Interval", "Timeout", "Definition")}
+
+
+async def _register_external(request: web.Request, reg: Any, body: dict[str, Any]) -> None:
+    """Consul's RegisterRequest for a node no agent runs on (see registry/external.py)."""
+    name: str = body["Node"]
+    skip = body.get("SkipNodeUpdate") is True
+    info = None
+    if not skip or reg.external.owner(name) is None:
+        address = body.get("Address")
+        if not isinstance(address, str) or not address:
+            raise RequestError("Must provide address")
+        node_id = body.get("ID") or ""
+        if not isinstance(node_id, str):
+            raise RequestError("ID: must be a string (a UUID)")
+        meta = _str_map(body.get("NodeMeta"), "NodeMeta")
+        for k in meta:
+            if not k or len(k) > 128 or len(meta[k]) > 512:
+                raise RequestError(f"NodeMeta: key {k[:20]!r} or its value is too long")
+        info = NodeInfo(name=name, node_id=node_id, address=address,
+                        datacenter=reg.catalog.datacenter, meta=meta,
+                        tagged_addresses=_str_map(body.get("TaggedAddresses"), "TaggedAddresses"))
+    service = None
+    if body.get("Service") is not None:
+        service = parse_service(body["Service"], where="Service.").record
+        authorize(request, "service", service.service, WRITE)
+    raw_checks: list[Any] = []
+    if body.get("Check") is not None:
+        raw_checks.append(body["Check"])
+    if isinstance(body.get("Checks"), list):
+        raw_checks.extend(body["Checks"])
+    checks = []
+    for i, rc in enumerate(raw_checks):
+        c = normalize_keys(rc, _HC_KEYS, f"Checks[{i}]")
+        cid = c.get("CheckID") or c.get("Name")
+        cname = c.get("Name") or cid
+        if not isinstance(cid, str) or not cid or not isinstance(cname, str):
+            raise RequestError(f"Checks[{i}]: Missing check ID or name")
+        cnode = c.get("Node")
+        if cnode not in (None, "") and str(cnode).lower() != name.lower():
+            raise RequestError(f"Checks[{i}].Node: {cnode!r} is not the node being registered")
+        status = c.get("Status") or CRITICAL
+        if status not in STATUSES:
+            raise RequestError(f"Checks[{i}].Status: {status!r} is not a check status; use "
+                               "passing, warning or critical")
+        sid = c.get("ServiceID") or ""
+        if not isinstance(sid, str):
+            raise RequestError(f"Checks[{i}].ServiceID: must be a string")
+        srec = service if service is not None and service.id == sid else (
+            reg.external.service_record(name, sid) if sid else None)
+        if sid and srec is None:
+            raise RequestError(f"Checks[{i}].ServiceID: {sid!r} is not a service of node "
+                               f"{name!r}; register the service first or in the same request")
+        fields = {k: c.get(k) or "" for k in ("Notes", "Output", "Type", "Interval", "Timeout")}
+        if not all(isinstance(v, str) for v in fields.values()):
+            raise RequestError(f"Checks[{i}]: Notes, Output, Type, Interval and Timeout must be "
+                               "strings")
+        checks.append(CheckRecord(
+            check_id=cid, name=cname, status=status, output=fields["Output"][:4096],
+            notes=fields["Notes"], service_id=sid,
+            service_name=srec.service if srec else "", service_tags=srec.tags if srec else (),
+            type=fields["Type"], interval=fields["Interval"], timeout=fields["Timeout"]))
+    await reg.external.register(info, name, service, checks)
 
 
 @routes.put("/v1/catalog/deregister")
@@ -178,16 +268,21 @@ async def catalog_deregister(request: web.Request) -> web.Response:
     strict.check_body(raw, strict.CATALOG_DEREGISTER)
     body = normalize_keys(raw, {k.lower(): k for k in (
         "Node", "Datacenter", "ServiceID", "CheckID", "Token")}, "body")
-    _local_node_only(request, body)
     reg = registry_of(request)
     sid, cid = body.get("ServiceID"), body.get("CheckID")
+    if not isinstance(sid, (str, type(None))) or not isinstance(cid, (str, type(None))):
+        raise RequestError("ServiceID and CheckID must be strings")
+    if not _is_local(request, body.get("Node")):
+        authorize(request, "node", str(body["Node"]), WRITE)
+        await reg.external.deregister(body["Node"], sid or "", cid or "")
+        return web.json_response(True)
     _may_deregister(request, sid, cid)
     if not sid and not cid:
         raise RequestError("deregistering a whole node is not possible: an agent's node leaves "
                            "with `rumor leave`; pass ServiceID or CheckID")
-    if isinstance(sid, str) and sid:
+    if sid:
         await reg.local.deregister_service(sid)
-    if isinstance(cid, str) and cid:
+    if cid:
         await reg.local.deregister_check(cid)
     return web.json_response(True)
 

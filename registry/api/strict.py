@@ -122,7 +122,7 @@ NODE_SERVICE = Obj({
 
 CATALOG_REGISTER = Obj({
     **_leaves("Datacenter", "ID", "Node", "Address", "SkipNodeUpdate", "Token", "PeerName",
-              *ENTERPRISE),
+              "WriteRequest", *ENTERPRISE),
     "TaggedAddresses": MapOf(None), "NodeMeta": MapOf(None),
     "Service": NODE_SERVICE, "Check": HEALTH_CHECK, "Checks": ListOf(HEALTH_CHECK),
     "Locality": LOCALITY,
@@ -130,8 +130,9 @@ CATALOG_REGISTER = Obj({
 """Consul's ``RegisterRequest``."""
 
 CATALOG_DEREGISTER = Obj(_leaves("Datacenter", "Node", "ServiceID", "CheckID", "PeerName", "Token",
-                                 "Address", *ENTERPRISE))
-"""Consul's ``DeregisterRequest`` (``Address`` is obsolete and explicitly allowed)."""
+                                 "Address", "WriteRequest", *ENTERPRISE))
+"""Consul's ``DeregisterRequest`` (``Address`` is obsolete and explicitly allowed).
+``WriteRequest`` (``{"Token": ...}``) is what py-consul sends for the embedded struct."""
 
 CHECK_UPDATE = Obj(_leaves("Status", "Output"))
 """``PUT /v1/agent/check/update/:id``."""

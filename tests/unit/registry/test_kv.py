@@ -276,12 +276,12 @@ class FakeCatalog:
 def test_app_channel_routes_both_parts() -> None:
     cat = FakeCatalog()
     kv = KVReplicator(store("a"), Net())
-    ch = AppChannel(cat, kv, clock=lambda: 0.0)
+    ch = AppChannel(cat, [(b"RKV1", kv)], clock=lambda: 0.0)
     ch.notify_app_message(msgpack.packb([1, "n", "S", "x", 1, 0, None]))
     assert len(cat.messages) == 1
     peer = KVReplicator(store("b"), Net())
     peer.store.put("k", b"v")
-    ch2 = AppChannel(FakeCatalog(), peer, clock=lambda: 0.0)
+    ch2 = AppChannel(FakeCatalog(), [(b"RKV1", peer)], clock=lambda: 0.0)
     ch.merge_app_state(ch2.local_app_state())
     assert cat.states == [b"\x01catalog-state"]
     # an older Rumor's state (no trailer) goes to the catalog whole
