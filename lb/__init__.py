@@ -50,6 +50,7 @@ from .errors import ConfigError, LBError, ListenerError
 from .loadbalancer import LoadBalancer, listeners_from_config
 from .memview import MemInstance, MemoryView
 from .pool import Pool
+from .resolve import HostCache, ResolveError
 from .routes import RouteTable, urlprefix_routes
 from .strategy import Backend, LeastConn, Random, RoundRobin, WeightedRoundRobin, make_strategy
 from .tls import (
@@ -72,6 +73,7 @@ __all__ = [
     "CertificateSpec",
     "ConfigError",
     "DefaultCertificateLoader",
+    "HostCache",
     "Instance",
     "LBConfig",
     "LBCounters",
@@ -87,6 +89,7 @@ __all__ = [
     "Pool",
     "Random",
     "RedirectSpec",
+    "ResolveError",
     "RoundRobin",
     "Route",
     "RouteTable",

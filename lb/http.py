@@ -576,8 +576,11 @@ class ClientConn(asyncio.Protocol):
         b.connections += 1
         try:
             async with asyncio.timeout(listener.connect_timeout):
+                host = b.host
+                if b.sockaddr is None and listener.resolver is not None:
+                    host = (await listener.resolver.resolve(host))[0]  # aiodns, TTL-cached
                 _, up = await self.loop.create_connection(
-                    lambda: UpstreamConn(listener, b), b.host, b.port,
+                    lambda: UpstreamConn(listener, b), host, b.port,
                     **listener.tls.backend_ssl(listener.spec, b, listener.connect_timeout))
         except asyncio.CancelledError:
             raise

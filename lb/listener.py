@@ -13,6 +13,7 @@ from typing import TYPE_CHECKING, Any, Protocol
 from .config import LBConfig, ListenerSpec, Route
 from .counters import LBCounters, ListenerStats
 from .pool import Pool
+from .resolve import HostCache
 from .routes import RouteTable, urlprefix_routes
 from .tls import ListenerTLS, handshake_failure_reason
 from .view import CatalogView, Instance
@@ -56,6 +57,8 @@ class Listener:
         self.conns: set[Conn] = set()
         self.local_addr: tuple[str, int] = sock.getsockname()[:2]
         self.connect_timeout = spec.connect_timeout or config.connect_timeout
+        self.resolver: HostCache | None = None
+        """Resolves backends registered by host name (set by the LoadBalancer)."""
         self.idle_timeout = (spec.idle_timeout if spec.idle_timeout is not None
                              else config.idle_timeout)
         self.max_connections = spec.max_connections or config.max_connections

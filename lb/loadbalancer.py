@@ -14,6 +14,7 @@ from .counters import LBCounters
 from .errors import ConfigError, ListenerError
 from .http import HttpListener
 from .listener import Listener
+from .resolve import HostCache
 from .tcp import TcpListener
 from .tls import CertificateLoader, DefaultCertificateLoader, prepare_listener_tls
 from .view import CatalogView
@@ -71,9 +72,12 @@ class LoadBalancer:
 
     def __init__(self, config: LBConfig | None, view: CatalogView, *,
                  counters: LBCounters | None = None, rng: random.Random | None = None,
-                 cert_loader: CertificateLoader | None = None) -> None:
+                 cert_loader: CertificateLoader | None = None,
+                 resolver: HostCache | None = None) -> None:
         self.config = (config or LBConfig()).validate()
         self.cert_loader: CertificateLoader = cert_loader or DefaultCertificateLoader()
+        self.resolver = resolver or HostCache()
+        """For backends registered by host name (aiodns, cached by TTL)."""
         self.view = view
         self.counters = counters or LBCounters()
         self.rng = rng or random.Random()
@@ -143,6 +147,7 @@ class LoadBalancer:
                 sock = _bind(spec)
             cls = HttpListener if spec.mode == "http" else TcpListener
             listener = cls(spec, self.config, sock, self.counters, self.rng, tls)
+            listener.resolver = self.resolver
             try:
                 listener.refresh(self.view)
                 await listener.start()

@@ -278,9 +278,16 @@ class SpliceConn:
         self._connect_to(b, addr)
 
     async def _resolve_and_connect(self, b: Backend) -> None:
+        resolver = self.listener.resolver
         try:
             async with asyncio.timeout(self.listener.connect_timeout):
-                infos = await self.loop.getaddrinfo(b.host, b.port, type=socket.SOCK_STREAM)
+                if resolver is not None:
+                    # aiodns, cached by the records' TTL (IPv4 first)
+                    ip = (await resolver.resolve(b.host))[0]
+                    infos = await self.loop.getaddrinfo(ip, b.port, type=socket.SOCK_STREAM,
+                                                        flags=socket.AI_NUMERICHOST)
+                else:
+                    infos = await self.loop.getaddrinfo(b.host, b.port, type=socket.SOCK_STREAM)
         except (OSError, TimeoutError) as e:
             if not self.closed:
                 self._connect_failed(OSError(f"cannot resolve {b.host!r}: {e}"))
@@ -614,8 +621,11 @@ async def _pump_connection(listener: TcpListener, csock: socket.socket, caddr: A
         b.connections += 1
         try:
             async with asyncio.timeout(listener.connect_timeout):
+                host = b.host
+                if b.sockaddr is None and listener.resolver is not None:
+                    host = (await listener.resolver.resolve(host))[0]
                 await loop.create_connection(
-                    lambda: conn.server, b.host, b.port,
+                    lambda: conn.server, host, b.port,
                     **listener.tls.backend_ssl(listener.spec, b, listener.connect_timeout))
         except (OSError, TimeoutError) as e:
             if isinstance(e, ssl.SSLError):

@@ -36,6 +36,7 @@ from dnsserver import DNSConfig, DNSServer
 from gossip import Gossip
 from gossip.memory import release_free_memory
 from lb import (
+    HostCache,
     LBConfig,
     LBError,
     ListenerSpec,
@@ -49,6 +50,7 @@ from .config import AgentConfig, split_hostport
 from .datadir import DataDir
 from .errors import ConfigError
 from .federation import Federation
+from .joinaddr import expand as expand_join
 from .listeners import ListenerStore
 from .looplag import LoopLag
 from .membership import prepare_gossip, start_gossip
@@ -91,6 +93,8 @@ class Agent:
         self._dns_config: DNSConfig | None = None
         self._lb_config: LBConfig | None = None
         self._lb_listeners: list[ListenerSpec] = []
+        self.resolver = HostCache(config.recursors)
+        """Host names (join addresses, LB backends) via aiodns and the recursors, TTL-cached."""
         self.http_port = 0
         self.https_port = 0
         self._tls: ReloadableServerContext | None = None
@@ -186,7 +190,7 @@ class Agent:
         if self._lb_config is not None:
             # the LB reads other datacenters too, for listeners with Failover
             self.lb = LoadBalancer(self._lb_config, FederatedView(view, self.remote_views),
-                                   cert_loader=LBCertificateLoader())
+                                   cert_loader=LBCertificateLoader(), resolver=self.resolver)
             store = ListenerStore(self.lb, self.datadir)
 
         await self._start_http(store)
@@ -210,7 +214,7 @@ class Agent:
                     log.error("lb listener not started name=%s error=%s", spec.name, e)
 
         if cfg.start_join:
-            joined = await self.gossip.join(list(cfg.start_join))
+            joined = await self.gossip.join(await expand_join(cfg.start_join, self.resolver))
             if joined == 0:
                 raise ConfigError(
                     "start_join: could not join any of " + ", ".join(cfg.start_join)
@@ -305,7 +309,7 @@ class Agent:
         while True:
             attempt += 1
             try:
-                joined = await pool.join(addrs)
+                joined = await pool.join(await expand_join(addrs, self.resolver))
             except Exception as e:  # noqa: BLE001 - any failure is logged and retried
                 log.warning("%s failed attempt=%d error=%s", what, attempt, e)
                 joined = 0

@@ -416,7 +416,9 @@ class CheckManager:
 
     def _get_session(self) -> aiohttp.ClientSession:
         if self._session is None or self._session.closed:
-            conn = aiohttp.TCPConnector(limit=64, force_close=True, ttl_dns_cache=10)
+            # host names in check URLs resolve with aiodns (c-ares), off the thread pool
+            conn = aiohttp.TCPConnector(limit=64, force_close=True, ttl_dns_cache=10,
+                                        resolver=aiohttp.AsyncResolver())
             self._session = aiohttp.ClientSession(connector=conn, auto_decompress=True,
                                                   cookie_jar=aiohttp.DummyCookieJar())
         return self._session

@@ -63,9 +63,11 @@ class AgentConfig:
     serf_lan_port: int = DEFAULT_SERF_LAN_PORT
     """Gossip port, UDP and TCP (``ports.serf_lan``); 0 picks a free port. Default 7946."""
     start_join: tuple[str, ...] = ()
-    """Addresses (host[:port]) to join at start; start-up fails if none answers."""
+    """Addresses (host[:port]) to join at start; start-up fails if none answers. A host name
+    joins every A/AAAA record it has (aiodns, through ``recursors`` when set)."""
     retry_join: tuple[str, ...] = ()
-    """Addresses to join at start, retried every ``retry_interval`` until one answers."""
+    """Addresses to join at start, retried every ``retry_interval`` until one answers (host
+    names as for ``start_join``, resolved again on every attempt)."""
     start_join_wan: tuple[str, ...] = ()
     """WAN pool addresses (host[:port], port 8302) to join at start (``-join-wan``); makes this
     agent a WAN member. Start-up fails if none answers."""
