@@ -69,7 +69,9 @@ async def kv_get(request: web.Request) -> web.Response:
     keys_mode = "keys" in request.query
     prefix = keys_mode or bool_param(request, "recurse")
     params = blocking_params(request)
-    if params is None:
+    if params is None or params[0] > kv.store.index:
+        # (an index above ours comes from another agent or before a restart: answer at once,
+        # so that the client resets, as for the catalog)
         index = kv.store.query_index(key, prefix)
     else:
         index = await kv.wait(key, prefix, params[0], params[1])

@@ -104,6 +104,11 @@ def test_put_spreads_blocking_read_woken_by_remote_write(three: list[AgentProces
     th.join(20)
     assert sorted(e["Key"] for e in got["prefix"][1]) == ["app/config", "app/new"]
 
+    # an index from another agent (or from before a restart) above ours answers at once
+    t = time.monotonic()
+    status, h, _ = raw(b, "GET", "/v1/kv/app/config?index=999999&wait=20s")
+    assert status == 200 and time.monotonic() - t < 5 and int(h["X-Consul-Index"]) < 999999
+
 
 def test_recurse_keys_separator_raw_and_deletes(three: list[AgentProcess]) -> None:
     a, b, c = three
