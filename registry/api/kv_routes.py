@@ -5,7 +5,7 @@ stale``, always: there is no leader to ask). Writes are applied here, on disk be
 and spread by gossip; between concurrent writes to one key the newest (hybrid logical clock,
 then node ID) wins on every agent.
 
-Everything that needs consensus is refused with 501 and a reason, never served weaker: ``?cas``,
+Everything that needs consensus is refused with 400 and a reason, never served weaker: ``?cas``,
 ``?acquire``, ``?release``, and the session and transaction endpoints.
 """
 
@@ -36,7 +36,7 @@ NO_CONSENSUS = (
 
 
 def no_consensus(what: str) -> RequestError:
-    return RequestError(NO_CONSENSUS.format(what=what), 501)
+    return RequestError(NO_CONSENSUS.format(what=what), 400)
 
 
 def kv_of(request: web.Request) -> KVService:
@@ -92,7 +92,10 @@ async def kv_get(request: web.Request) -> web.Response:
                                 content_type="application/octet-stream")
         found = [entry_json(e)] if e is not None else []
     if not found:
-        return web.Response(status=404, headers=headers)
+        # Consul's body is empty; clients look at the status only, and a reason helps people
+        what = f"no keys under {key!r}" if prefix else f"key not found: {key!r}"
+        return web.Response(status=404, text=what + "\n", content_type="text/plain",
+                            headers=headers)
     return web.Response(body=encode(found), headers=headers, content_type="application/json")
 
 

@@ -138,7 +138,7 @@ def test_recurse_keys_separator_raw_and_deletes(three: list[AgentProcess]) -> No
     status, h, body = raw(c, "GET", "/v1/kv/web/a?raw")
     assert (status, body) == (200, b"WEB/A")
     status, h, body = raw(c, "GET", "/v1/kv/missing")
-    assert status == 404 and body == b"" and int(h["X-Consul-Index"]) >= 1
+    assert status == 404 and body == b"key not found: 'missing'\n" and int(h["X-Consul-Index"]) >= 1
     assert cc.kv.get("missing") == (h["X-Consul-Index"], None)
     status, _, body = raw(c, "GET", "/v1/kv/nothing/?recurse")
     assert status == 404
@@ -186,17 +186,17 @@ def test_concurrent_writes_converge(three: list[AgentProcess]) -> None:
 def test_size_limit_cas_sessions_and_bad_requests(three: list[AgentProcess]) -> None:
     a = three[0]
     status, _, body = raw(a, "PUT", "/v1/kv/k?cas=0", b"v")
-    assert status == 501 and b"?cas needs consensus" in body and b"docs/comparison.md" in body
+    assert status == 400 and b"?cas needs consensus" in body and b"docs/comparison.md" in body
     assert raw(a, "GET", "/v1/kv/k")[0] == 404  # nothing written
     for q in ("acquire=abc", "release=abc"):
         status, _, body = raw(a, "PUT", f"/v1/kv/k?{q}", b"v")
-        assert status == 501 and b"needs consensus" in body
+        assert status == 400 and b"needs consensus" in body
     status, _, body = raw(a, "DELETE", "/v1/kv/k?cas=3")
-    assert status == 501
+    assert status == 400
     status, _, body = raw(a, "PUT", "/v1/session/create", b"{}")
-    assert status == 501 and b"Sessions (/v1/session) needs consensus" in body
+    assert status == 400 and b"Sessions (/v1/session) needs consensus" in body
     status, _, body = raw(a, "PUT", "/v1/txn", b"[]")
-    assert status == 501
+    assert status == 400
     with pytest.raises(consul.ConsulException):
         client(a).kv.put("k", "v", cas=0)
     status, _, body = raw(a, "PUT", "/v1/kv/big", b"x" * (512 * 1024 + 1))
