@@ -135,16 +135,11 @@ def refuse_exec_check(defn: CheckDef, *, local: bool, enable_script_checks: bool
         "config files and callers on this host)")
 
 
-class Runner:
-    """Base of the periodic runners: one probe at a time, every ``Interval``."""
+class _Looping:
+    """A check whose work is one task (``_loop``), started and stopped with the check."""
 
-    def __init__(self, defn: CheckDef, report: Report, initial: str) -> None:
-        self.defn = defn
-        self.report = report
-        self.filter = StatusFilter(defn.success_before_passing, defn.failures_before_critical,
-                                   initial, defn.failures_before_warning)
-        self.task: asyncio.Task[None] | None = None
-        self.runs = 0
+    defn: CheckDef
+    task: asyncio.Task[None] | None = None
 
     def start(self) -> None:
         self.task = asyncio.get_running_loop().create_task(
@@ -158,6 +153,21 @@ class Runner:
             except (asyncio.CancelledError, Exception):  # noqa: BLE001, S110 - stopping anyway
                 pass
             self.task = None
+
+    async def _loop(self) -> None:
+        raise NotImplementedError
+
+
+class Runner(_Looping):
+    """Base of the periodic runners: one probe at a time, every ``Interval``."""
+
+    def __init__(self, defn: CheckDef, report: Report, initial: str) -> None:
+        self.defn = defn
+        self.report = report
+        self.filter = StatusFilter(defn.success_before_passing, defn.failures_before_critical,
+                                   initial, defn.failures_before_warning)
+        self.task = None
+        self.runs = 0
 
     async def _loop(self) -> None:
         # Consul staggers the first run randomly within the interval; a short fixed delay
@@ -355,7 +365,7 @@ def alias_status(catalog: Catalog, node: str, service_id: str) -> tuple[str, str
     return health, msg
 
 
-class AliasRunner:
+class AliasRunner(_Looping):
     """Mirrors another service's or node's health; wakes on every change of that node."""
 
     WAIT = 60.0
@@ -366,20 +376,7 @@ class AliasRunner:
         self.report = report
         self.catalog = catalog
         self.node = defn.alias_node or local_node
-        self.task: asyncio.Task[None] | None = None
-
-    def start(self) -> None:
-        self.task = asyncio.get_running_loop().create_task(
-            self._loop(), name=f"check-{self.defn.check_id}")
-
-    async def stop(self) -> None:
-        if self.task is not None:
-            self.task.cancel()
-            try:
-                await self.task
-            except (asyncio.CancelledError, Exception):  # noqa: BLE001, S110 - stopping anyway
-                pass
-            self.task = None
+        self.task = None
 
     async def _loop(self) -> None:
         key = f"node:{self.node.lower()}"
