@@ -10,12 +10,9 @@ from __future__ import annotations
 
 import subprocess
 import urllib.error
-from collections.abc import Iterator
-from pathlib import Path
 from typing import Any
 
 import consul
-import pytest
 
 from tests.harness.agents import AgentProcess, Cluster, wait_for
 
@@ -31,15 +28,6 @@ EXT = {
               "ServiceID": "db1", "Output": "ok", "Definition": {"TCP": "10.9.9.9:5432",
                                                                  "Interval": "10s"}},
 }
-
-
-@pytest.fixture
-def cluster(tmp_path: Path) -> Iterator[Cluster]:
-    c = Cluster(tmp_path)
-    try:
-        yield c
-    finally:
-        c.close()
 
 
 def health(a: AgentProcess, svc: str, passing: bool = False) -> list[dict[str, Any]]:

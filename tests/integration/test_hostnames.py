@@ -13,13 +13,12 @@ import subprocess
 import threading
 import urllib.request
 from collections.abc import Iterator
-from pathlib import Path
 from typing import Any
 
 import pytest
 
 from lb import HostCache
-from tests.harness.agents import AgentProcess, Cluster, free_port, wait_for
+from tests.harness.agents import Cluster, free_port, wait_for
 
 from .dns_runner import dnsmasq
 
@@ -58,15 +57,6 @@ def backend() -> Iterator[int]:
     finally:
         srv.shutdown()
         srv.server_close()
-
-
-@pytest.fixture
-def cluster(tmp_path: Path) -> Iterator[Cluster]:
-    c = Cluster(tmp_path)
-    try:
-        yield c
-    finally:
-        c.close()
 
 
 def fetch(url: str) -> str:

@@ -12,7 +12,6 @@ import hashlib
 import json
 import signal
 import time
-from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -22,15 +21,6 @@ from tests.harness import netns
 from tests.harness.agents import AgentProcess, Cluster, wait_for
 
 LOCAL = ["-profile", "local"]
-
-
-@pytest.fixture
-def cluster(tmp_path: Path) -> Iterator[Cluster]:
-    c = Cluster(tmp_path)
-    try:
-        yield c
-    finally:
-        c.close()
 
 
 def passing(a: AgentProcess, service: str) -> list[str]:
