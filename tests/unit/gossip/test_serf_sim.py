@@ -270,3 +270,29 @@ def test_an_idle_core_sleeps_until_its_next_protocol_deadline() -> None:
     # over 100 s: ~2.5 probes, 5 gossip ticks, ~2 push/pulls (none has a peer), 6-7 reaps,
     # 3 reconnects, 3 queue checks (some coincide); a 0.5 s poll alone would be 200
     assert wakeups <= 25, wakeups
+
+
+def test_the_simulator_counts_callbacks_over_the_cpu_budget() -> None:
+    import time
+
+    from gossip.sim import Simulator
+
+    sim = Simulator(seed=3)
+    sim.add_gossip_node("a")
+    sim.add_gossip_node("b")
+    sim.join("b", ["a"])
+    sim.run_for(2.0)
+    assert sim.callbacks > 0 and sim.callbacks_over_budget == 0
+
+    def slow(ev: object) -> None:  # a listener burning CPU inside the delivering callback
+        end = time.thread_time() + 0.03
+        while time.thread_time() < end:
+            pass
+
+    sim.nodes["a"].listeners.append(slow)
+    sim.nodes["b"].core.set_tags({"x": "1"}, sim.now)  # type: ignore[call-arg,union-attr]
+    sim._flush(sim.nodes["b"])
+    sim.run_for(5.0)
+    assert sim.callbacks_over_budget >= 1
+    assert sim.max_callback_seconds >= 0.03
+    assert sim.slowest_callback.endswith(" a")
