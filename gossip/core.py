@@ -48,8 +48,9 @@ from typing import Protocol
 
 from .codec import CodecLimits
 from .config import MemberlistConfig
+from .delegate import NodeRefuted
 from .errors import GossipError, MalformedPacket
-from .events import GossipEvent, Member, QueryReceived, UserEventReceived
+from .events import GossipEvent, Member, MemberRefuted, QueryReceived, UserEventReceived
 from .memberlist import JoinCompleted, Memberlist, StreamRequest
 from .security import Keyring
 from .serf import PendingQuery, QueryParams, ReconnectRequested, Serf, SerfDelegate
@@ -240,6 +241,11 @@ class GossipCore:
                 if isinstance(mev, JoinCompleted):
                     moved = True
                     self._join_completed(mev, now)
+                elif isinstance(mev, NodeRefuted):
+                    # Serf has no event for it (the member never stopped being alive)
+                    m = serf.member(mev.node.name)
+                    if m is not None and m.status == "alive":
+                        self._events.append(MemberRefuted(m))
 
     def _join_completed(self, ev: JoinCompleted, now: float) -> None:
         self._quiet_joins.discard(ev.join_id)

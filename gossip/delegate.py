@@ -43,6 +43,7 @@ __all__ = [
     "NodeConflict",
     "NodeJoined",
     "NodeLeft",
+    "NodeRefuted",
     "NodeUpdated",
     "NullDelegate",
     "PeerClassifier",
@@ -209,4 +210,12 @@ class NodeConflict:
     other: Node
 
 
-MemberlistEvent = NodeJoined | NodeLeft | NodeUpdated | NodeConflict
+@dataclass(frozen=True, slots=True)
+class NodeRefuted:
+    """``node``, which we suspected, refuted the suspicion (an alive with a higher
+    incarnation arrived while it was SUSPECT)."""
+
+    node: Node
+
+
+MemberlistEvent = NodeJoined | NodeLeft | NodeUpdated | NodeConflict | NodeRefuted

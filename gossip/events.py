@@ -75,6 +75,16 @@ class MemberReaped:
     member: Member
 
 
+@dataclass(frozen=True, slots=True)
+class MemberRefuted:
+    """A member this node suspected of failure proved alive: it refuted the suspicion with a
+    higher incarnation before the suspicion timed out. Its Serf status never left 'alive', so
+    no other event tells of it; yet messages to it may have been lost meanwhile (the registry
+    reconciles its catalog with it). Not a Serf event: handler scripts never see it."""
+
+    member: Member
+
+
 @dataclass(frozen=True, slots=True, kw_only=True)
 class UserEventReceived:
     """A new (de-duplicated) Serf user event; also reported for events this node fires."""
@@ -103,7 +113,7 @@ class QueryReceived:
 
 
 MemberEvent = MemberJoined | MemberLeft | MemberFailed | MemberUpdated | MemberReaped
-GossipEvent = MemberEvent | UserEventReceived | QueryReceived
+GossipEvent = MemberEvent | MemberRefuted | UserEventReceived | QueryReceived
 
 MEMBER_EVENT_NAMES: Mapping[type, str] = {
     MemberJoined: "member-join",

@@ -42,6 +42,7 @@ from .events import (
     MemberJoined,
     MemberLeft,
     MemberReaped,
+    MemberRefuted,
     MemberUpdated,
     QueryReceived,
     UserEventReceived,
@@ -172,7 +173,7 @@ class EventHandlers:
 
     def dispatch(self, ev: GossipEvent) -> None:
         """Queue an event for the handlers that want it (never blocks)."""
-        if not self.handlers:
+        if not self.handlers or isinstance(ev, MemberRefuted):  # not a Serf event
             return
         kind, name = _event_kind(ev)
         if not any(h.accepts(kind, name) for h in self.handlers):

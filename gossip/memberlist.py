@@ -59,6 +59,7 @@ from .delegate import (
     NodeConflict,
     NodeJoined,
     NodeLeft,
+    NodeRefuted,
     NodeUpdated,
     PingDelegate,
 )
@@ -1156,8 +1157,11 @@ class Memberlist:
                 s.state_change = now
         if old.status in (NodeStatus.DEAD, NodeStatus.LEFT):
             self._notify("join", s.node, now)
-        elif old.meta != s.node.meta:
-            self._notify("update", s.node, now)
+        else:
+            if old.status == NodeStatus.SUSPECT and not is_local:
+                self._emit(NodeRefuted(s.node))
+            if old.meta != s.node.meta:
+                self._notify("update", s.node, now)
 
     def _refute(self, s: NodeState, accused: int, now: float) -> None:
         inc = self._next_incarnation()

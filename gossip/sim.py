@@ -35,8 +35,8 @@ from .messages import Alive
 from .serf_config import SerfConfig
 from .state import Node
 
-__all__ = ["ManualClock", "ReplicatedMap", "Route", "SimGossip", "SimNode", "Simulator",
-           "default_route"]
+__all__ = ["ManualClock", "ReplicatedMap", "Route", "SimGossip", "SimNode", "SimTimer",
+           "Simulator", "default_route"]
 
 Addr = tuple[str, int]
 Route = Callable[[Addr, Addr, str, float], "float | None"]
@@ -201,6 +201,23 @@ class SimGossip:
         return started
 
 
+class SimTimer:
+    """A cancellable timer of :meth:`Simulator.call_later`."""
+
+    __slots__ = ("cancelled", "fn")
+
+    def __init__(self, fn: Callable[[], Any]) -> None:
+        self.fn = fn
+        self.cancelled = False
+
+    def fire(self) -> None:
+        if not self.cancelled:
+            self.fn()
+
+    def cancel(self) -> None:
+        self.cancelled = True
+
+
 @dataclass(slots=True, eq=False)
 class SimNode:
     """One simulated member: its core, address and whether it is running."""
@@ -351,6 +368,13 @@ class Simulator:
     def at(self, when: float, fn: Callable[[], Any]) -> None:
         """Call ``fn()`` at virtual time ``when`` (a scripted step: a leave, a crash...)."""
         self._push(when, 4, fn)
+
+    def call_later(self, wait: float, fn: Callable[[], Any]) -> SimTimer:
+        """``loop.call_later`` on the virtual clock (for application timers: the registry's
+        heal push-pulls); the handle's ``cancel()`` stops it."""
+        timer = SimTimer(fn)
+        self.at(self.now + wait, timer.fire)
+        return timer
 
     def seed_membership(self, names: Iterable[str] | None = None,
                         among: Iterable[str] | None = None) -> None:

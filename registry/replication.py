@@ -44,7 +44,8 @@ Gossip status is local knowledge, never replicated: ``MemberFailed`` marks X fai
 agent's catalog (its instances turn critical through serfHealth at once), ``MemberLeft`` and
 ``MemberReaped`` remove X's record and remember the last version seen, so a stale copy arriving
 later from a slower peer cannot bring it back; a node that comes back publishes newer versions.
-A member that comes back after a failure or a leave (a partition heals, an agent restarts) is
+A member that comes back after a failure or a leave (a partition heals, an agent restarts), or
+that refuted a suspicion (it was unreachable for a while without being declared failed), is
 reconciled with at once: a push-pull with it, besides the periodic ones (``_came_back``).
 
 Every decode error drops the input, counts it by reason and logs WARNING once per reason.
@@ -60,7 +61,7 @@ import zlib
 from collections import deque
 from collections.abc import Callable, Iterator, Mapping
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, Protocol
 
 import msgpack  # type: ignore[import-untyped]
 
@@ -102,6 +103,12 @@ RawRecord = tuple[str, int, tuple[int, Any], dict[str, tuple[int, Any]],
                   dict[str, tuple[int, Any]], dict[tuple[str, str], int]]
 """A node record as decoded from a state: name, complete, (version, info), services, checks,
 tombstones; the item payloads stay raw until they win a merge."""
+
+
+class _Cancellable(Protocol):
+    """What ``Replicator.call_later`` returns (an ``asyncio.TimerHandle`` is one)."""
+
+    def cancel(self) -> None: ...
 
 
 class Malformed(ValueError):
@@ -440,7 +447,7 @@ class Replicator:
             "deltas_sent": 0, "deltas_received": 0, "deltas_applied": 0, "deltas_stale": 0,
             "deltas_rebroadcast": 0, "delta_oversize": 0, "full_sent": 0, "full_merged": 0,
             "full_bytes_sent": 0, "full_bytes_received": 0, "merge_slices": 0,
-            "answers_partial": 0, "heal_push_pulls": 0,
+            "answers_partial": 0, "heal_push_pulls": 0, "refuted": 0,
         }
         self.dropped: dict[str, int] = {}
         self._warned: set[str] = set()
@@ -457,7 +464,11 @@ class Replicator:
         self.heal_burst, self.heal_window, self.heal_spacing = HEAL_BURST, HEAL_WINDOW, HEAL_SPACING
         self._failed: set[str] = set()
         """Members whose last event was MemberFailed (lowercase): back when they join."""
-        self._heal_handle: asyncio.Handle | None = None
+        self._heal_handle: asyncio.Handle | asyncio.TimerHandle | _Cancellable | None = None
+        self.clock: Callable[[], float] = time.monotonic
+        """Seconds; the heal budget's clock (the simulator passes its virtual one)."""
+        self.call_later: Callable[[float, Callable[[], None]], _Cancellable] | None = None
+        """Schedules the next heal push-pull; None: the running loop's ``call_later``."""
         self.after_merge: Callable[[], None] = lambda: None
         """Called after a slice of a push-pull merge changed the catalog (the agent freezes
         the heap there, see ``Agent``: a full garbage collection over a large catalog is the
@@ -996,6 +1007,16 @@ class Replicator:
         except Exception:
             log.exception("member status handling failed node=%s status=%s", name, status)
 
+    def on_member_refuted(self, name: str) -> None:
+        """Gossip suspected ``name`` and it refuted: it stayed a member, but it was unreachable
+        for a while (packet loss, a short partition, a paused process), so deltas between us
+        may be lost. Reconcile as with a member that came back. Never raises."""
+        try:
+            self.counters["refuted"] += 1
+            self._came_back(name)
+        except Exception:
+            log.exception("refuted member handling failed node=%s", name)
+
     # --- fast heal -------------------------------------------------------------------------
 
     def _came_back(self, name: str) -> None:
@@ -1011,20 +1032,26 @@ class Replicator:
         if name not in self._returned and len(self._returned) < self.heal_burst:
             self._returned.append(name)
         if self._heal_handle is None:
-            try:
-                loop = asyncio.get_running_loop()
-            except RuntimeError:
-                self._heal()
-                return
             wait = 0.0
             if self._heal_times:
-                wait = max(0.0, self._heal_times[-1] + self.heal_spacing - time.monotonic())
+                wait = max(0.0, self._heal_times[-1] + self.heal_spacing - self.clock())
             # not from inside the gossip event being delivered: on a later turn of the loop
-            self._heal_handle = loop.call_later(wait, self._heal)
+            self._heal_handle = self._later(wait)
+
+    def _later(self, wait: float) -> asyncio.TimerHandle | _Cancellable | None:
+        """``_heal`` in ``wait`` seconds (at once without a loop: a synchronous caller)."""
+        if self.call_later is not None:
+            return self.call_later(wait, self._heal)
+        try:
+            loop = asyncio.get_running_loop()
+        except RuntimeError:
+            self._heal()
+            return None
+        return loop.call_later(wait, self._heal)
 
     def _heal(self) -> None:
         self._heal_handle = None
-        now = time.monotonic()
+        now = self.clock()
         while self._heal_times and self._heal_times[0] <= now - self.heal_window:
             self._heal_times.popleft()
         if len(self._heal_times) >= self.heal_burst:
@@ -1040,10 +1067,8 @@ class Replicator:
                 log.info("reconciling with a member that came back node=%s", name)
         except Exception:  # never out of a loop callback
             log.exception("heal push-pull failed node=%s", name)
-        if self._returned:
-            with contextlib.suppress(RuntimeError):
-                self._heal_handle = asyncio.get_running_loop().call_later(self.heal_spacing,
-                                                                          self._heal)
+        if self._returned and (self.call_later is not None or _loop_running()):
+            self._heal_handle = self._later(self.heal_spacing)
 
     def forget(self, name: str) -> None:
         """The node left or was reaped: its records disappear everywhere."""
@@ -1063,6 +1088,14 @@ class Replicator:
             out[f"dropped_{reason}"] = n
         out["known_nodes"] = len(self.known)
         return out
+
+
+def _loop_running() -> bool:
+    try:
+        asyncio.get_running_loop()
+    except RuntimeError:
+        return False
+    return True
 
 
 def _key(node: str, kind: ChangeKind, item: str) -> str:

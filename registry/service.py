@@ -14,7 +14,15 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
-from gossip import Gossip, MemberFailed, MemberJoined, MemberLeft, MemberReaped, MemberUpdated
+from gossip import (
+    Gossip,
+    MemberFailed,
+    MemberJoined,
+    MemberLeft,
+    MemberReaped,
+    MemberRefuted,
+    MemberUpdated,
+)
 
 from .acl import ACL, ACLConfig
 from .acl_view import ACLView
@@ -176,6 +184,12 @@ class Registry:
         """The one place gossip events are told apart: the member-status cache, the live peers
         and the replication all follow from this match."""
         status: str | None      # None: reaped, forgotten by gossip
+        if isinstance(event, MemberRefuted):
+            # no status changed, but deltas to or from it may have been lost meanwhile
+            if (self.replicator is not None
+                    and event.member.name.lower() != self.local.info.name.lower()):
+                self.replicator.on_member_refuted(event.member.name)
+            return
         match event:
             case MemberJoined(member=m) | MemberUpdated(member=m):
                 status = m.status

@@ -85,3 +85,65 @@ async def test_catalogs_equal_after_a_partition_with_writes_on_both_sides() -> N
         assert sorted(i.service_id for i in r.catalog.instances("web")) == ["web-a", "web-d"]
     for r in regs.values():
         await r.stop()
+
+
+async def test_a_refuted_suspicion_reconciles_the_catalogs_at_once() -> None:
+    """A member cut off just long enough to be suspected (not failed) misses a delta; when it
+    refutes, the registry hears ``MemberRefuted`` and pulls from it. Periodic push-pull is off
+    here (no other way for the lost delta to arrive), so without the heal the catalogs stay
+    different."""
+    from gossip import MemberlistConfig, MemberRefuted
+    from gossip.state import NodeStatus
+
+    names = ["a", "b", "c", "d", "e"]
+    sim = Simulator(seed=7)
+    regs: dict[str, Registry] = {}
+    for n in names:
+        sim.add_gossip_node(n, config=MemberlistConfig.local(name=n, push_pull_interval=0.0))
+        cfg = build({"dev": True, "node_name": n, "bind_addr": "127.0.0.1"})
+        reg = Registry(cfg, None, sim.facade(n), prepare_registry(cfg))
+        await reg.start()
+        assert reg.replicator is not None
+        reg.replicator.clock = lambda: sim.now  # its heal timers run on the virtual clock
+        reg.replicator.call_later = sim.call_later
+        regs[n] = reg
+    for n in names[1:]:
+        sim.join(n, [names[0]])
+    assert sim.run_for(10.0, stop=lambda: all(
+        len([m for m in sim.facade(n).members() if m.status == "alive"]) == len(names)
+        for n in names))
+    sim.run_for(5.0)
+    assert converged(regs)
+    refuted: list[tuple[str, str]] = []
+    for n in names:
+        sim.facade(n).add_listener(
+            lambda ev, n=n: refuted.append((n, ev.member.name))
+            if isinstance(ev, MemberRefuted) else None)
+
+    base = sim.route
+    cut = True
+
+    def route(src: tuple[str, int], dst: tuple[str, int], kind: str, now: float) -> float | None:
+        if cut and "e" in (sim.by_addr[src].name, sim.by_addr[dst].name):
+            return None
+        return base(src, dst, kind, now)
+
+    sim.route = route
+    await register(regs["e"], "web", "web-e", 1)  # its delta goes nowhere
+
+    def suspected() -> bool:
+        nd = sim.nodes["a"].memberlist.node("e")
+        return nd is not None and nd.status == NodeStatus.SUSPECT
+
+    assert sim.run_for(10.0, stop=suspected)
+    sim.run_for(0.5)  # e's retransmits of the delta are spent on the cut
+    cut = False
+    assert sim.run_for(10.0, stop=lambda: converged(regs)), \
+        ({n: [i.service_id for i in r.catalog.entries("web")] for n, r in regs.items()},
+         refuted)
+    assert ("a", "e") in refuted
+    assert all(sim.facade("a").member(x).status == "alive" for x in names)  # type: ignore[union-attr]
+    assert regs["a"].replicator is not None
+    assert regs["a"].replicator.stats()["refuted"] >= 1
+    for r in regs.values():
+        await r.stop()
