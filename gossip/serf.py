@@ -892,9 +892,18 @@ class Serf:
         left = set(pp.left_members)
         for name in pp.left_members:
             self.handle_leave_intent(LeaveIntent(ltime=pp.status_ltimes.get(name, 0), node=name), now)
+        members = self._members
+        top = 0
         for name, lt in pp.status_ltimes.items():
+            m = members.get(name)
+            if m is not None and lt <= m.status_ltime:
+                # not news (most of a big pool's times): handle_join_intent would only witness
+                top = max(top, lt)
+                continue
             if name not in left:
                 self.handle_join_intent(JoinIntent(ltime=lt, node=name), now)
+        if top:
+            self.clock.witness(top)
         if join and self.join_ignore_events and pp.event_ltime > self.event_min_time:
             self.event_min_time = pp.event_ltime
         for slot in pp.events:

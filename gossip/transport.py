@@ -40,6 +40,7 @@ from .config import MemberlistConfig
 from .delegate import ConflictDelegate, Delegate, EventDelegate, PingDelegate
 from .errors import GossipError, MalformedPacket
 from .memberlist import JoinCompleted, Memberlist, StreamRequest
+from .messages import PushPull
 from .security import Keyring
 from .tasks import TaskOwner
 
@@ -472,6 +473,10 @@ class MemberlistTransport:
                 writer.close()
         if self._closed:
             return
+        if _big(answer):
+            await asyncio.sleep(0)  # decoding the answer and merging it: two callbacks
+            if self._closed:
+                return
         core.stream_result(req.id, answer, error, self.now())
         self.flush()
 
@@ -550,6 +555,12 @@ class MemberlistTransport:
                             msg = sr.feed_eof()
                             break
                         msg = sr.feed(chunk)
+                    if _big(msg):
+                        # a turn of the loop between decoding a big push/pull (~9 ms at 5,000
+                        # members) and merging and answering it (as long again)
+                        await asyncio.sleep(0)
+                        if self._closed:
+                            return
                     answer = core.handle_stream(msg, addr, self.now())
                     if answer:
                         writer.write(answer)
@@ -569,6 +580,14 @@ class MemberlistTransport:
             except (OSError, RuntimeError) as exc:  # already closed / loop shutting down
                 log.debug("closing inbound stream from=%s: %s", addr, exc)
             self.flush()
+
+
+_BIG_PUSH_PULL = 256
+"""Members: a push/pull at least this long is decoded and merged in two turns of the loop."""
+
+
+def _big(msg: object) -> bool:
+    return isinstance(msg, PushPull) and len(msg.states) >= _BIG_PUSH_PULL
 
 
 def ipaddr_unspecified(addr: str) -> bool:

@@ -45,7 +45,13 @@ from .limits import (
     STREAM_FRAME_HEADER_SIZE,
     CodecLimits,
 )
-from .messages import decode_message, encode_message, encode_user_msg_stream
+from .messages import (
+    decode_message,
+    encode_message,
+    encode_node_state,
+    encode_user_msg_stream,
+    push_pull_bytes,
+)
 from .packet import (
     DecodedPacket,
     KnownFilter,
@@ -94,6 +100,7 @@ __all__ = [
     "decompress_message",
     "encode_coordinate",
     "encode_message",
+    "encode_node_state",
     "encode_packet",
     "encode_serf",
     "encode_serf_user_msg",
@@ -104,6 +111,7 @@ __all__ = [
     "ip_to_bytes",
     "iter_serf_messages",
     "make_compound",
+    "push_pull_bytes",
     "split_compound",
     "strip_crc",
     "wrap_packet",

@@ -102,15 +102,23 @@ def _state_body(s: PushNodeState) -> dict[str, Any]:
     }
 
 
-def _push_pull_bytes(m: PushPull) -> bytes:
-    user_state = bytes(m.user_state)
-    parts = [
+def encode_node_state(s: PushNodeState) -> bytes:
+    """One pushNodeState as it appears in a push/pull (a sender may cache it per member)."""
+    return go_pack(_state_body(s))
+
+
+def push_pull_bytes(join: bool, states: list[bytes], user_state: bytes) -> bytes:
+    """A whole push/pull stream message from states already encoded (``encode_node_state``)."""
+    return b"".join((
         bytes((MessageType.PUSH_PULL,)),
-        go_pack({"Join": bool(m.join), "Nodes": len(m.states), "UserStateLen": len(user_state)}),
-    ]
-    parts.extend(go_pack(_state_body(s)) for s in m.states)
-    parts.append(user_state)
-    return b"".join(parts)
+        go_pack({"Join": bool(join), "Nodes": len(states), "UserStateLen": len(user_state)}),
+        *states,
+        user_state,
+    ))
+
+
+def _push_pull_bytes(m: PushPull) -> bytes:
+    return push_pull_bytes(m.join, [encode_node_state(s) for s in m.states], bytes(m.user_state))
 
 
 def encode_message(msg: Message) -> bytes:
@@ -238,6 +246,36 @@ def decode_node_state(f: dict[str, Any]) -> PushNodeState:
         state=NodeStateWire(state) if 0 <= state <= 3 else state,
         vsn=as_vsn(f.get("Vsn")),
     )
+
+
+_STATE_CACHE: dict[tuple[Any, ...], PushNodeState] = {}
+_STATE_CACHE_MAX = 65536
+"""Entries: decoded node states by their exact wire fields. A push/pull of a quiet cluster
+repeats the same thousands of states every time; a hit skips validation (the same fields were
+valid before). Cleared when full."""
+
+
+def decode_node_state_cached(obj: Any) -> PushNodeState:
+    """``decode_node_state(as_struct(obj))`` with a cache keyed by the fields it reads: the
+    same result for the same fields, and what was malformed the first time is never cached.
+    (A hit does not look at other keys, which the decoder ignores anyway.)"""
+    if type(obj) is dict:
+        f = obj
+        try:
+            key = (f.get("Name"), f.get("Incarnation"), f.get("State"), f.get("Addr"),
+                   f.get("Port"), f.get("Meta"), f.get("Vsn"))
+            hit = _STATE_CACHE.get(key)
+        except TypeError:  # an unhashable field (a list, a map): the decoder says what is wrong
+            return decode_node_state(as_struct(obj, "pushNodeState"))
+        if hit is not None:
+            return hit
+    else:
+        return decode_node_state(as_struct(obj, "pushNodeState"))
+    st = decode_node_state(as_struct(obj, "pushNodeState"))
+    if len(_STATE_CACHE) >= _STATE_CACHE_MAX:
+        _STATE_CACHE.clear()
+    _STATE_CACHE[key] = st
+    return st
 
 
 def decode_push_pull_header(f: dict[str, Any]) -> PushPullHeader:

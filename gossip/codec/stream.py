@@ -43,7 +43,7 @@ from .messages import (
     decode_ack_body,
     decode_compress_body,
     decode_err_body,
-    decode_node_state,
+    decode_node_state_cached,
     decode_ping_body,
     decode_push_pull_header,
     encode_message,
@@ -186,7 +186,7 @@ class _PlainStreamParser:
             self._header = header
             self._user_len = header.user_state_len
         while len(self._states) < self._header.nodes:
-            self._states.append(decode_node_state(as_struct(self._next(), "pushNodeState")))
+            self._states.append(decode_node_state_cached(self._next()))
         self._read_raw()
         return PushPull(
             join=self._header.join, states=tuple(self._states), user_state=bytes(self._user)
