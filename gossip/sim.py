@@ -282,6 +282,8 @@ class Simulator:
         self.max_callback_seconds = 0.0
         self.slowest_callback = ""
         """What the longest callback was (``kind node``), for the message of a failing test."""
+        self.over_budget: dict[str, float] = {}
+        """Node name -> its longest callback over the budget (seconds)."""
 
     @property
     def now(self) -> float:
@@ -580,20 +582,24 @@ class Simulator:
 
     def _account(self, cost: float, kind: int, payload: Any) -> None:
         self.callbacks += 1
+        if cost <= self.callback_budget and cost <= self.max_callback_seconds:
+            return
+        if kind == 3:
+            node = payload
+        elif kind == 0:
+            node = self.by_addr.get(payload[0])
+        elif kind == 1:
+            node = self.by_addr.get(payload[1].addr)
+        else:
+            node = payload[0]
+        name = getattr(node, "name", str(node))
         if cost > self.callback_budget:
             self.callbacks_over_budget += 1
+            self.over_budget[name] = max(self.over_budget.get(name, 0.0), cost)
         if cost > self.max_callback_seconds:
             self.max_callback_seconds = cost
-            if kind == 3:
-                node = payload
-            elif kind == 0:
-                node = self.by_addr.get(payload[0])
-            elif kind == 1:
-                node = self.by_addr.get(payload[1].addr)
-            else:
-                node = payload[0]
             what = ("timer", "packet", "stream", "stream result")[(3, 0, 1, 2).index(kind)]
-            self.slowest_callback = f"{what} {getattr(node, 'name', node)}"
+            self.slowest_callback = f"{what} {name}"
 
     def run_for(
         self, dt: float, stop: Callable[[], bool] | None = None, *, check_every: float = 0.0
