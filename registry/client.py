@@ -2,15 +2,17 @@
 
 from __future__ import annotations
 
-import http.client
 import json
 import os
-import ssl
-import urllib.error
-import urllib.parse
-import urllib.request
 from dataclasses import dataclass
-from typing import Any
+from typing import TYPE_CHECKING, Any
+
+if TYPE_CHECKING:
+    import ssl
+
+# http.client and urllib.request (with email.parser behind them) are imported by the request
+# that needs them: ``rumor agent`` imports this module through the CLI and sends none, and
+# they were ~35 ms of its start-up (issue 13: start-up CPU)
 
 DEFAULT_HTTP_ADDR = "127.0.0.1:8500"
 
@@ -76,7 +78,7 @@ class Client:
                                           client_cert=client_cert or _env("CLIENT_CERT"),
                                           client_key=client_key or _env("CLIENT_KEY"),
                                           verify=verify)
-            except (OSError, ssl.SSLError) as e:
+            except OSError as e:  # ssl.SSLError is an OSError
                 raise AgentUnreachable(f"cannot set up TLS to {self.base}: {e}; check "
                                        "-ca-file, -client-cert and -client-key") from None
         self.token = token or os.environ.get("RUMOR_HTTP_TOKEN") or os.environ.get(
@@ -86,6 +88,11 @@ class Client:
     def request(self, method: str, path: str, *, params: dict[str, Any] | None = None,
                 body: Any = None, raw: bytes | None = None,
                 timeout: float | None = None) -> Response:
+        import http.client
+        import urllib.error
+        import urllib.parse
+        import urllib.request
+
         url = self.base + path
         if params:
             url += "?" + urllib.parse.urlencode(
