@@ -73,10 +73,11 @@ def measure(n: int, rounds: int = 7) -> dict[str, Any]:
         timed("start", lambda: b.push_pull_with(("127.0.0.1", 1), now))
         req = b.streams_to_open()[-1]
         size = len(req.data)
-        msg = timed("decode_request", lambda: codec.decode_stream(req.data, None, limits=limits))
-        ans = timed("answer", lambda: a.handle_stream(msg, ("127.0.0.1", 2), now))
-        reply = timed("decode_answer", lambda: codec.decode_stream(ans, None, limits=limits))
-        timed("result", lambda: b.stream_result(req.id, reply, None, now))
+        data, sid = req.data, req.id
+        msg = timed("decode_request", lambda d=data: codec.decode_stream(d, None, limits=limits))
+        ans = timed("answer", lambda m=msg: a.handle_stream(m, ("127.0.0.1", 2), now))
+        reply = timed("decode_answer", lambda x=ans: codec.decode_stream(x, None, limits=limits))
+        timed("result", lambda r=reply, i=sid: b.stream_result(i, r, None, now))
     gc.unfreeze()
     out: dict[str, Any] = {"members": n, "push_pull_bytes": size}
     for p in phases:

@@ -1,0 +1,147 @@
+"""One real agent's cost as the pool grows: a ``rumor agent`` joined by ``bench.swarm``.
+
+    python -m bench.cost_curve --nodes 100 500 1000 [--instances 20] [--idle 10]
+
+For each N: a fresh agent on free loopback ports, then ``python -m bench.swarm --nodes N
+--instances 20 --join <agent>``; measured on the agent: the time from the swarm's start to a
+full catalog (N * instances instances and N + 1 alive members; the swarm binds its sockets and
+joins in batches before it prints ``swarm ready``, also recorded), the loop's longest timer lateness
+during the join (``loop_lag_max_ms`` of ``/v1/agent/self``), then over ``--idle`` seconds of a
+quiet pool: CPU seconds per second (``/proc/<pid>/stat``), gossip bytes per second in and out
+(``rumor.gossip.bytes.total`` of ``/v1/agent/metrics``), RSS, and the push/pulls it did. One
+JSON line per N; the machine's load average is recorded with it (``load_before/after``).
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import shutil
+import signal
+import socket
+import subprocess
+import sys
+import tempfile
+import time
+import urllib.request
+from pathlib import Path
+from typing import Any
+
+ROOT = Path(__file__).resolve().parents[1]
+
+
+def _free() -> int:
+    s = socket.socket()
+    s.bind(("127.0.0.1", 0))
+    port: int = s.getsockname()[1]
+    s.close()
+    return port
+
+
+def _get(url: str) -> Any:
+    with urllib.request.urlopen(url, timeout=10) as r:
+        return json.load(r)
+
+
+def _cpu(pid: int) -> float:
+    with open(f"/proc/{pid}/stat") as f:
+        fields = f.read().rsplit(")", 1)[1].split()
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
+def _rss_mib(pid: int) -> float:
+    with open(f"/proc/{pid}/status") as f:
+        for line in f:
+            if line.startswith("VmRSS:"):
+                return int(line.split()[1]) / 1024
+    return 0.0
+
+
+def _gossip_bytes(base: str) -> float:
+    m = _get(base + "/v1/agent/metrics")
+    return float(sum(c["Sum"] for c in m["Counters"] if c["Name"] == "rumor.gossip.bytes.total"))
+
+
+def measure(n: int, instances: int, idle: float) -> dict[str, Any]:
+    http, serf = _free(), _free()
+    data = tempfile.mkdtemp(prefix="cost-curve-")
+    agent = subprocess.Popen(
+        [sys.executable, "-m", "registry.cli", "agent", "-node", "real", "-bind", "127.0.0.1",
+         "-client", "127.0.0.1", "-http-port", str(http), "-dns-port", "0",
+         "-serf-lan-port", str(serf), "-data-dir", data],
+        cwd=str(ROOT), stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    base = f"http://127.0.0.1:{http}"
+    out: dict[str, Any] = {"nodes": n, "instances_per_node": instances,
+                           "load_before": os.getloadavg()[0]}
+    swarm = None
+    try:
+        deadline = time.monotonic() + 30
+        while True:
+            try:
+                _get(base + "/v1/agent/self")
+                break
+            except OSError:
+                if time.monotonic() > deadline:
+                    raise
+                time.sleep(0.05)
+        started = time.monotonic()
+        swarm = subprocess.Popen(
+            [sys.executable, "-m", "bench.swarm", "--nodes", str(n), "--instances",
+             str(instances), "--join", f"127.0.0.1:{serf}"],
+            cwd=str(ROOT), stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, text=True)
+        assert swarm.stdout is not None
+        line = swarm.stdout.readline().strip()
+        if line != f"swarm ready {n}":
+            raise RuntimeError(f"swarm said {line!r}")
+        ready = time.monotonic()
+        while True:
+            st = _get(base + "/v1/agent/self")["Stats"]
+            if (st["registry"]["instances"] == str(n * instances)
+                    and st["serf_lan"]["alive"] == str(n + 1)):
+                break
+            if time.monotonic() - ready > 300:
+                out["incomplete"] = st["registry"]["instances"]
+                break
+            time.sleep(0.05)
+        out["full_catalog_s"] = round(time.monotonic() - started, 2)
+        out["swarm_ready_s"] = round(ready - started, 2)
+        out["loop_lag_max_ms_during_join"] = float(st["runtime"]["loop_lag_max_ms"])
+        time.sleep(2)  # the join's tail
+        c0, b0, p0 = _cpu(agent.pid), _gossip_bytes(base), int(
+            _get(base + "/v1/agent/self")["Stats"]["registry"]["repl_full_sent"])
+        t0 = time.monotonic()
+        time.sleep(idle)
+        dt = time.monotonic() - t0
+        c1, b1 = _cpu(agent.pid), _gossip_bytes(base)
+        st = _get(base + "/v1/agent/self")["Stats"]
+        out["idle_cpu_per_s"] = round((c1 - c0) / dt, 3)
+        out["gossip_bytes_per_s"] = round((b1 - b0) / dt)
+        out["rss_mib"] = round(_rss_mib(agent.pid), 1)
+        out["push_pull_answers_in_idle"] = int(st["registry"]["repl_full_sent"]) - p0
+        out["full_bytes_sent_total"] = int(st["registry"]["repl_full_bytes_sent"])
+        out["load_after"] = os.getloadavg()[0]
+    finally:
+        for p in (swarm, agent):
+            if p is not None and p.poll() is None:
+                p.send_signal(signal.SIGTERM)
+                try:
+                    p.wait(15)
+                except subprocess.TimeoutExpired:
+                    p.kill()
+        shutil.rmtree(data, ignore_errors=True)
+    return out
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--nodes", type=int, nargs="+", default=[100, 500, 1000, 2000, 5000])
+    ap.add_argument("--instances", type=int, default=20)
+    ap.add_argument("--idle", type=float, default=10.0)
+    args = ap.parse_args()
+    for n in args.nodes:
+        print(json.dumps(measure(n, args.instances, args.idle)), flush=True)
+
+
+if __name__ == "__main__":
+    main()
