@@ -10,6 +10,7 @@ during the join (``loop_lag_max_ms`` of ``/v1/agent/self``), then over ``--idle`
 quiet pool: CPU seconds per second (``/proc/<pid>/stat``), gossip bytes per second in and out
 (``rumor.gossip.bytes.total`` of ``/v1/agent/metrics``), RSS, and the push/pulls it did. One
 JSON line per N; the machine's load average is recorded with it (``load_before/after``).
+``--plot ROUNDS PNG`` draws a run's curve (the ``bench`` extra: matplotlib).
 """
 
 from __future__ import annotations
@@ -133,12 +134,44 @@ def measure(n: int, instances: int, idle: float) -> dict[str, Any]:
     return out
 
 
+def plot(rounds: Path, png: Path) -> None:
+    """The curve as a PNG (needs the ``bench`` extra: matplotlib)."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    rows = [json.loads(line) for line in rounds.read_text().splitlines() if line.strip()]
+    ns = [r["nodes"] for r in rows]
+    series = [("full_catalog_s", "time to a full catalog (s)"),
+              ("loop_lag_max_ms_during_join", "loop lag max during the join (ms)"),
+              ("idle_cpu_per_s", "idle CPU (CPU-s per s)"),
+              ("gossip_bytes_per_s", "gossip bytes/s (idle)"),
+              ("rss_mib", "agent RSS (MiB)")]
+    fig, axes = plt.subplots(1, len(series), figsize=(4 * len(series), 3.4))
+    for ax, (key, title) in zip(axes, series, strict=True):
+        ax.plot(ns, [r[key] for r in rows], marker="o")
+        ax.set_xscale("log")
+        ax.set_xlabel("pool size N (20 instances each)")
+        ax.set_title(title, fontsize=9)
+        ax.grid(True, alpha=0.3)
+    fig.suptitle(f"One rumor agent joined by bench.swarm ({rounds.parent.name}; shared machine)",
+                 fontsize=10)
+    fig.tight_layout()
+    fig.savefig(png, dpi=110)
+
+
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--nodes", type=int, nargs="+", default=[100, 500, 1000, 2000, 5000])
     ap.add_argument("--instances", type=int, default=20)
     ap.add_argument("--idle", type=float, default=10.0)
+    ap.add_argument("--plot", nargs=2, metavar=("ROUNDS_JSONL", "PNG"),
+                    help="only draw the PNG of a run's rounds")
     args = ap.parse_args()
+    if args.plot:
+        plot(Path(args.plot[0]), Path(args.plot[1]))
+        return
     for n in args.nodes:
         print(json.dumps(measure(n, args.instances, args.idle)), flush=True)
 
