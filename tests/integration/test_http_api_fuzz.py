@@ -300,10 +300,11 @@ def may_500(method: str, target: str) -> bool:
 
 
 def no_path_to_dc(target: str, body: bytes) -> bool:
-    """Consul's documented 500 for a ``?dc=`` naming a datacenter nobody can reach (issue 14);
-    this agent is dc1 and has no WAN member, so any other name gets it."""
+    """Consul's documented 500 for a ``?dc=`` naming a datacenter nobody can reach (issue 14),
+    from the API or from a UI page of that datacenter; this agent is dc1 and has no WAN member,
+    so any other name gets it."""
     dcs = urllib.parse.parse_qs(urllib.parse.urlsplit(target).query).get("dc", [])
-    return bool(dcs) and dcs[0] not in ("", "dc1") and body.startswith(b"No path to datacenter")
+    return bool(dcs) and dcs[0] not in ("", "dc1") and b"No path to datacenter" in body
 
 
 def stays_here(method: str, target: str) -> bool:
