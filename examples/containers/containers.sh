@@ -15,6 +15,8 @@
 set -euo pipefail
 
 HERE="$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)"
+# shellcheck source=../lib.sh
+. "$HERE/../lib.sh"        # say, wait_until
 REPO="$(cd "$HERE/../.." && pwd)"
 RID="$(printf '%04x' $((RANDOM * 2 % 65536)))"
 NS="rumor-containers-$RID"
@@ -46,7 +48,6 @@ pm() { inns podman --root "$WORK/root" --runroot "$WORK/run" --runtime runc \
          --cgroup-manager cgroupfs "$@"; }
 # `exec` makes the backgrounded subshell become the program, so $! is the program's own PID
 spawn() { exec nsenter --net="/run/netns/$NS" "$@"; }
-say() { printf '\n\033[1m==> %s\033[0m\n' "$*"; }
 
 cleanup() {
   local rc=$?
@@ -70,15 +71,6 @@ cleanup() {
 }
 trap cleanup EXIT
 trap 'exit 130' INT TERM
-
-wait_until() {
-  local limit=$1 what=$2; shift 2
-  local end=$((SECONDS + limit))
-  until "$@" >/dev/null 2>&1; do
-    if (( SECONDS >= end )); then echo "timed out after ${limit}s waiting for $what" >&2; return 1; fi
-    sleep 0.5
-  done
-}
 
 say "a network namespace of our own: $NS"
 ip netns add "$NS"

@@ -14,6 +14,8 @@
 set -euo pipefail
 
 HERE="$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)"
+# shellcheck source=../lib.sh
+. "$HERE/../lib.sh"        # say, wait_until
 REPO="$(cd "$HERE/../.." && pwd)"
 RID="$(printf '%04x' $((RANDOM * 2 % 65536)))"
 NET="10.251.$((RANDOM % 200 + 20))"
@@ -40,7 +42,6 @@ on()   { local h=$1; shift; ip netns exec "$(ns "$h")" "$@"; }
 # and cleanup can end it; with a plain function call, $! would be the subshell and the program
 # would outlive the script.
 spawn() { local h=$1; shift; exec ip netns exec "$(ns "$h")" "$@"; }
-say()  { printf '\n\033[1m==> %s\033[0m\n' "$*"; }
 
 cleanup() {
   local rc=$?
@@ -59,16 +60,6 @@ cleanup() {
 }
 trap cleanup EXIT
 trap 'exit 130' INT TERM
-
-# wait_until SECONDS DESCRIPTION COMMAND...: retry COMMAND until it succeeds or time runs out.
-wait_until() {
-  local limit=$1 what=$2; shift 2
-  local end=$((SECONDS + limit))
-  until "$@" >/dev/null 2>&1; do
-    if (( SECONDS >= end )); then echo "timed out after ${limit}s waiting for $what" >&2; return 1; fi
-    sleep 0.5
-  done
-}
 
 # --- the network: one switch namespace with a bridge, three hosts plugged into it -------------
 say "building three hosts on $NET.0/24 (run id $RID)"

@@ -18,6 +18,8 @@
 set -euo pipefail
 
 HERE="$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)"
+# shellcheck source=../lib.sh
+. "$HERE/../lib.sh"        # say, wait_until
 REPO="$(cd "$HERE/../.." && pwd)"
 RID="$(printf '%04x' $((RANDOM * 2 % 65536)))"
 NET="10.252.$((RANDOM % 200 + 20))"
@@ -42,7 +44,6 @@ ns()   { echo "rd${RID}h$1"; }
 ip_of(){ echo "$NET.$(( $1 + 10 ))"; }
 on()   { local h=$1; shift; ip netns exec "$(ns "$h")" "$@"; }
 spawn() { local h=$1; shift; exec ip netns exec "$(ns "$h")" "$@"; }
-say()  { printf '\n\033[1m==> %s\033[0m\n' "$*"; }
 api()  { on "$1" curl -sf --max-time "${3:-5}" "http://$(ip_of "$1"):8500$2"; }
 
 cleanup() {
@@ -62,15 +63,6 @@ cleanup() {
 }
 trap cleanup EXIT
 trap 'exit 130' INT TERM
-
-wait_until() {
-  local limit=$1 what=$2; shift 2
-  local end=$((SECONDS + limit))
-  until "$@" >/dev/null 2>&1; do
-    if (( SECONDS >= end )); then echo "timed out after ${limit}s waiting for $what" >&2; return 1; fi
-    sleep 0.5
-  done
-}
 
 say "building five hosts on $NET.0/24 (run id $RID)"
 ip netns add "$SW"
