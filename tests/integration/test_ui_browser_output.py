@@ -3,35 +3,16 @@ opened stays open while the page follows changes live."""
 
 from __future__ import annotations
 
-from collections.abc import Iterator
-from pathlib import Path
 from typing import Any
 
 import pytest
 
 from tests.harness.agents import AgentProcess, wait_for
 
-from .test_ui_browser import close_browser, dom, make_browser
+# The agent (node "uinode") and the headless browser are test_ui_browser.py's fixtures.
+from .test_ui_browser import agent, browser, dom  # noqa: F401
 
 pytestmark = pytest.mark.timeout(180)
-
-
-@pytest.fixture
-def agent(tmp_path: Path) -> Iterator[AgentProcess]:
-    a = AgentProcess("uiout", tmp_path).start()
-    try:
-        yield a
-    finally:
-        a.stop()
-
-
-@pytest.fixture
-def browser() -> Iterator[Any]:
-    d = make_browser()
-    try:
-        yield d
-    finally:
-        close_browser(d)
 
 
 def test_folded_output_is_text_and_stays_open_across_live_updates(agent: AgentProcess,
@@ -43,7 +24,7 @@ def test_folded_output_is_text_and_stays_open_across_live_updates(agent: AgentPr
     agent.http("PUT", "/v1/agent/check/update/service:web1", {
         "Status": "passing", "Output": f"HTTP GET http://127.0.0.1:8080/: 200 OK Output: {page}"})
     browser.get(f"http://{agent.http_addr}/ui/services/web")
-    sel = 'details[data-key="out:uiout/service:web1"]'
+    sel = 'details[data-key="out:uinode/service:web1"]'
     wait_for(lambda: dom(browser, f"return !!document.querySelector('{sel}')"), 10,
              what="the folded output")
     # the body is text: nothing of it became an element
