@@ -94,6 +94,21 @@ def machine(tools: list[str]) -> dict[str, Any]:
     }
 
 
+# Environment variables that change what a run measures (bytecode caches, the event loop, hash
+# seeds, allocator, CPU pinning done outside the bench); recorded with every run.
+ENV_RECORDED = ("PYTHONDONTWRITEBYTECODE", "PYTHONHASHSEED", "PYTHONMALLOC", "PYTHONOPTIMIZE",
+                "PYTHONASYNCIODEBUG", "PYTHONDEVMODE", "RUMOR_PURE_PYTHON",
+                "OMP_NUM_THREADS", "MALLOC_ARENA_MAX")
+
+
+def shown(path: Path) -> str:
+    """``path`` relative to the repository when it lies inside it, absolute otherwise."""
+    try:
+        return str(path.relative_to(ROOT))
+    except ValueError:
+        return str(path)
+
+
 def _now() -> dt.datetime:
     return dt.datetime.now(dt.UTC)
 
@@ -109,6 +124,7 @@ class Run:
         if out is None:
             base = QUICK if quick else RESULTS / start.strftime("%Y-%m-%d")
             out = base / f"{bench}-{start.strftime('%H%M%S')}"
+        out = Path(out).resolve()
         out.mkdir(parents=True, exist_ok=True)
         self.dir = out
         self.info: dict[str, Any] = {
@@ -120,6 +136,7 @@ class Run:
             "start": start.isoformat(timespec="seconds"),
             "machine": machine(tools),
             "loadavg_before": loadavg(),
+            "env": {k: os.environ[k] for k in ENV_RECORDED if k in os.environ},
         }
         self._write_info()
         self._rounds = (out / "rounds.jsonl").open("a")
@@ -129,7 +146,7 @@ class Run:
         for t, v in m["tools"].items():
             print(f"#   {t}: {v}", flush=True)
         print(f"# load average before: {self.info['loadavg_before']}; commit "
-              f"{self.info['commit']}; raw rounds -> {self.dir.relative_to(ROOT)}"
+              f"{self.info['commit']}; raw rounds -> {shown(self.dir)}"
               + ("  (QUICK: a smoke run, not a figure)" if quick else ""), flush=True)
 
     def _write_info(self) -> None:
@@ -159,4 +176,4 @@ class Run:
         self.info["completed"] = ok
         self._write_info()
         print(f"# load average after: {self.info['loadavg_after']}; raw rounds in "
-              f"{self.dir.relative_to(ROOT)}", flush=True)
+              f"{shown(self.dir)}", flush=True)
