@@ -407,15 +407,21 @@ class CheckManager:
         self.docker_socket = docker_socket
         """Unix socket of the container engine for Docker checks; empty: ``DOCKER_HOST`` or
         ``/var/run/docker.sock``."""
+        self.nameservers: tuple[str, ...] = ()
+        """The agent's ``recursors`` ("ip" or "ip:port"): HTTP checks resolve host names
+        through them; empty: the system's resolv.conf."""
         self.runners: dict[str, AnyRunner] = {}
         self._session: aiohttp.ClientSession | None = None
         self.running = False
 
     def _get_session(self) -> aiohttp.ClientSession:
         if self._session is None or self._session.closed:
-            # host names in check URLs resolve with aiodns (c-ares), off the thread pool
+            # host names in check URLs resolve with aiodns (c-ares), off the thread pool, and
+            # through the agent's recursors when it has some (c-ares takes "ip:port")
+            resolver = (aiohttp.AsyncResolver(nameservers=list(self.nameservers))
+                        if self.nameservers else aiohttp.AsyncResolver())
             conn = aiohttp.TCPConnector(limit=64, force_close=True, ttl_dns_cache=10,
-                                        resolver=aiohttp.AsyncResolver())
+                                        resolver=resolver)
             self._session = aiohttp.ClientSession(connector=conn, auto_decompress=True,
                                                   cookie_jar=aiohttp.DummyCookieJar())
         return self._session

@@ -125,6 +125,7 @@ class Registry:
         self.local = LocalState(self.catalog, self.info, datadir)
         self.local.refuse_check = lambda c: exec_gate(cfg, c, local=True)
         self.local.manager.docker_socket = docker_socket(cfg)
+        self.local.manager.nameservers = tuple(cfg.recursors)
         self.acl = ACL(prepared.acl)
         self.dns_view = ACLView(self.catalog, self.acl)
         """What DNS answers from: the catalog as the DNS token sees it (all of it when ACLs

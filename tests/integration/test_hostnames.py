@@ -72,7 +72,14 @@ def test_hostname_backends_dns_join_and_checks(cluster: Cluster, recursor: int,
         "Name": "hostweb", "ID": "hw1", "Address": "backend.rumor-test", "Port": backend,
         "Check": {"HTTP": f"http://localhost:{backend}/", "Interval": "1s"}})
     wait_for(lambda: a.http("GET", "/v1/health/service/hostweb?passing"), 15,
-             what="the HTTP check (by host name) passing")
+             what="the HTTP check passing")
+    # an HTTP check whose URL names a host only the recursor knows: it resolves through the
+    # agent's recursors (aiohttp's AsyncResolver given them), not the system's resolv.conf
+    a.http("PUT", "/v1/agent/service/register", {
+        "Name": "bynamecheck", "Port": backend,
+        "Check": {"HTTP": f"http://backend.rumor-test:{backend}/", "Interval": "1s"}})
+    wait_for(lambda: a.http("GET", "/v1/health/service/bynamecheck?passing"), 15,
+             what="the HTTP check by a host name only the recursor knows passing")
 
     # DNS: a CNAME to the registered name
     out = subprocess.run(["dig", "@127.0.0.1", "-p", str(a.dns_port), "+noall", "+answer",
