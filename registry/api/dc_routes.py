@@ -29,7 +29,7 @@ from .keys import CATALOG, FEDERATION
 
 routes = web.RouteTableDef()
 
-FORWARDED_PREFIXES = ("/v1/catalog/", "/v1/health/", "/v1/internal/rumor/")
+FORWARDED_PREFIXES = ("/v1/catalog/", "/v1/health/", "/v1/kv/", "/v1/internal/rumor/")
 
 
 @routes.get(VIEW_PATH)

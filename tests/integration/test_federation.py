@@ -126,6 +126,31 @@ async def test_two_datacenters(tmp_path: Path) -> None:
             assert int(hdr["X-Consul-Index"]) > index
             assert time.monotonic() - started < 15
 
+            # --- KV with ?dc=dc2: put, read and delete in dc2's keyspace, from l1 ------------
+            kv = f"http://127.0.0.1:{l1.http_port}/v1/kv"
+            async with s.put(f"{kv}/fed/greeting?dc=dc2&flags=7", data=b"hello dc2") as r:
+                assert (r.status, await r.text()) == (200, "true")
+            st, body, _ = await _get(s, l1, "/v1/kv/fed/greeting")
+            assert st == 404                              # not in dc1's keyspace
+            st, body, hdr = await _get(s, l1, "/v1/kv/fed/greeting?dc=dc2")
+            assert st == 200, body
+            assert base64.b64decode(body[0]["Value"]) == b"hello dc2" and body[0]["Flags"] == 7
+            assert int(hdr["X-Consul-Index"]) > 0
+
+            async def in_dc2() -> Any:    # replicated inside dc2 by its own gossip
+                st, body, _ = await _get(s, bl, "/v1/kv/fed/greeting?raw")
+                return st == 200 and body
+
+            assert await eventually(in_dc2, timeout=10, what="the key on bl") == "hello dc2"
+            st, keys, _ = await _get(s, l1, "/v1/kv/fed/?dc=dc2&keys")
+            assert (st, keys) == (200, ["fed/greeting"])
+            async with s.delete(f"{kv}/fed/greeting?dc=dc2") as r:
+                assert r.status == 200
+            st, _, _ = await _get(s, l1, "/v1/kv/fed/greeting?dc=dc2")
+            assert st == 404
+            st, text, _ = await _get(s, l1, "/v1/kv/fed/greeting?dc=dc9")
+            assert st == 500 and text.startswith("No path to datacenter"), text
+
             # --- DNS for dc2 from the LAN-only agent of dc1 (dig, a real client) ------------
             def dig(name: str, rdtype: str = "A") -> str:
                 out = subprocess.run(["dig", "@127.0.0.1", "-p", str(l1.dns_port), name, rdtype,
