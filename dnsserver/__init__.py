@@ -30,7 +30,8 @@ REFUSED.
 Consul's behaviour is followed where it is defined: SRV priority 1 and weight from
 Weights.Passing/Warning, targets ``<node>.node.<dc>.<domain>`` or ``<hexip>.addr.<dc>.<domain>``
 with glue, node meta as TXT, NXDOMAIN for a service without healthy instances, a CNAME for an
-instance whose address is a host name. Differences: ``udp_answer_limit`` defaults to 0 (fit
+instance (or node) whose address is a host name, completed with the target's A/AAAA from the
+recursors when there are some (:mod:`dnsserver.chase`). Differences: ``udp_answer_limit`` defaults to 0 (fit
 what fits and set TC) and ``enable_truncate`` to True; other datacenters and prepared queries
 (``.query.``) are NXDOMAIN
 unless the embedder hands ``DNSServer(..., remote=RemoteViews)``: then ``<svc>.service.<dc>``,

@@ -34,6 +34,8 @@ class DNSCounters:
         "cache_flushes",
         "cache_hits",
         "cache_misses",
+        "chase_failures",
+        "chases",
         "drops",
         "forward_failures",
         "forward_timeouts",
@@ -79,6 +81,11 @@ class DNSCounters:
         """Forwarded queries answered SERVFAIL because every recursor failed."""
         self.forward_timeouts = 0
         """Single recursor attempts that timed out (failover happened or SERVFAIL)."""
+        self.chases = 0
+        """Queries whose answer waited for the recursors to give a CNAME target's records
+        (a host-name address; see dnsserver.chase)."""
+        self.chase_failures = 0
+        """Chases that no recursor answered in time (the answer was the CNAME alone)."""
         self.latency = [0] * len(LATENCY_BUCKETS_US)
         """Queries by latency bucket (see LATENCY_BUCKETS_US), from answer to send, locally
         answered only; UDP is sampled (see LATENCY_SAMPLE), so counts are estimates."""
@@ -138,6 +145,8 @@ class DNSCounters:
             "forwarded": self.forwarded,
             "forward_failures": self.forward_failures,
             "forward_timeouts": self.forward_timeouts,
+            "chases": self.chases,
+            "chase_failures": self.chase_failures,
             "latency_buckets_us": {("+Inf" if b == float("inf") else str(int(b))): c
                                    for b, c in zip(LATENCY_BUCKETS_US, self.latency)},
             "latency_sum_s": self.latency_sum_ns / 1e9,

@@ -77,10 +77,19 @@ class Forwarder:
 
     async def forward(self, data: bytes, tcp: bool, question: bytes) -> bytes | None:
         """The recursor's answer with the client's ID, or None when every recursor failed."""
+        self.counters.forwarded += 1
+        out = await self.ask(data, tcp, question)
+        if out is None:
+            self.counters.forward_failures += 1
+        return out
+
+    async def ask(self, data: bytes, tcp: bool, question: bytes) -> bytes | None:
+        """Send ``data`` to the recursors in turn (each given ``recursor_timeout``); the first
+        answer with ``data``'s ID, or None. Also used to chase a CNAME target's records
+        (:mod:`dnsserver.chase`), which is why it does not count a forward."""
         order = list(self.recursors)
         if self.shuffle:
             self.rng.shuffle(order)
-        self.counters.forwarded += 1
         for host, port in order:
             try:
                 if tcp:
@@ -93,7 +102,6 @@ class Forwarder:
                 continue
             if out is not None:
                 return data[:2] + out[2:]
-        self.counters.forward_failures += 1
         return None
 
     def _new_id(self, host: str, port: int) -> int:

@@ -45,9 +45,11 @@ import bisect
 import ipaddress
 import logging
 import struct
-from collections.abc import Mapping, Sequence
+import time
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 
+from .chase import ChaseCache, Labels
 from .config import DNSConfig
 from .counters import DNSCounters
 from .errors import MalformedQuery
@@ -102,6 +104,11 @@ class Forward:
     query: str = ""
     """A prepared query's name (``<name>.query.<domain>``): the server answers from the view
     of its results (:meth:`dnsserver.view.RemoteViews.query_view`)."""
+    chase: tuple[tuple[Labels, int], ...] = ()
+    """Host names (lower-case labels) and types to ask the recursors for: the answer has a
+    CNAME to them that the resolver cannot complete yet. The server asks, stores the answers
+    in :attr:`Resolver.chased` and calls :meth:`Resolver.complete` (see
+    :mod:`dnsserver.chase`)."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -115,15 +122,18 @@ class _Elsewhere:
 class _Answer:
     """An answer before assembly: encoded records per section."""
 
-    __slots__ = ("addr_limited", "answers", "authority", "extra", "groups", "rcode", "rotate")
+    __slots__ = ("addr_limited", "answers", "authority", "extra", "follow", "groups", "rcode",
+                 "rotate")
 
     def __init__(self, rcode: int, answers: list[bytes] | None = None,
                  groups: list[list[bytes]] | None = None, authority: list[bytes] | None = None,
                  extra: list[bytes] | None = None, rotate: bool = False,
-                 addr_limited: bool = False) -> None:
+                 addr_limited: bool = False, follow: list[list[bytes]] | None = None) -> None:
         self.rcode = rcode
         self.answers = answers or []
         self.groups = groups                 # additional records tied to each answer (SRV)
+        self.follow = follow                 # answer records that follow each answer (a
+        #                                      CNAME's chased target records)
         self.authority = authority or []
         self.extra = extra or []             # additional records not tied to an answer
         self.rotate = rotate
@@ -135,13 +145,16 @@ class _Entry:
 
     __slots__ = (
         "ans",
+        "chase",
         "count",
+        "exp",
         "folded",
         "forward",
         "hits",
         "limit",
         "n",
         "opt",
+        "partial",
         "qlen",
         "qtype",
         "rcode",
@@ -167,6 +180,9 @@ class _Entry:
         self.opt = b""
         self.forward = False
         self.remote: _Elsewhere | None = None   # the view that answers it (forward is True)
+        self.exp = 0.0          # clock time it stops being valid (chased records); 0: never
+        self.chase: tuple[tuple[Labels, int], ...] = ()   # targets to chase first (not cached)
+        self.partial = False    # a chased target was missing: answered once, never cached
 
 
 def _ip(text: str) -> ipaddress.IPv4Address | ipaddress.IPv6Address | None:
@@ -187,11 +203,20 @@ class Resolver:
     outside the domain yield :class:`Forward` (the server forwards) or REFUSED. ``remote``
     decides whether names of another datacenter yield ``Forward(datacenter=...)`` (the server
     answers them from that datacenter's view) or NXDOMAIN.
+
+    ``chase`` (default: ``forwarding``) decides whether a CNAME to a host name outside the
+    domains is completed with the target's records from the recursors (:mod:`dnsserver.chase`):
+    a query whose answer needs a target not in :attr:`chased` yields ``Forward(chase=...)``.
+    An answer that holds chased records is cached until the first of them expires by
+    ``clock`` (and, like every answer, until the view's index moves); it is never put in the
+    exact-bytes index that the C fast path reads, which cannot check expiry.
     """
 
     def __init__(self, config: DNSConfig, view: View, *, counters: DNSCounters | None = None,
                  forwarding: bool | None = None, remote: bool = False,
-                 query_view: bool = False) -> None:
+                 query_view: bool = False, chase: bool | None = None,
+                 chased: ChaseCache | None = None,
+                 clock: Callable[[], float] = time.monotonic) -> None:
         self.remote = remote
         self.query_view = query_view   # this view holds a prepared query's results
         self.config = config
@@ -214,6 +239,13 @@ class Resolver:
         self._max_bytes = config.cache_max_bytes
         self._bytes = 0
         self._glue = _ip(config.glue_address)
+        self.chase = self.forwarding if chase is None else chase
+        self.chased = chased if chased is not None else ChaseCache()
+        """Records of chased CNAME targets (filled by the server from the recursors)."""
+        self.clock = clock
+        self._want: list[tuple[Labels, int]] = []   # targets missing while building an answer
+        self._exp = 0.0                             # earliest expiry of chased records used
+        self._now = 0.0
 
     # -- the hot path ---------------------------------------------------------------------------
     def handle(self, data: bytes, tcp: bool = False) -> bytes | Forward | None:
@@ -276,7 +308,7 @@ class Resolver:
                     variant = size << 5 | (3 if data[qend + 7] & 0x80 else 1)
             variant |= ((data[2] & 1) << 3) | ((data[3] & 0x10) << 1)
             e = self._cache.get((data[12:name_end].lower(), data[name_end:qend], variant))
-            if e is None:
+            if e is None or (e.exp and self.clock() >= e.exp):
                 return self._slow(data, tcp)
             e.hits += 1
             if e.forward:
@@ -313,6 +345,8 @@ class Resolver:
         n = len(data)
         if n != qend and n != qend + 11:
             return        # EDNS options (a cookie changes every query): never seen twice
+        if e.exp:
+            return        # expires by the clock: the level-1 index (and C) cannot check that
         if first is not None and first[10:qend - 2] != data[12:qend]:
             return
         if len(self._exact) >= self._cap:
@@ -362,7 +396,19 @@ class Resolver:
         self._index = idx
 
     # -- the slow path: strict parse, resolve, encode -------------------------------------------
-    def _slow(self, data: bytes, tcp: bool) -> bytes | Forward | None:
+    def complete(self, data: bytes, tcp: bool = False) -> bytes | None:
+        """The answer to a query that came back as ``Forward(chase=...)``, once the server has
+        stored the recursors' answers in :attr:`chased` (a target still missing, e.g. added
+        by a catalog change meanwhile, is answered with its CNAME alone). Never raises."""
+        try:
+            out = self._slow(data, tcp, chase=False)
+        except Exception:
+            if self.counters.drop("internal_error"):
+                log.exception("dns resolver failed completing a chased query len=%s", len(data))
+            return header_only(data, 2)
+        return out if isinstance(out, bytes) else None
+
+    def _slow(self, data: bytes, tcp: bool, chase: bool = True) -> bytes | Forward | None:
         c = self.counters
         try:
             q = parse_query(data, max_size=self._max_tcp if tcp else self._max_q)
@@ -399,21 +445,29 @@ class Resolver:
         if idx != self._index:
             self._flush(idx)
         e = self._cache.get(key)
+        if e is not None and e.exp and self.clock() >= e.exp:
+            self._expire(key, e)
+            e = None
         r = 0
         if e is not None:
             e.hits += 1
             if e.n > 1:
                 r = e.hits % e.n
         else:
-            c.cache_misses += 1
-            c.queries += 1
-            c.qtypes[q.qtype] = c.qtypes.get(q.qtype, 0) + 1
-            e = self._build(q, tcp, limit)
-            self._bytes += e.size
-            while self._cache and (len(self._cache) >= self._cap
-                                   or self._bytes > self._max_bytes):
-                self._evict_oldest()
-            self._cache[key] = e
+            if chase:          # (a completed chase was counted when it was asked)
+                c.cache_misses += 1
+                c.queries += 1
+                c.qtypes[q.qtype] = c.qtypes.get(q.qtype, 0) + 1
+            e = self._build(q, tcp, limit, chase)
+            if e.chase:
+                c.chases += 1
+                return Forward(data, tcp, chase=e.chase)
+            if not e.partial:
+                self._bytes += e.size
+                while self._cache and (len(self._cache) >= self._cap
+                                       or self._bytes > self._max_bytes):
+                    self._evict_oldest()
+                self._cache[key] = e
             if not e.forward:
                 c.rcodes[e.rcode] += 1
                 if e.tc:
@@ -426,10 +480,28 @@ class Resolver:
         qend = 12 + len(q.question)
         return data[:2] + t[:10] + data[12:qend] + t[qend - 2:]
 
-    def _build(self, q: ParsedQuery, tcp: bool, limit: int) -> _Entry:
+    def _expire(self, key: tuple[bytes, bytes, int], e: _Entry) -> None:
+        """Drop an entry whose chased records expired (it is in no exact-bytes index)."""
+        del self._cache[key]
+        self._bytes -= e.size
+        self._fold(e)
+
+    def _build(self, q: ParsedQuery, tcp: bool, limit: int, chase: bool = True) -> _Entry:
         e = _Entry()
         e.qtype = q.qtype
+        self._want = []
+        self._exp = 0.0
+        self._now = 0.0
         ans = self._resolve(q)
+        want = self._want
+        if want:
+            self._want = []
+            if chase:
+                e.chase = tuple(dict.fromkeys(want))
+                e.n = 0
+                return e
+            e.partial = True
+        e.exp = self._exp
         if ans is None or isinstance(ans, _Elsewhere):
             e.forward = True
             e.remote = ans
@@ -454,6 +526,8 @@ class Resolver:
         first, e.tc = self._assemble(e, 0, flags, q.question)
         e.tails = [first[2:]]
         e.size = len(first) + 64 + sum(len(x) for x in ans.answers)
+        if ans.follow:
+            e.size += sum(len(x) for f in ans.follow for x in f)
         return e
 
     def _variant(self, e: _Entry, r: int) -> bytes:
@@ -488,10 +562,12 @@ class Resolver:
         out_an: list[bytes] = []
         out_ad: list[bytes] = []
         tc = False
+        follow = ans.follow
         for i in order:
             a = answers[i]
             g = groups[i] if groups else []
-            need = len(a) + sum(len(x) for x in g)
+            f = follow[i] if follow else []
+            need = len(a) + sum(len(x) for x in g) + sum(len(x) for x in f)
             if need > budget:
                 if len(a) <= budget and not out_an:
                     out_an.append(a)          # the record without its glue, rather than none
@@ -499,6 +575,7 @@ class Resolver:
                 tc = True
                 break
             out_an.append(a)
+            out_an.extend(f)
             out_ad.extend(g)
             budget -= need
         out_ns: list[bytes] = []
@@ -562,6 +639,44 @@ class Resolver:
     def _negative(self, rcode: int, dom: tuple[bytes, ...], comp: Compressor) -> _Answer:
         """NXDOMAIN or NODATA (rcode NOERROR) with the SOA in authority (RFC 2308)."""
         return _Answer(rcode, authority=[self._soa(dom, comp)])
+
+    def _outside(self, low: Labels) -> bool:
+        """True when ``low`` (lower-case labels) is under none of our domains."""
+        for dom in self._domains:
+            if len(low) >= len(dom) and low[len(low) - len(dom):] == dom:
+                return False
+        return True
+
+    def _chased_rrs(self, target: Labels, rtype: int, ttl: int, comp: Compressor) -> list[bytes]:
+        """The recursors' records for a CNAME target outside our domains (its own CNAME chain,
+        then its ``rtype`` records), encoded with TTL min(``ttl``, theirs, time left); [] when
+        chasing is off, the target is ours, or they gave nothing. A target not asked yet is
+        noted in ``_want`` (the server chases it, then :meth:`complete` builds the answer)."""
+        low = tuple(x.lower() for x in target)
+        if not self.chase or not low or not self._outside(low):
+            return []
+        if not self._now:
+            self._now = self.clock()
+        now = self._now
+        got = self.chased.get(low, rtype, now)
+        if got is None:
+            self._want.append((low, rtype))
+            return []
+        exp = got.expires
+        left = int(exp - now)
+        if got.records and ttl > 0:
+            # the TTLs we hand out count down: rebuild this answer at least every second
+            exp = min(exp, now + 1.0)
+        if not self._exp or exp < self._exp:
+            self._exp = exp
+        out: list[bytes] = []
+        try:
+            for r in got.records:
+                rdata = comp.name(r.rdata) if isinstance(r.rdata, tuple) else r.rdata
+                out.append(rr(comp.name(r.owner), r.rtype, max(0, min(ttl, r.ttl, left)), rdata))
+        except ValueError:
+            return []
+        return out
 
     def _in_domain(self, rest: list[str], qtype: int, dom: tuple[bytes, ...],
                    comp: Compressor) -> _Answer | _Elsewhere:
@@ -656,6 +771,7 @@ class Resolver:
         if qtype in (A, AAAA, ANY):
             answers: list[bytes] = []
             cnames: list[bytes] = []
+            targets: list[Labels] = []
             seen: set[bytes] = set()
             seen_names: set[bytes] = set()
             for inst in insts:
@@ -664,12 +780,14 @@ class Resolver:
                 if ip is None:
                     # A host name as the address: Consul answers with a CNAME to it.
                     try:
-                        target = comp.name(labels_of(host))
+                        labels = labels_of(host)
+                        target = comp.name(labels)
                     except ValueError:
                         continue
                     if target not in seen_names:
                         seen_names.add(target)
                         cnames.append(rr(owner, CNAME, ttl, target))
+                        targets.append(labels)
                     continue
                 rtype = A if ip.version == 4 else AAAA
                 if (qtype != ANY and rtype != qtype) or ip.packed in seen:
@@ -681,7 +799,11 @@ class Resolver:
                 # instances have addresses, the host-named ones are left out.
                 return _Answer(NOERROR, answers, rotate=True, addr_limited=True)
             if cnames:
-                return _Answer(NOERROR, cnames, rotate=True)
+                # ... followed by the target's A/AAAA from the recursors (as Consul does)
+                follow = None
+                if qtype != ANY and self.chase:
+                    follow = [self._chased_rrs(t, qtype, ttl, comp) for t in targets]
+                return _Answer(NOERROR, cnames, rotate=True, follow=follow)
         return self._negative(NOERROR, dom, comp)
 
     def _srv(self, insts: Sequence[Instance], owner: bytes, ttl: int, dom: tuple[bytes, ...],
@@ -702,7 +824,14 @@ class Resolver:
                     if ip is not None:
                         target = comp.name((_hexip(ip).encode(), b"addr", dc, *dom))
                     else:
-                        target = comp.name(labels_of(addr))   # a host name: no glue we know
+                        # a host name: its records from the recursors as glue, when chasing
+                        labels = labels_of(addr)
+                        target = comp.name(labels)
+                        if self.chase:
+                            for rtype in (A, AAAA):
+                                for g in self._chased_rrs(labels, rtype, ttl, comp):
+                                    if g not in glue:      # a CNAME chain shared by both
+                                        glue.append(g)
                 if ip is not None:
                     glue.append(rr(target, A if ip.version == 4 else AAAA, ttl, ip.packed))
             except ValueError:
@@ -727,6 +856,17 @@ class Resolver:
             rtype = A if ip.version == 4 else AAAA
             if qtype in (rtype, ANY):
                 answers.append(rr(owner, rtype, ttl, ip.packed))
+        elif node.address and qtype in (A, AAAA, ANY):
+            # A host name as the node's address: a CNAME (and, for A/AAAA, the target's
+            # records from the recursors), as for a service.
+            try:
+                labels = labels_of(node.address)
+                cname = rr(owner, CNAME, ttl, comp.name(labels))
+            except ValueError:
+                cname = b""
+            if cname:
+                follow = [] if qtype == ANY else self._chased_rrs(labels, qtype, ttl, comp)
+                return _Answer(NOERROR, [cname], follow=[follow])
         # One TXT record per meta key, "key=value" (Consul's form).
         txts = [rr(owner, TXT, ttl, t) for t in self._txt(node.meta)]
         if qtype in (TXT, ANY):

@@ -33,6 +33,7 @@ import time
 from collections.abc import Callable, Coroutine
 from typing import Any, Self
 
+from .chase import Labels, query_packet
 from .config import DNSConfig
 from .counters import LATENCY_BUCKETS_US, LATENCY_SAMPLE, DNSCounters
 from .errors import MalformedQuery
@@ -385,6 +386,7 @@ class DNSServer:
         self._tasks_owner: asyncio.Task[None] | None = None
         self._conns: set[_TCP] = set()
         self._inflight_udp = 0
+        self._chasing: dict[tuple[Labels, int], asyncio.Future[None]] = {}
         self.limiter = RateLimiter(config.rate_limit) if config.rate_limit.enabled else None
         """The response-rate limiter of UDP answers (None when rate limiting is off)."""
         if udp_batch is None:
@@ -579,8 +581,43 @@ class DNSServer:
         finally:
             self._inflight_udp -= 1
 
+    async def _complete_chase(self, fwd: Forward) -> bytes | None:
+        """Ask the recursors for the CNAME targets the answer lacks, then answer from the
+        resolver (with the CNAME alone for a target they did not give in time)."""
+        await asyncio.gather(*(self._chase(name, rtype) for name, rtype in fwd.chase))
+        return self.resolver.complete(fwd.data, fwd.tcp)
+
+    async def _chase(self, name: Labels, rtype: int) -> None:
+        """Learn (name, rtype) from the recursors into the resolver's chase cache; one query
+        in flight per (name, rtype), whoever else needs it waits for that one."""
+        key = (name, rtype)
+        running = self._chasing.get(key)
+        if running is not None:
+            await asyncio.shield(running)
+            return
+        done: asyncio.Future[None] = asyncio.get_running_loop().create_future()
+        self._chasing[key] = done
+        try:
+            out = None
+            if self.forwarder is not None:
+                pkt = query_packet(name, rtype)
+                question = pkt[12:len(pkt) - 11]          # the name, type and class
+                out = await self.forwarder.ask(pkt, False, question)
+                if out is not None and len(out) > 3 and out[2] & 0x02:     # TC: again by TCP
+                    out = await self.forwarder.ask(pkt, True, question) or out
+            if out is None:
+                self.counters.chase_failures += 1
+            res = self.resolver
+            res.chased.learn(name, rtype, out, res.clock())
+        finally:
+            self._chasing.pop(key, None)
+            if not done.done():
+                done.set_result(None)
+
     async def _resolve_forward(self, fwd: Forward) -> bytes | None:
         """The recursor's answer, or SERVFAIL with the question when they all failed."""
+        if fwd.chase:
+            return await self._complete_chase(fwd)
         try:
             q = parse_query(fwd.data, max_size=65535)
         except MalformedQuery:      # cannot happen: the resolver parsed it already

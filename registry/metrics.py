@@ -177,7 +177,11 @@ class AgentCollector:
                            ("cache_misses", "Answers built from the catalog view."),
                            ("truncated", "UDP answers sent with TC set."),
                            ("forwarded", "Queries forwarded to a recursor."),
-                           ("forward_failures", "Forwarded queries that every recursor failed.")):
+                           ("forward_failures", "Forwarded queries that every recursor failed."),
+                           ("chases", "Answers that waited for a recursor to give a "
+                                      + "host-name CNAME target's records."),
+                           ("chase_failures", "Chases that no recursor answered in time "
+                                              + "(the answer was the CNAME alone).")):
             yield CounterMetricFamily(f"rumor_dns_{key}", help_, value=s.get(key, 0))
         rl = CounterMetricFamily("rumor_dns_rate_limited",
                                  "UDP answers held back by response-rate limiting, by action "
