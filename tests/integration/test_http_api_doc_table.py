@@ -1,4 +1,5 @@
-"""docs/http-api.md's endpoint tables match the routes the agent's aiohttp app serves.
+"""docs/http-api.md's endpoint tables match the routes the agent's aiohttp app serves, and the
+request bodies the docs show are accepted.
 
 The routes come from a running in-process agent (``app.router.routes()``), the documented ones
 from the first cell of every table row in docs/http-api.md that names a path. Each side must
@@ -8,13 +9,16 @@ the list of differences.
 
 from __future__ import annotations
 
+import json
 import re
 from collections.abc import AsyncIterator
 from pathlib import Path
 
+import aiohttp
 import pytest
 
 from registry.agent import Agent
+from tests.harness.agents import free_port
 
 from .registry_fixtures import agent_fixture
 
@@ -35,7 +39,7 @@ def canon(path: str) -> str:
     path = path.split("?", 1)[0]
     segs = []
     for seg in path.split("/"):
-        if seg.startswith(":") or seg.startswith("{") or seg == "*":
+        if seg.startswith((":", "{")) or seg == "*":
             seg = "{}"
         segs.append(seg)
     out = "/".join(segs)
@@ -99,18 +103,18 @@ async def test_endpoint_tables_match_the_routes(agent: Agent) -> None:
 
 
 def test_the_parser_reads_the_tables_forms() -> None:
-    text = "\n".join([
+    rows = [
         "| `GET /v1/kv/:key?raw` | x |",
         "| `PUT /v1/agent/check/pass/:id` `…/warn/:id` `…/fail/:id` | x |",
         "| `GET /v1/acl/policy/:id`, `/v1/acl/policy/name/:name` | x |",
-        "| `GET`/`POST` /v1/operator/keyring` | x |",
+        "| `GET`/`POST /v1/operator/keyring` | x |",
         "| `GET /v1/query`, `GET/PUT/DELETE /v1/query/:id` | x |",
         "| `?cas=`, `?acquire=`; `/v1/session/*`, `/v1/txn` | x |",
         "| `/ui/nodes`, `/ui/nodes/:name` | x |",
         "| `POST /ui/token` | x |",
         "| kind | fields |",
-    ])
-    assert documented(text) == {
+    ]
+    assert documented("\n".join(rows)) == {
         ("GET", "/v1/kv/{}"), ("PUT", "/v1/agent/check/pass/{}"),
         ("PUT", "/v1/agent/check/warn/{}"), ("PUT", "/v1/agent/check/fail/{}"),
         ("GET", "/v1/acl/policy/{}"), ("GET", "/v1/acl/policy/name/{}"),
@@ -118,3 +122,54 @@ def test_the_parser_reads_the_tables_forms() -> None:
         ("GET", "/v1/query"), ("GET", "/v1/query/{}"), ("PUT", "/v1/query/{}"),
         ("DELETE", "/v1/query/{}"), ("*", "/v1/session/{}"), ("*", "/v1/txn"),
         ("GET", "/ui/nodes"), ("GET", "/ui/nodes/{}"), ("POST", "/ui/token")}
+
+
+# -- the request bodies the docs show are accepted by the strict decoder --------------------------
+ROOT = DOC.parents[1]
+_CURL = re.compile(r"curl -X (?P<method>PUT|POST) \S*?(?P<path>/v1/\S+)\s+-d '(?P<body>\{.*?\})'")
+
+
+def _block_after(text: str, intro: str) -> str:
+    """The fenced code block that follows the line containing ``intro``."""
+    at = text.index(intro)
+    start = text.index("\n", text.index("```", at)) + 1
+    return text[start:text.index("```", start)]
+
+
+def _strip_comments(jsonc: str) -> str:
+    return "\n".join(re.sub(r"\s//.*$", "", line) for line in jsonc.splitlines())
+
+
+def doc_requests(port: int) -> list[tuple[str, str, str, dict[str, object]]]:
+    """(where, method, path, body) of every request body docs/http-api.md and README.md send;
+    addresses outside loopback and fixed ports are swapped for loopback and ``port``."""
+    out: list[tuple[str, str, str, dict[str, object]]] = []
+    for name in ("README.md", "docs/http-api.md"):
+        text = (ROOT / name).read_text().replace("\\\n", " ")
+        for m in _CURL.finditer(text):
+            out.append((name, m.group("method"), m.group("path"), json.loads(m.group("body"))))
+    text = DOC.read_text()
+    register = _strip_comments(_block_after(text, "A service definition, in the body of"))
+    out.append(("http-api.md service definition", "PUT", "/v1/agent/service/register",
+                json.loads(register)))
+    listener = _block_after(text, "A listener spec (keys case-insensitive")
+    out.append(("http-api.md listener spec", "PUT", "/v1/lb/listener", json.loads(listener)))
+    fixed = []
+    for where, method, path, body in out:
+        raw = json.dumps(body)
+        raw = re.sub(r"(10\.0\.0\.5|localhost|127\.0\.0\.1):(8080|9000)", f"127.0.0.1:{port}", raw)
+        fixed.append((where, method, path, json.loads(raw.replace("10.0.0.5", "127.0.0.1"))))
+    return fixed
+
+
+async def test_request_bodies_in_the_docs_are_accepted(tmp_path: Path) -> None:
+    async for a in agent_fixture(tmp_path, enable_lb=True):
+        reqs = doc_requests(free_port())
+        assert len(reqs) >= 5, reqs           # three curl bodies, the definition, the listener
+        async with aiohttp.ClientSession() as s:
+            for where, method, path, body in reqs:
+                if path == "/v1/lb/listener":
+                    body["Bind"] = f"127.0.0.1:{free_port()}"
+                async with s.request(method, f"http://127.0.0.1:{a.http_port}{path}",
+                                     json=body) as r:
+                    assert r.status == 200, (where, body, r.status, await r.text())
