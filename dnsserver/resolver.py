@@ -33,6 +33,15 @@ compression pointers only into the question so records can be re-ordered and cut
 advertised size (capped by ``max_udp_size``), over TCP 65535; when answer records are left out
 TC is set (``enable_truncate``) so the client retries over TCP and gets them all.
 
+Chased CNAME targets. An instance or node whose address is a host name outside our domains
+answers a CNAME that, with recursors, is completed with the target's records from them
+(:mod:`dnsserver.chase`). Such an answer is a function of (question, view, chase cache): when a
+target is missing, ``handle`` returns ``Forward(chase=...)`` (nothing cached), the server fills
+the chase cache and calls :meth:`Resolver.complete`. The answer is then cached with an expiry
+(``_Entry.exp``, the first of its records' expiry by the injected clock), checked on the
+level-2 path; it is kept out of the level-1 index, which the C path reads without a clock. The
+catalog index flushes it like any other.
+
 Name grammar (Consul's, RFC 2782 included), after the domain or alt domain is taken off:
 ``<svc>.service[.<dc>]``, ``<tag>.<svc>.service[.<dc>]``, ``_<svc>._<tag|tcp|udp>[.service]
 [.<dc>]``, ``<node>.node[.<dc>]``, ``<hexip>.addr[.<dc>]``, ``ns``, and the apex; reverse
