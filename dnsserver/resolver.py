@@ -460,6 +460,12 @@ class Resolver:
         r = 0
         if e is not None:
             e.hits += 1
+            if not chase:
+                # the query was counted when it was asked; only its answer is counted now
+                e.folded += 1
+                c.rcodes[e.rcode] += 1
+                if e.tc:
+                    c.truncated += 1
             if e.n > 1:
                 r = e.hits % e.n
         else:

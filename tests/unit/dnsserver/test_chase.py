@@ -87,6 +87,8 @@ def test_cname_is_completed_with_the_targets_a_then_cached(tcp: bool) -> None:
     for _ in range(3):
         assert answer_of(query(res, "ext.service.rumor.", "A", tcp))[1][3] == ["192.0.2.7"]
     assert res._exact == {} and res.counters.chases == 1
+    snap = res.counters.snapshot()
+    assert snap["queries"] == 4 and snap["rcodes"] == {"NOERROR": 4}    # each query once
     # their TTL counts down: at 25 s, 5 s are left, so the A carries 5 (ours is 10)
     clock.t += 25
     got = answer_of(query(res, "ext.service.rumor.", "A", tcp))
@@ -243,3 +245,16 @@ def test_chain_refuses_a_loop_and_query_packet_is_well_formed() -> None:
     m = dns.message.from_wire(query_packet(API, 28))
     assert m.question[0].name.to_text() == "api.example.com." and m.question[0].rdtype == 28
     assert m.edns == 0 and m.payload == 1232
+
+
+def test_two_queries_waiting_for_one_chase_are_each_counted_once() -> None:
+    _v, res, _clock = setup()
+    first = query(res, "ext.service.rumor.", "A")
+    second = query(res, "ext.service.rumor.", "A")          # asked while the chase runs
+    assert isinstance(first, Forward) and isinstance(second, Forward)
+    a = complete(res, first, {(API, 1): upstream("api.example.com.", "A", [
+        ("api.example.com.", 30, "A", "192.0.2.7")])})
+    b = res.complete(second.data, second.tcp)               # finds the answer cached by `a`
+    assert answer_of(a) == answer_of(b) and len(answer_of(b)) == 2
+    snap = res.counters.snapshot()
+    assert snap["queries"] == 2 and snap["rcodes"] == {"NOERROR": 2} and res.counters.chases == 2
