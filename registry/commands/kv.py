@@ -29,6 +29,18 @@ def _path(key: str) -> str:
     return "/v1/kv/" + urllib.parse.quote(key, safe="/")
 
 
+def _params(args: argparse.Namespace, **params: str | int | None) -> dict[str, str | int | None]:
+    """Query parameters with ``dc`` added when ``-datacenter`` names another datacenter."""
+    if args.datacenter:
+        params["dc"] = args.datacenter
+    return params
+
+
+def _dc_flag(p: argparse.ArgumentParser) -> None:
+    flag(p, "datacenter", metavar="DC",
+         help="this datacenter's keyspace (default: the agent's; each datacenter has its own)")
+
+
 def register(sub: Any) -> None:
     kv = sub.add_parser("kv", help="read and write the KV store",
                         description="Read and write the KV store (replicated by gossip, last "
@@ -43,6 +55,7 @@ def register(sub: Any) -> None:
     flag(g, "separator", default="/", metavar="SEP",
          help="with -keys: stop at this separator (default /)")
     flag(g, "detailed", action="store_true", help="show flags and indexes too")
+    _dc_flag(g)
     g.set_defaults(func=run_get)
 
     p = client_parser(kvsub, "put", "write a value",
@@ -53,21 +66,25 @@ def register(sub: Any) -> None:
     p.add_argument("value", nargs="?", default="")
     flag(p, "flags", type=int, default=0, metavar="N", help="an unsigned 64-bit number to store")
     flag(p, "base64", action="store_true", help="the value is base64-encoded")
+    _dc_flag(p)
     p.set_defaults(func=run_put)
 
     d = client_parser(kvsub, "delete", "delete a key, or every key under a prefix")
     d.add_argument("key", nargs="?", default="")
     flag(d, "recurse", action="store_true", help="every key under the prefix")
+    _dc_flag(d)
     d.set_defaults(func=run_delete)
 
     e = client_parser(kvsub, "export", "print keys under a prefix as JSON (consul kv export)")
     e.add_argument("prefix", nargs="?", default="")
+    _dc_flag(e)
     e.set_defaults(func=run_export)
 
     i = client_parser(kvsub, "import", "write keys from JSON written by export")
     i.add_argument("data", nargs="?", default="-",
                    help="the JSON, @FILE, or - for stdin (default)")
     flag(i, "prefix", default="", metavar="PREFIX", help="add this prefix to every key")
+    _dc_flag(i)
     i.set_defaults(func=run_import)
 
 
@@ -84,15 +101,16 @@ def run_get(args: argparse.Namespace) -> int:
     c = client_of(args)
     try:
         if args.keys:
-            keys = c.get(_path(args.key), params={"keys": "", "separator": args.separator or None})
+            keys = c.get(_path(args.key),
+                         params=_params(args, keys="", separator=args.separator or None))
             if args.json:
                 print_json(keys)
             else:
                 for k in keys:
                     print(k)
             return 0
-        params = {"recurse": ""} if args.recurse else None
-        entries = c.get(_path(args.key), params=params)
+        entries = c.get(_path(args.key),
+                        params=_params(args, recurse="") if args.recurse else _params(args))
     except APIError as e:
         if e.status == 404:
             if args.recurse or args.keys:
@@ -127,14 +145,15 @@ def run_put(args: argparse.Namespace) -> int:
             print("Error! the value is not valid base64", file=sys.stderr)
             return 1
     c = client_of(args)
-    c.request("PUT", _path(args.key), params={"flags": args.flags or None}, raw=data)
+    c.request("PUT", _path(args.key), params=_params(args, flags=args.flags or None), raw=data)
     print(f"Success! Data written to: {args.key}")
     return 0
 
 
 def run_delete(args: argparse.Namespace) -> int:
     c = client_of(args)
-    c.request("DELETE", _path(args.key), params={"recurse": ""} if args.recurse else None)
+    c.request("DELETE", _path(args.key),
+              params=_params(args, recurse="") if args.recurse else _params(args))
     print(f"Success! Deleted key{'s under' if args.recurse else ''}: {args.key}")
     return 0
 
@@ -142,7 +161,7 @@ def run_delete(args: argparse.Namespace) -> int:
 def run_export(args: argparse.Namespace) -> int:
     c = client_of(args)
     try:
-        entries = c.get(_path(args.prefix), params={"recurse": ""})
+        entries = c.get(_path(args.prefix), params=_params(args, recurse=""))
     except APIError as e:
         if e.status != 404:
             raise
@@ -166,6 +185,6 @@ def run_import(args: argparse.Namespace) -> int:
         return 1
     c = client_of(args)
     for key, flags, data in values:
-        c.request("PUT", _path(key), params={"flags": flags or None}, raw=data)
+        c.request("PUT", _path(key), params=_params(args, flags=flags or None), raw=data)
         print(f"Imported: {key}")
     return 0

@@ -144,6 +144,15 @@ async def test_two_datacenters(tmp_path: Path) -> None:
             assert await eventually(in_dc2, timeout=10, what="the key on bl") == "hello dc2"
             st, keys, _ = await _get(s, l1, "/v1/kv/fed/?dc=dc2&keys")
             assert (st, keys) == (200, ["fed/greeting"])
+            # the CLI's -datacenter flag reaches the same keyspace (consul kv's flag)
+            for argv, want in ((("put", "fed/cli", "from the cli"), "Success! Data written"),
+                               (("get", "fed/cli"), "from the cli\n"),
+                               (("delete", "fed/cli"), "Success! Deleted key")):
+                out = await asyncio.to_thread(_cli, l1, "kv", argv[0], "-datacenter", "dc2",
+                                              *argv[1:])
+                assert out.returncode == 0 and out.stdout.startswith(want), (argv, out)
+            out = await asyncio.to_thread(_cli, l1, "kv", "get", "fed/greeting")
+            assert out.returncode == 1 and "No key exists" in out.stderr, out   # dc1's keyspace
             async with s.delete(f"{kv}/fed/greeting?dc=dc2") as r:
                 assert r.status == 200
             st, _, _ = await _get(s, l1, "/v1/kv/fed/greeting?dc=dc2")
