@@ -42,14 +42,28 @@ failed node's own name still resolves; its services do not).
 
 from __future__ import annotations
 
+from typing import TYPE_CHECKING, Any
+
 from .config import DNSConfig, SOAConfig, parse_duration
 from .counters import LATENCY_BUCKETS_US, DNSCounters
 from .errors import ConfigError, DNSError, MalformedQuery
-from .memview import MemInstance, MemNode, MemoryView
 from .resolver import Forward, Resolver, answer
 from .rrl import RateLimitConfig, RateLimiter, Verdict
 from .server import DNSServer
 from .view import Instance, Node, RemoteViews, View
+
+if TYPE_CHECKING:
+    from .memview import MemInstance, MemNode, MemoryView
+
+
+def __getattr__(name: str) -> Any:
+    """The in-memory view (for tests and embedders) is imported on first use: the agent never
+    needs it (issue 13: start-up cost)."""
+    if name in ("MemInstance", "MemNode", "MemoryView"):
+        from . import memview
+
+        return getattr(memview, name)
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
 
 __all__ = [
     "LATENCY_BUCKETS_US",

@@ -31,17 +31,19 @@ import os
 import socket
 import time
 from collections.abc import Callable, Coroutine
-from typing import Any, Self
+from typing import TYPE_CHECKING, Any, Self
 
 from .chase import Labels, query_packet
 from .config import DNSConfig
 from .counters import LATENCY_BUCKETS_US, LATENCY_SAMPLE, DNSCounters
 from .errors import MalformedQuery
-from .forward import Forwarder
 from .resolver import Forward, Resolver
 from .rrl import RateLimiter, Verdict
 from .view import RemoteViews, View
 from .wire import NOERROR, NXDOMAIN, SERVFAIL, header_only, parse_query
+
+if TYPE_CHECKING:
+    from .forward import Forwarder  # imported only with recursors (start-up cost, issue 13)
 
 __all__ = ["DNSServer"]
 
@@ -59,7 +61,7 @@ def _load_udpc() -> Any:
     if os.environ.get("RUMOR_PURE_PYTHON"):
         return None
     try:
-        from . import _udpc  # type: ignore[attr-defined]
+        from . import _udpc  # type: ignore[attr-defined,unused-ignore]
     except ImportError:
         return None
     return _udpc
@@ -378,7 +380,11 @@ class DNSServer:
         self.resolver = Resolver(config, view, counters=self.counters,
                                  remote=remote is not None)
         self._remote_resolvers: dict[str, Resolver] = {}
-        self.forwarder = Forwarder(config, self.counters) if config.recursors else None
+        self.forwarder: Forwarder | None = None
+        if config.recursors:
+            from .forward import Forwarder
+
+            self.forwarder = Forwarder(config, self.counters)
         self._udp: asyncio.DatagramTransport | None = None
         self._batch: _BatchUDP | None = None
         self._tcp: asyncio.base_events.Server | None = None

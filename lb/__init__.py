@@ -35,33 +35,67 @@ Weights.Warning by health). :class:`MemoryView` is a working in-memory catalog v
 
 from __future__ import annotations
 
-from .config import (
-    STRATEGIES,
-    BackendTLSSpec,
-    CertificateSpec,
-    LBConfig,
-    ListenerSpec,
-    RedirectSpec,
-    Route,
-    TLSSpec,
-)
-from .counters import LBCounters, ListenerStats
-from .errors import ConfigError, LBError, ListenerError
-from .loadbalancer import LoadBalancer, listeners_from_config
-from .memview import MemInstance, MemoryView
-from .pool import Pool
-from .resolve import HostCache, ResolveError
-from .routes import RouteTable, urlprefix_routes
-from .strategy import Backend, LeastConn, Random, RoundRobin, WeightedRoundRobin, make_strategy
-from .tls import (
-    HANDSHAKE_FAILURE_REASONS,
-    CertificateLoader,
-    DefaultCertificateLoader,
-    LoadedCertificate,
-    certificate_names,
-    prepare_listener_tls,
-)
-from .view import CatalogView, Instance
+import importlib
+from typing import TYPE_CHECKING, Any
+
+if TYPE_CHECKING:
+    from .config import (
+        STRATEGIES,
+        BackendTLSSpec,
+        CertificateSpec,
+        LBConfig,
+        ListenerSpec,
+        RedirectSpec,
+        Route,
+        TLSSpec,
+    )
+    from .counters import LBCounters, ListenerStats
+    from .errors import ConfigError, LBError, ListenerError
+    from .loadbalancer import LoadBalancer, listeners_from_config
+    from .memview import MemInstance, MemoryView
+    from .pool import Pool
+    from .resolve import HostCache, ResolveError
+    from .routes import RouteTable, urlprefix_routes
+    from .strategy import Backend, LeastConn, Random, RoundRobin, WeightedRoundRobin, make_strategy
+    from .tls import (
+        HANDSHAKE_FAILURE_REASONS,
+        CertificateLoader,
+        DefaultCertificateLoader,
+        LoadedCertificate,
+        certificate_names,
+        prepare_listener_tls,
+    )
+    from .view import CatalogView, Instance
+
+_HOME = {
+    **dict.fromkeys(("STRATEGIES", "BackendTLSSpec", "CertificateSpec", "LBConfig", "ListenerSpec",
+                     "RedirectSpec", "Route", "TLSSpec"), "config"),
+    **dict.fromkeys(("LBCounters", "ListenerStats"), "counters"),
+    **dict.fromkeys(("ConfigError", "LBError", "ListenerError"), "errors"),
+    **dict.fromkeys(("LoadBalancer", "listeners_from_config"), "loadbalancer"),
+    **dict.fromkeys(("MemInstance", "MemoryView"), "memview"),
+    "Pool": "pool",
+    **dict.fromkeys(("HostCache", "ResolveError"), "resolve"),
+    **dict.fromkeys(("RouteTable", "urlprefix_routes"), "routes"),
+    **dict.fromkeys(("Backend", "LeastConn", "Random", "RoundRobin", "WeightedRoundRobin",
+                     "make_strategy"), "strategy"),
+    **dict.fromkeys(("HANDSHAKE_FAILURE_REASONS", "CertificateLoader", "DefaultCertificateLoader",
+                     "LoadedCertificate", "certificate_names", "prepare_listener_tls"), "tls"),
+    **dict.fromkeys(("CatalogView", "Instance"), "view"),
+}
+"""The module of each public name. A name is imported on first use (PEP 562), so that an agent
+loads only the parts of the balancer it runs: with no listener, neither the proxies nor TLS
+(issue 13: start-up cost)."""
+
+
+def __getattr__(name: str) -> Any:
+    home = _HOME.get(name)
+    if home is None:
+        raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+    value = getattr(importlib.import_module(f"{__name__}.{home}"), name)
+    globals()[name] = value
+    return value
+
 
 __all__ = [
     "HANDSHAKE_FAILURE_REASONS",

@@ -7,17 +7,21 @@ import logging
 import random
 import socket
 from collections.abc import Mapping
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from .config import LBConfig, ListenerSpec
 from .counters import LBCounters
 from .errors import ConfigError, ListenerError
-from .http import HttpListener
-from .listener import Listener
 from .resolve import HostCache
-from .tcp import TcpListener
-from .tls import CertificateLoader, DefaultCertificateLoader, prepare_listener_tls
 from .view import CatalogView
+
+if TYPE_CHECKING:
+    from .listener import Listener
+    from .tls import CertificateLoader
+
+# The proxies (lb.http, lb.tcp, lb.listener) and lb.tls are imported by the first listener
+# added: an agent with the balancer on but no listener (the default) never loads them
+# (issue 13: start-up cost).
 
 log = logging.getLogger(__name__)
 
@@ -75,7 +79,11 @@ class LoadBalancer:
                  cert_loader: CertificateLoader | None = None,
                  resolver: HostCache | None = None) -> None:
         self.config = (config or LBConfig()).validate()
-        self.cert_loader: CertificateLoader = cert_loader or DefaultCertificateLoader()
+        if cert_loader is None:
+            from .tls import DefaultCertificateLoader
+
+            cert_loader = DefaultCertificateLoader()
+        self.cert_loader: CertificateLoader = cert_loader
         self.resolver = resolver or HostCache()
         """For backends registered by host name (aiodns, cached by TTL)."""
         self.view = view
@@ -127,6 +135,10 @@ class LoadBalancer:
         :class:`ListenerError` when the address cannot be bound; in both cases the previous
         listener of that name, if any, is left running as it was.
         """
+        from .http import HttpListener
+        from .tcp import TcpListener
+        from .tls import prepare_listener_tls
+
         if not isinstance(spec, ListenerSpec):
             spec = ListenerSpec.from_dict(spec)
         spec.validate()

@@ -42,7 +42,6 @@ from lb import (
     ListenerSpec,
     LoadBalancer,
     listeners_from_config,
-    prepare_listener_tls,
 )
 
 from . import __version__
@@ -144,6 +143,8 @@ class Agent:
                 self._lb_listeners = listeners_from_config(cfg.lb)
                 for spec in self._lb_listeners:     # certificate files checked before start
                     if spec.tls is not None or spec.backend_tls is not None:
+                        from lb import prepare_listener_tls
+
                         prepare_listener_tls(spec, LBCertificateLoader())
             except (ValueError, TypeError) as e:
                 msg = str(e)

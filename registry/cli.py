@@ -12,15 +12,15 @@ arguments and returning an exit code.
 from __future__ import annotations
 
 import argparse
-import difflib
 import importlib
 import json
 import os
 import sys
 from collections.abc import Sequence
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-from .client import AgentUnreachable, APIError, Client
+if TYPE_CHECKING:
+    from .client import Client
 
 COMMAND_MODULES = (
     "agent_cmd",
@@ -39,6 +39,18 @@ COMMAND_MODULES = (
     "acl",
     "reload_cmd",
 )
+
+COMMANDS = {
+    "agent": "agent_cmd", "version": "info_cmds", "info": "info_cmds", "members": "members",
+    "rtt": "rtt", "join": "gossip_cmds", "leave": "gossip_cmds", "force-leave": "gossip_cmds",
+    "event": "gossip_cmds", "keygen": "gossip_cmds", "keyring": "gossip_cmds",
+    "services": "services", "catalog": "catalog_cmds", "health": "catalog_cmds",
+    "maint": "maint", "kv": "kv", "lb": "lb", "dns": "dns", "watch": "watch",
+    "monitor": "monitor", "acl": "acl", "reload": "reload_cmd",
+}
+"""Which module of :data:`COMMAND_MODULES` registers each command: ``rumor agent`` imports only
+``agent_cmd`` (the others were ~20 ms of the agent's start-up, issue 13); a test checks this
+table against what the modules register."""
 
 
 class Parser(argparse.ArgumentParser):
@@ -64,6 +76,8 @@ class Parser(argparse.ArgumentParser):
     def _check_value(self, action: argparse.Action, value: Any) -> None:
         choices = action.choices
         if choices is not None and value not in choices and isinstance(value, str):
+            import difflib
+
             close = difflib.get_close_matches(value, [str(c) for c in choices], n=1, cutoff=0.6)
             if close:
                 raise argparse.ArgumentError(action, f"invalid choice: {value!r}; did you mean "
@@ -71,6 +85,8 @@ class Parser(argparse.ArgumentParser):
         super()._check_value(action, value)
 
     def unknown_message(self, extras: Sequence[str]) -> str:
+        import difflib
+
         known = sorted(o for o in self._option_string_actions if not o.startswith("--"))
         flags = [a for a in extras if a.startswith("-") and len(a) > 1 and not a[1:].isdigit()]
         hints: list[tuple[str, str]] = []
@@ -110,6 +126,8 @@ def client_parser(sub: Any, name: str, help: str, epilog: str = "") -> argparse.
 
 
 def client_of(args: argparse.Namespace) -> Client:
+    from .client import Client
+
     return Client(getattr(args, "http_addr", None), getattr(args, "token", None),
                   ca_file=getattr(args, "ca_file", None),
                   client_cert=getattr(args, "client_cert", None),
@@ -127,11 +145,12 @@ def print_table(rows: Sequence[Sequence[Any]], header: Sequence[str]) -> None:
         print("  ".join(c.ljust(w) for c, w in zip(r, widths)).rstrip())
 
 
-def build_parser() -> argparse.ArgumentParser:
+def build_parser(command: str | None = None) -> argparse.ArgumentParser:
+    """The parser of every command, or (``command``, one of :data:`COMMANDS`) of that one."""
     parser = Parser(prog="rumor", description="Rumor: service registry and discovery mesh",
                     allow_abbrev=False)
     sub = parser.add_subparsers(dest="command", metavar="COMMAND", parser_class=Parser)
-    for name in COMMAND_MODULES:
+    for name in COMMAND_MODULES if command is None else (COMMANDS[command],):
         try:
             module = importlib.import_module(f"{__package__}.commands.{name}")
         except ModuleNotFoundError as e:
@@ -143,8 +162,10 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    parser = build_parser()
-    args = parser.parse_args(list(sys.argv[1:] if argv is None else argv))
+    argl = list(sys.argv[1:] if argv is None else argv)
+    # a known command needs only its own module; anything else (help, a typo) gets them all
+    parser = build_parser(argl[0] if argl and argl[0] in COMMANDS else None)
+    args = parser.parse_args(argl)
     func = getattr(args, "func", None)
     if func is None:
         parser.print_help()
@@ -160,14 +181,19 @@ def main(argv: Sequence[str] | None = None) -> int:
         devnull = os.open(os.devnull, os.O_WRONLY)
         os.dup2(devnull, sys.stdout.fileno())
         return 1
-    except AgentUnreachable as e:
-        print(f"Error: {e}", file=sys.stderr)
-        return 1
-    except APIError as e:
-        print(f"Error: the agent refused the request ({e.status}): {e.text}", file=sys.stderr)
-        return 1
     except KeyboardInterrupt:
         return 130
+    except Exception as e:
+        from .client import AgentUnreachable, APIError
+
+        if isinstance(e, AgentUnreachable):
+            print(f"Error: {e}", file=sys.stderr)
+            return 1
+        if isinstance(e, APIError):
+            print(f"Error: the agent refused the request ({e.status}): {e.text}",
+                  file=sys.stderr)
+            return 1
+        raise
 
 
 if __name__ == "__main__":  # pragma: no cover

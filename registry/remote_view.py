@@ -26,12 +26,13 @@ import logging
 import time
 from collections.abc import Awaitable, Callable, Mapping, Sequence
 from dataclasses import dataclass
-from typing import Any
-
-from dnsserver import MemoryView
+from typing import TYPE_CHECKING, Any
 
 from .errors import RequestError
 from .federation import Federation
+
+if TYPE_CHECKING:
+    from dnsserver import MemoryView  # imported by the first remote view (start-up, issue 13)
 
 log = logging.getLogger(__name__)
 
@@ -70,6 +71,8 @@ def view_document(view: Any) -> dict[str, Any]:
 
 def view_from_document(dc: str, doc: Mapping[str, Any]) -> MemoryView:
     """A MemoryView of ``dc`` from :func:`view_document`'s output (bad entries are skipped)."""
+    from dnsserver import MemoryView
+
     v = MemoryView(dc)
     for n in _items(doc, "Nodes"):
         try:
@@ -99,6 +102,8 @@ def _items(doc: Mapping[str, Any], key: str) -> list[Any]:
 def results_view(name: str, result: Mapping[str, Any]) -> MemoryView:
     """A prepared query's execution result (health entries) as a view where they are the
     instances of a service called ``name``."""
+    from dnsserver import MemoryView
+
     v = MemoryView(str(result.get("Datacenter") or ""))
     for e in _items(result, "Nodes"):
         try:

@@ -12,7 +12,7 @@ from __future__ import annotations
 import logging
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from gossip import (
     Gossip,
@@ -29,7 +29,6 @@ from .acl_view import ACLView
 from .catalog import Catalog, NodeInfo
 from .checks import refuse_exec_check
 from .config import AgentConfig
-from .containers import ContainerWatcher
 from .datadir import DataDir
 from .definitions import CheckDef, ServiceDef, parse_check, parse_service
 from .errors import ConfigError, RequestError
@@ -39,6 +38,9 @@ from .local import LocalState
 from .looplag import LoopLag
 from .netaddr import advertise_address
 from .replication import Replicator
+
+if TYPE_CHECKING:
+    from .containers import ContainerWatcher  # with its Docker client, only when -docker
 
 log = logging.getLogger(__name__)
 
@@ -242,6 +244,7 @@ class Registry:
                                              list(self.prepared.checks))
         await self.local.start()
         if self.config.docker:
+            from .containers import ContainerWatcher
             from .docker_api import Engine, default_socket
 
             engine = Engine(docker_socket(self.config) or default_socket())

@@ -17,13 +17,11 @@ copies it into ``X-Consul-Token`` for its blocking queries.
 from __future__ import annotations
 
 import asyncio
-import hashlib
+import functools
 import json
 import logging
-import mimetypes
 from dataclasses import dataclass, replace
-from importlib import resources
-from typing import Any
+from typing import TYPE_CHECKING, Any
 from urllib.parse import quote, unquote, urlsplit
 
 from aiohttp import web
@@ -38,9 +36,14 @@ from ..errors import RequestError
 from ..federation import Federation
 from ..kv import cut_keys
 from ..service import Registry
-from ..ui import model, render
 from .base import text_error
 from .keys import CONFIG, FEDERATION, GOSSIP, LB, PORTS, REGISTRY
+
+if TYPE_CHECKING:
+    from ..ui import model, render
+
+# registry.ui (its model and renderer) and the static files are loaded by the first page asked
+# for, not at start-up: an agent nobody browses never needs them (issue 13: start-up cost)
 
 log = logging.getLogger(__name__)
 
@@ -60,8 +63,14 @@ SECURITY_HEADERS = {
 _TYPES = {".css": "text/css", ".js": "text/javascript", ".svg": "image/svg+xml"}
 
 
-def _load_static() -> dict[str, tuple[bytes, str, str]]:
-    """name -> (body, content type, etag) for every file shipped in registry/ui/static."""
+@functools.cache
+def static_files() -> dict[str, tuple[bytes, str, str]]:
+    """name -> (body, content type, etag) for every file shipped in registry/ui/static (read
+    once, on first use)."""
+    import hashlib
+    import mimetypes
+    from importlib import resources
+
     out: dict[str, tuple[bytes, str, str]] = {}
     try:
         folder = resources.files("registry.ui").joinpath("static")
@@ -76,9 +85,6 @@ def _load_static() -> dict[str, tuple[bytes, str, str]]:
     except (FileNotFoundError, NotADirectoryError) as e:  # a broken install: pages still work
         log.error("ui static files missing error=%s", e)
     return out
-
-
-STATIC = _load_static()
 
 
 @dataclass(frozen=True)
@@ -171,6 +177,8 @@ def _seen_by(sources: _Sources, who: Identity) -> Any:
 
 
 def _html(state: model.UIState, page: render.Page, path: str = "/ui/") -> web.Response:
+    from ..ui import render
+
     return web.Response(
         status=page.status, text=render.document(state, page, path), content_type="text/html",
         charset="utf-8", headers={**SECURITY_HEADERS, "Cache-Control": "no-store"},
@@ -212,6 +220,8 @@ async def _remote(fed: Federation, dc: str, token: str) -> model.RemoteCatalog:
     """Datacenter ``dc``'s catalog, read with ``?dc=`` through the federation with the
     request's token (so that datacenter's ACLs apply as for any forwarded read): its nodes,
     its checks, and the health entries of each of its services."""
+    from ..ui import model
+
     gate = asyncio.Semaphore(REMOTE_PARALLEL)
 
     async def get(path: str) -> tuple[Any, int]:
@@ -242,6 +252,8 @@ async def _remote(fed: Federation, dc: str, token: str) -> model.RemoteCatalog:
 
 
 async def _page(request: web.Request, build: Any, *args: Any) -> web.Response:
+    from ..ui import model, render
+
     if not _enabled(request):
         return _not_found()
     sources = _sources(request.app)
@@ -311,6 +323,8 @@ async def ui_slash(request: web.Request) -> web.StreamResponse:
 
 @routes.get("/ui/")
 async def ui_services(request: web.Request) -> web.Response:
+    from ..ui import render
+
     return await _page(request, render.services_page)
 
 
@@ -323,26 +337,36 @@ async def ui_services_alias(request: web.Request) -> web.StreamResponse:
 
 @routes.get("/ui/services/{name}")
 async def ui_service(request: web.Request) -> web.Response:
+    from ..ui import render
+
     return await _page(request, render.service_page, request.match_info["name"])
 
 
 @routes.get("/ui/nodes")
 async def ui_nodes(request: web.Request) -> web.Response:
+    from ..ui import render
+
     return await _page(request, render.nodes_page)
 
 
 @routes.get("/ui/nodes/{name}")
 async def ui_node(request: web.Request) -> web.Response:
+    from ..ui import render
+
     return await _page(request, render.node_page, request.match_info["name"])
 
 
 @routes.get("/ui/checks")
 async def ui_checks(request: web.Request) -> web.Response:
+    from ..ui import render
+
     return await _page(request, render.checks_page, request.query.get("state", "any"))
 
 
 @routes.get("/ui/lb")
 async def ui_lb(request: web.Request) -> web.Response:
+    from ..ui import render
+
     return await _page(request, render.lb_page)
 
 
@@ -356,6 +380,8 @@ async def ui_kv_slash(request: web.Request) -> web.StreamResponse:
 @routes.get("/ui/kv/{path:.*}")
 async def ui_kv(request: web.Request) -> web.Response:
     """The KV store a folder (or a key) at a time, showing only the keys the token may read."""
+    from ..ui import render
+
     path = request.match_info["path"]
     store = request.app[REGISTRY].kv.store
     _, who = _refusal(request)   # no identity: _page answers with the token form
@@ -380,7 +406,7 @@ async def ui_kv(request: web.Request) -> web.Response:
 async def ui_static(request: web.Request) -> web.Response:
     if not _enabled(request):
         return _not_found()
-    item = STATIC.get(request.match_info["file"])
+    item = static_files().get(request.match_info["file"])
     if item is None:
         return _not_found()
     body, ctype, etag = item

@@ -300,9 +300,9 @@ async def test_ui_can_be_turned_off() -> None:
 
 @pytest.mark.parametrize("name", ["rumor.js", "rumor.css", "favicon.svg"])
 def test_static_files_ship_in_the_package(name: str) -> None:
-    from registry.api.ui_routes import STATIC
+    from registry.api.ui_routes import static_files
 
-    body, _, _ = STATIC[name]
+    body, _, _ = static_files()[name]
     body = body.replace(b'xmlns="http://www.w3.org/2000/svg"', b"")  # a namespace, not a fetch
     assert body and b"http://" not in body and b"https://" not in body  # no CDN, nothing remote
 
