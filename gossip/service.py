@@ -163,8 +163,12 @@ class Gossip:
             return self._clock()
         return asyncio.get_running_loop().time()
 
-    async def start(self) -> None:
-        """Bind, start the memberlist core and Serf; rejoin the snapshot's members if any."""
+    async def start(self, *, release_memory: bool = True) -> None:
+        """Bind, start the memberlist core and Serf; rejoin the snapshot's members if any.
+
+        ``release_memory``: then hand start-up garbage back to the OS (a full collection,
+        :func:`gossip.memory.release_free_memory`); an embedder that starts more after gossip
+        (the agent) passes False and does it once, when everything is up."""
         if self._started:
             return
         self._started = True
@@ -209,7 +213,8 @@ class Gossip:
                  adv_addr, adv_port, bool(self.keyring))
         if previous:
             self._spawn(self._rejoin(previous), "rejoin")
-        release_free_memory()
+        if release_memory:
+            release_free_memory()
 
     def _make_core(self, config: MemberlistConfig, now: float) -> GossipCore:
         """The transport's core factory: our Serf layer on a memberlist bound to its port."""

@@ -169,7 +169,7 @@ async def start_gossip(cfg: AgentConfig, datadir: Any, prepared: PreparedGossip)
         serf = prepared.serf
     g = Gossip(prepared.memberlist, serf, keyring=keyring, keyring_path=keyring_path)
     try:
-        await g.start()
+        await g.start(release_memory=False)   # the agent does it once it is up
     except OSError as e:
         raise ConfigError(
             f"ports.serf_lan: cannot bind {cfg.bind_addr}:{cfg.serf_lan_port} ({e.strerror or e}); "

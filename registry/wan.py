@@ -106,7 +106,7 @@ async def start_wan(cfg: AgentConfig, datadir: Any, prepared: PreparedGossip,
         keyring = Keyring(prepared.keys) if prepared.keys else None
     g = Gossip(prepared.memberlist, serf, keyring=keyring, keyring_path=keyring_path)
     try:
-        await g.start()
+        await g.start(release_memory=False)   # the agent does it once it is up
     except OSError as e:
         raise ConfigError(
             f"ports.serf_wan: cannot bind {cfg.bind_addr}:{cfg.wan_port} ({e.strerror or e}); "
