@@ -10,7 +10,7 @@ VENV   := .venv
 BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.installed
 
-.PHONY: dev test unit integration bench bench-dns bench-lb bench-tls bench-gossip bench-report \
+.PHONY: dev test unit integration bench bench-dns bench-lb bench-tls bench-gossip bench-startup bench-report \
 	bench-quick lint clean
 
 $(STAMP): pyproject.toml setup.py gossip/_lzwc.c dnsserver/_udpc.c
@@ -38,6 +38,7 @@ bench: $(STAMP)
 	$(MAKE) bench-lb
 	$(MAKE) bench-tls
 	$(MAKE) bench-gossip
+	$(MAKE) bench-startup
 	$(MAKE) bench-report
 
 bench-dns: $(STAMP)
@@ -55,6 +56,10 @@ bench-tls: $(STAMP)
 bench-gossip: $(STAMP)
 	./scripts/setup-system.sh
 	$(BIN)/python bench/gossip_vs_serf.py --rounds 5 --trials 2 --idle 30
+
+bench-startup: $(STAMP)
+	./scripts/setup-system.sh
+	$(BIN)/python bench/startup.py --rounds 7 --compile
 
 bench-report: $(STAMP)
 	$(BIN)/python bench/report.py --write

@@ -44,7 +44,8 @@ def test_table_is_median_min_max_of_the_latest_complete_run(tmp_path: Path) -> N
                   "<!-- report:lb_vs_haproxy:end -->\nafter\n"
                   "<!-- report:dns_vs_dnsmasq-agent:begin --><!-- report:dns_vs_dnsmasq-agent:end -->"
                   "\n<!-- report:gossip_vs_serf:begin --><!-- report:gossip_vs_serf:end -->\n"
-                  "<!-- report:tls_vs_haproxy:begin --><!-- report:tls_vs_haproxy:end -->\n")
+                  "<!-- report:tls_vs_haproxy:begin --><!-- report:tls_vs_haproxy:end -->\n"
+                  "<!-- report:startup:begin --><!-- report:startup:end -->\n")
     assert report.main(["--results", str(results), "--write", "--md", str(md)]) == 0
     text = md.read_text()
     assert text.startswith("before\n") and "\nafter\n" in text and "\nold\n" not in text
@@ -54,4 +55,10 @@ def test_table_is_median_min_max_of_the_latest_complete_run(tmp_path: Path) -> N
     assert "Test CPU, 2 cores, kernel 6.1" in text and "0.10 0.20 0.30 before" in text
     assert "median of 5 interleaved rounds" in text
     # no run of the other two yet: said so, with the command that makes one
-    assert text.count("No complete `make bench` run") == 3   # DNS, gossip, TLS
+    assert text.count("No complete `make bench` run") == 4   # DNS, gossip, TLS, start-up
+
+
+def test_a_target_without_x_is_on_rumors_own_figure() -> None:
+    assert report._met(9.0, 0.15, "<= 0.2") == "yes"      # 9x Serf, but under 0.2 CPU-s
+    assert report._met(0.5, 0.30, "<= 0.2") == "no"
+    assert report._met(0.5, 0.30, "<= 2.5x") == "yes"
