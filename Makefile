@@ -19,11 +19,19 @@ $(STAMP): pyproject.toml setup.py gossip/_lzwc.c dnsserver/_udpc.c
 	$(BIN)/python -m pip install -q -e '.[fast,test]'
 	touch $(STAMP)
 
+# The source tree's bytecode, written now (only what changed since): an editable install
+# leaves it to the first import, and with PYTHONDONTWRITEBYTECODE set (this machine sets it)
+# every agent started would compile Rumor's modules again, ~0.2 CPU-s each (bench/startup.py
+# --compile; bench/RESULTS.md, "Agent start-up").
+PYC := $(BIN)/python -m compileall -q gossip dnsserver lb registry >/dev/null
+
 dev: $(STAMP)
+	$(PYC)
 	$(BIN)/rumor agent -dev
 
 test: $(STAMP)
 	./scripts/setup-system.sh
+	$(PYC)
 	$(BIN)/python -m pytest -q -ra
 
 unit: $(STAMP)
@@ -31,6 +39,7 @@ unit: $(STAMP)
 
 integration: $(STAMP)
 	./scripts/setup-system.sh
+	$(PYC)
 	$(BIN)/python -m pytest -q -ra tests/integration
 
 bench: $(STAMP)

@@ -34,6 +34,7 @@ Two ways Python may find Rumor's own modules, measured apart:
 
     python bench/startup.py                    # 7 rounds, cached
     python bench/startup.py --compile          # also the compile-every-start figure
+    python bench/startup.py --baseline DIR     # also an older tree's agent (who=baseline)
     python bench/startup.py --quick            # smoke run: 2 rounds, no figures kept
 """
 
@@ -220,6 +221,10 @@ def main(argv: list[str] | None = None) -> int:
                     help="what to start each round (default serf,rumor,rumor-dev,floor)")
     ap.add_argument("--compile", action="store_true",
                     help="also measure Rumor compiling its own modules at every start")
+    ap.add_argument("--baseline", type=Path, default=None,
+                    help="also start the default agent from this source tree (e.g. an older "
+                         "commit: git archive COMMIT gossip registry dnsserver lb | tar -x -C "
+                         "DIR, with the C extensions copied in), as who=baseline")
     ap.add_argument("--core", default="0", help="core the agents run on ('' for none)")
     ap.add_argument("--harness-core", default="1", help="core of this harness ('' for none)")
     ap.add_argument("--poll", type=float, default=0.005, help="seconds between polls")
@@ -235,10 +240,13 @@ def main(argv: list[str] | None = None) -> int:
     python = rumor_python()
     precompile(*(ROOT / p for p in PACKAGES))
     modes = ["cached"] + (["compile"] if args.compile else [])
+    if args.baseline is not None:
+        precompile(*(args.baseline / p for p in PACKAGES))
     run = Run("startup", tools=["serf", "taskset"], quick=args.quick,
               params={"rounds": args.rounds, "kinds": kinds, "modes": modes,
                       "core": args.core, "harness_core": args.harness_core,
-                      "poll": args.poll, "settle": args.settle, "python": python})
+                      "poll": args.poll, "settle": args.settle, "python": python,
+                      "baseline": str(args.baseline) if args.baseline else None})
     ok = False
     try:
         with tempfile.TemporaryDirectory(prefix="rumor-startup-") as tmp:
@@ -249,7 +257,11 @@ def main(argv: list[str] | None = None) -> int:
                 trees["compile"] = uncached_tree(work / "uncached")
                 envs["compile"] = dict(bench_env(), PYTHONDONTWRITEBYTECODE="1")
             results: dict[tuple[str, str], list[dict[str, Any]]] = {}
+            if args.baseline is not None:
+                trees["baseline"] = args.baseline
+                envs["baseline"] = bench_env()
             jobs = [(k, "cached") for k in kinds]
+            jobs += [("rumor", "baseline")] if args.baseline is not None else []
             jobs += [(k, "compile") for k in kinds
                      if k in ("rumor", "rumor-dev") and "compile" in modes]
             for rnd in range(args.rounds):
@@ -258,8 +270,10 @@ def main(argv: list[str] | None = None) -> int:
                     fig = start_once(kind, python=python, workdir=work, cwd=trees[mode],
                                      env=envs[mode], core=args.core or None, poll=args.poll,
                                      settle=args.settle, timeout=60)
-                    test = "start" if mode == "cached" else "start-compile"
+                    test = "start" if mode != "compile" else "start-compile"
                     who = "rumor" if kind.startswith("rumor") else kind
+                    if mode == "baseline":
+                        who = "baseline"
                     if kind == "rumor-dev":
                         test += "-dev"
                     run.round(rnd, who, test, fig)
