@@ -26,6 +26,12 @@
 #include <Python.h>
 #include <errno.h>
 #include <string.h>
+#include <pthread.h>
+#include <stdatomic.h>
+#include <stdint.h>
+#include <time.h>
+#include <unistd.h>
+#include <sys/eventfd.h>
 #include <sys/socket.h>
 #include <sys/uio.h>
 
@@ -317,6 +323,675 @@ fail:
     return NULL;
 }
 
+/* Server: cache hits answered on a thread of its own, off the event loop and without the GIL.
+ *
+ * Server(fd, size, answer_max, max_entries, buckets_ns, sample) starts a POSIX thread that
+ * blocks in recvmmsg(2) on ``fd`` (a blocking UDP socket) and, for each datagram whose bytes
+ * after the ID are a key of its table at the current generation, sends the client's ID followed
+ * by the stored packet of the entry's turn (one sendmmsg per batch). It never touches a Python
+ * object: the table holds C copies of the packets, and everything else goes to Python. Every
+ * other datagram (no entry, an entry of an older generation, one too short or too long) is
+ * queued for Python with its raw sockaddr, and ``eventfd`` (which the event loop watches)
+ * becomes readable; ``take()`` returns the queued datagrams.
+ *
+ * Exactness: ``generation`` rises by one with ``bump()``, which the embedder calls on every
+ * catalog change (synchronously, in the change). An entry answers only while its generation is
+ * the current one, read under the table lock after the datagram was received, so a query sent
+ * after a change returned can never get an answer built before it (dnsserver/server.py,
+ * ``_ThreadUDP``). The Python path stays the reference: it answers whatever is queued to it.
+ *
+ *   put(key, generation, tails, turn, owner) -> bool   store an answer (False: not stored:
+ *       generation already old, a packet longer than answer_max, or the table full)
+ *   take() -> list[(bytes data, bytes sockaddr)]       the queued datagrams (resets eventfd)
+ *   hits() -> list[(owner, int)]    hits answered here since the last call, per owner
+ *   clear() -> list[(owner, int)]   empty the table (returning its uncounted hits)
+ *   latency() -> (sum_ns, [count per bucket])  of the sampled batches since the last call
+ *   tick(n) -> int     Python answered n datagrams: how many of them the sampling times
+ *   dropped -> int                  datagrams dropped because the queue for Python was full
+ *   bump(), generation, eventfd, stop() (joins the thread; the caller closes fd afterwards)
+ */
+#define T_BATCH 64
+#define T_QUEUE_MAX 4096
+#define T_MAX_BUCKETS 32
+
+typedef struct tentry {
+    struct tentry *next;
+    uint64_t hash;
+    uint64_t gen;
+    uint64_t turn;              /* the rotation: answer (turn + 1) % n, as Resolver.handle */
+    uint64_t uncounted;         /* hits not yet returned by hits() */
+    PyObject *owner;            /* strong reference; touched only with the GIL held */
+    size_t klen;
+    int n;
+    unsigned char *key;
+    size_t *tlen;
+    unsigned char **tails;
+} tentry;
+
+typedef struct tmiss {
+    struct tmiss *next;
+    size_t len;
+    socklen_t alen;
+    struct sockaddr_storage addr;
+    unsigned char data[];
+} tmiss;
+
+typedef struct {
+    PyObject_HEAD
+    PyObject *graveyard;        /* [(owner, hits)] of replaced entries, for hits() */
+    int fd, efd, size, answer_max, started, stopped, sample, nbuckets;
+    pthread_t thread;
+    pthread_mutex_t lock;
+    _Atomic uint64_t gen;
+    atomic_int stop;
+    /* the table (under lock) */
+    tentry **buckets;
+    size_t nbuck, count, max_entries;
+    /* the queue for Python (under lock) */
+    tmiss *qhead, *qtail;
+    size_t qlen;
+    uint64_t dropped;
+    /* sampled latency (under lock) */
+    uint64_t lat_sum, lat[T_MAX_BUCKETS + 1], bounds[T_MAX_BUCKETS];
+    uint64_t turn_all;          /* datagrams answered here, for the sampling */
+    /* the thread's own buffers */
+    unsigned char *rslab, *sslab;
+    struct mmsghdr rmsgs[T_BATCH], smsgs[T_BATCH];
+    struct iovec riov[T_BATCH], siov[T_BATCH];
+    struct sockaddr_storage raddr[T_BATCH];
+} Server;
+
+static uint64_t
+t_hash(const unsigned char *p, size_t n)
+{
+    uint64_t h = 1469598103934665603ULL;                /* FNV-1a */
+    for (size_t i = 0; i < n; i++) {
+        h ^= p[i];
+        h *= 1099511628211ULL;
+    }
+    return h;
+}
+
+static void
+t_free_entry(tentry *e)
+{
+    for (int i = 0; i < e->n; i++)
+        PyMem_RawFree(e->tails[i]);
+    PyMem_RawFree(e->tails);
+    PyMem_RawFree(e->tlen);
+    PyMem_RawFree(e->key);
+    PyMem_RawFree(e);
+}
+
+static uint64_t
+t_now(void)
+{
+    struct timespec ts;
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    return (uint64_t)ts.tv_sec * 1000000000ULL + (uint64_t)ts.tv_nsec;
+}
+
+static void *
+t_run(void *arg)
+{
+    Server *s = arg;
+    size_t rslot = (size_t)s->size + 1, sslot = (size_t)s->answer_max + 2;
+    for (int i = 0; i < T_BATCH; i++) {
+        s->riov[i].iov_base = s->rslab + (size_t)i * rslot;
+        s->riov[i].iov_len = rslot;
+    }
+    while (!atomic_load(&s->stop)) {
+        for (int i = 0; i < T_BATCH; i++) {
+            memset(&s->rmsgs[i].msg_hdr, 0, sizeof(struct msghdr));
+            s->rmsgs[i].msg_hdr.msg_iov = &s->riov[i];
+            s->rmsgs[i].msg_hdr.msg_iovlen = 1;
+            s->rmsgs[i].msg_hdr.msg_name = &s->raddr[i];
+            s->rmsgs[i].msg_hdr.msg_namelen = sizeof(struct sockaddr_storage);
+        }
+        /* Blocks for the first datagram, then takes what else is queued (never waits more). */
+        int n = recvmmsg(s->fd, s->rmsgs, T_BATCH, MSG_WAITFORONE, NULL);
+        if (atomic_load(&s->stop))
+            break;
+        if (n <= 0) {
+            if (n < 0 && errno == EBADF)
+                break;
+            continue;       /* EAGAIN (the receive timeout), EINTR, ECONNREFUSED from ICMP */
+        }
+        uint64_t t0 = t_now();
+        int k = 0, signal = 0;
+        pthread_mutex_lock(&s->lock);
+        uint64_t before = s->turn_all;
+        uint64_t gen = atomic_load(&s->gen);
+        for (int i = 0; i < n; i++) {
+            unsigned char *d = s->riov[i].iov_base;
+            size_t len = s->rmsgs[i].msg_len;
+            tentry *e = NULL;
+            if (len > 2 && len <= (size_t)s->size) {
+                uint64_t h = t_hash(d + 2, len - 2);
+                for (e = s->buckets[h & (s->nbuck - 1)]; e != NULL; e = e->next)
+                    if (e->hash == h && e->klen == len - 2 && memcmp(e->key, d + 2, len - 2) == 0)
+                        break;
+                if (e != NULL && e->gen != gen)
+                    e = NULL;
+            }
+            if (e != NULL) {
+                e->turn++;
+                e->uncounted++;
+                int r = e->n == 1 ? 0 : (int)(e->turn % (uint64_t)e->n);
+                unsigned char *out = s->sslab + (size_t)k * sslot;
+                out[0] = d[0];
+                out[1] = d[1];
+                memcpy(out + 2, e->tails[r], e->tlen[r]);
+                s->siov[k].iov_base = out;
+                s->siov[k].iov_len = e->tlen[r] + 2;
+                memset(&s->smsgs[k].msg_hdr, 0, sizeof(struct msghdr));
+                s->smsgs[k].msg_hdr.msg_iov = &s->siov[k];
+                s->smsgs[k].msg_hdr.msg_iovlen = 1;
+                s->smsgs[k].msg_hdr.msg_name = &s->raddr[i];
+                s->smsgs[k].msg_hdr.msg_namelen = s->rmsgs[i].msg_hdr.msg_namelen;
+                k++;
+                continue;
+            }
+            if (s->qlen >= T_QUEUE_MAX) {
+                s->dropped++;
+                continue;
+            }
+            tmiss *m = malloc(sizeof(tmiss) + len);
+            if (m == NULL) {
+                s->dropped++;
+                continue;
+            }
+            m->next = NULL;
+            m->len = len;
+            m->alen = s->rmsgs[i].msg_hdr.msg_namelen;
+            memcpy(&m->addr, &s->raddr[i], m->alen);
+            memcpy(m->data, d, len);
+            if (s->qtail)
+                s->qtail->next = m;
+            else {
+                s->qhead = m;
+                signal = 1;         /* the queue was empty: wake the event loop */
+            }
+            s->qtail = m;
+            s->qlen++;
+        }
+        s->turn_all += (uint64_t)k;
+        int timed = s->sample > 0 && k > 0
+                    && (s->turn_all / (uint64_t)s->sample) != (before / (uint64_t)s->sample);
+        if (signal) {
+            uint64_t one = 1;
+            ssize_t w = write(s->efd, &one, sizeof one);
+            (void)w;
+        }
+        pthread_mutex_unlock(&s->lock);
+        if (k > 0)
+            send_all(s->fd, s->smsgs, k);
+        if (timed) {
+            uint64_t dt = t_now() - t0, w = (uint64_t)s->sample;
+            int b = 0;
+            while (b < s->nbuckets && s->bounds[b] < dt)
+                b++;
+            pthread_mutex_lock(&s->lock);
+            s->lat_sum += dt * w;
+            s->lat[b] += w;
+            pthread_mutex_unlock(&s->lock);
+        }
+    }
+    return NULL;
+}
+
+static void
+server_dealloc(PyObject *self)
+{
+    Server *s = (Server *)self;
+    if (s->started && !s->stopped) {
+        atomic_store(&s->stop, 1);
+        shutdown(s->fd, SHUT_RD);
+        Py_BEGIN_ALLOW_THREADS
+        pthread_join(s->thread, NULL);
+        Py_END_ALLOW_THREADS
+        s->stopped = 1;
+    }
+    if (s->buckets) {
+        for (size_t b = 0; b < s->nbuck; b++) {
+            tentry *e = s->buckets[b];
+            while (e) {
+                tentry *nx = e->next;
+                Py_XDECREF(e->owner);
+                t_free_entry(e);
+                e = nx;
+            }
+        }
+        PyMem_RawFree(s->buckets);
+    }
+    tmiss *m = s->qhead;
+    while (m) {
+        tmiss *nx = m->next;
+        free(m);
+        m = nx;
+    }
+    Py_XDECREF(s->graveyard);
+    if (s->efd >= 0)
+        close(s->efd);
+    PyMem_RawFree(s->rslab);
+    PyMem_RawFree(s->sslab);
+    if (s->started)
+        pthread_mutex_destroy(&s->lock);
+    PyTypeObject *tp = Py_TYPE(self);
+    tp->tp_free(self);
+    Py_DECREF(tp);
+}
+
+static PyObject *
+server_new(PyTypeObject *type, PyObject *args, PyObject *kw)
+{
+    int fd, size, answer_max, sample;
+    Py_ssize_t max_entries;
+    PyObject *bounds;
+    static char *names[] = {"fd", "size", "answer_max", "max_entries", "buckets_ns", "sample",
+                            NULL};
+    if (!PyArg_ParseTupleAndKeywords(args, kw, "iiinOi:Server", names, &fd, &size, &answer_max,
+                                     &max_entries, &bounds, &sample))
+        return NULL;
+    if (size < 1 || size > 65535 || answer_max < 12 || answer_max > 65535 || max_entries < 1) {
+        PyErr_SetString(PyExc_ValueError, "Server(): size, answer_max or max_entries out of range");
+        return NULL;
+    }
+    PyObject *seq = PySequence_Fast(bounds, "buckets_ns: a sequence of ints");
+    if (seq == NULL)
+        return NULL;
+    Py_ssize_t nb = PySequence_Fast_GET_SIZE(seq);
+    if (nb > T_MAX_BUCKETS) {
+        Py_DECREF(seq);
+        PyErr_SetString(PyExc_ValueError, "Server(): too many latency buckets");
+        return NULL;
+    }
+    Server *s = (Server *)type->tp_alloc(type, 0);
+    if (s == NULL) {
+        Py_DECREF(seq);
+        return NULL;
+    }
+    s->efd = -1;
+    s->fd = fd;
+    s->graveyard = PyList_New(0);
+    if (s->graveyard == NULL) {
+        Py_DECREF(seq);
+        Py_DECREF(s);
+        return NULL;
+    }
+    s->size = size;
+    s->answer_max = answer_max;
+    s->sample = sample;
+    s->nbuckets = (int)nb;
+    for (Py_ssize_t i = 0; i < nb; i++) {
+        unsigned long long v = PyLong_AsUnsignedLongLong(PySequence_Fast_GET_ITEM(seq, i));
+        if (PyErr_Occurred()) {
+            Py_DECREF(seq);
+            Py_DECREF(s);
+            return NULL;
+        }
+        s->bounds[i] = v;
+    }
+    Py_DECREF(seq);
+    s->max_entries = (size_t)max_entries;
+    s->nbuck = 16;
+    while (s->nbuck < s->max_entries * 2)
+        s->nbuck <<= 1;
+    s->buckets = PyMem_RawCalloc(s->nbuck, sizeof(tentry *));
+    s->rslab = PyMem_RawMalloc((size_t)T_BATCH * ((size_t)size + 1));
+    s->sslab = PyMem_RawMalloc((size_t)T_BATCH * ((size_t)answer_max + 2));
+    if (s->buckets == NULL || s->rslab == NULL || s->sslab == NULL) {
+        Py_DECREF(s);
+        return PyErr_NoMemory();
+    }
+    atomic_store(&s->gen, 1);
+    s->efd = eventfd(0, EFD_NONBLOCK | EFD_CLOEXEC);
+    if (s->efd < 0) {
+        PyErr_SetFromErrno(PyExc_OSError);
+        Py_DECREF(s);
+        return NULL;
+    }
+    pthread_mutex_init(&s->lock, NULL);
+    s->started = 1;
+    int err = pthread_create(&s->thread, NULL, t_run, s);
+    if (err != 0) {
+        s->started = 0;
+        pthread_mutex_destroy(&s->lock);
+        errno = err;
+        PyErr_SetFromErrno(PyExc_OSError);
+        Py_DECREF(s);
+        return NULL;
+    }
+    return (PyObject *)s;
+}
+
+static PyObject *
+server_stop(PyObject *self, PyObject *unused)
+{
+    Server *s = (Server *)self;
+    if (s->started && !s->stopped) {
+        atomic_store(&s->stop, 1);
+        shutdown(s->fd, SHUT_RD);       /* wakes the blocked recvmmsg (it returns 0) */
+        Py_BEGIN_ALLOW_THREADS
+        pthread_join(s->thread, NULL);
+        Py_END_ALLOW_THREADS
+        s->stopped = 1;
+    }
+    Py_RETURN_NONE;
+}
+
+static PyObject *
+server_bump(PyObject *self, PyObject *unused)
+{
+    Server *s = (Server *)self;
+    return PyLong_FromUnsignedLongLong(atomic_fetch_add(&s->gen, 1) + 1);
+}
+
+static PyObject *
+server_put(PyObject *self, PyObject *args)
+{
+    Server *s = (Server *)self;
+    Py_buffer key;
+    unsigned long long gen, turn;
+    PyObject *tails, *owner;
+    if (!PyArg_ParseTuple(args, "y*KO!KO:put", &key, &gen, &PyList_Type, &tails, &turn, &owner))
+        return NULL;
+    Py_ssize_t n = PyList_GET_SIZE(tails);
+    if (n < 1 || n > 1024 || key.len < 1) {
+        PyBuffer_Release(&key);
+        Py_RETURN_FALSE;
+    }
+    for (Py_ssize_t i = 0; i < n; i++) {
+        PyObject *t = PyList_GET_ITEM(tails, i);
+        if (!PyBytes_CheckExact(t) || PyBytes_GET_SIZE(t) > s->answer_max - 2) {
+            PyBuffer_Release(&key);
+            Py_RETURN_FALSE;
+        }
+    }
+    tentry *e = PyMem_RawCalloc(1, sizeof(tentry));
+    if (e == NULL) {
+        PyBuffer_Release(&key);
+        return PyErr_NoMemory();
+    }
+    e->n = (int)n;
+    e->klen = (size_t)key.len;
+    e->key = PyMem_RawMalloc(e->klen);
+    e->tlen = PyMem_RawCalloc((size_t)n, sizeof(size_t));
+    e->tails = PyMem_RawCalloc((size_t)n, sizeof(unsigned char *));
+    int bad = e->key == NULL || e->tlen == NULL || e->tails == NULL;
+    for (Py_ssize_t i = 0; !bad && i < n; i++) {
+        PyObject *t = PyList_GET_ITEM(tails, i);
+        e->tlen[i] = (size_t)PyBytes_GET_SIZE(t);
+        e->tails[i] = PyMem_RawMalloc(e->tlen[i] + 1);
+        if (e->tails[i] == NULL)
+            bad = 1;
+        else
+            memcpy(e->tails[i], PyBytes_AS_STRING(t), e->tlen[i]);
+    }
+    if (bad) {
+        if (e->tails == NULL || e->tlen == NULL)
+            e->n = 0;
+        t_free_entry(e);
+        PyBuffer_Release(&key);
+        return PyErr_NoMemory();
+    }
+    memcpy(e->key, key.buf, e->klen);
+    PyBuffer_Release(&key);
+    e->hash = t_hash(e->key, e->klen);
+    e->gen = gen;
+    e->turn = turn;
+    Py_INCREF(owner);
+    e->owner = owner;
+    PyObject *old_owner = NULL;
+    uint64_t old_hits = 0;
+    int stored = 1;
+    pthread_mutex_lock(&s->lock);
+    if (gen != atomic_load(&s->gen)) {
+        stored = 0;                     /* built before a change: never served */
+    } else {
+        tentry **pp = &s->buckets[e->hash & (s->nbuck - 1)];
+        while (*pp && !((*pp)->hash == e->hash && (*pp)->klen == e->klen
+                        && memcmp((*pp)->key, e->key, e->klen) == 0))
+            pp = &(*pp)->next;
+        if (*pp) {                       /* replace */
+            tentry *old = *pp;
+            e->next = old->next;
+            *pp = e;
+            old_owner = old->owner;
+            old_hits = old->uncounted;
+            old->owner = NULL;
+            t_free_entry(old);
+        } else if (s->count >= s->max_entries) {
+            stored = 0;
+        } else {
+            e->next = s->buckets[e->hash & (s->nbuck - 1)];
+            s->buckets[e->hash & (s->nbuck - 1)] = e;
+            s->count++;
+        }
+    }
+    pthread_mutex_unlock(&s->lock);
+    if (!stored) {
+        Py_DECREF(owner);
+        e->owner = NULL;
+        t_free_entry(e);
+        Py_RETURN_FALSE;
+    }
+    if (old_owner != NULL) {
+        /* the replaced entry's hits go out with the next hits() or clear() */
+        PyObject *pair = old_hits ? Py_BuildValue("(OK)", old_owner,
+                                                  (unsigned long long)old_hits) : NULL;
+        if (pair != NULL && PyList_Append(s->graveyard, pair) < 0)
+            PyErr_Clear();
+        else if (pair == NULL)
+            PyErr_Clear();
+        Py_XDECREF(pair);
+        Py_DECREF(old_owner);
+    }
+    Py_RETURN_TRUE;
+}
+
+static PyObject *
+t_collect(Server *s, int clear)
+{
+    PyObject *out = s->graveyard;       /* hits of replaced entries first */
+    s->graveyard = PyList_New(0);
+    if (s->graveyard == NULL) {
+        s->graveyard = out;
+        return NULL;
+    }
+    tentry *freed = NULL;
+    pthread_mutex_lock(&s->lock);
+    for (size_t b = 0; b < s->nbuck; b++) {
+        for (tentry *e = s->buckets[b]; e != NULL; e = e->next) {
+            if (e->uncounted) {
+                PyObject *pair = Py_BuildValue("(OK)", e->owner, (unsigned long long)e->uncounted);
+                if (pair == NULL || PyList_Append(out, pair) < 0) {
+                    Py_XDECREF(pair);
+                    pthread_mutex_unlock(&s->lock);
+                    Py_DECREF(out);
+                    return NULL;
+                }
+                Py_DECREF(pair);
+                e->uncounted = 0;
+            }
+        }
+        if (clear) {
+            tentry *e = s->buckets[b];
+            while (e) {
+                tentry *nx = e->next;
+                e->next = freed;
+                freed = e;
+                e = nx;
+            }
+            s->buckets[b] = NULL;
+        }
+    }
+    if (clear)
+        s->count = 0;
+    pthread_mutex_unlock(&s->lock);
+    while (freed) {
+        tentry *nx = freed->next;
+        Py_XDECREF(freed->owner);
+        t_free_entry(freed);
+        freed = nx;
+    }
+    return out;
+}
+
+static PyObject *
+server_hits(PyObject *self, PyObject *unused)
+{
+    return t_collect((Server *)self, 0);
+}
+
+static PyObject *
+server_clear(PyObject *self, PyObject *unused)
+{
+    return t_collect((Server *)self, 1);
+}
+
+static PyObject *
+server_take(PyObject *self, PyObject *unused)
+{
+    Server *s = (Server *)self;
+    pthread_mutex_lock(&s->lock);
+    tmiss *m = s->qhead;
+    s->qhead = s->qtail = NULL;
+    s->qlen = 0;
+    uint64_t v;
+    ssize_t r = read(s->efd, &v, sizeof v);     /* reset: the queue is empty now */
+    (void)r;
+    pthread_mutex_unlock(&s->lock);
+    PyObject *out = PyList_New(0);
+    while (m) {
+        tmiss *nx = m->next;
+        if (out != NULL) {
+            PyObject *pair = Py_BuildValue("(y#y#)", (const char *)m->data, (Py_ssize_t)m->len,
+                                           (const char *)&m->addr, (Py_ssize_t)m->alen);
+            if (pair == NULL || PyList_Append(out, pair) < 0) {
+                Py_CLEAR(out);
+            }
+            Py_XDECREF(pair);
+        }
+        free(m);
+        m = nx;
+    }
+    return out;
+}
+
+static PyObject *
+server_latency(PyObject *self, PyObject *unused)
+{
+    Server *s = (Server *)self;
+    uint64_t lat[T_MAX_BUCKETS + 1], sum;
+    pthread_mutex_lock(&s->lock);
+    sum = s->lat_sum;
+    s->lat_sum = 0;
+    memcpy(lat, s->lat, sizeof lat);
+    memset(s->lat, 0, sizeof s->lat);
+    pthread_mutex_unlock(&s->lock);
+    PyObject *counts = PyList_New(s->nbuckets + 1);
+    if (counts == NULL)
+        return NULL;
+    for (int i = 0; i <= s->nbuckets; i++) {
+        PyObject *v = PyLong_FromUnsignedLongLong(lat[i]);
+        if (v == NULL) {
+            Py_DECREF(counts);
+            return NULL;
+        }
+        PyList_SET_ITEM(counts, i, v);
+    }
+    return Py_BuildValue("(KN)", (unsigned long long)sum, counts);
+}
+
+static PyObject *
+server_tick(PyObject *self, PyObject *arg)
+{
+    /* Python answered n datagrams: they count in the one sampling sequence (one datagram in
+     * ``sample`` is timed, whichever side answered it); returns how many of them are timed. */
+    Server *s = (Server *)self;
+    long long n = PyLong_AsLongLong(arg);
+    if (n == -1 && PyErr_Occurred())
+        return NULL;
+    if (n < 0 || s->sample <= 0)
+        return PyLong_FromLong(0);
+    pthread_mutex_lock(&s->lock);
+    uint64_t before = s->turn_all;
+    s->turn_all += (uint64_t)n;
+    uint64_t timed = s->turn_all / (uint64_t)s->sample - before / (uint64_t)s->sample;
+    pthread_mutex_unlock(&s->lock);
+    return PyLong_FromUnsignedLongLong(timed);
+}
+
+static PyObject *
+server_get_generation(PyObject *self, void *closure)
+{
+    return PyLong_FromUnsignedLongLong(atomic_load(&((Server *)self)->gen));
+}
+
+static PyObject *
+server_get_eventfd(PyObject *self, void *closure)
+{
+    return PyLong_FromLong(((Server *)self)->efd);
+}
+
+static PyObject *
+server_get_dropped(PyObject *self, void *closure)
+{
+    Server *s = (Server *)self;
+    pthread_mutex_lock(&s->lock);
+    uint64_t d = s->dropped;
+    pthread_mutex_unlock(&s->lock);
+    return PyLong_FromUnsignedLongLong(d);
+}
+
+static PyObject *
+server_get_size(PyObject *self, void *closure)
+{
+    Server *s = (Server *)self;
+    pthread_mutex_lock(&s->lock);
+    size_t c = s->count;
+    pthread_mutex_unlock(&s->lock);
+    return PyLong_FromSize_t(c);
+}
+
+static PyMethodDef server_methods[] = {
+    {"put", server_put, METH_VARARGS,
+     "put(key, generation, tails, turn, owner) -> bool: store an answer for the thread."},
+    {"take", server_take, METH_NOARGS, "take() -> [(data, sockaddr)]: datagrams for Python."},
+    {"hits", server_hits, METH_NOARGS, "hits() -> [(owner, n)]: hits answered since last call."},
+    {"clear", server_clear, METH_NOARGS, "clear() -> [(owner, n)]: empty the table."},
+    {"latency", server_latency, METH_NOARGS,
+     "latency() -> (sum_ns, counts): of the sampled batches since the last call."},
+    {"tick", server_tick, METH_O,
+     "tick(n) -> int: n datagrams answered by Python; how many of them are timed."},
+    {"bump", server_bump, METH_NOARGS, "bump() -> int: a catalog change; the new generation."},
+    {"stop", server_stop, METH_NOARGS, "stop(): end the thread and wait for it."},
+    {NULL, NULL, 0, NULL},
+};
+
+static PyGetSetDef server_getset[] = {
+    {"generation", server_get_generation, NULL, "the current generation", NULL},
+    {"eventfd", server_get_eventfd, NULL, "readable while datagrams wait for take()", NULL},
+    {"dropped", server_get_dropped, NULL, "datagrams dropped: the queue for Python was full", NULL},
+    {"entries", server_get_size, NULL, "answers stored", NULL},
+    {NULL, NULL, NULL, NULL, NULL},
+};
+
+static PyType_Slot server_slots[] = {
+    {Py_tp_new, server_new},
+    {Py_tp_dealloc, server_dealloc},
+    {Py_tp_methods, server_methods},
+    {Py_tp_getset, server_getset},
+    {Py_tp_doc, "Server(fd, size, answer_max, max_entries, buckets_ns, sample): cache hits "
+                "answered on a C thread (see dnsserver/_udpc.c)."},
+    {0, NULL},
+};
+
+static PyType_Spec server_spec = {
+    "dnsserver._udpc.Server", sizeof(Server), 0, Py_TPFLAGS_DEFAULT, server_slots,
+};
+
 static PyMethodDef udpc_methods[] = {
     {"recv", udpc_recv, METH_VARARGS,
      "recv(fd, max, size) -> [(data, sockaddr bytes)]: the datagrams queued now (recvmmsg, never waits)."},
@@ -341,5 +1016,14 @@ PyInit__udpc(void)
     str_tails = PyUnicode_InternFromString("tails");
     if (str_n == NULL || str_hits == NULL || str_tails == NULL)
         return NULL;
-    return PyModule_Create(&udpc_module);
+    PyObject *m = PyModule_Create(&udpc_module);
+    if (m == NULL)
+        return NULL;
+    PyObject *t = PyType_FromSpec(&server_spec);
+    if (t == NULL || PyModule_AddObject(m, "Server", t) < 0) {
+        Py_XDECREF(t);
+        Py_DECREF(m);
+        return NULL;
+    }
+    return m;
 }

@@ -42,6 +42,7 @@ class DNSCounters:
         "forwarded",
         "latency",
         "latency_sum_ns",
+        "native_hits",
         "qtypes",
         "queries",
         "rate_limited_dropped",
@@ -63,6 +64,8 @@ class DNSCounters:
         self.cache_hits = 0
         self.cache_misses = 0
         self.cache_evictions = 0
+        self.native_hits = 0
+        """Of cache_hits, those answered by the C thread (dnsserver/_udpc.c, ``Server``)."""
         self.cache_flushes = 0
         """Times the whole cache was dropped because the view's index rose."""
         self.drops: dict[str, int] = {}
@@ -137,6 +140,7 @@ class DNSCounters:
             "cache_hits": self.cache_hits,
             "cache_misses": self.cache_misses,
             "cache_evictions": self.cache_evictions,
+            "native_hits": self.native_hits,
             "cache_flushes": self.cache_flushes,
             "drops": dict(self.drops),
             "truncated": self.truncated,

@@ -8,7 +8,7 @@ by anyone embedding the DNS server without Rumor's registry.
 from __future__ import annotations
 
 import asyncio
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field, replace
 from types import MappingProxyType
 
@@ -71,6 +71,7 @@ class MemoryView:
         self._nodes: dict[str, MemNode] = {}          # lower name -> node
         self._regs: dict[str, dict[str, _Reg]] = {}   # lower node -> service_id -> reg
         self._waiters: list[asyncio.Future[None]] = []
+        self._listeners: list[Callable[[], object]] = []
 
     # -- the View protocol ------------------------------------------------------------------
     @property
@@ -129,8 +130,19 @@ class MemoryView:
         return self._index
 
     # -- mutations ----------------------------------------------------------------------------
+    def subscribe(self, fn: Callable[[], object]) -> Callable[[], None]:
+        """Call ``fn()`` synchronously on every mutation; returns the undo (see View)."""
+        self._listeners.append(fn)
+
+        def unsubscribe() -> None:
+            if fn in self._listeners:
+                self._listeners.remove(fn)
+        return unsubscribe
+
     def _bump(self) -> None:
         self._index += 1
+        for fn in self._listeners:
+            fn()
         waiters, self._waiters = self._waiters, []
         for f in waiters:
             if not f.done():

@@ -240,6 +240,10 @@ class Resolver:
         self._exact: dict[bytes, _Entry] = {}
         self.counters.add_sync(self.sync_counters)
         self._index = -1
+        self.native: Callable[[bool], None] | None = None
+        """Set by the server while a C thread answers hits from a copy of this cache
+        (``_udpc.Server``): called with True when the cache is flushed (the copy is emptied),
+        with False when the counters are synced, to fold in the hits answered there."""
         self._max_q = config.max_query_size
         self._max_tcp = config.max_tcp_frame
         self._max_udp = config.max_udp_size
@@ -369,6 +373,11 @@ class Resolver:
         self._exact.clear()      # it may point at the evicted entry
         self.counters.cache_evictions += 1
 
+    def fold(self, e: _Entry, hits: int) -> None:
+        """Count ``hits`` more hits of ``e`` answered elsewhere (the C thread's)."""
+        e.hits += hits
+        self._fold(e)
+
     def _fold(self, e: _Entry) -> None:
         """Add an entry's uncounted hits to the counters."""
         h = e.hits - e.folded
@@ -391,10 +400,14 @@ class Resolver:
 
     def sync_counters(self) -> None:
         """Bring the counters up to date (hits are counted per cache entry on the hot path)."""
+        if self.native is not None:
+            self.native(False)
         for e in self._cache.values():
             self._fold(e)
 
     def _flush(self, idx: int) -> None:
+        if self.native is not None:
+            self.native(True)
         if self._cache:
             self.counters.cache_flushes += 1
             for e in self._cache.values():

@@ -29,6 +29,7 @@ import errno
 import logging
 import os
 import socket
+import struct
 import time
 from collections.abc import Callable, Coroutine
 from typing import TYPE_CHECKING, Any, Self
@@ -189,6 +190,108 @@ class _BatchUDP:
             self.send(self.fd, [(data, addr)])
         except Exception as exc:  # noqa: BLE001
             log.debug("udp send failed err=%r", exc)
+
+
+class _ThreadUDP(_BatchUDP):
+    """Cache hits answered on a C thread, off the event loop and without the GIL
+    (``_udpc.Server``): it blocks in recvmmsg on the (blocking) socket and answers every
+    datagram whose exact bytes after the ID it holds at the current generation with one
+    sendmmsg per batch; every other datagram is queued for Python, and its eventfd, watched by
+    the loop, calls :meth:`readable`. There the resolver answers them (its full path, the
+    reference), and every answer that is now a level-1 entry with all its rotations assembled
+    is copied to the thread (``put``) with the generation it was built at.
+
+    Exactness: the view's ``subscribe`` (see :class:`dnsserver.view.Subscribable`) calls
+    ``bump()`` inside every catalog change, before the change is reported to anyone; the thread
+    answers from an entry only while its generation is the current one (read after the
+    datagram arrived), so a query sent after a change returned gets an answer built after it.
+    Hits answered by the thread are folded into the resolver's entries (and so the counters)
+    when the counters are synced or the cache is flushed; the sampled latencies likewise."""
+
+    def __init__(self, server: DNSServer, sock: socket.socket,
+                 subscribe: Callable[[Callable[[], object]], Callable[[], None]]) -> None:
+        super().__init__(server, sock)
+        assert _udpc is not None
+        cfg = server.config
+        sock.setblocking(True)
+        # A receive timeout: the thread looks at its stop flag at least once a second even if
+        # shutdown() did not wake it (it does on Linux).
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVTIMEO, struct.pack("ll", 1, 0))
+        self.native = _udpc.Server(self.fd, self.size, cfg.max_udp_size, cfg.cache_max_entries,
+                                   [int(b) for b in _BUCKETS_NS if b != float("inf")],
+                                   LATENCY_SAMPLE)
+        self.efd: int = self.native.eventfd
+        self.dropped = 0
+        self._unsubscribe = subscribe(self.native.bump)
+        self.resolver.native = self.pull
+
+    def readable(self) -> None:
+        """The datagrams the thread queued: answered by the resolver, sent with one sendmmsg;
+        answers that became level-1 entries are handed to the thread."""
+        native = self.native
+        items = native.take()
+        if not items:
+            return
+        t0 = _now()
+        gen = native.generation
+        res = self.resolver
+        handle = self.handle
+        exact = res._exact
+        put = native.put
+        out = []
+        for data, addr in items:
+            try:
+                ans = handle(data, False)
+                if ans.__class__ is bytes:
+                    out.append((ans, addr))
+                    e = exact.get(data[2:])
+                    if e is not None and e.n:
+                        tails = e.tails[:e.n]
+                        if len(tails) == e.n and None not in tails:
+                            put(data[2:], gen, tails, e.hits, e)
+                elif ans is not None:
+                    self.server._forward_udp(ans, addr)  # type: ignore[arg-type]
+            except Exception:  # never out of a loop callback
+                log.exception("dns udp miss failed")
+        if out:
+            try:
+                self.send(self.fd, out)
+            except Exception as exc:  # noqa: BLE001
+                log.debug("udp send failed err=%r", exc)
+        # One sampling sequence for both sides: the batch is timed when it holds a sampled turn.
+        timed = native.tick(len(items))
+        if timed:
+            dt = _now() - t0
+            self.counters.latency_sum_ns += dt * LATENCY_SAMPLE * timed
+            self.lat[bisect.bisect_left(_BUCKETS_NS, dt)] += LATENCY_SAMPLE * timed
+
+    def pull(self, flush: bool) -> None:
+        """Fold the thread's hits into the resolver's entries (emptying its table on a flush),
+        its sampled latencies and its drops into the counters."""
+        native = self.native
+        fold = self.resolver.fold
+        c = self.counters
+        for e, k in (native.clear() if flush else native.hits()):
+            fold(e, k)
+            c.native_hits += k
+        total, counts = native.latency()
+        if total:
+            c.latency_sum_ns += total
+            lat = c.latency
+            for i, k in enumerate(counts):
+                if k:
+                    lat[i] += k
+        dropped = native.dropped
+        if dropped > self.dropped:
+            c.drops["udp_queue"] = c.drops.get("udp_queue", 0) + dropped - self.dropped
+            self.dropped = dropped
+
+    def close(self) -> None:
+        """Stop the thread (waits for it), fold what it counted; the caller closes the socket."""
+        self._unsubscribe()
+        self.native.stop()
+        self.pull(True)
+        self.resolver.native = None
 
 
 class _UDPLimited(_UDP):
@@ -371,7 +474,7 @@ class DNSServer:
 
     def __init__(self, config: DNSConfig, view: View, *,
                  counters: DNSCounters | None = None, udp_batch: bool | None = None,
-                 remote: RemoteViews | None = None) -> None:
+                 udp_thread: bool | None = None, remote: RemoteViews | None = None) -> None:
         self.config = config.validate()
         self.view = view
         self.counters = counters if counters is not None else DNSCounters()
@@ -387,6 +490,7 @@ class DNSServer:
             self.forwarder = Forwarder(config, self.counters)
         self._udp: asyncio.DatagramTransport | None = None
         self._batch: _BatchUDP | None = None
+        self._thread: _ThreadUDP | None = None
         self._tcp: asyncio.base_events.Server | None = None
         self._tasks: asyncio.TaskGroup | None = None   # forwards in flight; see the docstring
         self._tasks_owner: asyncio.Task[None] | None = None
@@ -404,6 +508,17 @@ class DNSServer:
         self.udp_batch = udp_batch
         """UDP through recvmmsg/sendmmsg (:class:`_BatchUDP`) rather than an asyncio transport;
         by default when the C extension is built and rate limiting is off."""
+        subscribe = getattr(view, "subscribe", None)
+        can_thread = (udp_batch and callable(subscribe)
+                      and not os.environ.get("RUMOR_DNS_NO_THREAD"))
+        if udp_thread is None:
+            udp_thread = bool(can_thread)
+        elif udp_thread and not (udp_batch and callable(subscribe)):
+            raise ValueError("udp_thread=True needs the batched path and a view with subscribe()")
+        self.udp_thread = udp_thread
+        """Cache hits answered on a C thread (:class:`_ThreadUDP`), the rest on the loop; by
+        default on the batched path when the view can say when it changed (``subscribe``) and
+        ``RUMOR_DNS_NO_THREAD`` is not set."""
         self.udp_port = 0
         """The bound UDP port (after start)."""
         self.tcp_port = 0
@@ -451,7 +566,11 @@ class DNSServer:
                 sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 4 << 20)
             except OSError:
                 pass
-            if tr is None:
+            if tr is None and self.udp_thread:
+                self._batch = self._thread = _ThreadUDP(
+                    self, sock, self.view.subscribe)  # type: ignore[attr-defined]
+                loop.add_reader(self._thread.efd, self._thread.readable)
+            elif tr is None:
                 self._batch = _BatchUDP(self, sock)
                 loop.add_reader(sock.fileno(), self._batch.readable)
             else:
@@ -472,8 +591,13 @@ class DNSServer:
         if self._udp is not None:
             self._udp.close()
             self._udp = None
-        if self._batch is not None:
+        if self._thread is not None:
+            asyncio.get_running_loop().remove_reader(self._thread.efd)
+            self._thread.close()
+            self._thread = None
+        elif self._batch is not None:
             asyncio.get_running_loop().remove_reader(self._batch.fd)
+        if self._batch is not None:
             self._batch.sock.close()
             self._batch = None
         if self._tcp is not None:

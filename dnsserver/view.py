@@ -6,7 +6,7 @@ these protocols structurally, and :mod:`dnsserver.memview` is a small in-memory 
 
 from __future__ import annotations
 
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from typing import Protocol
 
 
@@ -82,6 +82,17 @@ class View(Protocol):
 
     async def wait(self, index: int, timeout: float) -> int:
         """Return as soon as ``self.index > index``, or after ``timeout``; returns the index."""
+        ...
+
+
+class Subscribable(View, Protocol):
+    """A view that can also say, synchronously, that ``index`` rose (optional: the DNS
+    server serves cache hits from its C thread only for such a view, since that thread cannot
+    read ``index`` itself)."""
+
+    def subscribe(self, fn: Callable[[], object]) -> Callable[[], None]:
+        """Call ``fn()`` inside every change that raises ``index``, before the change's
+        outcome is reported to anyone; returns the function that undoes the subscription."""
         ...
 
 

@@ -39,7 +39,7 @@ from __future__ import annotations
 import hashlib
 import json
 import uuid
-from collections.abc import Iterable, Mapping
+from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -410,7 +410,18 @@ class ACL:
     def __init__(self, cfg: ACLConfig) -> None:
         self.denied = 0
         self.generation = 0
+        self._listeners: list[Callable[[], object]] = []
         self._apply(cfg)
+
+    def subscribe(self, fn: Callable[[], object]) -> Callable[[], None]:
+        """Call ``fn()`` synchronously on every generation step (a reload); returns the
+        function that undoes it."""
+        self._listeners.append(fn)
+
+        def unsubscribe() -> None:
+            if fn in self._listeners:
+                self._listeners.remove(fn)
+        return unsubscribe
 
     def _apply(self, cfg: ACLConfig) -> None:
         self.cfg = cfg
@@ -430,6 +441,8 @@ class ACL:
             authz = Authorizer(pols, default=cfg.default_policy, management=mgmt)
             self._by_secret[e.secret_id] = Identity(e, authz, self)
             self._by_accessor[e.accessor_id] = e
+        for fn in self._listeners:
+            fn()
 
     def reload(self, cfg: ACLConfig) -> None:
         self._apply(cfg)

@@ -37,6 +37,16 @@ class ACLView:
     def index(self) -> int:
         return self.catalog.index + self.acl.generation
 
+    def subscribe(self, fn: Callable[[], object]) -> Callable[[], None]:
+        """Call ``fn()`` synchronously whenever ``index`` rises (a catalog change or an ACL
+        reload); returns the function that undoes it (docs/contracts.md)."""
+        undo = (self.catalog.subscribe(fn), self.acl.subscribe(fn))
+
+        def unsubscribe() -> None:
+            for u in undo:
+                u()
+        return unsubscribe
+
     async def wait(self, index: int, timeout: float) -> int:
         gen = self.acl.generation
         return await self.catalog.wait(index - gen, timeout) + gen

@@ -33,7 +33,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import dataclasses
-from collections.abc import Iterable, Iterator, Mapping, Sequence
+from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -222,12 +222,24 @@ class Catalog:
         self._nodes_cache: tuple[int, tuple[Node, ...]] | None = None
         self._by_service: dict[str, dict[_Item, str]] = {}  # lc name -> {item: lc node name}
         self.counters: dict[str, int] = {"changes": 0, "wakeups": 0}
+        self._listeners: list[Callable[[], object]] = []
 
     # --- indexes ----------------------------------------------------------------------------
 
     @property
     def index(self) -> int:
         return self._index
+
+    def subscribe(self, fn: Callable[[], object]) -> Callable[[], None]:
+        """Call ``fn()`` synchronously on every index step (before anyone is woken, so before
+        any answer about the change goes out); returns the function that undoes it. The DNS
+        server's C thread uses it to stop serving answers built before the change."""
+        self._listeners.append(fn)
+
+        def unsubscribe() -> None:
+            if fn in self._listeners:
+                self._listeners.remove(fn)
+        return unsubscribe
 
     def key_index(self, key: str) -> int:
         """Index of a resource's last change; for a never-seen resource, the catalog's index
@@ -267,6 +279,8 @@ class Catalog:
         self._pending = set()
         self._index += 1
         self.counters["changes"] += 1
+        for fn in self._listeners:
+            fn()
         idx = self._index
         keys.add("*")
         for k in keys:

@@ -174,6 +174,7 @@ class AgentCollector:
             rc.add_metric([rcode], n)
         yield rc
         for key, help_ in (("cache_hits", "Answers served from the encoded-answer cache."),
+                           ("native_hits", "Of those, answers sent by the C thread (UDP)."),
                            ("cache_misses", "Answers built from the catalog view."),
                            ("truncated", "UDP answers sent with TC set."),
                            ("forwarded", "Queries forwarded to a recursor."),

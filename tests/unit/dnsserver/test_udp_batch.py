@@ -177,25 +177,34 @@ def _answerable(q: bytes) -> bool:
     return len(q) >= 12 and len(q) <= 4096 and not q.endswith(b"garbage")
 
 
-async def _serve(view: MemoryView, batch: bool) -> DNSServer:
-    srv = DNSServer(DNSConfig(port=0, bind_addr="127.0.0.1"), view, udp_batch=batch)
+PATHS = {"reference": False, "batched": True, "thread": "thread"}
+"""The three UDP paths: the asyncio transport, recvmmsg/sendmmsg on the loop (_BatchUDP), and
+cache hits on the C thread (_ThreadUDP)."""
+
+
+async def _serve(view: MemoryView, batch: bool | str) -> DNSServer:
+    thread = batch == "thread"
+    srv = DNSServer(DNSConfig(port=0, bind_addr="127.0.0.1"), view, udp_batch=bool(batch),
+                    udp_thread=thread)
     await srv.start()
+    assert (srv._thread is not None) is thread
     return srv
 
 
 async def test_both_paths_give_the_same_answers(udpc: object) -> None:
-    results = {}
-    for batch in (False, True):
+    results: dict[object, object] = {}
+    for batch in PATHS.values():
         srv = await _serve(populated_view(), batch)
         try:
-            assert srv.udp_batch is batch
+            assert srv.udp_batch is bool(batch)
             results[batch] = await _ask_all(srv.udp_port, _queries(), burst=False)
             snap = srv.counters.snapshot()
             results[(batch, "counters")] = {k: snap[k] for k in ("queries", "cache_hits")}
         finally:
             await srv.stop()
-    assert results[True] == results[False]
-    assert results[(True, "counters")] == results[(False, "counters")]
+    assert results[True] == results[False] == results["thread"]
+    assert (results[(True, "counters")] == results[(False, "counters")]
+            == results[("thread", "counters")])
     assert results[True][-1] is None and results[True][-3] is None      # dropped by both
     assert dns.message.from_wire(results[True][-2]).rcode() == dns.rcode.FORMERR  # type: ignore[arg-type]
 
@@ -203,8 +212,8 @@ async def test_both_paths_give_the_same_answers(udpc: object) -> None:
 async def test_repeated_queries_rotate_the_same_on_both(udpc: object) -> None:
     """The same bytes again and again: answered by the C side's level-1 hits on the batched
     path, by Resolver.handle on the reference path; the round-robin turns must be the same."""
-    results = {}
-    for batch in (False, True):
+    results: dict[object, object] = {}
+    for batch in PATHS.values():
         srv = await _serve(populated_view(), batch)
         try:
             qs = []
@@ -218,29 +227,31 @@ async def test_repeated_queries_rotate_the_same_on_both(udpc: object) -> None:
             results[(batch, "hits")] = snap["cache_hits"]
         finally:
             await srv.stop()
-    assert results[True] == results[False]
-    assert results[(True, "hits")] == results[(False, "hits")] == 18
+    assert results[True] == results[False] == results["thread"]
+    assert (results[(True, "hits")] == results[(False, "hits")] == results[("thread", "hits")]
+            == 18)
     firsts = [dns.message.from_wire(w).answer[0][0].to_text() for w in results[True][:7]]  # type: ignore[arg-type]
     assert len(set(firsts)) == 3                    # the three web instances take turns
 
 
 async def test_a_burst_is_answered_whole_and_the_same_by_both(udpc: object) -> None:
-    results = {}
+    results: dict[object, list[bytes | None]] = {}
     queries = [q for q in _queries() if _answerable(q)] * 5
-    for batch in (False, True):
+    for batch in PATHS.values():
         srv = await _serve(populated_view(), batch)
         try:
             results[batch] = await _ask_all(srv.udp_port, queries, burst=True)
         finally:
             await srv.stop()
     assert len(results[True]) == len(queries)
-    assert results[True] == results[False]
+    assert results[True] == results[False] == results["thread"]
 
 
-async def test_the_batched_cache_follows_every_catalog_change(udpc: object) -> None:
+@pytest.mark.parametrize("path", ["batched", "thread"])
+async def test_the_batched_cache_follows_every_catalog_change(udpc: object, path: str) -> None:
     """A burst, a change, a burst: every answer of the second burst sees the change."""
     view = populated_view()
-    srv = await _serve(view, True)
+    srv = await _serve(view, PATHS[path])
     q = dns.message.make_query("web.service.rumor", "A", use_edns=False).to_wire()
     try:
         for step in range(5):
@@ -271,7 +282,7 @@ async def test_one_queued_query_is_answered_at_once_not_held_for_a_batch(udpc: o
     (the answer is in the client's queue when readable() returns), never held for more."""
     import select
 
-    srv = await _serve(populated_view(), True)
+    srv = await _serve(populated_view(), True)             # the loop's batched path
     batch = srv._batch
     assert batch is not None
     asyncio.get_running_loop().remove_reader(batch.fd)     # drive it by hand
@@ -292,20 +303,22 @@ async def test_one_queued_query_is_answered_at_once_not_held_for_a_batch(udpc: o
         await srv.stop()
 
 
-async def test_the_batched_path_serves_ipv6(udpc: object) -> None:
+@pytest.mark.parametrize("path", ["batched", "thread"])
+async def test_the_batched_path_serves_ipv6(udpc: object, path: str) -> None:
     try:
         probe = socket.socket(socket.AF_INET6, socket.SOCK_DGRAM)
         probe.bind(("::1", 0))
         probe.close()
     except OSError:
         pytest.fail("no IPv6 loopback here: the batched path's sockaddr_in6 goes untested")
-    srv = DNSServer(DNSConfig(port=0, bind_addr="::1"), populated_view(), udp_batch=True)
+    srv = DNSServer(DNSConfig(port=0, bind_addr="::1"), populated_view(), udp_batch=True,
+                    udp_thread=path == "thread")
     await srv.start()
     cli = socket.socket(socket.AF_INET6, socket.SOCK_DGRAM)
     cli.settimeout(3)
     try:
         q = dns.message.make_query("web.service.rumor", "A", use_edns=False)
-        for _ in range(2):
+        for _ in range(5):                      # misses, then hits (on the thread's path)
             cli.sendto(q.to_wire(), ("::1", srv.udp_port))
             m = dns.message.from_wire(await asyncio.to_thread(cli.recv, 512))
             assert m.id == q.id and len(addrs(m)) == 3

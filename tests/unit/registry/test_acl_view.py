@@ -69,3 +69,69 @@ def test_without_acls_the_view_is_the_whole_catalog() -> None:
     view = ACLView(_catalog(), ACL(ACLConfig()))
     assert set(view.services()) == {"www", "db"}
     assert _rcode_and_count(view, "www.service.rumor") == (0, 2)
+
+
+async def test_the_dns_c_thread_follows_every_change_of_the_catalog_and_the_acls() -> None:
+    """The agent's DNS path: cache hits answered by the C thread (dnsserver/_udpc.c, Server)
+    from this very view, on real sockets. The first query after each change (an ACL reload, a
+    register, a check going critical and back, a deregister) gets the new truth, and so does
+    every query after it, while between changes the thread answers the repeats."""
+    import dns.asyncquery
+    import dns.message
+    import pytest
+
+    from dnsserver import DNSServer
+    from dnsserver import server as server_mod
+    from registry.catalog import CheckRecord
+    from tests.harness.ci_skips import in_ci
+
+    if server_mod._udpc is None:
+        why = "the C extension dnsserver/_udpc.c is not built here"
+        if in_ci():
+            pytest.fail(why)
+        pytest.skip(why)
+    cat = _catalog()
+    acl = ACL(ACLConfig.from_dict(ACLS))
+    view = ACLView(cat, acl)
+    srv = DNSServer(DNSConfig(port=0, bind_addr="127.0.0.1"), view)
+    assert srv.udp_thread
+    await srv.start()
+    native_before = 0
+
+    async def ask() -> set[str]:
+        q = dns.message.make_query("www.service.rumor", "A")
+        r = await dns.asyncquery.udp(q, "127.0.0.1", port=srv.udp_port, timeout=5)
+        if r.rcode() == NXDOMAIN:
+            return set()
+        return {rd.address for rrset in r.answer for rd in rrset}
+
+    async def expect(want: set[str]) -> None:
+        nonlocal native_before
+        for _ in range(6):                      # misses, then the thread's hits
+            assert await ask() == want
+        native = srv.counters.snapshot()["native_hits"]
+        assert native > native_before, "the C thread answered none of the repeats"
+        native_before = native
+
+    try:
+        await expect({"10.0.0.1"})                              # www2's node n2: not readable
+        acl.reload(ACLConfig.from_dict({**ACLS, "token_list": [
+            {"secret_id": "dns-secret", "policies": ["all"]}]}))
+        await expect({"10.0.0.1", "10.0.0.2"})
+        with cat.batch():
+            cat.put_service("n1", ServiceRecord(id="www3", service="www", port=81,
+                                                address="10.0.0.3"))
+        await expect({"10.0.0.1", "10.0.0.2", "10.0.0.3"})
+        for status, want in (("critical", {"10.0.0.1", "10.0.0.2"}),
+                             ("passing", {"10.0.0.1", "10.0.0.2", "10.0.0.3"})):
+            with cat.batch():
+                cat.put_check("n1", CheckRecord(check_id="c3", name="c3", status=status,
+                                                service_id="www3", service_name="www"))
+            await expect(want)
+        with cat.batch():
+            cat.remove_service("n1", "www3")
+        await expect({"10.0.0.1", "10.0.0.2"})
+        acl.reload(ACLConfig.from_dict(ACLS))                   # back to the narrow token
+        await expect({"10.0.0.1"})
+    finally:
+        await srv.stop()
