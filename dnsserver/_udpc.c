@@ -1,5 +1,6 @@
 /*
- * Batched UDP receive and send for dnsserver/server.py: recvmmsg(2) and sendmmsg(2).
+ * Batched UDP receive and send for dnsserver/server.py: recvmmsg(2) and sendmmsg(2), and a
+ * thread that answers cache hits off the event loop (Server, below).
  *
  * The DNS server's batched UDP path (server.py, ``_BatchUDP``) drains its socket with one
  * system call per wake-up instead of one per datagram plus a last one that says EAGAIN, and
@@ -25,6 +26,8 @@
 #define _GNU_SOURCE
 #include <Python.h>
 #include <errno.h>
+#include <fcntl.h>
+#include <sys/time.h>
 #include <string.h>
 #include <pthread.h>
 #include <stdatomic.h>
@@ -439,15 +442,17 @@ t_run(void *arg)
     for (int i = 0; i < T_BATCH; i++) {
         s->riov[i].iov_base = s->rslab + (size_t)i * rslot;
         s->riov[i].iov_len = rslot;
+        memset(&s->rmsgs[i].msg_hdr, 0, sizeof(struct msghdr));
+        s->rmsgs[i].msg_hdr.msg_iov = &s->riov[i];
+        s->rmsgs[i].msg_hdr.msg_iovlen = 1;
+        s->rmsgs[i].msg_hdr.msg_name = &s->raddr[i];
+        s->rmsgs[i].msg_hdr.msg_namelen = sizeof(struct sockaddr_storage);
     }
+    int used = 0;               /* slots the last recvmmsg filled (their namelen changed) */
     while (!atomic_load(&s->stop)) {
-        for (int i = 0; i < T_BATCH; i++) {
-            memset(&s->rmsgs[i].msg_hdr, 0, sizeof(struct msghdr));
-            s->rmsgs[i].msg_hdr.msg_iov = &s->riov[i];
-            s->rmsgs[i].msg_hdr.msg_iovlen = 1;
-            s->rmsgs[i].msg_hdr.msg_name = &s->raddr[i];
+        for (int i = 0; i < used; i++)
             s->rmsgs[i].msg_hdr.msg_namelen = sizeof(struct sockaddr_storage);
-        }
+        used = 0;
         /* Blocks for the first datagram, then takes what else is queued (never waits more). */
         int n = recvmmsg(s->fd, s->rmsgs, T_BATCH, MSG_WAITFORONE, NULL);
         if (atomic_load(&s->stop))
@@ -457,6 +462,7 @@ t_run(void *arg)
                 break;
             continue;       /* EAGAIN (the receive timeout), EINTR, ECONNREFUSED from ICMP */
         }
+        used = n;
         uint64_t t0 = t_now();
         int k = 0, signal = 0;
         pthread_mutex_lock(&s->lock);
@@ -516,8 +522,9 @@ t_run(void *arg)
             s->qlen++;
         }
         s->turn_all += (uint64_t)k;
-        int timed = s->sample > 0 && k > 0
-                    && (s->turn_all / (uint64_t)s->sample) != (before / (uint64_t)s->sample);
+        /* how many sampled turns the batch holds: each stands for ``sample`` queries */
+        uint64_t timed = s->sample > 0 ? s->turn_all / (uint64_t)s->sample
+                                         - before / (uint64_t)s->sample : 0;
         if (signal) {
             uint64_t one = 1;
             ssize_t w = write(s->efd, &one, sizeof one);
@@ -527,7 +534,7 @@ t_run(void *arg)
         if (k > 0)
             send_all(s->fd, s->smsgs, k);
         if (timed) {
-            uint64_t dt = t_now() - t0, w = (uint64_t)s->sample;
+            uint64_t dt = t_now() - t0, w = (uint64_t)s->sample * timed;
             int b = 0;
             while (b < s->nbuckets && s->bounds[b] < dt)
                 b++;
@@ -545,8 +552,9 @@ server_dealloc(PyObject *self)
 {
     Server *s = (Server *)self;
     if (s->started && !s->stopped) {
+        /* stop() was not called: the fd may be closed (even reused) by now, so no shutdown();
+         * the thread sees the flag within its receive timeout */
         atomic_store(&s->stop, 1);
-        shutdown(s->fd, SHUT_RD);
         Py_BEGIN_ALLOW_THREADS
         pthread_join(s->thread, NULL);
         Py_END_ALLOW_THREADS
@@ -645,6 +653,17 @@ server_new(PyTypeObject *type, PyObject *args, PyObject *kw)
         return PyErr_NoMemory();
     }
     atomic_store(&s->gen, 1);
+    /* The thread blocks in recvmmsg (a non-blocking fd would make it spin), with a receive
+     * timeout so that it looks at its stop flag at least once a second even if nothing wakes
+     * it (stop() does, with shutdown(); a dealloc without stop() cannot). */
+    struct timeval tv = {1, 0};
+    int fl = fcntl(fd, F_GETFL);
+    if (fl < 0 || fcntl(fd, F_SETFL, fl & ~O_NONBLOCK) < 0
+            || setsockopt(fd, SOL_SOCKET, SO_RCVTIMEO, &tv, sizeof tv) < 0) {
+        PyErr_SetFromErrno(PyExc_OSError);
+        Py_DECREF(s);
+        return NULL;
+    }
     s->efd = eventfd(0, EFD_NONBLOCK | EFD_CLOEXEC);
     if (s->efd < 0) {
         PyErr_SetFromErrno(PyExc_OSError);

@@ -272,6 +272,8 @@ class Resolver:
                 # same case): the response is that packet with this ID.
                 # dnsserver/_udpc.c (serve) does this very step in C for the batched UDP
                 # path, reading _exact and each entry's n, hits and tails: keep them in step.
+                # Its C thread (Server) does it from copies that server.py's _ThreadUDP puts
+                # there (the same tails, the rotation continuing from hits).
                 e = self._exact.get(data[2:])
                 if e is not None:
                     e.hits += 1

@@ -1,10 +1,15 @@
 """The asyncio driver: UDP and TCP listeners around the sans-I/O :class:`Resolver`.
 
 Runs on whatever loop is running (uvloop when the agent installed it, asyncio otherwise).
-UDP, two paths giving the same answers byte for byte:
+UDP, three paths giving the same answers byte for byte:
 
-* batched (the default when the C extension ``dnsserver/_udpc.c`` is built and rate limiting is
-  off): on each wake-up one ``recvmmsg`` takes what is queued (never waiting for more), cache
+* the C thread (the default when the C extension ``dnsserver/_udpc.c`` is built, rate limiting
+  is off and the view can report its changes synchronously, ``subscribe``; the agent's can):
+  a thread of the extension, which never takes the GIL, blocks in ``recvmmsg`` and answers the
+  cache hits it holds a copy of, exact by a generation the view bumps in every change; all
+  else is handed to the loop through an eventfd and answered as below (:class:`_ThreadUDP`);
+* batched (with the extension, without ``subscribe`` or with ``RUMOR_DNS_NO_THREAD`` set):
+  on each wake-up one ``recvmmsg`` takes what is queued (never waiting for more), cache
   hits on the exact query bytes are answered in C, the rest by the resolver, and one
   ``sendmmsg`` sends the answers (:class:`_BatchUDP`);
 * the reference (without the extension, with ``RUMOR_PURE_PYTHON`` set, or with rate
@@ -29,7 +34,6 @@ import errno
 import logging
 import os
 import socket
-import struct
 import time
 from collections.abc import Callable, Coroutine
 from typing import TYPE_CHECKING, Any, Self
@@ -213,10 +217,7 @@ class _ThreadUDP(_BatchUDP):
         super().__init__(server, sock)
         assert _udpc is not None
         cfg = server.config
-        sock.setblocking(True)
-        # A receive timeout: the thread looks at its stop flag at least once a second even if
-        # shutdown() did not wake it (it does on Linux).
-        sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVTIMEO, struct.pack("ll", 1, 0))
+        # (the C side makes the socket blocking, with a receive timeout of one second)
         self.native = _udpc.Server(self.fd, self.size, cfg.max_udp_size, cfg.cache_max_entries,
                                    [int(b) for b in _BUCKETS_NS if b != float("inf")],
                                    LATENCY_SAMPLE)

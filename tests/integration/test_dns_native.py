@@ -32,7 +32,7 @@ def _native_hits(agent: AgentProcess) -> float:
     url = f"http://{agent.http_addr}/v1/agent/metrics?format=prometheus"
     with urllib.request.urlopen(url, timeout=5) as r:
         text = r.read().decode()
-    m = re.search(r"^rumor_dns_native_hits_total (\S+)$", text, re.M)
+    m = re.search(r"^rumor_dns_native_hits_total (\S+)$", text, re.MULTILINE)
     assert m, "no rumor_dns_native_hits in the metrics"
     return float(m.group(1))
 

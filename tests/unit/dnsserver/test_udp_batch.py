@@ -15,6 +15,7 @@ import socket
 import struct
 import sysconfig
 from pathlib import Path
+from typing import Any
 
 import dns.message
 import dns.rcode
@@ -325,3 +326,86 @@ async def test_the_batched_path_serves_ipv6(udpc: object, path: str) -> None:
     finally:
         cli.close()
         await srv.stop()
+
+
+# -- the C thread (_udpc.Server) on raw sockets ----------------------------------------------------
+def _wait_readable(fd: int, timeout: float = 5) -> bool:
+    import select
+
+    return bool(select.select([fd], [], [], timeout)[0])
+
+
+def test_the_thread_answers_what_it_holds_at_the_current_generation_only(udpc: Any) -> None:
+    srv = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+    srv.bind(("127.0.0.1", 0))
+    cli = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+    cli.settimeout(5)
+    cli.connect(srv.getsockname())
+    t = udpc.Server(srv.fileno(), 512, 4096, 2, [1000, 10_000], 8)
+    owner = type("Owner", (), {})()
+    try:
+        key = b"\x01\x00question"
+        tails = [b"-one", b"-two", b"-three"]
+        assert t.generation == 1
+        assert t.put(key, 0, tails, 0, owner) is False          # built before a change
+        assert t.put(key, 1, tails, 0, owner) is True
+        got = []
+        for i in range(4):                      # the rotation goes on from turn 0: 1, 2, 0, 1
+            cli.send(bytes([0xAB, i]) + key)
+            got.append(cli.recv(100))
+        assert got == [b"\xab\x00-two", b"\xab\x01-three", b"\xab\x02-one", b"\xab\x03-two"]
+        assert not _wait_readable(t.eventfd, 0)                 # nothing went to Python
+        assert t.hits() == [(owner, 4)] and t.hits() == []      # taken once
+        # a change: the same bytes now go to Python, with the sender's raw address
+        assert t.bump() == 2 and t.generation == 2
+        cli.send(b"\xab\x09" + key)
+        assert _wait_readable(t.eventfd)
+        (data, addr), = t.take()
+        assert data == b"\xab\x09" + key
+        assert socket.inet_ntoa(addr[4:8]) == "127.0.0.1"
+        assert int.from_bytes(addr[2:4], "big") == cli.getsockname()[1]
+        assert not _wait_readable(t.eventfd, 0) and t.take() == []   # reset by take()
+        # too short, and longer than size: Python's (which drops them), never looked up
+        cli.send(b"\xab")
+        cli.send(b"\xab\x0a" + key + b"x" * 600)
+        items: list[tuple[bytes, bytes]] = []
+        while len(items) < 2 and _wait_readable(t.eventfd):
+            items += t.take()
+        assert [len(d) for d, _ in items] == [1, 513]           # cut to size + 1
+        # the table is capped (max_entries=2) and a clear empties it, returning its hits
+        assert t.put(key, 2, [b"-x"], 0, owner) and t.put(b"k2", 2, [b"-y"], 0, owner)
+        assert t.put(b"k3", 2, [b"-z"], 0, owner) is False and t.entries == 2
+        cli.send(b"\x00\x01" + key)
+        assert cli.recv(100) == b"\x00\x01-x"
+        assert t.clear() == [(owner, 1)] and t.entries == 0
+        # one sampling sequence across both sides: one turn in 8 is timed
+        # (the thread's own 5 answers count in the same sequence)
+        assert sum(t.tick(1) for _ in range(32)) == 4
+        assert [t.tick(8), t.tick(16), t.tick(0)] == [1, 2, 0]
+    finally:
+        t.stop()
+        srv.close()
+        cli.close()
+    assert t.dropped == 0
+
+
+def test_the_thread_stops_at_once_and_answers_nothing_after(udpc: Any) -> None:
+    import time
+
+    srv = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+    srv.bind(("127.0.0.1", 0))
+    cli = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+    cli.connect(srv.getsockname())
+    t = udpc.Server(srv.fileno(), 512, 4096, 10, [], 0)
+    try:
+        assert t.put(b"\x01\x00q", 1, [b"-a"], 0, None)
+        start = time.monotonic()
+        t.stop()                                  # wakes the blocked recvmmsg (shutdown)
+        assert time.monotonic() - start < 0.9     # not the one-second receive timeout
+        cli.send(b"\x00\x01\x01\x00q")
+        cli.settimeout(0.3)
+        with pytest.raises(TimeoutError):
+            cli.recv(100)
+    finally:
+        srv.close()
+        cli.close()
