@@ -328,7 +328,7 @@ fail:
 
 /* Server: cache hits answered on a thread of its own, off the event loop and without the GIL.
  *
- * Server(fd, size, answer_max, max_entries, buckets_ns, sample) starts a POSIX thread that
+ * Server(fd, size, answer_max, max_entries, buckets_ns, sample, max_bytes=32 MiB) starts a POSIX thread that
  * blocks in recvmmsg(2) on ``fd`` (a blocking UDP socket) and, for each datagram whose bytes
  * after the ID are a key of its table at the current generation, sends the client's ID followed
  * by the stored packet of the entry's turn (one sendmmsg per batch). It never touches a Python
@@ -344,7 +344,8 @@ fail:
  * ``_ThreadUDP``). The Python path stays the reference: it answers whatever is queued to it.
  *
  *   put(key, generation, tails, turn, owner) -> bool   store an answer (False: not stored:
- *       generation already old, a packet longer than answer_max, or the table full)
+ *       generation already old, a packet longer than answer_max, or the table full: at
+ *       max_entries, or its keys and packets at max_bytes)
  *   take() -> list[(bytes data, bytes sockaddr)]       the queued datagrams (resets eventfd)
  *   hits() -> list[(owner, int)]    hits answered here since the last call, per owner
  *   clear() -> list[(owner, int)]   empty the table (returning its uncounted hits)
@@ -365,6 +366,7 @@ typedef struct tentry {
     uint64_t uncounted;         /* hits not yet returned by hits() */
     PyObject *owner;            /* strong reference; touched only with the GIL held */
     size_t klen;
+    size_t bytes;               /* key + packets: what the table's byte budget counts */
     int n;
     unsigned char *key;
     size_t *tlen;
@@ -389,7 +391,7 @@ typedef struct {
     atomic_int stop;
     /* the table (under lock) */
     tentry **buckets;
-    size_t nbuck, count, max_entries;
+    size_t nbuck, count, max_entries, bytes, max_bytes;
     /* the queue for Python (under lock) */
     tmiss *qhead, *qtail;
     size_t qlen;
@@ -596,12 +598,14 @@ server_new(PyTypeObject *type, PyObject *args, PyObject *kw)
     int fd, size, answer_max, sample;
     Py_ssize_t max_entries;
     PyObject *bounds;
+    Py_ssize_t max_bytes = 32 << 20;
     static char *names[] = {"fd", "size", "answer_max", "max_entries", "buckets_ns", "sample",
-                            NULL};
-    if (!PyArg_ParseTupleAndKeywords(args, kw, "iiinOi:Server", names, &fd, &size, &answer_max,
-                                     &max_entries, &bounds, &sample))
+                            "max_bytes", NULL};
+    if (!PyArg_ParseTupleAndKeywords(args, kw, "iiinOi|n:Server", names, &fd, &size,
+                                     &answer_max, &max_entries, &bounds, &sample, &max_bytes))
         return NULL;
-    if (size < 1 || size > 65535 || answer_max < 12 || answer_max > 65535 || max_entries < 1) {
+    if (size < 1 || size > 65535 || answer_max < 12 || answer_max > 65535 || max_entries < 1
+            || max_bytes < 1) {
         PyErr_SetString(PyExc_ValueError, "Server(): size, answer_max or max_entries out of range");
         return NULL;
     }
@@ -642,6 +646,7 @@ server_new(PyTypeObject *type, PyObject *args, PyObject *kw)
     }
     Py_DECREF(seq);
     s->max_entries = (size_t)max_entries;
+    s->max_bytes = (size_t)max_bytes;
     s->nbuck = 16;
     while (s->nbuck < s->max_entries * 2)
         s->nbuck <<= 1;
@@ -756,6 +761,9 @@ server_put(PyObject *self, PyObject *args)
     }
     memcpy(e->key, key.buf, e->klen);
     PyBuffer_Release(&key);
+    e->bytes = e->klen;
+    for (int i = 0; i < e->n; i++)
+        e->bytes += e->tlen[i];
     e->hash = t_hash(e->key, e->klen);
     e->gen = gen;
     e->turn = turn;
@@ -772,17 +780,21 @@ server_put(PyObject *self, PyObject *args)
         while (*pp && !((*pp)->hash == e->hash && (*pp)->klen == e->klen
                         && memcmp((*pp)->key, e->key, e->klen) == 0))
             pp = &(*pp)->next;
-        if (*pp) {                       /* replace */
+        if (*pp && s->bytes - (*pp)->bytes + e->bytes > s->max_bytes) {
+            stored = 0;
+        } else if (*pp) {                /* replace */
             tentry *old = *pp;
+            s->bytes = s->bytes - old->bytes + e->bytes;
             e->next = old->next;
             *pp = e;
             old_owner = old->owner;
             old_hits = old->uncounted;
             old->owner = NULL;
             t_free_entry(old);
-        } else if (s->count >= s->max_entries) {
+        } else if (s->count >= s->max_entries || s->bytes + e->bytes > s->max_bytes) {
             stored = 0;
         } else {
+            s->bytes += e->bytes;
             e->next = s->buckets[e->hash & (s->nbuck - 1)];
             s->buckets[e->hash & (s->nbuck - 1)] = e;
             s->count++;
@@ -846,7 +858,7 @@ t_collect(Server *s, int clear)
         }
     }
     if (clear)
-        s->count = 0;
+        s->count = s->bytes = 0;
     pthread_mutex_unlock(&s->lock);
     while (freed) {
         tentry *nx = freed->next;

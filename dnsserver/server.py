@@ -220,7 +220,7 @@ class _ThreadUDP(_BatchUDP):
         # (the C side makes the socket blocking, with a receive timeout of one second)
         self.native = _udpc.Server(self.fd, self.size, cfg.max_udp_size, cfg.cache_max_entries,
                                    [int(b) for b in _BUCKETS_NS if b != float("inf")],
-                                   LATENCY_SAMPLE)
+                                   LATENCY_SAMPLE, cfg.cache_max_bytes)
         self.efd: int = self.native.eventfd
         self.dropped = 0
         self._unsubscribe = subscribe(self.native.bump)

@@ -341,7 +341,7 @@ def test_the_thread_answers_what_it_holds_at_the_current_generation_only(udpc: A
     cli = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
     cli.settimeout(5)
     cli.connect(srv.getsockname())
-    t = udpc.Server(srv.fileno(), 512, 4096, 2, [1000, 10_000], 8)
+    t = udpc.Server(srv.fileno(), 512, 4096, 2, [1000, 10_000], 8, 64)
     owner = type("Owner", (), {})()
     try:
         key = b"\x01\x00question"
@@ -378,6 +378,12 @@ def test_the_thread_answers_what_it_holds_at_the_current_generation_only(udpc: A
         cli.send(b"\x00\x01" + key)
         assert cli.recv(100) == b"\x00\x01-x"
         assert t.clear() == [(owner, 1)] and t.entries == 0
+        # and so are its bytes (max_bytes=64: keys and packets)
+        assert t.put(b"k" * 30, 2, [b"-" * 30], 0, owner) is True         # 60
+        assert t.put(b"k4", 2, [b"-" * 10], 0, owner) is False             # 72 > 64
+        assert t.put(b"k" * 30, 2, [b"+" * 34], 0, owner) is True          # replaced: 64
+        assert t.entries == 1
+        t.clear()
         # one sampling sequence across both sides: one turn in 8 is timed
         # (the thread's own 5 answers count in the same sequence)
         assert sum(t.tick(1) for _ in range(32)) == 4
