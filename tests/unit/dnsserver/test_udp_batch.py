@@ -52,6 +52,8 @@ def test_the_c_extension_is_built_where_a_compiler_is() -> None:
         pytest.skip("no C compiler or Python headers here")
     assert server_mod.HAVE_BATCH, NOT_BUILT
     assert DNSServer(DNSConfig(), MemoryView("dc1")).udp_batch
+    if not os.environ.get("RUMOR_DNS_NO_THREAD"):
+        assert DNSServer(DNSConfig(), MemoryView("dc1")).udp_thread   # the view can subscribe
 
 
 # -- the two functions on raw sockets --------------------------------------------------------------

@@ -75,26 +75,24 @@ async def test_the_dns_c_thread_follows_every_change_of_the_catalog_and_the_acls
     """The agent's DNS path: cache hits answered by the C thread (dnsserver/_udpc.c, Server)
     from this very view, on real sockets. The first query after each change (an ACL reload, a
     register, a check going critical and back, a deregister) gets the new truth, and so does
-    every query after it, while between changes the thread answers the repeats."""
+    every query after it, while between changes the thread answers the repeats. (Without the
+    extension, or with RUMOR_PURE_PYTHON or RUMOR_DNS_NO_THREAD set, the same answers are
+    checked on the path in use; test_udp_batch.py fails in CI when the extension is missing.)"""
+    import os
+
     import dns.asyncquery
     import dns.message
-    import pytest
 
     from dnsserver import DNSServer
     from dnsserver import server as server_mod
     from registry.catalog import CheckRecord
-    from tests.harness.ci_skips import in_ci
 
-    if server_mod._udpc is None:
-        why = "the C extension dnsserver/_udpc.c is not built here"
-        if in_ci():
-            pytest.fail(why)
-        pytest.skip(why)
     cat = _catalog()
     acl = ACL(ACLConfig.from_dict(ACLS))
     view = ACLView(cat, acl)
     srv = DNSServer(DNSConfig(port=0, bind_addr="127.0.0.1"), view)
-    assert srv.udp_thread
+    thread = server_mod._udpc is not None and not os.environ.get("RUMOR_DNS_NO_THREAD")
+    assert srv.udp_thread is thread
     await srv.start()
     native_before = 0
 
@@ -110,7 +108,7 @@ async def test_the_dns_c_thread_follows_every_change_of_the_catalog_and_the_acls
         for _ in range(6):                      # misses, then the thread's hits
             assert await ask() == want
         native = srv.counters.snapshot()["native_hits"]
-        assert native > native_before, "the C thread answered none of the repeats"
+        assert native > native_before or not thread, "the C thread answered none of the repeats"
         native_before = native
 
     try:
