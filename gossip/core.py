@@ -9,7 +9,8 @@ asks anyone for the time. The driver (the asyncio :class:`~gossip.transport.Memb
 or the simulator in :mod:`gossip.sim`) sees one machine with memberlist's I/O seams::
 
     core.receive_packet(data, addr, now)            # one UDP datagram
-    answer = core.handle_stream(request, addr, now) # one inbound TCP exchange
+    answer = core.handle_stream(request, addr, now) # one inbound TCP exchange (or PendingAnswer)
+    for answer_id, data in core.answers_ready(): ... # deferred answers, when ready
     core.stream_result(stream_id, answer, error, now)
     core.handle_timer(now)                          # when now >= core.next_deadline()
     for data, addr in core.packets_to_send(): ...   # UDP datagrams
@@ -51,7 +52,7 @@ from .config import MemberlistConfig
 from .delegate import NodeRefuted
 from .errors import GossipError, MalformedPacket
 from .events import GossipEvent, Member, MemberRefuted, QueryReceived, UserEventReceived
-from .memberlist import JoinCompleted, Memberlist, StreamRequest
+from .memberlist import JoinCompleted, Memberlist, PendingAnswer, StreamRequest
 from .security import Keyring
 from .serf import PendingQuery, QueryParams, ReconnectRequested, Serf, SerfDelegate
 from .serf_config import SerfConfig
@@ -157,7 +158,10 @@ class GossipCore:
             self.memberlist.receive_packet(data, addr, now)
         self._settle(now)
 
-    def handle_stream(self, request: bytes | object, addr: Addr, now: float) -> bytes | None:
+    def handle_stream(self, request: bytes | object, addr: Addr, now: float
+                      ) -> bytes | PendingAnswer | None:
+        """An inbound stream; a big push/pull is merged in slices (then a
+        :class:`PendingAnswer`: the answer comes out of :meth:`answers_ready`)."""
         with self._inside():
             answer = self.memberlist.handle_stream(request, addr, now)
         self._settle(now)
@@ -193,6 +197,9 @@ class GossipCore:
 
     def streams_to_open(self) -> list[StreamRequest]:
         return self.memberlist.streams_to_open()
+
+    def answers_ready(self) -> list[tuple[int, bytes | None]]:
+        return self.memberlist.answers_ready()
 
     def next_event(self) -> CoreEvent | None:
         return self._events.popleft() if self._events else None

@@ -11,6 +11,7 @@ time, then collects what to send::
     for req in core.streams_to_open(): ...        # outbound TCP exchanges (push/pull, TCP ping)
     core.stream_result(req.id, answer_bytes_or_None, error_or_None, now)
     answer = core.handle_stream(request_bytes, addr, now)   # one inbound TCP exchange
+    for answer_id, data in core.answers_ready(): ...  # answers handle_stream deferred
     while (ev := core.next_event()) is not None: ...
 
 Behaviour follows hashicorp/memberlist 0.2.2 (``state.go``, ``net.go``) as described in
@@ -29,6 +30,28 @@ Behaviour follows hashicorp/memberlist 0.2.2 (``state.go``, ``net.go``) as descr
   ``gossip_interval``); the delegate's user messages fill the rest of the 1400-byte budget.
 * Anti-entropy: a full-state push/pull over TCP on join and every scaled ``push_pull_interval``.
 
+Push/pulls in slices
+--------------------
+A push/pull carries every member's state, so its work grows with the cluster: decoding the
+states, merging them, encoding ours. It is done in slices of ``push_pull_slice`` states, one
+slice per callback (issue 13: no callback over 20 ms at 5,000 members). Each push/pull is a
+generator (its cursor) in one FIFO queue, ``_work``: the first slice runs in the entry point
+that brought it (a small push/pull is done there and then, as before), the next ones from a
+timer due at once (``next_deadline() <= now``: the driver calls ``handle_timer`` again on the
+next turn of its loop). Semantics kept:
+
+* push/pulls are merged one after the other, in the order they came, never interleaved;
+* a state is applied with the same incarnation rules as a gossiped one, at the slice's ``now``,
+  so a newer incarnation learnt between two slices is never overwritten by the older one in the
+  push/pull, and the events (and so Serf's) come out in the order of the states;
+* the delegate's (Serf's, the application's) state is merged after the last node state, as
+  before; then our answer is built from one view: the delegate's ``local_state`` and the list
+  of (immutable) ``Node`` records taken at the same moment, encoded in slices afterwards;
+* an inbound push/pull whose answer is not ready when ``handle_stream`` returns gets a
+  :class:`PendingAnswer`; the driver keeps the connection and writes what ``answers_ready``
+  hands it for that id (bytes, or None to just close);
+* an outbound push/pull's ``JoinCompleted`` follows its merge's last slice.
+
 Timers live in one heap of ``(when, seq, callback, arg)`` entries; stale entries are skipped
 when they fire (a suspicion whose deadline moved, a probe already answered), which keeps every
 update O(log n). Nothing from the network raises out of ``receive_packet``/``handle_stream``:
@@ -42,7 +65,7 @@ import logging
 import math
 import random
 from collections import deque
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Generator, Iterable, Sequence
 from dataclasses import dataclass
 from functools import partial
 from typing import Any
@@ -86,6 +109,7 @@ __all__ = [
     "JoinCompleted",
     "Memberlist",
     "MemberlistCounters",
+    "PendingAnswer",
     "StreamKind",
     "StreamRequest",
     "push_pull_scale",
@@ -199,6 +223,21 @@ class StreamRequest:
     data: bytes
     deadline: float
     kind: str
+
+
+@dataclass(frozen=True, slots=True)
+class PendingAnswer:
+    """What :meth:`Memberlist.handle_stream` returns when the answer takes more slices: the
+    driver keeps the stream open and writes the bytes ``answers_ready()`` gives for ``id``."""
+
+    id: int
+
+
+_BIG_MESSAGE = 65536
+"""Bytes: a push/pull message at least this big is compressed in a slice of its own."""
+
+_Work = Generator[None, None, None]
+"""A push/pull being handled: one ``next()`` runs one slice (see the module docstring)."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -322,6 +361,12 @@ class Memberlist:
         self._streams: dict[int, _Stream] = {}
         self._joins: dict[int, _Join] = {}
         self._periodic_push_pull: int = 0
+        self._work: deque[_Work] = deque()
+        self._work_now = now
+        """The ``now`` of the slice that runs (the work generators read it)."""
+        self._work_armed = False
+        self._answers: list[tuple[int, bytes | None]] = []
+        self._answer_id = 0
 
         self._outbox: list[tuple[bytes, Addr]] = []
         self._stream_out: list[StreamRequest] = []
@@ -358,6 +403,19 @@ class Memberlist:
             self._stream_out = []
         return out
 
+    def answers_ready(self) -> list[tuple[int, bytes | None]]:
+        """Answers to inbound streams that got a :class:`PendingAnswer`: ``(id, bytes to
+        write, or None to just close)``; handed over once."""
+        out = self._answers
+        if out:
+            self._answers = []
+        return out
+
+    @property
+    def working(self) -> bool:
+        """True while a push/pull is being handled in slices."""
+        return bool(self._work)
+
     def next_event(self) -> MemberlistEvent | JoinCompleted | None:
         """The oldest undelivered event, or None."""
         if self._events:
@@ -372,9 +430,11 @@ class Memberlist:
         return timers[0][0] if timers else None
 
     def handle_timer(self, now: float) -> None:
-        """Run every timer due at ``now``."""
+        """Run every timer due at ``now`` (not those scheduled meanwhile, even for ``now``:
+        the next slice of a push/pull runs in the next call, so each call stays short)."""
         timers = self._timers
-        while timers and timers[0][0] <= now:
+        last = self._timer_seq
+        while timers and timers[0][0] <= now and timers[0][1] <= last:
             entry = heapq.heappop(timers)
             fn = entry[2]
             if fn is not None:
@@ -1257,34 +1317,108 @@ class Memberlist:
         return False
 
     # ------------------------------------------------------------------ push/pull
+    # -- work in slices (see "Push/pulls in slices" in the module docstring)
+    def _add_work(self, work: _Work, now: float) -> None:
+        """Queue ``work``; if nothing else is queued its first slice runs now."""
+        self._work.append(work)
+        if len(self._work) == 1:
+            self._work_step(None, now)
+
+    def _work_step(self, _: Any, now: float) -> None:
+        """Run one slice of the oldest push/pull; re-arm for the next one (due at once)."""
+        self._work_armed = False
+        if not self._work:
+            return
+        self._work_now = now
+        try:
+            next(self._work[0])
+        except StopIteration:
+            self._work.popleft()
+        except Exception as exc:  # contain bugs: drop this push/pull, keep the others going
+            log.exception("error in a push/pull slice node=%s", self.name)
+            self._drop("handler_error", "push/pull", repr(exc))
+            self._work.popleft()
+        if self._work and not self._work_armed:
+            self._work_armed = True
+            self._schedule(now, self._work_step, None)
+
+    @staticmethod
+    def _run_now(work: Generator[None, None, Any]) -> Any:
+        """Run ``work`` to its end in this callback (the unsliced path: tests, small helpers)."""
+        while True:
+            try:
+                next(work)
+            except StopIteration as stop:
+                return stop.value
+
+    def _slice_budget(self) -> int:
+        return 8 * self.config.push_pull_slice
+
+    def _decode_states(self, states: Sequence[PushNodeState]
+                       ) -> Generator[None, None, Sequence[PushNodeState]]:
+        """The remote states, decoded ``push_pull_slice`` per slice when they came encoded
+        (``codec.LazyStates``); raises ``MalformedPacket`` on a bad one."""
+        if not isinstance(states, codec.LazyStates):
+            return states
+        k = self.config.push_pull_slice
+        n = len(states)
+        out: list[PushNodeState] = []
+        for i in range(0, n, k):
+            if i:
+                yield
+            out.extend(states.decode(i, i + k))
+        return out
+
     def _encoded_states(self) -> list[bytes]:
-        """Every member's pushNodeState, encoded; each is cached with the immutable ``Node``
+        """Every member's pushNodeState, encoded, in this call (see :meth:`_encode_states`)."""
+        out: list[bytes] = self._run_now(self._encode_states([s.node for s in self._node_list]))
+        return out
+
+    def _encode_states(self, nodes: list[Node]) -> Generator[None, None, list[bytes]]:
+        """The pushNodeStates of ``nodes`` (a snapshot of immutable records: a consistent view
+        whatever changes between slices), encoded in slices. Each is cached with the ``Node``
         it was made from, so a push/pull re-encodes only the members that changed since the
-        last one (at 5,000 members encoding them all was ~30 ms of one callback)."""
-        old = self._state_cache
-        new: dict[str, tuple[Node, bytes]] = {}
+        last one (at 5,000 members encoding them all is ~25-50 ms)."""
+        cache = self._state_cache
         out: list[bytes] = []
-        for s in self._node_list:
-            node = s.node
-            hit = old.get(node.name)
+        budget = self._slice_budget()
+        cost = 0
+        for node in nodes:
+            hit = cache.get(node.name)
             if hit is None or hit[0] is not node:
                 hit = (node, codec.encode_node_state(PushNodeState(
                     name=node.name, addr=node.addr, port=node.port, meta=node.meta,
                     incarnation=node.incarnation, state=int(node.status), vsn=node.vsn)))
-            new[node.name] = hit
+                cache[node.name] = hit
+                cost += 8
+            else:
+                cost += 1
             out.append(hit[1])
-        self._state_cache = new
+            if cost >= budget:
+                cost = 0
+                yield
+        if len(cache) > len(self._nodes) + 64:
+            # members forgotten since: drop their entries (now and then, not every time)
+            self._state_cache = {n: e for n, e in cache.items() if n in self._nodes}
         return out
 
     def _push_pull_message(self, join: bool) -> bytes:
         """The encoded push/pull stream message (before compression and encryption)."""
+        out: bytes = self._run_now(self._build_push_pull(join))
+        return out
+
+    def _build_push_pull(self, join: bool) -> Generator[None, None, bytes]:
+        """Our push/pull message, from the delegate's state and the member list as they are
+        now (one view), the members encoded in slices."""
         user = b""
         if self.delegate is not None:
             try:
                 user = self.delegate.local_state(join) or b""
             except Exception:
                 log.exception("delegate local_state failed node=%s", self.name)
-        return codec.push_pull_bytes(join, self._encoded_states(), bytes(user))
+        nodes = [s.node for s in self._node_list]
+        states = yield from self._encode_states(nodes)
+        return codec.push_pull_bytes(join, states, bytes(user))
 
     def _encode_stream(self, msg: Any) -> bytes:
         return codec.encode_stream(
@@ -1294,28 +1428,52 @@ class Memberlist:
         )
 
     def _open_stream(self, addr: Addr, msg: Any, deadline: float, kind: str) -> _Stream | None:
+        st = self._reserve_stream(addr, deadline, kind)
+        if st is not None:
+            self._send_stream(st, self._encode_stream(msg), deadline)
+        return st
+
+    def _reserve_stream(self, addr: Addr, deadline: float, kind: str) -> _Stream | None:
+        """A stream id and slot, before its request is ready (a push/pull built in slices)."""
         if len(self._streams) >= self.config.max_pending_streams:
             self._drop("too_many_streams", addr, kind)
             return None
         self._stream_id += 1
-        req = StreamRequest(self._stream_id, addr, self._encode_stream(msg), deadline, kind)
-        st = _Stream(req)
-        self._streams[req.id] = st
-        self._stream_out.append(req)
+        st = _Stream(StreamRequest(self._stream_id, addr, b"", deadline, kind))
+        self._streams[st.req.id] = st
+        return st
+
+    def _send_stream(self, st: _Stream, data: bytes, deadline: float) -> None:
+        st.req.data = data
+        st.req.deadline = deadline
+        self._stream_out.append(st.req)
         # Safety net: if the driver never reports back, fail the stream after its deadline.
         self._schedule(deadline + 1.0, self._stream_expired, st)
-        return st
 
     def _start_push_pull(
         self, addr: Addr, join: bool, now: float, join_id: int = 0
     ) -> _Stream | None:
         kind = StreamKind.JOIN if join else StreamKind.PUSH_PULL
-        st = self._open_stream(addr, self._push_pull_message(join), now + self.config.tcp_timeout,
-                               kind)
+        st = self._reserve_stream(addr, now + self.config.tcp_timeout, kind)
         if st is not None:
             st.join_id = join_id
             self.counters.push_pulls += 1
+            self._add_work(self._start_work(st, join), now)
         return st
+
+    def _start_work(self, st: _Stream, join: bool) -> _Work:
+        try:
+            data = yield from self._build_push_pull(join)
+            if len(data) > _BIG_MESSAGE:
+                yield  # compressing (and encrypting) thousands of states: a slice of its own
+            wire = self._encode_stream(data)
+        except Exception as exc:
+            log.exception("error building a push/pull node=%s", self.name)
+            self.stream_result(st.req.id, None, f"cannot build the push/pull: {exc!r}",
+                               self._work_now)
+            return
+        if self._streams.get(st.req.id) is st:
+            self._send_stream(st, wire, self._work_now + self.config.tcp_timeout)
 
     def push_pull_with(self, addr: Addr, now: float) -> bool:
         """Start one push/pull with ``addr`` now, besides the periodic ones (the layer above
@@ -1374,6 +1532,7 @@ class Memberlist:
                         self.keyring,
                         limits=self.limits,
                         verify_incoming=self.config.gossip_verify_incoming,
+                        lazy=True,
                     )
                 except MalformedPacket as exc:
                     self._drop("stream_" + exc.reason, req.addr, exc.detail)
@@ -1404,17 +1563,33 @@ class Memberlist:
             self._probe_failed(probe, now)
 
     def _push_pull_done(self, st: _Stream, msg: object, error: str | None, now: float) -> None:
-        join = st.req.kind == StreamKind.JOIN
         if error is None:
             if isinstance(msg, ErrResp):
                 error = f"remote error: {msg.error}"
             elif not isinstance(msg, PushPull):
                 error = f"unexpected answer {type(msg).__name__}"
             else:
-                try:
-                    self._merge_remote_state(msg, join, now)
-                except _PeerError as exc:
-                    error = str(exc)
+                self._add_work(self._answer_merge_work(st, msg), now)
+                return
+        self._push_pull_finished(st, error, now)
+
+    def _answer_merge_work(self, st: _Stream, pp: PushPull) -> _Work:
+        """Merge the answer to our push/pull in slices, then finish it (join bookkeeping)."""
+        error: str | None = None
+        try:
+            yield from self._merge_work(pp, st.req.kind == StreamKind.JOIN)
+        except MalformedPacket as exc:
+            self._drop("stream_" + exc.reason, st.req.addr, exc.detail)
+            error = f"bad answer: {exc}"
+        except _PeerError as exc:
+            error = str(exc)
+        except Exception as exc:  # a bug of ours: the join must still complete
+            log.exception("error merging a push/pull answer from=%s", st.req.addr)
+            self._drop("handler_error", st.req.addr, repr(exc))
+            error = f"merge failed: {exc!r}"
+        self._push_pull_finished(st, error, self._work_now)
+
+    def _push_pull_finished(self, st: _Stream, error: str | None, now: float) -> None:
         if error is not None:
             self.counters.push_pull_failures += 1
             self._warn("push_pull_failed", "push/pull with %s:%s failed: %s",
@@ -1448,7 +1623,7 @@ class Memberlist:
             self.counters.join_resyncs += 1
             self._start_push_pull(peer.address, False, now)
 
-    def _verify_protocol(self, remote: tuple[PushNodeState, ...]) -> None:
+    def _verify_protocol(self, remote: Sequence[PushNodeState]) -> None:
         """memberlist verifyProtocol (§6.9); raises _PeerError on an incompatible cluster.
 
         Over the distinct (versions, alive) pairs: a pool of thousands has a handful, and the
@@ -1474,7 +1649,7 @@ class Memberlist:
                                  f"[{maxdmin}, {mindmax}]")
 
     def _vsn_sources(
-        self, remote: tuple[PushNodeState, ...]
+        self, remote: Sequence[PushNodeState]
     ) -> Iterable[tuple[tuple[int, ...], bool]]:
         alive = NodeStatus.ALIVE
         pairs = {(tuple(r.vsn), int(r.state) == alive) for r in remote}
@@ -1483,10 +1658,26 @@ class Memberlist:
             yield (v if len(v) == 6 else ()), is_alive
 
     def _merge_remote_state(self, pp: PushPull, join: bool, now: float) -> None:
-        self._verify_protocol(pp.states)
+        """Merge a whole push/pull in this call (raises _PeerError, MalformedPacket)."""
+        self._work_now = now
+        self._run_now(self._merge_work(pp, join))
+
+    def _merge_work(self, pp: PushPull, join: bool) -> _Work:
+        """Decode, check and merge the remote states in slices, then the delegate's state;
+        raises _PeerError (incompatible versions: nothing merged) or MalformedPacket (a bad
+        state: nothing merged). Each slice uses its own ``now`` (``_work_now``)."""
+        remote = yield from self._decode_states(pp.states)
+        self._verify_protocol(remote)
         me = self.name
         nodes = self._nodes
-        for r in pp.states:
+        budget = self._slice_budget()
+        cost = 0
+        for r in remote:
+            if cost >= budget:
+                cost = 0
+                yield
+            now = self._work_now
+            cost += 8
             st = int(r.state)
             if st == NodeStatus.ALIVE:
                 # nothing new (the common case in a quiet pool): _alive_node would return
@@ -1497,6 +1688,7 @@ class Memberlist:
                     kn = known.node
                     if (r.incarnation <= kn.incarnation and r.port == kn.port
                             and r.addr == kn.addr and tuple(r.vsn) == kn.vsn):
+                        cost -= 7
                         continue
                 self._alive_node(
                     Alive(incarnation=r.incarnation, node=r.name, addr=r.addr, port=r.port,
@@ -1512,19 +1704,24 @@ class Memberlist:
                                    now)
             else:
                 self._drop("bad_node_state", r.name, f"state={st}")
+        if len(remote) > self.config.push_pull_slice:
+            yield  # the delegate's merge (Serf's, the application's): a slice of its own
         if pp.user_state and self.delegate is not None:
             try:
-                self.delegate.merge_remote_state(pp.user_state, join, now)
+                self.delegate.merge_remote_state(pp.user_state, join, self._work_now)
             except Exception:
                 log.exception("delegate merge_remote_state failed node=%s", self.name)
 
     # ------------------------------------------------------------------ inbound streams
-    def handle_stream(self, request: bytes | object, addr: Addr, now: float) -> bytes | None:
+    def handle_stream(self, request: bytes | object, addr: Addr, now: float
+                      ) -> bytes | PendingAnswer | None:
         """Answer one inbound TCP exchange.
 
         ``request`` is everything read (bytes), or a message the driver's ``StreamReader``
-        already decoded. Returns the bytes to write back (then close), or None to just close.
-        Never raises because of the content."""
+        already decoded (``lazy`` is best for push/pulls). Returns the bytes to write back
+        (then close), None to just close, or a :class:`PendingAnswer` when a push/pull takes
+        more slices (its answer comes out of :meth:`answers_ready`). Never raises because of
+        the content."""
         self.counters.streams_in += 1
         msg: object
         if isinstance(request, (bytes, bytearray, memoryview)):
@@ -1535,6 +1732,7 @@ class Memberlist:
                     self.keyring,
                     limits=self.limits,
                     verify_incoming=self.config.gossip_verify_incoming,
+                    lazy=True,
                 )
             except MalformedPacket as exc:
                 return self.stream_error(exc, addr)
@@ -1550,6 +1748,33 @@ class Memberlist:
             self._drop("handler_error", addr, repr(exc))
             return None
 
+    def _push_pull_answer_work(self, pp: PushPull, addr: Addr, aid: int) -> _Work:
+        """An inbound push/pull: merge first, then answer. memberlist answers first, but the
+        order is not on the wire, and merging first lets the delegate answer a digest with
+        only what the initiator lacks (the registry's anti-entropy does this)."""
+        data: bytes | None
+        try:
+            yield from self._merge_work(pp, pp.join)
+        except MalformedPacket as exc:
+            self._answers.append((aid, self.stream_error(exc, addr)))
+            return
+        except _PeerError as exc:
+            # Only the merging side complains; the other side sees a normal answer (§5.2).
+            self._drop("push_pull_incompatible", addr, str(exc))
+        except Exception as exc:  # a bug of ours: log it, still answer
+            log.exception("error merging a push/pull from=%s", addr)
+            self._drop("handler_error", addr, repr(exc))
+        try:
+            msg = yield from self._build_push_pull(pp.join)
+            if len(msg) > _BIG_MESSAGE:
+                yield  # compressing (and encrypting) thousands of states: a slice of its own
+            data = self._encode_stream(msg)
+        except Exception as exc:
+            log.exception("error answering a push/pull from=%s", addr)
+            self._drop("handler_error", addr, repr(exc))
+            data = None
+        self._answers.append((aid, data))
+
     def stream_error(self, exc: MalformedPacket, addr: Addr) -> bytes | None:
         """Count a bad inbound stream and build memberlist's errResp answer for it."""
         self._drop("stream_" + exc.reason, addr, exc.detail)
@@ -1559,18 +1784,18 @@ class Memberlist:
         except GossipError:
             return None
 
-    def _handle_stream_msg(self, msg: object, addr: Addr, now: float) -> bytes | None:
+    def _handle_stream_msg(self, msg: object, addr: Addr, now: float
+                           ) -> bytes | PendingAnswer | None:
         if isinstance(msg, PushPull):
             self._count_in("push_pull")
-            # Merge first, then answer: memberlist answers first, but the order is not on the
-            # wire, and merging first lets the delegate answer a digest with only what the
-            # initiator lacks (the registry's anti-entropy does this).
-            try:
-                self._merge_remote_state(msg, msg.join, now)
-            except _PeerError as exc:
-                # Only the merging side complains; the other side sees a normal answer (§5.2).
-                self._drop("push_pull_incompatible", addr, str(exc))
-            return self._encode_stream(self._push_pull_message(msg.join))
+            self._answer_id += 1
+            aid = self._answer_id
+            self._add_work(self._push_pull_answer_work(msg, addr, aid), now)
+            for i, (done_id, data) in enumerate(self._answers):
+                if done_id == aid:  # done in the first slice (a small push/pull)
+                    del self._answers[i]
+                    return data
+            return PendingAnswer(aid)
         if isinstance(msg, Ping):
             self._count_in("tcp_ping")
             if msg.node and msg.node != self.name:

@@ -16,6 +16,7 @@ they look on the wire (type byte, msgpack maps keyed by Go field names). Convent
 from __future__ import annotations
 
 import enum
+from collections.abc import Sequence
 from dataclasses import dataclass
 
 
@@ -158,7 +159,9 @@ class PushPull:
     """
 
     join: bool
-    states: tuple[PushNodeState, ...] = ()
+    states: Sequence[PushNodeState] = ()
+    """A tuple, or (read by a lazy ``StreamReader``) a ``codec.LazyStates`` whose elements
+    are decoded on access, in slices by the core."""
     user_state: bytes = b""
 
 

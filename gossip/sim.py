@@ -30,7 +30,7 @@ from .config import MemberlistConfig
 from .core import GossipCore
 from .delegate import NullDelegate
 from .events import Member
-from .memberlist import JoinCompleted, Memberlist
+from .memberlist import JoinCompleted, Memberlist, PendingAnswer, StreamRequest
 from .messages import Alive
 from .serf_config import SerfConfig
 from .state import Node
@@ -272,6 +272,9 @@ class Simulator:
         self.bytes_sent = 0
         self.on_user_msg: Callable[[str, bytes], None] | None = None
         self.on_event: Callable[[str, Any, float], None] | None = None
+        self._pending_answers: dict[tuple[str, int], tuple[SimNode, StreamRequest]] = {}
+        """(answering node, answer id) -> (initiator, its request): push/pulls being
+        answered in slices."""
         self.callback_budget = 0.020
         """CPU seconds one core callback may take (issue 13's 20 ms): each entry point the
         simulator calls (a timer, a packet, an inbound or finished stream), with the flush and
@@ -469,6 +472,7 @@ class Simulator:
         if not node.running:
             core.packets_to_send()
             core.streams_to_open()
+            core.answers_ready()
             return
         for data, dst in core.packets_to_send():
             self.packets_sent += 1
@@ -485,6 +489,10 @@ class Simulator:
                 self._push(max(now, req.deadline), 2, (node, req.id, None, "i/o timeout"))
                 continue
             self._push(now + delay, 1, (node, req))
+        for aid, answer in core.answers_ready():
+            pending = self._pending_answers.pop((node.name, aid), None)
+            if pending is not None:
+                self._answer(pending[0], pending[1], answer, now)
         if not node.delivering:
             # in order: a listener whose command flushes again does not deliver later events
             # from inside itself (as the asyncio transport)
@@ -507,6 +515,15 @@ class Simulator:
         if deadline is not None and deadline != node.timer_at:
             node.timer_at = deadline
             self._push(deadline, 3, node)
+
+    def _answer(self, node: SimNode, req: StreamRequest, answer: bytes | None,
+                now: float) -> None:
+        """Send an inbound stream's answer back to its initiator ``node``."""
+        back = self.route(req.addr, node.addr, "tcp", now)
+        if back is None or now + back > req.deadline:
+            self._push(max(now, req.deadline), 2, (node, req.id, None, "i/o timeout"))
+        else:
+            self._push(now + back, 2, (node, req.id, answer or b"", None))
 
     def run_until(
         self, t: float, stop: Callable[[], bool] | None = None, *, check_every: float = 0.0
@@ -555,14 +572,12 @@ class Simulator:
                     self._push(max(now, req.deadline), 2, (node, req.id, None, "i/o timeout"))
                     continue
                 answer = target.core.handle_stream(req.data, node.addr, now)
-                self._flush(target)
-                back = self.route(req.addr, node.addr, "tcp", now)
-                if back is None:
-                    self._push(max(now, req.deadline), 2, (node, req.id, None, "i/o timeout"))
-                elif now + back > req.deadline:
-                    self._push(req.deadline, 2, (node, req.id, None, "i/o timeout"))
+                if isinstance(answer, PendingAnswer):
+                    # answered in slices: the answer leaves from a later flush of target
+                    self._pending_answers[(target.name, answer.id)] = (node, req)
                 else:
-                    self._push(now + back, 2, (node, req.id, answer or b"", None))
+                    self._answer(node, req, answer, now)
+                self._flush(target)
             elif kind == 2:  # stream result back at the initiator
                 node, sid, answer, error = payload
                 if not node.running:

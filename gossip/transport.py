@@ -39,7 +39,7 @@ from .codec import CodecLimits
 from .config import MemberlistConfig
 from .delegate import ConflictDelegate, Delegate, EventDelegate, PingDelegate
 from .errors import GossipError, MalformedPacket
-from .memberlist import JoinCompleted, Memberlist, StreamRequest
+from .memberlist import JoinCompleted, Memberlist, PendingAnswer, StreamRequest
 from .messages import PushPull
 from .security import Keyring
 from .tasks import TaskOwner
@@ -78,7 +78,10 @@ class DrivenCore(Protocol):
 
     def receive_packet(self, data: bytes, addr: Addr, now: float) -> None: ...
 
-    def handle_stream(self, request: bytes | object, addr: Addr, now: float) -> bytes | None: ...
+    def handle_stream(self, request: bytes | object, addr: Addr, now: float
+                      ) -> bytes | PendingAnswer | None: ...
+
+    def answers_ready(self) -> list[tuple[int, bytes | None]]: ...
 
     def stream_error(self, exc: MalformedPacket, addr: Addr) -> bytes | None: ...
 
@@ -160,6 +163,8 @@ class MemberlistTransport:
         """Owns every stream exchange (outbound push/pulls and pings, inbound connections)."""
         self._listeners: list[Listener] = []
         self._joins: dict[int, asyncio.Future[JoinCompleted]] = {}
+        self._answers: dict[int, asyncio.Future[bytes | None]] = {}
+        """Inbound push/pulls waiting for their answer (``PendingAnswer`` ids)."""
         self._leave_event: asyncio.Event | None = None
         self._active_streams = 0
         self._closed = False
@@ -368,6 +373,10 @@ class MemberlistTransport:
                 core.count_drop("send_error", addr, str(exc))
         for req in core.streams_to_open():
             self._tasks.spawn(self._outbound(req), req.kind)
+        for aid, answer in core.answers_ready():
+            fut = self._answers.pop(aid, None)
+            if fut is not None and not fut.done():
+                fut.set_result(answer)
         if not self._delivering:
             self._delivering = True
             try:
@@ -430,7 +439,8 @@ class MemberlistTransport:
     def _reader(self) -> codec.StreamReader:
         core = self.core
         return codec.StreamReader(
-            core.keyring, limits=core.limits, verify_incoming=self.config.gossip_verify_incoming
+            core.keyring, limits=core.limits, verify_incoming=self.config.gossip_verify_incoming,
+            lazy=True,  # a push/pull's states are decoded by the core, in slices
         )
 
     async def _outbound(self, req: StreamRequest) -> None:
@@ -556,12 +566,24 @@ class MemberlistTransport:
                             break
                         msg = sr.feed(chunk)
                     if _big(msg):
-                        # a turn of the loop between decoding a big push/pull (~9 ms at 5,000
-                        # members) and merging and answering it (as long again)
+                        # a turn of the loop between reading a big push/pull (inflating it and
+                        # finding its states: ~3 ms at 5,000 members) and its first slice
                         await asyncio.sleep(0)
                         if self._closed:
                             return
-                    answer = core.handle_stream(msg, addr, self.now())
+                    got = core.handle_stream(msg, addr, self.now())
+                    if isinstance(got, PendingAnswer):
+                        # a big push/pull, merged in slices from the timer: wait for its
+                        # answer (within this stream's timeout)
+                        fut = loop.create_future()
+                        self._answers[got.id] = fut
+                        self.flush()
+                        try:
+                            answer = await fut
+                        finally:
+                            self._answers.pop(got.id, None)
+                    else:
+                        answer = got
                     if answer:
                         writer.write(answer)
                         await writer.drain()
@@ -583,7 +605,8 @@ class MemberlistTransport:
 
 
 _BIG_PUSH_PULL = 256
-"""Members: a push/pull at least this long is decoded and merged in two turns of the loop."""
+"""Members: a push/pull at least this long is read and merged in separate turns of the loop
+(the core decodes and merges its states in slices of their own)."""
 
 
 def _big(msg: object) -> bool:

@@ -75,7 +75,7 @@ from .serf import (
     encode_tags,
     iter_serf_messages,
 )
-from .stream import StreamReader, decode_stream, encode_stream
+from .stream import LazyStates, StreamReader, decode_stream, encode_stream
 
 __all__ = [
     "COMPOUND_HEADER_OVERHEAD",
@@ -88,6 +88,7 @@ __all__ = [
     "CodecLimits",
     "DecodedPacket",
     "KnownFilter",
+    "LazyStates",
     "StreamReader",
     "add_crc",
     "compress_message",

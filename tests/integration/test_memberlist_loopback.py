@@ -18,7 +18,8 @@ import pytest
 from gossip import codec
 from gossip.config import MemberlistConfig
 from gossip.delegate import NodeLeft, NullDelegate
-from gossip.messages import AckResp, Ping, PushPull
+from gossip.memberlist import PendingAnswer
+from gossip.messages import AckResp, Alive, Ping, PushPull
 from gossip.security import Keyring
 from gossip.state import NodeStatus
 from gossip.transport import MemberlistTransport
@@ -455,3 +456,36 @@ async def test_failed_gossip_start_leaves_no_task_behind() -> None:
         await g.shutdown()
     finally:
         taken.close()
+
+
+async def test_a_push_pull_answered_in_slices_over_real_sockets() -> None:
+    """The answer of a push/pull handled in several slices (``PendingAnswer``) is written on
+    the same connection once its last slice ran; the joiner gets every member."""
+    seed = MemberlistTransport(fast("seed", push_pull_slice=2))
+    joiner = MemberlistTransport(fast("joiner", push_pull_slice=2))
+    await seed.start()
+    await joiner.start()
+    try:
+        core = seed.core
+        now = seed.now()
+        for i in range(30):  # members that exist only in the seed's table (never probed yet)
+            core._alive_node(Alive(incarnation=1, node=f"far{i}", addr="127.0.0.1",
+                                   port=1 + i, meta=b"", vsn=core.config.vsn), now)
+        seed.flush()
+        returned: list[object] = []
+        handle = core.handle_stream
+
+        def spy(request: object, addr: tuple[str, int], now: float) -> object:
+            returned.append(out := handle(request, addr, now))
+            return out
+
+        core.handle_stream = spy  # type: ignore[assignment,method-assign]
+        jc = await joiner.join([seed.address])
+        assert jc.num_joined == 1, jc.errors
+        assert [type(r) for r in returned] == [PendingAnswer]  # it did take several slices
+        names = {n.name for n in joiner.core.all_nodes()}
+        assert names >= {"seed", "joiner", *(f"far{i}" for i in range(30))}
+        assert not seed.core.working and not joiner.core.working
+    finally:
+        await joiner.close()
+        await seed.close()
