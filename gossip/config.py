@@ -151,7 +151,8 @@ class MemberlistConfig:
     """Largest node count accepted in one push/pull. Default 100000."""
     push_pull_slice: int = 256
     """Node states a push/pull works through per slice (decoding, merging or encoding them;
-    a state that needs no work counts 1/8): a push/pull of thousands of members is handled
+    a state that needs little work, a cached encoding or an alive that is not news, counts
+    1/4 or 1/8): a push/pull of thousands of members is handled
     in several short timer callbacks instead of one long one (issue 13's 20 ms per
     callback; ~3-6 ms per slice at 256). Default 256."""
     max_nodes: int = 100_000

@@ -1262,7 +1262,7 @@ class Memberlist:
         s.state_change = now
         self.counters.suspects += 1
         cfg = self.config
-        n = len(self._nodes)
+        n = self._num_nodes()  # memberlist's estNumNodes, as for the retransmit limit
         k = suspicion_confirmations(cfg.suspicion_mult, n)
         min_t, max_t = suspicion_timeouts(
             cfg.suspicion_mult, cfg.suspicion_max_timeout_mult, n, cfg.probe_interval
@@ -1392,7 +1392,7 @@ class Memberlist:
                 cache[node.name] = hit
                 cost += 8
             else:
-                cost += 1
+                cost += 2
             out.append(hit[1])
             if cost >= budget:
                 cost = 0
@@ -1410,6 +1410,10 @@ class Memberlist:
     def _build_push_pull(self, join: bool) -> Generator[None, None, bytes]:
         """Our push/pull message, from the delegate's state and the member list as they are
         now (one view), the members encoded in slices."""
+        big = len(self._node_list) > self.config.push_pull_slice
+        if big:
+            yield  # the delegate's state (Serf's status times of every member, the
+            # application's) gets a slice of its own, after whatever ran before
         user = b""
         if self.delegate is not None:
             try:
@@ -1417,6 +1421,8 @@ class Memberlist:
             except Exception:
                 log.exception("delegate local_state failed node=%s", self.name)
         nodes = [s.node for s in self._node_list]
+        if big:
+            yield
         states = yield from self._encode_states(nodes)
         return codec.push_pull_bytes(join, states, bytes(user))
 
