@@ -231,7 +231,8 @@ def table(rows: list[dict[str, Any]]) -> str:
     for k, title in COLUMNS:
         ab = fit(rows, k)
         if ab is not None:
-            out.append(f"    fit {title}: t = {ab[0]:.2f} + {ab[1]:.2f} * log10(N)")
+            sign = "+" if ab[1] >= 0 else "-"
+            out.append(f"    fit {title}: t = {ab[0]:.2f} {sign} {abs(ab[1]):.2f} * log10(N)")
     return "\n".join(out)
 
 
