@@ -13,7 +13,7 @@ STAMP  := $(VENV)/.installed
 .PHONY: dev test unit integration bench bench-dns bench-lb bench-tls bench-gossip bench-startup bench-report \
 	bench-quick lint clean
 
-$(STAMP): pyproject.toml setup.py gossip/_lzwc.c dnsserver/_udpc.c
+$(STAMP): pyproject.toml setup.py gossip/_lzwc.c dnsserver/_udpc.c lb/_splicec.c
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
 	$(BIN)/python -m pip install -q --upgrade pip
 	$(BIN)/python -m pip install -q -e '.[fast,test]'

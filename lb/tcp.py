@@ -44,6 +44,22 @@ _SPLICE_FLAGS = (os.SPLICE_F_MOVE | os.SPLICE_F_NONBLOCK) if HAVE_SPLICE else 0
 _F_SETPIPE_SZ = 1031
 
 
+def _load_pump() -> Any:
+    """``pump`` of the C extension (lb/_splicec.c: both splices of a readable event in one
+    call, without releasing the GIL around two system calls that do not block), or None: not
+    built here, or ``RUMOR_PURE_PYTHON`` is set (the os.splice path, the reference, runs)."""
+    if not HAVE_SPLICE or os.environ.get("RUMOR_PURE_PYTHON"):
+        return None
+    try:
+        from . import _splicec  # type: ignore[attr-defined]
+    except ImportError:
+        return None
+    return _splicec.pump
+
+
+_pump = _load_pump()
+
+
 def _make_pipe(size: int) -> tuple[int, int]:
     r, w = os.pipe2(os.O_NONBLOCK | os.O_CLOEXEC)
     if size:
@@ -95,6 +111,7 @@ class _SpliceFlow:
         "reading",
         "sfd",
         "size",
+        "stats",
         "upstream",
         "writing",
     )
@@ -114,10 +131,34 @@ class _SpliceFlow:
         self.writing = False
         self.upstream = upstream     # client -> backend
         self.pending = b""           # bytes to send before spliced ones (PROXY header)
+        self.stats = conn.listener.stats
 
     def on_readable(self) -> None:
         conn = self.conn
         conn.activity = True
+        if _pump is not None:
+            # reading means the pipe is empty and nothing is pending: splice in and out in
+            # one call (lb/_splicec.c)
+            try:
+                n, left = _pump(self.sfd, self.pw, self.pr, self.dfd, self.size)
+            except OSError as e:
+                conn.fail(e)
+                return
+            if n > 0:
+                if self.upstream:
+                    self.stats.bytes_in += n
+                    conn.backend.bytes_in += n
+                else:
+                    self.stats.bytes_out += n
+                    conn.backend.bytes_out += n
+                if left:
+                    self.in_pipe = left
+                    self.flush()     # (destination full: waits for it, reading stopped)
+            elif n == 0:
+                self.eof = True
+                self.stop_reading()
+                self.finish()
+            return
         try:
             n = os.splice(self.sfd, self.pw, self.size, None, None, _SPLICE_FLAGS)
         except (BlockingIOError, InterruptedError):
