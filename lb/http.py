@@ -404,9 +404,15 @@ class ClientConn(asyncio.Protocol):
             elif self.in_head and len(self.headers) > self.config.max_headers:
                 self._refuse(431, f"more than {self.config.max_headers} header fields",
                              "too_many_headers")
-        if len(self.exchanges) > 1:
-            self._pause(_P_PIPELINE)
-        self.flush_all()
+        exchanges = self.exchanges
+        if exchanges:
+            if len(exchanges) > 1:
+                self._pause(_P_PIPELINE)
+            up = exchanges[0].upstream     # (flush_all, inline: once per read)
+            if up is not None and up.out:
+                up.flush()
+        if self.out:
+            self.flush()
 
     def _answer_locals(self) -> None:
         """Answer the requests at the head of the queue that we answer ourselves."""
@@ -466,12 +472,22 @@ class ClientConn(asyncio.Protocol):
         method = parser.get_method()
         ex.is_head = method == b"HEAD"
         ex.idempotent = method in (b"GET", b"HEAD", b"OPTIONS")
-        ex.http10 = parser.get_http_version() == "1.0"
-        ex.keep_alive = parser.should_keep_alive()
+        ex.keep_alive = keep_alive = parser.should_keep_alive()
+        headers = self.headers
+        # HTTP/1.0 keeps the connection only when a Connection field says keep-alive, and 1.1
+        # unless one says close: with keep-alive and no Connection field the request is 1.1,
+        # and the version (a str the parser formats on every call) is not asked for
+        if not keep_alive:
+            ex.http10 = parser.get_http_version() == "1.0"
+        else:
+            for name, _ in headers:
+                if len(name) == 10 and name.lower() == b"connection":
+                    ex.http10 = parser.get_http_version() == "1.0"
+                    break
         redirect = self.listener.redirect
         if redirect is not None:
             host = None
-            for name, value in self.headers:
+            for name, value in headers:
                 if name.lower() == b"host":
                     host = value
             if parser.should_upgrade():
@@ -483,11 +499,16 @@ class ClientConn(asyncio.Protocol):
             return
         # raises Rejection, which stops the parser and is answered in data_received
         ex.head, host, url, ex.upgrade, ex.chunked, ex.has_body = rewrite_request_head(
-            method, self.url, self.headers, parser.should_upgrade(), self.fields, self.config,
+            method, self.url, headers, parser.should_upgrade(), self.fields, self.config,
             self.head_bytes + self.feed_len)
         listener = self.listener
         routes = listener.routes
-        target = routes.match(host, url) if routes is not None else None
+        if routes is None:
+            target = None
+        else:
+            target = routes.single
+            if target is None:
+                target = routes.match(host, url)
         if target is None:
             raise Rejection(404, "no route for host "
                           f"{(host or b'').decode('latin-1')!r} path "
@@ -654,7 +675,7 @@ class ClientConn(asyncio.Protocol):
                 return
             if nxt.pool is not None or nxt.head:
                 self.dispatch(nxt)
-        if len(self.exchanges) <= 1:
+        if self.paused & _P_PIPELINE and len(self.exchanges) <= 1:
             self._resume(_P_PIPELINE)
 
     def _refuse(self, status: int, reason: str, counter: str) -> None:
@@ -826,11 +847,14 @@ class UpstreamConn(asyncio.Protocol):
         b.conns.add(self)
         self.ready = True
         ex.sent_at = self.listener.now
-        data = [ex.head, *ex.pending] if ex.pending else [ex.head]
-        ex.pending = []
-        ex.pending_bytes = 0
-        self.out.extend(data)
-        client._resume(_P_PENDING)
+        if ex.pending:
+            self.out += (ex.head, *ex.pending)
+            ex.pending = []
+            ex.pending_bytes = 0
+        else:
+            self.out.append(ex.head)
+        if client.paused & _P_PENDING:
+            client._resume(_P_PENDING)
         if self.write_paused:
             client._pause(_P_BACKPRESSURE)
         if client.write_paused:
@@ -899,7 +923,13 @@ class UpstreamConn(asyncio.Protocol):
         else:
             if not ex.resp_started and self.head_bytes > self.listener.config.max_header_bytes:
                 self._bad_response(ex, client, "backend sent an oversize response head")
-        client.flush_all()
+        exchanges = client.exchanges     # (client.flush_all, inline)
+        if exchanges:
+            up = exchanges[0].upstream      # this one, or the next request's when it went on
+            if up is not None and up.out:
+                up.flush()
+        if client.out:
+            client.flush()
 
     def _bad_response(self, ex: Exchange, client: ClientConn, reason: str) -> None:
         if ex.pool is not None:
@@ -987,7 +1017,7 @@ class UpstreamConn(asyncio.Protocol):
                 client.out.append(_status_line(status) + b"\r\n")
             return
         self.status = status
-        out = [_status_line(status)]
+        out = [_STATUS_LINES.get(status) or _status_line(status)]
         special = _RESP_SPECIAL
         clen = False
         te = False
@@ -1029,7 +1059,7 @@ class UpstreamConn(asyncio.Protocol):
             out.append(b"Connection: keep-alive\r\n\r\n")
         else:
             out.append(b"\r\n")
-        client.out.append(b"".join(out))
+        client.out += out       # joined with the body by flush: one join per answer
         ex.resp_started = True
         self.head_bytes = 0
         if status == 101 and ex.upgrade:
@@ -1062,7 +1092,10 @@ class UpstreamConn(asyncio.Protocol):
         b = self.backend
         if ex.pool is not None and b.fails:
             ex.pool.report_success(b)
-        self._detach()
+        self.ex = None          # (_detach, inline)
+        b.active -= 1
+        b.conns.discard(self)
+        self.ready = False
         if self.write_paused:
             client._resume(_P_BACKPRESSURE)     # our buffer no longer concerns this client
         self.client = None

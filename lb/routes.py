@@ -18,7 +18,7 @@ Target = tuple[str, "str | None"]
 
 
 class RouteTable:
-    __slots__ = ("_any", "_by_host", "_single", "targets")
+    __slots__ = ("_any", "_by_host", "single", "targets")
 
     def __init__(self, routes: Iterable[Route]) -> None:
         by_host: dict[str, list[tuple[str, Target]]] = {}
@@ -37,13 +37,14 @@ class RouteTable:
         self._by_host = by_host
         self._any = anyhost
         self.targets = targets
-        # the common case: one catch-all rule, no hosts -> no work per request
-        self._single = anyhost[0][1] if (not by_host and len(anyhost) == 1
+        # the common case: one catch-all rule, no hosts -> no work per request (callers on the
+        # hot path read ``single`` first and call match only when it is None)
+        self.single: Target | None = anyhost[0][1] if (not by_host and len(anyhost) == 1
                                          and anyhost[0][0] == "/") else None
 
     def match(self, host: bytes | str | None, path: bytes | str) -> Target | None:
-        if self._single is not None:
-            return self._single
+        if self.single is not None:
+            return self.single
         if isinstance(path, bytes):
             path = path.decode("latin-1")
         if self._by_host and host:
