@@ -45,19 +45,19 @@ _F_SETPIPE_SZ = 1031
 
 
 def _load_pump() -> Any:
-    """``pump`` of the C extension (lb/_splicec.c: both splices of a readable event in one
-    call, without releasing the GIL around two system calls that do not block), or None: not
-    built here, or ``RUMOR_PURE_PYTHON`` is set (the os.splice path, the reference, runs)."""
+    """``Pump`` of the C extension (lb/_splicec.c: the reader callback itself, both splices
+    of a readable event in C with no Python frame in the common case), or None: not built
+    here, or ``RUMOR_PURE_PYTHON`` is set (on_readable's os.splice path, the reference)."""
     if not HAVE_SPLICE or os.environ.get("RUMOR_PURE_PYTHON"):
         return None
     try:
         from . import _splicec  # type: ignore[attr-defined]
     except ImportError:
         return None
-    return _splicec.pump
+    return _splicec.Pump
 
 
-_pump = _load_pump()
+_Pump = _load_pump()
 
 
 def _make_pipe(size: int) -> tuple[int, int]:
@@ -85,6 +85,12 @@ class TcpListener(Listener):
     def stop_accepting(self) -> None:
         self.unwatch_accept()
 
+    def info(self) -> dict[str, Any]:
+        for c in self.conns:    # byte counts the C splice readers hold: into the counters
+            if isinstance(c, SpliceConn):
+                c.take()
+        return super().info()
+
     def _accepted(self, csock: socket.socket, caddr: Any) -> None:
         self.stats.connections += 1
         if self.use_splice:
@@ -108,6 +114,7 @@ class _SpliceFlow:
         "pending",
         "pr",
         "pw",
+        "reader",
         "reading",
         "sfd",
         "size",
@@ -132,33 +139,46 @@ class _SpliceFlow:
         self.upstream = upstream     # client -> backend
         self.pending = b""           # bytes to send before spliced ones (PROXY header)
         self.stats = conn.listener.stats
+        # the reader callback: the C one when built (it counts bytes for take(), and sets no
+        # activity flag: the sweep sees activity in what take() returns)
+        self.reader: Any = (self.on_readable if _Pump is None else
+                            _Pump(self.sfd, self.pw, self.pr, self.dfd, size, self.on_slow))
+
+    def on_slow(self, n: int, left: int) -> None:
+        """What the C reader (``self.reader``, a lb/_splicec.c Pump) does not handle itself:
+        (0, 0) end of file, (n, left) the destination is full with ``left`` bytes in the
+        pipe, (-1, errno) an error. It counted the bytes (``take``)."""
+        conn = self.conn
+        conn.activity = True
+        if n > 0:
+            self.in_pipe = left
+            self.flush()        # still full: stops reading and waits for the destination
+        elif n == 0:
+            self.eof = True
+            self.stop_reading()
+            self.finish()
+        else:
+            conn.fail(OSError(left, os.strerror(left)))
+
+    def take(self) -> int:
+        """Add what the C reader moved since last time to the byte counters; returns it."""
+        reader = self.reader
+        if reader is None or _Pump is None:
+            return 0
+        n: int = reader.take()
+        if n:
+            b = self.conn.backend
+            if self.upstream:
+                self.stats.bytes_in += n
+                b.bytes_in += n
+            else:
+                self.stats.bytes_out += n
+                b.bytes_out += n
+        return n
 
     def on_readable(self) -> None:
         conn = self.conn
         conn.activity = True
-        if _pump is not None:
-            # reading means the pipe is empty and nothing is pending: splice in and out in
-            # one call (lb/_splicec.c)
-            try:
-                n, left = _pump(self.sfd, self.pw, self.pr, self.dfd, self.size)
-            except OSError as e:
-                conn.fail(e)
-                return
-            if n > 0:
-                if self.upstream:
-                    self.stats.bytes_in += n
-                    conn.backend.bytes_in += n
-                else:
-                    self.stats.bytes_out += n
-                    conn.backend.bytes_out += n
-                if left:
-                    self.in_pipe = left
-                    self.flush()     # (destination full: waits for it, reading stopped)
-            elif n == 0:
-                self.eof = True
-                self.stop_reading()
-                self.finish()
-            return
         try:
             n = os.splice(self.sfd, self.pw, self.size, None, None, _SPLICE_FLAGS)
         except (BlockingIOError, InterruptedError):
@@ -216,7 +236,7 @@ class _SpliceFlow:
 
     def start_reading(self) -> None:
         self.reading = True
-        self.conn.loop.add_reader(self.sfd, self.on_readable)
+        self.conn.loop.add_reader(self.sfd, self.reader)
 
     def stop_reading(self) -> None:
         if self.reading:
@@ -242,6 +262,8 @@ class _SpliceFlow:
         if self.writing:
             self.writing = False
             loop.remove_writer(self.dfd)
+        self.take()
+        self.reader = None      # (the C reader holds on_slow: no cycle left behind)
         for fd in (self.pr, self.pw):
             try:
                 os.close(fd)
@@ -437,8 +459,17 @@ class SpliceConn:
         self.listener.stats.events["reset"] += 1
         self.close()
 
+    def take(self) -> int:
+        """Fold the bytes the C readers moved into the counters (see _SpliceFlow.take)."""
+        n = 0
+        if self.up is not None:
+            n += self.up.take()
+        if self.down is not None:
+            n += self.down.take()
+        return n
+
     def sweep(self, now: float) -> None:
-        if self.activity:
+        if self.take() or self.activity:
             self.activity = False
             self.idle_since = now
         elif self.listener.idle_timeout and now - self.idle_since >= self.listener.idle_timeout:

@@ -12,6 +12,7 @@ from collections.abc import AsyncIterator
 import pytest
 
 from lb import LBConfig, LoadBalancer, MemInstance, MemoryView
+from lb import tcp as lb_tcp
 from lb.testing import EchoBackend, start_echo_backend, wait_for
 
 # pytest-asyncio wants loop factories from a conftest hook now; this module-local override is
@@ -33,13 +34,18 @@ def inst(b: EchoBackend, service: str = "echo") -> MemInstance:
     return MemInstance(service, b.port, node=b.name, service_id=f"{service}-{b.name}")
 
 
-@pytest.fixture(params=["splice", "protocol"])
-async def env(request: pytest.FixtureRequest) -> AsyncIterator[tuple[LoadBalancer, MemoryView,
-                                                                     list[EchoBackend]]]:
+@pytest.fixture(params=["splice", "splice-os", "protocol"])
+async def env(request: pytest.FixtureRequest, monkeypatch: pytest.MonkeyPatch) -> AsyncIterator[
+        tuple[LoadBalancer, MemoryView, list[EchoBackend]]]:
+    """splice: the C reader of lb/_splicec.c when it is built; splice-os: the os.splice
+    reference path (what runs without the C extension); protocol: the asyncio pump."""
+    if request.param == "splice-os":
+        monkeypatch.setattr(lb_tcp, "_Pump", None)
     bs = [await start_echo_backend(f"e{i}", "reply-on-eof") for i in range(3)]
     view = MemoryView()
     view.set_instances("echo", [inst(b) for b in bs])
-    cfg = LBConfig(sweep_interval=0.05, drain_timeout=0.6, splice=request.param == "splice")
+    cfg = LBConfig(sweep_interval=0.05, drain_timeout=0.6,
+                   splice=request.param.startswith("splice"))
     lb = LoadBalancer(cfg, view)
     await lb.start()
     yield lb, view, bs
