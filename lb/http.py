@@ -85,6 +85,7 @@ _RESP_SPECIAL = {
     b"upgrade": _UPG, b"keep-alive": _SKIP, b"proxy-connection": _SKIP, b"te": _SKIP,
     b"trailer": _SKIP,
 }
+_BENIGN_TOKENS = frozenset({b"close", b"keep-alive", b"upgrade", b""})  # name no other field
 _STATUS_LINES = {int(s): b"HTTP/1.1 %d %s\r\n" % (int(s), s.phrase.encode())
                  for s in HTTPStatus}
 
@@ -344,6 +345,11 @@ class ClientConn(asyncio.Protocol):
             if t.can_write_eof():
                 t.write_eof()
             return not self.tunnel.eof
+        if self.in_head and len(self.exchanges) <= 1:
+            # the client gave up in the middle of a head and nothing else is in flight:
+            # close now rather than hold its slot until header_timeout
+            self.in_head = False
+            return False
         # answer what is in flight, then close (an SSL transport closes on EOF regardless)
         return bool(self.exchanges) and not self.dead and not self.listener.terminates_tls
 
@@ -1022,6 +1028,7 @@ class UpstreamConn(asyncio.Protocol):
         clen = False
         te = False
         upg = None
+        conn: list[bytes] | None = None
         for name, value in headers:
             kind = special.get(name.lower())
             if kind is None:
@@ -1033,6 +1040,18 @@ class UpstreamConn(asyncio.Protocol):
                 te = True
             elif kind == _UPG:
                 upg = value
+            elif kind == _CONN and value.lower() not in _BENIGN_TOKENS:   # (keep-alive)
+                conn = [value] if conn is None else [*conn, value]
+        if conn is not None:
+            named = {t.strip().lower() for v in conn for t in v.split(b",")} - _BENIGN_TOKENS
+            if named:
+                # the fields the backend's Connection names are hop-by-hop too (RFC 9110 7.6.1)
+                out = [out[0]]
+                for name, value in headers:
+                    low = name.lower()
+                    kind = special.get(low)
+                    if (kind is None or kind == _CLEN) and (kind == _CLEN or low not in named):
+                        out += (name, b": ", value, b"\r\n")
         limit = self.listener.config.max_header_bytes
         if self.head_bytes > limit and sum(len(k) + len(v) + 4 for k, v in headers) > limit:
             raise Rejection(502, "backend sent an oversize response head", "bad_response")

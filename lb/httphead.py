@@ -12,7 +12,8 @@ The rules, in the order they apply:
 1. more than ``max_headers`` fields: 431; ``CONNECT``: 405 (a reverse proxy tunnels nothing
    on request);
 2. an absolute-form target (RFC 9112 3.2.2) is routed on its authority and path and forwarded
-   in origin form, its authority replacing any Host field;
+   in origin form, its authority replacing any Host field; otherwise more than one Host
+   field is a 400 (RFC 9112 3.2);
 3. a head larger than ``max_header_bytes`` (checked only when the bytes read so far could
    exceed it, so the common case costs nothing): 431;
 4. hop-by-hop fields (Connection and every field it names, Keep-Alive, Proxy-Connection, TE,
@@ -159,6 +160,9 @@ def rewrite_request_head(method: bytes, target: bytes, headers: list[tuple[bytes
             out += (name, b": ", value, b"\r\n")
             continue
         if kind == _HOST:
+            if host is not None:
+                # RFC 9112 3.2: more than one Host line is a 400 (which one would route?)
+                raise Rejection(400, "more than one Host field", "bad_request")
             host = value
             out += (name, b": ", value, b"\r\n")
         elif kind == _CLEN:

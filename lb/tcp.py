@@ -466,10 +466,13 @@ class SpliceConn:
             n += self.up.take()
         if self.down is not None:
             n += self.down.take()
+        if n:
+            self.activity = True    # (whoever folds them, the idle sweep must see it)
         return n
 
     def sweep(self, now: float) -> None:
-        if self.take() or self.activity:
+        self.take()
+        if self.activity:
             self.activity = False
             self.idle_since = now
         elif self.listener.idle_timeout and now - self.idle_since >= self.listener.idle_timeout:

@@ -95,8 +95,9 @@ def status_of(resp: bytes) -> int:
     (b"GET / HTTP/1.1\r\n" + b"".join(b"X-H%d: v\r\n" % i for i in range(80)) + b"\r\n", 431),
     (b"POST / HTTP/1.1\r\nHost: x\r\nContent-Length: 200000\r\n\r\n", 413),
     (b"CONNECT example.com:443 HTTP/1.1\r\nHost: example.com\r\n\r\n", 405),
+    (b"GET / HTTP/1.1\r\nHost: good\r\nHost: evil\r\n\r\n", 400),
 ], ids=["tls", "garbage", "version", "clen", "badheader", "longurl", "bigheader",
-        "manyheaders", "bigbody", "connect"])
+        "manyheaders", "bigbody", "connect", "twohosts"])
 async def test_bad_requests(proxy, payload: bytes, status: int) -> None:  # type: ignore[no-untyped-def]
     lb, _view, addr = proxy
     resp = await send_raw(addr, payload)
@@ -151,6 +152,36 @@ async def test_random_garbage_never_breaks_the_proxy(proxy) -> None:  # type: ig
     assert "internal_error" not in lb.counters.snapshot()
 
 
+async def test_client_leaving_mid_head_frees_its_slot_at_once(good: HttpBackend) -> None:
+    """A client that half-closes or closes in the middle of a head is gone: its connection
+    is closed then, not held until header_timeout (10 s here)."""
+    view = MemoryView()
+    view.set_instances("web", [MemInstance("web", good.port, node="good")])
+    lb = LoadBalancer(LBConfig(sweep_interval=0.05, header_timeout=10.0), view)
+    await lb.start()
+    try:
+        info = await lb.add_listener({"Name": "h", "Bind": "127.0.0.1:0", "Mode": "http",
+                                      "Service": "web"})
+        host, port = info["Address"].rsplit(":", 1)
+
+        def active() -> int:
+            return int(lb.listeners()[0]["Counters"]["Active"])
+
+        for how in ("half-close", "close"):
+            r, w = await asyncio.open_connection(host, int(port))
+            w.write(b"GET / HTTP/1.1\r\nHost: x\r\nX-Partial: ")
+            await w.drain()
+            await wait_for(lambda: active() == 1, timeout=3)
+            if how == "half-close":
+                w.write_eof()
+                assert await asyncio.wait_for(r.read(), 3) == b""   # closed by the proxy
+            w.close()
+            await wait_for(lambda: active() == 0, timeout=3)
+        await still_serving(info["Address"])
+    finally:
+        await lb.stop(1.0)
+
+
 # -- hostile backends ------------------------------------------------------------------------
 
 async def start_raw_backend(handler: Callable[[asyncio.StreamReader, asyncio.StreamWriter],
@@ -203,6 +234,38 @@ async def endless_head(r: asyncio.StreamReader, w: asyncio.StreamWriter) -> None
     await w.drain()
     await asyncio.sleep(0.5)
     w.close()
+
+
+async def connection_names_a_field(r: asyncio.StreamReader, w: asyncio.StreamWriter) -> None:
+    while True:
+        try:
+            await read_head(r)
+        except asyncio.IncompleteReadError:
+            return
+        w.write(b"HTTP/1.1 200 OK\r\nConnection: keep-alive, X-Hop\r\nX-Hop: private\r\n"
+                b"X-Kept: 1\r\nKeep-Alive: timeout=5\r\nContent-Length: 2\r\n\r\nok")
+        await w.drain()
+
+
+async def test_fields_the_backend_connection_names_are_dropped(proxy) -> None:  # type: ignore[no-untyped-def]
+    """RFC 9110 7.6.1: the fields a response's Connection names are hop-by-hop, like
+    Keep-Alive: not forwarded to the client."""
+    lb, view, _addr = proxy
+    server, port = await start_raw_backend(connection_names_a_field)
+    try:
+        view.set_instances("named", [MemInstance("named", port, node="named")])
+        await lb.add_listener({"Name": "named", "Bind": "127.0.0.1:0", "Mode": "http",
+                               "Service": "named"})
+        baddr = lb.listener("named")["Address"]  # type: ignore[index]
+        for _ in range(2):      # the second one on the pooled backend connection
+            resp = await send_raw(baddr, b"GET / HTTP/1.1\r\nHost: x\r\n"
+                                         b"Connection: close\r\n\r\n")
+            head = resp.split(b"\r\n\r\n", 1)[0].lower()
+            assert status_of(resp) == 200 and resp.endswith(b"\r\n\r\nok")
+            assert b"\r\nx-kept: 1" in head
+            assert b"x-hop" not in head and b"keep-alive" not in head
+    finally:
+        server.close()
 
 
 @pytest.mark.parametrize("handler, method, expect", [

@@ -153,6 +153,13 @@ CASES = [
     Case("CONNECT: 405",
          b"CONNECT", b"example.com:443", [(b"Host", b"example.com:443")],
          Rejection(405, "CONNECT is not supported by a reverse proxy", "bad_method")),
+    Case("two Host fields: 400 (RFC 9112 3.2)",
+         b"GET", b"/", [(b"Host", b"a"), (b"Accept", b"*/*"), (b"host", b"b")],
+         Rejection(400, "more than one Host field", "bad_request")),
+    Case("two Host fields and an absolute-form target: the target's authority wins",
+         b"GET", b"http://abs/x", [(b"Host", b"a"), (b"Host", b"b")],
+         (b"GET /x HTTP/1.1\r\nHost: abs\r\n" + fwd(b"abs") + b"\r\n",
+          b"abs", b"/x", False, False, False)),
     Case("more than max_headers fields: 431, before anything else",
          b"CONNECT", b"/", [(b"X-%d" % i, b"v") for i in range(21)],
          Rejection(431, "more than 20 header fields", "too_many_headers")),
@@ -233,8 +240,10 @@ def test_every_forwarded_head_is_clean(headers: H, method: bytes, target: bytes,
     proxy's own upgrade pair, never both framings, and this hop appended to X-Forwarded-For."""
     if sum(k == b"Content-Length" for k, _ in headers) > 1:
         return                                    # the parser refuses that before us
-    if sum(k == b"Host" for k, _ in headers) > 1:
-        # forwarded as they came today (RFC 9112 3.2 says 400): not this property's business
+    if sum(k == b"Host" for k, _ in headers) > 1 and not target.startswith(b"http://"):
+        with pytest.raises(Rejection) as caught:       # RFC 9112 3.2
+            rewrite_request_head(method, target, headers, upgrade, FIELDS, LIMITS)
+        assert caught.value.status == 400
         return
     head, host, path, is_upgrade, chunked, _has_body = rewrite_request_head(
         method, target, headers, upgrade, FIELDS, LIMITS)
