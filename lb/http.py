@@ -270,6 +270,10 @@ class ClientConn(asyncio.Protocol):
         self.lingering = 0.0
         self.draining = False
         # PROXY protocol listeners keep their backend connections per client connection
+        # the previous request's fields, whether it asked to upgrade, and what the rewrite
+        # made of them after the request line (see on_headers_complete)
+        self.last_rewrite: tuple[list[tuple[bytes, bytes]], bool, tuple[
+            bytes, bytes | None, bool, bool, bool]] | None = None
         self.own_idle: dict[Backend, UpstreamConn] | None = (
             {} if listener.spec.proxy_protocol else None)
 
@@ -503,10 +507,27 @@ class ClientConn(asyncio.Protocol):
                                          self.listener.local_addr[0].encode(), ex.keep_alive,
                                          ex.http10)
             return
-        # raises Rejection, which stops the parser and is answered in data_received
-        ex.head, host, url, ex.upgrade, ex.chunked, ex.has_body = rewrite_request_head(
-            method, self.url, headers, parser.should_upgrade(), self.fields, self.config,
-            self.head_bytes + self.feed_len)
+        url = self.url
+        upgrade = parser.should_upgrade()
+        seen = self.head_bytes + self.feed_len
+        last = self.last_rewrite
+        if (last is not None and headers == last[0] and upgrade == last[1]
+                and url[:1] == b"/" and method != b"CONNECT"
+                and seen <= self.config.max_header_bytes):
+            # The same fields as this connection's previous request (keep-alive clients
+            # repeat them): for an origin-form target the rewrite is a function of the fields
+            # alone after the request line, so only that line is new. (The size limit is
+            # out of the picture below max_header_bytes, CONNECT and absolute form differ.)
+            rest, host, ex.upgrade, ex.chunked, ex.has_body = last[2]
+            ex.head = b"%s %s HTTP/1.1\r\n%s" % (method, url, rest)
+        else:
+            # raises Rejection, which stops the parser and is answered in data_received
+            ex.head, host, url, ex.upgrade, ex.chunked, ex.has_body = rewrite_request_head(
+                method, url, headers, upgrade, self.fields, self.config, seen)
+            if url is self.url and url[:1] == b"/":
+                self.last_rewrite = (headers, upgrade, (
+                    ex.head[len(method) + len(url) + 12:], host, ex.upgrade, ex.chunked,
+                    ex.has_body))
         listener = self.listener
         routes = listener.routes
         if routes is None:

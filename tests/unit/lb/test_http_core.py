@@ -15,6 +15,7 @@ from hypothesis import strategies as st
 
 from lb import LBConfig, LBCounters, ListenerSpec, MemInstance, MemoryView
 from lb.http import ClientConn, HttpListener, UpstreamConn
+from lb.httphead import forwarding_fields, rewrite_request_head
 
 
 class FakeTransport(asyncio.Transport):
@@ -111,6 +112,38 @@ async def test_request_head_rewrite(listener: HttpListener) -> None:
     up.data_received(RESP)
     assert bytes(rig.ct.data) == b"HTTP/1.1 200 OK\r\nContent-Length: 2\r\n\r\nok"
     assert up in up.backend.idle                      # back in the keep-alive pool
+
+
+async def test_repeated_fields_reuse_the_rewrite_and_stay_exact(listener: HttpListener) -> None:
+    """A keep-alive client repeating its fields gets the previous rewrite after a new request
+    line; anything the rewrite depends on beyond the fields takes the full path again. Every
+    head sent upstream equals what rewrite_request_head makes of that request."""
+    rig = Rig(listener)
+    fields = forwarding_fields("192.0.2.7", listener.host_header)
+    host = b"Host: h\r\nAccept: */*\r\n"
+    requests = [
+        (b"GET", b"/a", host), (b"GET", b"/b?q=1", host), (b"HEAD", b"/c", host),
+        (b"DELETE", b"/d", host + b"X-Extra: 1\r\n"), (b"GET", b"/e", host),
+        (b"GET", b"http://abs.example/f", host), (b"GET", b"/g", host),
+        (b"POST", b"/h", host + b"Content-Length: 2\r\n"),
+        (b"POST", b"/i", host + b"Content-Length: 2\r\n"),
+    ]
+    for method, target, more in requests:
+        body = b"ok" if method == b"POST" else b""
+        before = len(rig.sent_upstream())
+        rig.client.data_received(b"%s %s HTTP/1.1\r\n%s\r\n%s" % (method, target, more, body))
+        up = rig.current_upstream()
+        sent = bytes(up.transport.data)  # type: ignore[attr-defined]
+        parsed = [tuple(line.split(b": ", 1)) for line in more.split(b"\r\n") if line]
+        want = rewrite_request_head(method, target, parsed, False,  # type: ignore[arg-type]
+                                    fields, listener.config)[0]
+        assert sent == want + body, (method, target)
+        up.transport.data.clear()  # type: ignore[attr-defined]
+        up.data_received(b"HTTP/1.1 200 OK\r\nContent-Length: 0\r\n\r\n" if method == b"HEAD"
+                         else RESP)
+        assert len(rig.sent_upstream()) <= before + 1
+    assert bytes(rig.ct.data).count(b"HTTP/1.1 200 OK") == len(requests)
+    assert not rig.client.closed
 
 
 async def test_chunked_request_and_response_reframed(listener: HttpListener) -> None:
