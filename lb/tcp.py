@@ -51,7 +51,7 @@ def _load_pump() -> Any:
     if not HAVE_SPLICE or os.environ.get("RUMOR_PURE_PYTHON"):
         return None
     try:
-        from . import _splicec  # type: ignore[attr-defined]
+        from . import _splicec  # type: ignore[attr-defined,unused-ignore]
     except ImportError:
         return None
     return _splicec.Pump
