@@ -54,7 +54,7 @@ def _load_pump() -> Any:
         from . import _splicec  # type: ignore[attr-defined,unused-ignore]
     except ImportError:
         return None
-    return _splicec.Pump
+    return getattr(_splicec, "Pump", None)     # (None from a stale build of an older one)
 
 
 _Pump = _load_pump()
