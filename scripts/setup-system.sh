@@ -19,6 +19,7 @@ check nginx nginx-light
 check wrk wrk
 check taskset util-linux
 check ps procps
+check valgrind valgrind   # bench/lb_instructions.py counts instructions per request
 check chromium chromium
 check chromedriver chromium-driver
 check cc gcc          # builds the optional C extension (gossip/_lzwc.c) at install
