@@ -2,7 +2,7 @@
 #   make dev    start a single-node dev agent (sets everything up on first use)
 #   make test   run the test suite (installs what the tests need on first use)
 # and the benchmarks (as root, on a quiet machine; see bench/RESULTS.md):
-#   make bench        the four comparisons (DNS, LB, TLS, gossip), raw rounds under
+#   make bench        the comparisons (DNS, LB, TLS, gossip, start-up), raw rounds under
 #                     bench/results/<date>/, then the RESULTS.md tables regenerated (~85 min)
 #   make bench-quick  each comparison once, short (a smoke run, ~3 min; no figures kept)
 PYTHON ?= python3

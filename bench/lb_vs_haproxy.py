@@ -152,7 +152,7 @@ def haproxy_conf(tmp: Path, backends: list[int], http_port: int, tcp_port: int,
     never spliced these 1 MiB answers (HAProxy moved them with recvfrom/sendto, at about
     twice the CPU per MiB), while the forced options did. Forcing splice costs HAProxy CPU on
     100-byte exchanges, so each row gets HAProxy's faster setting; Rumor has one TCP listener
-    (it splices when a read fills its buffer)."""
+    (it always splices, lb/_splicec.c doing a readable event's splices in C)."""
     servers = "\n".join(f"    server s{i} 127.0.0.1:{p}" for i, p in enumerate(backends))
     conf = tmp / "haproxy.cfg"
     conf.write_text(f"""
