@@ -63,6 +63,11 @@ from bench.serfrpc import SerfRPC
 
 PORTS = {"serf": (20000, 21000), "rumor": (22000, 23000)}   # gossip base, rpc/http base
 RUMOR_DNS_BASE = 24000
+ADDR_PER_AGENT = False
+"""``--addr-per-agent``: every agent on an address of its own (Serf 127.1.x.y, Rumor
+127.2.x.y) with the default ports (gossip 7946, Serf RPC 7373, HTTP 8500, DNS 8600), instead of
+127.0.0.1 with a port range per kind (which holds 100 agents of each kind)."""
+KIND_NET = {"serf": 1, "rumor": 2}
 STATUS = {1: "alive", 2: "leaving", 3: "left", 4: "failed"}
 
 
@@ -75,8 +80,17 @@ AGENT_CORE: str | None = "0"
 class Agent:
     def __init__(self, kind: str, i: int, workdir: Path, profile: str) -> None:
         self.kind, self.i, self.name = kind, i, f"{kind[0]}{i}"
-        gbase, cbase = PORTS[kind]
-        self.gossip_port, self.ctl_port = gbase + i, cbase + i
+        if ADDR_PER_AGENT:
+            self.ip = f"127.{KIND_NET[kind]}.{i // 250}.{i % 250 + 1}"
+            self.gossip_port = 7946
+            self.ctl_port = 7373 if kind == "serf" else 8500
+            self.dns_port = 8600
+        else:
+            gbase, cbase = PORTS[kind]
+            self.ip = "127.0.0.1"
+            self.gossip_port, self.ctl_port = gbase + i, cbase + i
+            self.dns_port = RUMOR_DNS_BASE + i
+        self.extra: list[str] = []   # more agent arguments (retry-join, config file)
         self.workdir = workdir
         self.profile = profile
         self.proc: subprocess.Popen[bytes] | None = None
@@ -86,21 +100,21 @@ class Agent:
 
     @property
     def gossip_addr(self) -> str:
-        return f"127.0.0.1:{self.gossip_port}"
+        return f"{self.ip}:{self.gossip_port}"
 
     def start(self) -> None:
         log = open(self.workdir / f"{self.name}.log", "wb")
         if self.kind == "serf":
             argv = ["serf", "agent", "-node", self.name, "-bind", self.gossip_addr,
-                    "-rpc-addr", f"127.0.0.1:{self.ctl_port}", "-log-level", "warn",
-                    "-profile", self.profile]
+                    "-rpc-addr", f"{self.ip}:{self.ctl_port}", "-log-level", "warn",
+                    "-profile", self.profile, *self.extra]
         else:
             argv = [rumor_python(), "-m", "registry.cli", "agent", "-node", self.name,
-                    "-bind", "127.0.0.1", "-client", "127.0.0.1",
+                    "-bind", self.ip, "-client", self.ip,
                     "-serf-lan-port", str(self.gossip_port), "-http-port", str(self.ctl_port),
-                    "-dns-port", str(RUMOR_DNS_BASE + self.i),
+                    "-dns-port", str(self.dns_port),
                     "-data-dir", str(self.workdir / f"{self.name}-data"),
-                    "-log-level", "warn", "-profile", self.profile]
+                    "-log-level", "warn", "-profile", self.profile, *self.extra]
         if AGENT_CORE is not None:
             argv = ["taskset", "-c", AGENT_CORE, *argv]     # taskset execs: same pid
         self.proc = subprocess.Popen(argv, stdout=log, stderr=subprocess.STDOUT, cwd=ROOT,
@@ -130,7 +144,7 @@ class Agent:
     def members(self) -> dict[str, str]:
         if self.kind == "serf":
             if self._rpc is None:
-                self._rpc = SerfRPC(f"127.0.0.1:{self.ctl_port}")
+                self._rpc = SerfRPC(f"{self.ip}:{self.ctl_port}")
             return self._rpc.members()
         body = self._request("GET", "/v1/agent/members")
         return {m["Name"]: STATUS.get(m["Status"], "?") for m in json.loads(body)}
@@ -138,7 +152,7 @@ class Agent:
     def _request(self, method: str, path: str) -> bytes:
         for attempt in (1, 2):
             if self._http is None:
-                self._http = http.client.HTTPConnection("127.0.0.1", self.ctl_port, timeout=10)
+                self._http = http.client.HTTPConnection(self.ip, self.ctl_port, timeout=10)
             try:
                 self._http.request(method, path)
                 resp = self._http.getresponse()
@@ -156,9 +170,9 @@ class Agent:
         """Open the connection joins and leaves go over, apart from the polling one (two
         threads must never share an HTTP connection), before any clock starts."""
         if self.kind == "serf":
-            self._ctl = SerfRPC(f"127.0.0.1:{self.ctl_port}")
+            self._ctl = SerfRPC(f"{self.ip}:{self.ctl_port}")
         else:
-            self._ctl = http.client.HTTPConnection("127.0.0.1", self.ctl_port, timeout=30)
+            self._ctl = http.client.HTTPConnection(self.ip, self.ctl_port, timeout=30)
             self._ctl.request("GET", "/v1/agent/self")
             self._ctl.getresponse().read()
 
@@ -205,15 +219,29 @@ class Agent:
             os.kill(self.proc.pid, signal.SIGKILL)
             self.proc.wait()
 
-    def stop(self) -> None:
+    def stop(self, signalled: bool = False) -> None:
         self.close_conn()
         self.close_control()
         if self.proc and self.proc.poll() is None:
-            os.kill(self.proc.pid, signal.SIGTERM)
+            if not signalled:
+                os.kill(self.proc.pid, signal.SIGTERM)
             try:
                 self.proc.wait(timeout=8)
             except subprocess.TimeoutExpired:
                 self.kill9()
+
+
+def stop_all(agents: list[Agent]) -> None:
+    """SIGTERM every agent first, then wait for each: the graceful leaves overlap instead of
+    adding up (200 agents one after the other took minutes)."""
+    for a in agents:
+        if a.proc and a.proc.poll() is None:
+            try:
+                os.kill(a.proc.pid, signal.SIGTERM)
+            except ProcessLookupError:
+                pass
+    for a in agents:
+        a.stop(signalled=True)
 
 
 # --- measuring ------------------------------------------------------------------------------
@@ -262,6 +290,15 @@ def setup_counters() -> None:
         chain = f"RB-{kind}"
         subprocess.run(["iptables", "-N", chain], check=True)
         subprocess.run(["iptables", "-I", "OUTPUT", "-j", chain], check=True)
+        if ADDR_PER_AGENT:
+            # one address range per kind, one port: UDP and TCP to a gossip port in the range,
+            # and TCP answers from one (whatever address a TCP client leaves from)
+            net = f"127.{KIND_NET[kind]}.0.0/16"
+            for proto, match in (("udp", ["-d", net, "--dport", "7946"]),
+                                 ("tcp", ["-d", net, "--dport", "7946"]),
+                                 ("tcp", ["-s", net, "--sport", "7946"])):
+                subprocess.run(["iptables", "-A", chain, "-p", proto, *match], check=True)
+            continue
         rng = f"{gbase}:{gbase + 99}"
         subprocess.run(["iptables", "-A", chain, "-p", "udp", "--dport", rng], check=True)
         subprocess.run(["iptables", "-A", chain, "-p", "tcp", "--dport", rng], check=True)
@@ -282,7 +319,7 @@ def run_one(kind: str, n: int, idle: float, profile: str, workdir: Path,
             a.start()
         t0 = time.monotonic()
         while not all(a.ready() for a in agents):
-            if time.monotonic() - t0 > 180:   # 50 whole agents starting on one pinned core
+            if time.monotonic() - t0 > max(180, 3 * n):   # whole agents on one pinned core
                 raise RuntimeError(f"{kind}: agents did not start")
             time.sleep(0.2)
         names = {a.name for a in agents}
@@ -295,7 +332,8 @@ def run_one(kind: str, n: int, idle: float, profile: str, workdir: Path,
         t_join = time.monotonic()
         joins = [joiners.submit(a.join, seed.gossip_addr) for a in agents[1:]]
         seen = wait_all(agents, lambda m: sum(1 for k, v in m.items()
-                                              if k in names and v == "alive") == n, 120, pool,
+                                              if k in names and v == "alive") == n,
+                        max(120, n), pool,
                         interval=POLL, t0=t_join)
         for f in joins:
             f.result()
@@ -362,8 +400,120 @@ def run_one(kind: str, n: int, idle: float, profile: str, workdir: Path,
         result["leave_max"] = statistics.median(lv_max) if lv_max else None
         result["leave_trials"] = [round(x, 2) for x in lv_med]
     finally:
+        stop_all(agents)
+        pool.shutdown(wait=False, cancel_futures=True)
+    return result
+
+
+# --- convergence of a start pattern (issue 13) ----------------------------------------------
+
+SERVICES = 5
+"""Services each Rumor agent registers (config file) in the convergence run: svc-0..svc-4."""
+
+
+def wait_each(agents: list[Agent], check: Any, timeout: float, pool: cf.ThreadPoolExecutor,
+              interval: float, t0: float) -> dict[str, float]:
+    """Like :func:`wait_all`, with ``check(agent) -> bool`` instead of a member-list test."""
+    done: dict[str, float] = {}
+    while len(done) < len(agents) and time.monotonic() - t0 < timeout:
+        cycle = time.monotonic()
+
+        def one(a: Agent) -> tuple[str, bool, float]:
+            sent = time.monotonic() - t0
+            try:
+                return a.name, bool(check(a)), sent
+            except Exception:
+                a.close_conn()
+                return a.name, False, sent
+
+        for name, ok, sent in pool.map(one, [a for a in agents if a.name not in done]):
+            if ok:
+                done[name] = sent
+        time.sleep(max(0.0, interval - (time.monotonic() - cycle)))
+    return done
+
+
+def _prom(text: str) -> dict[str, float]:
+    out = {}
+    for line in text.splitlines():
+        if line and not line.startswith("#"):
+            key, _, value = line.rpartition(" ")
+            try:
+                out[key] = float(value)
+            except ValueError:
+                pass
+    return out
+
+
+def converged(a: Agent, names: set[str]) -> bool:
+    """Serf: every agent listed alive. Rumor: that, and every instance of every agent passing.
+    Rumor is first asked its metrics (a few KB: alive members, nodes, instances, checks by
+    status), and only when those add up the member list and the five health answers (200
+    entries each) are read and checked: the cheap answer keeps the 1 s polls of 200 agents from
+    loading the machine they measure."""
+    n = len(names)
+    if a.kind == "serf":
+        m = a.members()
+        return sum(1 for k, v in m.items() if k in names and v == "alive") == n
+    metrics = _prom(a._request("GET", "/v1/agent/metrics?format=prometheus").decode())
+    if (metrics.get('rumor_gossip_members{status="alive"}') != n
+            or metrics.get("rumor_registry_nodes") != n
+            or metrics.get("rumor_registry_instances") != n * SERVICES
+            or metrics.get('rumor_registry_checks{status="critical"}', 0) != 0):
+        return False
+    m = a.members()
+    if sum(1 for k, v in m.items() if k in names and v == "alive") != n:
+        return False
+    for k in range(SERVICES):
+        body = json.loads(a._request("GET", f"/v1/health/service/svc-{k}?passing"))
+        if {e["Node"]["Node"] for e in body} != names:
+            return False
+    return True
+
+
+def run_converge(kind: str, n: int, spacing: float, profile: str, workdir: Path,
+                 timeout: float) -> dict[str, Any]:
+    """Start ``n`` agents ``spacing`` s apart, each (but the first) with ``-retry-join`` to the
+    first and ``-retry-interval 1s``, Rumor's with ``SERVICES`` services from a config file;
+    then, from the last start on, poll every agent (``POLL`` s) until it has converged."""
+    agents = [Agent(kind, i, workdir / f"{kind}-{spacing}", profile) for i in range(n)]
+    agents[0].workdir.mkdir(parents=True, exist_ok=True)
+    seed = agents[0].gossip_addr
+    names = {a.name for a in agents}
+    for a in agents:
+        if a.i:
+            a.extra += ["-retry-join", seed, "-retry-interval", "1s"]
+        if kind == "rumor":
+            cfg = a.workdir / f"{a.name}.json"
+            cfg.write_text(json.dumps({"services": [
+                {"Name": f"svc-{k}", "ID": f"{a.name}-svc-{k}", "Port": 1000 + k}
+                for k in range(SERVICES)]}))
+            a.extra += ["-config-file", str(cfg)]
+    pool = cf.ThreadPoolExecutor(max_workers=n)
+    result: dict[str, Any] = {"kind": kind, "n": n, "spacing_s": spacing}
+    try:
+        t_first = time.monotonic()
         for a in agents:
-            a.stop()
+            delay = t_first + a.i * spacing - time.monotonic()
+            if delay > 0:
+                time.sleep(delay)
+            a.start()
+        t_last = time.monotonic()
+        result["start_span_s"] = t_last - t_first
+        result["load_at_last_start"] = Path("/proc/loadavg").read_text().split()[0]
+        seen = wait_each(agents, lambda a: converged(a, names), timeout, pool, POLL, t_last)
+        times = sorted(seen.values())
+        result["converged"] = f"{len(times)}/{n}"
+        result["converge_median"] = statistics.median(times) if times else None
+        result["converge_max"] = times[-1] if len(times) == n else None
+        result["stragglers"] = sorted(names - set(seen))[:20]
+        result["exited"] = [a.name for a in agents if a.proc and a.proc.poll() is not None]
+        result["rss_mib"] = statistics.median(a.rss_mib() for a in agents
+                                              if a.proc and a.proc.poll() is None)
+        result["cpu_s_median"] = statistics.median(a.cpu_seconds() for a in agents
+                                                   if a.proc and a.proc.poll() is None)
+    finally:
+        stop_all(agents)
         pool.shutdown(wait=False, cancel_futures=True)
     return result
 
@@ -420,9 +570,44 @@ def median_rows(results: list[dict[str, Any]]) -> list[dict[str, Any]]:
     return rows
 
 
+def converge_report(results: list[dict[str, Any]]) -> str:
+    rows = ["Seconds from the last start until each agent has converged (Serf: lists every agent "
+            f"alive; Rumor: that and all {SERVICES} x N instances passing), polled every "
+            f"{POLL:g} s.", "",
+            "| N | start spacing | metric | Serf | Rumor | Rumor/Serf |", "|---|---|---|---|---|---|"]
+    for key in dict.fromkeys((r["n"], r["spacing_s"]) for r in results):
+        s = next((r for r in results if (r["n"], r["spacing_s"]) == key and r["kind"] == "serf"), {})
+        m = next((r for r in results if (r["n"], r["spacing_s"]) == key and r["kind"] == "rumor"), {})
+        for k, label in (("converge_median", "converged, median agent (s)"),
+                         ("converge_max", "converged, last agent (s)"),
+                         ("rss_mib", "RSS MiB/agent at the end"),
+                         ("cpu_s_median", "CPU s/agent, start to end")):
+            rows.append(f"| {key[0]} | {key[1]:g} s | {label} | {fmt(s.get(k))} | {fmt(m.get(k))} | "
+                        f"{ratio(m.get(k), s.get(k))} |")
+        rows.append(f"| {key[0]} | {key[1]:g} s | converged agents | {s.get('converged')} | "
+                    f"{m.get('converged')} | |")
+    return "\n".join(rows)
+
+
+def inside_converge(args: argparse.Namespace, kinds: list[str], run: Run, tmp: Path) -> None:
+    results = []
+    n = int(args.sizes.split(",")[0])
+    for rnd in range(args.rounds):
+        for idx, spacing in enumerate(float(x) for x in args.converge.split(",")):
+            order = kinds if (idx + rnd) % 2 == 0 else list(reversed(kinds))
+            for kind in order:
+                print(f"== round {rnd + 1} {kind} N={n} started {spacing:g} s apart", flush=True)
+                r = run_converge(kind, n, spacing, args.profile, tmp, args.converge_timeout)
+                print(json.dumps(r), flush=True)
+                run.round(rnd + 1, kind, f"converge N={n} every {spacing:g}s", r)
+                results.append(r)
+    print(converge_report(results))
+
+
 def inside(args: argparse.Namespace) -> int:
-    global POLL, AGENT_CORE
+    global POLL, AGENT_CORE, ADDR_PER_AGENT
     POLL = args.poll
+    ADDR_PER_AGENT = args.addr_per_agent
     AGENT_CORE = args.agent_core or None
     if args.load_core:
         os.sched_setaffinity(0, {int(c) for c in args.load_core.split(",")})
@@ -431,16 +616,24 @@ def inside(args: argparse.Namespace) -> int:
     precompile(*(ROOT / d for d in ("gossip", "registry", "dnsserver", "lb")))
     sizes = [int(x) for x in args.sizes.split(",")]
     kinds = [k for k in ("serf", "rumor") if args.only in (None, k)]
-    run = Run("gossip_vs_serf", tools=["serf", "taskset"], quick=args.quick,
+    run = Run("gossip_vs_serf" + ("_converge" if args.converge else "_addrs" if
+                                  ADDR_PER_AGENT else ""),
+              tools=["serf", "taskset"], quick=args.quick,
               out=Path(args.out) if args.out else None, params={
                   "sizes": sizes, "rounds": args.rounds, "idle_s": args.idle,
                   "trials": args.trials, "profile": args.profile, "poll_s": args.poll,
                   "agent_core": args.agent_core, "load_core": args.load_core,
+                  "addr_per_agent": ADDR_PER_AGENT, "converge": args.converge,
+                  "converge_timeout": args.converge_timeout,
                   "rumor_python": rumor_python()})
     results = []
     ok = False
     try:
         with tempfile.TemporaryDirectory(prefix="rumor-bench-") as tmp:
+            if args.converge:
+                inside_converge(args, kinds, run, Path(tmp))
+                ok = True
+                return 0
             for rnd in range(args.rounds):
                 for idx, n in enumerate(sizes):
                     order = kinds if (idx + rnd) % 2 == 0 else list(reversed(kinds))
@@ -485,6 +678,15 @@ def main() -> int:
                         "bench/out/quick: checks the bench works, gives no figures")
     p.add_argument("--out", help="directory for the raw rounds (default: "
                    "bench/results/<date>/gossip_vs_serf-<time>)")
+    p.add_argument("--addr-per-agent", action="store_true",
+                   help="every agent on a loopback address of its own with the default ports "
+                        "(for N > 100); see ADDR_PER_AGENT")
+    p.add_argument("--converge", default="",
+                   help="instead of join/idle/detect: start the first N of --sizes agents this "
+                        "many seconds apart (comma-separated list, e.g. 1,0.25), -retry-join to "
+                        "the first, and time convergence after the last start")
+    p.add_argument("--converge-timeout", type=float, default=300.0,
+                   help="seconds after the last start an agent may take to converge")
     p.add_argument("--inside", action="store_true", help=argparse.SUPPRESS)
     args = p.parse_args()
     if args.quick:
@@ -503,7 +705,10 @@ def main() -> int:
                 "--inside", "--sizes", args.sizes, "--idle", str(args.idle),
                 "--profile", args.profile, "--poll", str(args.poll),
                 "--trials", str(args.trials), "--rounds", str(args.rounds),
-                "--agent-core", args.agent_core, "--load-core", args.load_core] + (
+                "--agent-core", args.agent_core, "--load-core", args.load_core,
+                "--converge", args.converge,
+                "--converge-timeout", str(args.converge_timeout)] + (
+                    ["--addr-per-agent"] if args.addr_per_agent else []) + (
                     ["--only", args.only] if args.only else []) + (
                     ["--quick"] if args.quick else []) + (
                     ["--out", args.out] if args.out else [])
