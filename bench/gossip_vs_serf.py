@@ -336,9 +336,16 @@ def run_one(kind: str, n: int, idle: float, profile: str, workdir: Path,
                                               if k in names and v == "alive") == n,
                         max(120, n), pool,
                         interval=POLL, t0=t_join)
+        errors = []
         for f in joins:
-            f.result()
+            try:
+                f.result()
+            except Exception as e:  # noqa: BLE001 -- a join refused at size is a figure, not a crash
+                errors.append(repr(e)[:200])
         joiners.shutdown()
+        result["join_errors"] = len(errors)
+        if errors:
+            print(f"  {len(errors)} join(s) failed, first: {errors[0]}", flush=True)
         times = sorted(seen.values())
         result["join_median"] = statistics.median(times) if times else None
         result["join_max"] = max(times) if len(times) == n else None

@@ -8,7 +8,7 @@ harness of ``tests/integration/test_heal_netns.py``, whose agent handling,
    Rumor's each register a service ``web`` (``w<i>``, TTL check passing) and put a key
    ``base/k<i>``, and every agent sees all of it;
 2. a random split (one or two hosts against the rest; the same split for Serf and Rumor in a
-   trial) is cut with iptables DROP rules in the hosts' own namespaces;
+   trial) is cut with iptables DROP rules on input in the hosts' own namespaces (:func:`cut`);
 3. once every agent lists the other side failed, Rumor gets writes on both sides: each side
    registers an ``api`` instance, deregisters one of its ``web`` instances and puts a key
    ``cut/<side>``; the larger side fails one ``web`` TTL check and deletes a ``base/`` key of
@@ -179,6 +179,19 @@ def poll_until(items: list[Any], check: Any, t0: float, timeout: float) -> dict[
     return done
 
 
+def cut(lab: netns.Lab, left: list[int], right: list[int]) -> None:
+    """A silent cut: every host drops what it *receives* from the other side (rules in the
+    harness's fault chain of the host's own namespace, so ``lab.heal()`` flushes them).
+    ``Lab.partition`` also drops outgoing packets, which makes ``sendto`` fail with EPERM: Serf
+    (memberlist) takes a failed send for a local error, not a failed probe, so the side whose
+    sends fail never declares the other side failed; a network partition is silent."""
+    for a, b in ((left, right), (right, left)):
+        for i in a:
+            for j in b:
+                lab.hosts[i].run("iptables", "-A", netns.CHAIN, "-s", lab.hosts[j].ip,
+                                 "-j", "DROP")
+
+
 def all_alive(members: dict[str, str], names: list[str]) -> bool:
     return all(members.get(x) == "alive" for x in names)
 
@@ -194,8 +207,7 @@ def trial_serf(lab: netns.Lab, left: list[int], right: list[int], workdir: Path,
             time.sleep(0.3 if i == 0 else 0)
         wait_for(lambda: all(all_alive(a.members(), names) for a in agents), 60, 0.5,
                  what="5 serf members alive")
-        for i in left:
-            lab.partition(hosts[i], [hosts[j] for j in right])
+        cut(lab, left, right)
         t_cut = time.monotonic()
         wait_for(lambda: all(a.members().get(names[j]) == "failed"
                              for i in left for j in right for a in [agents[i]])
@@ -233,8 +245,7 @@ def trial_rumor(lab: netns.Lab, left: list[int], right: list[int], workdir: Path
             truth.kv[f"base/k{i}"] = f"v{i}"
         wait_for(lambda: all(catalog_view(a) == truth.view() and kv_view(a) == truth.kv
                              for a in agents), 60, 0.5, what="the start catalog everywhere")
-        for i in left:
-            lab.partition(hosts[i], [hosts[j] for j in right])
+        cut(lab, left, right)
         t_cut = time.monotonic()
         wait_for(lambda: all(agents[i].members().get(names[j]) == "failed"
                              and agents[j].members().get(names[i]) == "failed"
