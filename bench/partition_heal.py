@@ -281,6 +281,8 @@ def trial_rumor(lab: netns.Lab, left: list[int], right: list[int], workdir: Path
                              and f"cut/{tag}" in kv_view(agents[j])
                              for tag, side in (("L", left), ("R", right)) for j in side),
                  60, 0.5, what="the writes seen on their own side")
+        # what each agent lists just before the heal: across the cut, everyone should be failed
+        before = {a.name: a.members() for a in agents}
         lab.heal()
         t_heal = time.monotonic()
         want = truth.view()
@@ -302,7 +304,12 @@ def trial_rumor(lab: netns.Lab, left: list[int], right: list[int], workdir: Path
                "membership_heal_median_s": statistics.median(members.values()) if members else None,
                "catalog_healed": f"{len(catalog)}/{n}", "catalog_heal_s": slowest(catalog),
                "catalog_heal_median_s": statistics.median(catalog.values()) if catalog else None,
-               "kv_healed": f"{len(kv)}/{n}", "kv_heal_s": slowest(kv)}
+               "kv_healed": f"{len(kv)}/{n}", "kv_heal_s": slowest(kv),
+               "alive_across_cut_before_heal": sorted(
+                   f"{names[i]} lists {names[j]}" for a, b in ((left, right), (right, left))
+                   for i in a for j in b if before[names[i]].get(names[j]) == "alive"),
+               "per_agent": {a.name: [round(d.get(i, -1), 2) for d in (members, catalog, kv)]
+                             for i, a in enumerate(agents)}}
         if wrong:
             out["wrong_catalogs"] = wrong
             out["truth"] = want
@@ -367,10 +374,13 @@ def main() -> int:
                           + (" + kill -9 restart" if restart else ""), flush=True)
                     wd = Path(tmp) / f"{kind}-{t}"
                     wd.mkdir()
-                    if kind == "serf":
-                        r = trial_serf(lab, left, right, wd, args.timeout)
-                    else:
-                        r = trial_rumor(lab, left, right, wd, args.timeout, restart)
+                    try:
+                        if kind == "serf":
+                            r = trial_serf(lab, left, right, wd, args.timeout)
+                        else:
+                            r = trial_rumor(lab, left, right, wd, args.timeout, restart)
+                    except AssertionError as e:   # a step before the heal timed out
+                        r = {"kind": kind, "restart": restart or None, "error": str(e)[:300]}
                     r.update(trial=t + 1, split=[left, right])
                     print(json.dumps(r), flush=True)
                     run.round(t + 1, kind, "kill-9-restart" if restart else "cut", r)
