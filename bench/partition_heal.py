@@ -381,6 +381,9 @@ def main() -> int:
                             r = trial_rumor(lab, left, right, wd, args.timeout, restart)
                     except AssertionError as e:   # a step before the heal timed out
                         r = {"kind": kind, "restart": restart or None, "error": str(e)[:300]}
+                        for log in sorted(wd.glob("*.log")):   # the agents' logs, kept
+                            run.keep(f"trial{t + 1}-{kind}-{log.name}",
+                                     "\n".join(log.read_text(errors="replace").splitlines()[-300:]))
                     r.update(trial=t + 1, split=[left, right])
                     print(json.dumps(r), flush=True)
                     run.round(t + 1, kind, "kill-9-restart" if restart else "cut", r)
