@@ -276,11 +276,24 @@ def trial_rumor(lab: netns.Lab, left: list[int], right: list[int], workdir: Path
             victim.start()
             register(victim, {"Name": "db", "ID": "db-restarted", "Port": 5432})
             truth.add("db", victim.name, "db-restarted", {})
-        wait_for(lambda: all(any(e["Service"]["ID"] == f"api-{tag}"
-                                 for e in agents[j].http("GET", "/v1/health/service/api"))
-                             and f"cut/{tag}" in kv_view(agents[j])
-                             for tag, side in (("L", left), ("R", right)) for j in side),
+        def seen_own_side(j: int, tag: str) -> bool:
+            return (any(e["Service"]["ID"] == f"api-{tag}"
+                        for e in agents[j].http("GET", "/v1/health/service/api"))
+                    and f"cut/{tag}" in kv_view(agents[j]))
+
+        # the restarted agent is not waited for: whether it caught up with its own side's
+        # writes made before its restart, while still cut, is recorded, and the heal's figures
+        # say when it has everything
+        wait_for(lambda: all(seen_own_side(j, tag)
+                             for tag, side in (("L", left), ("R", right)) for j in side
+                             if agents[j].name != restarted),
                  60, 0.5, what="the writes seen on their own side")
+        restarted_caught_up = None
+        if restart:
+            t_w = time.monotonic()
+            while time.monotonic() - t_w < 20 and not restarted_caught_up:
+                restarted_caught_up = seen_own_side(right[-1], "R")
+                time.sleep(0.5)
         # what each agent lists just before the heal: across the cut, everyone should be failed
         before = {a.name: a.members() for a in agents}
         t_heal = time.monotonic()   # before the flush: the first hosts heal before the last
@@ -300,6 +313,7 @@ def trial_rumor(lab: netns.Lab, left: list[int], right: list[int], workdir: Path
             return max(seen.values()) if len(seen) == n else None
 
         out = {"kind": "rumor", "restart": restarted, "cut_seen_s": cut_seen,
+               "restarted_had_own_side_writes_before_heal": restarted_caught_up,
                "membership_healed": f"{len(members)}/{n}", "membership_heal_s": slowest(members),
                "membership_heal_median_s": statistics.median(members.values()) if members else None,
                "catalog_healed": f"{len(catalog)}/{n}", "catalog_heal_s": slowest(catalog),
