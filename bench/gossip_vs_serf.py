@@ -34,6 +34,15 @@ figures are kept (``bench/runinfo.py``). Run as root:
     python bench/gossip_vs_serf.py                 # N = 10, 30, 50, 60 s idle window
     python bench/gossip_vs_serf.py --sizes 10 --idle 20
     python bench/gossip_vs_serf.py --quick         # smoke run: N = 5, one short round
+
+At size (issue 13), every agent on a loopback address of its own (``--addr-per-agent``; one
+namespace with many addresses rather than a namespace per agent: 200 namespaces that all talk
+overflow the kernel's shared neighbour table), members polled every second:
+
+    python bench/gossip_vs_serf.py --sizes 200 --addr-per-agent --poll 1 --idle 30 --trials 2 \
+        --agent-core '' --load-core ''
+    python bench/gossip_vs_serf.py --sizes 200 --addr-per-agent --converge 1,0.25 --poll 1 \
+        --agent-core '' --load-core ''      # start 1 s / 0.25 s apart with -retry-join
 """
 
 from __future__ import annotations
