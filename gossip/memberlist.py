@@ -157,7 +157,9 @@ class MemberlistCounters:
         "probe_failures",
         "probe_tcp_rescues",
         "probes",
+        "push_pull_answers_abandoned",
         "push_pull_failures",
+        "push_pull_reused",
         "push_pulls",
         "reaped",
         "refutes",
@@ -185,6 +187,10 @@ class MemberlistCounters:
         self.refutes = 0
         self.push_pulls = 0
         self.push_pull_failures = 0
+        self.push_pull_reused = 0
+        """Push/pull messages sent as cached (nothing in them changed since the last one)."""
+        self.push_pull_answers_abandoned = 0
+        """Inbound push/pulls whose answer was not built: the initiator's timeout had passed."""
         self.join_resyncs = 0
         self.streams_in = 0
         self.reaped = 0
@@ -366,6 +372,8 @@ class Memberlist:
         """The ``now`` of the slice that runs (the work generators read it)."""
         self._work_armed = False
         self._answers: list[tuple[int, bytes | None]] = []
+        self._payload_cache: tuple[bool, list[Node], bytes, bytes] | None = None
+        """The last push/pull payload built: (join, members, delegate state, payload)."""
         self._answer_id = 0
 
         self._outbox: list[tuple[bytes, Addr]] = []
@@ -1410,6 +1418,12 @@ class Memberlist:
     def _build_push_pull(self, join: bool) -> Generator[None, None, bytes]:
         """Our push/pull message, from the delegate's state and the member list as they are
         now (one view), the members encoded in slices."""
+        user, nodes = yield from self._push_pull_view(join)
+        states = yield from self._encode_states(nodes)
+        return codec.push_pull_bytes(join, states, user)
+
+    def _push_pull_view(self, join: bool) -> Generator[None, None, tuple[bytes, list[Node]]]:
+        """The delegate's state and a snapshot of the member list (immutable records)."""
         big = len(self._node_list) > self.config.push_pull_slice
         if big:
             yield  # the delegate's state (Serf's status times of every member, the
@@ -1423,8 +1437,35 @@ class Memberlist:
         nodes = [s.node for s in self._node_list]
         if big:
             yield
+        return bytes(user), nodes
+
+    def _push_pull_payload(self, join: bool) -> Generator[None, None, bytes]:
+        """Our push/pull message, compressed when configured: everything but the encryption
+        (a fresh nonce per stream). Reused while nothing in it changed: the same ``join``
+        flag, the same delegate state and the same member records in the same order (a
+        ``Node`` is immutable and replaced on every change, so identity is the test). Under
+        a join storm the seed answers many push/pulls in a row with the same view; encoding
+        and compressing it once saves most of each answer."""
+        user, nodes = yield from self._push_pull_view(join)
+        hit = self._payload_cache
+        if (hit is not None and hit[0] == join and hit[2] == user and len(hit[1]) == len(nodes)
+                and all(x is y for x, y in zip(hit[1], nodes, strict=True))):
+            self.counters.push_pull_reused += 1
+            return hit[3]
         states = yield from self._encode_states(nodes)
-        return codec.push_pull_bytes(join, states, bytes(user))
+        out = codec.push_pull_bytes(join, states, user)
+        if self.config.enable_compression:
+            if len(out) > _BIG_MESSAGE:
+                yield  # compressing thousands of states: a slice of its own
+            out = codec.compress_message(out)
+        self._payload_cache = (join, nodes, user, out)
+        return out
+
+    def _seal_stream(self, payload: bytes) -> bytes:
+        """``payload`` from :meth:`_push_pull_payload` as written on the stream (encrypted
+        when we encrypt)."""
+        return codec.encode_stream(
+            payload, keyring=self.keyring if self._encrypt_out() else None)
 
     def _encode_stream(self, msg: Any) -> bytes:
         return codec.encode_stream(
@@ -1469,10 +1510,7 @@ class Memberlist:
 
     def _start_work(self, st: _Stream, join: bool) -> _Work:
         try:
-            data = yield from self._build_push_pull(join)
-            if len(data) > _BIG_MESSAGE:
-                yield  # compressing (and encrypting) thousands of states: a slice of its own
-            wire = self._encode_stream(data)
+            wire = self._seal_stream((yield from self._push_pull_payload(join)))
         except Exception as exc:
             log.exception("error building a push/pull node=%s", self.name)
             self.stream_result(st.req.id, None, f"cannot build the push/pull: {exc!r}",
@@ -1771,15 +1809,33 @@ class Memberlist:
             log.exception("error merging a push/pull from=%s", addr)
             self._drop("handler_error", addr, repr(exc))
         try:
-            msg = yield from self._build_push_pull(pp.join)
-            if len(msg) > _BIG_MESSAGE:
-                yield  # compressing (and encrypting) thousands of states: a slice of its own
-            data = self._encode_stream(msg)
+            data = self._seal_stream((yield from self._push_pull_payload(pp.join)))
         except Exception as exc:
             log.exception("error answering a push/pull from=%s", addr)
             self._drop("handler_error", addr, repr(exc))
             data = None
         self._answers.append((aid, data))
+
+    def _unless_expired(self, work: _Work, aid: int, addr: Addr, deadline: float) -> _Work:
+        """``work`` (answering inbound push/pull ``aid``), abandoned at the first slice that
+        starts at or after ``deadline``: by then the driver has closed the stream (its
+        ``tcp_timeout``) and the initiator has given up, so the answer would go nowhere.
+        Under a join storm this keeps the queue from filling with answers nobody waits for
+        (issue 13). A merge cut short leaves what it merged (each state stands alone)."""
+        while True:
+            if self._work_now >= deadline:
+                work.close()
+                self.counters.push_pull_answers_abandoned += 1
+                self._warn("push_pull_abandoned",
+                           "push/pull from %s:%s not answered: its stream timed out in the "
+                           "queue", addr[0], addr[1])
+                self._answers.append((aid, None))
+                return
+            try:
+                next(work)
+            except StopIteration:
+                return
+            yield
 
     def stream_error(self, exc: MalformedPacket, addr: Addr) -> bytes | None:
         """Count a bad inbound stream and build memberlist's errResp answer for it."""
@@ -1796,7 +1852,9 @@ class Memberlist:
             self._count_in("push_pull")
             self._answer_id += 1
             aid = self._answer_id
-            self._add_work(self._push_pull_answer_work(msg, addr, aid), now)
+            work = self._push_pull_answer_work(msg, addr, aid)
+            self._add_work(self._unless_expired(work, aid, addr, now + self.config.tcp_timeout),
+                           now)
             for i, (done_id, data) in enumerate(self._answers):
                 if done_id == aid:  # done in the first slice (a small push/pull)
                     del self._answers[i]
