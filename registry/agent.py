@@ -325,6 +325,14 @@ class Agent:
                 log.error("%s gave up attempts=%d", what, attempt)
                 return
             await asyncio.sleep(cfg.retry_interval)
+            peer = _alive_peer(pool)
+            if peer is not None:
+                # Others reached us meanwhile (they joined us, or gossip did): we are in a
+                # cluster, as a successful join would have made us. Another full push/pull
+                # with a seed that is already slow (a join storm, issue 13) only adds to it.
+                log.info("%s stopped: already a member of a cluster alive_peer=%s "
+                         "attempts=%d", what, peer, attempt)
+                return
 
     async def _retry_join_wan(self) -> None:
         await self._retry_join(wan=True)
@@ -509,3 +517,12 @@ def _settings_of(cfg: AgentConfig) -> dict[str, Any]:
 
 def parse_join_address(value: str, default_port: int) -> tuple[str, int]:
     return split_hostport(value, default_port)
+
+
+def _alive_peer(pool: Gossip) -> str | None:
+    """The name of an alive member of ``pool`` other than ourselves, if there is one."""
+    me = pool.local_member().name
+    for m in pool.members():
+        if m.name != me and m.status == "alive":
+            return m.name
+    return None

@@ -70,3 +70,40 @@ async def test_a_failing_background_job_is_logged_and_the_agent_keeps_running(
             agent.request_stop()
             async with asyncio.timeout(15):
                 assert await run == 0
+
+
+async def test_retry_join_stops_once_another_agent_made_us_a_member(
+        tmp_path: Path, caplog: pytest.LogCaptureFixture) -> None:
+    """Issue 13: an agent whose -retry-join target does not answer, but that others reach (they
+    join it, or gossip does), stops retrying, as a successful join would have."""
+    base = {"bind_addr": "127.0.0.1", "http_port": 0, "dns_port": -1, "serf_lan_port": 0,
+            "enable_lb": False, "enable_dns": False, "log_level": "warn"}
+    lonely = Agent(build({**base, "node_name": "lonely", "data_dir": str(tmp_path / "lonely"),
+                          "retry_join": [f"127.0.0.1:{_closed_port()}"],
+                          "retry_interval": "50ms"}))
+    other: Agent | None = None
+    runs = [asyncio.create_task(lonely.run())]
+    try:
+        with caplog.at_level(logging.INFO, logger="registry.agent"):
+            await eventually(lambda: [t.get_name() for t in _jobs()] == ["agent-retry_join"],
+                             timeout=20, what="lonely's retry_join running")
+            await eventually(lambda: caplog.text.count("join failed") >= 3,
+                             timeout=20, what="a few failed attempts")
+            assert "retry_join stopped" not in caplog.text
+            other = Agent(build({**base, "node_name": "other",
+                                 "data_dir": str(tmp_path / "other"),
+                                 "retry_join": [f"127.0.0.1:{lonely.gossip_port}"],
+                                 "retry_interval": "50ms"}))
+            runs.append(asyncio.create_task(other.run()))
+            await eventually(lambda: "retry_join stopped: already a member" in caplog.text,
+                             timeout=20, what="lonely's retry_join stopping")
+            await eventually(lambda: [t.get_name() for t in _jobs()] == [],
+                             timeout=20, what="both retry_join jobs over")
+            assert "alive_peer=other" in caplog.text
+            assert not any(r.done() for r in runs)
+    finally:
+        lonely.request_stop()
+        if other is not None:
+            other.request_stop()
+        async with asyncio.timeout(15):
+            assert [await r for r in runs] == [0] * len(runs)
