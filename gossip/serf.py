@@ -254,6 +254,12 @@ class Serf:
         self.local_addr = ""
         self.local_port = 0
         self._members: dict[str, _MemberState] = {}
+        self._state_gen = 0
+        """Bumped by every method that may change what :meth:`local_state` sends (members'
+        status and status LTimes, the member set, the event ring); the clocks are keyed
+        apart."""
+        self._local_cache: tuple[tuple[int, int, int, int, bytes | None], bytes] | None = None
+        """The last :meth:`local_state`: (generation, clocks, application state), bytes."""
         self._rumor_peers: int | None = None
         """Cached count of members carrying the Rumor tag (None: count again)."""
         self._intents: dict[str, _Intent] = {}
@@ -391,6 +397,7 @@ class Serf:
     def node_joined(self, name: str, addr: str, port: int, meta: bytes, vsn: Sequence[int],
                     now: float) -> None:
         """memberlist NotifyJoin: the node became alive (new, or back from dead/left)."""
+        self._state_gen += 1  # members' status/ltimes may change: local_state rebuilds
         tags = decode_tags(meta)
         m = self._members.get(name)
         if m is None:
@@ -414,6 +421,7 @@ class Serf:
 
     def node_left(self, name: str, now: float) -> None:
         """memberlist NotifyLeave: the node was declared dead, or left (§7.9)."""
+        self._state_gen += 1  # members' status/ltimes may change: local_state rebuilds
         m = self._members.get(name)
         if m is None:
             return
@@ -443,6 +451,7 @@ class Serf:
         self._emit(MemberUpdated(m.snapshot()))
 
     def _erase(self, m: _MemberState) -> None:
+        self._state_gen += 1  # members' status/ltimes may change: local_state rebuilds
         self._members.pop(m.name, None)
         self._rumor_peers = None
         self.counters["serf.member.reap"] += 1
@@ -461,6 +470,7 @@ class Serf:
 
     def handle_join_intent(self, msg: JoinIntent, now: float) -> bool:
         """Apply a join intent; returns True when it is new (to be re-gossiped)."""
+        self._state_gen += 1  # members' status/ltimes may change: local_state rebuilds
         self.clock.witness(msg.ltime)
         m = self._members.get(msg.node)
         if m is None:
@@ -474,6 +484,7 @@ class Serf:
 
     def handle_leave_intent(self, msg: LeaveIntent, now: float) -> bool:
         """Apply a leave intent; returns True when it is new (to be re-gossiped)."""
+        self._state_gen += 1  # members' status/ltimes may change: local_state rebuilds
         self.clock.witness(msg.ltime)
         m = self._members.get(msg.node)
         if m is None:
@@ -571,6 +582,7 @@ class Serf:
 
     def handle_user_event(self, msg: UserEvent, now: float) -> bool:
         """Apply a user event; True when it is new (delivered, and to be re-gossiped)."""
+        self._state_gen += 1  # the event ring may change: local_state rebuilds
         self.event_clock.witness(msg.ltime)
         if msg.ltime < self.event_min_time:
             self.counters["serf.events.before_join"] += 1
@@ -851,6 +863,11 @@ class Serf:
                 app = self.app_delegate_state(join)
             except Exception:
                 log.exception("app delegate failed to give its state")
+        key = (self._state_gen, self.clock.time(), self.event_clock.time(),
+               self.query_clock.time(), app)
+        hit = self._local_cache
+        if hit is not None and hit[0] == key:
+            return hit[1]  # a join storm's seed answers many push/pulls with one view (issue 13)
         # Serf sends its whole 512-slot ring, empty slots as nil; the receiver skips those and
         # reads the rest by their LTime, not their position, so only the filled slots are sent
         # (a push/pull with no recent events is ~1 KiB shorter and ~1 ms cheaper each way).
@@ -868,7 +885,9 @@ class Serf:
             query_ltime=self.query_clock.time(),
             app_state=app,
         )
-        return codec.encode_serf(pp)
+        out = codec.encode_serf(pp)
+        self._local_cache = (key, out)
+        return out
 
     def merge_remote_state(self, buf: bytes, join: bool, now: float) -> None:
         """Merge a peer's Serf push/pull state (§7.4). Never raises."""

@@ -374,3 +374,50 @@ def test_flap_and_queue_depth_are_counted() -> None:
         s.user_event(f"e{i}", b"", True, 30.0)
     s.handle_timer(31.0)
     assert s.counters["serf.queue.events"] == 5
+
+
+def test_local_state_is_reused_until_something_in_it_changes() -> None:
+    """Issue 13: a join storm's seed sends the same Serf state in push/pull after push/pull;
+    it is encoded once, and every change that it carries makes a fresh one."""
+    s = make()
+    app = [b"app-1"]
+    s.app_delegate_state = lambda join: app[0]
+
+    def fresh() -> bytes:
+        saved = s._local_cache
+        s._local_cache = None
+        out = s.local_state(False)
+        s._local_cache = saved
+        return out
+
+    seen: list[bytes] = []
+
+    def check(what: str) -> None:
+        got = s.local_state(False)
+        assert got == fresh(), what
+        assert s.local_state(False) is got, what  # nothing changed since: the same bytes
+        assert all(got != old for old in seen), f"{what}: not in the state"
+        seen.append(got)
+
+    check("start")
+    s.node_joined("a", "10.0.0.1", 7946, encode_tags({}), VSN, 1.0)
+    check("a member joined")
+    s.handle_join_intent(JoinIntent(ltime=7, node="a"), 1.0)
+    check("its join intent (status LTime and clock)")
+    s.handle_leave_intent(LeaveIntent(ltime=9, node="a"), 1.0)
+    s.node_left("a", 2.0)
+    check("it left")
+    s.handle_user_event(UserEvent(ltime=3, name="deploy", payload=b"x", cc=False), 2.0)
+    check("a user event")
+    s.handle_user_event(UserEvent(ltime=3, name="other", payload=b"y", cc=False), 2.0)
+    check("a second event in the same slot (no clock change)")
+    s.query_clock.witness(40)
+    check("the query clock")
+    app[0] = b"app-2"
+    check("the application's state")
+    assert s.force_leave("a", 3.0, prune=True) or s.member("a") is None
+    s.node_joined("b", "10.0.0.2", 7946, encode_tags({}), VSN, 3.0)
+    s.node_left("b", 4.0)
+    check("another member failed")
+    s._erase(s._members["b"])
+    check("a member reaped")
