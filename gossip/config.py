@@ -95,6 +95,14 @@ class MemberlistConfig:
     retransmit_mult * log(n) times in all, so the bytes stay the same; news just leaves
     sooner (on average half a gossip interval earlier per hop). memberlist has no such round;
     turn it off to mimic its timing exactly. Default True."""
+    quiet_idle_rounds: bool = True
+    """Do not wake up for a regular gossip round that has nothing to send (issue 18: idle
+    CPU). A round with nothing queued sends nothing (as in memberlist), so while the queues
+    are empty :meth:`Memberlist.next_deadline` reports the next other timer instead; the
+    skipped round runs, still empty, at that wake-up, and the regular rounds keep their phase.
+    As soon as something is queued the next deadline is the overdue round again, so the
+    driver (which re-arms after every entry point) wakes at once: news never waits longer
+    than with the round armed. Default True; False wakes for every round."""
     gossip_to_the_dead_time: float = 30.0
     """Seconds we keep gossiping to a dead node (so it may refute); dead nodes are reaped after
     this at the next probe-list wrap. LAN 30 s, WAN 60 s, local 15 s."""

@@ -380,6 +380,8 @@ class Memberlist:
         self._stream_out: list[StreamRequest] = []
         self._events: deque[MemberlistEvent | JoinCompleted] = deque()
         self._timers: list[list[Any]] = []
+        self._gossip_entry: list[Any] | None = None
+        """The regular gossip round's timer entry (``next_deadline`` may look past it)."""
         self._timer_seq = 0
         self._warned: set[str] = set()
         self._handoff_high: deque[Alive] = deque()
@@ -391,7 +393,8 @@ class Memberlist:
         # stagger so that nodes started together do not probe in lock step.
         self._set_alive(now)
         self._schedule(now + self.rng.random() * config.probe_interval, self._probe_tick, None)
-        self._schedule(now + self.rng.random() * config.gossip_interval, self._gossip_tick, None)
+        first_round = now + self.rng.random() * config.gossip_interval
+        self._gossip_entry = self._schedule(first_round, self._gossip_tick, first_round)
         if config.push_pull_interval > 0:
             first = self.rng.random() * push_pull_scale(config.push_pull_interval, 1)
             self._schedule(now + first, self._push_pull_tick, None)
@@ -435,7 +438,18 @@ class Memberlist:
         timers = self._timers
         while timers and timers[0][2] is None:
             heapq.heappop(timers)
-        return timers[0][0] if timers else None
+        if not timers:
+            return None
+        top = timers[0]
+        if (top is self._gossip_entry and len(timers) > 1 and self.config.quiet_idle_rounds
+                and not self._has_broadcasts()):
+            # the regular round would send nothing (config.quiet_idle_rounds): wake for the
+            # next other timer; a heap's second smallest is one of the root's children (a
+            # cancelled one only makes the wake-up early, never late)
+            second: float = min(e[0] for e in timers[1:3])
+            return second
+        when: float = top[0]
+        return when
 
     def handle_timer(self, now: float) -> None:
         """Run every timer due at ``now`` (not those scheduled meanwhile, even for ``now``:
@@ -1067,8 +1081,13 @@ class Memberlist:
         # regular rounds, so a burst of news is not slowed by re-sending what peers have
         self._gossip_round(now, below=self.config.gossip_nodes)
 
-    def _gossip_tick(self, _: Any, now: float) -> None:
-        self._schedule(now + self.config.gossip_interval, self._gossip_tick, None)
+    def _gossip_tick(self, when: float, now: float) -> None:
+        interval = self.config.gossip_interval
+        nxt = now + interval
+        if now - when >= interval:
+            # a round skipped while idle (quiet_idle_rounds) runs late: keep the rounds' phase
+            nxt = when + interval * (math.floor((now - when) / interval) + 1)
+        self._gossip_entry = self._schedule(nxt, self._gossip_tick, nxt)
         self._gossip_round(now)
 
     def _gossip_round(self, now: float, below: int | None = None) -> None:

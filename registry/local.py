@@ -169,6 +169,9 @@ class LocalState:
         self._flush_pending: asyncio.TimerHandle | None = None
         self._flush_task: asyncio.Task[None] | None = None
         self._reaper: asyncio.Task[None] | None = None
+        self._reap_wanted = asyncio.Event()
+        """Set when a check with DeregisterCriticalServiceAfter is added: the reaper, asleep
+        while no check has one (no wake-ups on an idle agent, issue 18), looks again."""
         self._started = False
         self.counters: dict[str, int] = {"persist_writes": 0, "check_updates": 0,
                                          "reaped_services": 0}
@@ -337,6 +340,8 @@ class LocalState:
     def _apply_check(self, defn: CheckDef, source: str, status: str, output: str) -> None:
         self.checks[defn.check_id] = LocalCheck(
             defn, status, output, source, self.clock() if status == CRITICAL else None)
+        if defn.deregister_critical_after:
+            self._reap_wanted.set()
         rec = self.check_record(defn.check_id)
         assert rec is not None
         self.catalog.put_check(self.info.name, rec)
@@ -497,6 +502,9 @@ class LocalState:
     async def _reap_loop(self) -> None:
         """DeregisterCriticalServiceAfter: remove services whose check stayed critical."""
         while True:
+            if not any(c.defn.deregister_critical_after for c in self.checks.values()):
+                self._reap_wanted.clear()
+                await self._reap_wanted.wait()
             await asyncio.sleep(0.5)
             now = self.clock()
             doomed = set()

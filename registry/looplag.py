@@ -7,6 +7,15 @@ the agent's loop, has no per-callback accounting outside debug mode (which costs
 stalls it would find), so timer lateness is the measure: a stall of ``s`` seconds shows as a lag
 between ``s - interval`` and ``s``; any stall longer than ``interval`` is seen.
 
+While the process is idle the sampler slows down (issue 18: an idle agent's CPU). Ticking every
+50 ms was an idle agent's most frequent wake-up (20 a second, more than gossip's). After a
+second in which the process used less than ``IDLE_CPU`` of a core and no tick was late by more
+than ``SLOW``, ticks come every ``idle_interval`` (1 s); the first tick that finds the process
+busy, or that runs late, goes back to ``interval``. So under load (a join burst, requests,
+checks) every stall longer than ``interval`` is seen as before; on an idle agent a stall is seen
+if it covers a tick (always when it lasts longer than ``idle_interval``), and the sampler is
+back at ``interval`` from the next tick on.
+
 The observations feed the ``rumor_runtime_loop_lag_seconds`` histogram (``registry.metrics``)
 and the ``runtime`` section of ``rumor info``. Nothing here imports prometheus_client.
 """
@@ -14,21 +23,36 @@ and the ``runtime`` section of ``rumor info``. Nothing here imports prometheus_c
 from __future__ import annotations
 
 import asyncio
+import time
 from bisect import bisect_left
+from collections.abc import Callable
 
 BUCKETS = (0.001, 0.005, 0.01, 0.02, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0)
 """Histogram upper bounds, seconds (the last bucket, +Inf, is implicit)."""
 SLOW = 0.02
 """Seconds: a lag above this counts as a slow callback (the scale budget of issue 13)."""
+IDLE_CPU = 0.02
+"""Share of a core below which a second counts as idle (an idle agent uses ~0.3%)."""
+WINDOW = 1.0
+"""Seconds of fast ticks over which the process's CPU is judged before slowing down."""
 
 
 class LoopLag:
     """A histogram of timer lateness, fed by :meth:`observe` (pure) or by :meth:`start`."""
 
-    def __init__(self, interval: float = 0.05) -> None:
-        if interval <= 0:
-            raise ValueError("interval must be positive")
+    def __init__(self, interval: float = 0.05, idle_interval: float | None = 1.0,
+                 cpu: Callable[[], float] = time.process_time) -> None:
+        if interval <= 0 or (idle_interval is not None and idle_interval < interval):
+            raise ValueError("interval must be positive and idle_interval at least interval")
         self.interval = interval
+        self.idle_interval = idle_interval
+        """Seconds between ticks while the process is idle; None: always ``interval``."""
+        self._cpu = cpu
+        self.idle = False
+        """Whether the sampler ticks at ``idle_interval`` now."""
+        self._win_start = 0.0
+        self._win_cpu = 0.0
+        self._win_late = False
         self.counts = [0] * (len(BUCKETS) + 1)
         self.count = 0
         self.sum = 0.0
@@ -62,12 +86,41 @@ class LoopLag:
                 "loop_lag_samples": str(self.count),
                 "slow_callbacks": str(self.slow)}
 
+    def next_interval(self, now: float, lag: float) -> float:
+        """Seconds to the next tick, after a tick at ``now`` (loop time) that ran ``lag`` late.
+
+        Pure apart from the injected CPU clock: busy (CPU at or above ``IDLE_CPU`` of a core
+        since the window began) or late (``lag`` above ``SLOW``) means ``interval`` at once and
+        a new window; a whole window of idle fast ticks means ``idle_interval``."""
+        if self.idle_interval is None:
+            return self.interval
+        cpu = self._cpu()
+        elapsed = now - self._win_start
+        busy = cpu - self._win_cpu >= IDLE_CPU * max(elapsed, self.interval)
+        if lag > SLOW:
+            self._win_late = True
+        if busy or self._win_late:
+            if self.idle or elapsed >= WINDOW:
+                self._new_window(now, cpu)
+            self.idle = False
+            return self.interval
+        if self.idle or elapsed >= WINDOW:
+            self.idle = True
+            self._new_window(now, cpu)
+            return self.idle_interval
+        return self.interval
+
+    def _new_window(self, now: float, cpu: float) -> None:
+        self._win_start, self._win_cpu, self._win_late = now, cpu, False
+
     # --- on a running loop -----------------------------------------------------------------
 
     def start(self, loop: asyncio.AbstractEventLoop | None = None) -> None:
         if self._handle is not None:
             return
         self._loop = loop or asyncio.get_running_loop()
+        self.idle = False
+        self._new_window(self._loop.time(), self._cpu())
         self._due = self._loop.time() + self.interval
         self._handle = self._loop.call_at(self._due, self._tick)
 
@@ -82,6 +135,7 @@ class LoopLag:
         now = loop.time()
         # uvloop's timers have millisecond resolution and may fire up to 1 ms early: the lag
         # is clamped at 0 by observe()
-        self.observe(now - self._due)
-        self._due = now + self.interval
+        lag = now - self._due
+        self.observe(lag)
+        self._due = now + self.next_interval(now, lag)
         self._handle = loop.call_at(self._due, self._tick)

@@ -489,3 +489,70 @@ def test_copy_of_a_broadcast_is_skipped_only_once_handled() -> None:
     dup = core.counters.msgs_in.get("duplicate", 0)
     core.receive_packet(wire, ("127.0.0.2", 7946), now + 0.2)   # now a known copy
     assert calls == 2 and core.counters.msgs_in.get("duplicate", 0) == dup + 1
+
+
+def _idle_wakeups(quiet: bool, seed: int = 31) -> tuple[int, int]:
+    """(timer wake-ups of n3, gossip rounds it ran) over 10 idle simulated seconds of a
+    settled 6-node LAN cluster."""
+    net = FakeNet(seed=seed)
+    for i in range(6):
+        net.sim.add_node(f"n{i}", quiet_idle_rounds=quiet)
+    for i in range(1, 6):
+        net.sim.join(f"n{i}", ["n0"])
+    net.run_until(lambda: alive_everywhere(net), 10.0)
+    net.sim.run_for(10.0)   # the join gossip dies down
+    core = net.sim.nodes["n3"].core
+    wakeups = rounds = 0
+    real_timer, real_round = core.handle_timer, core._gossip_round
+
+    def timer(now: float) -> None:
+        nonlocal wakeups
+        wakeups += 1
+        real_timer(now)
+
+    def counting(now: float, below: int | None = None) -> None:
+        nonlocal rounds
+        rounds += 1
+        real_round(now, below)
+
+    core.handle_timer = timer  # type: ignore[method-assign]
+    core._gossip_round = counting  # type: ignore[method-assign]
+    net.sim.run_for(10.0)
+    return wakeups, rounds
+
+
+def test_quiet_idle_rounds_do_not_wake_for_empty_gossip_rounds() -> None:
+    """An idle node (nothing queued) wakes for probes, not for the 5 gossip rounds a second;
+    the skipped rounds run (empty, several folded into one) at those wake-ups."""
+    quiet_wakeups, quiet_rounds = _idle_wakeups(True)
+    loud_wakeups, loud_rounds = _idle_wakeups(False)
+    assert loud_wakeups >= 50                  # 10 s of 0.2 s rounds at least
+    assert quiet_wakeups <= loud_wakeups // 2, (quiet_wakeups, loud_wakeups)
+    assert loud_rounds >= 50 and 5 <= quiet_rounds < loud_rounds, (quiet_rounds, loud_rounds)
+
+
+def _news_delay(eager: bool, seed: int) -> float:
+    """Simulated seconds from queueing a user message on an idle node of a settled 5-node
+    cluster (and the driver's re-arm) until 3 others have it."""
+    net = FakeNet(seed=seed)
+    for i in range(5):
+        net.sim.add_node(f"n{i}", eager_gossip=eager)
+    for i in range(1, 5):
+        net.sim.join(f"n{i}", ["n0"])
+    net.run_until(lambda: alive_everywhere(net), 10.0)
+    net.sim.run_for(10.0)
+    got: list[str] = []
+    net.sim.on_user_msg = lambda node, buf: got.append(node) if buf == b"news" else None
+    net.sim.queue_user_broadcast("n2", b"news", "k")
+    net.sim._flush(net.sim.nodes["n2"])    # the driver re-arms after every command
+    return net.run_until(lambda: len(got) >= 3, 5.0)
+
+
+@pytest.mark.parametrize("eager", [True, False])
+def test_quiet_idle_rounds_still_send_news_at_once(eager: bool) -> None:
+    """Something queued on an idle node makes the overdue round due again: the driver's
+    re-arm after the command wakes it at once, not at the next probe (up to 1 s away)."""
+    for seed in (41, 42, 43):
+        # the overdue regular round (or the eager one) runs at once: one hop of latency
+        t = _news_delay(eager, seed)
+        assert t < 0.05, (seed, eager, t)

@@ -46,3 +46,65 @@ async def test_a_blocking_callback_is_seen_on_a_running_loop() -> None:
     n = lag.count
     await asyncio.sleep(0.03)
     assert lag.count == n  # stopped
+
+
+class _FakeCPU:
+    def __init__(self) -> None:
+        self.t = 0.0
+
+    def __call__(self) -> float:
+        return self.t
+
+
+def _ticks(lag: LoopLag, cpu: _FakeCPU, now: float, until: float, cpu_per_s: float,
+           late: float = 0.0) -> tuple[float, list[float]]:
+    """Drive ``next_interval`` tick by tick (the process burning ``cpu_per_s`` of a core)."""
+    seen = []
+    while now < until:
+        step = lag.next_interval(now, late)
+        seen.append(step)
+        now += step
+        cpu.t += cpu_per_s * step
+    return now, seen
+
+
+def test_idle_process_slows_the_sampler_and_work_brings_it_back() -> None:
+    cpu = _FakeCPU()
+    lag = LoopLag(interval=0.05, idle_interval=1.0, cpu=cpu)
+    lag._new_window(0.0, 0.0)
+    # a process at 0.3% of a core: fast ticks for the first window, then one a second
+    now, seen = _ticks(lag, cpu, 0.0, 5.0, 0.003)
+    assert seen[0] == 0.05 and seen[-1] == 1.0 and lag.idle
+    assert sum(1 for s in seen if s == 0.05) <= 21     # one window of fast ticks
+    # the process gets busy (10% of a core) after this idle tick: the first tick that sees
+    # it goes back to 50 ms, and the sampler stays there
+    now, seen = _ticks(lag, cpu, now, now + 3.0, 0.10)
+    assert seen[0] == 1.0 and set(seen[1:]) == {0.05} and not lag.idle
+    # quiet again: slow after one idle window
+    now, seen = _ticks(lag, cpu, now, now + 3.0, 0.003)
+    assert seen[-1] == 1.0 and lag.idle
+
+
+def test_a_late_tick_brings_the_fast_sampler_back_even_without_cpu() -> None:
+    cpu = _FakeCPU()
+    lag = LoopLag(interval=0.05, idle_interval=1.0, cpu=cpu)
+    lag._new_window(0.0, 0.0)
+    now, _ = _ticks(lag, cpu, 0.0, 3.0, 0.0)
+    assert lag.idle
+    # a stall that used no CPU (a blocking read): the tick ran 0.3 s late
+    assert lag.next_interval(now + 0.3, 0.3) == 0.05 and not lag.idle
+    # the window that saw the late tick stays fast to its end
+    _, seen = _ticks(lag, cpu, now + 0.35, now + 1.2, 0.0)
+    assert seen[0] == 0.05
+
+
+def test_idle_interval_none_always_ticks_fast() -> None:
+    cpu = _FakeCPU()
+    lag = LoopLag(interval=0.05, idle_interval=None, cpu=cpu)
+    _, seen = _ticks(lag, cpu, 0.0, 3.0, 0.0)
+    assert set(seen) == {0.05}
+
+
+def test_idle_interval_below_interval_refused() -> None:
+    with pytest.raises(ValueError):
+        LoopLag(interval=0.5, idle_interval=0.1)
