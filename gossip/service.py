@@ -148,6 +148,9 @@ class Gossip:
         self._shutdown_task: asyncio.Task[None] | None = None
         """A shutdown the service started itself (a lost name-conflict vote)."""
         self.snapshot: Snapshot | None = None
+        self._snapshot_wake = asyncio.Event()
+        self._snapshot_seen = (-1, -1, -1)
+        """The clocks the snapshot writer last recorded (see ``_snapshot_poke``)."""
         self.handlers: EventHandlers | None = None
         self._started = False
         self._stopped = False
@@ -197,6 +200,8 @@ class Gossip:
         self.transport = MemberlistTransport(
             self.memberlist_config, core_factory=self._make_core, clock=self._clock)
         self.transport.add_listener(self._on_core_event)
+        if self.snapshot is not None:
+            self.transport.after_flush = self._snapshot_poke
         try:
             await self.transport.start()  # raises TransportError (an OSError) if it cannot bind
         except BaseException:
@@ -356,13 +361,34 @@ class Gossip:
             except Exception:
                 log.exception("gossip listener failed event=%s", type(ev).__name__)
 
+    def _snapshot_clocks(self) -> tuple[int, int, int]:
+        serf = self.serf
+        return serf.clock.time(), serf.event_clock.time(), serf.query_clock.time()
+
+    def _snapshot_poke(self) -> None:
+        """After every entry point of the core (the transport's ``after_flush``): wake the
+        snapshot writer if a clock moved or a record is pending. Nothing else moves them, so
+        an idle agent's writer sleeps instead of ticking twice a second (issue 18)."""
+        snap = self.snapshot
+        wake = self._snapshot_wake
+        if snap is None or wake.is_set():
+            return
+        if self._snapshot_clocks() != self._snapshot_seen or snap.has_pending():
+            wake.set()
+
     async def _snapshot_loop(self) -> None:
+        """Write what changed, at most once per ``snapshot_flush_interval`` and within one
+        interval of the change (as Serf's snapshotter, which ticks every 500 ms)."""
         snap = self.snapshot
         assert snap is not None
+        wake = self._snapshot_wake
         while True:
+            if self._snapshot_clocks() == self._snapshot_seen and not snap.has_pending():
+                wake.clear()
+                await wake.wait()
             await asyncio.sleep(self.serf_config.snapshot_flush_interval)
-            snap.clocks(self.serf.clock.time(), self.serf.event_clock.time(),
-                        self.serf.query_clock.time())
+            self._snapshot_seen = clocks = self._snapshot_clocks()
+            snap.clocks(*clocks)
             if snap.has_pending():
                 await asyncio.to_thread(snap.flush)
 

@@ -162,6 +162,9 @@ class MemberlistTransport:
         self._tasks = TaskOwner("memberlist")
         """Owns every stream exchange (outbound push/pulls and pings, inbound connections)."""
         self._listeners: list[Listener] = []
+        self.after_flush: Callable[[], None] | None = None
+        """Called at the end of every :meth:`flush` (after every entry point of the core):
+        where the owner notices that the core's state moved without a timer of its own."""
         self._joins: dict[int, asyncio.Future[JoinCompleted]] = {}
         self._answers: dict[int, asyncio.Future[bytes | None]] = {}
         """Inbound push/pulls waiting for their answer (``PendingAnswer`` ids)."""
@@ -386,6 +389,8 @@ class MemberlistTransport:
         if self._leave_event is not None and core.leave_broadcast_done:
             self._leave_event.set()
         self._arm_timer(loop, core)
+        if self.after_flush is not None:
+            self.after_flush()
 
     def _deliver_events(self, core: DrivenCore) -> None:
         while (ev := core.next_event()) is not None:
