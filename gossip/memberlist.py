@@ -267,6 +267,9 @@ class _Probe:
     tcp_id: int = 0
     tcp_ok: bool = False
     done: bool = False
+    timer: list[Any] | None = None
+    """The probe's pending timer entry (indirect stage or deadline), cancelled when it ends:
+    an answered probe does not wake the node for nothing (issue 18)."""
 
 
 @dataclass(slots=True)
@@ -444,10 +447,11 @@ class Memberlist:
         if (top is self._gossip_entry and len(timers) > 1 and self.config.quiet_idle_rounds
                 and not self._has_broadcasts()):
             # the regular round would send nothing (config.quiet_idle_rounds): wake for the
-            # next other timer; a heap's second smallest is one of the root's children (a
-            # cancelled one only makes the wake-up early, never late)
-            second: float = min(e[0] for e in timers[1:3])
-            return second
+            # next other live timer (an idle node has a handful of them)
+            live = [e[0] for e in timers if e[2] is not None and e is not top]
+            if live:
+                second: float = min(live)
+                return second
         when: float = top[0]
         return when
 
@@ -931,7 +935,7 @@ class Memberlist:
                 Suspect(incarnation=s.incarnation, node=s.name, from_node=self.name)
             )
             self._raw_send(s.address, codec.make_compound([ping, sus]), s)
-        self._schedule(now + cfg.probe_timeout, self._probe_indirect, probe)
+        probe.timer = self._schedule(now + cfg.probe_timeout, self._probe_indirect, probe)
 
     def _probe_indirect(self, probe: _Probe, now: float) -> None:
         if probe.done:
@@ -971,7 +975,7 @@ class Memberlist:
             if st is not None:
                 st.probe = probe
                 probe.tcp_id = st.req.id
-        self._schedule(probe.deadline, self._probe_deadline, probe)
+        probe.timer = self._schedule(probe.deadline, self._probe_deadline, probe)
 
     def _probe_deadline(self, probe: _Probe, now: float) -> None:
         if probe.done:
@@ -980,7 +984,8 @@ class Memberlist:
         if st is not None and not st.done and probe.stage == 1:
             # The TCP ping shares this deadline; give its result a moment to come back.
             probe.stage = 2
-            self._schedule(now + min(0.25, self.config.probe_timeout), self._probe_deadline, probe)
+            probe.timer = self._schedule(now + min(0.25, self.config.probe_timeout),
+                                         self._probe_deadline, probe)
             return
         self._probe_failed(probe, now)
 
@@ -1013,6 +1018,9 @@ class Memberlist:
         self, probe: _Probe, now: float, *, success: bool, delta: int = 0
     ) -> None:
         probe.done = True
+        if probe.timer is not None:
+            probe.timer[2] = None   # cancelled: next_deadline drops it
+            probe.timer = None
         if self._acks.get(probe.seq) is probe:
             del self._acks[probe.seq]
         self.awareness.apply_delta(-1 if success else delta)
