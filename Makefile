@@ -29,10 +29,12 @@ dev: $(STAMP)
 	$(PYC)
 	$(BIN)/rumor agent -dev
 
+# Two xdist workers; the namespace tests run one after the other on one of them (their group,
+# tests/conftest.py). --durations: the slowest tests, in every CI log.
 test: $(STAMP)
 	./scripts/setup-system.sh
 	$(PYC)
-	$(BIN)/python -m pytest -q -ra
+	$(BIN)/python -m pytest -q -ra -n 2 --dist loadgroup --no-loadscope-reorder --durations=25
 
 unit: $(STAMP)
 	$(BIN)/python -m pytest -q tests/unit

@@ -14,6 +14,30 @@ from tests.harness.agents import Cluster
 # ci_skips: with CI=true a skip fails the run (allow-list: tests/skip_allowlist.py).
 pytest_plugins = ("pytester", "tests.harness.ci_skips")
 
+SERIAL = "serial"
+"""The xdist group of the tests that build network namespaces (partitions, loss, heals,
+federation, the examples): ``make test`` runs the suite on two workers (``-n 2 --dist
+loadgroup``), and these run one after the other on one worker, never two labs at once."""
+
+
+def serial(item: pytest.Item) -> bool:
+    return (item.get_closest_marker("netns") is not None
+            or "netns_lab" in getattr(item, "fixturenames", ()))
+
+
+def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
+    """Group the tests for ``--dist loadgroup``: the namespace tests in one serial group, put
+    first (with ``--no-loadscope-reorder`` the longest chain starts at once), every other test
+    with the rest of its module (its module-scoped fixtures are set up once, on one worker).
+    Without xdist the groups are inert and only the order changes."""
+    first = [i for i in items if serial(i)]
+    rest = [i for i in items if not serial(i)]
+    for i in first:
+        i.add_marker(pytest.mark.xdist_group(SERIAL))
+    for i in rest:
+        i.add_marker(pytest.mark.xdist_group(i.nodeid.split("::", 1)[0]))
+    items[:] = first + rest
+
 
 @pytest.fixture
 def cluster(tmp_path: Path) -> Iterator[Cluster]:

@@ -52,15 +52,19 @@ def _unexpected(config: pytest.Config) -> list[tuple[str, str]]:
     return config.stash.setdefault(_UNEXPECTED, [])
 
 
+_PROPERTY = "unexpected_skip_in_ci"
+
+
 @pytest.hookimpl(wrapper=True)
 def pytest_runtest_makereport(item: pytest.Item, call: pytest.CallInfo[None]
                               ) -> Generator[None, pytest.TestReport, pytest.TestReport]:
     rep = yield
     if rep.skipped and not hasattr(rep, "wasxfail") and in_ci() and allowed(rep.nodeid) is None:
         reason = _reason(rep)
-        _unexpected(item.config).append((rep.nodeid, reason))
         rep.outcome = "failed"
         rep.longrepr = f"unexpected skip in CI: {reason}\n{HINT}"
+        # carried with the report, so that an xdist controller lists it too
+        rep.user_properties.append((_PROPERTY, reason))
     return rep
 
 
@@ -71,6 +75,34 @@ def pytest_make_collect_report(collector: pytest.Collector
     if rep.skipped and in_ci() and allowed(rep.nodeid) is None:
         _unexpected(collector.config).append((rep.nodeid, _reason(rep)))
     return rep
+
+
+class _Recorder:
+    """Lists the unexpected skips where the reports arrive: in the only process, or under
+    xdist in the controller (the tests and the collection run in the workers; the controller
+    prints the summary and sets the exit status)."""
+
+    def __init__(self, config: pytest.Config, controller: bool) -> None:
+        self.config = config
+        self.controller = controller
+
+    def pytest_runtest_logreport(self, report: pytest.TestReport) -> None:
+        # the workers' reports come with their user properties
+        for name, reason in report.user_properties:
+            if name == _PROPERTY:
+                _unexpected(self.config).append((report.nodeid, str(reason)))
+
+    def pytest_collectreport(self, report: pytest.CollectReport) -> None:
+        # xdist forwards a worker's skipped collection to the controller
+        if (self.controller and report.skipped and in_ci()
+                and allowed(report.nodeid) is None):
+            _unexpected(self.config).append((report.nodeid, _reason(report)))
+
+
+def pytest_configure(config: pytest.Config) -> None:
+    controller = bool(getattr(config.option, "numprocesses", None)) and not hasattr(
+        config, "workerinput")
+    config.pluginmanager.register(_Recorder(config, controller))
 
 
 def pytest_terminal_summary(terminalreporter: Any, exitstatus: int, config: pytest.Config

@@ -77,6 +77,32 @@ def test_in_ci_every_skip_fails_and_is_listed(pytester: pytest.Pytester,
     ])
 
 
+def test_in_ci_every_skip_fails_under_xdist_too(pytester: pytest.Pytester,
+                                               monkeypatch: pytest.MonkeyPatch) -> None:
+    """``make test`` runs two xdist workers: the skips happen there, and the controller
+    still fails the run and lists them, a module skipped at collection included."""
+    pytester.makepyfile(test_skipping=SKIPPING, test_mod='''
+import pytest
+pytest.importorskip("no_such_module_for_rumor")
+
+def test_never_collected():
+    pass
+''')
+    monkeypatch.setenv("CI", "true")
+    monkeypatch.setenv("PYTHONPATH", str(Path(__file__).resolve().parents[2]))
+    result = pytester.runpytest_subprocess(*PLUGIN, "-ra", "-n", "2", "-p", "xdist")
+    # the skipped module counts as a skip; it fails the run all the same
+    result.assert_outcomes(passed=1, failed=1, errors=2, skipped=1, xfailed=1)
+    assert result.ret == pytest.ExitCode.TESTS_FAILED
+    result.stdout.fnmatch_lines_random([
+        "*unexpected skips in CI: 4*",
+        "SKIP IS FAILURE test_skipping.py::test_fixture_skips: no-such-tool-for-rumor is *",
+        "SKIP IS FAILURE test_skipping.py::test_marked: marked to skip",
+        "SKIP IS FAILURE test_skipping.py::test_skips_inside: skipped in the body",
+        "SKIP IS FAILURE test_mod.py: *no_such_module_for_rumor*",
+    ])
+
+
 def test_in_ci_allow_listed_skips_pass(pytester: pytest.Pytester,
                                        monkeypatch: pytest.MonkeyPatch) -> None:
     pytester.makepyfile(test_skipping=SKIPPING)
