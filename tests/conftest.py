@@ -2,9 +2,12 @@
 
 from __future__ import annotations
 
+import importlib
+import inspect
 import shutil
 from collections.abc import Callable, Iterator
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -16,8 +19,36 @@ pytest_plugins = ("pytester", "tests.harness.ci_skips")
 
 SERIAL = "serial"
 """The xdist group of the tests that build network namespaces (partitions, loss, heals,
-federation, the examples): ``make test`` runs the suite on two workers (``-n 2 --dist
-loadgroup``), and these run one after the other on one worker, never two labs at once."""
+federation, the examples). ``make test`` runs the suite on two workers (``-n 2 --dist
+loadgroup``): these run one after the other on one worker, never two labs at once, and every
+other test runs on the worker that runs the rest of its module (its module-scoped fixtures
+are set up once)."""
+
+
+def _marked(obj: object, name: str) -> bool:
+    marks = getattr(obj, "pytestmark", [])
+    return any(m.name == name for m in (marks if isinstance(marks, list) else [marks]))
+
+
+def serial_nodeid(nodeid: str) -> bool:
+    """Whether the test is a namespace test: marked ``netns`` (itself, its class or its
+    module) or using the ``netns_lab`` fixture. Decided from the node id, because xdist's
+    controller schedules node ids and holds no items."""
+    path, _, rest = nodeid.partition("::")
+    module = importlib.import_module(path.removesuffix(".py").replace("/", "."))
+    obj: object = module
+    chain = [module]
+    for part in rest.split("::"):
+        obj = getattr(obj, part.split("[", 1)[0], None)
+        if obj is None:
+            return False
+        chain.append(obj)
+    if any(_marked(o, "netns") for o in chain):
+        return True
+    try:
+        return "netns_lab" in inspect.signature(obj).parameters  # type: ignore[arg-type]
+    except (TypeError, ValueError):
+        return False
 
 
 def serial(item: pytest.Item) -> bool:
@@ -26,17 +57,25 @@ def serial(item: pytest.Item) -> bool:
 
 
 def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
-    """Group the tests for ``--dist loadgroup``: the namespace tests in one serial group, put
-    first (with ``--no-loadscope-reorder`` the longest chain starts at once), every other test
-    with the rest of its module (its module-scoped fixtures are set up once, on one worker).
-    Without xdist the groups are inert and only the order changes."""
-    first = [i for i in items if serial(i)]
-    rest = [i for i in items if not serial(i)]
-    for i in first:
-        i.add_marker(pytest.mark.xdist_group(SERIAL))
-    for i in rest:
-        i.add_marker(pytest.mark.xdist_group(i.nodeid.split("::", 1)[0]))
-    items[:] = first + rest
+    """The namespace tests first: with ``--no-loadscope-reorder`` the longest chain of the
+    run starts at once on one worker while the other takes the modules in turn."""
+    items[:] = [i for i in items if serial(i)] + [i for i in items if not serial(i)]
+
+
+def pytest_xdist_make_scheduler(config: pytest.Config, log: Any) -> Any:
+    """``--dist loadgroup`` with our groups: the namespace tests in one (:data:`SERIAL`),
+    every other module its own. (xdist's own ``xdist_group`` marker is not used: with pytest
+    9.2 xdist 3.8 cannot rename the node ids that carry it.)"""
+    if config.getvalue("dist") != "loadgroup":
+        return None
+    from xdist.scheduler import LoadScopeScheduling
+
+    class Groups(LoadScopeScheduling):
+        def _split_scope(self, nodeid: str) -> str:
+            nodeid = nodeid.rsplit("@", 1)[0]
+            return SERIAL if serial_nodeid(nodeid) else nodeid.split("::", 1)[0]
+
+    return Groups(config, log)
 
 
 @pytest.fixture
