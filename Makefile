@@ -30,11 +30,14 @@ dev: $(STAMP)
 	$(BIN)/rumor agent -dev
 
 # Two xdist workers; the namespace tests run one after the other on one of them (their group,
-# tests/conftest.py). --durations: the slowest tests, in every CI log.
+# tests/conftest.py); then the tests marked alone (they need both cores), on their own.
+# --durations: the slowest tests, in every CI log.
 test: $(STAMP)
 	./scripts/setup-system.sh
 	$(PYC)
-	$(BIN)/python -m pytest -q -ra -n 2 --dist loadgroup --no-loadscope-reorder --durations=25
+	$(BIN)/python -m pytest -q -ra -n 2 --dist loadgroup --no-loadscope-reorder --durations=25 \
+		-m 'not alone'; a=$$?; $(BIN)/python -m pytest -q -ra --durations=5 -m alone; \
+		b=$$?; test $$a = 0 && test $$b = 0
 
 unit: $(STAMP)
 	$(BIN)/python -m pytest -q tests/unit

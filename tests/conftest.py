@@ -57,9 +57,15 @@ def serial(item: pytest.Item) -> bool:
 
 
 def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
-    """The namespace tests first: with ``--no-loadscope-reorder`` the longest chain of the
-    run starts at once on one worker while the other takes the modules in turn."""
-    items[:] = [i for i in items if serial(i)] + [i for i in items if not serial(i)]
+    """The namespace tests first, then the modules with a test marked ``slow``, then the
+    rest: with ``--no-loadscope-reorder`` the longest chain of the run starts at once on one
+    worker, and a long test is not the last one left running."""
+    slow = {i.nodeid.split("::", 1)[0] for i in items if i.get_closest_marker("slow")}
+
+    def rank(i: pytest.Item) -> int:
+        return 0 if serial(i) else 1 if i.nodeid.split("::", 1)[0] in slow else 2
+
+    items.sort(key=rank)  # stable: the order within each rank is the collection's
 
 
 def pytest_xdist_make_scheduler(config: pytest.Config, log: Any) -> Any:

@@ -14,12 +14,15 @@ import time
 import urllib.request
 from pathlib import Path
 
+import pytest
+
 from tests.harness.agents import Cluster, wait_for
 
 ROOT = Path(__file__).resolve().parents[2]
 NODES, PER_NODE = 1000, 20
 
 
+@pytest.mark.alone  # it splits the two cores between the swarm and the agent
 def test_agent_joined_to_a_1000_node_swarm(cluster: Cluster, tmp_path: Path) -> None:
     (agent,) = cluster.start_loopback(1, prefix="real")
     # The swarm stands for 1,000 other machines: it gets a core of its own, the agent the

@@ -201,8 +201,9 @@ def test_readable_on_a_phone_without_sideways_scrolling(agent: AgentProcess) -> 
             assert sizes[0] <= sizes[1], (path, sizes)
         # the warning instance is amber
         driver.get(base + f"/ui/services/api-{'y' * 60}")
-        c = card(driver, "inst:uinode/api1")
-        assert c is not None and c["health"] == "warning"
+        # the page fills its cards from the API after the load: wait for this one
+        c = wait_for(lambda: card(driver, "inst:uinode/api1"), 10, what="the instance card")
+        assert c["health"] == "warning", c
         r, g, b = rgb(c["badge"])
         assert r > 100 and b < 60 and g > 50, c  # amber: red + some green, no blue
     finally:

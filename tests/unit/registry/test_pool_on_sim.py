@@ -38,6 +38,7 @@ import random
 from typing import Any
 
 import msgpack  # type: ignore[import-untyped]
+import pytest
 
 from gossip import MemberlistConfig
 from gossip.serf_config import SerfConfig
@@ -187,6 +188,7 @@ def instances(reg: Registry) -> int:
     return sum(len(reg.catalog.entries(s)) for s in reg.catalog.services())
 
 
+@pytest.mark.slow  # about a minute of CPU: make test starts it early
 async def test_a_2000_node_pool_keeps_callbacks_in_budget_and_heals_partitions() -> None:
     # The collector runs between the simulator's steps, not inside a callback: 2,000 nodes
     # in one process make a heap no agent has (its own is one node's), and a collection
