@@ -7,7 +7,7 @@ killed (-9) and restarted during the cut.
 The agents run the LAN profile, as deployed, except Serf's reconnect interval (2 s instead of
 30 s): the membership heals sooner after the cut ends (a reconnect to a failed member), and
 the budget is counted from that heal, with LAN's 30 s periodic push-pull unchanged, so the
-test tells the heal push-pulls from the periodic one as before, ~15 s sooner per case."""
+test tells the heal push-pulls from the periodic one as before, in less time."""
 
 from __future__ import annotations
 
