@@ -136,8 +136,8 @@ def test_recurse_keys_separator_raw_and_deletes(three: list[AgentProcess]) -> No
     # delete one key, then a whole tree; both replicate
     client(b).kv.delete("webx")
     client(b).kv.delete("web/", recurse=True)
-    wait_for(lambda: client(a).kv.get("web", recurse=True)[1] is None, 5,
-             what="the deletes on a")
+    wait_for(lambda: all(client(x).kv.get("web", recurse=True)[1] is None for x in (a, c)), 5,
+             what="the deletes on a and c")
     assert value(a, "db/x") == b"DB/X"
     _, keys = client(c).kv.get("", keys=True)
     assert keys == ["db/x", "empty"]
