@@ -247,7 +247,21 @@ async def test_a_burst_is_answered_whole_and_the_same_by_both(udpc: object) -> N
         finally:
             await srv.stop()
     assert len(results[True]) == len(queries)
-    assert results[True] == results[False] == results["thread"]
+    assert results[True] == results[False]
+    # The C thread answers the repeats of a name while the loop may still be answering the
+    # first ones, each rotating the records from where its own copy stood: under load the
+    # order of the records within an answer can differ from the loop's (never the records).
+    assert [_unordered(w) for w in results["thread"]] == [_unordered(w) for w in results[True]]
+
+
+def _unordered(wire: bytes | None) -> object:
+    """An answer with the order of the records inside each section left out."""
+    if wire is None:
+        return None
+    m = dns.message.from_wire(wire)
+    return (m.id, m.flags, m.rcode(), [str(q) for q in m.question],
+            *(sorted(line for rrset in section for line in rrset.to_text().splitlines())
+              for section in (m.answer, m.authority, m.additional)))
 
 
 @pytest.mark.parametrize("path", ["batched", "thread"])
