@@ -28,10 +28,22 @@ PYTHON = sys.executable
 
 
 _HANDED_OUT: set[int] = set()
-_PORT_LOW, _PORT_HIGH = 10000, 32000
-"""Ports come from below the kernel's ephemeral range (32768+), so the outgoing connections
-of the agents under test can never take a port between the moment it is picked and the moment
-its agent binds it."""
+def _port_range(low: int = 10000, high: int = 32000) -> tuple[int, int]:
+    """Ports come from below the kernel's ephemeral range (32768+), so the outgoing connections
+    of the agents under test can never take a port between the moment it is picked and the
+    moment its agent binds it. Under pytest-xdist each worker (a process of its own, with its
+    own record of what it handed out) gets a slice of its own: two workers could otherwise pick
+    the same free port before either agent had bound it."""
+    worker = os.environ.get("PYTEST_XDIST_WORKER", "")
+    count = int(os.environ.get("PYTEST_XDIST_WORKER_COUNT", "1") or 1)
+    if not worker.startswith("gw") or count <= 1:
+        return low, high
+    index = int(worker[2:]) % count
+    width = (high - low) // count
+    return low + index * width, low + (index + 1) * width
+
+
+_PORT_LOW, _PORT_HIGH = _port_range()
 
 
 def free_port(host: str = "127.0.0.1") -> int:
