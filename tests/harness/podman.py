@@ -142,28 +142,56 @@ class Podman:
                 self.service.wait(timeout=5)
         self.service = None
 
-    def _leftovers(self) -> list[int]:
-        """PIDs of processes this Podman left (exec sessions' conmon lingers 5 minutes)."""
+    def _container_cgroups(self) -> list[str]:
+        """The cgroup names of this Podman's containers (read before ``system reset`` wipes
+        the storage that lists them)."""
+        store = self.dir / "root" / "overlay-containers"
+        return [f"libpod-{d.name}" for d in store.iterdir() if d.is_dir()] if store.is_dir() else []
+
+    def _leftovers(self, ids: list[str]) -> list[int]:
+        """PIDs of processes this Podman left: its own (exec sessions' conmon lingers 5
+        minutes) by their command line, and the containers' processes by their cgroup, named
+        after a container of this Podman's storage (one whose conmon was killed keeps running)."""
         out = []
         mark = str(self.dir).encode()
         for d in Path("/proc").iterdir():
             if d.name.isdigit():
                 try:
-                    if mark in (d / "cmdline").read_bytes():
+                    if mark in (d / "cmdline").read_bytes() or (
+                            ids and any(i in (d / "cgroup").read_text() for i in ids)):
                         out.append(int(d.name))
                 except OSError:
                     continue
         return out
 
+    def _kill_leftovers(self, ids: list[str]) -> None:
+        """SIGKILL what this Podman left (a container's PID 1 ignores SIGTERM from outside),
+        then remove the network namespaces only those processes were in."""
+        pids = self._leftovers(ids)
+        spaces = set()
+        for pid in pids:
+            with contextlib.suppress(OSError):
+                spaces.add(os.stat(f"/proc/{pid}/ns/net").st_ino)
+        for pid in pids:
+            with contextlib.suppress(ProcessLookupError):
+                os.kill(pid, signal.SIGKILL)
+        run_netns = Path("/run/netns")
+        for f in run_netns.glob("netns-*") if run_netns.is_dir() else ():
+            with contextlib.suppress(OSError):
+                if f.stat().st_ino in spaces:
+                    subprocess.run(["ip", "netns", "delete", f.name], capture_output=True,
+                                   check=False)
+
     def close(self) -> None:
+        ids = self._container_cgroups()
         try:
             for n in self.names:
                 self.run("rm", "-f", "-t", "0", n, check=False)
             self.stop_service()
             self.run("system", "reset", "-f", check=False, timeout=120)
-            for pid in self._leftovers():
-                with contextlib.suppress(ProcessLookupError):
-                    os.kill(pid, signal.SIGKILL)
         finally:
+            # also when podman failed or timed out above (seen under heavy load: three
+            # containers kept running after their test)
+            self._kill_leftovers(ids + self._container_cgroups())
             subprocess.run(["ip", "netns", "delete", self.netns], capture_output=True, check=False)
             shutil.rmtree(self.dir, ignore_errors=True)
