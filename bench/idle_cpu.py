@@ -26,7 +26,6 @@ import argparse
 import http.client
 import json
 import os
-import signal
 import socket
 import statistics
 import subprocess
@@ -39,7 +38,7 @@ from typing import Any
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
-from bench.interp import bench_env, precompile, rumor_python
+from bench.interp import bench_env, precompile, rumor_python, terminate
 from bench.runinfo import Run
 from bench.serfrpc import SerfRPC
 
@@ -145,13 +144,8 @@ class Agent:
 
     def stop(self) -> None:
         self.close()
-        if self.proc is not None and self.proc.poll() is None:
-            os.kill(self.proc.pid, signal.SIGTERM)
-            try:
-                self.proc.wait(timeout=8)
-            except subprocess.TimeoutExpired:
-                os.kill(self.proc.pid, signal.SIGKILL)
-                self.proc.wait()
+        if self.proc is not None:
+            terminate(self.proc)
 
 
 def until(pred: Any, timeout: float, what: str) -> None:

@@ -13,6 +13,7 @@ modules at every start, ~4 MiB RSS on the bench machine), which would be charged
 from __future__ import annotations
 
 import os
+import signal
 import subprocess
 import sys
 from pathlib import Path
@@ -55,3 +56,16 @@ def precompile(*dirs: Path) -> None:
 
     for d in dirs:
         compileall.compile_dir(str(d), quiet=1, workers=1)
+
+
+def terminate(proc: subprocess.Popen[bytes], timeout: float = 8.0) -> None:
+    """Stop a process the bench started: SIGTERM, then SIGKILL if it has not exited within
+    ``timeout`` seconds. Nothing happens when it has exited already."""
+    if proc.poll() is not None:
+        return
+    os.kill(proc.pid, signal.SIGTERM)
+    try:
+        proc.wait(timeout=timeout)
+    except subprocess.TimeoutExpired:
+        os.kill(proc.pid, signal.SIGKILL)
+        proc.wait()

@@ -38,7 +38,6 @@ import concurrent.futures as cf
 import json
 import os
 import random
-import signal
 import statistics
 import subprocess
 import sys
@@ -50,7 +49,7 @@ from typing import Any
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
-from bench.interp import precompile, rumor_python
+from bench.interp import precompile, rumor_python, terminate
 from bench.runinfo import Run
 from tests.harness import agents as agents_mod
 from tests.harness import netns
@@ -83,13 +82,7 @@ class SerfHost:
         return {m["name"]: m["status"] for m in json.loads(p.stdout)["members"]}
 
     def stop(self) -> None:
-        if self.proc.poll() is None:
-            os.kill(self.proc.pid, signal.SIGTERM)
-            try:
-                self.proc.wait(timeout=8)
-            except subprocess.TimeoutExpired:
-                os.kill(self.proc.pid, signal.SIGKILL)
-                self.proc.wait()
+        terminate(self.proc)
 
 
 # --- what a Rumor agent shows, and what it should show ---------------------------------------
