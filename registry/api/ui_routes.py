@@ -307,18 +307,19 @@ async def ui_token(request: web.Request) -> web.StreamResponse:
     raise resp
 
 
-@routes.get("/")
-async def root(request: web.Request) -> web.StreamResponse:
-    if not _enabled(request):
-        return _not_found()
-    raise web.HTTPFound("/ui/")
+def _redirect(target: str, status: type[web.HTTPMove] = web.HTTPFound) -> Any:
+    """A handler sending the browser to ``target`` (a 404 while the UI is off)."""
+    async def handler(request: web.Request) -> web.StreamResponse:
+        if not _enabled(request):
+            return _not_found()
+        raise status(target)
+    return handler
 
 
-@routes.get("/ui")
-async def ui_slash(request: web.Request) -> web.StreamResponse:
-    if not _enabled(request):
-        return _not_found()
-    raise web.HTTPMovedPermanently("/ui/")
+routes.get("/")(_redirect("/ui/"))
+
+
+routes.get("/ui")(_redirect("/ui/", web.HTTPMovedPermanently))
 
 
 @routes.get("/ui/")
@@ -370,11 +371,7 @@ async def ui_lb(request: web.Request) -> web.Response:
     return await _page(request, render.lb_page)
 
 
-@routes.get("/ui/kv")
-async def ui_kv_slash(request: web.Request) -> web.StreamResponse:
-    if not _enabled(request):
-        return _not_found()
-    raise web.HTTPFound("/ui/kv/")
+routes.get("/ui/kv")(_redirect("/ui/kv/"))
 
 
 @routes.get("/ui/kv/{path:.*}")

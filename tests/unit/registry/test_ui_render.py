@@ -263,6 +263,10 @@ async def test_routes_serve_pages_static_files_and_redirects() -> None:
     try:
         r = await client.get("/", allow_redirects=False)
         assert r.status == 302 and r.headers["Location"] == "/ui/"
+        r = await client.get("/ui", allow_redirects=False)
+        assert r.status == 301 and r.headers["Location"] == "/ui/"
+        r = await client.get("/ui/kv", allow_redirects=False)
+        assert r.status == 302 and r.headers["Location"] == "/ui/kv/"
         r = await client.get("/ui/")
         assert r.status == 200 and r.content_type == "text/html"
         assert "script-src 'self'" in r.headers["Content-Security-Policy"]
@@ -291,7 +295,7 @@ async def test_routes_serve_pages_static_files_and_redirects() -> None:
 async def test_ui_can_be_turned_off() -> None:
     client = await _client(make_agent(make_catalog(), enable_ui=False))
     try:
-        for path in ("/", "/ui/", "/ui/nodes", "/ui/static/rumor.css"):
+        for path in ("/", "/ui", "/ui/kv", "/ui/", "/ui/nodes", "/ui/static/rumor.css"):
             r = await client.get(path, allow_redirects=False)
             assert r.status == 404, path
     finally:
