@@ -93,6 +93,12 @@ HEAL_WINDOW = 30.0
 """Seconds over which ``HEAL_BURST`` counts."""
 HEAL_SPACING = 1.0
 """Seconds between two such push-pulls."""
+HEAL_BRIEF = 5.0
+"""Seconds: a member failed for less than this when it came back, or one that refuted a
+suspicion, was away *briefly*. After a heal the other side's stale suspect and dead messages
+about this side's members arrive, and this side's members refute them: each such refutation is
+a brief return of a member that never left this side. Brief returns get at most one of the
+window's push-pulls and yield to members that were away longer (they were on the other side)."""
 MERGE_QUEUE_MAX_BYTES = 64 * 1024 * 1024
 """Bytes of received states waiting to be merged (as received, most are compressed); a state
 arriving over it is dropped (counted as ``merge_queue_full``; the next push-pull brings it
@@ -459,11 +465,18 @@ class Replicator:
         self.push_pull = push_pull
         """Starts a push-pull with a member now (gossip's ``push_pull``); None: no fast heal."""
         self._returned: list[str] = []
+        """Members (gossip's names) back after being away longer than ``HEAL_BRIEF`` or after
+        a leave: the first to reconcile with."""
+        self._brief: list[str] = []
+        """Members back after a brief absence or a refuted suspicion (see ``HEAL_BRIEF``)."""
+        self._brief_times: deque[float] = deque()
+        """When the recent heal push-pulls with brief returns started."""
         self._heal_times: deque[float] = deque()
         """When the recent heal push-pulls started (monotonic seconds)."""
         self.heal_burst, self.heal_window, self.heal_spacing = HEAL_BURST, HEAL_WINDOW, HEAL_SPACING
-        self._failed: set[str] = set()
-        """Members whose last event was MemberFailed (lowercase): back when they join."""
+        self._failed: dict[str, float] = {}
+        """Members whose last event was MemberFailed (lowercase) -> when (``clock``): back
+        when they join."""
         self._heal_handle: asyncio.Handle | asyncio.TimerHandle | _Cancellable | None = None
         self.clock: Callable[[], float] = time.monotonic
         """Seconds; the heal budget's clock (the simulator passes its virtual one)."""
@@ -995,15 +1008,18 @@ class Replicator:
                 return
             key = name.lower()
             if status == "failed":
-                self._failed.add(key)
+                self._failed.setdefault(key, self.clock())
             came_back = joined and (key in self._failed or key in self.departed)
+            brief = False
             if joined:
-                self._failed.discard(key)
+                failed_at = self._failed.pop(key, None)
+                brief = (key not in self.departed and failed_at is not None
+                         and self.clock() - failed_at < HEAL_BRIEF)
                 # back after a leave: its record may come again (it restamps it on rejoin)
                 self.departed.pop(key, None)
             self.catalog.set_status(name, status)
             if came_back:
-                self._came_back(name)
+                self._came_back(name, brief=brief)
         except Exception:
             log.exception("member status handling failed node=%s status=%s", name, status)
 
@@ -1013,24 +1029,33 @@ class Replicator:
         may be lost. Reconcile as with a member that came back. Never raises."""
         try:
             self.counters["refuted"] += 1
-            self._came_back(name)
+            self._came_back(name, brief=True)
         except Exception:
             log.exception("refuted member handling failed node=%s", name)
 
     # --- fast heal -------------------------------------------------------------------------
 
-    def _came_back(self, name: str) -> None:
+    def _came_back(self, name: str, brief: bool = False) -> None:
         """A member is back after a failure (partition heal, restart) or a leave: while it
         was away, both sides may have written records the other missed, and deltas sent then
         are gone. Reconcile now with a push-pull (each side does it for the other, so each
         pulls what it lacks) instead of waiting for the periodic one. A heal brings back many
         members within seconds and one exchange with any of them fetches their side's catalog:
-        at most ``HEAL_BURST`` such push-pulls per ``HEAL_WINDOW``, ``HEAL_SPACING`` apart;
-        members coming back beyond that are left to the periodic push-pull."""
+        at most ``HEAL_BURST`` such push-pulls per ``HEAL_WINDOW``, ``HEAL_SPACING`` apart.
+        Members away longer go first; a ``brief`` return (see ``HEAL_BRIEF``) gets at most one
+        of them, so that the other side's stale suspicions of our own side, refuted as a heal
+        begins, never use up the budget before the members of the other side are back.
+        Members coming back beyond the budget are left to the periodic push-pull."""
         if self.push_pull is None:
             return
-        if name not in self._returned and len(self._returned) < self.heal_burst:
-            self._returned.append(name)
+        queue = self._brief if brief else self._returned
+        if name not in self._returned and name not in self._brief \
+                and len(queue) < self.heal_burst:
+            queue.append(name)
+        if not brief and name in self._brief:
+            self._brief.remove(name)  # away longer after all (failed again since)
+            if len(self._returned) < self.heal_burst:
+                self._returned.append(name)
         if self._heal_handle is None:
             wait = 0.0
             if self._heal_times:
@@ -1052,22 +1077,36 @@ class Replicator:
     def _heal(self) -> None:
         self._heal_handle = None
         now = self.clock()
-        while self._heal_times and self._heal_times[0] <= now - self.heal_window:
-            self._heal_times.popleft()
+        for times in (self._heal_times, self._brief_times):
+            while times and times[0] <= now - self.heal_window:
+                times.popleft()
         if len(self._heal_times) >= self.heal_burst:
-            self._returned.clear()  # the budget is spent: the periodic push-pull covers them
+            # the budget is spent: the periodic push-pull covers them
+            self._returned.clear()
+            self._brief.clear()
             return
-        if not self._returned or self.push_pull is None:
+        if self._brief_times:
+            self._brief.clear()  # this window's one brief exchange is done
+        if self.push_pull is None:
             return
-        name = self._returned.pop(0)
+        if self._returned:
+            name, brief = self._returned.pop(0), False
+        elif self._brief:
+            name, brief = self._brief.pop(0), True
+        else:
+            return
         try:
             if self.push_pull(name):
                 self._heal_times.append(now)
+                if brief:
+                    self._brief_times.append(now)
                 self.counters["heal_push_pulls"] += 1
-                log.info("reconciling with a member that came back node=%s", name)
+                log.info("reconciling with a member that came back node=%s brief=%s",
+                         name, brief)
         except Exception:  # never out of a loop callback
             log.exception("heal push-pull failed node=%s", name)
-        if self._returned and (self.call_later is not None or _loop_running()):
+        if (self._returned or self._brief) and (
+                self.call_later is not None or _loop_running()):
             self._heal_handle = self._later(self.heal_spacing)
 
     def forget(self, name: str) -> None:
@@ -1076,7 +1115,7 @@ class Replicator:
         k = self.known.pop(key, None)
         self._pieces.pop(key, None)
         self._dirty.discard(key)
-        self._failed.discard(key)
+        self._failed.pop(key, None)
         last = k.max_version() if k is not None else 0
         self.departed[key] = max(self.departed.get(key, 0), last)
         if self.catalog.remove_node(name):

@@ -442,8 +442,11 @@ async def test_heal_push_pulls_are_spaced_and_bounded_when_many_come_back() -> N
     assert rep is not None
     rep.heal_spacing, rep.heal_window = 0.05, 5.0
     g = bus.nodes["n0"]
+    away = [0.0]
+    rep.clock = lambda: time.monotonic() + away[0]
     for n in names[1:]:
         g.emit(MemberFailed(Member(name=n, addr="127.0.0.1", port=7946, status="failed")))
+    away[0] = 60.0  # they were away a minute: not a brief absence
     started = time.monotonic()
     times: list[float] = []
     real = g.push_pull
@@ -461,4 +464,38 @@ async def test_heal_push_pulls_are_spaced_and_bounded_when_many_come_back() -> N
     assert len(times) == 3  # the window's budget, not one per member
     assert all(b - a >= 0.04 for a, b in zip(times, times[1:], strict=False)), times
     assert rep.counters["heal_push_pulls"] == 3
+    await stop(regs)
+
+
+async def test_refuted_suspicions_of_our_own_side_do_not_use_up_the_heal_budget() -> None:
+    """A heal, as one agent of the larger side sees it: the lone host's stale suspect and dead
+    messages about this side arrive first, this side's members refute them (brief returns,
+    some after a fleeting 'failed'), and only then does the lone host itself come back. The
+    exchange with the lone host, the one that brings its writes, must still happen at once."""
+    import asyncio
+
+    from gossip.events import MemberRefuted
+
+    names = ["a", "b", "c", "d", "lone"]
+    bus, regs = await cluster(names, seed=3)
+    rep = regs["a"].replicator
+    assert rep is not None
+    now = [1000.0]
+    rep.clock = lambda: now[0]
+    g = bus.nodes["a"]
+    g.emit(MemberFailed(Member(name="lone", addr="127.0.0.1", port=7946, status="failed")))
+    now[0] += 60.0                        # the cut lasts a minute
+    for n in ("b", "c", "d"):             # the lone host's stale messages, refuted at once
+        g.emit(MemberRefuted(Member(name=n, addr="127.0.0.1", port=7946)))
+    g.emit(MemberFailed(Member(name="c", addr="127.0.0.1", port=7946, status="failed")))
+    now[0] += 0.2
+    g.emit(MemberJoined(Member(name="c", addr="127.0.0.1", port=7946)))
+    await asyncio.sleep(0)                # one brief exchange may start before the lone one
+    g.emit(MemberJoined(Member(name="lone", addr="127.0.0.1", port=7946)))
+    rep.heal_spacing = 0.01
+    for _ in range(20):
+        await asyncio.sleep(0.02)
+    assert "lone" in g.pushed_pulled, g.pushed_pulled
+    assert len([n for n in g.pushed_pulled if n != "lone"]) <= 1, g.pushed_pulled
+    assert rep.counters["heal_push_pulls"] == len(g.pushed_pulled)
     await stop(regs)
