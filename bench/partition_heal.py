@@ -138,6 +138,36 @@ class Truth:
         return {"nodes": sorted(self.nodes), "services": {k: sorted(v) for k, v in sorted(services.items())}}
 
 
+def view_lacks(want: dict[str, Any], got: dict[str, Any]) -> dict[str, Any]:
+    """What ``got`` (a catalog view) lacks of ``want``: nodes, and instances by service (an
+    instance whose checks' statuses differ counts as lacking)."""
+    out: dict[str, Any] = {}
+    nodes = sorted(set(want["nodes"]) - set(got["nodes"]))
+    if nodes:
+        out["nodes"] = nodes
+    for svc, entries in want["services"].items():
+        have = got["services"].get(svc, [])
+        lacking = [e for e in entries if e not in have]
+        if lacking:
+            out[svc] = lacking
+    return out
+
+
+STRAGGLER_LOG = ("reconcil", "push/pull", "refut", "came back", "failed", "join")
+"""Substrings of a straggling agent's log lines kept in the round's record."""
+
+
+def straggler_log(a: AgentProcess, since: float) -> list[str]:
+    """The log lines about heals and push-pulls an agent wrote since ``since`` (wall clock)."""
+    try:
+        lines = a.log_path.read_text(errors="replace").splitlines()
+    except OSError:
+        return []
+    stamp = time.strftime("%Y-%m-%dT%H:%M:%S", time.gmtime(since - 1))
+    kept = [ln for ln in lines if ln[:19] >= stamp and any(k in ln for k in STRAGGLER_LOG)]
+    return kept[-60:]
+
+
 def kv_put(a: AgentProcess, key: str, value: str) -> None:
     a.http("PUT", f"/v1/kv/{key}", raw=value.encode())
 
@@ -291,12 +321,21 @@ def trial_rumor(lab: netns.Lab, left: list[int], right: list[int], workdir: Path
         before = {a.name: a.members() for a in agents}
         t_heal = time.monotonic()   # before the flush: the first hosts heal before the last
         lab.heal()
+        wall_heal = time.time()
         want = truth.view()
+        last_wrong: dict[str, tuple[float, dict[str, Any]]] = {}
+
+        def catalog_ok(a: AgentProcess) -> bool:
+            view = catalog_view(a)
+            if view == want:
+                return True
+            last_wrong[a.name] = (round(time.monotonic() - t_heal, 2), view)
+            return False
+
         with cf.ThreadPoolExecutor(max_workers=3) as pool:   # the three polls run at once
             fm = pool.submit(poll_until, agents, lambda a: all_alive(a.members(), names),
                              t_heal, timeout)
-            fc = pool.submit(poll_until, agents, lambda a: catalog_view(a) == want, t_heal,
-                             timeout)
+            fc = pool.submit(poll_until, agents, catalog_ok, t_heal, timeout)
             fk = pool.submit(poll_until, agents, lambda a: kv_view(a) == truth.kv, t_heal,
                              timeout)
             members, catalog, kv = fm.result(), fc.result(), fk.result()
@@ -317,6 +356,22 @@ def trial_rumor(lab: netns.Lab, left: list[int], right: list[int], workdir: Path
                    for i in a for j in b if before[names[i]].get(names[j]) == "alive"),
                "per_agent": {a.name: [round(d.get(i, -1), 2) for d in (members, catalog, kv)]
                              for i, a in enumerate(agents)}}
+        # an agent whose catalog healed well after its membership did: what it still lacked
+        # at its last wrong poll, and its log lines about the heal (issue 13's stragglers)
+        stragglers = {}
+        for i, a in enumerate(agents):
+            healed = catalog.get(i)
+            if healed is None or healed <= max(5.0, 2 * members.get(i, 0.0)):
+                continue
+            seen_at, view = last_wrong.get(a.name, (None, want))
+            stragglers[a.name] = {"catalog_heal_s": round(healed, 2),
+                                  "membership_heal_s": round(members.get(i, -1), 2),
+                                  "last_wrong_poll_s": seen_at,
+                                  "lacked": view_lacks(want, view),
+                                  "extra": view_lacks(view, want),
+                                  "log": straggler_log(a, wall_heal)}
+        if stragglers:
+            out["stragglers"] = stragglers
         if wrong:
             out["wrong_catalogs"] = wrong
             out["truth"] = want
