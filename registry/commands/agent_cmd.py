@@ -29,6 +29,9 @@ def register(sub: Any) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
+    from ..lazyaiohttp import defer_aiohttp_init
+
+    defer_aiohttp_init()  # the HTTP client's imports wait until a check or federation uses it
     try:
         cfg = load(args)
     except ConfigError as e:
