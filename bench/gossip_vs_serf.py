@@ -729,7 +729,17 @@ def main() -> int:
                     ["--only", args.only] if args.only else []) + (
                     ["--quick"] if args.quick else []) + (
                     ["--out", args.out] if args.out else [])
-        return subprocess.call(argv, env={**os.environ, "RUMOR_BENCH_PYTHON": python})
+        inner = subprocess.Popen(argv, env={**os.environ, "RUMOR_BENCH_PYTHON": python})
+        try:
+            return inner.wait()
+        except KeyboardInterrupt:
+            # the inner run got the same Ctrl-C (one process group): let it stop its agents
+            # (subprocess.call would SIGKILL it at once and leave them running)
+            try:
+                return inner.wait(60)
+            except subprocess.TimeoutExpired:
+                inner.kill()
+                raise
     finally:
         subprocess.run(["ip", "netns", "del", ns], check=False)
 
