@@ -285,11 +285,13 @@ class GossipCore:
         self._settle(now)
         return jid
 
-    def push_pull_with(self, addr: Addr, now: float) -> bool:
+    def push_pull_with(self, addr: Addr, now: float,
+                       on_done: Callable[[bool], None] | None = None) -> bool:
         """One push/pull with ``addr`` now, besides the periodic ones (the registry asks for it
-        when a member comes back, to reconcile at once). False if refused."""
+        when a member comes back, to reconcile at once). False if refused; else ``on_done``
+        hears whether it completed (called from inside the core: it must not call back in)."""
         with self._inside():
-            started = self.memberlist.push_pull_with(addr, now)
+            started = self.memberlist.push_pull_with(addr, now, on_done)
         self._settle(now)
         return started
 

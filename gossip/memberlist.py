@@ -288,6 +288,8 @@ class _Stream:
     join_id: int = 0
     probe: _Probe | None = None
     done: bool = False
+    on_done: Callable[[bool], None] | None = None
+    """A push/pull's asker, told whether it completed (``push_pull_with``)."""
 
 
 @dataclass(slots=True)
@@ -1546,10 +1548,17 @@ class Memberlist:
         if self._streams.get(st.req.id) is st:
             self._send_stream(st, wire, self._work_now + self.config.tcp_timeout)
 
-    def push_pull_with(self, addr: Addr, now: float) -> bool:
+    def push_pull_with(self, addr: Addr, now: float,
+                       on_done: Callable[[bool], None] | None = None) -> bool:
         """Start one push/pull with ``addr`` now, besides the periodic ones (the layer above
-        asks for it when a member comes back, to reconcile at once). False if refused."""
-        return self._start_push_pull(addr, False, now) is not None
+        asks for it when a member comes back, to reconcile at once). False if refused;
+        otherwise ``on_done`` is called once, with whether the exchange completed (its answer
+        merged) or failed."""
+        st = self._start_push_pull(addr, False, now)
+        if st is None:
+            return False
+        st.on_done = on_done
+        return True
 
     def _push_pull_tick(self, _: Any, now: float) -> None:
         cfg = self.config
@@ -1665,6 +1674,11 @@ class Memberlist:
             self.counters.push_pull_failures += 1
             self._warn("push_pull_failed", "push/pull with %s:%s failed: %s",
                        st.req.addr[0], st.req.addr[1], error)
+        if st.on_done is not None:
+            try:
+                st.on_done(error is None)
+            except Exception:  # the asker's bug must not break the stream bookkeeping
+                log.exception("push/pull completion callback failed node=%s", self.name)
         if st.join_id:
             job = self._joins.get(st.join_id)
             if job is not None:

@@ -607,14 +607,15 @@ class Gossip:
     def is_rumor_peer(self, name: str) -> bool:
         return self.serf.is_rumor_peer(name)
 
-    def push_pull(self, name: str) -> bool:
+    def push_pull(self, name: str, on_done: Callable[[bool], None] | None = None) -> bool:
         """Start a push/pull with the alive member ``name`` now (the registry reconciles its
-        catalog with a member that came back). False if it is not alive or was refused."""
+        catalog with a member that came back). False if it is not alive or was refused; else
+        ``on_done`` hears whether it completed (from inside gossip: schedule, do not call in)."""
         m = self.member(name)
         core = self.core
         if m is None or m.status != "alive" or core is None or self._stopped:
             return False
-        started = core.push_pull_with((m.addr, m.port), self._now())
+        started = core.push_pull_with((m.addr, m.port), self._now(), on_done)
         self._flush()
         return started
 

@@ -190,12 +190,12 @@ class SimGossip:
         if not self._core.busy:  # from a callback: the running entry point's flush follows
             self._sim._flush(self._node)
 
-    def push_pull(self, name: str) -> bool:
+    def push_pull(self, name: str, on_done: Callable[[bool], None] | None = None) -> bool:
         """As ``Gossip.push_pull``: a push/pull with the alive member ``name`` now."""
         m = self.member(name)
         if m is None or m.status != "alive" or not self._node.running:
             return False
-        started = self._core.push_pull_with((m.addr, m.port), self._sim.now)
+        started = self._core.push_pull_with((m.addr, m.port), self._sim.now, on_done)
         if not self._core.busy:
             self._sim._flush(self._node)
         return started

@@ -93,6 +93,9 @@ HEAL_WINDOW = 30.0
 """Seconds over which ``HEAL_BURST`` counts."""
 HEAL_SPACING = 1.0
 """Seconds between two such push-pulls."""
+HEAL_RETRIES = 2
+"""Times a heal push-pull that failed (the connection refused or timed out: the network may
+heal one host at a time) is tried again, within the same budget."""
 HEAL_BRIEF = 5.0
 """Seconds: a member failed for less than this when it came back, or one that refuted a
 suspicion, was away *briefly*. After a heal the other side's stale suspect and dead messages
@@ -439,7 +442,8 @@ class Replicator:
                  member_status: MemberStatus,
                  member_addr: Callable[[str], str] = lambda name: "", delta_limit: int = DELTA_LIMIT,
                  full_max_bytes: int = FULL_MAX_BYTES,
-                 push_pull: Callable[[str], bool] | None = None) -> None:
+                 push_pull: Callable[[str, Callable[[bool], None]], bool] | None = None
+                 ) -> None:
         self.catalog = catalog
         self.local = local
         self.broadcast = broadcast
@@ -453,7 +457,7 @@ class Replicator:
             "deltas_sent": 0, "deltas_received": 0, "deltas_applied": 0, "deltas_stale": 0,
             "deltas_rebroadcast": 0, "delta_oversize": 0, "full_sent": 0, "full_merged": 0,
             "full_bytes_sent": 0, "full_bytes_received": 0, "merge_slices": 0,
-            "answers_partial": 0, "heal_push_pulls": 0, "refuted": 0,
+            "answers_partial": 0, "heal_push_pulls": 0, "heal_push_pull_failures": 0, "refuted": 0,
         }
         self.dropped: dict[str, int] = {}
         self._warned: set[str] = set()
@@ -470,6 +474,8 @@ class Replicator:
         self._brief: list[str] = []
         """Members back after a brief absence or a refuted suspicion (see ``HEAL_BRIEF``)."""
         self._brief_times: deque[float] = deque()
+        self._heal_failures: dict[str, int] = {}
+        """Failed heal push-pulls in a row, by member (gossip's name)."""
         """When the recent heal push-pulls with brief returns started."""
         self._heal_times: deque[float] = deque()
         """When the recent heal push-pulls started (monotonic seconds)."""
@@ -1095,19 +1101,42 @@ class Replicator:
             name, brief = self._brief.pop(0), True
         else:
             return
+        # counted before it starts: its outcome may come back before push_pull returns
+        self._heal_times.append(now)
+        if brief:
+            self._brief_times.append(now)
+        started = False
         try:
-            if self.push_pull(name):
-                self._heal_times.append(now)
-                if brief:
-                    self._brief_times.append(now)
-                self.counters["heal_push_pulls"] += 1
-                log.info("reconciling with a member that came back node=%s brief=%s",
-                         name, brief)
+            started = self.push_pull(name, lambda ok: self._heal_done(name, brief, ok))
         except Exception:  # never out of a loop callback
             log.exception("heal push-pull failed node=%s", name)
-        if (self._returned or self._brief) and (
+        if started:
+            self.counters["heal_push_pulls"] += 1
+            log.info("reconciling with a member that came back node=%s brief=%s", name, brief)
+        else:
+            self._heal_times.pop()
+            if brief and self._brief_times:
+                self._brief_times.pop()
+        if (self._returned or self._brief) and self._heal_handle is None and (
                 self.call_later is not None or _loop_running()):
             self._heal_handle = self._later(self.heal_spacing)
+
+    def _heal_done(self, name: str, brief: bool, ok: bool) -> None:
+        """Gossip's word on a heal push-pull (called from inside gossip: nothing here calls
+        back into it; a retry goes through the queue and a later turn of the loop)."""
+        if ok:
+            self._heal_failures.pop(name, None)
+            return
+        self.counters["heal_push_pull_failures"] += 1
+        if brief and self._brief_times:
+            self._brief_times.pop()  # a failed brief exchange does not use up the brief one
+        tries = self._heal_failures.get(name, 0) + 1
+        if tries > HEAL_RETRIES:
+            self._heal_failures.pop(name, None)
+            return  # the periodic push-pull is left
+        self._heal_failures[name] = tries
+        if self.call_later is not None or _loop_running():
+            self._came_back(name, brief=brief)
 
     def forget(self, name: str) -> None:
         """The node left or was reaped: its records disappear everywhere."""

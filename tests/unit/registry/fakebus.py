@@ -45,12 +45,17 @@ class FakeGossip:
             raise ValueError("app message too large")
         self.queue[key] = (payload, self.bus.retransmits())
 
-    def push_pull(self, name: str) -> bool:
-        """Gossip's on-demand push-pull with a member (the bus runs it at once)."""
+    def push_pull(self, name: str, on_done: Any = None) -> bool:
+        """Gossip's on-demand push-pull with a member (the bus runs it at once; it fails
+        when the bus cuts the two apart)."""
         if name not in self.bus.nodes or self.bus.nodes[name].delegate is None:
             return False
         self.pushed_pulled.append(name)
-        self.bus.push_pull(self.name, name)
+        ok = self.bus.route(self.name, name)
+        if ok:
+            self.bus.push_pull(self.name, name)
+        if on_done is not None:
+            on_done(ok)
         return True
 
     def emit(self, event: Any) -> None:

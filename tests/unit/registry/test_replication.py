@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from typing import Any
+
 import msgpack
 import pytest
 from hypothesis import given, settings
@@ -451,9 +453,9 @@ async def test_heal_push_pulls_are_spaced_and_bounded_when_many_come_back() -> N
     times: list[float] = []
     real = g.push_pull
 
-    def timed(name: str) -> bool:
+    def timed(name: str, on_done: Any = None) -> bool:
         times.append(time.monotonic() - started)
-        return real(name)
+        return real(name, on_done)
 
     rep.push_pull = timed
     # they come back one by one, a few milliseconds apart (as a heal looks from one node)
@@ -498,4 +500,53 @@ async def test_refuted_suspicions_of_our_own_side_do_not_use_up_the_heal_budget(
     assert "lone" in g.pushed_pulled, g.pushed_pulled
     assert len([n for n in g.pushed_pulled if n != "lone"]) <= 1, g.pushed_pulled
     assert rep.counters["heal_push_pulls"] == len(g.pushed_pulled)
+    await stop(regs)
+
+
+async def test_a_heal_push_pull_that_fails_is_tried_again() -> None:
+    """The network heals one host at a time: the first exchange with a member that came back
+    may fail (its side still drops our packets). It is tried again, not left to the periodic
+    push-pull, and a member that stays unreachable is given up after HEAL_RETRIES."""
+    import asyncio
+    import time
+
+    from registry.replication import HEAL_RETRIES
+
+    bus, regs = await cluster(["a", "b", "c", "d"], seed=9)
+    bus.partition({"d"}, {"a", "b", "c"})
+    await register(regs["d"], {"Name": "web", "ID": "w-d"})
+    bus.run()
+    rep = regs["a"].replicator
+    assert rep is not None
+    rep.heal_spacing = 0.01
+    away = [0.0]
+    rep.clock = lambda: time.monotonic() + away[0]
+    g = bus.nodes["a"]
+    g.emit(MemberFailed(Member(name="d", addr="127.0.0.1", port=7946, status="failed")))
+    away[0] = 60.0
+    refused = [1]   # a -> d fails once, then the cut is gone
+
+    def route(src: str, dst: str) -> bool:
+        if {src, dst} == {"a", "d"} and refused[0] > 0:
+            refused[0] -= 1
+            return False
+        return True
+
+    bus.route = route
+    g.emit(MemberJoined(Member(name="d", addr="127.0.0.1", port=7946)))
+    for _ in range(20):
+        await asyncio.sleep(0.02)
+    assert g.pushed_pulled == ["d", "d"]
+    assert rep.counters["heal_push_pull_failures"] == 1
+    assert [i.service_id for i in regs["a"].catalog.instances("web")] == ["w-d"]
+
+    # unreachable for good: the first try and HEAL_RETRIES more, then the periodic one's job
+    # (a brief absence this time: a failed exchange does not use up the window's brief one)
+    rep.heal_window = 0.01          # so that the budget is not what stops it
+    g.emit(MemberFailed(Member(name="c", addr="127.0.0.1", port=7946, status="failed")))
+    bus.route = lambda src, dst: {src, dst} != {"a", "c"}
+    g.emit(MemberJoined(Member(name="c", addr="127.0.0.1", port=7946)))
+    for _ in range(30):
+        await asyncio.sleep(0.02)
+    assert g.pushed_pulled.count("c") == 1 + HEAL_RETRIES
     await stop(regs)
