@@ -57,20 +57,20 @@ class _SelfPoller(threading.Thread):
         self.base, self.every = base, every
         self.latencies: list[float] = []
         self.failures = 0
-        self._stop = threading.Event()
+        self._halt = threading.Event()
 
     def run(self) -> None:
-        while not self._stop.is_set():
+        while not self._halt.is_set():
             t = time.perf_counter()
             try:
                 _get(self.base + "/v1/agent/self")
                 self.latencies.append(time.perf_counter() - t)
             except OSError:
                 self.failures += 1
-            self._stop.wait(self.every)
+            self._halt.wait(self.every)
 
     def stop(self) -> dict[str, Any]:
-        self._stop.set()
+        self._halt.set()
         self.join(15)
         xs = sorted(self.latencies)
         if not xs:

@@ -339,12 +339,18 @@ def run_one(kind: str, n: int, idle: float, profile: str, workdir: Path,
 
         # join: all at once, from their own threads, with the clock running from the start
         joiners = cf.ThreadPoolExecutor(max_workers=n)
+        cpu0 = [a.cpu_seconds() for a in agents]
         t_join = time.monotonic()
         joins = [joiners.submit(a.join, seed.gossip_addr) for a in agents[1:]]
         seen = wait_all(agents, lambda m: sum(1 for k, v in m.items()
                                               if k in names and v == "alive") == n,
                         max(120, n), pool,
                         interval=POLL, t0=t_join)
+        # CPU the agents spent from the joins to the last one converging (the members polls
+        # included): on one pinned core this is what the join's time is made of
+        spent = [a.cpu_seconds() - c for a, c in zip(agents, cpu0, strict=True)]
+        result["join_cpu_s_per_agent"] = round(statistics.mean(spent), 4)
+        result["join_cpu_s_seed"] = round(spent[0], 3)
         errors = []
         for f in joins:
             try:
