@@ -1,0 +1,77 @@
+"""CPU of a join storm per node, on the simulator: N whole nodes (memberlist + Serf + the
+registry) where every node but the first joins the first at once, as bench/gossip_vs_serf.py's
+join does with real agents.
+
+    python -m bench.join_storm_sim --nodes 50 [--profile FILE]
+
+Prints the virtual seconds until every node lists every other alive and the process's CPU
+over the storm (all nodes run in this one process, so CPU / N is one node's share; what a real
+agent adds, sockets, the HTTP API being polled, logging, is not in it). ``--profile`` keeps a
+cProfile of the storm (``python -m pstats FILE``); the profiler roughly doubles the CPU.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import cProfile
+import sys
+import time
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[1]
+if str(ROOT) not in sys.path:
+    sys.path.insert(0, str(ROOT))
+
+from gossip import MemberlistConfig, SerfConfig  # noqa: E402
+from gossip.sim import Simulator  # noqa: E402
+from registry.config import build  # noqa: E402
+from registry.service import Registry, prepare_registry  # noqa: E402
+
+
+async def storm(n: int, profile: str | None) -> None:
+    sim = Simulator(seed=1, record_events=False)
+    names = [f"r{i}" for i in range(n)]
+    regs: list[Registry] = []
+    for name in names:
+        sim.add_gossip_node(name, SerfConfig.local(name), MemberlistConfig.lan(name=name))
+        cfg = build({"dev": True, "node_name": name, "bind_addr": "127.0.0.1"})
+        reg = Registry(cfg, None, sim.facade(name), prepare_registry(cfg))
+        await reg.start()
+        regs.append(reg)
+    sim.run_for(1.0)
+
+    def converged() -> bool:
+        return all(sim.nodes[x].core.serf.alive_count() == n for x in names)
+
+    prof = cProfile.Profile() if profile else None
+    cpu0, v0 = time.process_time(), sim.now
+    if prof is not None:
+        prof.enable()
+    for name in names[1:]:
+        sim.join(name, [names[0]])
+    while not converged() and sim.now - v0 < 60:
+        sim.run_for(0.05)
+        for _ in range(3):
+            await asyncio.sleep(0)   # the registries' merge workers
+    if prof is not None:
+        prof.disable()
+        prof.dump_stats(profile)
+    cpu = time.process_time() - cpu0
+    print(f"N={n}: {'converged' if converged() else 'NOT converged'} in "
+          f"{sim.now - v0:.2f} virtual s; CPU {cpu:.2f} s, {cpu / n * 1e3:.1f} ms per node"
+          + (" (profiled)" if prof is not None else ""))
+    for reg in regs:
+        await reg.stop()
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--nodes", type=int, default=50)
+    ap.add_argument("--profile", help="write a cProfile of the storm here")
+    args = ap.parse_args()
+    asyncio.run(storm(args.nodes, args.profile))
+
+
+if __name__ == "__main__":
+    main()
