@@ -23,10 +23,10 @@ ROOT = Path(__file__).resolve().parents[1]
 if str(ROOT) not in sys.path:
     sys.path.insert(0, str(ROOT))
 
-from gossip import MemberlistConfig, SerfConfig  # noqa: E402
-from gossip.sim import Simulator  # noqa: E402
-from registry.config import build  # noqa: E402
-from registry.service import Registry, prepare_registry  # noqa: E402
+from gossip import MemberlistConfig, SerfConfig
+from gossip.sim import Simulator
+from registry.config import build
+from registry.service import Registry, prepare_registry
 
 
 async def storm(n: int, profile: str | None) -> None:
