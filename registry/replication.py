@@ -9,6 +9,12 @@ makes gets a rising version ``v`` and travels as a small *delta* broadcast
 the writer's version just before).
 Receivers that learn something new re-broadcast it under the same key, so it spreads
 epidemically like a Serf user event (the queue keeps only the newest message per key).
+Changes made together (an agent's start, a re-registration, ``republish_all``) travel as
+*batches* ``[4, [delta, delta, ...]]`` of the encoded deltas, as many per batch as fit the delta
+limit: one gossip message instead of one per item, which is most of a joining agent's cost to
+every other agent (issue 13: 200 agents with 5 services each). A batch is re-broadcast whole
+when any delta in it was news; an older Rumor drops a batch as undecodable (counted) and gets
+its records by push-pull.
 
 What a receiver knows about node X is, per item, the version of its last write (a put, or a
 delete kept as a tombstone), plus ``complete``: a version up to which it has *every* change of
@@ -74,6 +80,7 @@ log = logging.getLogger(__name__)
 MSG_DELTA = 1
 MSG_FULL = 2
 MSG_DIGEST = 3
+MSG_BATCH = 4
 DELTA_LIMIT = 900
 """Bytes: the largest delta payload handed to ``broadcast_app`` (one UDP packet with headroom)."""
 FULL_MAX_BYTES = 64 * 1024 * 1024
@@ -458,6 +465,7 @@ class Replicator:
             "deltas_rebroadcast": 0, "delta_oversize": 0, "full_sent": 0, "full_merged": 0,
             "full_bytes_sent": 0, "full_bytes_received": 0, "merge_slices": 0,
             "answers_partial": 0, "heal_push_pulls": 0, "heal_push_pull_failures": 0, "refuted": 0,
+            "batches_sent": 0, "batches_received": 0,
         }
         self.dropped: dict[str, int] = {}
         self._warned: set[str] = set()
@@ -544,8 +552,10 @@ class Replicator:
         return None
 
     def on_local_changes(self, changes: list[Change]) -> None:
-        """LocalState changed: broadcast one delta per change (newest per item wins)."""
+        """LocalState changed: broadcast its deltas (newest per item wins), several changes
+        made together in batches (see the module docstring)."""
         node = self.local.info.name
+        out: list[tuple[str, bytes]] = []
         for kind, item, v, prev in changes:
             msg: bytes | None
             if not kind.deletes:
@@ -562,7 +572,35 @@ class Replicator:
             if msg is None:
                 continue
             self.counters["deltas_sent"] += 1
-            self.broadcast(_key(node, kind, item), msg)
+            out.append((_key(node, kind, item), msg))
+        for key, msg in self._batched(out):
+            self.broadcast(key, msg)
+
+    def _batched(self, deltas: list[tuple[str, bytes]]) -> list[tuple[str, bytes]]:
+        """(queue key, message) pairs: single deltas as they are, consecutive ones packed into
+        ``MSG_BATCH`` messages of at most ``delta_limit`` bytes."""
+        out: list[tuple[str, bytes]] = []
+        group: list[tuple[str, bytes]] = []
+        size = 0
+
+        def flush() -> None:
+            if len(group) == 1:
+                out.append(group[0])
+            elif group:
+                out.append((_batch_key([k for k, _ in group]),
+                            msgpack.packb([MSG_BATCH, [m for _, m in group]])))
+                self.counters["batches_sent"] += 1
+            group.clear()
+
+        for key, msg in deltas:
+            cost = len(msg) + 5   # the bin header of the delta inside the batch
+            if group and size + cost > self.delta_limit:
+                flush()
+                size = 0
+            group.append((key, msg))
+            size += cost + (8 if len(group) == 1 else 0)   # the batch's own header
+        flush()
+        return out
 
     def local_app_state(self, join: bool = False) -> bytes:
         """What goes into a push-pull: the answer to the digest just merged, when this agent is
@@ -719,10 +757,47 @@ class Replicator:
     # --- incoming -------------------------------------------------------------------------------
 
     def notify_app_message(self, buf: bytes) -> None:
-        """A delta from a peer. Never raises."""
-        self.counters["deltas_received"] += 1
+        """A delta or a batch of them from a peer; re-broadcast when it brought news. Never
+        raises."""
         try:
             msg = msgpack.unpackb(buf, strict_map_key=True)
+        except Exception as e:  # noqa: BLE001 - msgpack raises several types; none may escape
+            self.counters["deltas_received"] += 1
+            self._drop("bad_delta", repr(e)[:200])
+            return
+        if isinstance(msg, list) and len(msg) == 2 and msg[0] == MSG_BATCH:
+            self.counters["batches_received"] += 1
+            inner = msg[1]
+            if not isinstance(inner, list) or not all(isinstance(d, bytes) for d in inner):
+                self._drop("bad_delta", "batch")
+                return
+            keys: list[str] = []
+            news = False
+            for d in inner:
+                try:
+                    one = msgpack.unpackb(d, strict_map_key=True)
+                except Exception as e:  # noqa: BLE001 - as above
+                    self.counters["deltas_received"] += 1
+                    self._drop("bad_delta", repr(e)[:200])
+                    continue
+                key, applied = self._receive_delta(d, one)
+                if key is not None:
+                    keys.append(key)
+                news = news or applied
+            if news and keys:
+                self.counters["deltas_rebroadcast"] += 1
+                self.broadcast(_batch_key(keys), buf)
+            return
+        key, applied = self._receive_delta(buf, msg)
+        if applied and key is not None:
+            self.counters["deltas_rebroadcast"] += 1
+            self.broadcast(key, buf)
+
+    def _receive_delta(self, buf: bytes, msg: Any) -> tuple[str | None, bool]:
+        """Apply one delta (``msg``, decoded from ``buf``): its queue key (None: dropped) and
+        whether it was news. Never raises."""
+        self.counters["deltas_received"] += 1
+        try:
             if not isinstance(msg, list) or len(msg) != 7 or msg[0] != MSG_DELTA:
                 raise Malformed("not a delta")
             _, node, letter, item, v, prev, payload = msg
@@ -734,20 +809,19 @@ class Replicator:
             except ValueError:
                 raise Malformed(f"delta kind {letter!r}") from None
             rec = None if kind.deletes else _DEC[kind.item_type](payload)
-        except Exception as e:  # noqa: BLE001 - msgpack raises several types; none may escape
+        except Exception as e:  # noqa: BLE001 - a bad payload raises several types
             self._drop("bad_delta", repr(e)[:200])
-            return
+            return None, False
         try:
             applied = self._apply_delta(node, kind, item, v, prev, rec)
         except Exception as e:  # noqa: BLE001 - never out of a receive path
             self._drop("delta_apply_error", repr(e)[:200])
-            return
+            return None, False
         if applied:
             self.counters["deltas_applied"] += 1
-            self.counters["deltas_rebroadcast"] += 1
-            self.broadcast(_key(node, kind, item), buf)
         else:
             self.counters["deltas_stale"] += 1
+        return _key(node, kind, item), applied
 
     def _is_local(self, node: str) -> bool:
         return node.lower() == self.local.info.name.lower()
@@ -1169,3 +1243,10 @@ def _loop_running() -> bool:
 def _key(node: str, kind: ChangeKind, item: str) -> str:
     """The broadcast queue key: a put and a delete of one item replace each other."""
     return f"{node}\x00{kind.item_type}\x00{item}"
+
+
+def _batch_key(keys: list[str]) -> str:
+    """A batch's queue key: a later batch of the same items (a re-registration of the same
+    record) replaces it; other batches and single deltas spread beside it (versions decide)."""
+    return "\x01".join(["B", *keys])
+

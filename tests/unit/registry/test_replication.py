@@ -550,3 +550,46 @@ async def test_a_heal_push_pull_that_fails_is_tried_again() -> None:
         await asyncio.sleep(0.02)
     assert g.pushed_pulled.count("c") == 1 + HEAL_RETRIES
     await stop(regs)
+
+
+async def test_changes_made_together_travel_in_batches_within_the_delta_limit() -> None:
+    bus, regs = await cluster(["a", "b"])
+    rep_a, rep_b = regs["a"].replicator, regs["b"].replicator
+    assert rep_a is not None and rep_b is not None
+    for i in range(30):
+        await register(regs["a"], {"Name": "web", "ID": f"web{i}", "Port": 8000 + i,
+                                   "Tags": ["a-tag-to-take-some-room"]})
+    bus.run()
+    sent: list[tuple[str, bytes]] = []
+    broadcast = rep_a.broadcast
+    rep_a.broadcast = lambda key, payload: (sent.append((key, payload)),
+                                            broadcast(key, payload))[1]
+    regs["a"].local.republish_all()          # 31 changes at once: the node info, 30 services
+    decoded = [msgpack.unpackb(p) for _, p in sent]
+    assert len(sent) > 1 and all(m[0] == 4 for m in decoded)     # batches, several
+    assert all(len(p) <= rep_a.delta_limit for _, p in sent)
+    inner = [msgpack.unpackb(d) for m in decoded for d in m[1]]
+    assert [(d[2], d[3]) for d in inner] == [("N", "")] + [("S", f"web{i}") for i in range(30)]
+    assert all(key.startswith("B\x01") for key, _ in sent)
+    assert rep_a.counters["batches_sent"] == len(sent)
+    # b applies every delta of a batch, and passes a batch on only when it brought news
+    before = rep_b.counters["deltas_rebroadcast"]
+    for _, p in sent:
+        rep_b.notify_app_message(p)
+    assert rep_b.counters["deltas_rebroadcast"] == before + len(sent)
+    for _, p in sent:
+        rep_b.notify_app_message(p)          # the same again: stale, not passed on
+    assert rep_b.counters["deltas_rebroadcast"] == before + len(sent)
+    assert regs["b"].catalog.digest() == regs["a"].catalog.digest()
+    # a bad batch, or a bad delta inside one, is dropped and counted; the good ones apply
+    dropped = sum(rep_b.dropped.values())
+    await register(regs["a"], {"Name": "db", "ID": "db1"})
+    sent.clear()
+    regs["a"].local.republish_all()
+    good = [d for _, p in sent for d in msgpack.unpackb(p)[1]]
+    for junk in (msgpack.packb([4, "x"]), msgpack.packb([4, [1, 2]]),
+                 msgpack.packb([4, [b"\xc1", msgpack.packb([1, "x"]), *good]])):
+        rep_b.notify_app_message(junk)
+    assert sum(rep_b.dropped.values()) == dropped + 4
+    assert [i.service_id for i in regs["b"].catalog.entries("db")] == ["db1"]
+    await stop(regs)
