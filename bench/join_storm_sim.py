@@ -2,11 +2,14 @@
 registry) where every node but the first joins the first at once, as bench/gossip_vs_serf.py's
 join does with real agents.
 
-    python -m bench.join_storm_sim --nodes 50 [--profile FILE]
+    python -m bench.join_storm_sim --nodes 50 [--services 5] [--profile FILE]
 
-Prints the virtual seconds until every node lists every other alive and the process's CPU
+Prints the virtual seconds until every node lists every other alive (and holds every node's
+services, with ``--services``) and the process's CPU
 over the storm (all nodes run in this one process, so CPU / N is one node's share; what a real
-agent adds, sockets, the HTTP API being polled, logging, is not in it). ``--profile`` keeps a
+agent adds, sockets, the HTTP API being polled, logging, is not in it). ``--services K``
+registers K services on every node before the storm (as bench/gossip_vs_serf.py's
+``--converge`` does), so their records spread with it. ``--profile`` keeps a
 cProfile of the storm (``python -m pstats FILE``); the profiler roughly doubles the CPU.
 """
 
@@ -26,10 +29,11 @@ if str(ROOT) not in sys.path:
 from gossip import MemberlistConfig, SerfConfig
 from gossip.sim import Simulator
 from registry.config import build
+from registry.definitions import parse_service
 from registry.service import Registry, prepare_registry
 
 
-async def storm(n: int, profile: str | None) -> None:
+async def storm(n: int, services: int, profile: str | None) -> None:
     sim = Simulator(seed=1, record_events=False)
     names = [f"r{i}" for i in range(n)]
     regs: list[Registry] = []
@@ -38,11 +42,16 @@ async def storm(n: int, profile: str | None) -> None:
         cfg = build({"dev": True, "node_name": name, "bind_addr": "127.0.0.1"})
         reg = Registry(cfg, None, sim.facade(name), prepare_registry(cfg))
         await reg.start()
+        for k in range(services):
+            await reg.local.register_service(parse_service(
+                {"Name": f"svc-{k}", "ID": f"{name}-svc-{k}", "Port": 1000 + k}))
         regs.append(reg)
     sim.run_for(1.0)
 
     def converged() -> bool:
-        return all(sim.nodes[x].core.serf.alive_count() == n for x in names)
+        """Every node lists every other alive and holds every node's services."""
+        return (all(sim.nodes[x].core.serf.alive_count() == n for x in names)
+                and all(r.catalog.stats()["instances"] == n * services for r in regs))
 
     prof = cProfile.Profile() if profile else None
     cpu0, v0 = time.process_time(), sim.now
@@ -68,9 +77,10 @@ async def storm(n: int, profile: str | None) -> None:
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--nodes", type=int, default=50)
+    ap.add_argument("--services", type=int, default=0, help="services per node (default 0)")
     ap.add_argument("--profile", help="write a cProfile of the storm here")
     args = ap.parse_args()
-    asyncio.run(storm(args.nodes, args.profile))
+    asyncio.run(storm(args.nodes, args.services, args.profile))
 
 
 if __name__ == "__main__":
