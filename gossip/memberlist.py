@@ -241,6 +241,9 @@ class PendingAnswer:
 
 _BIG_MESSAGE = 65536
 """Bytes: a push/pull message at least this big is compressed in a slice of its own."""
+_BIG_USER_STATE = 16384
+"""Bytes: a received push/pull whose delegate state is bigger is merged by the delegate in a
+slice of its own (at ~20 bytes per member in Serf's state, ~800 members)."""
 
 _Work = Generator[None, None, None]
 """A push/pull being handled: one ``next()`` runs one slice (see the module docstring)."""
@@ -1789,8 +1792,11 @@ class Memberlist:
                                    now)
             else:
                 self._drop("bad_node_state", r.name, f"state={st}")
-        if len(remote) > self.config.push_pull_slice:
-            yield  # the delegate's merge (Serf's, the application's): a slice of its own
+        if len(remote) > self.config.push_pull_slice or len(pp.user_state or b"") > _BIG_USER_STATE:
+            # the delegate's merge (Serf's, the application's): a slice of its own, also after
+            # a few member states when the delegate's state is big (Serf's status time of
+            # every member of a 5,000-node pool, the catalog's records)
+            yield
         if pp.user_state and self.delegate is not None:
             try:
                 self.delegate.merge_remote_state(pp.user_state, join, self._work_now)

@@ -628,9 +628,7 @@ class Gossip:
             out.update(self.handlers.counters)
         if self.snapshot is not None:
             out["snapshot.write_errors"] = self.snapshot.write_errors
-        statuses: dict[str, int] = {}
-        for m in self.serf.members():
-            statuses[m.status] = statuses.get(m.status, 0) + 1
+        statuses = self.serf.status_counts()
         for s in ("alive", "leaving", "left", "failed"):
             out[f"serf.members.{s}"] = statuses.get(s, 0)
         return out

@@ -643,7 +643,7 @@ class Catalog:
     def stats(self) -> dict[str, int]:
         return {
             "nodes": len(self._nodes),
-            "services": len(self.services()),
+            "services": len(self._by_service),   # distinct names (as indexed: case-insensitively)
             "instances": sum(len(e.services) for e in self._nodes.values()),
             "checks": sum(len(e.checks) for e in self._nodes.values()),
             "index": self._index,
