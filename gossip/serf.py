@@ -365,6 +365,11 @@ class Serf:
         return Member(name=self.config.node_name, addr=self.local_addr, port=self.local_port,
                       tags=dict(self.tags), status=self.state if self.state != "shutdown" else LEFT)
 
+    def members_with_tag(self, tag: str) -> list[Member]:
+        """The members that carry ``tag``, by name (a :class:`Member` built for those only)."""
+        return [m.snapshot() for m in sorted(self._members.values(), key=lambda m: m.name)
+                if tag in m.tags]
+
     def status_counts(self) -> dict[str, int]:
         """Members by status, without building a :class:`Member` for each (an agent's metrics
         and ``/v1/agent/self`` ask for it on every request; at 5,000 members the snapshots

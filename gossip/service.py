@@ -435,6 +435,14 @@ class Gossip:
     def members(self) -> list[Member]:
         return self.serf.members()
 
+    def members_with_tag(self, tag: str) -> list[Member]:
+        """The members that carry ``tag`` (without building a Member for every other one)."""
+        return self.serf.members_with_tag(tag)
+
+    def status_counts(self) -> dict[str, int]:
+        """Members by status (``alive``, ``failed``...), without building the member list."""
+        return self.serf.status_counts()
+
     def member(self, name: str) -> Member | None:
         """One member by its exact name, without building the whole list."""
         return self.serf.member(name)

@@ -98,8 +98,8 @@ class Federation:
         if self.lan is None:
             return []
         me = self.lan.local_member().name
-        found = [m for m in self.lan.members()
-                 if m.status == "alive" and LAN_WAN_HTTP_TAG in m.tags and m.name != me]
+        found = [m for m in self.lan.members_with_tag(LAN_WAN_HTTP_TAG)
+                 if m.status == "alive" and m.name != me]
         return sorted(found, key=lambda m: (self._rtt.get(m.tags[LAN_WAN_HTTP_TAG], math.inf),
                                             m.name))
 

@@ -31,12 +31,12 @@ def _stats(app: web.Application) -> dict[str, Any]:
     }
     g = app[GOSSIP]
     if g is not None:
-        members = g.members()
+        counts = g.status_counts()   # not g.members(): a Member each, ~20 ms at 5,000
         out["serf_lan"] = {
-            "members": str(len(members)),
-            "alive": str(sum(1 for m in members if m.status == "alive")),
-            "failed": str(sum(1 for m in members if m.status == "failed")),
-            "left": str(sum(1 for m in members if m.status == "left")),
+            "members": str(sum(counts.values())),
+            "alive": str(counts.get("alive", 0)),
+            "failed": str(counts.get("failed", 0)),
+            "left": str(counts.get("left", 0)),
             "encrypted": str(bool(app[CONFIG].encrypt)).lower(),
         }
     fed = app[FEDERATION]

@@ -16,7 +16,8 @@ from registry.federation import NO_PATH, Federation
 
 
 class Pool:
-    """What Federation reads of a Gossip service: members(), local_member(), coordinates()."""
+    """What Federation reads of a Gossip service: members(), members_with_tag(),
+    local_member(), coordinates()."""
 
     def __init__(self, me: str, members: list[Member]) -> None:
         self.me = me
@@ -24,6 +25,9 @@ class Pool:
 
     def members(self) -> list[Member]:
         return list(self._members)
+
+    def members_with_tag(self, tag: str) -> list[Member]:
+        return [m for m in self._members if tag in m.tags]
 
     def local_member(self) -> Member:
         return next(m for m in self._members if m.name == self.me)
