@@ -75,17 +75,9 @@ def _seed_views(sim: Simulator, names: list[str], view: int, known_by_all: list[
                            port=n.addr[1], meta=b"", vsn=n.memberlist.config.vsn) for n in nodes}
     everyone = [alive[n] for n in names]
     extra = [alive[n] for n in known_by_all]
-    now = sim.now
     for node in nodes:
-        core = node.memberlist
-        chosen = everyone if view >= len(names) else rng.sample(everyone, view) + extra
-        for a in chosen:
-            if a.node != node.name:
-                core._alive_node(a, now)
-        core.broadcasts.reset()
-        while core.next_event() is not None:
-            pass
-        sim._flush(node)
+        sim.feed_alives(node.name,
+                        everyone if view >= len(names) else rng.sample(everyone, view) + extra)
 
 
 def build(n: int, *, seed: int, full_mesh_max: int, view: int, trials: int, eager: bool

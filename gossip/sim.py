@@ -396,19 +396,26 @@ class Simulator:
                   port=n.addr[1], meta=n.memberlist.local_node.meta, vsn=n.memberlist.config.vsn)
             for n in known
         ]
-        now = self.now
         for n in chosen:
-            core = n.memberlist
-            for a in alives:
-                if a.node != n.name:
-                    core._alive_node(a, now)
-            core.broadcasts.reset()
-            while core.next_event() is not None:
+            self.feed_alives(n.name, alives)
+
+    def feed_alives(self, name: str, alives: Iterable[Alive]) -> None:
+        """Node ``name`` takes ``alives`` (others than itself) through its core's own alive
+        handling, at once and without traffic; the broadcast queues and events that leaves
+        are dropped (:meth:`seed_membership`; the bench gives each node a view of its own)."""
+        n = self.nodes[name]
+        core = n.memberlist
+        now = self.now
+        for a in alives:
+            if a.node != n.name:
+                core._alive_node(a, now)
+        core.broadcasts.reset()
+        while core.next_event() is not None:
+            pass
+        if isinstance(n.core, GossipCore):
+            while n.core.next_event() is not None:
                 pass
-            if isinstance(n.core, GossipCore):
-                while n.core.next_event() is not None:
-                    pass
-            self._flush(n)
+        self._flush(n)
 
     # -- control -----------------------------------------------------------------------------
     def join(self, name: str, others: Iterable[str]) -> int:
