@@ -48,6 +48,7 @@ import resource
 import statistics
 import sys
 import time
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -110,6 +111,27 @@ def _times(done: dict[int, float], t0: float, total: int) -> dict[str, float | N
     return {"p50": at(0.5), "p99": at(0.99), "all": at(1.0)}
 
 
+def _time_until(sim: Simulator, names: list[str], subject: str, t0: float, limit: float,
+                check_every: float, seen: Callable[[Any], bool]) -> dict[str, float | None]:
+    """Run ``sim`` until every running node of ``names`` but ``subject`` has ``seen`` its view
+    of ``subject`` (a ``Node``), at most ``limit`` s; the times (see :func:`_times`)."""
+    pending = {n for n in names if n != subject and sim.nodes[n].running}
+    cores = {n: sim.nodes[n].memberlist for n in pending}
+    done: dict[int, float] = {}
+    total = len(pending)
+
+    def check() -> bool:
+        for name in list(pending):
+            nd = cores[name].node(subject)
+            if nd is not None and seen(nd):
+                pending.discard(name)
+                done[len(done)] = sim.now
+        return not pending
+
+    sim.run_for(limit, check, check_every=check_every)
+    return _times(done, t0, total)
+
+
 def disseminate(sim: Simulator, names: list[str], origin: str, limit: float
                 ) -> dict[str, float | None]:
     node = sim.nodes[origin]
@@ -119,42 +141,15 @@ def disseminate(sim: Simulator, names: list[str], origin: str, limit: float
     ml.update_node(t0)
     sim._flush(node)
     target = ml.incarnation
-    pending = {n for n in names if n != origin and sim.nodes[n].running}
-    cores = {n: sim.nodes[n].memberlist for n in pending}
-    done: dict[int, float] = {}
-    total = len(pending)
-
-    def check() -> bool:
-        for name in list(pending):
-            nd = cores[name].node(origin)
-            if nd is not None and nd.incarnation >= target:
-                pending.discard(name)
-                done[len(done)] = sim.now
-        return not pending
-
-    sim.run_for(limit, check, check_every=0.01)
-    return _times(done, t0, total)
+    return _time_until(sim, names, origin, t0, limit, 0.01,
+                       lambda nd: nd.incarnation >= target)
 
 
 def detect(sim: Simulator, names: list[str], victim: str, limit: float
            ) -> dict[str, float | None]:
     sim.stop(victim)
-    t0 = sim.now
-    pending = {n for n in names if n != victim and sim.nodes[n].running}
-    cores = {n: sim.nodes[n].memberlist for n in pending}
-    done: dict[int, float] = {}
-    total = len(pending)
-
-    def check() -> bool:
-        for name in list(pending):
-            nd = cores[name].node(victim)
-            if nd is not None and nd.status >= NodeStatus.DEAD:
-                pending.discard(name)
-                done[len(done)] = sim.now
-        return not pending
-
-    sim.run_for(limit, check, check_every=0.05)
-    return _times(done, t0, total)
+    return _time_until(sim, names, victim, sim.now, limit, 0.05,
+                       lambda nd: nd.status >= NodeStatus.DEAD)
 
 
 def measure(n: int, *, trials: int, seed: int, full_mesh_max: int, view: int,
