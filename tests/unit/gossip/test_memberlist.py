@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import math
+from typing import Any
 
 import pytest
 
@@ -491,16 +492,23 @@ def test_copy_of_a_broadcast_is_skipped_only_once_handled() -> None:
     assert calls == 2 and core.counters.msgs_in.get("duplicate", 0) == dup + 1
 
 
+def _settled(n: int, seed: int, **node_options: Any) -> FakeNet:
+    """``n`` nodes (``node_options`` for each) joined to n0, all alive everywhere, and 10
+    more simulated seconds for the join gossip to die down."""
+    net = FakeNet(seed=seed)
+    for i in range(n):
+        net.sim.add_node(f"n{i}", **node_options)
+    for i in range(1, n):
+        net.sim.join(f"n{i}", ["n0"])
+    net.run_until(lambda: alive_everywhere(net), 10.0)
+    net.sim.run_for(10.0)
+    return net
+
+
 def _idle_wakeups(quiet: bool, seed: int = 31) -> tuple[int, int]:
     """(timer wake-ups of n3, gossip rounds it ran) over 10 idle simulated seconds of a
     settled 6-node LAN cluster."""
-    net = FakeNet(seed=seed)
-    for i in range(6):
-        net.sim.add_node(f"n{i}", quiet_idle_rounds=quiet)
-    for i in range(1, 6):
-        net.sim.join(f"n{i}", ["n0"])
-    net.run_until(lambda: alive_everywhere(net), 10.0)
-    net.sim.run_for(10.0)   # the join gossip dies down
+    net = _settled(6, seed, quiet_idle_rounds=quiet)
     core = net.sim.nodes["n3"].core
     wakeups = rounds = 0
     real_timer, real_round = core.handle_timer, core._gossip_round
@@ -537,13 +545,7 @@ def test_quiet_idle_rounds_do_not_wake_for_empty_gossip_rounds() -> None:
 def _news_delay(eager: bool, seed: int) -> float:
     """Simulated seconds from queueing a user message on an idle node of a settled 5-node
     cluster (and the driver's re-arm) until 3 others have it."""
-    net = FakeNet(seed=seed)
-    for i in range(5):
-        net.sim.add_node(f"n{i}", eager_gossip=eager)
-    for i in range(1, 5):
-        net.sim.join(f"n{i}", ["n0"])
-    net.run_until(lambda: alive_everywhere(net), 10.0)
-    net.sim.run_for(10.0)
+    net = _settled(5, seed, eager_gossip=eager)
     got: list[str] = []
     net.sim.on_user_msg = lambda node, buf: got.append(node) if buf == b"news" else None
     net.sim.queue_user_broadcast("n2", b"news", "k")
