@@ -4,6 +4,7 @@ and the proxy keeps serving everyone else."""
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import os
 import random
 import re
@@ -190,6 +191,22 @@ async def start_raw_backend(handler: Callable[[asyncio.StreamReader, asyncio.Str
     return server, server.sockets[0].getsockname()[1]
 
 
+@contextlib.asynccontextmanager
+async def raw_backend_listener(lb: LoadBalancer, view: MemoryView, name: str,
+                               handler: Callable[[asyncio.StreamReader, asyncio.StreamWriter],
+                                                 Awaitable[None]]) -> AsyncIterator[str]:
+    """An HTTP listener ``name`` whose one backend is ``handler`` on a raw socket; yields the
+    listener's address and closes the backend after."""
+    server, port = await start_raw_backend(handler)
+    try:
+        view.set_instances(name, [MemInstance(name, port, node=name)])
+        await lb.add_listener({"Name": name, "Bind": "127.0.0.1:0", "Mode": "http",
+                               "Service": name})
+        yield lb.listener(name)["Address"]  # type: ignore[index]
+    finally:
+        server.close()
+
+
 async def read_head(r: asyncio.StreamReader) -> bytes:
     return await r.readuntil(b"\r\n\r\n")
 
@@ -251,12 +268,7 @@ async def test_fields_the_backend_connection_names_are_dropped(proxy) -> None:  
     """RFC 9110 7.6.1: the fields a response's Connection names are hop-by-hop, like
     Keep-Alive: not forwarded to the client."""
     lb, view, _addr = proxy
-    server, port = await start_raw_backend(connection_names_a_field)
-    try:
-        view.set_instances("named", [MemInstance("named", port, node="named")])
-        await lb.add_listener({"Name": "named", "Bind": "127.0.0.1:0", "Mode": "http",
-                               "Service": "named"})
-        baddr = lb.listener("named")["Address"]  # type: ignore[index]
+    async with raw_backend_listener(lb, view, "named", connection_names_a_field) as baddr:
         for _ in range(2):      # the second one on the pooled backend connection
             resp = await send_raw(baddr, b"GET / HTTP/1.1\r\nHost: x\r\n"
                                          b"Connection: close\r\n\r\n")
@@ -264,8 +276,6 @@ async def test_fields_the_backend_connection_names_are_dropped(proxy) -> None:  
             assert status_of(resp) == 200 and resp.endswith(b"\r\n\r\nok")
             assert b"\r\nx-kept: 1" in head
             assert b"x-hop" not in head and b"keep-alive" not in head
-    finally:
-        server.close()
 
 
 @pytest.mark.parametrize("handler, method, expect", [
@@ -279,12 +289,7 @@ async def test_fields_the_backend_connection_names_are_dropped(proxy) -> None:  
 async def test_hostile_backend(proxy, good: HttpBackend, handler, method: str,  # type: ignore[no-untyped-def]
                                expect: int | str) -> None:
     lb, view, addr = proxy
-    server, port = await start_raw_backend(handler)
-    try:
-        view.set_instances("bad", [MemInstance("bad", port, node="bad")])
-        await lb.add_listener({"Name": "bad", "Bind": "127.0.0.1:0", "Mode": "http",
-                               "Service": "bad"})
-        baddr = lb.listener("bad")["Address"]  # type: ignore[index]
+    async with raw_backend_listener(lb, view, "bad", handler) as baddr:
         async with aiohttp.ClientSession() as s:
             if expect == "cut":
                 with pytest.raises(aiohttp.ClientPayloadError):
@@ -300,8 +305,6 @@ async def test_hostile_backend(proxy, good: HttpBackend, handler, method: str,  
         await still_serving(addr)
         counters = lb.listener("bad")["Counters"]  # type: ignore[index]
         assert counters["Errors"] >= 1
-    finally:
-        server.close()
 
 
 async def test_client_keepalive_timeout_and_connection_cap(good: HttpBackend) -> None:
