@@ -636,7 +636,7 @@ class Gossip:
             out.update(self.handlers.counters)
         if self.snapshot is not None:
             out["snapshot.write_errors"] = self.snapshot.write_errors
-        statuses = self.serf.status_counts()
+        statuses = self.status_counts()
         for s in ("alive", "leaving", "left", "failed"):
             out[f"serf.members.{s}"] = statuses.get(s, 0)
         return out

@@ -127,6 +127,27 @@ def test_update_event_carries_new_tags() -> None:
     assert isinstance(ev, MemberUpdated) and ev.member.tags == {"v": "2"}
 
 
+def test_status_counts_and_members_with_tag_agree_with_the_member_list() -> None:
+    """The counts /v1/agent/self reads and the tag lookup the federation uses give what the
+    whole member list says, through joins, updates, failures and leaves."""
+    s = make()
+    for i in range(6):
+        s.node_joined(f"m{i}", f"10.0.0.{i}", 7946,
+                      encode_tags({"wan": "x"} if i % 2 else {}), VSN, 1.0)
+    s.node_left("m1", 2.0)                                       # failed
+    s.handle_leave_intent(LeaveIntent(ltime=9, node="m2"), 3.0)  # leaving
+    s.node_left("m2", 3.0)                                       # left
+    s.node_updated("m4", "10.0.0.4", 7946, encode_tags({"wan": "y"}), VSN, 4.0)
+    members = s.members()
+    counts: dict[str, int] = {}
+    for m in members:
+        counts[m.status] = counts.get(m.status, 0) + 1
+    assert s.status_counts() == counts == {"alive": 5, "failed": 1, "left": 1}
+    assert s.members_with_tag("wan") == [m for m in members if "wan" in m.tags]
+    assert [m.name for m in s.members_with_tag("wan")] == ["m1", "m3", "m4", "m5"]
+    assert s.members_with_tag("nothing") == []
+
+
 def test_intents_for_unknown_nodes_are_buffered_newest_wins() -> None:
     s = make()
     assert s.handle_join_intent(JoinIntent(ltime=3, node="b"), 1.0)
