@@ -309,7 +309,7 @@ class _PeerError(GossipError):
 class Memberlist:
     """One member of a memberlist cluster, as a sans-I/O state machine (see module docstring).
 
-    ``now`` is any monotonic clock in seconds (the driver uses ``loop.time()``); ``rng`` makes
+    ``now`` is any monotonic clock in seconds (the driver's is ``time.monotonic``); ``rng`` makes
     every random choice (probe order, gossip targets, staggers) reproducible in tests.
     """
 

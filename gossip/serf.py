@@ -1095,6 +1095,8 @@ class SerfDelegate:
             return
         self.serf.coordinates[node.name] = other
         self.serf.counters["serf.coordinate.updates"] += 1
+        if rtt == 0.0:   # a clock coarser than the network (Serf counts these too)
+            self.serf.counters["serf.coordinate.zero-rtt"] += 1
 
     # ConflictDelegate
     def notify_conflict(self, existing: Any, other: Any, now: float) -> None:

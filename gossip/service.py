@@ -96,7 +96,7 @@ from .serf_config import SerfConfig
 from .serf_messages import Coordinate
 from .snapshot import Snapshot
 from .tasks import TaskOwner
-from .transport import MemberlistTransport, resolve_addr
+from .transport import DEFAULT_CLOCK, MemberlistTransport, resolve_addr
 
 log = logging.getLogger(__name__)
 
@@ -162,9 +162,7 @@ class Gossip:
 
     # -- lifecycle ------------------------------------------------------------------------------
     def _now(self) -> float:
-        if self._clock is not None:
-            return self._clock()
-        return asyncio.get_running_loop().time()
+        return (self._clock or DEFAULT_CLOCK)()
 
     async def start(self, *, release_memory: bool = True) -> None:
         """Bind, start the memberlist core and Serf; rejoin the snapshot's members if any.
@@ -175,10 +173,9 @@ class Gossip:
         if self._started:
             return
         self._started = True
-        loop = asyncio.get_running_loop()
         await self._tasks.open()
         if self._clock is None:
-            self._clock = loop.time
+            self._clock = DEFAULT_CLOCK
         previous: list[tuple[str, str]] = []
         if self.serf_config.snapshot_path:
             self.snapshot = Snapshot(self.serf_config.snapshot_path,

@@ -6,7 +6,8 @@ made by ``core_factory``), sends what the core queued, performs the outbound str
 for (push/pull, TCP fallback pings) with their deadlines, and re-arms a single ``loop.call_at``
 timer from ``core.next_deadline()`` after every interaction (aioquic's
 ``QuicConnectionProtocol`` is the model). Every ``now`` it passes comes from one clock
-(``clock``, default ``loop.time``). Nothing here blocks the loop.
+(``clock``, default :func:`time.monotonic`, see :data:`DEFAULT_CLOCK`). Nothing here blocks the
+loop.
 
 Usage::
 
@@ -31,6 +32,7 @@ import errno
 import logging
 import random
 import socket
+import time
 from collections.abc import Callable, Iterable
 from typing import Any, Protocol, Self
 
@@ -44,9 +46,17 @@ from .messages import PushPull
 from .security import Keyring
 from .tasks import TaskOwner
 
-__all__ = ["DrivenCore", "MemberlistTransport", "TransportError"]
+__all__ = ["DEFAULT_CLOCK", "DrivenCore", "MemberlistTransport", "TransportError"]
 
 log = logging.getLogger(__name__)
+
+DEFAULT_CLOCK: Callable[[], float] = time.monotonic
+"""The clock of the core and its driver unless one is given: the loop's own clock, read at
+full resolution. uvloop's ``loop.time()`` counts whole milliseconds and is read once per loop
+iteration, so a probe answered within a millisecond (loopback, most LANs) measured an RTT of
+0 and the network coordinates learnt nothing from it; ``time.monotonic`` is the same
+CLOCK_MONOTONIC to the nanosecond. Timers are still armed with ``loop.call_at`` (see
+``_arm_timer``, which converts)."""
 
 Addr = tuple[str, int]
 Listener = Callable[[Any], None]
@@ -216,7 +226,7 @@ class MemberlistTransport:
             bind_port=port, advertise_addr=advertise, advertise_port=cfg.advertise_port or port
         )
         if self._clock is None:
-            self._clock = loop.time
+            self._clock = DEFAULT_CLOCK
         if self._core_factory is not None:
             self._core = self._core_factory(core_cfg, self._clock())
         else:

@@ -136,11 +136,12 @@ class VivaldiClient:
     def update(self, node: str, other: Coordinate, rtt: float) -> Coordinate:
         """Fold in one RTT sample (seconds) of a direct probe of ``node`` whose coordinate is
         ``other``; returns our new coordinate. Raises ValueError for an incompatible or
-        non-finite coordinate, or an RTT outside (0, 10 s]."""
+        non-finite coordinate, or an RTT outside [0, 10 s]. An RTT of 0 (a clock coarser than
+        the network, as Serf sees on some hosts) counts as 1 µs, as in Serf."""
         if not compatible(self.coord, other):
             raise ValueError(f"coordinate of {node} is incompatible (dimensions "
                              f"{len(other.vec)}, expected {len(self.coord.vec)}) or not finite")
-        if not 0.0 < rtt <= MAX_RTT:
+        if not 0.0 <= rtt <= MAX_RTT:
             raise ValueError(f"rtt {rtt!r} s to {node} is out of range")
         rtt = self._median(node, rtt)
         self._update_vivaldi(other, rtt)

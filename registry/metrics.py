@@ -128,6 +128,14 @@ class AgentCollector:
             if k.startswith(("serf.member.", "serf.events.", "serf.queries.")):
                 serf.add_metric([k.removeprefix("serf.")], v)
         yield serf
+        coord = CounterMetricFamily(
+            "rumor_gossip_coordinate_samples",
+            "RTT samples of direct probes for the network coordinates: used (zero_rtt: used, "
+            "but measured as 0), or rejected (a bad coordinate or RTT).", labels=["result"])
+        for result, key in (("used", "updates"), ("zero_rtt", "zero-rtt"),
+                            ("rejected", "rejected")):
+            coord.add_metric([result], c.get(f"serf.coordinate.{key}", 0))
+        yield coord
 
     # --- registry -----------------------------------------------------------------------------
 

@@ -72,8 +72,14 @@ def test_every_family_has_live_values(cluster: Cluster, tmp_path: Path) -> None:
                      total(s["rumor_gossip_messages_total"], direction="in") > 0 and
                      total(s["rumor_gossip_bytes_total"], direction="out") > 0 and
                      total(s["rumor_gossip_bytes_total"], direction="in") > 0 and
-                     s["rumor_gossip_probes_total"][()] >= 1 and s, 20,
-                     what="gossip metrics to show two members and traffic")
+                     s["rumor_gossip_probes_total"][()] >= 1 and
+                     total(s["rumor_gossip_coordinate_samples_total"], result="used") >= 1
+                     and s, 20,
+                     what="gossip metrics to show two members, traffic and coordinates")
+        # loopback answers within a millisecond: measured to the microsecond, not as 0 (a
+        # millisecond clock made every such sample 0, or refused)
+        assert total(m["rumor_gossip_coordinate_samples_total"], result="rejected") == 0
+        assert total(m["rumor_gossip_coordinate_samples_total"], result="zero_rtt") == 0
 
         assert total(m["rumor_registry_instances"]) == 1
         assert total(m["rumor_registry_checks"], status="passing") >= 1

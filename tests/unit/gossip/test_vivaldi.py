@@ -38,7 +38,7 @@ def test_origin_is_serfs_new_coordinate() -> None:
 @pytest.mark.parametrize(("other", "rtt", "says"), [
     (c((0.0,) * 3), 0.01, "incompatible"),
     (c((math.nan,) + (0.0,) * 7), 0.01, "incompatible"),
-    (c(), 0.0, "out of range"),
+    (c(), -0.001, "out of range"),
     (c(), 11.0, "out of range"),
 ])
 def test_update_refuses_bad_input(other: Coordinate, rtt: float, says: str) -> None:
@@ -46,6 +46,14 @@ def test_update_refuses_bad_input(other: Coordinate, rtt: float, says: str) -> N
     with pytest.raises(ValueError, match=says):
         cl.update("peer", other, rtt)
     assert cl.coord == origin()
+
+
+def test_zero_rtt_is_used_as_serf_does() -> None:
+    # a clock coarser than the network reads 0 (Serf: counted, then used as 1 µs)
+    cl = VivaldiClient(rng=random.Random(1))
+    after = cl.update("peer", c((0.010,) + (0.0,) * 7), 0.0)
+    assert after != origin()
+    assert all(math.isfinite(x) for x in after.vec)
 
 
 def test_first_sample_pushes_nodes_apart_along_a_random_direction() -> None:
