@@ -3,6 +3,7 @@
     python bench/report.py                  # print the tables of the latest complete runs
     python bench/report.py --write          # and put them into bench/RESULTS.md
     python bench/report.py --results bench/out/quick --quick   # try it on smoke runs
+    python bench/report.py --run DIR --region NAME [--title T] [--write]   # one given run
 
 For each comparison it takes the latest complete, non-quick run directory written by
 ``bench/runinfo.py`` (``bench/results/<date>/<bench>-<time>/``), and from its ``rounds.jsonl``
@@ -253,6 +254,19 @@ def benches(results: Path, quick: bool) -> list[tuple[Bench, Path | None]]:
     return out
 
 
+def bench_of(run_dir: Path, title: str | None = None) -> Bench:
+    """The comparison a run directory holds (its run.json's ``bench``), titled ``title``."""
+    name = json.loads((run_dir / "run.json").read_text()).get("bench", "")
+    if name == "gossip_vs_serf":
+        b = gossip_bench(sorted({int(r["test"].split("=")[1]) for r in read_rounds(run_dir)}))
+    else:
+        found = [x for x in (DNS, LB, TLS, STARTUP) if x.name == name]
+        if not found:
+            raise SystemExit(f"{run_dir}: run.json names no known bench ({name!r})")
+        b = found[0]
+    return Bench(b.name, title or b.title, b.peer, b.metrics, b.make_cmd)
+
+
 def replace_region(text: str, name: str, body: str) -> str:
     begin, end = f"<!-- report:{name}:begin -->", f"<!-- report:{name}:end -->"
     pattern = re.compile(re.escape(begin) + r".*?" + re.escape(end), re.DOTALL)
@@ -268,8 +282,20 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--quick", action="store_true", help="read quick (smoke) runs instead")
     ap.add_argument("--write", action="store_true", help="update bench/RESULTS.md")
     ap.add_argument("--md", type=Path, default=RESULTS_MD, help=argparse.SUPPRESS)
+    ap.add_argument("--run", type=Path,
+                    help="render this one run directory (any name, e.g. a check run kept apart "
+                         "from the headline tables) instead of the latest runs")
+    ap.add_argument("--region", help="with --run: the RESULTS.md region --write replaces")
+    ap.add_argument("--title", help="with --run: the table's title")
     args = ap.parse_args(argv)
-    rendered = [(b, render(b, d)) for b, d in benches(args.results, args.quick)]
+    if args.run is not None:
+        if args.write and not args.region:
+            ap.error("--run with --write needs --region NAME")
+        one = bench_of(args.run.resolve(), args.title)
+        rendered = [(Bench(args.region or one.name, one.title, one.peer, one.metrics,
+                           one.make_cmd), render(one, args.run.resolve()))]
+    else:
+        rendered = [(b, render(b, d)) for b, d in benches(args.results, args.quick)]
     if args.write:
         text = args.md.read_text()
         for b, body in rendered:

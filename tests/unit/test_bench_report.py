@@ -62,3 +62,22 @@ def test_a_target_without_x_is_on_rumors_own_figure() -> None:
     assert report._met(9.0, 0.15, "<= 0.2") == "yes"      # 9x Serf, but under 0.2 CPU-s
     assert report._met(0.5, 0.30, "<= 0.2") == "no"
     assert report._met(0.5, 0.30, "<= 2.5x") == "yes"
+
+
+def test_one_given_run_goes_into_its_own_region(tmp_path: Path) -> None:
+    # a check run kept apart from the headline (renamed, so the latest-run search skips it)
+    results = tmp_path / "results"
+    d = _run(results, "lb_vs_haproxy", "2026-12-02T10:00:00+00:00",
+             _lb_rounds([700, 800, 750], [1000, 1000, 900]))
+    check = d.with_name("lb_check-100000")
+    d.rename(check)
+    md = tmp_path / "RESULTS.md"
+    md.write_text("<!-- report:lb_vs_haproxy:begin -->\nheadline\n<!-- report:lb_vs_haproxy:end -->\n"
+                  "<!-- report:lb_check:begin -->\nold\n<!-- report:lb_check:end -->\n")
+    assert report.main(["--run", str(check), "--region", "lb_check", "--title", "LB check",
+                        "--write", "--md", str(md)]) == 0
+    text = md.read_text()
+    assert "\nheadline\n" in text and "\nold\n" not in text      # only its own region
+    assert "### LB check" in text and "lb_check-100000" in text
+    assert "| HTTP mode, 100 B: req/s | 1,000 (900-1,000) | 750 (700-800) | 0.75x" in text
+    assert "median of 3 interleaved rounds" in text
