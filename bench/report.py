@@ -292,14 +292,13 @@ def main(argv: list[str] | None = None) -> int:
         if args.write and not args.region:
             ap.error("--run with --write needs --region NAME")
         one = bench_of(args.run.resolve(), args.title)
-        rendered = [(Bench(args.region or one.name, one.title, one.peer, one.metrics,
-                           one.make_cmd), render(one, args.run.resolve()))]
+        rendered = [(args.region or one.name, render(one, args.run.resolve()))]
     else:
-        rendered = [(b, render(b, d)) for b, d in benches(args.results, args.quick)]
+        rendered = [(b.name, render(b, d)) for b, d in benches(args.results, args.quick)]
     if args.write:
         text = args.md.read_text()
-        for b, body in rendered:
-            text = replace_region(text, b.name, body)
+        for region, body in rendered:
+            text = replace_region(text, region, body)
         args.md.write_text(text)
         print(f"updated {args.md}")
     else:
