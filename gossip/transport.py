@@ -58,6 +58,11 @@ iteration, so a probe answered within a millisecond (loopback, most LANs) measur
 CLOCK_MONOTONIC to the nanosecond. Timers are still armed with ``loop.call_at`` (see
 ``_arm_timer``, which converts)."""
 
+_LOOP_TICK = 0.001
+"""uvloop's timer resolution (a timer fires when the loop's millisecond clock reaches it)."""
+_SAME_CLOCK = 0.05
+"""A loop clock behind ours by less than this is the same clock read coarser (see _arm_timer)."""
+
 Addr = tuple[str, int]
 Listener = Callable[[Any], None]
 """Called with every event the core gives (memberlist's, or GossipCore's)."""
@@ -425,6 +430,12 @@ class MemberlistTransport:
             if deadline is not None:
                 clock = self._clock
                 offset = 0.0 if clock is None or clock == loop.time else loop.time() - clock()
+                if -_SAME_CLOCK < offset <= 0.0:
+                    # The loop's clock is this clock read coarser: uvloop reads CLOCK_MONOTONIC
+                    # in whole milliseconds, once per iteration, never ahead of it. One
+                    # millisecond more and the timer never fires before the deadline, so the
+                    # core runs at the real time (a probe's send time, hence its RTT, exact).
+                    offset = _LOOP_TICK
                 self._timer = loop.call_at(deadline + offset, self._on_timer)
 
     def _on_timer(self) -> None:
@@ -435,9 +446,9 @@ class MemberlistTransport:
         if self._closed or self._core is None or self._loop is None:
             return
         now = self.now()
-        # uvloop's timers have millisecond resolution and may fire up to 1 ms before the
-        # deadline; running the core "at" the deadline then avoids re-arming the same timer
-        # again and again until the clock catches up (that spin was most of the idle CPU).
+        # With a clock of another base (tests) the timer may still fire up to a loop tick
+        # early; running the core "at" the deadline then avoids re-arming the same timer again
+        # and again until the clock catches up (that spin was most of the idle CPU).
         if due is not None and now < due <= now + 0.002:
             now = due
         self._core.handle_timer(now)
