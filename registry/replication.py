@@ -81,6 +81,8 @@ MSG_DELTA = 1
 MSG_FULL = 2
 MSG_DIGEST = 3
 MSG_BATCH = 4
+_UNREADABLE = object()
+"""What :meth:`Replicator._unpack_delta` returns for bytes msgpack cannot read."""
 DELTA_LIMIT = 900
 """Bytes: the largest delta payload handed to ``broadcast_app`` (one UDP packet with headroom)."""
 FULL_MAX_BYTES = 64 * 1024 * 1024
@@ -759,11 +761,8 @@ class Replicator:
     def notify_app_message(self, buf: bytes) -> None:
         """A delta or a batch of them from a peer; re-broadcast when it brought news. Never
         raises."""
-        try:
-            msg = msgpack.unpackb(buf, strict_map_key=True)
-        except Exception as e:  # noqa: BLE001 - msgpack raises several types; none may escape
-            self.counters["deltas_received"] += 1
-            self._drop("bad_delta", repr(e)[:200])
+        msg = self._unpack_delta(buf)
+        if msg is _UNREADABLE:
             return
         if isinstance(msg, list) and len(msg) == 2 and msg[0] == MSG_BATCH:
             self.counters["batches_received"] += 1
@@ -774,11 +773,8 @@ class Replicator:
             keys: list[str] = []
             news = False
             for d in inner:
-                try:
-                    one = msgpack.unpackb(d, strict_map_key=True)
-                except Exception as e:  # noqa: BLE001 - as above
-                    self.counters["deltas_received"] += 1
-                    self._drop("bad_delta", repr(e)[:200])
+                one = self._unpack_delta(d)
+                if one is _UNREADABLE:
                     continue
                 key, applied = self._receive_delta(d, one)
                 if key is not None:
@@ -792,6 +788,15 @@ class Replicator:
         if applied and key is not None:
             self.counters["deltas_rebroadcast"] += 1
             self.broadcast(key, buf)
+
+    def _unpack_delta(self, buf: bytes) -> Any:
+        """``buf`` decoded, or ``_UNREADABLE`` (dropped and counted as a bad delta)."""
+        try:
+            return msgpack.unpackb(buf, strict_map_key=True)
+        except Exception as e:  # noqa: BLE001 - msgpack raises several types; none may escape
+            self.counters["deltas_received"] += 1
+            self._drop("bad_delta", repr(e)[:200])
+            return _UNREADABLE
 
     def _receive_delta(self, buf: bytes, msg: Any) -> tuple[str | None, bool]:
         """Apply one delta (``msg``, decoded from ``buf``): its queue key (None: dropped) and
