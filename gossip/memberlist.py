@@ -621,9 +621,20 @@ class Memberlist:
     def _get_broadcasts(self, overhead: int, limit: int, dest: NodeState | None,
                         below: int | None = None) -> list[bytes]:
         """memberlist getBroadcasts: our own queue first, then the delegate's user messages.
-        With ``below``, only messages sent fewer than ``below`` times (an eager round)."""
-        out = self.broadcasts.get_broadcasts(overhead, limit, below=below)
+        With ``below``, only messages sent fewer than ``below`` times (an eager round).
+
+        Unlike memberlist, our own queue takes at most half of the room while the delegate has
+        messages waiting, and the rest of the room afterwards. A joiner re-broadcasts the alive
+        message of every member its join's push-pull taught it (memberlist does the same): at
+        100 members that is ~1,200 sends, which filled every packet for ~5 s, so the joiner's
+        own news (its Serf intents, its catalog record) waited behind them (issue 13)."""
         d = self.delegate
+        share = limit
+        if d is not None and len(self.broadcasts):
+            pending = getattr(d, "pending_broadcasts", None)
+            if pending is not None and pending():
+                share = limit // 2
+        out = self.broadcasts.get_broadcasts(overhead, share, below=below)
         if d is not None:
             used = 0
             for m in out:
@@ -643,6 +654,13 @@ class Memberlist:
                     user = []
                 for body in user:
                     out.append(b"\x08" + body)
+            if share < limit:
+                used = 0
+                for m in out:
+                    used += len(m) + overhead
+                if limit - used > overhead:
+                    out.extend(self.broadcasts.get_broadcasts(overhead, limit - used,
+                                                              below=below))
         return out
 
     def _send_msg(self, addr: Addr, msg: bytes, kind: str, dest: NodeState | None = None) -> None:

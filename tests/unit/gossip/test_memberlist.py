@@ -561,3 +561,45 @@ def test_quiet_idle_rounds_still_send_news_at_once(eager: bool) -> None:
         # the overdue regular round (or the eager one) runs at once: one hop of latency
         t = _news_delay(eager, seed)
         assert t < 0.05, (seed, eager, t)
+
+
+class _QueuedNews(NullDelegate):
+    """A delegate with user messages waiting (Serf's intents, the registry's records)."""
+
+    def __init__(self, *messages: bytes) -> None:
+        self.queue = list(messages)
+
+    def pending_broadcasts(self) -> int:
+        return len(self.queue)
+
+    def get_broadcasts(self, overhead: int, limit: int, dest: Node | None) -> list[bytes]:
+        out: list[bytes] = []
+        for m in list(self.queue):
+            if len(m) + overhead <= limit:
+                out.append(m)
+                limit -= len(m) + overhead
+                self.queue.remove(m)
+        return out
+
+
+def test_delegate_news_is_not_starved_by_a_full_own_queue() -> None:
+    """A joiner re-broadcasts the alive message of every member its push-pull taught it, as
+    memberlist does: hundreds of messages, enough to fill every packet for seconds. The
+    delegate's messages still get half of each packet, and our own fill the rest (issue 13:
+    a joiner's catalog record waited ~5 s behind them in a pool of 100)."""
+    net = FakeNet(seed=5)
+    net.cluster(2)
+    net.run_until(lambda: alive_everywhere(net), 10.0)
+    core = net.sim.nodes["n0"].core
+    for i in range(200):
+        core.broadcasts.queue_bytes(bytes([i % 256]) * 90, f"own-{i}")
+    news = b"R" * 480
+    core.delegate = _QueuedNews(news)
+    msgs = core._get_broadcasts(2, 1380, None)
+    assert b"\x08" + news in msgs
+    own = [m for m in msgs if not m.startswith(b"\x08")]
+    assert len(own) >= 9   # the rest of the room is ours: (1380 - 483) // 92 = 9
+    assert sum(len(m) + 2 for m in msgs) <= 1380
+    # with nothing waiting in the delegate, our queue has the whole packet, as in memberlist
+    msgs = core._get_broadcasts(2, 1380, None)
+    assert len(msgs) == 1380 // 92 and all(not m.startswith(b"\x08") for m in msgs)
