@@ -19,7 +19,7 @@ import contextlib
 import functools
 import logging
 import time
-from collections.abc import AsyncIterator, Awaitable, Callable, Iterable, Mapping
+from collections.abc import AsyncIterator, Awaitable, Callable, Iterable, Iterator, Mapping
 from dataclasses import dataclass
 from enum import StrEnum
 from typing import Any, TypeVar
@@ -160,6 +160,8 @@ class LocalState:
         self.checks: dict[str, LocalCheck] = {}
         self.version = 0
         self.item_versions: dict[tuple[str, str], int] = {}
+        self._held: list[Change] | None = None
+        """Changes kept for one notification (:meth:`changes_together`)."""
         self.listeners: list[Callable[[list[Change]], None]] = []
         self.manager = CheckManager(self._on_result, catalog=catalog, local_node=info.name)
         self.refuse_check: Callable[[CheckDef], None] | None = None
@@ -192,12 +194,33 @@ class LocalState:
             else:
                 self.item_versions[key] = self.version
             changes.append((kind, item, self.version, prev))
+        if changes and self._held is not None:
+            self._held.extend(changes)
+            return
+        self._notify(changes)
+
+    def _notify(self, changes: list[Change]) -> None:
         if changes:
             for cb in self.listeners:
                 try:
                     cb(changes)
                 except Exception:
                     log.exception("local change listener failed")
+
+    @contextlib.contextmanager
+    def changes_together(self) -> Iterator[None]:
+        """Changes made inside (awaits included) reach the listeners as one list when the
+        outermost block ends: the replication sends them as one gossip batch rather than a
+        message per item (an agent's start with its configured services and checks)."""
+        outer = self._held is None
+        if outer:
+            self._held = []
+        try:
+            yield
+        finally:
+            if outer:
+                held, self._held = self._held, None
+                self._notify(held or [])
 
     def raise_version_above(self, v: int) -> None:
         """Another agent holds a newer record of us (we lost state): publish above it."""
@@ -567,7 +590,7 @@ class LocalState:
     async def apply_parsed_config(self, sdefs: list[ServiceDef], cdefs: list[CheckDef]) -> None:
         want_s = {s.record.id for s in sdefs}
         want_c = {c.check_id for c in cdefs} | {c.check_id for s in sdefs for c in s.checks}
-        with self.catalog.batch():
+        with self.changes_together(), self.catalog.batch():
             for sid, s in list(self.services.items()):
                 if s.source == "config" and sid not in want_s:
                     await self.deregister_service(sid, persist=False)

@@ -593,3 +593,37 @@ async def test_changes_made_together_travel_in_batches_within_the_delta_limit() 
     assert sum(rep_b.dropped.values()) == dropped + 4
     assert [i.service_id for i in regs["b"].catalog.entries("db")] == ["db1"]
     await stop(regs)
+
+
+async def test_configured_services_leave_as_one_batch() -> None:
+    """An agent's start applies its configured services and checks together: the replication
+    gets one list of changes and sends one batch, not a gossip message per item (issue 13:
+    every other agent of the pool decodes and re-broadcasts each message a joiner sends)."""
+    from registry.catalog import Catalog, NodeInfo
+    from registry.definitions import parse_check
+    from registry.local import LocalState
+
+    cat = Catalog(datacenter="dc1", local_node="a")
+    local = LocalState(cat, NodeInfo(name="a"), None)
+    sent: list[tuple[str, bytes]] = []
+    rep = Replicator(cat, local, broadcast=lambda k, p: sent.append((k, p)),
+                     member_status=lambda n: "alive")
+    seen: list[int] = []
+    local.listeners.append(lambda changes: seen.append(len(changes)))
+    sdefs = [parse_service({"Name": f"svc-{k}", "ID": f"a-{k}", "Port": 1000 + k})
+             for k in range(5)]
+    cdefs = [parse_check({"Name": "disk", "CheckID": "disk", "TTL": "30s"})]
+    await local.apply_parsed_config(sdefs, cdefs)
+    assert seen == [6]
+    assert rep.counters["deltas_sent"] == 6 and rep.counters["batches_sent"] == 1
+    assert len(sent) == 1
+    # the batch carries every item, and a peer that applies it has the whole record
+    cat2 = Catalog(datacenter="dc1", local_node="b")
+    peer = Replicator(cat2, LocalState(cat2, NodeInfo(name="b"), None),
+                      broadcast=lambda k, p: None, member_status=lambda n: "alive")
+    peer.notify_app_message(sent[0][1])
+    assert set(cat2.node_services("a")) == {f"a-{k}" for k in range(5)}
+    # a change made alone still leaves at once, by itself
+    await local.register_service(parse_service({"Name": "web", "ID": "web-1", "Port": 80}))
+    assert seen == [6, 1] and len(sent) == 2
+    await local.stop()
