@@ -1,0 +1,192 @@
+"""What each join costs the agents already in a pool, and how soon the pool converges after it.
+
+Starts ``--nodes`` whole ``rumor agent``s on 127.0.0.1 (ports of their own), ``--spacing``
+seconds apart, each with ``--services`` services from a config file and (all but the first)
+``-retry-join`` to the first with ``-retry-interval 1s``: the start pattern of issue 13
+(``bench/gossip_vs_serf.py --converge`` runs the same pattern at 200 in namespaces, beside
+Serf). Two figures per run:
+
+- ``join_cpu_ms_per_agent``: the CPU (user + system, ``/proc/PID/stat``) that the agents
+  started before the last ``--window`` joins spent during them, per agent and per join. This
+  is what a join costs everyone else (receiving, re-broadcasting and applying the joiner's
+  alive message, Serf intent and catalog record), the figure that decides how many agents the
+  machine carries before the pool saturates it; it includes their idle cost (~1-2 ms/s).
+- ``converge_median_s`` / ``converge_max_s``: from the last start, when each agent's metrics
+  first show every member alive, every node and every instance, and no critical check (as
+  ``gossip_vs_serf.converged`` asks first), polled every ``--poll`` s, at most ``--timeout``.
+
+``--tree NAME=DIR`` (repeatable) runs the same pattern from other source trees (e.g. an
+older commit: ``git worktree add DIR COMMIT`` with the C extensions copied in), interleaved
+with this one (``who=main``), ``--rounds`` times. Rounds go to ``rounds.jsonl`` under
+``bench/results/<date>/join_cost-<time>/`` (``bench/runinfo.py``).
+
+    python bench/join_cost.py --nodes 100 --rounds 3 --tree base=/work/wt/base
+
+Nothing is pinned: the pool fills both cores, as in the issue's pattern.
+"""
+
+from __future__ import annotations
+
+import argparse
+import http.client
+import json
+import os
+import shutil
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+from typing import Any
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+
+from bench.interp import bench_env, precompile, rumor_python
+from bench.runinfo import ROOT, Run
+
+PACKAGES = ("gossip", "registry", "dnsserver", "lb")
+CLK_TCK = os.sysconf("SC_CLK_TCK")
+
+
+def cpu_s(pid: int) -> float:
+    with open(f"/proc/{pid}/stat") as f:
+        fields = f.read().rsplit(")", 1)[1].split()
+    return (int(fields[11]) + int(fields[12])) / CLK_TCK
+
+
+def get(port: int, path: str) -> bytes:
+    c = http.client.HTTPConnection("127.0.0.1", port, timeout=20)
+    try:
+        c.request("GET", path)
+        return c.getresponse().read()
+    finally:
+        c.close()
+
+
+def converged(port: int, n: int, services: int) -> bool:
+    try:
+        text = get(port, "/v1/agent/metrics?format=prometheus").decode()
+    except OSError:
+        return False
+    m: dict[str, float] = {}
+    for line in text.splitlines():
+        if line and not line.startswith("#"):
+            key, _, value = line.rpartition(" ")
+            try:
+                m[key] = float(value)
+            except ValueError:
+                pass
+    return (m.get('rumor_gossip_members{status="alive"}') == n
+            and m.get("rumor_registry_nodes") == n
+            and m.get("rumor_registry_instances") == n * services
+            and m.get('rumor_registry_checks{status="critical"}', 0) == 0)
+
+
+def one_run(tree: Path, args: argparse.Namespace, work: Path) -> dict[str, Any]:
+    n, window = args.nodes, args.window
+    python = rumor_python()
+    procs: list[subprocess.Popen[bytes]] = []
+    base = args.base_port
+    t0 = time.monotonic()
+    c0: list[float] = []
+    t_window = 0.0
+    try:
+        for i in range(n):
+            cfg = work / f"c{i}.json"
+            cfg.write_text(json.dumps({"services": [
+                {"Name": f"svc-{k}", "ID": f"n{i}-svc-{k}", "Port": 1000 + k}
+                for k in range(args.services)]}))
+            argv = [python, "-m", "registry.cli", "agent", "-node", f"n{i}",
+                    "-bind", "127.0.0.1", "-client", "127.0.0.1",
+                    "-serf-lan-port", str(base + i), "-http-port", str(base + 1000 + i),
+                    "-dns-port", str(base + 2000 + i), "-data-dir", str(work / f"d{i}"),
+                    "-log-level", "warn", "-profile", "lan", "-config-file", str(cfg)]
+            if i:
+                argv += ["-retry-join", f"127.0.0.1:{base}", "-retry-interval", "1s"]
+            delay = t0 + i * args.spacing - time.monotonic()
+            if delay > 0:
+                time.sleep(delay)
+            if i == n - window:
+                c0 = [cpu_s(p.pid) for p in procs]
+                t_window = time.monotonic()
+            procs.append(subprocess.Popen(argv, cwd=tree, env=bench_env(),
+                                          stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL))
+        t_last = time.monotonic()
+        c1 = [cpu_s(p.pid) for p in procs[:n - window]]
+        load = Path("/proc/loadavg").read_text().split()[0]
+        done: dict[int, float] = {}
+        while len(done) < n and time.monotonic() - t_last < args.timeout:
+            for i in range(n):
+                if i not in done and converged(base + 1000 + i, n, args.services):
+                    done[i] = time.monotonic() - t_last
+            time.sleep(args.poll)
+        times = sorted(done.values())
+        spent = sum(c1) - sum(c0)
+        return {
+            "nodes": n, "spacing_s": args.spacing, "window_joins": window,
+            "window_s": round(t_last - t_window, 2),
+            "join_cpu_ms_per_agent": round(spent / (n - window) / window * 1000, 2),
+            "load_at_last_start": load,
+            "converged": f"{len(times)}/{n}",
+            "converge_median_s": round(statistics.median(times), 2) if times else None,
+            "converge_max_s": round(times[-1], 2) if len(times) == n else None,
+            "cpu_s_per_agent_median": round(statistics.median(cpu_s(p.pid) for p in procs), 2),
+        }
+    finally:
+        for p in procs:
+            if p.poll() is None:
+                p.terminate()
+        for p in procs:
+            try:
+                p.wait(timeout=30)
+            except subprocess.TimeoutExpired:
+                p.kill()
+                p.wait()
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    ap.add_argument("--nodes", type=int, default=100)
+    ap.add_argument("--spacing", type=float, default=1.0)
+    ap.add_argument("--services", type=int, default=5)
+    ap.add_argument("--window", type=int, default=20,
+                    help="the last joins over which the others' CPU is measured")
+    ap.add_argument("--rounds", type=int, default=3)
+    ap.add_argument("--poll", type=float, default=0.5)
+    ap.add_argument("--timeout", type=float, default=120.0)
+    ap.add_argument("--base-port", type=int, default=27000)
+    ap.add_argument("--tree", action="append", default=[], metavar="NAME=DIR",
+                    help="also run the pattern from this source tree, interleaved")
+    ap.add_argument("--quick", action="store_true", help="smoke run (not kept)")
+    args = ap.parse_args()
+    if not 0 < args.window < args.nodes:
+        ap.error("--window must be between 0 and --nodes")
+    trees = {"main": ROOT}
+    for spec in args.tree:
+        name, _, d = spec.partition("=")
+        trees[name] = Path(d).resolve()
+    for t in trees.values():
+        precompile(*(t / p for p in PACKAGES))
+    run = Run("join_cost", tools=["taskset"], quick=args.quick,
+              params={**vars(args), "trees": {k: str(v) for k, v in trees.items()}})
+    ok = False
+    try:
+        for rnd in range(1, args.rounds + 1):
+            order = list(trees) if rnd % 2 else list(reversed(trees))
+            for who in order:
+                work = Path(tempfile.mkdtemp(prefix="rumor-join-cost-"))
+                try:
+                    fig = one_run(trees[who], args, work)
+                finally:
+                    shutil.rmtree(work, ignore_errors=True)
+                run.round(rnd, who, f"join_cost N={args.nodes} every {args.spacing:g}s", fig)
+                print(f"round {rnd} {who:6} " + " ".join(f"{k}={v}" for k, v in fig.items()),
+                      flush=True)
+        ok = True
+    finally:
+        run.close(ok)
+
+
+if __name__ == "__main__":
+    main()
