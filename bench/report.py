@@ -47,6 +47,7 @@ class Bench:
     peer: str                 # the rounds' "who" of the reference
     metrics: tuple[Metric, ...]
     make_cmd: str
+    subject: str = "rumor"    # the rounds' "who" of the side measured
 
 
 LB = Bench("lb_vs_haproxy", "Load balancer (lb/) vs HAProxy", "haproxy", (
@@ -121,6 +122,19 @@ STARTUP = Bench("startup", "Agent start-up vs Serf (one agent, CPU and memory un
            "{:.3f}", "", False),
 ), "python bench/startup.py --compile")
 """A target without ``x`` (``<= 0.2``) is on Rumor's own median, not on the ratio."""
+
+JOIN_COST = Bench("join_cost", "What each join costs the pool: this tree against another",
+                  "base", (
+    Metric("", "join_cpu_ms_per_agent", "CPU per agent already in, per join (ms)", "{:.2f}", "",
+           False),
+    Metric("", "converge_median_s", "converged after the last start, median agent (s)",
+           "{:.2f}", "", False),
+    Metric("", "converge_max_s", "converged after the last start, last agent (s)", "{:.2f}",
+           "", False),
+    Metric("", "cpu_s_per_agent_median", "CPU-s per agent, start to the end", "{:.2f}", "",
+           False),
+), "python bench/join_cost.py --tree base=DIR", subject="main")
+"""``bench/join_cost.py``: Metric tests are filled in from the run (the test names the size)."""
 
 
 def gossip_bench(sizes: list[int]) -> Bench:
@@ -218,10 +232,11 @@ def render(bench: Bench, run_dir: Path | None) -> str:
     rounds = read_rounds(run_dir)
     lines = _header(bench, run_dir, rounds)
     peer = bench.peer
-    lines += [f"| figure | {peer} | Rumor | Rumor / {peer} | target | met |",
+    me = "Rumor" if bench.subject == "rumor" else bench.subject
+    lines += [f"| figure | {peer} | {me} | {me} / {peer} | target | met |",
               "|---|---|---|---|---|---|"]
     for m in bench.metrics:
-        p, r = summarize(rounds, peer, m), summarize(rounds, "rumor", m)
+        p, r = summarize(rounds, peer, m), summarize(rounds, bench.subject, m)
         if p is None and r is None:
             continue
         ratio = r[0] / p[0] if p and r and p[0] else float("nan")
@@ -260,11 +275,16 @@ def bench_of(run_dir: Path, title: str | None = None) -> Bench:
     if name == "gossip_vs_serf":
         b = gossip_bench(sorted({int(r["test"].split("=")[1]) for r in read_rounds(run_dir)}))
     else:
-        found = [x for x in (DNS, LB, TLS, STARTUP) if x.name == name]
+        found = [x for x in (DNS, LB, TLS, STARTUP, JOIN_COST) if x.name == name]
         if not found:
             raise SystemExit(f"{run_dir}: run.json names no known bench ({name!r})")
         b = found[0]
-    return Bench(b.name, title or b.title, b.peer, b.metrics, b.make_cmd)
+        if b is JOIN_COST:
+            test = read_rounds(run_dir)[0]["test"]
+            b = Bench(b.name, b.title, b.peer, tuple(
+                Metric(test, m.key, m.label, m.fmt, m.target, m.higher_is_better)
+                for m in b.metrics), b.make_cmd, b.subject)
+    return Bench(b.name, title or b.title, b.peer, b.metrics, b.make_cmd, b.subject)
 
 
 def replace_region(text: str, name: str, body: str) -> str:
