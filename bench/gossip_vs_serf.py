@@ -67,7 +67,7 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
 from bench.interp import bench_env, precompile, rumor_python
-from bench.runinfo import Run
+from bench.runinfo import Run, prometheus_values
 from bench.serfrpc import SerfRPC
 
 PORTS = {"serf": (20000, 21000), "rumor": (22000, 23000)}   # gossip base, rpc/http base
@@ -456,18 +456,6 @@ def wait_each(agents: list[Agent], check: Any, timeout: float, pool: cf.ThreadPo
     return done
 
 
-def _prom(text: str) -> dict[str, float]:
-    out = {}
-    for line in text.splitlines():
-        if line and not line.startswith("#"):
-            key, _, value = line.rpartition(" ")
-            try:
-                out[key] = float(value)
-            except ValueError:
-                pass
-    return out
-
-
 def converged(a: Agent, names: set[str]) -> bool:
     """Serf: every agent listed alive. Rumor: that, and every instance of every agent passing.
     Rumor is first asked its metrics (a few KB: alive members, nodes, instances, checks by
@@ -478,7 +466,8 @@ def converged(a: Agent, names: set[str]) -> bool:
     if a.kind == "serf":
         m = a.members()
         return sum(1 for k, v in m.items() if k in names and v == "alive") == n
-    metrics = _prom(a._request("GET", "/v1/agent/metrics?format=prometheus").decode())
+    metrics = prometheus_values(
+        a._request("GET", "/v1/agent/metrics?format=prometheus").decode())
     if (metrics.get('rumor_gossip_members{status="alive"}') != n
             or metrics.get("rumor_registry_nodes") != n
             or metrics.get("rumor_registry_instances") != n * SERVICES

@@ -43,7 +43,7 @@ from typing import Any
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from bench.interp import bench_env, precompile, rumor_python
-from bench.runinfo import ROOT, Run
+from bench.runinfo import ROOT, Run, prometheus_values
 
 PACKAGES = ("gossip", "registry", "dnsserver", "lb")
 CLK_TCK = os.sysconf("SC_CLK_TCK")
@@ -69,14 +69,7 @@ def converged(port: int, n: int, services: int) -> bool:
         text = get(port, "/v1/agent/metrics?format=prometheus").decode()
     except OSError:
         return False
-    m: dict[str, float] = {}
-    for line in text.splitlines():
-        if line and not line.startswith("#"):
-            key, _, value = line.rpartition(" ")
-            try:
-                m[key] = float(value)
-            except ValueError:
-                pass
+    m = prometheus_values(text)
     return (m.get('rumor_gossip_members{status="alive"}') == n
             and m.get("rumor_registry_nodes") == n
             and m.get("rumor_registry_instances") == n * services

@@ -109,6 +109,20 @@ def shown(path: Path) -> str:
         return str(path)
 
 
+def prometheus_values(text: str) -> dict[str, float]:
+    """An agent's ``/v1/agent/metrics?format=prometheus`` text as {series: value} (comments and
+    unreadable lines skipped): what the start-pattern benches poll to see convergence."""
+    out: dict[str, float] = {}
+    for line in text.splitlines():
+        if line and not line.startswith("#"):
+            key, _, value = line.rpartition(" ")
+            try:
+                out[key] = float(value)
+            except ValueError:
+                pass
+    return out
+
+
 def _now() -> dt.datetime:
     return dt.datetime.now(dt.UTC)
 

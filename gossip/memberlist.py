@@ -654,13 +654,9 @@ class Memberlist:
                     user = []
                 for body in user:
                     out.append(b"\x08" + body)
-            if share < limit:
-                used = 0
-                for m in out:
-                    used += len(m) + overhead
-                if limit - used > overhead:
-                    out.extend(self.broadcasts.get_broadcasts(overhead, limit - used,
-                                                              below=below))
+                    used += len(body) + 1 + overhead
+            if share < limit and limit - used > overhead:
+                out.extend(self.broadcasts.get_broadcasts(overhead, limit - used, below=below))
         return out
 
     def _send_msg(self, addr: Addr, msg: bytes, kind: str, dest: NodeState | None = None) -> None:
