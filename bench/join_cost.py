@@ -14,6 +14,9 @@ Serf). Two figures per run:
 - ``converge_median_s`` / ``converge_max_s``: from the last start, when each agent's metrics
   first show every member alive, every node and every instance, and no critical check (as
   ``gossip_vs_serf.converged`` asks first), polled every ``--poll`` s, at most ``--timeout``.
+  ``late_agents`` names those that took longer than 5 s (None: never), and
+  ``stranger_syncs`` counts the pool's push/pulls with senders it did not know as members
+  (``gossip.stranger_sync``: an agent that missed a join hears from the joiner).
 
 ``--tree NAME=DIR`` (repeatable) runs the same pattern from other source trees (e.g. an
 older commit: ``git worktree add DIR COMMIT`` with the C extensions copied in), interleaved
@@ -116,6 +119,16 @@ def one_run(tree: Path, args: argparse.Namespace, work: Path) -> dict[str, Any]:
             time.sleep(args.poll)
         times = sorted(done.values())
         spent = sum(c1) - sum(c0)
+        syncs = 0.0
+        for i in range(n):
+            try:
+                m = prometheus_values(get(base + 1000 + i, "/v1/agent/metrics?format=prometheus")
+                                      .decode())
+            except OSError:
+                continue
+            syncs += m.get("rumor_gossip_stranger_syncs_total", 0.0)
+        late = {f"n{i}": round(done[i], 1) if i in done else None
+                for i in range(n) if done.get(i, args.timeout) > 5.0}
         return {
             "nodes": n, "spacing_s": args.spacing, "window_joins": window,
             "window_s": round(t_last - t_window, 2),
@@ -125,6 +138,8 @@ def one_run(tree: Path, args: argparse.Namespace, work: Path) -> dict[str, Any]:
             "converge_median_s": round(statistics.median(times), 2) if times else None,
             "converge_max_s": round(times[-1], 2) if len(times) == n else None,
             "cpu_s_per_agent_median": round(statistics.median(cpu_s(p.pid) for p in procs), 2),
+            "late_agents": late,
+            "stranger_syncs": int(syncs),
         }
     finally:
         for p in procs:

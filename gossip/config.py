@@ -125,6 +125,16 @@ class MemberlistConfig:
     after it and would wait for its first periodic push/pull (at a random point of the first
     push_pull_interval, up to 30 s). The resync fetches the whole state once the join burst
     has been gossiped. memberlist has no such exchange; turn it off to mimic it. Default True."""
+    stranger_sync: float = 10.0
+    """Seconds a sender we do not list as a member may keep sending us packets before we
+    push/pull with it; 0 never. Such a sender knows us, so we are the one who missed the
+    news of its join (gossip reaches every node only with high probability, and a loaded
+    host drops datagrams); without this we would learn of it at a periodic push/pull, up to
+    push_pull_interval scaled by the pool's size later (90 s at 100 nodes). The wait lets
+    ordinary join gossip arrive first; at most one such exchange runs at a time, one starts
+    at most every stranger_sync seconds, and the same address is tried again only after six
+    times as long. memberlist has no such exchange; set 0 to mimic it. LAN 10 s, WAN 30 s,
+    local 5 s."""
     tcp_timeout: float = 10.0
     """Deadline in seconds of one TCP exchange (push/pull, TCP ping, inbound connection).
     LAN 10 s, WAN 30 s, local 1 s."""
@@ -190,6 +200,7 @@ class MemberlistConfig:
             "gossip_nodes": 4,
             "gossip_interval": 0.5,
             "gossip_to_the_dead_time": 60.0,
+            "stranger_sync": 30.0,
         }
         base.update(overrides)
         return cls(**base)
@@ -207,6 +218,7 @@ class MemberlistConfig:
             "probe_interval": 1.0,
             "gossip_interval": 0.1,
             "gossip_to_the_dead_time": 15.0,
+            "stranger_sync": 5.0,
         }
         base.update(overrides)
         return cls(**base)
@@ -284,7 +296,8 @@ class MemberlistConfig:
             value = getattr(self, attr)
             if not isinstance(value, (int, float)) or not math.isfinite(value) or value <= 0:
                 raise bad(attr, f"{value!r} must be a positive number of seconds")
-        for attr in ("gossip_to_the_dead_time", "push_pull_interval", "dead_node_reclaim_time"):
+        for attr in ("gossip_to_the_dead_time", "push_pull_interval", "dead_node_reclaim_time",
+                     "stranger_sync"):
             value = getattr(self, attr)
             if not isinstance(value, (int, float)) or not math.isfinite(value) or value < 0:
                 raise bad(attr, f"{value!r} must be >= 0 seconds")

@@ -163,6 +163,7 @@ class MemberlistCounters:
         "push_pulls",
         "reaped",
         "refutes",
+        "stranger_syncs",
         "streams_in",
         "suspects",
     )
@@ -192,6 +193,8 @@ class MemberlistCounters:
         self.push_pull_answers_abandoned = 0
         """Inbound push/pulls whose answer was not built: the initiator's timeout had passed."""
         self.join_resyncs = 0
+        self.stranger_syncs = 0
+        """Push/pulls with a sender we did not list as a member (``stranger_sync``)."""
         self.streams_in = 0
         self.reaped = 0
         self.events_dropped = 0
@@ -369,6 +372,11 @@ class Memberlist:
         self._eager_pending = False
         self._last_eager = float("-inf")
         self._resync_pending = False
+        self._strangers: dict[Addr, float] = {}
+        """Address of a sender not listed as a member -> when we may push/pull with it
+        (``stranger_sync``); oldest first, bounded."""
+        self._stranger_next = float("-inf")
+        self._stranger_stream = 0
         self._recent = RecentMessages(max(1.0, 10 * config.gossip_interval))
         """Broadcast copies to skip undecoded (a rumour's copies arrive within a few
         rounds of each other)."""
@@ -732,11 +740,38 @@ class Memberlist:
             self._drain_handoff(now)
             if decoded.fresh:
                 self._recent.remember(decoded.fresh, now)
+            if addr not in self._by_addr and self.config.stranger_sync > 0:
+                self._heard_stranger(addr, now)
         except Exception as exc:  # a bug of ours or a delegate's: contain it, count it
             log.exception("error handling packet from=%s node=%s", addr, self.name)
             self._drop("handler_error", addr, repr(exc))
             self._handoff_high.clear()
             self._handoff_low.clear()
+
+    def _heard_stranger(self, addr: Addr, now: float) -> None:
+        """A well-formed packet came from ``addr``, which no member of ours has: the sender
+        knows us, so we missed the news of its join. Push/pull with it if it is still a
+        stranger ``stranger_sync`` seconds after we first heard it (``stranger_sync``)."""
+        wait = self.config.stranger_sync
+        strangers = self._strangers
+        when = strangers.get(addr)
+        if when is None:
+            if len(strangers) >= 256:
+                del strangers[next(iter(strangers))]
+            strangers[addr] = now + wait
+            return
+        if (now < when or now < self._stranger_next or self._left
+                or self._stranger_stream in self._streams or addr == self.advertise):
+            return
+        st = self._start_push_pull(addr, False, now)
+        if st is None:
+            return
+        self.counters.stranger_syncs += 1
+        self._stranger_stream = st.req.id
+        self._stranger_next = now + wait
+        strangers[addr] = now + 6 * wait
+        log.info("push/pull with %s:%s: it sends to us but is not a member we know",
+                 addr[0], addr[1])
 
     def _count_in(self, kind: str) -> None:
         m = self.counters.msgs_in
@@ -1220,6 +1255,7 @@ class Memberlist:
             off = self.rng.randrange(len(lst))
             lst[off], lst[-1] = lst[-1], lst[off]
             self._by_addr[s.address] = s
+            self._strangers.pop(s.address, None)
         elif s.node.addr != a.addr or s.node.port != a.port:
             reclaim = self.config.dead_node_reclaim_time
             can_reclaim = reclaim > 0 and now - s.state_change > reclaim
@@ -1267,6 +1303,7 @@ class Memberlist:
                     del self._by_addr[s.address]
                 s.set(node)
                 self._by_addr[s.address] = s
+                self._strangers.pop(s.address, None)
             else:
                 s.set(node)
             if old.status != NodeStatus.ALIVE:

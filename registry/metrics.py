@@ -41,6 +41,9 @@ _GOSSIP_EVENTS = {
     "push_pulls": ("push_pulls_total", "Push/pull state exchanges."),
     "push_pull_failures": ("push_pull_failures_total", "Failed push/pull exchanges."),
     "reaped": ("reaped_total", "Dead members forgotten after GossipToTheDeadTime."),
+    "join_resyncs": ("join_resyncs_total", "Push/pulls a few gossip rounds after our join."),
+    "stranger_syncs": ("stranger_syncs_total",
+                       "Push/pulls with a sender not known as a member (we missed its join)."),
 }
 
 

@@ -433,10 +433,11 @@ def test_eager_round_carries_only_news() -> None:
 def _missed_join(resync: bool) -> float | None:
     """n3 joins; n4 joins just after while gossip cannot reach n3 (its UDP from others is cut
     for 1.5 s). Simulated seconds after n4's join until n3 lists n4 (None: not within 15 s).
-    The periodic push/pull is pushed out of the way (600 s)."""
+    The periodic push/pull is pushed out of the way (600 s), and the stranger sync is off."""
     net = FakeNet(seed=31)
     for i in range(5):
-        net.sim.add_node(f"n{i}", push_pull_interval=600.0, join_resync=resync)
+        net.sim.add_node(f"n{i}", push_pull_interval=600.0, join_resync=resync,
+                         stranger_sync=0.0)
     for i in range(1, 4):
         net.sim.join(f"n{i}", ["n0"])
     net.sim.run_for(0.05)
@@ -458,6 +459,82 @@ def test_join_resync_fetches_what_gossip_missed() -> None:
     assert _missed_join(False) is None
     t = _missed_join(True)
     assert t is not None and t < 2.5, t
+
+
+def _missed_by_a_settled_member(stranger_sync: float) -> tuple[float | None, int]:
+    """n0..n3 have settled; n4 joins while gossip cannot reach n3 (its UDP from the others
+    is cut for 1.5 s), so n3 misses the news. The periodic push/pull (600 s) and the join
+    resync are out of the way. Simulated seconds after n4's join until n3 lists n4 (None:
+    not within 60 s), and how many stranger syncs n3 made."""
+    net = FakeNet(seed=37)
+    for i in range(5):
+        net.sim.add_node(f"n{i}", push_pull_interval=600.0, join_resync=False,
+                         stranger_sync=stranger_sync)
+    for i in range(1, 4):
+        net.sim.join(f"n{i}", ["n0"])
+    net.run_until(lambda: alive_everywhere(net, ["n0", "n1", "n2", "n3"]), 10.0)
+    net.sim.run_for(10.0)
+    for other in ("n0", "n1", "n2", "n4"):
+        net.cut(other, "n3", kind="udp", both=False)
+    start = net.sim.now
+    net.sim.join("n4", ["n0"])
+    net.sim.run_for(1.5)
+    net.heal()
+    n3 = net.sim.nodes["n3"].core
+    assert n3.node("n4") is None, "the cut should have hidden n4's join from n3"
+    learnt = net.sim.run_for(58.5, lambda: n3.node("n4") is not None)
+    return (net.sim.now - start if learnt else None), n3.counters.stranger_syncs
+
+
+def test_a_member_that_missed_a_join_syncs_with_the_stranger_talking_to_it() -> None:
+    """n4 probes and gossips to n3, which does not list it: n3 push/pulls with the sender
+    once it has stayed a stranger for ``stranger_sync`` seconds, instead of waiting for a
+    periodic push/pull (here 600 s). Without it (0, memberlist's behaviour) n3 stays blind."""
+    assert _missed_by_a_settled_member(0.0) == (None, 0)
+    t, syncs = _missed_by_a_settled_member(10.0)
+    assert t is not None and 10.0 <= t < 25.0, t
+    assert syncs == 1
+
+
+def test_stranger_sync_waits_for_the_news_and_is_rate_limited() -> None:
+    """A sender that becomes a member within ``stranger_sync`` seconds (its alive arrives, as
+    in an ordinary join) is never synced with; one still unknown after the wait is, once, and
+    not again for six times the wait; malformed packets do not count as hearing from it."""
+    from gossip import codec
+    from gossip.messages import Alive, Ping
+
+    net = FakeNet(seed=47)
+    net.cluster(2, push_pull_interval=600.0)
+    net.run_until(lambda: alive_everywhere(net), 10.0)
+    core = net.sim.nodes["n1"].core
+    t0 = net.sim.now
+    late, lost = ("127.0.0.7", 7946), ("127.0.0.8", 7946)
+
+    def ping(addr: tuple[str, int], now: float, seq: int) -> None:
+        core.receive_packet(codec.encode_packet([Ping(seq, "n1", addr[0], addr[1], "x")]),
+                            addr, now)
+
+    ping(late, t0, 1)
+    ping(lost, t0, 2)
+    core.receive_packet(codec.encode_packet([Alive(1, "late", late[0], late[1], b"")]),
+                        net.sim.nodes["n0"].addr, t0 + 2.0)
+    core.receive_packet(b"\xff garbage", lost, t0 + 10.5)
+    assert core.counters.stranger_syncs == 0
+    ping(late, t0 + 11.0, 3)
+    ping(lost, t0 + 9.0, 4)
+    assert core.counters.stranger_syncs == 0     # not yet 10 s
+    before = core.counters.push_pulls
+    ping(lost, t0 + 11.0, 5)
+    assert core.counters.stranger_syncs == 1 and core.counters.push_pulls == before + 1
+    ping(lost, t0 + 25.0, 6)      # one at a time: the first is still open
+    assert core.counters.stranger_syncs == 1
+    # the driver reports that nothing listens there
+    core.stream_result(core._stranger_stream, None, "connection refused", t0 + 26.0)
+    ping(lost, t0 + 30.0, 6)      # over, but the same address waits 60 s
+    ping(lost, t0 + 69.0, 7)
+    assert core.counters.stranger_syncs == 1
+    ping(lost, t0 + 72.0, 8)
+    assert core.counters.stranger_syncs == 2
 
 
 def test_copy_of_a_broadcast_is_skipped_only_once_handled() -> None:
