@@ -14,7 +14,8 @@ Serf). Two figures per run:
 - ``converge_median_s`` / ``converge_max_s``: from the last start, when each agent's metrics
   first show every member alive, every node and every instance, and no critical check (as
   ``gossip_vs_serf.converged`` asks first), polled every ``--poll`` s, at most ``--timeout``.
-  ``late_agents`` names those that took longer than 5 s (None: never), and
+  ``late_agents`` names those that took longer than 5 s (None: never), ``lacking_at_5s``
+  what each agent not converged 5 s after the last start was missing then, and
   ``stranger_syncs`` counts the pool's push/pulls with senders it did not know as members
   (``gossip.stranger_sync``: an agent that missed a join hears from the joiner).
 
@@ -79,6 +80,31 @@ def converged(port: int, n: int, services: int) -> bool:
             and m.get('rumor_registry_checks{status="critical"}', 0) == 0)
 
 
+def what_lacks(port: int, n: int, services: int) -> dict[str, Any]:
+    """What an agent that has not converged is missing: members it does not list alive,
+    nodes not in its catalog, and its count of instances and critical checks."""
+    want = {f"n{i}" for i in range(n)}
+    out: dict[str, Any] = {}
+    try:
+        members = json.loads(get(port, "/v1/agent/members"))
+        alive = {m["Name"] for m in members if m.get("Status") == 1}
+        nodes = {x["Node"] for x in json.loads(get(port, "/v1/catalog/nodes"))}
+        m = prometheus_values(get(port, "/v1/agent/metrics?format=prometheus").decode())
+    except (OSError, ValueError) as exc:
+        return {"error": repr(exc)}
+    if want - alive:
+        out["members_not_alive"] = sorted(want - alive)
+    if want - nodes:
+        out["nodes_not_in_catalog"] = sorted(want - nodes)
+    inst = m.get("rumor_registry_instances")
+    if inst != n * services:
+        out["instances"] = inst
+    if m.get('rumor_registry_checks{status="critical"}', 0):
+        out["critical"] = m.get('rumor_registry_checks{status="critical"}')
+    out["stranger_syncs"] = m.get("rumor_gossip_stranger_syncs_total")
+    return out
+
+
 def one_run(tree: Path, args: argparse.Namespace, work: Path) -> dict[str, Any]:
     n, window = args.nodes, args.window
     python = rumor_python()
@@ -112,10 +138,14 @@ def one_run(tree: Path, args: argparse.Namespace, work: Path) -> dict[str, Any]:
         c1 = [cpu_s(p.pid) for p in procs[:n - window]]
         load = Path("/proc/loadavg").read_text().split()[0]
         done: dict[int, float] = {}
+        lacking: dict[str, Any] = {}
         while len(done) < n and time.monotonic() - t_last < args.timeout:
             for i in range(n):
                 if i not in done and converged(base + 1000 + i, n, args.services):
                     done[i] = time.monotonic() - t_last
+            if not lacking and time.monotonic() - t_last > 5.0:
+                lacking = {f"n{i}": what_lacks(base + 1000 + i, n, args.services)
+                           for i in range(n) if i not in done}
             time.sleep(args.poll)
         times = sorted(done.values())
         spent = sum(c1) - sum(c0)
@@ -139,6 +169,7 @@ def one_run(tree: Path, args: argparse.Namespace, work: Path) -> dict[str, Any]:
             "converge_max_s": round(times[-1], 2) if len(times) == n else None,
             "cpu_s_per_agent_median": round(statistics.median(cpu_s(p.pid) for p in procs), 2),
             "late_agents": late,
+            "lacking_at_5s": lacking,
             "stranger_syncs": int(syncs),
         }
     finally:

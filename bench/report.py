@@ -133,6 +133,8 @@ JOIN_COST = Bench("join_cost", "What each join costs the pool: this tree against
            "", False),
     Metric("", "cpu_s_per_agent_median", "CPU-s per agent, start to the end", "{:.2f}", "",
            False),
+    Metric("", "stranger_syncs", "stranger syncs in the pool (gossip.stranger_sync)", "{:.0f}",
+           "", False),
 ), "python bench/join_cost.py --tree base=DIR", subject="main")
 """``bench/join_cost.py``: Metric tests are filled in from the run (the test names the size)."""
 
