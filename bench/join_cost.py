@@ -93,7 +93,9 @@ def what_lacks(port: int, n: int, services: int) -> dict[str, Any]:
     except (OSError, ValueError) as exc:
         return {"error": repr(exc)}
     if want - alive:
-        out["members_not_alive"] = sorted(want - alive)
+        status = {m["Name"]: m.get("Status") for m in members}
+        # Serf's codes: 0 none, 2 leaving, 3 left, 4 failed; None: not a member at all
+        out["members_not_alive"] = {x: status.get(x) for x in sorted(want - alive)}
     if want - nodes:
         out["nodes_not_in_catalog"] = sorted(want - nodes)
     inst = m.get("rumor_registry_instances")

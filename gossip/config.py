@@ -126,8 +126,8 @@ class MemberlistConfig:
     push_pull_interval, up to 30 s). The resync fetches the whole state once the join burst
     has been gossiped. memberlist has no such exchange; turn it off to mimic it. Default True."""
     stranger_sync: float = 10.0
-    """Seconds a sender we do not list as a member may keep sending us packets before we
-    push/pull with it; 0 never. Such a sender knows us, so we are the one who missed the
+    """Seconds after we first hear from a sender we do not list as a member before we
+    push/pull with it, if it is still not one; 0 never. Such a sender knows us, so we are the one who missed the
     news of its join (gossip reaches every node only with high probability, and a loaded
     host drops datagrams); without this we would learn of it at a periodic push/pull, up to
     push_pull_interval scaled by the pool's size later (90 s at 100 nodes). The wait lets

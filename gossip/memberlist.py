@@ -376,6 +376,8 @@ class Memberlist:
         """Address of a sender not listed as a member -> when we may push/pull with it
         (``stranger_sync``); oldest first, bounded."""
         self._stranger_next = float("-inf")
+        self._stranger_armed: set[Addr] = set()
+        """Strangers with a ``_stranger_due`` timer pending."""
         self._stranger_stream = 0
         self._recent = RecentMessages(max(1.0, 10 * config.gossip_interval))
         """Broadcast copies to skip undecoded (a rumour's copies arrive within a few
@@ -750,18 +752,32 @@ class Memberlist:
 
     def _heard_stranger(self, addr: Addr, now: float) -> None:
         """A well-formed packet came from ``addr``, which no member of ours has: the sender
-        knows us, so we missed the news of its join. Push/pull with it if it is still a
-        stranger ``stranger_sync`` seconds after we first heard it (``stranger_sync``)."""
-        wait = self.config.stranger_sync
+        knows us, so we may have missed the news of its join. If it is still a stranger
+        ``stranger_sync`` seconds after we first heard it, push/pull with it (a timer: once
+        a pool has gone quiet, a member may talk to us only when it probes us, every N
+        probe intervals)."""
         strangers = self._strangers
-        when = strangers.get(addr)
-        if when is None:
+        due = strangers.get(addr)
+        if due is None:
             if len(strangers) >= 256:
                 del strangers[next(iter(strangers))]
-            strangers[addr] = now + wait
+            due = strangers[addr] = now + self.config.stranger_sync
+        if addr not in self._stranger_armed:
+            self._stranger_armed.add(addr)
+            self._schedule(max(due, now), self._stranger_due, addr)
+
+    def _stranger_due(self, addr: Addr, now: float) -> None:
+        self._stranger_armed.discard(addr)
+        due = self._strangers.get(addr)
+        if due is None or addr in self._by_addr or self._left or addr == self.advertise:
+            self._strangers.pop(addr, None)
             return
-        if (now < when or now < self._stranger_next or self._left
-                or self._stranger_stream in self._streams or addr == self.advertise):
+        if now < due:
+            return      # tried lately: armed again when it next talks to us
+        wait = self.config.stranger_sync
+        if self._stranger_stream in self._streams or now < self._stranger_next:
+            self._stranger_armed.add(addr)   # one at a time, one per wait: try again then
+            self._schedule(max(self._stranger_next, now + wait), self._stranger_due, addr)
             return
         st = self._start_push_pull(addr, False, now)
         if st is None:
@@ -769,7 +785,7 @@ class Memberlist:
         self.counters.stranger_syncs += 1
         self._stranger_stream = st.req.id
         self._stranger_next = now + wait
-        strangers[addr] = now + 6 * wait
+        self._strangers[addr] = now + 6 * wait
         log.info("push/pull with %s:%s: it sends to us but is not a member we know",
                  addr[0], addr[1])
 
