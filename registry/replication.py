@@ -53,6 +53,10 @@ later from a slower peer cannot bring it back; a node that comes back publishes 
 A member that comes back after a failure or a leave (a partition heals, an agent restarts), or
 that refuted a suspicion (it was unreachable for a while without being declared failed), is
 reconciled with at once: a push-pull with it, besides the periodic ones (``_came_back``).
+So is a Rumor member that joined ``RECORD_WAIT`` to twice that many seconds ago while none of
+its records has reached us (``_check_record``): each record travels by gossip twice, and a
+node that missed both copies would otherwise wait for a periodic push-pull (90 s at 100
+nodes).
 
 Every decode error drops the input, counts it by reason and logs WARNING once per reason.
 """
@@ -62,6 +66,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+import random
 import time
 import zlib
 from collections import deque
@@ -111,6 +116,10 @@ suspicion, was away *briefly*. After a heal the other side's stale suspect and d
 about this side's members arrive, and this side's members refute them: each such refutation is
 a brief return of a member that never left this side. Brief returns get at most one of the
 window's push-pulls and yield to members that were away longer (they were on the other side)."""
+RECORD_WAIT = 15.0
+"""Seconds after a Rumor member joins (plus a random share of as many again, so that a pool
+that all lacks one record does not ask at once) before we push-pull with it if none of its
+records has reached us; within the heal budget above."""
 MERGE_QUEUE_MAX_BYTES = 64 * 1024 * 1024
 """Bytes of received states waiting to be merged (as received, most are compressed); a state
 arriving over it is dropped (counted as ``merge_queue_full``; the next push-pull brings it
@@ -451,7 +460,8 @@ class Replicator:
                  member_status: MemberStatus,
                  member_addr: Callable[[str], str] = lambda name: "", delta_limit: int = DELTA_LIMIT,
                  full_max_bytes: int = FULL_MAX_BYTES,
-                 push_pull: Callable[[str, Callable[[bool], None]], bool] | None = None
+                 push_pull: Callable[[str, Callable[[bool], None]], bool] | None = None,
+                 is_peer: Callable[[str], bool] | None = None
                  ) -> None:
         self.catalog = catalog
         self.local = local
@@ -467,7 +477,7 @@ class Replicator:
             "deltas_rebroadcast": 0, "delta_oversize": 0, "full_sent": 0, "full_merged": 0,
             "full_bytes_sent": 0, "full_bytes_received": 0, "merge_slices": 0,
             "answers_partial": 0, "heal_push_pulls": 0, "heal_push_pull_failures": 0, "refuted": 0,
-            "batches_sent": 0, "batches_received": 0,
+            "batches_sent": 0, "batches_received": 0, "record_wait_push_pulls": 0,
         }
         self.dropped: dict[str, int] = {}
         self._warned: set[str] = set()
@@ -478,6 +488,11 @@ class Replicator:
         self.slice_min_items = SLICE_MIN_ITEMS
         self.push_pull = push_pull
         """Starts a push-pull with a member now (gossip's ``push_pull``); None: no fast heal."""
+        self.is_peer = is_peer
+        """Whether a member is a Rumor agent (has records); None: every member is."""
+        self.record_wait = RECORD_WAIT
+        self._record_checks: dict[str, _Cancellable | None] = {}
+        """Members (lowercase) whose first record we wait for -> the pending check."""
         self._returned: list[str] = []
         """Members (gossip's names) back after being away longer than ``HEAL_BRIEF`` or after
         a leave: the first to reconcile with."""
@@ -1002,6 +1017,10 @@ class Replicator:
         if self._heal_handle is not None:
             self._heal_handle.cancel()
             self._heal_handle = None
+        for handle in self._record_checks.values():
+            if handle is not None:
+                handle.cancel()
+        self._record_checks.clear()
         if self._worker is not None:
             self._worker.cancel()
             with contextlib.suppress(asyncio.CancelledError):
@@ -1105,8 +1124,39 @@ class Replicator:
             self.catalog.set_status(name, status)
             if came_back:
                 self._came_back(name, brief=brief)
+            elif joined and status == "alive" and key not in self.known:
+                self._expect_record(name)
         except Exception:
             log.exception("member status handling failed node=%s status=%s", name, status)
+
+    def _expect_record(self, name: str) -> None:
+        """A Rumor member joined and none of its records is here yet: check in
+        ``record_wait`` to twice that seconds (``_check_record``)."""
+        key = name.lower()
+        if (self.push_pull is None or key in self._record_checks
+                or (self.is_peer is not None and not self.is_peer(name))):
+            return
+        wait = self.record_wait * (1.0 + random.random())
+        if self.call_later is not None:
+            self._record_checks[key] = self.call_later(wait, lambda: self._check_record(name))
+        elif _loop_running():
+            self._record_checks[key] = asyncio.get_running_loop().call_later(
+                wait, self._check_record, name)
+
+    def _check_record(self, name: str) -> None:
+        """Still no record of ``name``, a member all along: we missed what gossip carried of
+        it, so pull it (a push-pull with it, in the heal budget). Never raises."""
+        try:
+            key = name.lower()
+            self._record_checks.pop(key, None)
+            if key in self.known or self.member_status(name) != "alive":
+                return
+            self.counters["record_wait_push_pulls"] += 1
+            log.info("no record of a member that joined %.0f s or more ago: reconciling node=%s",
+                     self.record_wait, name)
+            self._came_back(name)
+        except Exception:
+            log.exception("record check failed node=%s", name)
 
     def on_member_refuted(self, name: str) -> None:
         """Gossip suspected ``name`` and it refuted: it stayed a member, but it was unreachable
@@ -1220,6 +1270,9 @@ class Replicator:
     def forget(self, name: str) -> None:
         """The node left or was reaped: its records disappear everywhere."""
         key = name.lower()
+        check = self._record_checks.pop(key, None)
+        if check is not None:
+            check.cancel()
         k = self.known.pop(key, None)
         self._pieces.pop(key, None)
         self._dirty.discard(key)

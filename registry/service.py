@@ -147,7 +147,8 @@ class Registry:
             self.replicator = Replicator(self.catalog, self.local, broadcast=self._broadcast,
                                          member_status=self._status_of,
                                          member_addr=self._addr_of,
-                                         push_pull=getattr(gossip, "push_pull", None))
+                                         push_pull=getattr(gossip, "push_pull", None),
+                                         is_peer=getattr(gossip, "is_rumor_peer", None))
 
     # --- gossip glue ------------------------------------------------------------------------
 

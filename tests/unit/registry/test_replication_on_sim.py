@@ -147,3 +147,58 @@ async def test_a_refuted_suspicion_reconciles_the_catalogs_at_once() -> None:
     assert regs["a"].replicator.stats()["refuted"] >= 1
     for r in regs.values():
         await r.stop()
+
+
+async def _missed_record(record_wait: float) -> tuple[bool, float, dict[str, int]]:
+    """f joins a settled pool of five while c hears none of the gossip that carries records
+    (for 10 s: every copy of f's record and its restamp is spent by then). c lists f as a
+    member all along. Periodic push-pull and the join resync are off. Whether c had f's
+    record 60 simulated seconds after the join, when it came, and c's replication
+    counters."""
+    from gossip import MemberlistConfig
+
+    names = ["a", "b", "c", "d", "e", "f"]
+    sim = Simulator(seed=11)
+    regs: dict[str, Registry] = {}
+    for n in names:
+        sim.add_gossip_node(n, config=MemberlistConfig.local(
+            name=n, push_pull_interval=0.0, join_resync=False))
+        cfg = build({"dev": True, "node_name": n, "bind_addr": "127.0.0.1"})
+        reg = Registry(cfg, None, sim.facade(n), prepare_registry(cfg))
+        await reg.start()
+        assert reg.replicator is not None
+        reg.replicator.clock = lambda: sim.now
+        reg.replicator.call_later = sim.call_later
+        reg.replicator.record_wait = record_wait
+        regs[n] = reg
+    for n in names[1:5]:
+        sim.join(n, ["a"])
+    sim.run_for(5.0)
+    c = regs["c"].replicator
+    assert c is not None
+    hear = c.notify_app_message
+    deaf = True
+    c.notify_app_message = lambda buf: None if deaf else hear(buf)  # type: ignore[method-assign]
+    await register(regs["f"], "web", "web-f", 1)
+    start = sim.now
+    sim.join("f", ["a"])
+    sim.run_for(10.0)
+    deaf = False
+    assert sim.facade("c").member("f") is not None
+    assert "f" not in {n.name for n in regs["c"].catalog.nodes()}, "c should have missed f"
+    got = sim.run_for(50.0, stop=lambda: any(
+        i.service_id == "web-f" for i in regs["c"].catalog.instances("web")))
+    for r in regs.values():
+        await r.stop()
+    return got, sim.now - start, c.stats()
+
+
+async def test_a_member_that_missed_a_joiners_record_pulls_it() -> None:
+    """With no record of a member that joined ``record_wait`` to twice that seconds ago, the
+    agent pulls it from that member (a push-pull in the heal budget). Without the check, and
+    with the periodic push-pull off, c never gets f's record."""
+    got, _, stats = await _missed_record(1e9)
+    assert not got and stats["record_wait_push_pulls"] == 0
+    got, after, stats = await _missed_record(15.0)
+    assert got and 15.0 <= after <= 32.0, after
+    assert stats["record_wait_push_pulls"] == 1
