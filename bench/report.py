@@ -135,6 +135,8 @@ JOIN_COST = Bench("join_cost", "What each join costs the pool: this tree against
            False),
     Metric("", "stranger_syncs", "stranger syncs in the pool (gossip.stranger_sync)", "{:.0f}",
            "", False),
+    Metric("", "record_pulls", "record pulls in the pool (a joiner's record missing)",
+           "{:.0f}", "", False),
 ), "python bench/join_cost.py --tree base=DIR", subject="main")
 """``bench/join_cost.py``: Metric tests are filled in from the run (the test names the size)."""
 

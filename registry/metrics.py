@@ -160,6 +160,12 @@ class AgentCollector:
             yield GaugeMetricFamily(name, help_, value=s.get(key, 0))
         yield CounterMetricFamily("rumor_registry_changes", "Visible catalog changes.",
                                   value=s.get("changes", 0))
+        cue = CounterMetricFamily("rumor_registry_reconciles",
+                                  "Push/pulls started on cue (not the periodic ones), by reason.",
+                                  labels=["reason"])
+        cue.add_metric(["came_back"], s.get("repl_heal_push_pulls", 0))
+        cue.add_metric(["missing_record"], s.get("repl_record_wait_push_pulls", 0))
+        yield cue
         checks = GaugeMetricFamily("rumor_registry_checks", "Checks in the catalog by status.",
                                    labels=["status"])
         counts = {"passing": 0, "warning": 0, "critical": 0}
