@@ -1,0 +1,60 @@
+"""An agent that misses a join by gossip (issue 13's stragglers): four agents in network
+namespaces; while the fourth joins, the third hears no UDP at all, so every copy of the
+joiner's alive message, Serf intent and catalog record passes it by. The periodic push/pull
+(600 s here) and the joiner's resync are off, so nothing but the stranger sync can tell it:
+the joiner keeps probing and gossiping to it, and 10 s after it first heard from that
+stranger the agent push/pulls with it, which brings the member and its catalog record."""
+
+from __future__ import annotations
+
+import json
+import time
+from collections.abc import Callable
+from pathlib import Path
+
+import pytest
+
+from tests.harness import netns
+from tests.harness.agents import Cluster, wait_for
+
+
+def _counter(agent_metrics: str, name: str) -> float:
+    for line in agent_metrics.splitlines():
+        if line.startswith(name + " "):
+            return float(line.split()[1])
+    return 0.0
+
+
+@pytest.mark.netns
+def test_an_agent_that_missed_a_join_learns_it_from_the_stranger(
+        cluster: Cluster, netns_lab: Callable[[int], netns.Lab], tmp_path: Path) -> None:
+    lab = netns_lab(4)
+    quiet = tmp_path / "quiet.json"
+    quiet.write_text(json.dumps({"gossip": {"push_pull_interval": 600, "join_resync": False}}))
+    args = ["-config-file", str(quiet)]
+    first = cluster.start_in_hosts(lab.hosts[:3], extra_args=args)
+    deaf = first[2]
+    wait_for(lambda: all(len(x.members()) == 3 for x in first), 30, what="3 members")
+    lab.drop_udp(lab.hosts[2], 1.0)
+    try:
+        joiner = cluster.add("node3", host=lab.hosts[3], join=[f"{lab.hosts[0].ip}:7946"],
+                             extra_args=args)
+        joiner.start()
+        wait_for(lambda: all(x.members().get("node3") == "alive" for x in first[:2]), 15,
+                 what="node0 and node1 list the joiner")
+        wait_for(lambda: joiner.http("GET", "/v1/catalog/node/node3") is not None
+                 and len(first[0].http("GET", "/v1/catalog/nodes")) == 4, 15,
+                 what="node0 has the joiner's record")
+        time.sleep(3.0)      # every retransmission of the join's news is spent by now
+    finally:
+        lab.heal(lab.hosts[2])
+    healed = time.monotonic()
+    assert "node3" not in deaf.members(), "node2 should have missed the join"
+    wait_for(lambda: deaf.members().get("node3") == "alive", 30, 0.2,
+             what="node2 lists the joiner")
+    took = time.monotonic() - healed
+    wait_for(lambda: "node3" in {n["Node"] for n in deaf.http("GET", "/v1/catalog/nodes")}, 10,
+             what="node2 has the joiner's catalog record")
+    metrics = deaf.http("GET", "/v1/agent/metrics?format=prometheus")
+    assert _counter(metrics, "rumor_gossip_stranger_syncs_total") >= 1, metrics
+    print(f"node2 learnt of the joiner {took:.1f} s after its ears opened")
