@@ -265,11 +265,14 @@ def test_encrypted_cluster_and_key_rotation(procs: Procs) -> None:
     time.sleep(1.0)
     assert _all(r1.members(), names, "alive") and _all(s2.statuses(), names, "alive")
 
-    # a serf agent's graceful leave shows 'left' on the Rumor nodes
+    # a serf agent's graceful leave shows 'left' on the Rumor nodes: by its leave intent, or,
+    # should every copy of it be lost (seen once in CI and once in a loaded local run: r2 saw
+    # s2 'failed', with nothing dropped), by Serf's push/pull, which carries left members
+    # (every 15 s on the local profile; Serf does the same)
     s2.cli("leave")
     for r in (r1, r2):
         try:
-            wait_status(r.members, "s2", "left", 15, r.name)
+            wait_status(r.members, "s2", "left", 35, r.name)
         except AssertionError as e:
             # seen once in CI (r2: failed, not left); say what the node dropped or skipped
             c = {k: v for k, v in r.call("counters").items()
