@@ -762,8 +762,9 @@ class Memberlist:
             if len(strangers) >= 256:
                 del strangers[next(iter(strangers))]
             due = strangers[addr] = now + self.config.stranger_sync
-        if addr not in self._stranger_armed:
-            self._stranger_armed.add(addr)
+        armed = self._stranger_armed
+        if addr not in armed and len(armed) < 256:   # bounded, as the table is
+            armed.add(addr)
             self._schedule(max(due, now), self._stranger_due, addr)
 
     def _stranger_due(self, addr: Addr, now: float) -> None:

@@ -546,6 +546,41 @@ def test_stranger_sync_waits_for_the_news_and_is_rate_limited() -> None:
     assert core.counters.stranger_syncs == 3
 
 
+def test_stranger_bookkeeping_is_bounded() -> None:
+    """Packets from many addresses that are not members (a scan, spoofed sources) keep at
+    most 256 of them and 256 timers; a stranger that talks to us after the flood is still
+    synced with."""
+    from gossip import codec
+    from gossip.messages import Ping
+
+    net = FakeNet(seed=53)
+    net.cluster(2, push_pull_interval=600.0)
+    net.run_until(lambda: alive_everywhere(net), 10.0)
+    core = net.sim.nodes["n1"].core
+    now = net.sim.now
+    for i in range(1000):
+        addr = (f"127.1.{i // 250}.{i % 250 + 1}", 7946)
+        core.receive_packet(codec.encode_packet([Ping(i, "n1", addr[0], addr[1], "x")]),
+                            addr, now)
+    assert len(core._strangers) <= 256 and len(core._stranger_armed) <= 256
+    late = ("127.9.9.9", 7946)
+
+    def timers(t: float) -> None:
+        while (d := core.next_deadline()) is not None and d <= t:
+            core.handle_timer(t)
+
+    def ping_late(t: float, seq: int) -> None:
+        timers(t)
+        core.receive_packet(codec.encode_packet([Ping(seq, "n1", late[0], late[1], "x")]),
+                            late, t)
+        timers(t)
+
+    ping_late(now + 1.0, 5000)
+    ping_late(now + 12.0, 5001)
+    assert core.counters.stranger_syncs == 1
+    assert core._streams[core._stranger_stream].req.addr == late
+
+
 def test_copy_of_a_broadcast_is_skipped_only_once_handled() -> None:
     """A broadcast is remembered as handled only when its packet was handled: if handling
     failed, the next copy is read; once handled, copies are counted and skipped."""
