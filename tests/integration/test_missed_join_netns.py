@@ -28,33 +28,46 @@ def _counter(agent_metrics: str, name: str) -> float:
 @pytest.mark.netns
 def test_an_agent_that_missed_a_join_learns_it_from_the_stranger(
         cluster: Cluster, netns_lab: Callable[[int], netns.Lab], tmp_path: Path) -> None:
-    lab = netns_lab(4)
+    lab = netns_lab(6)
     quiet = tmp_path / "quiet.json"
     quiet.write_text(json.dumps({"gossip": {"push_pull_interval": 600, "join_resync": False}}))
     args = ["-config-file", str(quiet)]
     first = cluster.start_in_hosts(lab.hosts[:3], extra_args=args)
     deaf = first[2]
     wait_for(lambda: all(len(x.members()) == 3 for x in first), 30, what="3 members")
-    lab.drop_udp(lab.hosts[2], 1.0)
-    try:
-        joiner = cluster.add("node3", host=lab.hosts[3], join=[f"{lab.hosts[0].ip}:7946"],
-                             extra_args=args)
-        joiner.start()
-        wait_for(lambda: all(x.members().get("node3") == "alive" for x in first[:2]), 15,
-                 what="node0 and node1 list the joiner")
-        wait_for(lambda: joiner.http("GET", "/v1/catalog/node/node3") is not None
-                 and len(first[0].http("GET", "/v1/catalog/nodes")) == 4, 15,
-                 what="node0 has the joiner's record")
-        time.sleep(3.0)      # every retransmission of the join's news is spent by now
-    finally:
-        lab.heal(lab.hosts[2])
+    # Up to three joiners: in one CI run (loaded machine) node2 listed the joiner 0.35 s
+    # after its join although its UDP was cut (by a path not found; TCP stayed open), so a
+    # joiner the cut did not hide is set aside and the next one tried.
+    missed = None
+    leaked: list[str] = []
+    for host in lab.hosts[3:]:
+        name = f"node{host.index}"
+        lab.drop_udp(lab.hosts[2], 1.0)
+        try:
+            joiner = cluster.add(name, host=host, join=[f"{lab.hosts[0].ip}:7946"],
+                                 extra_args=args)
+            joiner.start()
+            wait_for(lambda n=name: all(x.members().get(n) == "alive" for x in first[:2]), 15,
+                     what="node0 and node1 list the joiner")
+            wait_for(lambda n=name: n in {x["Node"] for x in
+                                          first[0].http("GET", "/v1/catalog/nodes")}, 15,
+                     what="node0 has the joiner's record")
+            time.sleep(3.0)      # every retransmission of the join's news is spent by now
+            if name not in deaf.members():
+                missed = name
+        finally:
+            lab.heal(lab.hosts[2])
+        if missed:
+            break
+        leaked.append(name)
+        wait_for(lambda: len(deaf.members()) == 3 + len(leaked), 15, what="settled")
+    assert missed is not None, f"node2 heard of every joiner during its cut: {leaked}"
     healed = time.monotonic()
-    assert "node3" not in deaf.members(), "node2 should have missed the join"
-    wait_for(lambda: deaf.members().get("node3") == "alive", 30, 0.2,
+    wait_for(lambda: deaf.members().get(missed) == "alive", 30, 0.2,
              what="node2 lists the joiner")
     took = time.monotonic() - healed
-    wait_for(lambda: "node3" in {n["Node"] for n in deaf.http("GET", "/v1/catalog/nodes")}, 10,
+    wait_for(lambda: missed in {n["Node"] for n in deaf.http("GET", "/v1/catalog/nodes")}, 10,
              what="node2 has the joiner's catalog record")
     metrics = deaf.http("GET", "/v1/agent/metrics?format=prometheus")
     assert _counter(metrics, "rumor_gossip_stranger_syncs_total") >= 1, metrics
-    print(f"node2 learnt of the joiner {took:.1f} s after its ears opened")
+    print(f"node2 learnt of {missed} {took:.1f} s after its ears opened (set aside: {leaked})")
