@@ -67,7 +67,7 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
 from bench.interp import bench_env, precompile, rumor_python
-from bench.runinfo import Run, prometheus_values
+from bench.runinfo import Run, metrics_converged, prometheus_values
 from bench.serfrpc import SerfRPC
 
 PORTS = {"serf": (20000, 21000), "rumor": (22000, 23000)}   # gossip base, rpc/http base
@@ -468,10 +468,7 @@ def converged(a: Agent, names: set[str]) -> bool:
         return sum(1 for k, v in m.items() if k in names and v == "alive") == n
     metrics = prometheus_values(
         a._request("GET", "/v1/agent/metrics?format=prometheus").decode())
-    if (metrics.get('rumor_gossip_members{status="alive"}') != n
-            or metrics.get("rumor_registry_nodes") != n
-            or metrics.get("rumor_registry_instances") != n * SERVICES
-            or metrics.get('rumor_registry_checks{status="critical"}', 0) != 0):
+    if not metrics_converged(metrics, n, n * SERVICES):
         return False
     m = a.members()
     if sum(1 for k, v in m.items() if k in names and v == "alive") != n:

@@ -49,7 +49,7 @@ from typing import Any
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from bench.interp import bench_env, precompile, rumor_python
-from bench.runinfo import ROOT, Run, prometheus_values
+from bench.runinfo import ROOT, Run, metrics_converged, prometheus_values
 
 PACKAGES = ("gossip", "registry", "dnsserver", "lb")
 CLK_TCK = os.sysconf("SC_CLK_TCK")
@@ -75,11 +75,7 @@ def converged(port: int, n: int, services: int) -> bool:
         text = get(port, "/v1/agent/metrics?format=prometheus").decode()
     except OSError:
         return False
-    m = prometheus_values(text)
-    return (m.get('rumor_gossip_members{status="alive"}') == n
-            and m.get("rumor_registry_nodes") == n
-            and m.get("rumor_registry_instances") == n * services
-            and m.get('rumor_registry_checks{status="critical"}', 0) == 0)
+    return metrics_converged(prometheus_values(text), n, n * services)
 
 
 def what_lacks(port: int, n: int, services: int) -> dict[str, Any]:
@@ -91,7 +87,7 @@ def what_lacks(port: int, n: int, services: int) -> dict[str, Any]:
         members = json.loads(get(port, "/v1/agent/members"))
         alive = {m["Name"] for m in members if m.get("Status") == 1}
         nodes = {x["Node"] for x in json.loads(get(port, "/v1/catalog/nodes"))}
-        m = prometheus_values(get(port, "/v1/agent/metrics?format=prometheus").decode())
+        metrics = prometheus_values(get(port, "/v1/agent/metrics?format=prometheus").decode())
     except (OSError, ValueError) as exc:
         return {"error": repr(exc)}
     if want - alive:
@@ -100,12 +96,12 @@ def what_lacks(port: int, n: int, services: int) -> dict[str, Any]:
         out["members_not_alive"] = {x: status.get(x) for x in sorted(want - alive)}
     if want - nodes:
         out["nodes_not_in_catalog"] = sorted(want - nodes)
-    inst = m.get("rumor_registry_instances")
+    inst = metrics.get("rumor_registry_instances")
     if inst != n * services:
         out["instances"] = inst
-    if m.get('rumor_registry_checks{status="critical"}', 0):
-        out["critical"] = m.get('rumor_registry_checks{status="critical"}')
-    out["stranger_syncs"] = m.get("rumor_gossip_stranger_syncs_total")
+    if metrics.get('rumor_registry_checks{status="critical"}', 0):
+        out["critical"] = metrics.get('rumor_registry_checks{status="critical"}')
+    out["stranger_syncs"] = metrics.get("rumor_gossip_stranger_syncs_total")
     return out
 
 

@@ -22,7 +22,7 @@ import math
 import re
 import statistics
 import sys
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any
 
@@ -285,10 +285,8 @@ def bench_of(run_dir: Path, title: str | None = None) -> Bench:
         b = found[0]
         if b is JOIN_COST:
             test = read_rounds(run_dir)[0]["test"]
-            b = Bench(b.name, b.title, b.peer, tuple(
-                Metric(test, m.key, m.label, m.fmt, m.target, m.higher_is_better)
-                for m in b.metrics), b.make_cmd, b.subject)
-    return Bench(b.name, title or b.title, b.peer, b.metrics, b.make_cmd, b.subject)
+            b = replace(b, metrics=tuple(replace(m, test=test) for m in b.metrics))
+    return replace(b, title=title or b.title)
 
 
 def replace_region(text: str, name: str, body: str) -> str:

@@ -123,6 +123,15 @@ def prometheus_values(text: str) -> dict[str, float]:
     return out
 
 
+def metrics_converged(m: dict[str, float], nodes: int, instances: int) -> bool:
+    """An agent's metrics (:func:`prometheus_values`) show the whole pool: ``nodes`` members
+    alive and in the catalog, ``instances`` service instances, and no critical check."""
+    return (m.get('rumor_gossip_members{status="alive"}') == nodes
+            and m.get("rumor_registry_nodes") == nodes
+            and m.get("rumor_registry_instances") == instances
+            and m.get('rumor_registry_checks{status="critical"}', 0) == 0)
+
+
 def _now() -> dt.datetime:
     return dt.datetime.now(dt.UTC)
 

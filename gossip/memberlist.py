@@ -640,10 +640,8 @@ class Memberlist:
         own news (its Serf intents, its catalog record) waited behind them (issue 13)."""
         d = self.delegate
         share = limit
-        if d is not None and len(self.broadcasts):
-            pending = getattr(d, "pending_broadcasts", None)
-            if pending is not None and pending():
-                share = limit // 2
+        if len(self.broadcasts) and self._delegate_pending():
+            share = limit // 2
         out = self.broadcasts.get_broadcasts(overhead, share, below=below)
         if d is not None:
             used = 0
@@ -770,7 +768,7 @@ class Memberlist:
     def _stranger_due(self, addr: Addr, now: float) -> None:
         self._stranger_armed.discard(addr)
         due = self._strangers.get(addr)
-        if due is None or addr in self._by_addr or self._left or addr == self.advertise:
+        if due is None or addr in self._by_addr or self._left:
             self._strangers.pop(addr, None)
             return
         if now < due:
@@ -1138,16 +1136,22 @@ class Memberlist:
             self._eager_pending = True
             self._schedule(float("-inf"), self._eager_round, None)
 
-    def _has_broadcasts(self) -> bool:
-        """Anything queued, here or in the delegate (one without ``pending_broadcasts``
-        is asked at every round, as memberlist does)."""
-        if len(self.broadcasts):
-            return True
+    def _delegate_pending(self) -> int | None:
+        """How many messages the delegate has queued: 0 without a delegate, None when it
+        cannot say (no ``pending_broadcasts``)."""
         d = self.delegate
         if d is None:
-            return False
+            return 0
         pending = getattr(d, "pending_broadcasts", None)
-        return pending is None or bool(pending())
+        return None if pending is None else pending()
+
+    def _has_broadcasts(self) -> bool:
+        """Anything queued, here or in the delegate (one that cannot say is asked at every
+        round, as memberlist does)."""
+        if len(self.broadcasts):
+            return True
+        pending = self._delegate_pending()
+        return pending is None or pending > 0
 
     def _eager_round(self, _: Any, now: float) -> None:
         when = self._last_eager + self.config.gossip_interval / 4

@@ -491,7 +491,7 @@ class Replicator:
         self.is_peer = is_peer
         """Whether a member is a Rumor agent (has records); None: every member is."""
         self.record_wait = RECORD_WAIT
-        self._record_checks: dict[str, _Cancellable | None] = {}
+        self._record_checks: dict[str, _Cancellable] = {}
         """Members (lowercase) whose first record we wait for -> the pending check."""
         self._returned: list[str] = []
         """Members (gossip's names) back after being away longer than ``HEAL_BRIEF`` or after
@@ -1018,8 +1018,7 @@ class Replicator:
             self._heal_handle.cancel()
             self._heal_handle = None
         for handle in self._record_checks.values():
-            if handle is not None:
-                handle.cancel()
+            handle.cancel()
         self._record_checks.clear()
         if self._worker is not None:
             self._worker.cancel()
@@ -1136,12 +1135,10 @@ class Replicator:
         if (self.push_pull is None or key in self._record_checks
                 or (self.is_peer is not None and not self.is_peer(name))):
             return
-        wait = self.record_wait * (1.0 + random.random())
-        if self.call_later is not None:
-            self._record_checks[key] = self.call_later(wait, lambda: self._check_record(name))
-        elif _loop_running():
-            self._record_checks[key] = asyncio.get_running_loop().call_later(
-                wait, self._check_record, name)
+        handle = self._timer(self.record_wait * (1.0 + random.random()),
+                             lambda: self._check_record(name))
+        if handle is not None:
+            self._record_checks[key] = handle
 
     def _check_record(self, name: str) -> None:
         """Still no record of ``name``, a member all along: we missed what gossip carried of
@@ -1198,16 +1195,21 @@ class Replicator:
             # not from inside the gossip event being delivered: on a later turn of the loop
             self._heal_handle = self._later(wait)
 
-    def _later(self, wait: float) -> asyncio.TimerHandle | _Cancellable | None:
-        """``_heal`` in ``wait`` seconds (at once without a loop: a synchronous caller)."""
+    def _timer(self, wait: float, fn: Callable[[], None]) -> _Cancellable | None:
+        """``fn`` in ``wait`` seconds on ``call_later`` or the running loop; None (and nothing
+        scheduled) without either."""
         if self.call_later is not None:
-            return self.call_later(wait, self._heal)
-        try:
-            loop = asyncio.get_running_loop()
-        except RuntimeError:
-            self._heal()
+            return self.call_later(wait, fn)
+        if not _loop_running():
             return None
-        return loop.call_later(wait, self._heal)
+        return asyncio.get_running_loop().call_later(wait, fn)
+
+    def _later(self, wait: float) -> _Cancellable | None:
+        """``_heal`` in ``wait`` seconds (at once without a loop: a synchronous caller)."""
+        handle = self._timer(wait, self._heal)
+        if handle is None:
+            self._heal()
+        return handle
 
     def _heal(self) -> None:
         self._heal_handle = None
@@ -1270,8 +1272,7 @@ class Replicator:
     def forget(self, name: str) -> None:
         """The node left or was reaped: its records disappear everywhere."""
         key = name.lower()
-        check = self._record_checks.pop(key, None)
-        if check is not None:
+        if (check := self._record_checks.pop(key, None)) is not None:
             check.cancel()
         k = self.known.pop(key, None)
         self._pieces.pop(key, None)

@@ -13,16 +13,15 @@ from collections.abc import Callable
 from pathlib import Path
 
 import pytest
+from prometheus_client.parser import text_string_to_metric_families
 
 from tests.harness import netns
 from tests.harness.agents import Cluster, wait_for
 
 
-def _counter(agent_metrics: str, name: str) -> float:
-    for line in agent_metrics.splitlines():
-        if line.startswith(name + " "):
-            return float(line.split()[1])
-    return 0.0
+def _stranger_syncs(prometheus_text: str) -> float:
+    return sum(s.value for fam in text_string_to_metric_families(prometheus_text)
+               for s in fam.samples if s.name == "rumor_gossip_stranger_syncs_total")
 
 
 @pytest.mark.netns
@@ -69,5 +68,5 @@ def test_an_agent_that_missed_a_join_learns_it_from_the_stranger(
     wait_for(lambda: missed in {n["Node"] for n in deaf.http("GET", "/v1/catalog/nodes")}, 10,
              what="node2 has the joiner's catalog record")
     metrics = deaf.http("GET", "/v1/agent/metrics?format=prometheus")
-    assert _counter(metrics, "rumor_gossip_stranger_syncs_total") >= 1, metrics
+    assert _stranger_syncs(metrics) >= 1, metrics
     print(f"node2 learnt of {missed} {took:.1f} s after its ears opened (set aside: {leaked})")
