@@ -304,7 +304,7 @@ class GossipCore:
     def leave(self, now: float) -> None:
         """memberlist's graceful leave (dead about ourselves); poll :attr:`leave_broadcast_done`."""
         with self._inside():
-            self.memberlist.leave(now)
+            self.memberlist.leave(now, self.serf.config.leave_notify_max)
         self._settle(now)
 
     def finish_leave(self) -> None:

@@ -558,14 +558,29 @@ class Memberlist:
             self._finish_join(jid, now)
         return jid
 
-    def leave(self, now: float) -> None:
+    def leave(self, now: float, notify: int = 0) -> None:
         """Graceful leave: gossip ``dead{Node: self, From: self}``; poll
-        :attr:`leave_broadcast_done` (with a timeout) before shutting the driver down."""
+        :attr:`leave_broadcast_done` (with a timeout) before shutting the driver down.
+
+        ``notify``: also send the message straight to that many random live members. Gossip
+        picks its targets among the recently dead too, so when few members are alive and
+        some just died, every transmission may miss a live one; that member would see us
+        leave only when its suspicion of us times out (up to 24 s on LAN), or as 'failed'.
+        memberlist gossips only; a direct copy is an ordinary dead message to its receiver."""
         if self._left:
             return
         self._left = True
         me = self._nodes[self.name]
-        self._dead_node(Dead(incarnation=me.incarnation, node=self.name, from_node=self.name), now)
+        msg = Dead(incarnation=me.incarnation, node=self.name, from_node=self.name)
+        self._dead_node(msg, now)
+        if notify <= 0:
+            return
+        live = [s for s in self._node_list
+                if s.name != self.name and s.node.status < NodeStatus.DEAD]
+        self.rng.shuffle(live)
+        raw = codec.encode_message(msg)
+        for s in live[:notify]:
+            self._send_msg(s.address, raw, "leave", s)
 
     def update_node(self, now: float) -> None:
         """Re-read our Meta from the delegate and gossip a new alive (incarnation + 1)."""

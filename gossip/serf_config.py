@@ -37,8 +37,9 @@ class SerfConfig:
     broadcast_timeout: float = 5.0
     """Seconds to wait for the leave intent to be gossiped before leaving memberlist. Serf: 5 s."""
     leave_notify_max: int = 32
-    """On a graceful leave, also send our leave intent straight to this many random live
-    members (gossip alone may miss some when few members are alive). 0 = gossip only."""
+    """On a graceful leave, also send our leave intent, and then memberlist's leave message,
+    straight to this many random live members (gossip alone may miss some when few members
+    are alive and some just died). 0 = gossip only."""
     leave_propagate_delay: float = 1.0
     """Seconds to wait after the memberlist leave so that it spreads. Serf: 1 s."""
     reap_interval: float = 15.0

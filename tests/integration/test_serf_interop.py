@@ -144,6 +144,20 @@ def wait_status(view: Any, node: str, status: str, timeout: float, who: str) -> 
         raise AssertionError(f"{e}; last view of {who}: {last[0]}") from None
 
 
+def wait_all(view: Any, names: list[str], status: str, timeout: float, who: str) -> None:
+    """Wait until ``view()`` shows every one of ``names`` with ``status``; the error shows the last view."""
+    last: list[Any] = [None]
+
+    def check() -> bool:
+        last[0] = view()
+        return _all(last[0], names, status)
+
+    try:
+        wait_for(check, timeout, what=f"{who} to see all {status}")
+    except AssertionError as e:
+        raise AssertionError(f"{e}; last view of {who}: {last[0]}") from None
+
+
 def test_mixed_cluster_members_events_failures_and_leave(procs: Procs, tmp_path: Path) -> None:
     t0 = time.monotonic()
     seen = tmp_path / "serf-handler.out"
@@ -166,9 +180,9 @@ def test_mixed_cluster_members_events_failures_and_leave(procs: Procs, tmp_path:
 
     # 1. everybody lists everybody alive, with their tags
     for r in rumors:
-        wait_for(lambda r=r: _all(r.members(), names, "alive"), 20, what=f"{r.name} sees all alive")
+        wait_all(r.members, names, "alive", 20, r.name)
     for s in (s1, s2):
-        wait_for(lambda s=s: _all(s.statuses(), names, "alive"), 20, what=f"{s.name} sees all alive")
+        wait_all(s.statuses, names, "alive", 20, s.name)
     for s in (s1, s2):
         view = s.members()
         for n in names:

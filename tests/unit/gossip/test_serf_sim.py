@@ -296,3 +296,36 @@ def test_the_simulator_counts_callbacks_over_the_cpu_budget() -> None:
     assert sim.callbacks_over_budget >= 1
     assert sim.max_callback_seconds >= 0.03
     assert sim.slowest_callback.endswith(" a")
+
+
+def _left_after_deaths(seed: int, notify: int) -> dict[str, str | None]:
+    """Five nodes; two crash and are declared failed; then a third leaves gracefully. What do
+    the two survivors list it as, one second after its leave (long before a suspicion of it
+    could time out)?"""
+    sim = Simulator(seed=seed)
+    cores: dict[str, GossipCore] = {}
+    for i in range(5):
+        name = f"n{i}"
+        node = sim.add_gossip_node(
+            name, SerfConfig.local(name, leave_notify_max=notify),
+            MemberlistConfig.local(name=name, delegate_protocol_version=5))
+        cores[name] = node.gossip
+    for name in list(cores)[1:]:
+        sim.join(name, ["n0"])
+    sim.run_for(5.0)
+    sim.stop("n3")
+    sim.stop("n4")
+    rest = ("n0", "n1", "n2")
+    assert sim.run_for(60.0, stop=lambda: all(
+        statuses(cores[n]).get(d) == "failed" for n in rest for d in ("n3", "n4")))
+    sim.leave_gracefully("n2", intent_time=0.5, propagate=0.5)
+    sim.run_for(1.0)
+    return {n: statuses(cores[n]).get("n2") for n in ("n0", "n1")}
+
+
+def test_a_leave_reaches_the_few_live_members_when_others_just_died() -> None:
+    # gossip picks its targets among the recently dead too (so that they may refute): with two
+    # live peers and two dead ones, the few transmissions of the intent and of the leave may
+    # all go to the dead. The direct copies (leave_notify_max) reach both live peers every time.
+    for seed in range(30):
+        assert _left_after_deaths(seed, 32) == {"n0": "left", "n1": "left"}, seed
