@@ -144,8 +144,10 @@ def wait_status(view: Any, node: str, status: str, timeout: float, who: str) -> 
         raise AssertionError(f"{e}; last view of {who}: {last[0]}") from None
 
 
-def wait_all(view: Any, names: list[str], status: str, timeout: float, who: str) -> None:
-    """Wait until ``view()`` shows every one of ``names`` with ``status``; the error shows the last view."""
+def wait_all(view: Any, names: list[str], status: str, timeout: float, who: str,
+             log: Path | None = None) -> None:
+    """Wait until ``view()`` shows every one of ``names`` with ``status``; the error shows the
+    last view, and the end of ``log``."""
     last: list[Any] = [None]
 
     def check() -> bool:
@@ -155,7 +157,8 @@ def wait_all(view: Any, names: list[str], status: str, timeout: float, who: str)
     try:
         wait_for(check, timeout, what=f"{who} to see all {status}")
     except AssertionError as e:
-        raise AssertionError(f"{e}; last view of {who}: {last[0]}") from None
+        tail = "\n".join(log.read_text(errors="replace").splitlines()[-30:]) if log else ""
+        raise AssertionError(f"{e}; last view of {who}: {last[0]}\n{tail}") from None
 
 
 def test_mixed_cluster_members_events_failures_and_leave(procs: Procs, tmp_path: Path) -> None:
@@ -181,8 +184,11 @@ def test_mixed_cluster_members_events_failures_and_leave(procs: Procs, tmp_path:
     # 1. everybody lists everybody alive, with their tags
     for r in rumors:
         wait_all(r.members, names, "alive", 20, r.name)
+    # a Serf agent that missed every gossiped copy of a join learns it at its next push/pull
+    # (LAN: every 30 s), as in a Serf-only cluster. The CI of 50aef78 once had s2 short of a
+    # member 20 s on (whom, and why, was not printed), the Rumor nodes and s1 complete at 1 s.
     for s in (s1, s2):
-        wait_all(s.statuses, names, "alive", 20, s.name)
+        wait_all(s.statuses, names, "alive", 35, s.name, log=s.log)
     for s in (s1, s2):
         view = s.members()
         for n in names:
