@@ -246,7 +246,7 @@ def test_encrypted_cluster_and_key_rotation(procs: Procs) -> None:
     names = ["s1", "s2", "r1", "r2"]
     for r in (r1, r2):
         wait_for(lambda r=r: _all(r.members(), names, "alive"), 20, what=f"{r.name} sees all")
-    wait_for(lambda: _all(s1.statuses(), names, "alive"), 20, what="s1 sees all")
+    wait_all(s1.statuses, names, "alive", 35, "s1", log=s1.log)  # a missed join: push/pull, 30 s
 
     # a plaintext node cannot get in, and the encrypted nodes count what they refused
     plain = procs.rumor("plain")
@@ -340,7 +340,7 @@ def test_agent_http_api_and_cli_with_serf(procs: Procs, tmp_path: Path) -> None:
     a1.http("PUT", f"/v1/agent/join/{s1.addr}")
     names = ["s1", "a1", "a2"]
     wait_for(lambda: _all(a1.members(), names, "alive"), 20, what="a1 sees all")
-    wait_for(lambda: _all(s1.statuses(), names, "alive"), 20, what="s1 sees all")
+    wait_all(s1.statuses, names, "alive", 35, "s1", log=s1.log)  # a missed join: push/pull, 30 s
     wait_for(lambda: _all(a2.members(), names, "alive"), 20, what="a2 sees all")
     members = {m["Name"]: m for m in a1.http("GET", "/v1/agent/members")}
     assert members["a1"]["Tags"]["role"] == "api" and members["s1"]["Tags"] == {"role": "serf"}
