@@ -1211,6 +1211,11 @@ class Memberlist:
         for s in targets:
             msgs = self._get_broadcasts(_COMPOUND_PART, avail, s, below)
             if not msgs:
+                # memberlist ends the round here: its queue is the same for every target. The
+                # delegate's is not (Rumor's records go to Rumor peers only), so a round that
+                # drew a plain Serf agent first goes on to the peers after it.
+                if self._has_broadcasts():
+                    continue
                 return
             self._count_out("gossip", sum(len(e) for e in msgs))
             if len(msgs) == 1:
