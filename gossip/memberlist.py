@@ -580,7 +580,10 @@ class Memberlist:
         self.rng.shuffle(live)
         raw = codec.encode_message(msg)
         for s in live[:notify]:
-            self._send_msg(s.address, raw, "leave", s)
+            # alone, not piggy-backed: a piggy-back would carry the queued copy of this very
+            # message too, and spend the transmissions meant for the members not told here
+            self._count_out("leave", len(raw))
+            self._raw_send(s.address, raw, s)
 
     def update_node(self, now: float) -> None:
         """Re-read our Meta from the delegate and gossip a new alive (incarnation + 1)."""
