@@ -491,6 +491,8 @@ class Replicator:
         self.is_peer = is_peer
         """Whether a member is a Rumor agent (has records); None: every member is."""
         self.record_wait = RECORD_WAIT
+        self.rng = random.Random()
+        """Draws the random share of ``record_wait`` (a simulation seeds its own)."""
         self._record_checks: dict[str, _Cancellable] = {}
         """Members (lowercase) whose first record we wait for -> the pending check."""
         self._returned: list[str] = []
@@ -1135,7 +1137,7 @@ class Replicator:
         if (self.push_pull is None or key in self._record_checks
                 or (self.is_peer is not None and not self.is_peer(name))):
             return
-        handle = self._timer(self.record_wait * (1.0 + random.random()),
+        handle = self._timer(self.record_wait * (1.0 + self.rng.random()),
                              lambda: self._check_record(name))
         if handle is not None:
             self._record_checks[key] = handle
@@ -1200,9 +1202,11 @@ class Replicator:
         scheduled) without either."""
         if self.call_later is not None:
             return self.call_later(wait, fn)
-        if not _loop_running():
+        try:
+            loop = asyncio.get_running_loop()
+        except RuntimeError:
             return None
-        return asyncio.get_running_loop().call_later(wait, fn)
+        return loop.call_later(wait, fn)
 
     def _later(self, wait: float) -> _Cancellable | None:
         """``_heal`` in ``wait`` seconds (at once without a loop: a synchronous caller)."""

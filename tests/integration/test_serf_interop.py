@@ -130,35 +130,31 @@ def _all(view: dict[str, str], names: list[str], status: str) -> bool:
     return all(view.get(n) == status for n in names)
 
 
-def wait_status(view: Any, node: str, status: str, timeout: float, who: str) -> None:
-    """Wait until ``view()`` shows ``node`` with ``status``; the error shows the last view."""
+def wait_view(view: Any, ok: Any, timeout: float, who: str, what: str,
+              log: Path | None = None) -> None:
+    """Wait until ``ok(view())``; the error shows ``who``'s last view and the end of ``log``."""
     last: list[Any] = [None]
 
     def check() -> bool:
         last[0] = view()
-        return bool(last[0].get(node) == status)
+        return bool(ok(last[0]))
 
     try:
-        wait_for(check, timeout, what=f"{who} to see {node} {status}")
+        wait_for(check, timeout, what=f"{who} to see {what}")
     except AssertionError as e:
-        raise AssertionError(f"{e}; last view of {who}: {last[0]}") from None
+        tail = "\n".join(log.read_text(errors="replace").splitlines()[-30:]) if log else ""
+        raise AssertionError(f"{e}; last view of {who}: {last[0]}\n{tail}".rstrip()) from None
+
+
+def wait_status(view: Any, node: str, status: str, timeout: float, who: str) -> None:
+    """Wait until ``view()`` shows ``node`` with ``status``."""
+    wait_view(view, lambda v: v.get(node) == status, timeout, who, f"{node} {status}")
 
 
 def wait_all(view: Any, names: list[str], status: str, timeout: float, who: str,
              log: Path | None = None) -> None:
-    """Wait until ``view()`` shows every one of ``names`` with ``status``; the error shows the
-    last view, and the end of ``log``."""
-    last: list[Any] = [None]
-
-    def check() -> bool:
-        last[0] = view()
-        return _all(last[0], names, status)
-
-    try:
-        wait_for(check, timeout, what=f"{who} to see all {status}")
-    except AssertionError as e:
-        tail = "\n".join(log.read_text(errors="replace").splitlines()[-30:]) if log else ""
-        raise AssertionError(f"{e}; last view of {who}: {last[0]}\n{tail}") from None
+    """Wait until ``view()`` shows every one of ``names`` with ``status``."""
+    wait_view(view, lambda v: _all(v, names, status), timeout, who, f"all {status}", log)
 
 
 def test_mixed_cluster_members_events_failures_and_leave(procs: Procs, tmp_path: Path) -> None:

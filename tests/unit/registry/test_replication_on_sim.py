@@ -8,6 +8,8 @@ suspicion, failure, Serf's reconnect and the digest exchange as the agent runs t
 
 from __future__ import annotations
 
+import random
+
 from gossip.sim import Simulator
 from registry.config import build
 from registry.definitions import parse_service
@@ -170,6 +172,7 @@ async def _missed_record(record_wait: float) -> tuple[bool, float, dict[str, int
         reg.replicator.clock = lambda: sim.now
         reg.replicator.call_later = sim.call_later
         reg.replicator.record_wait = record_wait
+        reg.replicator.rng = random.Random(n)   # the record wait's random share, reproducible
         regs[n] = reg
     for n in names[1:5]:
         sim.join(n, ["a"])
