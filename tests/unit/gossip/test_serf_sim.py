@@ -273,15 +273,24 @@ def test_an_idle_core_sleeps_until_its_next_protocol_deadline() -> None:
 
 
 def test_the_simulator_counts_callbacks_over_the_cpu_budget() -> None:
+    import gc
     import time
 
     from gossip.sim import Simulator
 
-    sim = Simulator(seed=3)
-    sim.add_gossip_node("a")
-    sim.add_gossip_node("b")
-    sim.join("b", ["a"])
-    sim.run_for(2.0)
+    # the test worker's heap (every earlier test's objects) is no agent's: a full collection
+    # of it, triggered inside a callback, is charged to that callback, the likely cause of one
+    # CI rehearsal's 1 of 29 over budget. Frozen, the collector walks only what the sim makes.
+    gc.collect()
+    gc.freeze()
+    try:
+        sim = Simulator(seed=3)
+        sim.add_gossip_node("a")
+        sim.add_gossip_node("b")
+        sim.join("b", ["a"])
+        sim.run_for(2.0)
+    finally:
+        gc.unfreeze()
     assert sim.callbacks > 0 and sim.callbacks_over_budget == 0
 
     def slow(ev: object) -> None:  # a listener burning CPU inside the delivering callback
