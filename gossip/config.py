@@ -9,9 +9,10 @@ from __future__ import annotations
 
 import ipaddress
 import math
-from dataclasses import dataclass, replace
+from dataclasses import replace
 from typing import Any
 
+from .dclass import dataclass
 from .errors import ConfigError
 
 __all__ = ["META_MAX_SIZE", "MemberlistConfig", "lan", "local", "wan"]

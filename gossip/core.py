@@ -44,11 +44,11 @@ import random
 from collections import deque
 from collections.abc import Callable, Iterable, Iterator, Mapping
 from contextlib import contextmanager
-from dataclasses import dataclass
 from typing import Protocol
 
 from .codec import CodecLimits
 from .config import MemberlistConfig
+from .dclass import dataclass
 from .delegate import NodeRefuted
 from .errors import GossipError, MalformedPacket
 from .events import GossipEvent, Member, MemberRefuted, QueryReceived, UserEventReceived

@@ -30,9 +30,9 @@ The core keeps at most ``config.event_queue_depth`` undelivered events.
 
 from __future__ import annotations
 
-from dataclasses import dataclass
 from typing import Protocol, runtime_checkable
 
+from .dclass import dataclass
 from .state import Node
 
 __all__ = [

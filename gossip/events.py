@@ -7,7 +7,9 @@ Member events carry a snapshot of the member as it is after the change. ``UserEv
 from __future__ import annotations
 
 from collections.abc import Mapping
-from dataclasses import dataclass, field
+from dataclasses import field
+
+from .dclass import dataclass
 
 MemberStatus = str
 """One of 'alive', 'leaving', 'left', 'failed' (Serf's member status)."""

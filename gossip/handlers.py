@@ -32,8 +32,8 @@ import re
 import signal
 from collections import Counter, deque
 from collections.abc import Callable, Mapping, Sequence
-from dataclasses import dataclass
 
+from .dclass import dataclass
 from .events import (
     MEMBER_EVENT_NAMES,
     GossipEvent,

@@ -16,11 +16,12 @@ import json
 import logging
 import os
 from collections.abc import Callable, Mapping
-from dataclasses import dataclass, field
+from dataclasses import field
 from typing import TYPE_CHECKING
 
 from . import codec
 from .atomicfile import atomic_write
+from .dclass import dataclass
 from .errors import EncryptionError, KeyringError, MalformedPacket
 from .security import Keyring, decode_key, encode_key
 from .serf_messages import KeyRequest, Query

@@ -66,7 +66,6 @@ import math
 import random
 from collections import deque
 from collections.abc import Callable, Generator, Iterable, Sequence
-from dataclasses import dataclass
 from functools import partial
 from typing import Any
 
@@ -74,6 +73,7 @@ from . import codec
 from .awareness import Awareness
 from .broadcast import Broadcast, TransmitLimitedQueue
 from .config import META_MAX_SIZE, MemberlistConfig
+from .dclass import dataclass
 from .delegate import (
     ConflictDelegate,
     Delegate,

@@ -17,7 +17,8 @@ from __future__ import annotations
 
 import enum
 from collections.abc import Sequence
-from dataclasses import dataclass
+
+from .dclass import dataclass
 
 
 class MessageType(enum.IntEnum):

@@ -45,11 +45,12 @@ import random
 import re
 from collections import Counter, deque
 from collections.abc import Callable, Iterable, Mapping, Sequence
-from dataclasses import dataclass, field
+from dataclasses import field
 from typing import Any
 
 from . import codec
 from .broadcast import Broadcast, TransmitLimitedQueue
+from .dclass import dataclass
 from .errors import GossipError, MalformedPacket
 from .events import (
     GossipEvent,

@@ -8,8 +8,9 @@ from __future__ import annotations
 
 import re
 from collections.abc import Mapping
-from dataclasses import dataclass, field, replace
+from dataclasses import field, replace
 
+from .dclass import dataclass
 from .errors import ConfigError
 
 RUMOR_TAG = "rumor"

@@ -20,7 +20,9 @@ from __future__ import annotations
 
 import enum
 from collections.abc import Mapping
-from dataclasses import dataclass, field
+from dataclasses import field
+
+from .dclass import dataclass
 
 
 class SerfMessageType(enum.IntEnum):

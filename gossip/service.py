@@ -63,12 +63,13 @@ import asyncio
 import logging
 import random
 from collections.abc import Callable, Coroutine, Mapping, Sequence
-from dataclasses import dataclass, field
+from dataclasses import field
 from pathlib import Path
 from typing import Any, Self
 
 from .config import MemberlistConfig
 from .core import AppDelegate, GossipCore, NameConflictDetected
+from .dclass import dataclass
 from .errors import GossipError
 from .events import (
     GossipEvent,

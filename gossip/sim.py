@@ -23,11 +23,12 @@ import json
 import random
 import time
 from collections.abc import Callable, Iterable
-from dataclasses import dataclass, field
+from dataclasses import field
 from typing import Any
 
 from .config import MemberlistConfig
 from .core import GossipCore
+from .dclass import dataclass
 from .delegate import NullDelegate
 from .events import Member
 from .memberlist import JoinCompleted, Memberlist, PendingAnswer, StreamRequest

@@ -25,10 +25,11 @@ from __future__ import annotations
 import logging
 import os
 import threading
-from dataclasses import dataclass, field
+from dataclasses import field
 from pathlib import Path
 
 from .atomicfile import atomic_write
+from .dclass import dataclass
 
 log = logging.getLogger(__name__)
 

@@ -15,7 +15,8 @@ known name; its ``node`` attribute is the current snapshot.
 from __future__ import annotations
 
 import enum
-from dataclasses import dataclass
+
+from .dclass import dataclass
 
 __all__ = ["Node", "NodeState", "NodeStatus"]
 

@@ -28,8 +28,8 @@ from __future__ import annotations
 import math
 import random
 from collections.abc import Sequence
-from dataclasses import dataclass
 
+from .dclass import dataclass
 from .serf_messages import Coordinate
 
 __all__ = ["VivaldiClient", "VivaldiConfig", "distance", "origin"]
@@ -62,7 +62,11 @@ class VivaldiConfig:
     """Distance (seconds) at which gravity pulls as hard as one sample. Default 150."""
 
 
-def origin(config: VivaldiConfig = VivaldiConfig()) -> Coordinate:
+DEFAULT_CONFIG = VivaldiConfig()
+"""Serf's defaults (frozen, so one instance serves every default argument)."""
+
+
+def origin(config: VivaldiConfig = DEFAULT_CONFIG) -> Coordinate:
     """A new node's coordinate: the origin, with the largest error and the smallest height."""
     return Coordinate(vec=(0.0,) * config.dimensionality, error=config.error_max,
                       adjustment=0.0, height=config.height_min)
@@ -117,7 +121,7 @@ def _apply_force(config: VivaldiConfig, c: Coordinate, force: float, other: Coor
 class VivaldiClient:
     """One node's coordinate, updated from RTT samples: ``update(peer, peer_coord, rtt)``."""
 
-    def __init__(self, config: VivaldiConfig = VivaldiConfig(), *,
+    def __init__(self, config: VivaldiConfig = DEFAULT_CONFIG, *,
                  rng: random.Random | None = None) -> None:
         self.config = config
         self.rng = rng or random.Random()

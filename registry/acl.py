@@ -40,8 +40,10 @@ import hashlib
 import json
 import uuid
 from collections.abc import Callable, Iterable, Mapping
-from dataclasses import dataclass, field
+from dataclasses import field
 from typing import Any
+
+from gossip.dclass import dataclass
 
 from .acl_policy import ALLOW_ALL, KINDS, Authorizer, Policy, PolicyError
 from .errors import ConfigError, PermissionDenied

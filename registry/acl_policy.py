@@ -31,8 +31,10 @@ from __future__ import annotations
 import json
 import re
 from collections.abc import Iterable, Mapping
-from dataclasses import dataclass, field
+from dataclasses import field
 from typing import Any
+
+from gossip.dclass import dataclass
 
 from .errors import ConfigError
 

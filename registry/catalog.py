@@ -34,8 +34,10 @@ import asyncio
 import contextlib
 import dataclasses
 from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
-from dataclasses import dataclass, field
+from dataclasses import field
 from typing import Any
+
+from gossip.dclass import dataclass
 
 from .compact import SHARED
 

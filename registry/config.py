@@ -20,9 +20,11 @@ import ipaddress
 import json
 import socket
 from collections.abc import Mapping, Sequence
-from dataclasses import dataclass, field, fields, replace
+from dataclasses import field, fields, replace
 from pathlib import Path
 from typing import Any
+
+from gossip.dclass import dataclass
 
 from .errors import ConfigError
 from .tls import LEGACY_TLS_KEYS

@@ -45,8 +45,9 @@ import asyncio
 import logging
 import re
 from collections.abc import Mapping
-from dataclasses import dataclass
 from typing import Any
+
+from gossip.dclass import dataclass
 
 from .catalog import CRITICAL, PASSING, SERVICE_MAINT_PREFIX, ServiceRecord
 from .definitions import CheckDef, ServiceDef

@@ -11,8 +11,10 @@ from __future__ import annotations
 
 import re
 from collections.abc import Mapping
-from dataclasses import dataclass, field, replace
+from dataclasses import field, replace
 from typing import Any
+
+from gossip.dclass import dataclass
 
 from .catalog import CRITICAL, STATUSES, CheckRecord, ServiceRecord
 from .durations import format_duration, parse_duration

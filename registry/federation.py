@@ -29,12 +29,13 @@ import logging
 import math
 import time
 from collections.abc import Mapping
-from dataclasses import dataclass, field
+from dataclasses import field
 from typing import Any
 
 import aiohttp
 
 from gossip import Gossip, distance
+from gossip.dclass import dataclass
 
 from .errors import RequestError
 from .wan import DC_TAG, HTTP_TAG, LAN_WAN_HTTP_TAG

@@ -47,10 +47,11 @@ import logging
 import time
 import zlib
 from collections.abc import Callable, Iterable
-from dataclasses import dataclass
 from typing import Any
 
 import msgpack  # type: ignore[import-untyped]
+
+from gossip.dclass import dataclass
 
 log = logging.getLogger(__name__)
 

@@ -20,9 +20,10 @@ import functools
 import logging
 import time
 from collections.abc import AsyncIterator, Awaitable, Callable, Iterable, Iterator, Mapping
-from dataclasses import dataclass
 from enum import StrEnum
 from typing import Any, TypeVar
+
+from gossip.dclass import dataclass
 
 from .catalog import (
     CRITICAL,

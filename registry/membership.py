@@ -19,12 +19,12 @@ import base64
 import binascii
 import dataclasses
 import logging
-from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 from gossip import ConfigError as GossipConfigError
 from gossip import Gossip, Keyring, KeyringError, MemberlistConfig, SerfConfig, load_keyring_file
+from gossip.dclass import dataclass
 
 from .config import AgentConfig
 from .durations import parse_duration

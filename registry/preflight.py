@@ -21,8 +21,8 @@ import errno
 import json
 import socket
 from collections.abc import Iterable, Sequence
-from dataclasses import dataclass
 
+from gossip.dclass import dataclass
 from lb import ListenerSpec
 
 from .config import AgentConfig

@@ -20,8 +20,9 @@ import logging
 import re
 import uuid
 from collections.abc import Awaitable, Callable, Mapping, Sequence
-from dataclasses import dataclass
 from typing import Any
+
+from gossip.dclass import dataclass
 
 from .datadir import DataDir, atomic_write_json, read_json
 from .errors import NotFound, RequestError

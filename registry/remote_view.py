@@ -25,8 +25,9 @@ import json
 import logging
 import time
 from collections.abc import Awaitable, Callable, Mapping, Sequence
-from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
+
+from gossip.dclass import dataclass
 
 from .errors import RequestError
 from .federation import Federation

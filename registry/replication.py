@@ -71,10 +71,12 @@ import time
 import zlib
 from collections import deque
 from collections.abc import Callable, Iterator, Mapping
-from dataclasses import dataclass, field
+from dataclasses import field
 from typing import Any, Protocol
 
 import msgpack  # type: ignore[import-untyped]
+
+from gossip.dclass import dataclass
 
 from .catalog import Catalog, CheckRecord, NodeInfo, ServiceRecord
 from .compact import SHARED

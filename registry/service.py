@@ -11,7 +11,6 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Mapping, Sequence
-from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
 from gossip import (
@@ -23,6 +22,7 @@ from gossip import (
     MemberRefuted,
     MemberUpdated,
 )
+from gossip.dclass import dataclass
 
 from .acl import ACL, ACLConfig
 from .acl_view import ACLView

@@ -20,9 +20,10 @@ import datetime
 import logging
 import ssl
 from collections.abc import Mapping
-from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
+
+from gossip.dclass import dataclass
 
 from .errors import ConfigError
 

@@ -2,8 +2,7 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass
-
+from ..dclass import dataclass
 from ..security import ENCRYPTION_OVERHEAD
 
 #: Bytes a compound adds once (type byte + part count).

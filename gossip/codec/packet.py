@@ -5,9 +5,9 @@ from __future__ import annotations
 import struct
 import zlib
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass
 
 from .. import lzw
+from ..dclass import dataclass
 from ..errors import (
     REASON_BAD_COMPRESSION,
     REASON_BAD_TYPE,

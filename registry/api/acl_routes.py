@@ -20,10 +20,11 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Callable, Iterable
-from dataclasses import dataclass
 from typing import Any, TypeVar
 
 from aiohttp import web
+
+from gossip.dclass import dataclass
 
 from ..acl import OPEN as OPEN_IDENTITY
 from ..acl import READ, WRITE, Identity, policy_json, token_json, token_of

@@ -20,10 +20,12 @@ applied, so a refusal registers nothing.
 from __future__ import annotations
 
 from collections.abc import Mapping
-from dataclasses import dataclass, field
+from dataclasses import field
 from typing import Any
 
 from aiohttp import web
+
+from gossip.dclass import dataclass
 
 from ..errors import RequestError
 from .base import Handler

@@ -20,13 +20,14 @@ import asyncio
 import functools
 import json
 import logging
-from dataclasses import dataclass, replace
+from dataclasses import replace
 from typing import TYPE_CHECKING, Any
 from urllib.parse import quote, unquote, urlsplit
 
 from aiohttp import web
 
 from gossip import Gossip
+from gossip.dclass import dataclass
 from lb import LoadBalancer
 
 from ..acl import READ, Identity

@@ -18,9 +18,11 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Mapping
-from dataclasses import dataclass, field, replace
+from dataclasses import field, replace
 from types import SimpleNamespace
 from typing import Any
+
+from gossip.dclass import dataclass
 
 from ..catalog import (
     CRITICAL,

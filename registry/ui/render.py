@@ -15,9 +15,10 @@ from __future__ import annotations
 import html
 import re
 from collections.abc import Iterable, Mapping, Sequence
-from dataclasses import dataclass
 from typing import Any
 from urllib.parse import quote
+
+from gossip.dclass import dataclass
 
 from ..catalog import CRITICAL, PASSING, WARNING, health_rank
 from .model import UICheck, UIInstance, UIService, UIState
