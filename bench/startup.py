@@ -14,8 +14,11 @@ each it measures:
   agent hands start-up garbage back to the OS once it is up);
 
 then stops it (SIGTERM). Each round also runs the ``floor``: the same interpreter importing
-asyncio, uvloop and ``aiohttp.web`` and nothing of Rumor's (CPU by ``getrusage`` and RSS at
-the end of the imports), i.e. what any agent built on them pays before its own code runs. Every agent runs on one core (``--core``, by ``taskset``, which execs:
+asyncio, uvloop and ``aiohttp.web`` and nothing else of Rumor's (CPU by ``getrusage`` and RSS
+at the end of the imports), i.e. what any agent built on them pays before its own code runs.
+It imports ``aiohttp.web`` as the agent does, without running aiohttp's package ``__init__``
+and its HTTP client (``registry/lazyaiohttp.py``; until 2026-12-07 the floor imported the
+whole of aiohttp, ~0.07 CPU-s and ~5.5 MiB more than the agent pays). Every agent runs on one core (``--core``, by ``taskset``, which execs:
 same PID) and the harness on the other (``--harness-core``). The machine and the load average
 before and after are recorded, and every measured start is a line of ``rounds.jsonl`` under
 ``bench/results/<date>/startup-<time>/`` (``bench/runinfo.py``); ``bench/report.py`` makes the
@@ -145,6 +148,8 @@ def argv_of(kind: str, python: str, workdir: Path, ports: dict[str, int]) -> lis
 
 FLOOR = """
 import asyncio, os, re, resource, uvloop
+from registry.lazyaiohttp import defer_aiohttp_init
+defer_aiohttp_init()
 from aiohttp import web
 ru = resource.getrusage(resource.RUSAGE_SELF)
 rss = re.search(r"VmRSS:\\s+(\\d+)", open("/proc/self/status").read()).group(1)
