@@ -36,11 +36,13 @@ of ``{"token": ..., "policy": "read"|"write"}``) makes tokens with the built-in 
 
 from __future__ import annotations
 
+import functools
 import hashlib
 import json
 import uuid
 from collections.abc import Callable, Iterable, Mapping
 from dataclasses import field
+from types import MappingProxyType
 from typing import Any
 
 from gossip.dclass import dataclass
@@ -72,15 +74,18 @@ def _everything(level: str) -> str:
     return "\n".join(lines) + "\n"
 
 
-def _builtin_policies() -> dict[str, Policy]:
-    return {
+@functools.cache
+def _builtin_policies() -> Mapping[str, Policy]:
+    """The built-in policies, parsed once per process (they were parsed twice per start and
+    again for every configured policy's name check)."""
+    return MappingProxyType({
         MANAGEMENT_POLICY: Policy.parse(MANAGEMENT_POLICY, _everything(WRITE), id=MANAGEMENT_POLICY_ID,
                                         description="Builtin Policy that grants unlimited access"),
         READ_POLICY: Policy.parse(READ_POLICY, _everything(READ), id=_policy_id(READ_POLICY),
                                   description="Builtin Policy: read on every resource"),
         WRITE_POLICY: Policy.parse(WRITE_POLICY, _everything(WRITE), id=_policy_id(WRITE_POLICY),
                                    description="Builtin Policy: write on every resource"),
-    }
+    })
 
 
 def _policy_id(name: str) -> str:
