@@ -37,6 +37,7 @@ from typing import TYPE_CHECKING, Any
 
 __all__ = ["dataclass"]
 
+
 class _Factory:
     def __repr__(self) -> str:
         return "<factory>"
@@ -62,9 +63,8 @@ def _tuple_getter(names: tuple[str, ...]) -> Callable[[Any], tuple[Any, ...]]:
 @reprlib.recursive_repr()
 def _repr(self: Any) -> str:
     cls = type(self)
-    values = cls._dc_repr_get(self)
     return cls.__qualname__ + "(" + ", ".join(
-        f"{name}={value!r}" for name, value in zip(cls._dc_repr_names, values)) + ")"
+        f"{name}={getattr(self, name)!r}" for name in cls._dc_repr_names) + ")"
 
 
 def _eq(self: Any, other: Any) -> Any:
@@ -152,10 +152,10 @@ def _compile_init(cls: type, frozen: bool) -> Callable[..., None]:
 
 def _lazy_init(self: Any, *args: Any, **kwargs: Any) -> None:
     """The first instantiation of a class: compile its real ``__init__``, install it, use it."""
-    owner = next(c for c in type(self).__mro__ if "_dc_init_frozen" in c.__dict__)
+    owner = next(c for c in type(self).__mro__ if "_dc_field_names" in c.__dict__)
     init = owner.__dict__["__init__"]
     if init is _lazy_init:
-        init = _compile_init(owner, owner.__dict__["_dc_init_frozen"])
+        init = _compile_init(owner, "_dc_frozen" in owner.__dict__)
         owner.__init__ = init  # type: ignore[misc]
     init(self, *args, **kwargs)
 
@@ -222,12 +222,9 @@ def _process(cls: type, *, init: bool, repr: bool, eq: bool, frozen: bool,
     cls._dc_field_names = tuple(f.name for f in fields)  # type: ignore[attr-defined]
     if init and "__init__" not in own:
         _check_defaults(cls.__qualname__, fields)
-        cls._dc_init_frozen = frozen  # type: ignore[attr-defined]
         cls.__init__ = _lazy_init  # type: ignore[misc]
     if repr and "__repr__" not in own:
-        names = tuple(f.name for f in fields if f.repr)
-        cls._dc_repr_names = names  # type: ignore[attr-defined]
-        cls._dc_repr_get = staticmethod(_tuple_getter(names))  # type: ignore[attr-defined]
+        cls._dc_repr_names = tuple(f.name for f in fields if f.repr)  # type: ignore[attr-defined]
         cls.__repr__ = _repr  # type: ignore[assignment]
     if eq and "__eq__" not in own:
         cls._dc_eq_get = staticmethod(  # type: ignore[attr-defined]
