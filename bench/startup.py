@@ -146,23 +146,35 @@ def argv_of(kind: str, python: str, workdir: Path, ports: dict[str, int]) -> lis
             "-client", "127.0.0.1", "-data-dir", str(data), *common]
 
 
-FLOOR = """
-import asyncio, os, re, resource, uvloop
-from registry.lazyaiohttp import defer_aiohttp_init
-defer_aiohttp_init()
-from aiohttp import web
+_FLOOR_END = """
 ru = resource.getrusage(resource.RUSAGE_SELF)
 rss = re.search(r"VmRSS:\\s+(\\d+)", open("/proc/self/status").read()).group(1)
 print(ru.ru_utime + ru.ru_stime, rss, flush=True)
 os._exit(0)
 """
-"""The floor: what the interpreter and Rumor's HTTP and loop dependencies cost by themselves
-(CPU by getrusage at the end of the imports, before an exit that skips the interpreter's
-clean-up, so that it compares with an agent's CPU at its first answer)."""
+
+FLOORS = {
+    "floor": """
+import asyncio, os, re, resource, uvloop
+from registry.lazyaiohttp import defer_aiohttp_init
+defer_aiohttp_init()
+from aiohttp import web
+""" + _FLOOR_END,
+    "floor-httptools": """
+import asyncio, os, re, resource, uvloop
+import httptools, json, ssl
+""" + _FLOOR_END,
+}
+"""The floors: what the interpreter and the HTTP and loop dependencies cost by themselves (CPU
+by getrusage at the end of the imports, before an exit that skips the interpreter's clean-up,
+so that it compares with an agent's CPU at its first answer). ``floor`` imports what the agent
+imports; ``floor-httptools`` (not in the default kinds) what an HTTP API on httptools, as the
+load balancer's HTTP proxy runs, would import instead of ``aiohttp.web``."""
 
 
-def floor_once(python: str, cwd: Path, env: dict[str, str], core: str | None) -> dict[str, Any]:
-    argv = [python, "-c", FLOOR]
+def floor_once(kind: str, python: str, cwd: Path, env: dict[str, str],
+               core: str | None) -> dict[str, Any]:
+    argv = [python, "-c", FLOORS[kind]]
     if core is not None:
         argv = ["taskset", "-c", core, *argv]
     t0 = time.monotonic()
@@ -175,8 +187,8 @@ def floor_once(python: str, cwd: Path, env: dict[str, str], core: str | None) ->
 
 def start_once(kind: str, *, python: str, workdir: Path, cwd: Path, env: dict[str, str],
                core: str | None, poll: float, settle: float, timeout: float) -> dict[str, Any]:
-    if kind == "floor":
-        return floor_once(python, cwd, env, core)
+    if kind in FLOORS:
+        return floor_once(kind, python, cwd, env, core)
     ports = {"gossip": free_port(), "api": free_port(), "dns": free_port()}
     argv = argv_of(kind, python, workdir, ports)
     if core is not None:
@@ -223,7 +235,8 @@ def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     ap.add_argument("--rounds", type=int, default=7, help="rounds (default 7)")
     ap.add_argument("--kinds", default="serf,rumor,rumor-dev,floor",
-                    help="what to start each round (default serf,rumor,rumor-dev,floor)")
+                    help="what to start each round (default serf,rumor,rumor-dev,floor; "
+                         "also floor-httptools)")
     ap.add_argument("--compile", action="store_true",
                     help="also measure Rumor compiling its own modules at every start")
     ap.add_argument("--baseline", type=Path, default=None,
