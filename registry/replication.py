@@ -66,6 +66,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+import math
 import random
 import time
 import zlib
@@ -117,7 +118,14 @@ HEAL_BRIEF = 5.0
 suspicion, was away *briefly*. After a heal the other side's stale suspect and dead messages
 about this side's members arrive, and this side's members refute them: each such refutation is
 a brief return of a member that never left this side. Brief returns get at most one of the
-window's push-pulls and yield to members that were away longer (they were on the other side)."""
+window's push-pulls and yield to members that were away longer (they were on the other side).
+A cut seen only a second before it heals makes every return brief, the other side's members'
+too: the brief exchange goes to the member whose failure began first (the other side's were
+failed before the heal began, our own side's only as its stale news arrived; a refuted
+suspicion, never failed, comes last), chosen ``HEAL_SETTLE`` after the first brief return."""
+HEAL_SETTLE = 1.0
+"""Seconds from the first brief return to its exchange: the members coming back in the same
+heal are in the queue by then, and the one to reconcile with is chosen among them."""
 RECORD_WAIT = 15.0
 """Seconds after a Rumor member joins (plus a random share of as many again, so that a pool
 that all lacks one record does not ask at once) before we push-pull with it if none of its
@@ -500,12 +508,13 @@ class Replicator:
         self._returned: list[str] = []
         """Members (gossip's names) back after being away longer than ``HEAL_BRIEF`` or after
         a leave: the first to reconcile with."""
-        self._brief: list[str] = []
-        """Members back after a brief absence or a refuted suspicion (see ``HEAL_BRIEF``)."""
+        self._brief: dict[str, float] = {}
+        """Members back after a brief absence or a refuted suspicion (see ``HEAL_BRIEF``) ->
+        when their failure began (``clock``; infinity for a refuted suspicion)."""
         self._brief_times: deque[float] = deque()
+        """When the recent heal push-pulls with brief returns started."""
         self._heal_failures: dict[str, int] = {}
         """Failed heal push-pulls in a row, by member (gossip's name)."""
-        """When the recent heal push-pulls with brief returns started."""
         self._heal_times: deque[float] = deque()
         """When the recent heal push-pulls started (monotonic seconds)."""
         self.heal_burst, self.heal_window, self.heal_spacing = HEAL_BURST, HEAL_WINDOW, HEAL_SPACING
@@ -513,6 +522,9 @@ class Replicator:
         """Members whose last event was MemberFailed (lowercase) -> when (``clock``): back
         when they join."""
         self._heal_handle: asyncio.Handle | asyncio.TimerHandle | _Cancellable | None = None
+        self._heal_due = 0.0
+        """When the pending ``_heal_handle`` fires (``clock``)."""
+        self.heal_settle = HEAL_SETTLE
         self.clock: Callable[[], float] = time.monotonic
         """Seconds; the heal budget's clock (the simulator passes its virtual one)."""
         self.call_later: Callable[[float, Callable[[], None]], _Cancellable] | None = None
@@ -1118,6 +1130,7 @@ class Replicator:
                 self._failed.setdefault(key, self.clock())
             came_back = joined and (key in self._failed or key in self.departed)
             brief = False
+            failed_at = None
             if joined:
                 failed_at = self._failed.pop(key, None)
                 brief = (key not in self.departed and failed_at is not None
@@ -1126,7 +1139,8 @@ class Replicator:
                 self.departed.pop(key, None)
             self.catalog.set_status(name, status)
             if came_back:
-                self._came_back(name, brief=brief)
+                self._came_back(name, brief=brief,
+                                since=failed_at if failed_at is not None else math.inf)
             elif joined and status == "alive" and key not in self.known:
                 self._expect_record(name)
         except Exception:
@@ -1171,33 +1185,46 @@ class Replicator:
 
     # --- fast heal -------------------------------------------------------------------------
 
-    def _came_back(self, name: str, brief: bool = False) -> None:
+    def _came_back(self, name: str, brief: bool = False, since: float = math.inf) -> None:
         """A member is back after a failure (partition heal, restart) or a leave: while it
         was away, both sides may have written records the other missed, and deltas sent then
         are gone. Reconcile now with a push-pull (each side does it for the other, so each
         pulls what it lacks) instead of waiting for the periodic one. A heal brings back many
         members within seconds and one exchange with any of them fetches their side's catalog:
         at most ``HEAL_BURST`` such push-pulls per ``HEAL_WINDOW``, ``HEAL_SPACING`` apart.
-        Members away longer go first; a ``brief`` return (see ``HEAL_BRIEF``) gets at most one
-        of them, so that the other side's stale suspicions of our own side, refuted as a heal
-        begins, never use up the budget before the members of the other side are back.
-        Members coming back beyond the budget are left to the periodic push-pull."""
+        Members away longer go first; a ``brief`` return (see ``HEAL_BRIEF``; ``since``: when
+        its failure began) gets at most one of them, ``HEAL_SETTLE`` after the first, with the
+        member whose failure began first, so that the other side's stale suspicions of our own
+        side, refuted as a heal begins, never use up the budget before the members of the
+        other side are back. Members coming back beyond the budget are left to the periodic
+        push-pull."""
         if self.push_pull is None:
             return
-        queue = self._brief if brief else self._returned
-        if name not in self._returned and name not in self._brief \
-                and len(queue) < self.heal_burst:
-            queue.append(name)
-        if not brief and name in self._brief:
-            self._brief.remove(name)  # away longer after all (failed again since)
-            if len(self._returned) < self.heal_burst:
+        if brief:
+            if name not in self._returned:
+                self._brief[name] = min(since, self._brief.get(name, math.inf))
+                if len(self._brief) > self.heal_burst:
+                    # keep those whose failure began first: the likeliest other side
+                    del self._brief[max(self._brief, key=self._brief.__getitem__)]
+        else:
+            self._brief.pop(name, None)  # away longer after all (failed again since)
+            if name not in self._returned and len(self._returned) < self.heal_burst:
                 self._returned.append(name)
-        if self._heal_handle is None:
-            wait = 0.0
-            if self._heal_times:
-                wait = max(0.0, self._heal_times[-1] + self.heal_spacing - self.clock())
-            # not from inside the gossip event being delivered: on a later turn of the loop
-            self._heal_handle = self._later(wait)
+        if not self._returned and not self._brief:
+            return
+        now = self.clock()
+        due = now
+        if self._heal_times:
+            due = max(due, self._heal_times[-1] + self.heal_spacing)
+        if not self._returned:
+            due = max(due, now + self.heal_settle)
+        if self._heal_handle is not None:
+            if self._heal_due <= due:
+                return
+            self._heal_handle.cancel()  # a member away longer is back: sooner
+        # not from inside the gossip event being delivered: on a later turn of the loop
+        self._heal_due = due
+        self._heal_handle = self._later(due - now)
 
     def _timer(self, wait: float, fn: Callable[[], None]) -> _Cancellable | None:
         """``fn`` in ``wait`` seconds on ``call_later`` or the running loop; None (and nothing
@@ -1232,10 +1259,12 @@ class Replicator:
             self._brief.clear()  # this window's one brief exchange is done
         if self.push_pull is None:
             return
+        since = math.inf
         if self._returned:
             name, brief = self._returned.pop(0), False
         elif self._brief:
-            name, brief = self._brief.pop(0), True
+            name = min(self._brief, key=self._brief.__getitem__)
+            since, brief = self._brief.pop(name), True
         else:
             return
         # counted before it starts: its outcome may come back before push_pull returns
@@ -1244,7 +1273,7 @@ class Replicator:
             self._brief_times.append(now)
         started = False
         try:
-            started = self.push_pull(name, lambda ok: self._heal_done(name, brief, ok))
+            started = self.push_pull(name, lambda ok: self._heal_done(name, brief, ok, since))
         except Exception:  # never out of a loop callback
             log.exception("heal push-pull failed node=%s", name)
         if started:
@@ -1256,9 +1285,10 @@ class Replicator:
                 self._brief_times.pop()
         if (self._returned or self._brief) and self._heal_handle is None and (
                 self.call_later is not None or _loop_running()):
+            self._heal_due = now + self.heal_spacing
             self._heal_handle = self._later(self.heal_spacing)
 
-    def _heal_done(self, name: str, brief: bool, ok: bool) -> None:
+    def _heal_done(self, name: str, brief: bool, ok: bool, since: float = math.inf) -> None:
         """Gossip's word on a heal push-pull (called from inside gossip: nothing here calls
         back into it; a retry goes through the queue and a later turn of the loop)."""
         if ok:
@@ -1273,7 +1303,7 @@ class Replicator:
             return  # the periodic push-pull is left
         self._heal_failures[name] = tries
         if self.call_later is not None or _loop_running():
-            self._came_back(name, brief=brief)
+            self._came_back(name, brief=brief, since=since)
 
     def forget(self, name: str) -> None:
         """The node left or was reaped: its records disappear everywhere."""

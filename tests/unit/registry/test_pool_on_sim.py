@@ -34,6 +34,7 @@ from __future__ import annotations
 
 import asyncio
 import gc
+import math
 import random
 from typing import Any
 
@@ -139,8 +140,8 @@ async def pool(seed: int) -> tuple[Simulator, dict[str, Registry], list[str]]:
         reg.replicator.heal_window = HEAL_WINDOW_HERE
         came_back = reg.replicator._came_back
         reg.replicator._came_back = (  # type: ignore[method-assign]
-            lambda name, brief=False, f=came_back:
-            f(name, brief) if name.startswith("agent-") else None)
+            lambda name, brief=False, since=math.inf, f=came_back:
+            f(name, brief, since) if name.startswith("agent-") else None)
         regs[n] = reg
     lights: list[tuple[int, LocalState]] = []
     # a light member gossips to all the full agents at once (memberlist picks them with 3n

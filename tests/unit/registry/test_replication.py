@@ -398,6 +398,9 @@ async def test_members_coming_back_reconcile_at_once_without_periodic_push_pull(
 
     names = ["a", "b", "c", "d", "e"]
     bus, regs = await cluster(names, seed=11)
+    for reg in regs.values():
+        assert reg.replicator is not None
+        reg.replicator.heal_settle = 0.0  # every return here is brief: no wait for the others
     bus.partition({"a", "b"}, {"c", "d", "e"})
     for n in ("c", "d", "e"):
         for side in ("a", "b"):
@@ -518,7 +521,7 @@ async def test_a_heal_push_pull_that_fails_is_tried_again() -> None:
     bus.run()
     rep = regs["a"].replicator
     assert rep is not None
-    rep.heal_spacing = 0.01
+    rep.heal_spacing = rep.heal_settle = 0.01
     away = [0.0]
     rep.clock = lambda: time.monotonic() + away[0]
     g = bus.nodes["a"]
@@ -627,3 +630,47 @@ async def test_configured_services_leave_as_one_batch() -> None:
     await local.register_service(parse_service({"Name": "web", "ID": "web-1", "Port": 80}))
     assert seen == [6, 1] and len(sent) == 2
     await local.stop()
+
+
+async def test_a_heal_seen_a_second_after_the_cut_reconciles_with_the_other_side() -> None:
+    """The order of events of a failed CI run (stop 26), as node0 of a 2/3 cut saw it: the cut
+    was seen about a second before it healed, so every member of the other side came back
+    'brief' too, and the one brief exchange of the window went to the first brief return, a
+    member of our own side refuting the other side's stale suspicion. Nothing then fetched the
+    other side's writes until the periodic push-pull, 30 s later. The brief exchange must go to
+    the member whose failure began first, also when our own side's returns fill the queue."""
+    import asyncio
+
+    from gossip.events import MemberRefuted
+
+    names = ["a", "b", "c", "d", "e", "x", "y", "z"]
+    bus, regs = await cluster(names, seed=5)
+    rep = regs["a"].replicator
+    assert rep is not None
+    now = [1000.0]
+    rep.clock = lambda: now[0]
+    rep.heal_settle, rep.heal_spacing = 0.1, 0.05
+    g = bus.nodes["a"]
+
+    def member(n: str, status: str = "alive") -> Member:
+        return Member(name=n, addr="127.0.0.1", port=7946, status=status)
+
+    g.emit(MemberFailed(member("x", "failed")))      # the cut seen
+    now[0] += 0.33
+    g.emit(MemberFailed(member("z", "failed")))
+    now[0] += 0.7                                     # the heal, 1.03 s after the cut was seen
+    for n in ("b", "c", "d"):                         # our side refutes the stale suspicions
+        g.emit(MemberRefuted(member(n)))
+    g.emit(MemberFailed(member("e", "failed")))      # a stale 'dead', refuted 5 ms later
+    now[0] += 0.005
+    g.emit(MemberJoined(member("e")))
+    g.emit(MemberJoined(member("x")))                # the other side: back, 'brief' too
+    g.emit(MemberFailed(member("y", "failed")))
+    now[0] += 0.005
+    g.emit(MemberJoined(member("y")))
+    g.emit(MemberJoined(member("z")))
+    for _ in range(20):
+        await asyncio.sleep(0.02)
+    assert g.pushed_pulled == ["x"], g.pushed_pulled
+    assert rep.counters["heal_push_pulls"] == 1
+    await stop(regs)
