@@ -122,10 +122,13 @@ window's push-pulls and yield to members that were away longer (they were on the
 A cut seen only a second before it heals makes every return brief, the other side's members'
 too: the brief exchange goes to the member whose failure began first (the other side's were
 failed before the heal began, our own side's only as its stale news arrived; a refuted
-suspicion, never failed, comes last), chosen ``HEAL_SETTLE`` after the first brief return."""
+suspicion, never failed, comes last), chosen at most ``HEAL_SETTLE`` after the first brief
+return."""
 HEAL_SETTLE = 1.0
 """Seconds from the first brief return to its exchange: the members coming back in the same
-heal are in the queue by then, and the one to reconcile with is chosen among them."""
+heal are in the queue by then, and the one to reconcile with is chosen among them. A member
+that failed longer ago than this is not our own side's flicker (that fails as the heal's stale
+news arrives, and refutes within a gossip round or two): its exchange starts at once."""
 RECORD_WAIT = 15.0
 """Seconds after a Rumor member joins (plus a random share of as many again, so that a pool
 that all lacks one record does not ask at once) before we push-pull with it if none of its
@@ -1193,8 +1196,8 @@ class Replicator:
         members within seconds and one exchange with any of them fetches their side's catalog:
         at most ``HEAL_BURST`` such push-pulls per ``HEAL_WINDOW``, ``HEAL_SPACING`` apart.
         Members away longer go first; a ``brief`` return (see ``HEAL_BRIEF``; ``since``: when
-        its failure began) gets at most one of them, ``HEAL_SETTLE`` after the first, with the
-        member whose failure began first, so that the other side's stale suspicions of our own
+        its failure began) gets at most one of them, at most ``HEAL_SETTLE`` after the first,
+        with the member whose failure began first, so that the other side's stale suspicions of our own
         side, refuted as a heal begins, never use up the budget before the members of the
         other side are back. Members coming back beyond the budget are left to the periodic
         push-pull."""
@@ -1217,7 +1220,8 @@ class Replicator:
         if self._heal_times:
             due = max(due, self._heal_times[-1] + self.heal_spacing)
         if not self._returned:
-            due = max(due, now + self.heal_settle)
+            # the settle, counted from the failure of the likeliest other-side member
+            due = max(due, min(now, min(self._brief.values())) + self.heal_settle)
         if self._heal_handle is not None:
             if self._heal_due <= due:
                 return

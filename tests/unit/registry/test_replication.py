@@ -638,7 +638,8 @@ async def test_a_heal_seen_a_second_after_the_cut_reconciles_with_the_other_side
     'brief' too, and the one brief exchange of the window went to the first brief return, a
     member of our own side refuting the other side's stale suspicion. Nothing then fetched the
     other side's writes until the periodic push-pull, 30 s later. The brief exchange must go to
-    the member whose failure began first, also when our own side's returns fill the queue."""
+    the member whose failure began first, also when our own side's returns fill the queue, and
+    at once: that member failed longer ago than the settle (1 s) would wait."""
     import asyncio
 
     from gossip.events import MemberRefuted
@@ -649,7 +650,8 @@ async def test_a_heal_seen_a_second_after_the_cut_reconciles_with_the_other_side
     assert rep is not None
     now = [1000.0]
     rep.clock = lambda: now[0]
-    rep.heal_settle, rep.heal_spacing = 0.1, 0.05
+    rep.heal_spacing = 0.05
+    assert rep.heal_settle == 1.0
     g = bus.nodes["a"]
 
     def member(n: str, status: str = "alive") -> Member:
@@ -669,8 +671,31 @@ async def test_a_heal_seen_a_second_after_the_cut_reconciles_with_the_other_side
     now[0] += 0.005
     g.emit(MemberJoined(member("y")))
     g.emit(MemberJoined(member("z")))
-    for _ in range(20):
+    for _ in range(10):               # 0.2 s: well within the settle
         await asyncio.sleep(0.02)
     assert g.pushed_pulled == ["x"], g.pushed_pulled
     assert rep.counters["heal_push_pulls"] == 1
+    await stop(regs)
+
+
+async def test_a_brief_return_of_our_own_side_waits_for_the_settle() -> None:
+    """A refuted suspicion or a fleeting 'failed' (our own side, as a heal's stale news
+    arrives) waits ``heal_settle`` before its exchange, so that the other side's members,
+    back in the same second, can be chosen over it."""
+    import asyncio
+
+    from gossip.events import MemberRefuted
+
+    bus, regs = await cluster(["a", "b", "c"], seed=6)
+    rep = regs["a"].replicator
+    assert rep is not None
+    rep.heal_settle = 0.3
+    g = bus.nodes["a"]
+    g.emit(MemberRefuted(Member(name="b", addr="127.0.0.1", port=7946)))
+    g.emit(MemberFailed(Member(name="c", addr="127.0.0.1", port=7946, status="failed")))
+    g.emit(MemberJoined(Member(name="c", addr="127.0.0.1", port=7946)))
+    await asyncio.sleep(0.15)
+    assert g.pushed_pulled == []
+    await asyncio.sleep(0.4)
+    assert g.pushed_pulled == ["c"], g.pushed_pulled  # failed, if briefly: before a refuted one
     await stop(regs)
