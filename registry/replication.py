@@ -1197,10 +1197,10 @@ class Replicator:
         at most ``HEAL_BURST`` such push-pulls per ``HEAL_WINDOW``, ``HEAL_SPACING`` apart.
         Members away longer go first; a ``brief`` return (see ``HEAL_BRIEF``; ``since``: when
         its failure began) gets at most one of them, at most ``HEAL_SETTLE`` after the first,
-        with the member whose failure began first, so that the other side's stale suspicions of our own
-        side, refuted as a heal begins, never use up the budget before the members of the
-        other side are back. Members coming back beyond the budget are left to the periodic
-        push-pull."""
+        with the member whose failure began first, so that the other side's stale suspicions
+        of our own side, refuted as a heal begins, never use up the budget before the members
+        of the other side are back. Members coming back beyond the budget are left to the
+        periodic push-pull."""
         if self.push_pull is None:
             return
         if brief:
