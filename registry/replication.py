@@ -672,7 +672,9 @@ class Replicator:
         wanted: set[str] = set()
         me = self.local.info.name.lower()
         theirs = digest.get(me)
-        if theirs is None or theirs[1] < self.local.version:
+        # our own record is complete up to our version: whoever is complete up to less lacks
+        # something, also when a later change reached it (a gap: its newest equals ours)
+        if theirs is None or theirs[0] < self.local.version:
             wanted.add(me)
         for key, k in self.known.items():
             theirs = digest.get(key)

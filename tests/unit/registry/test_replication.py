@@ -699,3 +699,29 @@ async def test_a_brief_return_of_our_own_side_waits_for_the_settle() -> None:
     await asyncio.sleep(0.4)
     assert g.pushed_pulled == ["c"], g.pushed_pulled  # failed, if briefly: before a refuted one
     await stop(regs)
+
+
+async def test_a_pull_fills_a_gap_in_the_answering_nodes_own_record() -> None:
+    """A bench straggler (partition_heal-164934, trials 3 and 8): after a heal, an agent kept
+    the lone host's deregistered instance for up to 60 s although it had just push-pulled with
+    that host. It had the host's *latest* change by gossip but missed an earlier one (the
+    deregistration), so its digest said it was complete up to an older version and knew the
+    newest: the host compared only the newest and answered with nothing. A gap in the
+    answering node's own record must be answered with that record."""
+    bus, regs = await cluster(["a", "b"])
+    await register(regs["a"], {"Name": "web", "ID": "w1"})
+    bus.run()
+    assert [i.service_id for i in regs["b"].catalog.instances("web")] == ["w1"]
+    sent: list[bytes] = []
+    ra, rb = regs["a"].replicator, regs["b"].replicator
+    assert ra is not None and rb is not None
+    ra.broadcast = lambda k, p: sent.append(p)  # type: ignore[method-assign]
+    await regs["a"].local.deregister_service("w1")   # lost on the way to b
+    await register(regs["a"], {"Name": "api", "ID": "api1"})
+    rb.notify_app_message(sent[-1])                    # only the newest change arrives
+    assert [i.service_id for i in regs["b"].catalog.instances("api")] == ["api1"]
+    assert [i.service_id for i in regs["b"].catalog.instances("web")] == ["w1"]
+    bus.push_pull("b", "a")                            # b pulls from a itself
+    assert regs["b"].catalog.instances("web") == []
+    assert regs["b"].catalog.digest() == regs["a"].catalog.digest()
+    await stop(regs)
