@@ -332,12 +332,20 @@ def trial_rumor(lab: netns.Lab, left: list[int], right: list[int], workdir: Path
             last_wrong[a.name] = (round(time.monotonic() - t_heal, 2), view)
             return False
 
+        last_wrong_kv: dict[str, tuple[float, dict[str, str]]] = {}
+
+        def kv_ok(a: AgentProcess) -> bool:
+            view = kv_view(a)
+            if view == truth.kv:
+                return True
+            last_wrong_kv[a.name] = (round(time.monotonic() - t_heal, 2), view)
+            return False
+
         with cf.ThreadPoolExecutor(max_workers=3) as pool:   # the three polls run at once
             fm = pool.submit(poll_until, agents, lambda a: all_alive(a.members(), names),
                              t_heal, timeout)
             fc = pool.submit(poll_until, agents, catalog_ok, t_heal, timeout)
-            fk = pool.submit(poll_until, agents, lambda a: kv_view(a) == truth.kv, t_heal,
-                             timeout)
+            fk = pool.submit(poll_until, agents, kv_ok, t_heal, timeout)
             members, catalog, kv = fm.result(), fc.result(), fk.result()
         wrong = {a.name: catalog_view(a) for i, a in enumerate(agents) if i not in catalog}
 
@@ -358,7 +366,18 @@ def trial_rumor(lab: netns.Lab, left: list[int], right: list[int], workdir: Path
                              for i, a in enumerate(agents)}}
         # an agent whose catalog healed well after its membership did: what it still lacked
         # at its last wrong poll, and its log lines about the heal (issue 13's stragglers)
-        stragglers = {}
+        stragglers: dict[str, dict[str, Any]] = {}
+        for i, a in enumerate(agents):
+            healed = kv.get(i)
+            if healed is None or healed <= max(5.0, 2 * members.get(i, 0.0)):
+                continue
+            seen_at, kview = last_wrong_kv.get(a.name, (None, truth.kv))
+            stragglers[f"{a.name} (KV)"] = {
+                "kv_heal_s": round(healed, 2), "membership_heal_s": round(members.get(i, -1), 2),
+                "last_wrong_poll_s": seen_at,
+                "lacked": {k: v for k, v in truth.kv.items() if kview.get(k) != v},
+                "extra": {k: v for k, v in kview.items() if k not in truth.kv},
+                "log": straggler_log(a, wall_heal)}
         for i, a in enumerate(agents):
             healed = catalog.get(i)
             if healed is None or healed <= max(5.0, 2 * members.get(i, 0.0)):
