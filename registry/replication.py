@@ -1064,6 +1064,12 @@ class Replicator:
         k = self.known.get(key)
         if k is None:
             k = self.known[key] = Knowledge()
+            if self.member_status(name) in (None, "failed"):
+                # A record taken from a peer while gossip does not list its node alive (an
+                # agent (re)started during a cut learns the other side's records from its
+                # own side, and a joiner's gossip holds no failed member): when the node
+                # joins, it comes back from a failure, with what it wrote meanwhile.
+                self._failed.setdefault(key, self.clock())
         theirs = Knowledge(complete=complete)
         shared: dict[int, int] = {}  # one int object per distinct version of this record
         for sid, (v, _) in services.items():

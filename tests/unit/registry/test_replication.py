@@ -725,3 +725,47 @@ async def test_a_pull_fills_a_gap_in_the_answering_nodes_own_record() -> None:
     assert regs["b"].catalog.instances("web") == []
     assert regs["b"].catalog.digest() == regs["a"].catalog.digest()
     await stop(regs)
+
+
+async def test_a_restarted_agent_reconciles_with_a_member_it_first_knew_as_failed() -> None:
+    """A bench straggler (kill -9 trials, partition_heal KV record): an agent restarted during
+    a cut learns the other side's records from its own side's seed, while gossip does not
+    know those members at all (a joiner's view holds no failed member). When they came back
+    after the heal, nothing marked them as returning, so there was no heal push-pull and their
+    cut-time writes waited for a periodic one (23 s after the membership heal). A member
+    whose record we took from others while it was not alive is one that comes back."""
+    import asyncio
+
+    bus, regs = await cluster(["a", "c"])
+    await register(regs["c"], {"Name": "web", "ID": "w-c"})
+    bus.run()
+    bus.partition({"a", "b"}, {"c"})
+    g = bus.add("b")                                  # b (re)starts during the cut
+    g.view.pop("c")                                   # its gossip never saw c
+    cfg = build({"dev": True, "node_name": "b", "bind_addr": "127.0.0.1"})
+    b = Registry(cfg, None, g, prepare_registry(cfg))
+    await b.start()
+    regs["b"] = b
+    rep = b.replicator
+    assert rep is not None
+    now = [1000.0]
+    rep.clock = lambda: now[0]
+    bus.push_pull("b", "a", join=True)                # c's record, from a
+    assert [i.service_id for i in b.catalog.entries("web")] == ["w-c"]
+    await regs["c"].local.deregister_service("w-c")   # c writes during the cut
+    bus.run()
+    assert [i.service_id for i in b.catalog.entries("web")] == ["w-c"]
+    bus.heal()
+    now[0] += 60.0
+    g.emit(MemberJoined(Member(name="c", addr="127.0.0.1", port=7946)))
+    for _ in range(5):
+        await asyncio.sleep(0.01)
+    assert g.pushed_pulled == ["c"], g.pushed_pulled
+    assert b.catalog.entries("web") == ()
+    # a member learnt alive and its record with it is no return: no exchange
+    g2 = bus.nodes["a"]
+    before = list(g2.pushed_pulled)
+    g2.emit(MemberJoined(Member(name="b", addr="127.0.0.1", port=7946)))
+    await asyncio.sleep(0.01)
+    assert g2.pushed_pulled == before
+    await stop(regs)
