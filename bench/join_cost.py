@@ -19,7 +19,8 @@ Serf). Two figures per run:
   ``stranger_syncs`` counts the pool's push/pulls with senders it did not know as members
   (``gossip.stranger_sync``: an agent that missed a join hears from the joiner), and
   ``record_pulls`` its push/pulls for the records of a member that joined 15-30 s before
-  while none of them had arrived.
+  while none of them had arrived, ``heal_pulls`` those with members that came back from a
+  failure (none expected in a start pattern).
 
 ``--tree NAME=DIR`` (repeatable) runs the same pattern from other source trees (e.g. an
 older commit: ``git worktree add DIR COMMIT`` with the C extensions copied in), interleaved
@@ -149,7 +150,7 @@ def one_run(tree: Path, args: argparse.Namespace, work: Path) -> dict[str, Any]:
             time.sleep(args.poll)
         times = sorted(done.values())
         spent = sum(c1) - sum(c0)
-        syncs = record_pulls = 0.0
+        syncs = record_pulls = heal_pulls = 0.0
         for i in range(n):
             try:
                 m = prometheus_values(get(base + 1000 + i, "/v1/agent/metrics?format=prometheus")
@@ -158,6 +159,7 @@ def one_run(tree: Path, args: argparse.Namespace, work: Path) -> dict[str, Any]:
                 continue
             syncs += m.get("rumor_gossip_stranger_syncs_total", 0.0)
             record_pulls += m.get('rumor_registry_reconciles_total{reason="missing_record"}', 0.0)
+            heal_pulls += m.get('rumor_registry_reconciles_total{reason="came_back"}', 0.0)
         late = {f"n{i}": round(done[i], 1) if i in done else None
                 for i in range(n) if done.get(i, args.timeout) > 5.0}
         return {
@@ -173,6 +175,7 @@ def one_run(tree: Path, args: argparse.Namespace, work: Path) -> dict[str, Any]:
             "lacking_at_5s": lacking,
             "stranger_syncs": int(syncs),
             "record_pulls": int(record_pulls),
+            "heal_pulls": int(heal_pulls),
         }
     finally:
         for p in procs:
