@@ -522,8 +522,9 @@ class Replicator:
         """When the recent heal push-pulls started (monotonic seconds)."""
         self.heal_burst, self.heal_window, self.heal_spacing = HEAL_BURST, HEAL_WINDOW, HEAL_SPACING
         self._failed: dict[str, float] = {}
-        """Members whose last event was MemberFailed (lowercase) -> when (``clock``): back
-        when they join."""
+        """Members whose last event was MemberFailed, or whose record we first took from a
+        peer while gossip did not list them alive (lowercase) -> when (``clock``): back when
+        they join."""
         self._heal_handle: asyncio.Handle | asyncio.TimerHandle | _Cancellable | None = None
         self._heal_due = 0.0
         """When the pending ``_heal_handle`` fires (``clock``)."""
