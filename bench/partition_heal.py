@@ -153,6 +153,11 @@ def view_lacks(want: dict[str, Any], got: dict[str, Any]) -> dict[str, Any]:
     return out
 
 
+def kv_lacks(want: dict[str, str], view: dict[str, str]) -> dict[str, str]:
+    """The keys of ``want`` that ``view`` lacks or holds with another value."""
+    return {k: v for k, v in want.items() if view.get(k) != v}
+
+
 STRAGGLER_LOG = ("reconcil", "push/pull", "refut", "came back", "failed", "join")
 """Substrings of a straggling agent's log lines kept in the round's record."""
 
@@ -364,31 +369,25 @@ def trial_rumor(lab: netns.Lab, left: list[int], right: list[int], workdir: Path
                    for i in a for j in b if before[names[i]].get(names[j]) == "alive"),
                "per_agent": {a.name: [round(d.get(i, -1), 2) for d in (members, catalog, kv)]
                              for i, a in enumerate(agents)}}
-        # an agent whose catalog healed well after its membership did: what it still lacked
-        # at its last wrong poll, and its log lines about the heal (issue 13's stragglers)
+        # an agent whose catalog or keyspace healed well after its membership did: what it
+        # still lacked at its last wrong poll, and its log lines about the heal (issue 13's
+        # stragglers)
         stragglers: dict[str, dict[str, Any]] = {}
-        for i, a in enumerate(agents):
-            healed = kv.get(i)
-            if healed is None or healed <= max(5.0, 2 * members.get(i, 0.0)):
-                continue
-            seen_at, kview = last_wrong_kv.get(a.name, (None, truth.kv))
-            stragglers[f"{a.name} (KV)"] = {
-                "kv_heal_s": round(healed, 2), "membership_heal_s": round(members.get(i, -1), 2),
-                "last_wrong_poll_s": seen_at,
-                "lacked": {k: v for k, v in truth.kv.items() if kview.get(k) != v},
-                "extra": {k: v for k, v in kview.items() if k not in truth.kv},
-                "log": straggler_log(a, wall_heal)}
-        for i, a in enumerate(agents):
-            healed = catalog.get(i)
-            if healed is None or healed <= max(5.0, 2 * members.get(i, 0.0)):
-                continue
-            seen_at, view = last_wrong.get(a.name, (None, want))
-            stragglers[a.name] = {"catalog_heal_s": round(healed, 2),
-                                  "membership_heal_s": round(members.get(i, -1), 2),
-                                  "last_wrong_poll_s": seen_at,
-                                  "lacked": view_lacks(want, view),
-                                  "extra": view_lacks(view, want),
-                                  "log": straggler_log(a, wall_heal)}
+        for what, healed_at, wrong_at, truth_view, lacks, suffix in (
+                ("catalog", catalog, last_wrong, want, view_lacks, ""),
+                ("kv", kv, last_wrong_kv, truth.kv, kv_lacks, " (KV)")):
+            for i, a in enumerate(agents):
+                healed = healed_at.get(i)
+                if healed is None or healed <= max(5.0, 2 * members.get(i, 0.0)):
+                    continue
+                seen_at, view = wrong_at.get(a.name, (None, truth_view))
+                stragglers[a.name + suffix] = {
+                    f"{what}_heal_s": round(healed, 2),
+                    "membership_heal_s": round(members.get(i, -1), 2),
+                    "last_wrong_poll_s": seen_at,
+                    "lacked": lacks(truth_view, view),
+                    "extra": lacks(view, truth_view),
+                    "log": straggler_log(a, wall_heal)}
         if stragglers:
             out["stragglers"] = stragglers
         if wrong:
