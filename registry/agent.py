@@ -30,8 +30,6 @@ from collections.abc import Callable, Coroutine
 from pathlib import Path
 from typing import Any
 
-from aiohttp import web
-
 from dnsserver import DNSConfig, DNSServer
 from gossip import Gossip
 from gossip.memory import release_free_memory
@@ -44,7 +42,7 @@ from lb import (
     listeners_from_config,
 )
 
-from . import __version__
+from . import __version__, web
 from .config import AgentConfig, split_hostport
 from .datadir import DataDir
 from .errors import ConfigError

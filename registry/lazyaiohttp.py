@@ -1,19 +1,18 @@
 """Run aiohttp's package ``__init__`` only when something needs what it exports.
 
-The agent serves its HTTP API with ``aiohttp.web``, but ``import aiohttp.web`` first runs
-``aiohttp/__init__.py``, which imports the HTTP *client*: its connector builds two TLS contexts
-at import time (loading the system's CA bundle), and with its resolver, cookie jar and tracing
-that is about half of aiohttp's import cost: ~60-80 ms of CPU and ~5.5 MiB of RSS on every
-agent start (issues 13 and 18; bench/startup.py). A default agent uses the client only for
-HTTP checks, federation and the containers' Docker API, and only once they run.
+aiohttp is the agent's HTTP *client* (its API is served by registry/web): HTTP checks,
+federation and the containers' engine API use it, and only once they run. Importing it costs
+~60-80 ms of CPU and ~5.5 MiB of RSS (its connector builds two TLS contexts at import time,
+loading the system's CA bundle), which a default agent would pay at every start for nothing
+(issues 13 and 18; bench/startup.py). The modules that use the client import ``aiohttp`` at
+their top, so the package must be cheap to import until its first real use.
 
 :func:`defer_aiohttp_init` puts a placeholder package in ``sys.modules["aiohttp"]`` with the
-real package's ``__path__`` and ``__spec__``, so that ``import aiohttp.web`` loads the server's
-submodules alone. The first read of any other attribute of the package (``aiohttp.ClientSession``,
-``from aiohttp import ClientTimeout``) runs the real ``__init__`` in the placeholder's namespace,
-as a reload would; submodules already imported are reused, and from then on the module is the
-ordinary aiohttp package. ``__version__`` is set beforehand (read from the ``__init__``'s
-source) because ``aiohttp.http`` reads it while the server's modules load.
+real package's ``__path__`` and ``__spec__``. The first read of any attribute of the package
+(``aiohttp.ClientSession``, ``from aiohttp import ClientTimeout``) runs the real ``__init__`` in
+the placeholder's namespace, as a reload would; submodules already imported are reused, and
+from then on the module is the ordinary aiohttp package. ``__version__`` is set beforehand
+(read from the ``__init__``'s source) because ``aiohttp.http`` reads it while submodules load.
 
 Only the agent's start installs it (``rumor agent``); a process that imported aiohttp already
 keeps what it has.

@@ -1,6 +1,7 @@
-"""The agent's HTTP API: a compatible subset of Consul's, served by aiohttp.
+"""The agent's HTTP API: a compatible subset of Consul's, served by registry/web.
 
-Each ``*_routes`` module in this package holds an ``aiohttp.web.RouteTableDef`` named ``routes``;
+Each ``*_routes`` module in this package holds a ``web.RouteTableDef`` named ``routes``
+(registry/web has aiohttp.web's names for what the API uses, over an httptools server);
 :func:`make_app` mounts them all behind the same middlewares, which turn refusals into Consul's
 plain-text error answers: 400/403/404/405/413 with a reason, never a 500 for bad input.
 """
@@ -12,12 +13,11 @@ import logging
 from collections.abc import Awaitable, Callable
 from typing import Any
 
-from aiohttp import web
-
 from dnsserver import DNSServer
 from gossip import Gossip
 from lb import LoadBalancer
 
+from .. import web
 from ..config import AgentConfig
 from ..federation import Federation
 from ..listeners import ListenerStore

@@ -22,10 +22,9 @@ import logging
 from collections.abc import Callable, Iterable
 from typing import Any, TypeVar
 
-from aiohttp import web
-
 from gossip.dclass import dataclass
 
+from .. import web
 from ..acl import OPEN as OPEN_IDENTITY
 from ..acl import READ, WRITE, Identity, policy_json, token_json, token_of
 from ..errors import NotFound, RequestError

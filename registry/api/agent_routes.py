@@ -11,8 +11,7 @@ import ipaddress
 from collections.abc import Callable, Iterable
 from typing import Any
 
-from aiohttp import web
-
+from .. import web
 from ..acl import READ, WRITE
 from ..catalog import CRITICAL, PASSING, WARNING, worst
 from ..definitions import CheckDef, normalize_keys, parse_check, parse_service

@@ -8,8 +8,7 @@ import math
 from collections.abc import Awaitable, Callable, Mapping
 from typing import Any
 
-from aiohttp import web
-
+from .. import web
 from ..errors import RequestError
 
 log = logging.getLogger(__name__)

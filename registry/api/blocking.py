@@ -17,8 +17,7 @@ import random
 from collections.abc import Callable, Sequence
 from typing import Any
 
-from aiohttp import web
-
+from .. import web
 from ..catalog import Catalog
 from ..durations import parse_duration
 from ..errors import RequestError

@@ -14,8 +14,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from aiohttp import web
-
+from .. import web
 from ..acl import READ, WRITE
 from ..catalog import CRITICAL, EXTERNAL, STATUSES, CheckRecord, NodeInfo
 from ..definitions import normalize_keys, parse_service

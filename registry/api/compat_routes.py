@@ -18,9 +18,7 @@ import socket
 import time
 from typing import Any
 
-from aiohttp import web
-
-from .. import CONSUL_VERSION, __version__
+from .. import CONSUL_VERSION, __version__, web
 from .base import Handler, json_response
 from .keys import REGISTRY
 

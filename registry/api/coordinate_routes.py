@@ -18,10 +18,9 @@ import json
 import math
 from typing import Any
 
-from aiohttp import web
-
 from gossip import Coordinate, distance
 
+from .. import web
 from ..errors import NotFound
 from .base import Handler, json_response
 from .keys import CONFIG, FEDERATION, GOSSIP
@@ -123,7 +122,7 @@ async def near_middleware(request: web.Request, handler: Handler) -> web.StreamR
     if origin is None:
         return resp     # Consul: an unknown origin leaves the order as it is
     try:
-        items = json.loads(bytes(resp.body))  # type: ignore[arg-type]
+        items = json.loads(bytes(resp.body))
     except (TypeError, ValueError):
         return resp
     if not isinstance(items, list):

@@ -17,8 +17,7 @@ usual plain-text answers) rather than by routes, because they share paths with t
 
 from __future__ import annotations
 
-from aiohttp import web
-
+from .. import web
 from ..errors import RequestError
 from ..federation import FORWARDED_HEADER, Federation
 from ..remote_view import VIEW_PATH, view_document

@@ -24,10 +24,9 @@ import uuid
 from collections.abc import Mapping
 from typing import Any
 
-from aiohttp import web
-
 from gossip import Gossip
 
+from .. import web
 from ..acl import READ
 from ..config import split_hostport
 from ..errors import ConfigError, RequestError

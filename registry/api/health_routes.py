@@ -4,8 +4,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from aiohttp import web
-
+from .. import web
 from ..catalog import CRITICAL, PASSING, STATUSES
 from ..errors import RequestError
 from .acl_routes import keep, sees_check, sees_instance

@@ -10,12 +10,11 @@ from __future__ import annotations
 from collections.abc import Awaitable, Callable
 from typing import Protocol
 
-from aiohttp import web
-
 from dnsserver import DNSServer
 from gossip import Gossip
 from lb import LoadBalancer
 
+from .. import web
 from ..catalog import Catalog
 from ..config import AgentConfig
 from ..federation import Federation

@@ -14,8 +14,7 @@ from __future__ import annotations
 import base64
 from typing import Any
 
-from aiohttp import web
-
+from .. import web
 from ..acl import READ, WRITE
 from ..errors import RequestError
 from ..kv import Entry, KVError, cut_keys

@@ -16,10 +16,9 @@ anything changes, so the running listener of that name stays as it was.
 
 from __future__ import annotations
 
-from aiohttp import web
-
 from lb import ConfigError, ListenerError, ListenerSpec, LoadBalancer
 
+from .. import web
 from ..errors import RequestError
 from ..listeners import ListenerStore
 from .base import json_response, read_json

@@ -2,8 +2,7 @@
 
 from __future__ import annotations
 
-from aiohttp import web
-
+from .. import web
 from .base import json_response
 from .keys import DNS, FEDERATION, GOSSIP, LB, REGISTRY
 

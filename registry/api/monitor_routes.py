@@ -4,9 +4,7 @@ from __future__ import annotations
 
 import asyncio
 
-from aiohttp import web
-
-from .. import logs
+from .. import logs, web
 from ..errors import RequestError
 
 routes = web.RouteTableDef()

@@ -13,8 +13,7 @@ from __future__ import annotations
 from typing import Any
 from urllib.parse import quote
 
-from aiohttp import web
-
+from .. import web
 from ..errors import RequestError
 from ..prepared import PreparedQueries, decode_entries, execute
 from .base import json_response, read_json

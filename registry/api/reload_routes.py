@@ -7,8 +7,7 @@ failed reload.
 
 from __future__ import annotations
 
-from aiohttp import web
-
+from .. import web
 from ..errors import RequestError
 from .keys import RELOAD
 

@@ -6,9 +6,7 @@ import os
 import time
 from typing import Any
 
-from aiohttp import web
-
-from .. import CONSUL_VERSION, __version__
+from .. import CONSUL_VERSION, __version__, web
 from .base import json_response
 from .gossip_routes import member_json
 from .keys import CONFIG, FEDERATION, GOSSIP, PORTS, REGISTRY, STARTED_AT

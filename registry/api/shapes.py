@@ -4,8 +4,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from aiohttp import web
-
+from .. import web
 from ..catalog import Catalog, Check, Instance, Node, ServiceRecord
 from ..errors import RequestError
 from ..service import Registry

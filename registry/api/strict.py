@@ -23,10 +23,9 @@ from collections.abc import Mapping
 from dataclasses import field
 from typing import Any
 
-from aiohttp import web
-
 from gossip.dclass import dataclass
 
+from .. import web
 from ..errors import RequestError
 from .base import Handler
 

@@ -24,12 +24,11 @@ from dataclasses import replace
 from typing import TYPE_CHECKING, Any
 from urllib.parse import quote, unquote, urlsplit
 
-from aiohttp import web
-
 from gossip import Gossip
 from gossip.dclass import dataclass
 from lb import LoadBalancer
 
+from .. import web
 from ..acl import READ, Identity
 from ..acl_view import ACLView
 from ..config import AgentConfig

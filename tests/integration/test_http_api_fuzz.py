@@ -42,7 +42,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from aiohttp import web
+from registry import web
 from hypothesis import HealthCheck, assume, given, settings
 from hypothesis import strategies as st
 from yarl import URL

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import importlib
 
-from aiohttp import web
+from registry import web
 
 from registry.api import ROUTE_MODULES
 from registry.api.acl_routes import IN_HANDLER, OPEN, RULES, Rule, rule_for

@@ -9,15 +9,15 @@ from types import SimpleNamespace
 from typing import Any
 
 import pytest
-from aiohttp import web
-from aiohttp.test_utils import TestClient, TestServer
 
 from gossip.events import Member
+from registry import web
 from registry.api.keys import CONFIG, GOSSIP, LB, PORTS, REGISTRY
 from registry.catalog import Catalog, CheckRecord, NodeInfo, ServiceRecord
 from registry.config import build
 from registry.ui import render
 from registry.ui.model import collect
+from tests.harness.webapp import AppClient
 
 EVIL = '<script>alert("x")</script>&"\''
 
@@ -233,10 +233,10 @@ def test_a_subsystem_that_fails_while_read_does_not_break_the_page() -> None:
     assert "gossip" in st.missing and st.service("web") is not None
 
 
-# --- the routes, over a real aiohttp server --------------------------------------------------
+# --- the routes, over a real HTTP server -----------------------------------------------------
 
 
-async def _client(agent: Any) -> TestClient:
+async def _client(agent: Any) -> AppClient:
     from registry.acl import ACL, ACLConfig
     from registry.api import ui_routes
     from registry.api.base import error_middleware
@@ -253,9 +253,7 @@ async def _client(agent: Any) -> TestClient:
     app[PORTS] = SimpleNamespace(http_port=0, https_port=0, dns_port=0,
                                  gossip_port=agent.gossip_port)
     app.router.add_routes(ui_routes.routes)
-    client = TestClient(TestServer(app))
-    await client.start_server()
-    return client
+    return await AppClient(app).start()
 
 
 async def test_routes_serve_pages_static_files_and_redirects() -> None:
