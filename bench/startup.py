@@ -14,11 +14,12 @@ each it measures:
   agent hands start-up garbage back to the OS once it is up);
 
 then stops it (SIGTERM). Each round also runs the ``floor``: the same interpreter importing
-asyncio, uvloop and ``aiohttp.web`` and nothing else of Rumor's (CPU by ``getrusage`` and RSS
-at the end of the imports), i.e. what any agent built on them pays before its own code runs.
-It imports ``aiohttp.web`` as the agent does, without running aiohttp's package ``__init__``
-and its HTTP client (``registry/lazyaiohttp.py``; until 2026-12-07 the floor imported the
-whole of aiohttp, ~0.07 CPU-s and ~5.5 MiB more than the agent pays). Every agent runs on one core (``--core``, by ``taskset``, which execs:
+asyncio, uvloop and httptools (what the agent's HTTP server, registry/web, stands on) and
+nothing else of Rumor's (CPU by ``getrusage`` and RSS at the end of the imports), i.e. what any
+agent built on them pays before its own code runs. ``floor-aiohttp`` (``--kinds``) is the same
+with ``aiohttp.web`` instead, which served the API until 2026-12-07 (imported without aiohttp's
+client, ``registry/lazyaiohttp.py``); in runs before that date it is the one named ``floor``.
+Every agent runs on one core (``--core``, by ``taskset``, which execs:
 same PID) and the harness on the other (``--harness-core``). The machine and the load average
 before and after are recorded, and every measured start is a line of ``rounds.jsonl`` under
 ``bench/results/<date>/startup-<time>/`` (``bench/runinfo.py``); ``bench/report.py`` makes the
@@ -156,20 +157,22 @@ os._exit(0)
 FLOORS = {
     "floor": """
 import asyncio, os, re, resource, uvloop
+import httptools, json, ssl
+""" + _FLOOR_END,
+    "floor-aiohttp": """
+import asyncio, os, re, resource, uvloop
 from registry.lazyaiohttp import defer_aiohttp_init
 defer_aiohttp_init()
 from aiohttp import web
 """ + _FLOOR_END,
-    "floor-httptools": """
-import asyncio, os, re, resource, uvloop
-import httptools, json, ssl
-""" + _FLOOR_END,
 }
 """The floors: what the interpreter and the HTTP and loop dependencies cost by themselves (CPU
 by getrusage at the end of the imports, before an exit that skips the interpreter's clean-up,
-so that it compares with an agent's CPU at its first answer). ``floor`` imports what the agent
-imports; ``floor-httptools`` (not in the default kinds) what an HTTP API on httptools, as the
-load balancer's HTTP proxy runs, would import instead of ``aiohttp.web``."""
+so that it compares with an agent's CPU at its first answer). ``floor`` imports what the agent's
+HTTP server imports (asyncio, uvloop, httptools; registry/web); ``floor-aiohttp`` (not in the
+default kinds) what it imported until 2026-12-07, ``aiohttp.web`` without aiohttp's client.
+Runs before that date name the httptools floor ``floor-httptools`` and the aiohttp one
+``floor``."""
 
 
 def floor_once(kind: str, python: str, cwd: Path, env: dict[str, str],
@@ -236,7 +239,7 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--rounds", type=int, default=7, help="rounds (default 7)")
     ap.add_argument("--kinds", default="serf,rumor,rumor-dev,floor",
                     help="what to start each round (default serf,rumor,rumor-dev,floor; "
-                         "also floor-httptools)")
+                         "also floor-aiohttp)")
     ap.add_argument("--compile", action="store_true",
                     help="also measure Rumor compiling its own modules at every start")
     ap.add_argument("--baseline", type=Path, default=None,
