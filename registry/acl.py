@@ -37,9 +37,7 @@ of ``{"token": ..., "policy": "read"|"write"}``) makes tokens with the built-in 
 from __future__ import annotations
 
 import functools
-import hashlib
 import json
-import uuid
 from collections.abc import Callable, Iterable, Mapping
 from dataclasses import field
 from types import MappingProxyType
@@ -88,14 +86,28 @@ def _builtin_policies() -> Mapping[str, Policy]:
     })
 
 
+_BUILTIN_IDS = {READ_POLICY: "700b0384-bfab-5763-99b0-c3fd43553409",
+                WRITE_POLICY: "e894205e-466a-57e6-b978-4517473cf6ab"}
+""":func:`_policy_id` of the built-in policies, worked out beforehand: every agent makes them
+at start, and the uuid module costs ~2.5 ms of it (tests/unit/registry/test_acl.py checks)."""
+
+
 def _policy_id(name: str) -> str:
     """A stable UUID for a policy configured without an ``id`` (the same on every agent)."""
+    known = _BUILTIN_IDS.get(name)
+    if known is not None:
+        return known
+    import uuid
+
     return str(uuid.uuid5(uuid.NAMESPACE_URL, "rumor-acl-policy:" + name))
 
 
 def _accessor_of(secret: str) -> str:
     """A stable AccessorID for a token configured without one. Set ``accessor_id`` for short
     secrets: this is a hash of the secret, and AccessorIDs are shown to ``acl:read`` holders."""
+    import hashlib
+    import uuid
+
     return str(uuid.UUID(hashlib.sha256(b"rumor-acl-token:" + secret.encode()).hexdigest()[:32]))
 
 
@@ -492,6 +504,7 @@ class ACL:
 
 
 def policy_json(p: Policy, *, rules: bool = True) -> dict[str, Any]:
+    import hashlib
     """Consul's ACLPolicy shape (``/v1/acl/policy/:id``; without Rules in lists)."""
     out: dict[str, Any] = {"ID": p.id, "Name": p.name, "Description": p.description}
     if rules:
@@ -503,6 +516,7 @@ def policy_json(p: Policy, *, rules: bool = True) -> dict[str, Any]:
 
 
 def token_json(acl: ACL, t: TokenEntry, *, show_secret: bool) -> dict[str, Any]:
+    import hashlib
     """Consul's ACLToken shape; ``SecretID`` is ``<hidden>`` unless ``show_secret``."""
     pols = [p for p in (acl.policy_of(n) for n in t.policies) if p is not None]
     digest = json.dumps([t.accessor_id, t.description, list(t.policies)]).encode()

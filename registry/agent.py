@@ -20,11 +20,9 @@ from __future__ import annotations
 import asyncio
 import gc
 import logging
-import shutil
 import signal
 import socket
 import ssl
-import tempfile
 import time
 from collections.abc import Callable, Coroutine
 from pathlib import Path
@@ -164,6 +162,8 @@ class Agent:
         self.loop_lag = LoopLag()
         self.loop_lag.start()
         if cfg.dev and not cfg.data_dir:
+            import tempfile
+
             self._tmp_data_dir = tempfile.mkdtemp(prefix="rumor-dev-")
             self.datadir = DataDir(Path(self._tmp_data_dir))
         else:
@@ -454,6 +454,8 @@ class Agent:
         if self.gossip is not None:
             await _bounded(self.gossip.shutdown(), min(0.5, left()), "gossip shutdown")
         if self._tmp_data_dir:
+            import shutil
+
             shutil.rmtree(self._tmp_data_dir, ignore_errors=True)
 
 

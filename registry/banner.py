@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import os
-import shutil
 import sys
 from pathlib import Path
 
@@ -17,6 +16,8 @@ def _hostport(host: str, port: int) -> str:
 def cli_hint() -> tuple[str, str]:
     """(how to call the CLI from this shell, a line that puts it on the PATH or "")."""
     mine = Path(sys.prefix) / "bin" / "rumor"
+    import shutil
+
     found = shutil.which("rumor")
     if found and Path(found).resolve() == mine.resolve():
         return "rumor", ""

@@ -11,10 +11,10 @@ from __future__ import annotations
 import json
 import logging
 import os
-import tempfile
-import uuid
 from pathlib import Path
 from typing import Any
+
+from gossip.atomicfile import make_temp
 
 from .errors import DataDirError
 
@@ -27,7 +27,7 @@ def atomic_write(path: Path, data: bytes, mode: int = 0o600) -> None:
     """Replace ``path`` with ``data`` so that a crash leaves the old or the new content."""
     directory = path.parent
     directory.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=_TMP_PREFIX + path.name + ".", dir=directory)
+    fd, tmp = make_temp(directory, _TMP_PREFIX + path.name + ".")
     try:
         with os.fdopen(fd, "wb") as f:
             f.write(data)
@@ -100,12 +100,35 @@ class DataDir:
         p = self.file("node-id")
         try:
             text = p.read_text().strip()
-            uuid.UUID(text)
+            if not is_uuid(text):
+                raise ValueError(text)
             return text
         except FileNotFoundError:
             pass
         except ValueError:
             log.warning("node-id file is invalid, generating a new one path=%s", p)
-        node_id = str(uuid.uuid4())
+        node_id = new_uuid()
         atomic_write(p, node_id.encode() + b"\n")
         return node_id
+
+
+def new_uuid() -> str:
+    """A random (version 4) UUID in its canonical form, as ``str(uuid.uuid4())`` (the uuid
+    module imports ``platform``: ~2.5 ms of the agent's start)."""
+    b = bytearray(os.urandom(16))
+    b[6] = (b[6] & 0x0F) | 0x40
+    b[8] = (b[8] & 0x3F) | 0x80
+    h = b.hex()
+    return f"{h[:8]}-{h[8:12]}-{h[12:16]}-{h[16:20]}-{h[20:]}"
+
+
+def is_uuid(text: str) -> bool:
+    """Whether ``uuid.UUID(text)`` would accept ``text``."""
+    h = text.replace("urn:", "").replace("uuid:", "").strip("{}").replace("-", "")
+    if len(h) != 32:
+        return False
+    try:
+        int(h, 16)
+    except ValueError:
+        return False
+    return True

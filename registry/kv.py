@@ -42,7 +42,6 @@ timers.
 from __future__ import annotations
 
 import bisect
-import hashlib
 import logging
 import time
 import zlib
@@ -181,6 +180,8 @@ def _bucket(key: str) -> int:
 
 
 def _fingerprint(e: Entry) -> int:
+    import hashlib  # here: hashlib costs every agent's start ~1.5 ms, KV or not
+
     h = hashlib.blake2b(digest_size=8)
     h.update(e.key.encode())
     h.update(b"\x00")

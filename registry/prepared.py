@@ -18,13 +18,12 @@ from __future__ import annotations
 import json
 import logging
 import re
-import uuid
 from collections.abc import Awaitable, Callable, Mapping, Sequence
 from typing import Any
 
 from gossip.dclass import dataclass
 
-from .datadir import DataDir, atomic_write_json, read_json
+from .datadir import DataDir, atomic_write_json, new_uuid, read_json
 from .errors import NotFound, RequestError
 
 log = logging.getLogger(__name__)
@@ -115,7 +114,7 @@ class PreparedQueries:
         self._queries: dict[str, PreparedQuery] = {}
         for item in (read_json(self.path) if self.path is not None else None) or []:
             try:
-                q = parse_query(item, id=str(item.get("ID") or uuid.uuid4()))
+                q = parse_query(item, id=str(item.get("ID") or new_uuid()))
                 self._queries[q.id] = q
             except RequestError as e:
                 log.error("saved prepared query skipped error=%s", e.message)
@@ -138,7 +137,7 @@ class PreparedQueries:
             raise NotFound("Query not found")
         if id is None and len(self._queries) >= MAX_QUERIES:
             raise RequestError(f"Too many prepared queries (the limit is {MAX_QUERIES})")
-        q = parse_query(body, id=id or str(uuid.uuid4()))
+        q = parse_query(body, id=id or new_uuid())
         if q.name and any(x.name.lower() == q.name.lower() and x.id != q.id
                           for x in self._queries.values()):
             raise RequestError(f"A prepared query named {q.name!r} already exists")

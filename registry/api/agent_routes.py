@@ -6,7 +6,6 @@ persisted to the data dir before the answer, and replicated to every other agent
 
 from __future__ import annotations
 
-import hashlib
 import ipaddress
 from collections.abc import Callable, Iterable
 from typing import Any
@@ -31,6 +30,8 @@ def _local_key(request: web.Request) -> str:
 
 
 def _content_hash(body: bytes) -> str:
+    import hashlib
+
     return hashlib.sha256(body).hexdigest()[:16]
 
 

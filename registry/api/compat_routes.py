@@ -12,8 +12,6 @@ from __future__ import annotations
 
 import asyncio
 import os
-import platform
-import shutil
 import socket
 import time
 from typing import Any
@@ -94,11 +92,15 @@ def _host(data_dir: str) -> dict[str, Any]:
         uptime = 0
     disk_path = data_dir or "/"
     try:
+        import shutil
+
         du = shutil.disk_usage(disk_path)
         disk = {"path": disk_path, "total": du.total, "free": du.free, "used": du.used,
                 "usedPercent": 100.0 * du.used / du.total if du.total else 0.0}
     except OSError:
         disk = {"path": disk_path}
+    import platform
+
     uname = platform.uname()
     return {
         "Memory": {"total": total, "available": avail, "used": total - avail,

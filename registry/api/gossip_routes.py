@@ -17,10 +17,8 @@
 from __future__ import annotations
 
 import base64
-import hashlib
 import ipaddress
 import re
-import uuid
 from collections.abc import Mapping
 from typing import Any
 
@@ -60,6 +58,9 @@ def member_json(m: Any) -> dict[str, Any]:
 
 def event_id(ltime: int, name: str, payload: bytes) -> str:
     """A UUID every agent derives the same way for the same Serf user event."""
+    import hashlib
+    import uuid
+
     h = hashlib.sha256(ltime.to_bytes(8, "big") + name.encode() + b"\0" + payload).digest()
     return str(uuid.UUID(bytes=h[:16], version=4))
 

@@ -58,6 +58,9 @@ LAZY = (
     # aiohttp is the HTTP client only (checks, federation, the container engine); the API is
     # served by registry/web
     "aiohttp.web", "aiohttp.web_app", "aiohttp.helpers", "aiohttp.client", "yarl", "multidict",
+    # standard modules that cost ~1-3 ms each and are needed only later (ACL tokens, KV
+    # digests, HTTP checks' reason phrases, event IDs) or never (random UUIDs: registry/datadir)
+    "uuid", "platform", "hashlib", "http",
 )
 
 

@@ -83,3 +83,13 @@ def test_missing_says_which_permission() -> None:
 def test_bad_rules_say_where(rules: str, says: str) -> None:
     with pytest.raises(PolicyError, match=says):
         Policy.parse("bad", rules)
+
+
+def test_the_built_in_policy_ids_are_their_uuid5() -> None:
+    """registry/acl.py keeps them as constants (the uuid module is not imported at start)."""
+    import uuid
+
+    from registry.acl import _BUILTIN_IDS, _policy_id
+    for name, pid in _BUILTIN_IDS.items():
+        assert pid == str(uuid.uuid5(uuid.NAMESPACE_URL, "rumor-acl-policy:" + name))
+    assert _policy_id("mine") == str(uuid.uuid5(uuid.NAMESPACE_URL, "rumor-acl-policy:mine"))

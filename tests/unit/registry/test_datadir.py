@@ -63,3 +63,22 @@ def test_failed_write_keeps_old_content(tmp_path: Path, monkeypatch: pytest.Monk
     monkeypatch.undo()
     assert p.read_bytes() == b"old"
     assert not list(tmp_path.glob(".tmp-*"))
+
+
+def test_new_uuid_is_a_canonical_version_4_uuid_and_is_uuid_agrees_with_the_uuid_module() -> None:
+    import uuid
+
+    from registry.datadir import is_uuid, new_uuid
+    ids = {new_uuid() for _ in range(200)}
+    assert len(ids) == 200
+    for text in ids:
+        u = uuid.UUID(text)
+        assert str(u) == text and u.version == 4 and u.variant == uuid.RFC_4122
+    for text in ("urn:uuid:12345678-1234-5678-1234-567812345678", "{12345678123456781234567812345678}",
+                 "12345678-1234-5678-1234-56781234567", "not-a-uuid", "", "g" * 32):
+        try:
+            uuid.UUID(text)
+            expected = True
+        except ValueError:
+            expected = False
+        assert is_uuid(text) is expected, text
