@@ -3,8 +3,9 @@
 One :class:`_Conn` per connection. Requests are read whole (the body up to the application's
 ``client_max_size``; a larger one is counted and dropped, and the handler's ``read()`` answers
 413), queued, and answered one after the other in order, so pipelined requests get their answers
-in the order sent. Keep-alive as HTTP/1.1 says (``Connection: close`` and HTTP/1.0 honoured); an
-idle connection is closed after ``keepalive_timeout``. ``Expect: 100-continue`` is answered
+in the order sent. Keep-alive as HTTP/1.1 says (``Connection: close`` and HTTP/1.0 honoured); a
+connection idle for ``keepalive_timeout`` (no request being answered, no byte received) is
+closed, whether between requests or stalled part-way through one. ``Expect: 100-continue`` is answered
 before the body is read. Malformed requests get a 400 in plain text and the connection closes.
 
 Handlers are not cancelled when their client goes away (aiohttp's default too): a write in
@@ -215,6 +216,11 @@ class _Conn(asyncio.Protocol):
             self._fail(self._error or BadRequest(400, f"malformed request: {_reason(e)}"))
         except BadRequest as e:
             self._fail(e)
+        else:
+            if self._task is None:
+                # Mid-request with nothing being answered: a client that stalls part-way
+                # through its headers or body is let go after the same idle time.
+                self._arm_idle()
 
     def eof_received(self) -> bool | None:
         # A client that half-closes after its request still gets the answer.

@@ -200,3 +200,26 @@ async def test_a_streamed_response_is_chunked(server: int) -> None:
     head, _, body = raw.partition(b"\r\n\r\n")
     assert b"Transfer-Encoding: chunked" in head
     assert body == b"7\r\nline 0\n\r\n7\r\nline 1\n\r\n7\r\nline 2\n\r\n0\r\n\r\n"
+
+
+async def test_idle_and_stalled_connections_are_closed_after_the_keepalive_timeout() -> None:
+    app = web.Application()
+    app.router.add_routes(routes)
+    runner = web.AppRunner(app, keepalive_timeout=0.3)
+    await runner.setup()
+    await web.TCPSite(runner, "127.0.0.1", 0).start()
+    port = int(runner.addresses[0][1])
+    try:
+        for sent in (b"GET /v1/agent/service/a HTTP/1.1\r\nHost: x\r\n\r\n",   # then idle
+                     b"GET /v1/agent/service/a HTTP/1.1\r\nHost: x\r\n",        # stalls
+                     b""):                                                       # says nothing
+            reader, writer = await asyncio.open_connection("127.0.0.1", port)
+            writer.write(sent)
+            loop = asyncio.get_running_loop()
+            t0 = loop.time()
+            data = await asyncio.wait_for(reader.read(), 5)     # returns at the server's close
+            assert loop.time() - t0 < 2, sent
+            assert (b"service a" in data) == sent.endswith(b"\r\n\r\n"), (sent, data)
+            writer.close()
+    finally:
+        await runner.cleanup()
