@@ -151,6 +151,7 @@ class _Conn(asyncio.Protocol):
         self._task: asyncio.Task[None] | None = None
         self._reading = True
         self._broken = False
+        self._eof = False
         self._write_paused = False
         self._drain: asyncio.Future[None] | None = None
         self._idle: asyncio.TimerHandle | None = None
@@ -223,8 +224,11 @@ class _Conn(asyncio.Protocol):
                 self._arm_idle()
 
     def eof_received(self) -> bool | None:
-        # A client that half-closes after its request still gets the answer.
-        return True
+        # A client that half-closes after its requests still gets their answers; with none
+        # pending (or only part of one, which can no longer complete) the connection ends.
+        self._eof = True
+        self._stop_reading()
+        return self._task is not None
 
     # -- the parser's callbacks -----------------------------------------------------------
 
@@ -308,7 +312,8 @@ class _Conn(asyncio.Protocol):
         try:
             while self._queue and not self.closed:
                 request, safe, error = self._queue.popleft()
-                if not self._reading and not self._broken and len(self._queue) < MAX_QUEUED // 2:
+                if not self._reading and not (self._broken or self._eof) \
+                        and len(self._queue) < MAX_QUEUED // 2:
                     self._resume_reading()
                 if error is not None or request is None:
                     assert error is not None
@@ -328,7 +333,7 @@ class _Conn(asyncio.Protocol):
         finally:
             self._task = None
             if not self.closed and not self._queue:
-                if self._broken:
+                if self._broken or self._eof:
                     self.transport.close()
                 else:
                     self._arm_idle()

@@ -4,6 +4,8 @@
 from __future__ import annotations
 
 import asyncio
+import random
+import re
 from collections.abc import AsyncIterator
 
 import pytest
@@ -223,3 +225,49 @@ async def test_idle_and_stalled_connections_are_closed_after_the_keepalive_timeo
             writer.close()
     finally:
         await runner.cleanup()
+
+
+VALID = (b"GET /v1/kv/k?tag=a HTTP/1.1\r\nHost: x\r\n\r\n",
+         b"PUT /v1/agent/service/register HTTP/1.1\r\nHost: x\r\nContent-Length: 5\r\n\r\nhello",
+         b"PUT /v1/agent/service/register HTTP/1.1\r\nHost: x\r\nTransfer-Encoding: chunked\r\n"
+         b"\r\n5\r\nhello\r\n0\r\n\r\n",
+         b"GET /stream HTTP/1.0\r\n\r\n")
+NASTY = (b"\r\n", b"\n", b"\x00", b" ", b":", b"%", b"%ff", b"\xff", b"-1", b"99999999999999999999",
+         b"Content-Length: 3\r\n", b"Transfer-Encoding: chunked\r\n", b"Expect: 100-continue\r\n",
+         b"Upgrade: websocket\r\nConnection: Upgrade\r\n", b"HTTP/9.9", b"{", b"?" * 40)
+
+
+def _mutate(rng: random.Random) -> bytes:
+    data = bytearray(b"".join(rng.choice(VALID) for _ in range(rng.randint(1, 3))))
+    for _ in range(rng.randint(1, 4)):
+        pos = rng.randrange(len(data) + 1)
+        kind = rng.randrange(4)
+        if kind == 0:
+            data[pos:pos] = rng.choice(NASTY)
+        elif kind == 1 and data:
+            del data[pos:pos + rng.randint(1, 8)]
+        elif kind == 2 and pos < len(data):
+            data[pos] = rng.randrange(256)
+        else:
+            data = data[:pos]                          # cut short
+    return bytes(data)
+
+
+async def test_mangled_requests_get_an_answer_or_a_close_and_never_break_the_server(
+        server: int, caplog: pytest.LogCaptureFixture) -> None:
+    """Bad input is answered (4xx, or 2xx for what is still a valid request) or the connection
+    closes; no handler-less 5xx, no unhandled error logged, and the server answers after."""
+    rng = random.Random(20261207)
+    for _ in range(300):
+        data = _mutate(rng)
+        reader, writer = await asyncio.open_connection("127.0.0.1", server)
+        writer.write(data)
+        writer.write_eof()
+        got = await asyncio.wait_for(reader.read(), 5)      # the server ends the connection
+        writer.close()
+        for status in re.findall(rb"^HTTP/1\.1 (\d{3}) ", got, re.MULTILINE):
+            assert int(status) < 500, (data, got[:300])
+    assert not [r for r in caplog.records if r.name == "registry.web"]
+    got = responses(await exchange(server, b"GET /v1/agent/service/ok HTTP/1.1\r\n"
+                                           b"Connection: close\r\n\r\n"))
+    assert got[0][:1] == (200,) and got[0][2] == b"service ok"
