@@ -229,8 +229,8 @@ async def test_idle_and_stalled_connections_are_closed_after_the_keepalive_timeo
 
 VALID = (b"GET /v1/kv/k?tag=a HTTP/1.1\r\nHost: x\r\n\r\n",
          b"PUT /v1/agent/service/register HTTP/1.1\r\nHost: x\r\nContent-Length: 5\r\n\r\nhello",
-         b"PUT /v1/agent/service/register HTTP/1.1\r\nHost: x\r\nTransfer-Encoding: chunked\r\n"
-         b"\r\n5\r\nhello\r\n0\r\n\r\n",
+         (b"PUT /v1/agent/service/register HTTP/1.1\r\nHost: x\r\nTransfer-Encoding: chunked\r\n"
+          b"\r\n5\r\nhello\r\n0\r\n\r\n"),
          b"GET /stream HTTP/1.0\r\n\r\n")
 NASTY = (b"\r\n", b"\n", b"\x00", b" ", b":", b"%", b"%ff", b"\xff", b"-1", b"99999999999999999999",
          b"Content-Length: 3\r\n", b"Transfer-Encoding: chunked\r\n", b"Expect: 100-continue\r\n",
