@@ -89,7 +89,8 @@ def _builtin_policies() -> Mapping[str, Policy]:
 _BUILTIN_IDS = {READ_POLICY: "700b0384-bfab-5763-99b0-c3fd43553409",
                 WRITE_POLICY: "e894205e-466a-57e6-b978-4517473cf6ab"}
 """:func:`_policy_id` of the built-in policies, worked out beforehand: every agent makes them
-at start, and the uuid module costs ~2.5 ms of it (tests/unit/registry/test_acl.py checks)."""
+at start, without importing the uuid module (tests/unit/registry/test_acl_policy.py checks
+them)."""
 
 
 def _policy_id(name: str) -> str:

@@ -248,8 +248,7 @@ class Agent:
                        listener_store=listener_store, ports=self, started_at=self.started_at,
                        request_stop=self.request_stop, reload=self.reload,
                        federation=self.federation)
-        self._runner = web.AppRunner(app, access_log=None, handle_signals=False,
-                                     shutdown_timeout=1.0)
+        self._runner = web.AppRunner(app, shutdown_timeout=1.0)
         await self._runner.setup()
         if self.remote_views is not None:   # DNS <name>.query.<domain> runs the HTTP API's query
             from .api.query_routes import run_query

@@ -114,7 +114,7 @@ class DataDir:
 
 def new_uuid() -> str:
     """A random (version 4) UUID in its canonical form, as ``str(uuid.uuid4())`` (the uuid
-    module imports ``platform``: ~2.5 ms of the agent's start)."""
+    module imports ``platform``, which a starting agent need not pay for)."""
     b = bytearray(os.urandom(16))
     b[6] = (b[6] & 0x0F) | 0x40
     b[8] = (b[8] & 0x3F) | 0x80

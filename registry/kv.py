@@ -180,7 +180,7 @@ def _bucket(key: str) -> int:
 
 
 def _fingerprint(e: Entry) -> int:
-    import hashlib  # here: hashlib costs every agent's start ~1.5 ms, KV or not
+    import hashlib  # here, not at every agent's start, KV or not
 
     h = hashlib.blake2b(digest_size=8)
     h.update(e.key.encode())

@@ -15,28 +15,14 @@ from .app import AppKey, Application, ResourceRoute, RouteDef, Router, RouteTabl
 from .multidict import Headers, MultiDict
 from .request import Request
 from .response import (
-    HTTPBadRequest,
-    HTTPClientError,
-    HTTPConflict,
-    HTTPError,
     HTTPException,
-    HTTPForbidden,
     HTTPFound,
-    HTTPInternalServerError,
     HTTPMethodNotAllowed,
     HTTPMove,
     HTTPMovedPermanently,
     HTTPNotFound,
-    HTTPNotImplemented,
-    HTTPPermanentRedirect,
-    HTTPRedirection,
     HTTPRequestEntityTooLarge,
-    HTTPRequestHeaderFieldsTooLarge,
     HTTPSeeOther,
-    HTTPServerError,
-    HTTPServiceUnavailable,
-    HTTPTemporaryRedirect,
-    HTTPUnauthorized,
     Response,
     StreamResponse,
     json_response,
@@ -44,12 +30,9 @@ from .response import (
 from .server import AppRunner, SockSite, TCPSite
 
 __all__ = [
-    "AppKey", "AppRunner", "Application", "HTTPBadRequest", "HTTPClientError", "HTTPConflict",
-    "HTTPError", "HTTPException", "HTTPForbidden", "HTTPFound", "HTTPInternalServerError",
-    "HTTPMethodNotAllowed", "HTTPMove", "HTTPMovedPermanently", "HTTPNotFound",
-    "HTTPNotImplemented", "HTTPPermanentRedirect", "HTTPRedirection",
-    "HTTPRequestEntityTooLarge", "HTTPRequestHeaderFieldsTooLarge", "HTTPSeeOther",
-    "HTTPServerError", "HTTPServiceUnavailable", "HTTPTemporaryRedirect", "HTTPUnauthorized",
-    "Headers", "MultiDict", "Request", "ResourceRoute", "Response", "RouteDef", "RouteTableDef",
-    "Router", "SockSite", "StreamResponse", "TCPSite", "json_response", "middleware",
+    "AppKey", "AppRunner", "Application", "HTTPException", "HTTPFound", "HTTPMethodNotAllowed",
+    "HTTPMove", "HTTPMovedPermanently", "HTTPNotFound", "HTTPRequestEntityTooLarge",
+    "HTTPSeeOther", "Headers", "MultiDict", "Request", "ResourceRoute", "Response", "RouteDef",
+    "RouteTableDef", "Router", "SockSite", "StreamResponse", "TCPSite", "json_response",
+    "middleware",
 ]

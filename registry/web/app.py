@@ -104,26 +104,23 @@ _VAR = re.compile(r"\{(?P<name>[A-Za-z_][A-Za-z0-9_]*)(?::(?P<re>(?:[^{}]|\{[^{}
 class Resource:
     """One path (exact or patterned) and its handler per method."""
 
-    __slots__ = ("canonical", "index_key", "methods", "names", "pattern", "routes")
+    __slots__ = ("canonical", "index_key", "pattern", "routes")
 
     def __init__(self, path: str) -> None:
         if not path.startswith("/"):
             raise ValueError(f"route path {path!r} must start with /")
         self.canonical = path
-        self.methods: dict[str, Handler] = {}
         self.routes: dict[str, ResourceRoute] = {}
+        """Method -> its route."""
         first = path.find("{")
         if first < 0:
             self.pattern: re.Pattern[str] | None = None
-            self.names: tuple[str, ...] = ()
             self.index_key = path
             return
         parts: list[str] = []
-        names: list[str] = []
         pos = 0
         for m in _VAR.finditer(path):
             parts.append(re.escape(path[pos:m.start()]))
-            names.append(m.group("name"))
             parts.append(f"(?P<{m.group('name')}>{m.group('re') or '[^{}/]+'})")
             pos = m.end()
         tail = path[pos:]
@@ -131,7 +128,6 @@ class Resource:
             raise ValueError(f"route path {path!r}: unbalanced braces")
         parts.append(re.escape(tail))
         self.pattern = re.compile("".join(parts))
-        self.names = tuple(names)
         self.index_key = path[:first].rpartition("/")[0] or "/"
 
     def match(self, path_safe: str) -> dict[str, str] | None:
@@ -158,7 +154,6 @@ class MatchInfo(dict[str, str]):
 class _NoRoute:
     __slots__ = ()
     resource = None
-    method = ""
 
 
 _NO_ROUTE = _NoRoute()
@@ -176,10 +171,11 @@ class ResourceRoute:
 
 
 def _unquote_safe(value: str) -> str:
-    """A matched value still has ``%2F`` and ``%25`` encoded (they are not path structure)."""
+    """A matched value still has ``%2F`` and ``%25`` encoded (they are not path structure;
+    server.split_target keeps them, upper-cased)."""
     if "%" not in value:
         return value
-    return value.replace("%2F", "/").replace("%2f", "/").replace("%25", "%")
+    return value.replace("%2F", "/").replace("%25", "%")
 
 
 class Router:
@@ -199,9 +195,8 @@ class Router:
             self._by_path[path] = res
             self._resources.append(res)
             self._index.setdefault(res.index_key, []).append(res)
-        if method in res.methods:
+        if method in res.routes:
             raise RuntimeError(f"route {method} {path} is already registered")
-        res.methods[method] = handler
         route = res.routes[method] = ResourceRoute(method, handler, res)
         return route
 
@@ -234,7 +229,7 @@ class Router:
                 route = res.routes.get(method) or res.routes.get("*")
                 if route is not None:
                     return route.handler, MatchInfo(route, found)
-                allowed.update(res.methods)
+                allowed.update(res.routes)
             if part == "/":
                 break
             part = part.rpartition("/")[0] or "/"
@@ -268,7 +263,6 @@ class Application(MutableMapping[Any, Any]):
         self._client_max_size = client_max_size
         self.handler_args = dict(handler_args or {})
         self._chains: dict[Any, Handler] = {}
-        self.on_cleanup: list[Callable[[Application], Awaitable[None]]] = []
 
     @property
     def client_max_size(self) -> int:

@@ -79,28 +79,8 @@ class MultiDict(Mapping[str, str]):
     def __bool__(self) -> bool:
         return bool(self._items)
 
-    def keys(self) -> list[str]:  # type: ignore[override]
-        return [n for n, _ in self._items]
-
-    def values(self) -> list[str]:  # type: ignore[override]
-        return [v for _, v in self._items]
-
     def items(self) -> list[tuple[str, str]]:  # type: ignore[override]
         return list(self._items)
-
-    def copy(self) -> Any:
-        new = type(self)()
-        new._items = list(self._items)
-        return new
-
-    def __eq__(self, other: object) -> bool:
-        if isinstance(other, MultiDict):
-            return self._items == other._items
-        if isinstance(other, Mapping):
-            return dict(self._items) == dict(other) and len(self._items) == len(other)
-        return NotImplemented
-
-    __hash__ = None  # type: ignore[assignment]
 
     def __repr__(self) -> str:
         return f"<{type(self).__name__}({self._items!r})>"
@@ -124,36 +104,6 @@ class MultiDict(Mapping[str, str]):
                 self._items[i + 1:] = [p for p in self._items[i + 1:] if fold(p[0]) != k]
                 return
         self._items.append((key, value))
-
-    def __delitem__(self, key: str) -> None:
-        k = self._fold(key)
-        fold = self._fold
-        kept = [p for p in self._items if fold(p[0]) != k]
-        if len(kept) == len(self._items):
-            raise KeyError(key)
-        self._items = kept
-
-    def pop(self, key: str, default: Any = _NOTHING) -> Any:
-        try:
-            value = self.getone(key)
-        except KeyError:
-            if default is _NOTHING:
-                raise
-            return default
-        del self[key]
-        return value
-
-    def setdefault(self, key: str, default: str) -> str:
-        value = self.getone(key, None)
-        if value is None:
-            self.add(key, default)
-            return default
-        return value  # type: ignore[no-any-return]
-
-    def update(self, items: Iterable[tuple[str, str]] | Mapping[str, str]) -> None:
-        pairs = items.items() if isinstance(items, (Mapping, MultiDict)) else items
-        for k, v in pairs:
-            self[k] = v
 
 
 class Headers(MultiDict):

@@ -4,10 +4,9 @@ API uses). The server hands it over with its whole body read (bounded by the app
 
 from __future__ import annotations
 
-import json
 from collections.abc import Iterator, MutableMapping
 from typing import TYPE_CHECKING, Any
-from urllib.parse import parse_qsl, unquote
+from urllib.parse import parse_qsl
 
 from .multidict import Headers, MultiDict
 from .response import HTTPRequestEntityTooLarge
@@ -81,10 +80,6 @@ class Request(MutableMapping[Any, Any]):
         return self.raw_path
 
     @property
-    def rel_url(self) -> str:
-        return self.raw_path
-
-    @property
     def host(self) -> str:
         return self.headers.get("Host") or ""
 
@@ -98,23 +93,9 @@ class Request(MutableMapping[Any, Any]):
         return None if peer is None else str(peer)
 
     @property
-    def secure(self) -> bool:
-        return self.transport is not None and \
-            self.transport.get_extra_info("sslcontext") is not None
-
-    @property
-    def scheme(self) -> str:
-        return "https" if self.secure else "http"
-
-    @property
     def content_type(self) -> str:
         value = self.headers.get("Content-Type") or "application/octet-stream"
         return value.split(";", 1)[0].strip().lower()
-
-    @property
-    def content_length(self) -> int | None:
-        value = self.headers.get("Content-Length")
-        return int(value) if value is not None and value.isdigit() else None
 
     @property
     def cookies(self) -> dict[str, str]:
@@ -134,10 +115,6 @@ class Request(MutableMapping[Any, Any]):
     # -- the body -----------------------------------------------------------------------------
 
     @property
-    def body_exists(self) -> bool:
-        return self._body_size > 0
-
-    @property
     def can_read_body(self) -> bool:
         return self._body_size > 0
 
@@ -146,12 +123,6 @@ class Request(MutableMapping[Any, Any]):
             raise HTTPRequestEntityTooLarge(max_size=self.app.client_max_size,
                                             actual_size=self._body_size)
         return self._body
-
-    async def text(self) -> str:
-        return (await self.read()).decode("utf-8", "replace")
-
-    async def json(self, *, loads: Any = json.loads) -> Any:
-        return loads(await self.text())
 
     async def post(self) -> MultiDict:
         """A form body (``application/x-www-form-urlencoded``, what a browser's form sends);
@@ -205,6 +176,3 @@ class Request(MutableMapping[Any, Any]):
     def __eq__(self, other: object) -> bool:
         return self is other
 
-
-def unquote_path(raw: str) -> str:
-    return unquote(raw, errors="strict") if "%" in raw else raw

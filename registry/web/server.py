@@ -44,6 +44,7 @@ MAX_QUEUED = 16
 """Pipelined requests read ahead of the one being answered before reading pauses."""
 
 _SAFE_SEP = re.compile(r"%2[fF]|%25")
+_BREAKS_HEAD = re.compile(r"[\r\n\0]")
 _NO_BODY = frozenset((204, 304))
 
 _date_cache: list[Any] = [0, b""]
@@ -63,7 +64,10 @@ def _date() -> bytes:
     return _date_cache[1]  # type: ignore[no-any-return]
 
 
-class BadRequest(Exception):
+class PlainError(Exception):
+    """An answer the server gives by itself, in plain text (a malformed request, a response
+    that cannot be sent)."""
+
     def __init__(self, status: int, message: str) -> None:
         super().__init__(message)
         self.status = status
@@ -78,7 +82,7 @@ def split_target(target: bytes) -> tuple[str, str, str, str]:
         try:
             parsed = httptools.parse_url(target)
         except httptools.HttpParserInvalidURLError:
-            raise BadRequest(400, "invalid request target") from None
+            raise PlainError(400, "invalid request target") from None
         path_b = parsed.path or b"/"
         target = path_b + (b"?" + parsed.query if parsed.query else b"")
     try:
@@ -141,13 +145,11 @@ class _Conn(asyncio.Protocol):
     def __init__(self, runner: AppRunner) -> None:
         self._runner = runner
         self._app = runner.app
-        self._max_body = runner.app.client_max_size
-        self._max_field = int(runner.app.handler_args.get("max_field_size", 8190))
-        self._max_line = int(runner.app.handler_args.get("max_line_size", 8190))
+        self._max_body, self._max_field, self._max_line = runner.limits
         self._parser = httptools.HttpRequestParser(self)
         self.transport: Any = None
         self.closed = False
-        self._queue: deque[tuple[Request | None, str, BadRequest | None]] = deque()
+        self._queue: deque[tuple[Request | None, str, PlainError | None]] = deque()
         self._task: asyncio.Task[None] | None = None
         self._reading = True
         self._broken = False
@@ -160,9 +162,10 @@ class _Conn(asyncio.Protocol):
     def _reset_message(self) -> None:
         self._url = b""
         self._headers: list[tuple[bytes, bytes]] = []
+        self._decoded = Headers()
         self._body: list[bytes] | None = []
         self._body_size = 0
-        self._error: BadRequest | None = None
+        self._error: PlainError | None = None
 
     # -- asyncio.Protocol -----------------------------------------------------------------
 
@@ -212,10 +215,10 @@ class _Conn(asyncio.Protocol):
         except httptools.HttpParserUpgrade:
             # An upgrade (WebSocket, h2c) is not offered: the request was queued as a plain
             # one; what follows it on the connection is not HTTP/1.1 and is not read.
-            self._stop_reading()
+            self._set_reading(False)
         except httptools.HttpParserError as e:
-            self._fail(self._error or BadRequest(400, f"malformed request: {_reason(e)}"))
-        except BadRequest as e:
+            self._fail(self._error or PlainError(400, f"malformed request: {_reason(e)}"))
+        except PlainError as e:
             self._fail(e)
         else:
             if self._task is None:
@@ -227,7 +230,7 @@ class _Conn(asyncio.Protocol):
         # A client that half-closes after its requests still gets their answers; with none
         # pending (or only part of one, which can no longer complete) the connection ends.
         self._eof = True
-        self._stop_reading()
+        self._set_reading(False)
         return self._task is not None
 
     # -- the parser's callbacks -----------------------------------------------------------
@@ -238,24 +241,26 @@ class _Conn(asyncio.Protocol):
     def on_url(self, url: bytes) -> None:
         self._url += url
         if len(self._url) > self._max_line:
-            self._error = BadRequest(414, f"the request target is longer than "
+            self._error = PlainError(414, f"the request target is longer than "
                                           f"{self._max_line} bytes")
             raise self._error
 
     def on_header(self, name: bytes, value: bytes) -> None:
         if len(name) + len(value) > self._max_field:
-            self._error = BadRequest(431, f"header {name[:64].decode('latin-1')!r} is longer "
+            self._error = PlainError(431, f"header {name[:64].decode('latin-1')!r} is longer "
                                           f"than {self._max_field} bytes")
             raise self._error
         self._headers.append((name, value))
         if len(self._headers) > 200:
-            self._error = BadRequest(431, "more than 200 header fields")
+            self._error = PlainError(431, "more than 200 header fields")
             raise self._error
 
     def on_headers_complete(self) -> None:
         length = None
         expect = False
+        items = self._decoded._items
         for name, value in self._headers:
+            items.append((name.decode("latin-1"), value.decode("utf-8", "surrogateescape")))
             lname = name.lower()
             if lname == b"content-length":
                 try:
@@ -284,25 +289,21 @@ class _Conn(asyncio.Protocol):
         parser = self._parser
         try:
             raw, path, safe, query = split_target(self._url)
-        except BadRequest as e:
+        except PlainError as e:
             self._fail(e)
             return
-        headers = Headers()
-        items = headers._items
-        for name, value in self._headers:
-            items.append((name.decode("latin-1"), value.decode("utf-8", "surrogateescape")))
         body = self._body
         version = (1, 1) if parser.get_http_version() == "1.1" else (1, 0)
         request = Request(
             method=parser.get_method().decode("ascii", "replace"), raw_path=raw, path=path,
-            query_string=query, headers=headers, version=version,
+            query_string=query, headers=self._decoded, version=version,
             keep_alive=parser.should_keep_alive(), app=self._app, transport=self.transport,
             conn=self, body=None if body is None else b"".join(body),
             body_size=self._body_size)
         self._queue.append((request, safe, None))
         self._reset_message()
         if len(self._queue) >= MAX_QUEUED:
-            self._pause_reading()
+            self._set_reading(False)
         if self._task is None:
             self._task = asyncio.get_running_loop().create_task(self._serve())
 
@@ -312,9 +313,9 @@ class _Conn(asyncio.Protocol):
         try:
             while self._queue and not self.closed:
                 request, safe, error = self._queue.popleft()
-                if not self._reading and not (self._broken or self._eof) \
+                if not (self._reading or self._broken or self._eof) \
                         and len(self._queue) < MAX_QUEUED // 2:
-                    self._resume_reading()
+                    self._set_reading(True)
                 if error is not None or request is None:
                     assert error is not None
                     self._send_error(error)
@@ -361,6 +362,8 @@ class _Conn(asyncio.Protocol):
             lname = name.lower()
             if lname in ("content-length", "transfer-encoding", "connection", "date"):
                 continue
+            if _BREAKS_HEAD.search(name) or _BREAKS_HEAD.search(value):
+                raise ValueError(f"header {name[:64]!r}: CR, LF or NUL in a header")
             out += b"%b: %b\r\n" % (name.encode("latin-1", "replace"),
                                     value.encode("utf-8", "surrogateescape"))
         if chunked:
@@ -378,7 +381,12 @@ class _Conn(asyncio.Protocol):
 
     def _send(self, resp: StreamResponse, request: Request) -> None:
         body = resp._body if isinstance(resp, Response) else b""
-        head = self._head(resp, request, len(body), chunked=False)
+        try:
+            head = self._head(resp, request, len(body), chunked=False)
+        except (ValueError, UnicodeEncodeError) as e:
+            log.error("a handler's response cannot be sent path=%s: %s", request.path, e)
+            self._send_error(PlainError(500, "internal error; see the agent log"))
+            return
         if body and request.method != "HEAD" and resp.status not in _NO_BODY:
             head += body
         self.transport.write(head)
@@ -396,15 +404,15 @@ class _Conn(asyncio.Protocol):
 
     # -- errors and flow --------------------------------------------------------------------
 
-    def _fail(self, error: BadRequest) -> None:
+    def _fail(self, error: PlainError) -> None:
         """Stop reading; answer ``error`` once the requests before it are answered."""
         self._broken = True
-        self._stop_reading()
+        self._set_reading(False)
         self._queue.append((None, "", error))
         if self._task is None and not self.closed:
             self._task = asyncio.get_running_loop().create_task(self._serve())
 
-    def _send_error(self, error: BadRequest) -> None:
+    def _send_error(self, error: PlainError) -> None:
         body = (error.message.rstrip("\n") + "\n").encode("utf-8", "replace")
         self.transport.write(
             b"HTTP/1.1 %d %b\r\nContent-Type: text/plain; charset=utf-8\r\n"
@@ -412,22 +420,11 @@ class _Conn(asyncio.Protocol):
             % (error.status, reason_of(error.status).encode(), len(body), _date(), body))
         self.transport.close()
 
-    def _stop_reading(self) -> None:
-        self._pause_reading()
-
-    def _pause_reading(self) -> None:
-        if self._reading and not self.closed:
-            self._reading = False
+    def _set_reading(self, on: bool) -> None:
+        if self._reading != on and not self.closed:
+            self._reading = on
             try:
-                self.transport.pause_reading()
-            except (AttributeError, RuntimeError):
-                pass
-
-    def _resume_reading(self) -> None:
-        if not self._reading and not self.closed:
-            self._reading = True
-            try:
-                self.transport.resume_reading()
+                (self.transport.resume_reading if on else self.transport.pause_reading)()
             except (AttributeError, RuntimeError):
                 pass
 
@@ -454,10 +451,12 @@ def _reason(e: Exception) -> str:
 class AppRunner:
     """Serves an :class:`Application` on the sites started with it."""
 
-    def __init__(self, app: Application, *, access_log: Any = None,
-                 handle_signals: bool = False, shutdown_timeout: float = 60.0,
-                 keepalive_timeout: float = KEEPALIVE_TIMEOUT, **_: Any) -> None:
+    def __init__(self, app: Application, *, shutdown_timeout: float = 60.0,
+                 keepalive_timeout: float = KEEPALIVE_TIMEOUT) -> None:
         self.app = app
+        self.limits = (app.client_max_size, int(app.handler_args.get("max_field_size", 8190)),
+                       int(app.handler_args.get("max_line_size", 8190)))
+        """(body, header field, request line) sizes; each connection reads them."""
         self.shutdown_timeout = shutdown_timeout
         self.keepalive_timeout = keepalive_timeout
         self._conns: set[_Conn] = set()
@@ -509,8 +508,6 @@ class AppRunner:
             except TimeoutError:
                 pass
         self._servers.clear()
-        for hook in self.app.on_cleanup:
-            await hook(self.app)
 
 
 class SockSite:

@@ -59,6 +59,11 @@ async def boom(request: web.Request) -> web.Response:
     raise RuntimeError("a bug")
 
 
+@routes.get("/echo")
+async def echo(request: web.Request) -> web.Response:
+    return web.Response(text="echo", headers={"X-Echo": request.query.get("v", "")})
+
+
 @routes.get("/moved")
 async def moved(request: web.Request) -> web.Response:
     raise web.HTTPFound("/elsewhere")
@@ -271,3 +276,15 @@ async def test_mangled_requests_get_an_answer_or_a_close_and_never_break_the_ser
     got = responses(await exchange(server, b"GET /v1/agent/service/ok HTTP/1.1\r\n"
                                            b"Connection: close\r\n\r\n"))
     assert got[0][:1] == (200,) and got[0][2] == b"service ok"
+
+
+async def test_a_header_value_with_cr_or_lf_is_a_500_not_an_injected_header(server: int
+                                                                             ) -> None:
+    got = responses(await exchange(server, b"GET /echo?v=a HTTP/1.1\r\nConnection: close"
+                                           b"\r\n\r\n"))
+    assert got[0][0] == 200 and got[0][1]["x-echo"] == "a"
+    raw = await exchange(server, b"GET /echo?v=a%0D%0ASet-Cookie:%20x=1 HTTP/1.1\r\n"
+                                 b"Connection: close\r\n\r\n")
+    got = responses(raw)
+    assert got[0][0] == 500 and b"Set-Cookie" not in raw
+    assert got[0][2] == b"internal error; see the agent log\n"
