@@ -149,13 +149,24 @@ class _MemberState:
     leave_time: float = 0.0
     prune_when_left: bool = False
 
+    def __setattr__(self, name: str, value: Any) -> None:
+        object.__setattr__(self, name, value)
+        object.__setattr__(self, "_snap", None)    # any change: the next snapshot is new
+
     def snapshot(self) -> Member:
-        v = tuple(self.vsn) + (0,) * (6 - len(self.vsn))
-        return Member(
-            name=self.name, addr=self.addr, port=self.port, tags=dict(self.tags), status=self.status,
-            protocol_min=v[0], protocol_max=v[1], protocol_cur=v[2],
-            delegate_min=v[3], delegate_max=v[4], delegate_cur=v[5],
-        )
+        """This member as a frozen :class:`Member`: the same object until a field changes, so
+        readers that poll (``/v1/agent/members``) can tell what changed by identity. ``tags``
+        is only ever replaced, never changed in place."""
+        snap = self.__dict__.get("_snap")
+        if snap is None:
+            v = tuple(self.vsn) + (0,) * (6 - len(self.vsn))
+            snap = Member(
+                name=self.name, addr=self.addr, port=self.port, tags=dict(self.tags),
+                status=self.status, protocol_min=v[0], protocol_max=v[1], protocol_cur=v[2],
+                delegate_min=v[3], delegate_max=v[4], delegate_cur=v[5],
+            )
+            object.__setattr__(self, "_snap", snap)
+        return snap
 
 
 @dataclass

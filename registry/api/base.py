@@ -67,11 +67,12 @@ def json_response(
         h["X-Consul-Index"] = str(max(1, index))
         h["X-Consul-KnownLeader"] = "true"
         h["X-Consul-LastContact"] = "0"
-    body = json.dumps(data, separators=(",", ":") if _compact(data) else None)
+    body = json.dumps(data, separators=(",", ":") if compact_list(data) else None)
     return web.Response(status=status, text=body, content_type="application/json", headers=h)
 
 
-def _compact(data: Any) -> bool:
+def compact_list(data: Any) -> bool:
+    """Whether ``json_response`` sends ``data`` without spaces (lists of more than 50 items)."""
     return isinstance(data, list) and len(data) > 50
 
 

@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import base64
 import ipaddress
+import json
 import re
 from collections.abc import Mapping
 from typing import Any
@@ -29,7 +30,7 @@ from ..acl import READ
 from ..config import split_hostport
 from ..errors import ConfigError, RequestError
 from .acl_routes import keep
-from .base import json_response, read_json
+from .base import compact_list, json_response, read_json
 from .bexpr import filter_items
 from .blocking import blocking_params
 from .keys import GOSSIP, REQUEST_STOP
@@ -92,14 +93,45 @@ def _gossip(request: web.Request) -> Gossip:
     return g
 
 
+class MemberEntries:
+    """Encoded ``/v1/agent/members`` entries, by member name. Serf hands out the same frozen
+    ``Member`` for a member whose state has not changed, so an entry is encoded again only when
+    its member changed: a pool polled while members join re-encodes the joiners alone."""
+
+    def __init__(self) -> None:
+        self._done: dict[str, tuple[Any, bool, str]] = {}
+
+    def body(self, members: list[Any]) -> str:
+        """The JSON text ``json_response`` would send for ``[member_json(m) for m in members]``."""
+        compact = compact_list(members)
+        seps = (",", ":") if compact else (", ", ": ")
+        done, keep_ = self._done, {}
+        parts = []
+        for m in members:
+            hit = done.get(m.name)
+            if hit is None or hit[0] is not m or hit[1] != compact:
+                hit = (m, compact, json.dumps(member_json(m), separators=seps))
+            keep_[m.name] = hit
+            parts.append(hit[2])
+        self._done = keep_     # members gone (or hidden from this token) are let go
+        return "[" + seps[0].join(parts) + "]"
+
+
+_ENTRIES = MemberEntries()
+"""One per process: an entry is reused only for the very ``Member`` object it was made from, so
+agents sharing a process (tests) never see each other's entries."""
+
+
 @routes.get("/v1/agent/members")
 async def members(request: web.Request) -> web.Response:
     if _flag(request, "wan"):
         return json_response([])  # no WAN pool: this agent federates with no other datacenter
     seen = keep(request, _gossip(request).members(),
                 lambda who, m: who.allowed("node", m.name, READ))
-    return json_response(filter_items(request.query.get("filter"),
-                                      [member_json(m) for m in seen]))
+    expr = request.query.get("filter")
+    if expr:
+        return json_response(filter_items(expr, [member_json(m) for m in seen]))
+    return web.Response(text=_ENTRIES.body(seen), content_type="application/json")
 
 
 @routes.put("/v1/agent/join/{addr}")
