@@ -95,6 +95,8 @@ class LoadBalancer:
         self._index = 0
         self._stopping = False
         self._lock = asyncio.Lock()
+        self._wanted = asyncio.Event()
+        """Set when a listener is added: the watcher waits for the view only while one is up."""
 
     async def start(self) -> None:
         if self._watcher is None:
@@ -106,6 +108,15 @@ class LoadBalancer:
     async def _watch(self) -> None:
         view = self.view
         while not self._stopping:
+            if not self._listeners:
+                # Nothing to refresh: sleep until a listener is added instead of waking at
+                # every catalog change (a join storm is hundreds of them). The first wait after
+                # is answered at once (index -1): a change between the new listener's own read
+                # of the view and this wake-up is not missed.
+                self._wanted.clear()
+                await self._wanted.wait()
+                self._index = -1
+                continue
             try:
                 new = await view.wait(self._index, self.config.watch_timeout)
             except asyncio.CancelledError:
@@ -170,6 +181,7 @@ class LoadBalancer:
             if old is not None:
                 self._retire(old)
             self._listeners[spec.name] = listener
+            self._wanted.set()
             log.info("lb listener up name=%s bind=%s mode=%s service=%s", spec.name,
                      listener.local_addr, spec.mode, spec.service)
             return listener.info()
