@@ -12,6 +12,7 @@ arguments and returning an exit code.
 from __future__ import annotations
 
 import argparse
+import gc
 import importlib
 import json
 import os
@@ -163,6 +164,16 @@ def build_parser(command: str | None = None) -> argparse.ArgumentParser:
 
 def main(argv: Sequence[str] | None = None) -> int:
     argl = list(sys.argv[1:] if argv is None else argv)
+    if argl[:1] == ["agent"]:
+        gc.disable()     # until the agent has started: see commands/agent_cmd.run
+        try:
+            return _main(argl)
+        finally:
+            gc.enable()
+    return _main(argl)
+
+
+def _main(argl: list[str]) -> int:
     # a known command needs only its own module; anything else (help, a typo) gets them all
     parser = build_parser(argl[0] if argl and argl[0] in COMMANDS else None)
     args = parser.parse_args(argl)
