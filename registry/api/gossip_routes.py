@@ -105,15 +105,15 @@ class MemberEntries:
         """The JSON text ``json_response`` would send for ``[member_json(m) for m in members]``."""
         compact = compact_list(members)
         seps = (",", ":") if compact else (", ", ": ")
-        done, keep_ = self._done, {}
+        done, kept = self._done, {}
         parts = []
         for m in members:
             hit = done.get(m.name)
             if hit is None or hit[0] is not m or hit[1] != compact:
                 hit = (m, compact, json.dumps(member_json(m), separators=seps))
-            keep_[m.name] = hit
+            kept[m.name] = hit
             parts.append(hit[2])
-        self._done = keep_     # members gone (or hidden from this token) are let go
+        self._done = kept      # members gone (or hidden from this token) are let go
         return "[" + seps[0].join(parts) + "]"
 
 

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import gc
 import os
 import time
 from typing import Any
@@ -42,8 +43,9 @@ def _stats(app: web.Application) -> dict[str, Any]:
         out.update(fed.stats())
     out["registry"] = {k: str(v) for k, v in app[REGISTRY].stats().items()}
     lag = app[REGISTRY].loop_lag
-    if lag is not None:
-        out["runtime"] = lag.stats()
+    # the collector is off while the agent starts (registry/cli.py) and must be on after
+    out["runtime"] = {**(lag.stats() if lag is not None else {}),
+                      "gc_enabled": str(gc.isenabled()).lower()}
     return out
 
 

@@ -29,19 +29,6 @@ def register(sub: Any) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    # No collection while the agent loads its modules and starts (``rumor agent`` turns the
-    # collector off from the start of main()): the ~60 that the allocations would set off walk
-    # objects that nearly all stay (modules, classes, functions, the app) and cost ~10 ms of a
-    # ~0.2 CPU-s start (issue 13). The agent collects once and freezes what is left when it has
-    # started; the collector is back on from then (``started`` below), or when this returns.
-    gc.disable()
-    try:
-        return _run(args)
-    finally:
-        gc.enable()
-
-
-def _run(args: argparse.Namespace) -> int:
     from ..lazyaiohttp import defer_aiohttp_init
 
     defer_aiohttp_init()  # the HTTP client's imports wait until a check or federation uses it
@@ -66,7 +53,7 @@ def _run(args: argparse.Namespace) -> int:
     agent = Agent(cfg)
 
     def started(agent: Agent) -> None:
-        gc.enable()
+        gc.enable()     # off since main() (registry/cli.py): the start is over, and frozen
         if cfg.dev:
             _print_banner(agent)
 

@@ -112,6 +112,9 @@ def test_every_family_has_live_values(cluster: Cluster, tmp_path: Path) -> None:
         info = subprocess.run([PYTHON, "-m", "registry.cli", "info", "-http-addr", a.http_addr],
                               check=True, capture_output=True, text=True, timeout=20).stdout
         assert "runtime:" in info and "loop_lag_max_ms = " in info and "slow_callbacks" in info
+        # off during the start (registry/cli.py), back on once the agent is up: an agent left
+        # without its collector would never free a reference cycle
+        assert "gc_enabled = true" in info
     finally:
         backend.shutdown()
 
