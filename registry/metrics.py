@@ -8,6 +8,7 @@ standard ``process_*`` families. The same families also feed Consul's JSON metri
 
 from __future__ import annotations
 
+import re
 import time
 from collections.abc import Iterator
 from typing import TYPE_CHECKING, Any
@@ -319,3 +320,84 @@ def consul_json(reg: CollectorRegistry) -> dict[str, Any]:
                 gauges.append({"Name": entry_name, "Value": s.value, "Labels": dict(s.labels)})
     return {"Timestamp": time.strftime("%Y-%m-%d %H:%M:%S +0000 UTC", time.gmtime()),
             "Gauges": gauges, "Points": [], "Counters": counters, "Samples": []}
+
+
+_LEGACY_NAME = re.compile(r"[a-zA-Z_:][a-zA-Z0-9_:]*\Z")
+_LEGACY_LABEL = re.compile(r"[a-zA-Z_][a-zA-Z0-9_]*\Z")
+_OM_SUFFIXES = ("_created", "_gsum", "_gcount")
+_PROM_TYPE = {"counter": "counter", "gauge": "gauge", "histogram": "histogram",
+              "summary": "summary", "info": "gauge", "stateset": "gauge",
+              "gaugehistogram": "histogram", "unknown": "untyped"}
+
+
+def _name(s: str, cache: dict[str, str] = {}) -> str:  # noqa: B006 - a deliberate memo
+    out = cache.get(s)
+    if out is None:
+        from prometheus_client.openmetrics.exposition import escape_metric_name
+
+        out = s if _LEGACY_NAME.match(s) else escape_metric_name(s)
+        if len(cache) < 4096:
+            cache[s] = out
+    return out
+
+
+def _label(s: str, cache: dict[str, str] = {}) -> str:  # noqa: B006 - a deliberate memo
+    out = cache.get(s)
+    if out is None:
+        from prometheus_client.openmetrics.exposition import escape_label_name
+
+        out = s if _LEGACY_LABEL.match(s) else escape_label_name(s)
+        if len(cache) < 4096:
+            cache[s] = out
+    return out
+
+
+def _value(v: float) -> str:
+    """Go's float formatting, as prometheus_client's ``floatToGoString``."""
+    d = float(v)
+    s = repr(d)
+    if s[-1].isdigit() and (d <= 0 or s.find(".") <= 6):
+        return s        # the common case: a finite number written as Python writes it
+    from prometheus_client.utils import floatToGoString
+
+    return floatToGoString(d)   # type: ignore[no-any-return,no-untyped-call]
+
+
+def prometheus_text(reg: CollectorRegistry) -> bytes:
+    """The Prometheus text format (0.0.4) of ``reg``: byte for byte what prometheus_client's
+    ``generate_latest`` writes, without its per-sample name validation and escaping calls
+    (names are checked once per process and remembered). A scrape of an agent cost ~2 ms of
+    CPU that way, most of it there; it is what a monitoring system, or a bench that polls 200
+    agents a second, pays on every agent."""
+    out: list[str] = []
+    add = out.append
+    for metric in reg.collect():
+        base = metric.name
+        mtype = metric.type
+        mname = base + "_total" if mtype == "counter" else (
+            base + "_info" if mtype == "info" else base)
+        doc = metric.documentation.replace("\\", r"\\").replace("\n", r"\n")
+        add(f"# HELP {_name(mname)} {doc}\n# TYPE {_name(mname)} {_PROM_TYPE.get(mtype, mtype)}\n")
+        extra: dict[str, list[str]] = {}
+        for s in metric.samples:
+            labels = s.labels
+            if labels:
+                inner = ",".join(
+                    '{}="{}"'.format(_label(k), v.replace("\\", r"\\").replace("\n", r"\n")
+                                     .replace('"', r"\""))
+                    for k, v in sorted(labels.items()))
+                line = f"{_name(s.name)}{{{inner}}} {_value(s.value)}"
+            else:
+                line = f"{_name(s.name)} {_value(s.value)}"
+            if s.timestamp is not None:
+                line += f" {int(float(s.timestamp) * 1000):d}"
+            line += "\n"
+            sname = s.name
+            if sname.startswith(base) and sname[len(base):] in _OM_SUFFIXES:
+                extra.setdefault(sname[len(base):], []).append(line)
+            else:
+                add(line)
+        for suffix, lines in sorted(extra.items()):
+            add(f"# HELP {_name(base + suffix)} {doc}\n# TYPE {_name(base + suffix)} gauge\n")
+            out.extend(lines)
+    return "".join(out).encode()
