@@ -460,9 +460,11 @@ class Memberlist:
             return None
         top = timers[0]
         if (top is self._gossip_entry and len(timers) > 1 and self.config.quiet_idle_rounds
-                and not self._has_broadcasts()):
+                and (len(self._node_list) <= 1 or not self._has_broadcasts())):
             # the regular round would send nothing (config.quiet_idle_rounds): wake for the
-            # next other live timer (an idle node has a handful of them)
+            # next other live timer (an idle node has a handful of them). A node alone sends
+            # nothing either, queued news or not: a single agent's own records wait in the
+            # queue for a first peer, and its rounds used to wake it five times a second
             live = [e[0] for e in timers if e[2] is not None and e is not top]
             if live:
                 second: float = min(live)

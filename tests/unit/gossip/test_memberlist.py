@@ -764,3 +764,38 @@ def test_a_gossip_round_goes_on_past_a_target_with_nothing_for_it() -> None:
             served_after += "n3" in d.asked
     # n3 is drawn in most rounds (3 targets among 3 peers, in at most 3n random tries)
     assert first_other >= 20 and served_after >= 0.75 * first_other, (first_other, served_after)
+
+
+def test_a_node_alone_does_not_wake_for_gossip_rounds_even_with_news_queued() -> None:
+    """A single agent (``rumor agent -dev``) has its own records queued and nobody to send
+    them to: its rounds wake it for nothing. It wakes for its probe tick, and the news
+    still leaves as soon as a second node is there."""
+    def wakeups(quiet: bool) -> tuple[int, FakeNet]:
+        net = FakeNet(seed=7)
+        net.sim.add_node("n0", quiet_idle_rounds=quiet)
+        net.sim.queue_user_broadcast("n0", b"news", "k")
+        net.sim._flush(net.sim.nodes["n0"])
+        core = net.sim.nodes["n0"].core
+        count = 0
+        real = core.handle_timer
+
+        def timer(now: float) -> None:
+            nonlocal count
+            count += 1
+            real(now)
+
+        core.handle_timer = timer  # type: ignore[method-assign]
+        net.sim.run_for(10.0)
+        assert core._has_broadcasts()          # still queued: nobody to send it to
+        return count, net
+
+    loud, _ = wakeups(False)
+    quiet, net = wakeups(True)
+    assert loud >= 50, loud
+    assert quiet <= 15, quiet
+    got: list[str] = []
+    net.sim.on_user_msg = lambda node, buf: got.append(node) if buf == b"news" else None
+    net.sim.add_node("n1")
+    net.sim.join("n1", ["n0"])
+    net.run_until(lambda: "n1" in got, 5.0)
+    assert got == ["n1"]
