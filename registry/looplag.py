@@ -16,6 +16,16 @@ checks) every stall longer than ``interval`` is seen as before; on an idle agent
 if it covers a tick (always when it lasts longer than ``idle_interval``), and the sampler is
 back at ``interval`` from the next tick on.
 
+A tick is late for one of two reasons: the loop was busy or blocked (a stall of ours), or the
+process was ready to run but the machine had no core free for it. Only the first brings the
+fast ticks back. The kernel counts the second (the run-queue wait in
+``/proc/thread-self/schedstat``), so the part of a tick's lateness that the loop's thread
+spent waiting for a core is not counted as ours when choosing the pace; the histogram still
+records the whole lateness, which is what the timers suffered. Without that, every agent of a
+pool that saturates its machine (200 agents on two cores, issue 13) ticked 20 times a second,
+and on a virtual machine a wake-up costs ~100-150 us of CPU whatever it does: load that only
+made the saturation worse.
+
 The observations feed the ``rumor_runtime_loop_lag_seconds`` histogram (``registry.metrics``)
 and the ``runtime`` section of ``rumor info``. Nothing here imports prometheus_client.
 """
@@ -23,6 +33,7 @@ and the ``runtime`` section of ``rumor info``. Nothing here imports prometheus_c
 from __future__ import annotations
 
 import asyncio
+import os
 import time
 from bisect import bisect_left
 from collections.abc import Callable
@@ -37,17 +48,48 @@ WINDOW = 1.0
 """Seconds of fast ticks over which the process's CPU is judged before slowing down."""
 
 
+class RunQueueWait:
+    """The calling thread's time spent waiting for a core, seconds (``schedstat``'s second
+    field); None where the kernel does not say (no ``/proc``, no schedstats)."""
+
+    def __init__(self, path: str = "/proc/thread-self/schedstat") -> None:
+        try:
+            self._fd: int | None = os.open(path, os.O_RDONLY | os.O_CLOEXEC)
+        except OSError:
+            self._fd = None
+        if self() is None:
+            self.close()
+
+    def __call__(self) -> float | None:
+        if self._fd is None:
+            return None
+        try:
+            return int(os.pread(self._fd, 128, 0).split()[1]) / 1e9
+        except (OSError, ValueError, IndexError):
+            return None
+
+    def close(self) -> None:
+        if self._fd is not None:
+            os.close(self._fd)
+            self._fd = None
+
+
 class LoopLag:
     """A histogram of timer lateness, fed by :meth:`observe` (pure) or by :meth:`start`."""
 
     def __init__(self, interval: float = 0.05, idle_interval: float | None = 1.0,
-                 cpu: Callable[[], float] = time.process_time) -> None:
+                 cpu: Callable[[], float] = time.process_time,
+                 run_wait: Callable[[], float | None] | None = None) -> None:
         if interval <= 0 or (idle_interval is not None and idle_interval < interval):
             raise ValueError("interval must be positive and idle_interval at least interval")
         self.interval = interval
         self.idle_interval = idle_interval
         """Seconds between ticks while the process is idle; None: always ``interval``."""
         self._cpu = cpu
+        self._run_wait = run_wait
+        """The loop thread's run-queue wait so far (:class:`RunQueueWait`, made by
+        :meth:`start` when None); lateness it explains is not the loop's own."""
+        self._waited: float | None = None
         self.idle = False
         """Whether the sampler ticks at ``idle_interval`` now."""
         self._win_start = 0.0
@@ -113,12 +155,25 @@ class LoopLag:
     def _new_window(self, now: float, cpu: float) -> None:
         self._win_start, self._win_cpu, self._win_late = now, cpu, False
 
+    def own_lag(self, lag: float) -> float:
+        """The part of a tick's ``lag`` that was not the loop's thread waiting for a core
+        since the last tick (all of it when the kernel does not say)."""
+        read = self._run_wait
+        waited = read() if read is not None else None
+        before, self._waited = self._waited, waited
+        if waited is None or before is None:
+            return lag
+        return lag - max(0.0, waited - before)
+
     # --- on a running loop -----------------------------------------------------------------
 
     def start(self, loop: asyncio.AbstractEventLoop | None = None) -> None:
         if self._handle is not None:
             return
         self._loop = loop or asyncio.get_running_loop()
+        if self._run_wait is None:
+            self._run_wait = RunQueueWait()     # opened on the loop's thread: its own figures
+        self._waited = self._run_wait()
         self.idle = False
         self._new_window(self._loop.time(), self._cpu())
         self._due = self._loop.time() + self.interval
@@ -128,6 +183,10 @@ class LoopLag:
         if self._handle is not None:
             self._handle.cancel()
             self._handle = None
+        close = getattr(self._run_wait, "close", None)
+        if close is not None:
+            close()
+        self._run_wait = None
 
     def _tick(self) -> None:
         loop = self._loop
@@ -137,5 +196,5 @@ class LoopLag:
         # is clamped at 0 by observe()
         lag = now - self._due
         self.observe(lag)
-        self._due = now + self.next_interval(now, lag)
+        self._due = now + self.next_interval(now, self.own_lag(lag))
         self._handle = loop.call_at(self._due, self._tick)

@@ -108,3 +108,61 @@ def test_idle_interval_none_always_ticks_fast() -> None:
 def test_idle_interval_below_interval_refused() -> None:
     with pytest.raises(ValueError):
         LoopLag(interval=0.5, idle_interval=0.1)
+
+
+class _FakeWait:
+    def __init__(self) -> None:
+        self.t: float | None = 0.0
+
+    def __call__(self) -> float | None:
+        return self.t
+
+
+def test_lateness_spent_waiting_for_a_core_does_not_bring_the_fast_ticks_back() -> None:
+    cpu, wait = _FakeCPU(), _FakeWait()
+    lag = LoopLag(interval=0.05, idle_interval=1.0, cpu=cpu, run_wait=wait)
+    lag._new_window(0.0, 0.0)
+    lag._waited = wait()
+    now, _ = _ticks(lag, cpu, 0.0, 3.0, 0.0)
+    assert lag.idle
+    # a tick 0.3 s late, all of it in the run queue (the machine was saturated)
+    wait.t = 0.3
+    own = lag.own_lag(0.3)
+    assert own == pytest.approx(0.0)
+    assert lag.next_interval(now + 0.3, own) == 1.0 and lag.idle
+    # the next one 0.3 s late with only 0.05 s of it queued: the loop's own stall
+    wait.t = 0.35
+    own = lag.own_lag(0.3)
+    assert own == pytest.approx(0.25)
+    assert lag.next_interval(now + 1.6, own) == 0.05 and not lag.idle
+
+
+def test_without_the_kernel_figure_all_lateness_counts() -> None:
+    wait = _FakeWait()
+    wait.t = None
+    lag = LoopLag(interval=0.05, idle_interval=1.0, cpu=_FakeCPU(), run_wait=wait)
+    assert lag.own_lag(0.3) == 0.3
+
+
+def test_the_run_queue_wait_is_read_from_the_kernel() -> None:
+    from registry.looplag import RunQueueWait
+
+    w = RunQueueWait()
+    first = w()
+    assert first is not None and first >= 0.0      # Linux with schedstats: what CI runs
+    assert (w() or 0.0) >= first
+    w.close()
+    assert w() is None
+    assert RunQueueWait("/nonexistent/schedstat")() is None
+
+
+async def test_a_stall_of_ours_is_still_seen_with_the_kernel_figure_on() -> None:
+    lag = LoopLag(interval=0.01, idle_interval=1.0)
+    lag.start()
+    try:
+        await asyncio.sleep(0.05)
+        time.sleep(0.12)  # noqa: ASYNC251 - a callback that hogs the loop, on purpose
+        await asyncio.sleep(0.03)
+        assert lag.max >= 0.12 - 0.01 - 0.002 and not lag.idle
+    finally:
+        lag.stop()
