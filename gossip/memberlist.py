@@ -1149,8 +1149,9 @@ class Memberlist:
     # ------------------------------------------------------------------ gossip
     def request_gossip(self) -> None:
         """Something new was queued for broadcast: gossip it now rather than at the next
-        regular round (``eager_gossip``; at most one extra round per quarter interval,
-        so they add at most four rounds per interval to the regular one).
+        regular round (``eager_gossip``; at most one extra round per ``eager_gossip_gap``,
+        by default one gossip interval, so they add at most one round per interval to the
+        regular one).
         Safe from delegates: the round runs from the timer, never inside the caller."""
         if self.config.eager_gossip and not self._eager_pending and self._has_broadcasts():
             self._eager_pending = True
@@ -1174,7 +1175,8 @@ class Memberlist:
         return pending is None or pending > 0
 
     def _eager_round(self, _: Any, now: float) -> None:
-        when = self._last_eager + self.config.gossip_interval / 4
+        gap = self.config.eager_gossip_gap or self.config.gossip_interval
+        when = self._last_eager + gap
         if when > now:
             self._schedule(when, self._eager_round, None)
             return
