@@ -90,7 +90,7 @@ class MemberlistConfig:
     """Start an extra gossip round as soon as a new broadcast is queued (a member joined,
     is suspected, died or left; a Serf intent or user event) instead of waiting up to a
     gossip_interval for the next regular round; at most one such round per
-    ``eager_gossip_gap``.
+    ``eager_gossip_gap``, and in a burst one per interval (``eager_gossip_burst``).
     An extra round carries only the news (broadcasts not yet sent to gossip_nodes peers);
     retransmissions wait for the regular rounds, so a burst of news (many joins at once) is
     not slowed by peers decoding copies they already have. Each broadcast is still sent
@@ -98,12 +98,16 @@ class MemberlistConfig:
     sooner (on average half a gossip interval earlier per hop). memberlist has no such round;
     turn it off to mimic its timing exactly. Default True."""
     eager_gossip_gap: float = 0.0
-    """Seconds from one eager round to the next at least; 0 (the default) means one
-    gossip_interval. An isolated piece of news (a leave, a death) leaves every node at once;
-    a burst (many joins at once) gets one extra round per interval beside the regular one.
-    Rounds every quarter interval made a 50-agent join storm on one core slower, not faster
-    (median 2.6 s against 1.7 s, 55-64 ms of CPU per agent against 54: more, smaller
-    packets for processes that had no CPU to spare)."""
+    """Seconds from one eager round to the next at least; 0 (the default) means a quarter of
+    gossip_interval."""
+    eager_gossip_burst: int = 3
+    """Eager rounds that may run back to back (``eager_gossip_gap`` apart); beyond them, one
+    per gossip_interval (a token bucket: one round's worth comes back every interval). A few
+    pieces of news (a suspicion, its confirmations, the death; a leave) each leave every node
+    at once; a burst (many joins at once) gets one extra round per interval beside the
+    regular one. Unbounded rounds every quarter interval made a 50-agent join storm on one
+    core slower, not faster (median 2.6 s against 1.7 s at one per interval: more, smaller
+    packets for processes that had no CPU to spare). 0: no limit but the gap."""
     quiet_idle_rounds: bool = True
     """Do not wake up for a regular gossip round that has nothing to send (issue 18: idle
     CPU). A round with nothing queued sends nothing (as in memberlist), so while the queues

@@ -371,6 +371,8 @@ class Memberlist:
         self._probe_pending = False
         self._eager_pending = False
         self._last_eager = float("-inf")
+        self._eager_tokens = float(config.eager_gossip_burst)
+        """Eager rounds that may run now (``eager_gossip_burst``; refilled one per interval)."""
         self._resync_pending = False
         self._strangers: dict[Addr, float] = {}
         """Address of a sender not listed as a member -> when we may push/pull with it
@@ -1149,9 +1151,9 @@ class Memberlist:
     # ------------------------------------------------------------------ gossip
     def request_gossip(self) -> None:
         """Something new was queued for broadcast: gossip it now rather than at the next
-        regular round (``eager_gossip``; at most one extra round per ``eager_gossip_gap``,
-        by default one gossip interval, so they add at most one round per interval to the
-        regular one).
+        regular round (``eager_gossip``; at most one extra round per ``eager_gossip_gap``, a
+        quarter interval by default, and beyond ``eager_gossip_burst`` of them one per
+        interval).
         Safe from delegates: the round runs from the timer, never inside the caller."""
         if self.config.eager_gossip and not self._eager_pending and self._has_broadcasts():
             self._eager_pending = True
@@ -1175,16 +1177,25 @@ class Memberlist:
         return pending is None or pending > 0
 
     def _eager_round(self, _: Any, now: float) -> None:
-        gap = self.config.eager_gossip_gap or self.config.gossip_interval
-        when = self._last_eager + gap
+        cfg = self.config
+        interval = cfg.gossip_interval
+        when = self._last_eager + (cfg.eager_gossip_gap or interval / 4)
+        burst = cfg.eager_gossip_burst
+        tokens = self._eager_tokens
+        if burst > 0:
+            if self._last_eager > float("-inf"):
+                tokens = min(float(burst), tokens + (now - self._last_eager) / interval)
+            if tokens < 1.0:
+                when = max(when, now + (1.0 - tokens) * interval)
         if when > now:
             self._schedule(when, self._eager_round, None)
             return
+        self._eager_tokens = tokens - 1.0 if burst > 0 else tokens
         self._eager_pending = False
         self._last_eager = now
         # only the news: what has not yet gone to a full fan-out; retransmissions wait for the
         # regular rounds, so a burst of news is not slowed by re-sending what peers have
-        self._gossip_round(now, below=self.config.gossip_nodes)
+        self._gossip_round(now, below=cfg.gossip_nodes)
 
     def _gossip_tick(self, when: float, now: float) -> None:
         interval = self.config.gossip_interval

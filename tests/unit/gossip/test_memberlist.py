@@ -371,8 +371,9 @@ def test_without_eager_gossip_news_waits_for_the_regular_round() -> None:
     assert all(w <= 1.05 for w in waits), waits
 
 
-def _eager_rounds_in_a_burst(**options: Any) -> int:
-    """Eager rounds n3 runs while a news item is queued every 50 ms for 1 s (interval 1 s)."""
+def _eager_rounds_in_a_burst(seconds: float = 1.0, **options: Any) -> int:
+    """Eager rounds n3 runs while a news item is queued every 50 ms for ``seconds``
+    (gossip interval 1 s)."""
     net = FakeNet(seed=25)
     net.cluster(6, gossip_interval=1.0, **options)
     net.run_until(lambda: alive_everywhere(net), 10.0)
@@ -388,7 +389,7 @@ def _eager_rounds_in_a_burst(**options: Any) -> int:
         eager += core._last_eager != before
 
     core._eager_round = counting  # type: ignore[method-assign]
-    for _ in range(20):   # a news item every 50 ms for 1 s
+    for _ in range(round(seconds / 0.05)):   # a news item every 50 ms
         core.queue_broadcast(b"\x08news", None)   # a user message
         core.request_gossip()
         net.sim._flush(net.sim.nodes["n3"])
@@ -396,11 +397,17 @@ def _eager_rounds_in_a_burst(**options: Any) -> int:
     return eager
 
 
-def test_eager_rounds_are_capped_at_one_per_gap() -> None:
-    # the default gap is one gossip interval: the first item at once, then one more round
-    # when the interval since it has passed (the burst lasts 1 s)
-    assert 1 <= _eager_rounds_in_a_burst() <= 2
-    assert 3 <= _eager_rounds_in_a_burst(eager_gossip_gap=0.25) <= 5
+def test_eager_rounds_are_capped_at_one_per_quarter_interval() -> None:
+    assert 3 <= _eager_rounds_in_a_burst(eager_gossip_burst=0) <= 5
+
+
+def test_a_burst_of_news_gets_one_eager_round_per_interval_after_the_first_few() -> None:
+    # three back to back (a quarter interval apart), then one per interval
+    assert 3 <= _eager_rounds_in_a_burst() <= 4
+    sustained = _eager_rounds_in_a_burst(5.0)
+    assert 3 + 4 <= sustained <= 3 + 5 + 1, sustained
+    # unbounded, the same 5 s would have had ~20
+    assert _eager_rounds_in_a_burst(5.0, eager_gossip_burst=0) >= 16
 
 
 def test_eager_round_carries_only_news() -> None:
