@@ -6,9 +6,11 @@ agent lists N alive members, lets them settle, and reads each agent's CPU time f
 /proc/PID/stat over an idle window. Kinds alternate within each round (the first kind
 alternates between rounds), so neither always runs on a warmer or quieter machine. Every
 agent of every kind is pinned to the same core (``--agent-core``). It prints, per kind, the
-median over rounds of the CPU-s per agent per minute (min-max), and Rumor / Serf. The figure
-of a round is the mean over its N agents: /proc counts CPU in 10 ms ticks, so one agent's
-30 s idle window holds only a few ticks; the mean over N agents has N times the resolution.
+median over rounds of the CPU-s per agent per minute (min-max), and Rumor / Serf. An agent's
+CPU is the sum of its threads' run time in ``/proc/PID/task/*/schedstat`` (nanoseconds; an idle
+agent uses a few ms a second, which /proc/PID/stat's 10 ms ticks resolve only over many agents
+or minutes); threads that ended inside the window are not counted (neither agent starts any
+while idle). Without schedstat the ticks of /proc/PID/stat are read.
 
 ``--baseline DIR`` also runs the agent of another tree (e.g. ``git archive main`` unpacked,
 with the built C extensions copied in) as a third kind, ``baseline``, for before/after
@@ -139,8 +141,18 @@ class Agent:
 
     def cpu_seconds(self) -> float:
         assert self.proc is not None
-        fields = Path(f"/proc/{self.proc.pid}/stat").read_text().rsplit(")", 1)[1].split()
-        return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+        pid = self.proc.pid
+        try:
+            total = 0
+            for task in os.listdir(f"/proc/{pid}/task"):
+                try:
+                    total += int(Path(f"/proc/{pid}/task/{task}/schedstat").read_text().split()[0])
+                except FileNotFoundError:
+                    continue    # the thread ended between the listing and the read
+            return total / 1e9
+        except (OSError, ValueError, IndexError):
+            fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+            return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
 
     def stop(self) -> None:
         self.close()
