@@ -310,7 +310,7 @@ class MemberlistConfig:
             if not isinstance(value, (int, float)) or not math.isfinite(value) or value <= 0:
                 raise bad(attr, f"{value!r} must be a positive number of seconds")
         for attr in ("gossip_to_the_dead_time", "push_pull_interval", "dead_node_reclaim_time",
-                     "stranger_sync"):
+                     "stranger_sync", "eager_gossip_gap"):
             value = getattr(self, attr)
             if not isinstance(value, (int, float)) or not math.isfinite(value) or value < 0:
                 raise bad(attr, f"{value!r} must be >= 0 seconds")
@@ -323,6 +323,7 @@ class MemberlistConfig:
         for attr, low in (
             ("indirect_checks", 0),
             ("gossip_nodes", 0),
+            ("eager_gossip_burst", 0),
             ("suspicion_mult", 1),
             ("suspicion_max_timeout_mult", 1),
             ("retransmit_mult", 1),

@@ -90,6 +90,8 @@ class LoopLag:
         """The loop thread's run-queue wait so far (:class:`RunQueueWait`, made by
         :meth:`start` when None); lateness it explains is not the loop's own."""
         self._waited: float | None = None
+        self._own_wait: RunQueueWait | None = None
+        """The reader :meth:`start` opened (closed by :meth:`stop`), if it made one."""
         self.idle = False
         """Whether the sampler ticks at ``idle_interval`` now."""
         self._win_start = 0.0
@@ -172,7 +174,8 @@ class LoopLag:
             return
         self._loop = loop or asyncio.get_running_loop()
         if self._run_wait is None:
-            self._run_wait = RunQueueWait()     # opened on the loop's thread: its own figures
+            # opened on the loop's thread: /proc/thread-self is that thread's figures
+            self._run_wait = self._own_wait = RunQueueWait()
         self._waited = self._run_wait()
         self.idle = False
         self._new_window(self._loop.time(), self._cpu())
@@ -183,10 +186,11 @@ class LoopLag:
         if self._handle is not None:
             self._handle.cancel()
             self._handle = None
-        close = getattr(self._run_wait, "close", None)
-        if close is not None:
-            close()
-        self._run_wait = None
+        if self._own_wait is not None:
+            self._own_wait.close()
+            if self._run_wait is self._own_wait:
+                self._run_wait = None
+            self._own_wait = None
 
     def _tick(self) -> None:
         loop = self._loop

@@ -55,6 +55,8 @@ def test_every_field_documented() -> None:
         ({"delegate_protocol_version": 6}, "gossip.delegate_protocol_version"),
         ({"protocol_version": 1}, "gossip.protocol_version"),
         ({"push_pull_interval": -1.0}, "gossip.push_pull_interval"),
+        ({"eager_gossip_gap": -0.1}, "gossip.eager_gossip_gap"),
+        ({"eager_gossip_burst": -1}, "gossip.eager_gossip_burst"),
     ],
 )
 def test_validate_names_setting(changes: dict[str, object], needle: str) -> None:

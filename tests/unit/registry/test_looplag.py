@@ -166,3 +166,17 @@ async def test_a_stall_of_ours_is_still_seen_with_the_kernel_figure_on() -> None
         assert lag.max >= 0.12 - 0.01 - 0.002 and not lag.idle
     finally:
         lag.stop()
+
+
+async def test_stop_closes_only_the_reader_it_opened() -> None:
+    wait = _FakeWait()
+    lag = LoopLag(interval=0.01, idle_interval=1.0, run_wait=wait)
+    lag.start()
+    lag.stop()
+    assert lag._run_wait is wait        # an injected reader is the caller's, kept for a restart
+    own = LoopLag(interval=0.01, idle_interval=1.0)
+    own.start()
+    reader = own._run_wait
+    assert reader is not None and reader() is not None
+    own.stop()
+    assert reader() is None and own._run_wait is None   # closed; a restart opens a new one
