@@ -330,26 +330,29 @@ _PROM_TYPE = {"counter": "counter", "gauge": "gauge", "histogram": "histogram",
               "gaugehistogram": "histogram", "unknown": "untyped"}
 
 
-def _name(s: str, cache: dict[str, str] = {}) -> str:  # noqa: B006 - a deliberate memo
+_NAMES: dict[str, str] = {}
+_LABELS: dict[str, str] = {}
+
+
+def _escaped(s: str, legacy: re.Pattern[str], escape: str, cache: dict[str, str]) -> str:
+    """``s`` as prometheus_client writes a metric or label name (its ``escape`` function when
+    outside the ``legacy`` set), remembered in ``cache`` (an agent's names are a few hundred)."""
     out = cache.get(s)
     if out is None:
-        from prometheus_client.openmetrics.exposition import escape_metric_name
+        from prometheus_client.openmetrics import exposition
 
-        out = s if _LEGACY_NAME.match(s) else escape_metric_name(s)
+        out = s if legacy.match(s) else getattr(exposition, escape)(s)
         if len(cache) < 4096:
             cache[s] = out
     return out
 
 
-def _label(s: str, cache: dict[str, str] = {}) -> str:  # noqa: B006 - a deliberate memo
-    out = cache.get(s)
-    if out is None:
-        from prometheus_client.openmetrics.exposition import escape_label_name
+def _name(s: str) -> str:
+    return _NAMES.get(s) or _escaped(s, _LEGACY_NAME, "escape_metric_name", _NAMES)
 
-        out = s if _LEGACY_LABEL.match(s) else escape_label_name(s)
-        if len(cache) < 4096:
-            cache[s] = out
-    return out
+
+def _label(s: str) -> str:
+    return _LABELS.get(s) or _escaped(s, _LEGACY_LABEL, "escape_label_name", _LABELS)
 
 
 def _value(v: float) -> str:

@@ -10,8 +10,8 @@ from .keys import DNS, FEDERATION, GOSSIP, LB, REGISTRY
 
 routes = web.RouteTableDef()
 
-_REGISTRIES: dict[int, tuple[tuple[object, ...], Any]] = {}
-"""Per application: the subsystems a collector registry was made for, and that registry."""
+_HELD = web.AppKey("metrics_registry", tuple)
+"""The subsystems the application's collector registry was made for, and that registry."""
 
 
 def _registry(app: web.Application) -> Any:
@@ -20,14 +20,12 @@ def _registry(app: web.Application) -> Any:
     from ..metrics import registry_for
 
     parts = (app[GOSSIP], app[REGISTRY], app[DNS], app[LB], app[FEDERATION])
-    held = _REGISTRIES.get(id(app))
+    held = app.get(_HELD)
     if held is not None and all(a is b for a, b in zip(held[0], parts, strict=True)):
         return held[1]
     reg = registry_for(gossip=parts[0], registry=parts[1], dns=parts[2], lb=parts[3],
                        federation=parts[4])
-    if len(_REGISTRIES) >= 64:      # test processes make many applications
-        _REGISTRIES.clear()
-    _REGISTRIES[id(app)] = (parts, reg)
+    app[_HELD] = (parts, reg)
     return reg
 
 
